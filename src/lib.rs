@@ -1,0 +1,1 @@
+//! cutover: moves mailboxes from IMAP servers into Exchange Online or any IMAP target.
