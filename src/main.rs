@@ -1,1 +1,140 @@
-fn main() {}
+//! Entry point: parse arguments, build values, hand them to `run`, turn the
+//! outcome into an exit code (0 done, 1 partial, 2 could not start, 130
+//! interrupted).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cutover::cli::{Cli, Command};
+use cutover::event::Events;
+use cutover::progress::{self, Mode};
+use cutover::run::{self, Outcome, StopFlag};
+use cutover::{roster, settings, status};
+use std::io::IsTerminal;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Migrate { config, users, json } => {
+            let settings = match settings::load(&config) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            let users = match roster::read_users_file(&users) {
+                Ok(u) => u,
+                Err(e) => return fail(&e),
+            };
+            let mode = if json {
+                Mode::Json
+            } else if cli.quiet {
+                Mode::Quiet
+            } else if std::io::stderr().is_terminal() {
+                Mode::Bar
+            } else {
+                Mode::Plain
+            };
+            let (events, rx) = Events::channel();
+            let display = progress::spawn(mode, rx);
+            let stop = StopFlag::default();
+            let signals = stop.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                eprintln!("stopping: finishing what is in flight and saving the checkpoint (signal again to force)");
+                signals.stop();
+                wait_for_signal().await;
+                std::process::exit(130);
+            });
+            let outcome = run::migrate(settings, users, events, stop).await;
+            let _ = display.await;
+            match outcome {
+                Ok(Outcome::Done) => ExitCode::SUCCESS,
+                Ok(Outcome::Partial) => ExitCode::from(1),
+                Ok(Outcome::Interrupted) => ExitCode::from(130),
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Status { config, json } => {
+            let settings = match settings::load(&config) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            match status::collect(&settings.state_path) {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => return fail(&e),
+                        }
+                    } else {
+                        print!("{}", status::render_table(&report));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Logs go to stderr (and optionally a file). The `log` crate bridge is
+/// deliberately not installed: dependencies that trace raw protocol lines
+/// (LOGIN included) at their own trace level must never reach the output.
+fn init_logging(cli: &Cli) -> Result<(), String> {
+    use tracing_subscriber::prelude::*;
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn,rustls=warn"));
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    let file_layer = match &cli.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            Some(tracing_subscriber::fmt::layer().with_writer(std::sync::Mutex::new(file)).with_ansi(false))
+        }
+        None => None,
+    };
+    let subscriber = tracing_subscriber::registry().with(filter).with(stderr_layer).with(file_layer);
+    tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())
+}

@@ -1,0 +1,689 @@
+//! The state DB: what each scan saw and what each run copied, in SQLite
+//! (WAL, batched transactions). It is what makes a rerun an incremental
+//! resync and a crash harmless: a message is recorded as copied only after
+//! the target confirmed it, and a message whose upload was under way when a
+//! run died is marked in flight so the next run looks for it before sending
+//! it again. One run at a time holds the DB's lock file.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::model::{FolderRole, MessageMeta, SkipReason};
+use crate::plan::State;
+
+#[derive(Debug)]
+pub struct CheckpointError(pub String);
+
+impl std::fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+type Result<T> = std::result::Result<T, CheckpointError>;
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> CheckpointError + '_ {
+    move |e| CheckpointError(format!("state DB {}: {e}", path.display()))
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    email TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT,
+    last_scan INTEGER,
+    last_sync INTEGER
+);
+CREATE TABLE IF NOT EXISTS folders (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    wire_name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    role TEXT,
+    uid_validity INTEGER NOT NULL DEFAULT 0,
+    uid_next INTEGER NOT NULL DEFAULT 0,
+    exists_count INTEGER NOT NULL DEFAULT 0,
+    max_uid INTEGER NOT NULL DEFAULT 0,
+    target_ref TEXT,
+    present INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (email, wire_name)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    folder_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    internal_date INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    message_id TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
+    target_id TEXT,
+    copied_at INTEGER,
+    PRIMARY KEY (folder_id, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS syncs (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    started INTEGER NOT NULL,
+    finished INTEGER,
+    state TEXT NOT NULL DEFAULT 'running',
+    copied INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+";
+
+/// Held for the whole run: a second run on the same state DB is refused.
+pub struct RunLock {
+    _file: File,
+}
+
+/// Takes the run lock next to the state DB.
+pub fn lock(db_path: &Path) -> Result<RunLock> {
+    let lock_path = lock_path(db_path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| CheckpointError(format!("cannot create lock file {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CheckpointError(format!(
+            "another cutover run is using the state DB {} (lock {} is held); wait for it to finish, or give this run its own [state] path",
+            db_path.display(),
+            lock_path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(CheckpointError(format!("cannot lock {}: {e}", lock_path.display())))
+        }
+    }
+}
+
+fn lock_path(db_path: &Path) -> PathBuf {
+    let mut s = db_path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// A folder as the checkpoint knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderRow {
+    pub id: i64,
+    pub wire_name: String,
+    pub path: String,
+    pub role: Option<FolderRole>,
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub exists: u32,
+    pub max_uid: u32,
+    pub target_ref: Option<String>,
+}
+
+/// A message row, as the planner and the copy loop need it.
+#[derive(Clone, Debug)]
+pub struct MessageRow {
+    pub folder_id: i64,
+    pub uid: u32,
+    pub internal_date: i64,
+    pub size: u64,
+    pub flags: String,
+    pub message_id: Option<String>,
+    pub state: State,
+}
+
+/// One state change, written in batches by the recorder.
+#[derive(Clone, Debug)]
+pub enum Record {
+    InFlight { folder_id: i64, uid: u32 },
+    Copied { folder_id: i64, uid: u32, target_id: String },
+    Failed { folder_id: i64, uid: u32, reason: String },
+    Skipped { folder_id: i64, uid: u32, reason: SkipReason },
+    Gone { folder_id: i64, uid: u32 },
+}
+
+/// Per-user figures for `status` and reports.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct UserStatus {
+    pub email: String,
+    pub state: String,
+    pub folders: u64,
+    pub source_messages: u64,
+    pub copied: u64,
+    pub skipped: u64,
+    pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
+    pub failed: u64,
+    pub bytes_copied: u64,
+    pub last_sync: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A message that was skipped or failed, for status and reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProblemItem {
+    pub email: String,
+    pub folder: String,
+    pub uid: u32,
+    pub internal_date: String,
+    pub size: u64,
+    pub message_id: Option<String>,
+    pub state: String,
+    pub reason: String,
+}
+
+pub struct Checkpoint {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub fn state_to_db(state: State) -> (&'static str, Option<&'static str>) {
+    match state {
+        State::Pending => ("pending", None),
+        State::Copied => ("copied", None),
+        State::Skipped(r) => ("skipped", Some(r.as_str())),
+        State::Failed => ("failed", None),
+        State::InFlight => ("inflight", None),
+        State::Gone => ("gone", None),
+    }
+}
+
+fn state_from_db(state: &str, reason: Option<&str>) -> State {
+    match state {
+        "copied" => State::Copied,
+        "skipped" => State::Skipped(reason.and_then(SkipReason::parse).unwrap_or(SkipReason::TargetRefused)),
+        "failed" => State::Failed,
+        "inflight" => State::InFlight,
+        "gone" => State::Gone,
+        _ => State::Pending,
+    }
+}
+
+/// The key that recognises the same message after a UIDVALIDITY change:
+/// Message-ID and size, or the date and size when there is no Message-ID.
+fn rematch_key(message_id: Option<&str>, size: u64, internal_date: i64) -> String {
+    match message_id {
+        Some(id) if !id.is_empty() => format!("{id}\u{0}{size}"),
+        _ => format!("\u{0}{internal_date}\u{0}{size}"),
+    }
+}
+
+impl Checkpoint {
+    /// Opens (creating if needed, mode 0600) the state DB.
+    pub fn open(path: &Path) -> Result<Checkpoint> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CheckpointError(format!("cannot create directory {} for the state DB: {e}", dir.display())))?;
+        }
+        if !path.exists() {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| CheckpointError(format!("cannot create state DB {}: {e}", path.display())))?;
+        }
+        let conn = Connection::open(path).map_err(db_err(path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_err(path))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err(path))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err(path))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| CheckpointError(format!("state DB {} is not usable: {e}", path.display())))?;
+        Ok(Checkpoint { conn, path: path.to_path_buf() })
+    }
+
+    /// Opens an existing state DB for reading only (status, report).
+    pub fn open_existing(path: &Path) -> Result<Checkpoint> {
+        if !path.is_file() {
+            return Err(CheckpointError(format!(
+                "state DB {} does not exist; run `cutover migrate` first (or point [state] path at it)",
+                path.display()
+            )));
+        }
+        Self::open(path)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> CheckpointError + '_ {
+        db_err(&self.path)
+    }
+
+    pub fn ensure_user(&self, email: &str) -> Result<()> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO users (email) VALUES (?1)", params![email])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn set_user_state(&self, email: &str, state: &str, error: Option<&str>) -> Result<()> {
+        self.ensure_user(email)?;
+        self.conn
+            .execute(
+                "UPDATE users SET state = ?2, last_error = ?3 WHERE email = ?1",
+                params![email, state, error],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn begin_sync(&self, email: &str) -> Result<i64> {
+        self.ensure_user(email)?;
+        self.conn
+            .execute("INSERT INTO syncs (email, started) VALUES (?1, ?2)", params![email, now()])
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_sync(&self, sync_id: i64, email: &str, state: &str, copied: u64, bytes: u64, error: Option<&str>) -> Result<()> {
+        let t = now();
+        self.conn
+            .execute(
+                "UPDATE syncs SET finished = ?2, state = ?3, copied = ?4, bytes = ?5, error = ?6 WHERE id = ?1",
+                params![sync_id, t, state, copied as i64, bytes as i64, error],
+            )
+            .map_err(self.err())?;
+        self.conn
+            .execute(
+                "UPDATE users SET state = ?2, last_error = ?3, last_sync = ?4 WHERE email = ?1",
+                params![email, state, error, t],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn folders(&self, email: &str) -> Result<Vec<FolderRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, wire_name, path, role, uid_validity, uid_next, exists_count, max_uid, target_ref
+                 FROM folders WHERE email = ?1 AND present = 1 ORDER BY id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![email], |r| {
+                Ok(FolderRow {
+                    id: r.get(0)?,
+                    wire_name: r.get(1)?,
+                    path: r.get(2)?,
+                    role: r.get::<_, Option<String>>(3)?.as_deref().and_then(FolderRole::parse),
+                    uid_validity: r.get(4)?,
+                    uid_next: r.get(5)?,
+                    exists: r.get(6)?,
+                    max_uid: r.get(7)?,
+                    target_ref: r.get(8)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Records the folders the source lists now; folders that vanished are
+    /// kept (their copies stay counted) but no longer scanned.
+    pub fn sync_folder_list(&mut self, email: &str, listed: &[(String, String, Option<FolderRole>)]) -> Result<Vec<FolderRow>> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(db_err(&path))?;
+        tx.execute("UPDATE folders SET present = 0 WHERE email = ?1", params![email])
+            .map_err(db_err(&path))?;
+        for (wire, display, role) in listed {
+            tx.execute(
+                "INSERT INTO folders (email, wire_name, path, role, present) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (email, wire_name) DO UPDATE SET path = excluded.path, role = excluded.role, present = 1",
+                params![email, wire, display, role.map(FolderRole::as_str)],
+            )
+            .map_err(db_err(&path))?;
+        }
+        tx.commit().map_err(db_err(&path))?;
+        self.folders(email)
+    }
+
+    pub fn set_target_ref(&self, folder_id: i64, target_ref: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE folders SET target_ref = ?2 WHERE id = ?1", params![folder_id, target_ref])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Stores what a scan of one folder found. `metas` are the messages
+    /// above the previous `max_uid` (or all of them after a UIDVALIDITY
+    /// change, in which case earlier copies are re-matched by Message-ID and
+    /// size so nothing is copied twice and nothing is dropped).
+    pub fn store_scan(&mut self, folder_id: i64, uid_validity: u32, uid_next: u32, exists: u32, metas: &[MessageMeta], full_rescan: bool) -> Result<()> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let mut carried: HashMap<String, Vec<(String, Option<String>, Option<String>, Option<i64>)>> = HashMap::new();
+        if full_rescan {
+            {
+                let mut stmt = tx
+                    .prepare("SELECT message_id, size, internal_date, state, reason, target_id, copied_at FROM messages WHERE folder_id = ?1")
+                    .map_err(&e)?;
+                let mut rows = stmt.query(params![folder_id]).map_err(&e)?;
+                while let Some(r) = rows.next().map_err(&e)? {
+                    let state: String = r.get(3).map_err(&e)?;
+                    if state != "copied" && state != "skipped" {
+                        continue;
+                    }
+                    let mid: Option<String> = r.get(0).map_err(&e)?;
+                    let size: i64 = r.get(1).map_err(&e)?;
+                    let date: i64 = r.get(2).map_err(&e)?;
+                    carried
+                        .entry(rematch_key(mid.as_deref(), size as u64, date))
+                        .or_default()
+                        .push((state, r.get(4).map_err(&e)?, r.get(5).map_err(&e)?, r.get(6).map_err(&e)?));
+                }
+            }
+            tx.execute("DELETE FROM messages WHERE folder_id = ?1", params![folder_id]).map_err(&e)?;
+        }
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages (folder_id, uid, internal_date, size, flags, message_id, state, reason, target_id, copied_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (folder_id, uid) DO UPDATE SET flags = excluded.flags",
+                )
+                .map_err(&e)?;
+            for m in metas {
+                let key = rematch_key(m.message_id.as_deref(), m.size, m.internal_date);
+                let prior = carried.get_mut(&key).and_then(|v| v.pop());
+                let (state, reason, target_id, copied_at) =
+                    prior.unwrap_or_else(|| ("pending".to_owned(), None, None, None));
+                insert
+                    .execute(params![
+                        folder_id,
+                        m.uid,
+                        m.internal_date,
+                        m.size as i64,
+                        m.flags.to_wire(),
+                        m.message_id,
+                        state,
+                        reason,
+                        target_id,
+                        copied_at
+                    ])
+                    .map_err(&e)?;
+            }
+        }
+        let max_uid = metas.iter().map(|m| m.uid).max().unwrap_or(0);
+        tx.execute(
+            "UPDATE folders SET uid_validity = ?2, uid_next = ?3, exists_count = ?4,
+                max_uid = CASE WHEN ?5 THEN ?6 ELSE MAX(max_uid, ?6) END
+             WHERE id = ?1",
+            params![folder_id, uid_validity, uid_next, exists, full_rescan, max_uid],
+        )
+        .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(())
+    }
+
+    pub fn set_last_scan(&self, email: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE users SET last_scan = ?2 WHERE email = ?1", params![email, now()])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Every message of the user's present folders.
+    pub fn messages(&self, email: &str) -> Result<Vec<MessageRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags, m.message_id, m.state, m.reason
+                 FROM messages m JOIN folders f ON f.id = m.folder_id
+                 WHERE f.email = ?1 AND f.present = 1",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![email], |r| {
+                let state: String = r.get(6)?;
+                let reason: Option<String> = r.get(7)?;
+                Ok(MessageRow {
+                    folder_id: r.get(0)?,
+                    uid: r.get(1)?,
+                    internal_date: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    flags: r.get(4)?,
+                    message_id: r.get(5)?,
+                    state: state_from_db(&state, reason.as_deref()),
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Applies a batch of records in one transaction.
+    pub fn apply(&mut self, records: &[Record]) -> Result<()> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut set = tx
+                .prepare_cached(
+                    "UPDATE messages SET state = ?3, reason = ?4, target_id = COALESCE(?5, target_id),
+                        copied_at = COALESCE(?6, copied_at)
+                     WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let t = now();
+            for r in records {
+                match r {
+                    Record::InFlight { folder_id, uid } => {
+                        set.execute(params![folder_id, uid, "inflight", None::<String>, None::<String>, None::<i64>])
+                    }
+                    Record::Copied { folder_id, uid, target_id } => {
+                        set.execute(params![folder_id, uid, "copied", None::<String>, target_id, Some(t)])
+                    }
+                    Record::Failed { folder_id, uid, reason } => {
+                        set.execute(params![folder_id, uid, "failed", reason, None::<String>, None::<i64>])
+                    }
+                    Record::Skipped { folder_id, uid, reason } => {
+                        set.execute(params![folder_id, uid, "skipped", reason.as_str(), None::<String>, None::<i64>])
+                    }
+                    Record::Gone { folder_id, uid } => {
+                        set.execute(params![folder_id, uid, "gone", None::<String>, None::<String>, None::<i64>])
+                    }
+                }
+                .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)?;
+        Ok(())
+    }
+
+    pub fn user_emails(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT email FROM users ORDER BY email").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    pub fn user_status(&self, email: &str) -> Result<UserStatus> {
+        let (state, last_sync, last_error): (String, Option<i64>, Option<String>) = self
+            .conn
+            .query_row(
+                "SELECT state, last_sync, last_error FROM users WHERE email = ?1",
+                params![email],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.err())?
+            .unwrap_or_else(|| ("pending".to_owned(), None, None));
+        let (folders, source_messages): (i64, Option<i64>) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), SUM(exists_count) FROM folders WHERE email = ?1 AND present = 1",
+                params![email],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.err())?;
+        let mut status = UserStatus {
+            email: email.to_owned(),
+            state,
+            folders: folders as u64,
+            source_messages: source_messages.unwrap_or(0) as u64,
+            last_sync: last_sync.map(format_time),
+            last_error,
+            ..Default::default()
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT m.state, m.reason, COUNT(*), SUM(m.size) FROM messages m JOIN folders f ON f.id = m.folder_id
+                 WHERE f.email = ?1 GROUP BY m.state, m.reason",
+            )
+            .map_err(self.err())?;
+        let mut rows = stmt.query(params![email]).map_err(self.err())?;
+        while let Some(r) = rows.next().map_err(self.err())? {
+            let state: String = r.get(0).map_err(self.err())?;
+            let reason: Option<String> = r.get(1).map_err(self.err())?;
+            let count: i64 = r.get(2).map_err(self.err())?;
+            let bytes: Option<i64> = r.get(3).map_err(self.err())?;
+            match state.as_str() {
+                "copied" => {
+                    status.copied += count as u64;
+                    status.bytes_copied += bytes.unwrap_or(0) as u64;
+                }
+                "skipped" => {
+                    status.skipped += count as u64;
+                    *status.skipped_by_reason.entry(reason.unwrap_or_default()).or_default() += count as u64;
+                }
+                "failed" => status.failed += count as u64,
+                _ => {}
+            }
+        }
+        Ok(status)
+    }
+
+    /// Every skipped or failed message of a user.
+    pub fn problem_items(&self, email: &str) -> Result<Vec<ProblemItem>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason
+                 FROM messages m JOIN folders f ON f.id = m.folder_id
+                 WHERE f.email = ?1 AND m.state IN ('skipped', 'failed')
+                 ORDER BY f.path, m.uid",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![email], |r| {
+                Ok(ProblemItem {
+                    email: email.to_owned(),
+                    folder: r.get(0)?,
+                    uid: r.get(1)?,
+                    internal_date: format_time(r.get(2)?),
+                    size: r.get::<_, i64>(3)? as u64,
+                    message_id: r.get(4)?,
+                    state: r.get(5)?,
+                    reason: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
+}
+
+pub fn format_time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Flags;
+
+    fn meta(uid: u32, mid: &str, size: u64) -> MessageMeta {
+        MessageMeta {
+            uid,
+            flags: Flags::from_wire("\\Seen"),
+            internal_date: 1_000 + i64::from(uid),
+            size,
+            message_id: Some(mid.to_owned()),
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Checkpoint, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cp = Checkpoint::open(&dir.path().join("state.db")).unwrap();
+        cp.ensure_user("a@x.test").unwrap();
+        let folders = cp
+            .sync_folder_list("a@x.test", &[("INBOX".into(), "INBOX".into(), Some(FolderRole::Inbox))])
+            .unwrap();
+        let id = folders[0].id;
+        (dir, cp, id)
+    }
+
+    #[test]
+    fn db_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, _cp, _) = setup();
+        let mode = std::fs::metadata(dir.path().join("state.db")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn copied_survives_uidvalidity_change_by_message_id_and_size() {
+        let (_d, mut cp, f) = setup();
+        cp.store_scan(f, 1, 4, 3, &[meta(1, "<a@x>", 10), meta(2, "<b@x>", 20), meta(3, "<c@x>", 30)], false)
+            .unwrap();
+        cp.apply(&[
+            Record::Copied { folder_id: f, uid: 1, target_id: "t1".into() },
+            Record::Copied { folder_id: f, uid: 2, target_id: "t2".into() },
+        ])
+        .unwrap();
+        // New UIDVALIDITY: same messages renumbered, plus one new.
+        cp.store_scan(f, 2, 5, 4, &[meta(11, "<a@x>", 10), meta(12, "<b@x>", 20), meta(13, "<c@x>", 30), meta(14, "<d@x>", 40)], true)
+            .unwrap();
+        let rows = cp.messages("a@x.test").unwrap();
+        let state = |uid| rows.iter().find(|r| r.uid == uid).unwrap().state;
+        assert_eq!(state(11), State::Copied);
+        assert_eq!(state(12), State::Copied);
+        assert_eq!(state(13), State::Pending);
+        assert_eq!(state(14), State::Pending);
+        assert_eq!(rows.len(), 4);
+        let folder = &cp.folders("a@x.test").unwrap()[0];
+        assert_eq!((folder.uid_validity, folder.max_uid), (2, 14));
+    }
+
+    #[test]
+    fn second_run_is_refused_while_the_lock_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let held = lock(&db).unwrap();
+        let err = lock(&db).err().unwrap();
+        assert!(err.0.contains("another cutover run"), "{err}");
+        drop(held);
+        assert!(lock(&db).is_ok());
+    }
+
+    #[test]
+    fn status_counts_states_and_reasons() {
+        let (_d, mut cp, f) = setup();
+        cp.store_scan(f, 1, 5, 4, &[meta(1, "<a>", 10), meta(2, "<b>", 20), meta(3, "<c>", 30), meta(4, "<d>", 40)], false)
+            .unwrap();
+        cp.apply(&[
+            Record::Copied { folder_id: f, uid: 1, target_id: "t".into() },
+            Record::Skipped { folder_id: f, uid: 2, reason: SkipReason::TooLarge },
+            Record::Failed { folder_id: f, uid: 3, reason: "boom".into() },
+        ])
+        .unwrap();
+        let s = cp.user_status("a@x.test").unwrap();
+        assert_eq!((s.source_messages, s.copied, s.skipped, s.failed, s.bytes_copied), (4, 1, 1, 1, 10));
+        assert_eq!(s.skipped_by_reason.get("too large"), Some(&1));
+        let problems = cp.problem_items("a@x.test").unwrap();
+        assert_eq!(problems.len(), 2);
+    }
+}

@@ -1,0 +1,35 @@
+//! What the pipeline tells the outside world. Progress displays, JSON
+//! output and reports consume these; none of them reaches into the
+//! pipeline.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted { users: usize, target: String },
+    UserStarted { user: String },
+    FolderScanned { user: String, folder: String, messages: u32, new: usize },
+    Planned { user: String, to_copy: usize, bytes: u64, skipped: usize, already_copied: u64 },
+    BatchCopied { user: String, folder: String, messages: u64, bytes: u64 },
+    ItemSkipped { user: String, folder: String, uid: u32, size: u64, reason: String },
+    ItemFailed { user: String, folder: String, uid: u32, reason: String },
+    Throttled { user: String, delay_ms: u64, reason: String },
+    UserFinished { user: String, state: String, copied: u64, bytes: u64, failed: u64, error: Option<String> },
+    RunFinished { users_done: usize, users_failed: usize, copied: u64, bytes: u64, interrupted: bool },
+}
+
+/// Where events go. Cheap to clone; sending never blocks the pipeline.
+#[derive(Clone)]
+pub struct Events(tokio::sync::mpsc::UnboundedSender<Event>);
+
+impl Events {
+    pub fn channel() -> (Events, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Events(tx), rx)
+    }
+
+    pub fn send(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+}

@@ -1,0 +1,696 @@
+//! The IMAP plumbing both sides share: connecting with verified TLS,
+//! STARTTLS or loopback-only plaintext, logging in, running tagged commands
+//! with a timeout on every read and write, and classifying what the server
+//! answered. `source::imap` reads through it and `target::imap` writes
+//! through it; neither knows the other.
+
+pub mod utf7;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::imap_proto::{self, Response, ResponseCode, Status};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// How the connection is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    Tls,
+    Starttls,
+    Plain,
+}
+
+/// Where an IMAP server is and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub ca_file: Option<PathBuf>,
+    /// Limit on every single network read, write and connect.
+    pub timeout: Duration,
+}
+
+/// True for addresses that never leave this machine, the only place
+/// plaintext IMAP is allowed to go.
+pub fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A byte stream that is either plain TCP (loopback only) or TLS.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Builds the TLS client configuration: the system's trust store plus the
+/// endpoint's `ca_file`. Certificates are always verified.
+pub fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::fatal(format!("cannot read ca_file {}: {e}", path.display()))
+        })?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| {
+                Error::fatal(format!("ca_file {} is not valid PEM: {e}", path.display()))
+            })?;
+            roots.add(cert).map_err(|e| {
+                Error::fatal(format!("ca_file {} holds an unusable certificate: {e}", path.display()))
+            })?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(Error::fatal(format!(
+                "ca_file {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::fatal(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+async fn timed<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| Error::transient(format!("{what}: no answer within {}s", limit.as_secs())))
+}
+
+fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::transient(format!("{what}: {e}"))
+}
+
+/// An authenticated IMAP connection.
+pub struct Conn {
+    session: async_imap::Session<Stream>,
+    capabilities: HashSet<String>,
+    timeout: Duration,
+    /// Set once the connection is known to be unusable; callers reconnect.
+    broken: bool,
+}
+
+/// What EXAMINE or SELECT reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailboxState {
+    pub uid_validity: u32,
+    pub uid_next: Option<u32>,
+    pub exists: u32,
+}
+
+/// One line of a LIST answer.
+#[derive(Clone, Debug)]
+pub struct ListedFolder {
+    pub wire_name: String,
+    pub delimiter: Option<String>,
+    /// Attributes in lower case, with the backslash (`\noselect`, `\sent`).
+    pub attributes: Vec<String>,
+}
+
+impl Conn {
+    /// Connects, secures the connection as configured, and logs in.
+    pub async fn login(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>, user: &str, password: &Secret) -> Result<Conn> {
+        let client = connect(endpoint, tls).await?;
+        let t = endpoint.timeout;
+        // LOGIN cannot carry non-ASCII credentials; SASL PLAIN can.
+        let use_plain = !password.expose().is_ascii() || !user.is_ascii();
+        let result = if use_plain {
+            let auth = PlainAuth { user: user.to_owned(), password: password.clone() };
+            timed(t, "AUTHENTICATE", client.authenticate("PLAIN", auth)).await?
+        } else {
+            timed(t, "LOGIN", client.login(user, password.expose())).await?
+        };
+        let mut session = match result {
+            Ok(s) => s,
+            Err((e, _)) => {
+                let detail = describe_login_error(&e);
+                return Err(Error::fatal(format!(
+                    "login as {user} refused by {}:{}: {detail}; check UserName and Password in the users file",
+                    endpoint.host, endpoint.port
+                )));
+            }
+        };
+        let caps = timed(t, "CAPABILITY", session.capabilities())
+            .await?
+            .map_err(|e| io_error("CAPABILITY", e))?;
+        let capabilities = caps.iter().map(capability_name).collect();
+        Ok(Conn { session, capabilities, timeout: t, broken: false })
+    }
+
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities.contains(&name.to_ascii_uppercase())
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Runs one tagged command and returns its untagged responses. A NO or
+    /// BAD is classified by [`classify_status`]; a transport failure marks
+    /// the connection broken.
+    pub async fn command(&mut self, command: &str) -> Result<Vec<Response<'static>>> {
+        let verb = command.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let result = self.command_inner(command, &verb).await;
+        if let Err(e) = &result
+            && e.is_retryable()
+        {
+            self.broken = true;
+        }
+        result
+    }
+
+    async fn command_inner(&mut self, command: &str, verb: &str) -> Result<Vec<Response<'static>>> {
+        let t = self.timeout;
+        let tag = timed(t, verb, self.session.run_command(command))
+            .await?
+            .map_err(|e| io_error(verb, e))?;
+        self.read_until_done(&tag, verb).await
+    }
+
+    async fn read_until_done(&mut self, tag: &imap_proto::RequestId, verb: &str) -> Result<Vec<Response<'static>>> {
+        let t = self.timeout;
+        let mut untagged = Vec::new();
+        loop {
+            let resp = timed(t, verb, self.session.read_response())
+                .await?
+                .map_err(|e| io_error(verb, e))?
+                .ok_or_else(|| Error::transient(format!("{verb}: the server closed the connection")))?;
+            match resp.parsed() {
+                Response::Done { tag: done, status, outcome } if done == tag => {
+                    let info = outcome.information.as_deref().unwrap_or("");
+                    return match status {
+                        Status::Ok => {
+                            untagged.push(owned(resp.borrow_owner())?);
+                            Ok(untagged)
+                        }
+                        _ => Err(classify_status(verb, status, info)),
+                    };
+                }
+                Response::Data { status: Status::Bye, outcome } => {
+                    let info = outcome.information.as_deref().unwrap_or("");
+                    self.broken = true;
+                    return Err(classify_bye(verb, info));
+                }
+                _ => untagged.push(owned(resp.borrow_owner())?),
+            }
+        }
+    }
+
+    /// LIST "" "*", with special-use attributes where the server offers them.
+    pub async fn list(&mut self) -> Result<Vec<ListedFolder>> {
+        let command = if self.has_capability("SPECIAL-USE") {
+            "LIST \"\" \"*\" RETURN (SPECIAL-USE)"
+        } else if self.has_capability("XLIST") {
+            "XLIST \"\" \"*\""
+        } else {
+            "LIST \"\" \"*\""
+        };
+        let responses = self.command(command).await?;
+        let mut out = Vec::new();
+        for r in &responses {
+            if let Response::MailboxData(imap_proto::MailboxDatum::List(data)) = r {
+                out.push(ListedFolder {
+                    wire_name: data.name.to_string(),
+                    delimiter: data.delimiter.as_ref().map(|d| d.to_string()),
+                    attributes: data.name_attributes.iter().map(name_attribute).collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// EXAMINE: opens a folder read-only, so nothing the client does can
+    /// change the source's flags.
+    pub async fn examine(&mut self, wire_name: &str) -> Result<MailboxState> {
+        let responses = self.command(&format!("EXAMINE {}", quote(wire_name))).await?;
+        Ok(mailbox_state(&responses))
+    }
+
+    pub async fn select(&mut self, wire_name: &str) -> Result<MailboxState> {
+        let responses = self.command(&format!("SELECT {}", quote(wire_name))).await?;
+        Ok(mailbox_state(&responses))
+    }
+
+    /// APPEND with flags and INTERNALDATE, byte-identical. Uses LITERAL+
+    /// when offered (one round trip instead of two) and returns the
+    /// APPENDUID (UIDVALIDITY, UID) when the server reports it.
+    pub async fn append(&mut self, wire_name: &str, flags: &str, internal_date: &str, raw: &[u8]) -> Result<Option<(u32, u32)>> {
+        let result = self.append_inner(wire_name, flags, internal_date, raw).await;
+        if let Err(e) = &result
+            && e.is_retryable()
+        {
+            self.broken = true;
+        }
+        result
+    }
+
+    async fn append_inner(&mut self, wire_name: &str, flags: &str, internal_date: &str, raw: &[u8]) -> Result<Option<(u32, u32)>> {
+        let t = self.timeout;
+        let non_sync = self.has_capability("LITERAL+");
+        let binary = raw.contains(&0);
+        let literal = format!(
+            "{}{{{}{}}}",
+            if binary { "~" } else { "" },
+            raw.len(),
+            if non_sync { "+" } else { "" }
+        );
+        let command = format!("APPEND {} ({flags}) \"{internal_date}\" {literal}", quote(wire_name));
+        let tag = timed(t, "APPEND", self.session.run_command(&command))
+            .await?
+            .map_err(|e| io_error("APPEND", e))?;
+        if !non_sync {
+            let resp = timed(t, "APPEND", self.session.read_response())
+                .await?
+                .map_err(|e| io_error("APPEND", e))?
+                .ok_or_else(|| Error::transient("APPEND: the server closed the connection"))?;
+            match resp.parsed() {
+                Response::Continue(_) => {}
+                Response::Done { status, outcome, .. } => {
+                    let info = outcome.information.as_deref().unwrap_or("");
+                    return Err(classify_status("APPEND", status, info));
+                }
+                other => {
+                    return Err(Error::transient(format!(
+                        "APPEND: expected a continuation, got {other:?}"
+                    )));
+                }
+            }
+        }
+        // Large literals go out in one write; the timeout scales with size
+        // so a slow link is not mistaken for a dead one.
+        let write_limit = t + Duration::from_secs((raw.len() / (256 * 1024)) as u64);
+        let stream = self.session.get_mut();
+        timed(write_limit, "APPEND", async {
+            stream.write_all(raw).await?;
+            stream.write_all(b"\r\n").await?;
+            stream.flush().await
+        })
+        .await?
+        .map_err(|e| io_error("APPEND", e))?;
+        let responses = self.read_until_done(&tag, "APPEND").await?;
+        Ok(responses.last().and_then(|r| match r {
+            Response::Done { outcome, .. } => match &outcome.code {
+                Some(ResponseCode::AppendUid(validity, uids)) => uids.first().map(|u| match u {
+                    imap_proto::rfc4315::UidSetMember::Uid(u) => (*validity, *u),
+                    imap_proto::rfc4315::UidSetMember::UidRange(r) => (*validity, *r.start()),
+                }),
+                _ => None,
+            },
+            _ => None,
+        }))
+    }
+
+    /// Sends a FETCH and hands each response to `each` as it arrives, so
+    /// the caller can process bodies without holding the whole batch.
+    pub async fn fetch_each(&mut self, command: &str, mut each: impl FnMut(&Response<'_>) -> Result<()>) -> Result<()> {
+        let result = async {
+            let t = self.timeout;
+            let tag = timed(t, "FETCH", self.session.run_command(command))
+                .await?
+                .map_err(|e| io_error("FETCH", e))?;
+            loop {
+                let resp = timed(t, "FETCH", self.session.read_response())
+                    .await?
+                    .map_err(|e| io_error("FETCH", e))?
+                    .ok_or_else(|| Error::transient("FETCH: the server closed the connection"))?;
+                match resp.parsed() {
+                    Response::Done { tag: done, status, outcome } if *done == tag => {
+                        let info = outcome.information.as_deref().unwrap_or("");
+                        return match status {
+                            Status::Ok => Ok(()),
+                            _ => Err(classify_status("FETCH", status, info)),
+                        };
+                    }
+                    Response::Data { status: Status::Bye, outcome } => {
+                        let info = outcome.information.as_deref().unwrap_or("");
+                        return Err(classify_bye("FETCH", info));
+                    }
+                    other => each(other)?,
+                }
+            }
+        }
+        .await;
+        if let Err(e) = &result
+            && e.is_retryable()
+        {
+            self.broken = true;
+        }
+        result
+    }
+
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+    }
+}
+
+async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result<async_imap::Client<Stream>> {
+    let t = endpoint.timeout;
+    let where_ = format!("{}:{}", endpoint.host, endpoint.port);
+    if endpoint.security == Security::Plain && !is_loopback_host(&endpoint.host) {
+        return Err(Error::fatal(format!(
+            "refusing plaintext IMAP to {where_}: security = \"plain\" is only allowed to loopback addresses; use \"tls\" or \"starttls\""
+        )));
+    }
+    let tcp = timed(t, &format!("connect to {where_}"), TcpStream::connect((endpoint.host.as_str(), endpoint.port)))
+        .await?
+        .map_err(|e| Error::transient(format!("cannot connect to {where_}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let server_name = || {
+        ServerName::try_from(endpoint.host.trim_matches(|c| c == '[' || c == ']').to_owned())
+            .map_err(|_| Error::fatal(format!("{} is not a valid TLS server name", endpoint.host)))
+    };
+    let connector = TlsConnector::from(tls.clone());
+    let stream = match endpoint.security {
+        Security::Plain => Stream::Plain(tcp),
+        Security::Tls => {
+            let tls = timed(t, &format!("TLS handshake with {where_}"), connector.connect(server_name()?, tcp))
+                .await?
+                .map_err(|e| tls_error(&where_, e))?;
+            Stream::Tls(Box::new(tls))
+        }
+        Security::Starttls => {
+            let mut client = async_imap::Client::new(Stream::Plain(tcp));
+            read_greeting(&mut client, t, &where_).await?;
+            // A refused STARTTLS is fatal: never fall back to plaintext.
+            timed(t, "STARTTLS", client.run_command_and_check_ok("STARTTLS", None))
+                .await?
+                .map_err(|e| Error::fatal(format!(
+                    "STARTTLS refused by {where_}: {e}; refusing to continue without encryption (use security = \"tls\" if it listens for TLS)"
+                )))?;
+            let Stream::Plain(tcp) = client.into_inner() else {
+                unreachable!("the stream before STARTTLS is plain");
+            };
+            let tls = timed(t, &format!("TLS handshake with {where_}"), connector.connect(server_name()?, tcp))
+                .await?
+                .map_err(|e| tls_error(&where_, e))?;
+            // The pre-TLS greeting was already read; the new client starts
+            // directly at the command phase.
+            return Ok(async_imap::Client::new(Stream::Tls(Box::new(tls))));
+        }
+    };
+    let mut client = async_imap::Client::new(stream);
+    read_greeting(&mut client, t, &where_).await?;
+    Ok(client)
+}
+
+fn tls_error(where_: &str, e: std::io::Error) -> Error {
+    // A certificate problem will not fix itself by retrying.
+    Error::fatal(format!(
+        "TLS with {where_} failed: {e} (if the server uses a private CA, set ca_file)"
+    ))
+}
+
+async fn read_greeting(client: &mut async_imap::Client<Stream>, t: Duration, where_: &str) -> Result<()> {
+    let greeting = timed(t, &format!("greeting from {where_}"), client.read_response())
+        .await?
+        .map_err(|e| io_error("greeting", e))?
+        .ok_or_else(|| Error::transient(format!("{where_} closed the connection before greeting")))?;
+    if let Response::Data { status: Status::Bye, outcome } = greeting.parsed() {
+        let info = outcome.information.as_deref().unwrap_or("");
+        return Err(classify_bye("greeting", info));
+    }
+    Ok(())
+}
+
+/// An owned copy of one response, re-parsed from its raw bytes (the
+/// library's response type borrows its buffer and cannot be cloned).
+fn owned(raw: &[u8]) -> Result<Response<'static>> {
+    Response::parse(raw)
+        .map(|(_, r)| r.into_owned())
+        .map_err(|_| Error::transient("the server sent a response that cannot be parsed"))
+}
+
+struct PlainAuth {
+    user: String,
+    password: Secret,
+}
+
+impl async_imap::Authenticator for PlainAuth {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Self::Response {
+        let mut out = Vec::new();
+        out.push(0);
+        out.extend_from_slice(self.user.as_bytes());
+        out.push(0);
+        out.extend_from_slice(self.password.expose().as_bytes());
+        out
+    }
+}
+
+/// The server's own words from a refused login, without the library's
+/// debug framing ("code: None, info: Some(\"...\")").
+fn describe_login_error(e: &async_imap::error::Error) -> String {
+    let text = match e {
+        async_imap::error::Error::No(s) | async_imap::error::Error::Bad(s) => s.clone(),
+        other => return other.to_string(),
+    };
+    const OPEN: &str = "info: Some(\"";
+    match (text.find(OPEN), text.rfind("\")")) {
+        (Some(a), Some(b)) if a + OPEN.len() <= b => text[a + OPEN.len()..b].replace("\\\"", "\""),
+        _ => text,
+    }
+}
+
+fn capability_name(c: &async_imap::types::Capability) -> String {
+    match c {
+        async_imap::types::Capability::Imap4rev1 => "IMAP4REV1".to_owned(),
+        async_imap::types::Capability::Auth(a) => format!("AUTH={}", a.to_ascii_uppercase()),
+        async_imap::types::Capability::Atom(a) => a.to_ascii_uppercase(),
+    }
+}
+
+fn name_attribute(a: &imap_proto::NameAttribute<'_>) -> String {
+    use imap_proto::NameAttribute as A;
+    match a {
+        A::NoInferiors => "\\noinferiors".to_owned(),
+        A::NoSelect => "\\noselect".to_owned(),
+        A::Marked => "\\marked".to_owned(),
+        A::Unmarked => "\\unmarked".to_owned(),
+        A::All => "\\all".to_owned(),
+        A::Archive => "\\archive".to_owned(),
+        A::Drafts => "\\drafts".to_owned(),
+        A::Flagged => "\\flagged".to_owned(),
+        A::Junk => "\\junk".to_owned(),
+        A::Sent => "\\sent".to_owned(),
+        A::Trash => "\\trash".to_owned(),
+        A::Extension(s) => s.to_ascii_lowercase(),
+        _ => format!("{a:?}").to_ascii_lowercase(),
+    }
+}
+
+fn mailbox_state(responses: &[Response<'static>]) -> MailboxState {
+    let mut state = MailboxState::default();
+    for r in responses {
+        match r {
+            Response::MailboxData(imap_proto::MailboxDatum::Exists(n)) => state.exists = *n,
+            Response::Data { outcome, .. } => match &outcome.code {
+                Some(ResponseCode::UidValidity(v)) => state.uid_validity = *v,
+                Some(ResponseCode::UidNext(v)) => state.uid_next = Some(*v),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    state
+}
+
+/// Classifies a tagged NO/BAD. Throttling answers (RFC 5530 codes,
+/// Exchange's "Request is throttled. Suggested Backoff Time: N
+/// milliseconds") become [`ErrorKind::Throttled`](crate::error::ErrorKind);
+/// `[UNAVAILABLE]`/`[SERVERBUG]` are transient; anything else about one
+/// command is the caller's to judge, reported as an item error.
+pub fn classify_status(verb: &str, status: &Status, info: &str) -> Error {
+    let word = match status {
+        Status::No => "NO",
+        Status::Bad => "BAD",
+        _ => "error",
+    };
+    let message = format!("{verb} answered {word} {info}");
+    if let Some(delay) = suggested_backoff(info) {
+        return Error::throttled(delay, message);
+    }
+    let upper = info.to_ascii_uppercase();
+    if upper.contains("[THROTTLED]") || upper.contains("[LIMIT]") {
+        return Error::throttled(Duration::from_secs(10), message);
+    }
+    if upper.contains("[UNAVAILABLE]") || upper.contains("[SERVERBUG]") || upper.contains("[INUSE]") {
+        return Error::transient(message);
+    }
+    Error::item(message)
+}
+
+fn classify_bye(verb: &str, info: &str) -> Error {
+    let message = format!("{verb}: the server said BYE {info}");
+    if let Some(delay) = suggested_backoff(info) {
+        return Error::throttled(delay, message);
+    }
+    let lower = info.to_ascii_lowercase();
+    if lower.contains("throttl") || lower.contains("bandwidth") || lower.contains("too many") || lower.contains("limit") {
+        return Error::throttled(Duration::from_secs(30), message);
+    }
+    Error::transient(message)
+}
+
+/// Exchange: "Request is throttled. Suggested Backoff Time: 299961 milliseconds".
+fn suggested_backoff(info: &str) -> Option<Duration> {
+    let lower = info.to_ascii_lowercase();
+    let at = lower.find("suggested backoff time:")?;
+    let rest = lower[at + "suggested backoff time:".len()..].trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let n: u64 = digits.parse().ok()?;
+    Some(Duration::from_millis(n))
+}
+
+/// Quotes a string for an IMAP command (mailbox names are already 7-bit
+/// after modified UTF-7 encoding).
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// IMAP date-time ("17-Jul-1996 02:44:25 +0000") for APPEND.
+pub fn format_internal_date(unix: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp(unix, 0).unwrap_or_default();
+    dt.format("%d-%b-%Y %H:%M:%S +0000").to_string()
+}
+
+/// Parses an IMAP INTERNALDATE into unix seconds.
+pub fn parse_internal_date(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_str(s.trim(), "%d-%b-%Y %H:%M:%S %z")
+        .ok()
+        .map(|d| d.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("127.1.2.3"));
+        assert!(is_loopback_host("::1"));
+        assert!(is_loopback_host("[::1]"));
+        assert!(is_loopback_host("LOCALHOST"));
+        assert!(!is_loopback_host("10.0.0.1"));
+        assert!(!is_loopback_host("imap.example.com"));
+    }
+
+    #[test]
+    fn internal_dates_round_trip() {
+        assert_eq!(parse_internal_date("17-Jul-1996 02:44:25 -0700"), Some(837_596_665));
+        assert_eq!(parse_internal_date(" 7-Jul-1996 02:44:25 +0000"), Some(836_707_465));
+        let s = format_internal_date(837_596_665);
+        assert_eq!(s, "17-Jul-1996 09:44:25 +0000");
+        assert_eq!(parse_internal_date(&s), Some(837_596_665));
+    }
+
+    #[test]
+    fn throttling_answers_are_recognised() {
+        let e = classify_status("APPEND", &Status::Bad, "Request is throttled. Suggested Backoff Time: 299961 milliseconds");
+        assert_eq!(e.kind, crate::error::ErrorKind::Throttled(Duration::from_millis(299_961)));
+        let e = classify_status("FETCH", &Status::No, "[THROTTLED] slow down");
+        assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
+        let e = classify_status("APPEND", &Status::No, "Maximum size of appendable message has been exceeded");
+        assert_eq!(e.kind, crate::error::ErrorKind::Item);
+        let e = classify_status("FETCH", &Status::No, "[UNAVAILABLE] try later");
+        assert_eq!(e.kind, crate::error::ErrorKind::Transient);
+    }
+
+    #[test]
+    fn login_errors_keep_only_the_servers_words() {
+        let e = async_imap::error::Error::No("code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into());
+        assert_eq!(describe_login_error(&e), "[AUTHENTICATIONFAILED] Authentication failed.");
+    }
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+}

@@ -1,0 +1,180 @@
+//! The nouns every stage shares: folders with their roles, message metadata
+//! from the scan, and the message handed to a target. Kept free of any
+//! protocol so that `plan` and `transform` stay pure.
+
+use std::fmt;
+
+/// What a folder is for, whatever it is called. Targets map roles to their
+/// own folders (Sent Items, Deleted Items, ...), so a localized
+/// "[Gmail]/Gesendet" still lands in the target's Sent folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FolderRole {
+    Inbox,
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+    /// A virtual folder holding every message (Gmail's "All Mail").
+    All,
+    /// Gmail's "Starred": a view of flagged messages.
+    Flagged,
+    /// Gmail's "Important".
+    Important,
+}
+
+impl FolderRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FolderRole::Inbox => "inbox",
+            FolderRole::Sent => "sent",
+            FolderRole::Drafts => "drafts",
+            FolderRole::Trash => "trash",
+            FolderRole::Junk => "junk",
+            FolderRole::Archive => "archive",
+            FolderRole::All => "all",
+            FolderRole::Flagged => "flagged",
+            FolderRole::Important => "important",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FolderRole> {
+        Some(match s {
+            "inbox" => FolderRole::Inbox,
+            "sent" => FolderRole::Sent,
+            "drafts" => FolderRole::Drafts,
+            "trash" => FolderRole::Trash,
+            "junk" => FolderRole::Junk,
+            "archive" => FolderRole::Archive,
+            "all" => FolderRole::All,
+            "flagged" => FolderRole::Flagged,
+            "important" => FolderRole::Important,
+            _ => return None,
+        })
+    }
+}
+
+/// A source folder as listed by the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFolder {
+    /// The name exactly as the server spells it on the wire (modified UTF-7),
+    /// used for EXAMINE and as the folder's key in the checkpoint.
+    pub wire_name: String,
+    /// The decoded path, one element per hierarchy level.
+    pub path: Vec<String>,
+    pub role: Option<FolderRole>,
+}
+
+impl SourceFolder {
+    /// The decoded path joined with `/`, for humans and for exclude globs.
+    pub fn display(&self) -> String {
+        self.path.join("/")
+    }
+}
+
+/// Where a source folder goes, in terms every target understands: a path
+/// under the target's own folder for a role (`anchor`), or from the root.
+/// "[Gmail]/Sent Mail" becomes `{anchor: Sent, path: []}`, "INBOX/Lists/x"
+/// becomes `{anchor: Inbox, path: ["Lists", "x"]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TargetFolder {
+    pub anchor: Option<FolderRole>,
+    pub path: Vec<String>,
+}
+
+impl TargetFolder {
+    pub fn display(&self) -> String {
+        let mut parts: Vec<&str> = Vec::new();
+        if let Some(role) = self.anchor {
+            parts.push(role.as_str());
+        }
+        parts.extend(self.path.iter().map(String::as_str));
+        parts.join("/")
+    }
+}
+
+/// IMAP flags and keywords of a message, in IMAP spelling (`\Seen`, `$Label1`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flags(pub Vec<String>);
+
+impl Flags {
+    pub fn from_wire(s: &str) -> Flags {
+        Flags(s.split_whitespace().map(str::to_owned).collect())
+    }
+
+    pub fn to_wire(&self) -> String {
+        self.0.join(" ")
+    }
+
+    pub fn has(&self, flag: &str) -> bool {
+        self.0.iter().any(|f| f.eq_ignore_ascii_case(flag))
+    }
+
+    pub fn seen(&self) -> bool {
+        self.has("\\Seen")
+    }
+
+    pub fn flagged(&self) -> bool {
+        self.has("\\Flagged")
+    }
+}
+
+/// What the scan learns about one message without fetching its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub uid: u32,
+    pub flags: Flags,
+    /// INTERNALDATE as unix seconds.
+    pub internal_date: i64,
+    pub size: u64,
+    pub message_id: Option<String>,
+}
+
+/// A message on its way to a target: the exact source bytes plus what the
+/// target must keep besides them.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub raw: bytes::Bytes,
+    pub flags: Flags,
+    pub internal_date: i64,
+    pub message_id: Option<String>,
+    /// Stable key of the message within its mailbox (user, folder,
+    /// UIDVALIDITY, UID), for targets that name items deterministically.
+    pub key: String,
+}
+
+/// Why a message in scope was not copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    TooLarge,
+    OverItemCap,
+    Excluded,
+    TargetRefused,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::TooLarge => "too large",
+            SkipReason::OverItemCap => "over item cap",
+            SkipReason::Excluded => "excluded folder",
+            SkipReason::TargetRefused => "refused by target",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SkipReason> {
+        Some(match s {
+            "too large" => SkipReason::TooLarge,
+            "over item cap" => SkipReason::OverItemCap,
+            "excluded folder" => SkipReason::Excluded,
+            "refused by target" => SkipReason::TargetRefused,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

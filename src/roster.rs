@@ -1,0 +1,302 @@
+//! The users CSV, in the format of Microsoft's IMAP migration
+//! (`EmailAddress,UserName,Password`, optional `UserRoot`, and for IMAP
+//! targets without an admin login `TargetUserName,TargetPassword`), so an
+//! admin can reuse the file they already have. A file with any bad row is
+//! refused whole, before anything is copied, with every problem listed by
+//! line number.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use crate::secret::Secret;
+
+/// One mailbox to migrate.
+#[derive(Clone, Debug)]
+pub struct UserJob {
+    /// The target mailbox and the key of this user everywhere.
+    pub email: String,
+    /// The source login, passed to the server as is (admin forms such as
+    /// `user*admin` included).
+    pub username: String,
+    pub password: Secret,
+    pub user_root: Option<String>,
+    pub target_username: Option<String>,
+    pub target_password: Option<Secret>,
+    /// Line of the CSV the row came from, for messages.
+    pub line: u64,
+}
+
+#[derive(Debug)]
+pub struct RosterError {
+    pub file: String,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for RosterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "users file {} was refused, nothing was copied; fix these and run again:",
+            self.file
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RosterError {}
+
+const REQUIRED: [&str; 3] = ["emailaddress", "username", "password"];
+const OPTIONAL: [&str; 3] = ["userroot", "targetusername", "targetpassword"];
+
+pub fn read_users_file(path: &Path) -> Result<Vec<UserJob>, RosterError> {
+    let data = std::fs::read(path).map_err(|e| RosterError {
+        file: path.display().to_string(),
+        problems: vec![format!("cannot read it: {e}")],
+    })?;
+    parse_users(&data).map_err(|problems| RosterError {
+        file: path.display().to_string(),
+        problems,
+    })
+}
+
+/// Parses the CSV bytes; on failure returns every problem found.
+pub fn parse_users(data: &[u8]) -> Result<Vec<UserJob>, Vec<String>> {
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(data);
+    let headers = match reader.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(vec![format!("line 1: cannot read the header: {e}")]),
+    };
+    let mut columns: HashMap<String, usize> = HashMap::new();
+    let mut problems = Vec::new();
+    for (i, raw) in headers.iter().enumerate() {
+        let name = String::from_utf8_lossy(raw).trim().to_ascii_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        if !REQUIRED.contains(&name.as_str()) && !OPTIONAL.contains(&name.as_str()) {
+            problems.push(format!(
+                "line 1: unknown column {:?} (expected EmailAddress, UserName, Password, and optionally UserRoot, TargetUserName, TargetPassword)",
+                String::from_utf8_lossy(raw)
+            ));
+            continue;
+        }
+        if columns.insert(name.clone(), i).is_some() {
+            problems.push(format!("line 1: column {name:?} appears twice"));
+        }
+    }
+    for required in REQUIRED {
+        if !columns.contains_key(required) {
+            problems.push(format!(
+                "line 1: missing column {:?} (the header must be EmailAddress,UserName,Password)",
+                display_column(required)
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    let mut users = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    // The csv crate's own line count drifts on CRLF files; count newlines
+    // up to each record's first byte instead.
+    let mut lines = LineCounter::new(data);
+    for record in reader.byte_records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
+                problems.push(format!("line {line}: cannot be read: {e}"));
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
+        if record.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        if record.len() < headers.len() {
+            problems.push(format!(
+                "line {line}: has {} fields, the header has {}",
+                record.len(),
+                headers.len()
+            ));
+            continue;
+        }
+        let field = |name: &str| -> Result<Option<String>, String> {
+            let Some(&i) = columns.get(name) else {
+                return Ok(None);
+            };
+            let raw = record.get(i).unwrap_or_default();
+            match std::str::from_utf8(raw) {
+                Ok(s) if s.is_empty() => Ok(None),
+                Ok(s) => Ok(Some(s.to_owned())),
+                Err(_) => Err(format!(
+                    "line {line}: {} is not valid UTF-8 (save the file as UTF-8)",
+                    display_column(name)
+                )),
+            }
+        };
+        let mut row_problems = Vec::new();
+        let mut get = |name: &str| match field(name) {
+            Ok(v) => v,
+            Err(p) => {
+                row_problems.push(p);
+                None
+            }
+        };
+        let email = get("emailaddress");
+        let username = get("username");
+        let password = get("password");
+        let user_root = get("userroot");
+        let target_username = get("targetusername");
+        let target_password = get("targetpassword");
+        match &email {
+            None => row_problems.push(format!("line {line}: EmailAddress is empty")),
+            Some(e) if !looks_like_address(e) => row_problems.push(format!(
+                "line {line}: EmailAddress {e:?} is not an email address"
+            )),
+            Some(e) => {
+                if let Some(first) = seen.insert(e.to_ascii_lowercase(), line) {
+                    row_problems.push(format!(
+                        "line {line}: EmailAddress {e} is already on line {first}"
+                    ));
+                }
+            }
+        }
+        if username.is_none() {
+            row_problems.push(format!("line {line}: UserName is empty"));
+        }
+        if password.is_none() {
+            row_problems.push(format!("line {line}: Password is empty"));
+        }
+        if !row_problems.is_empty() {
+            problems.extend(row_problems);
+            continue;
+        }
+        users.push(UserJob {
+            email: email.unwrap_or_default(),
+            username: username.unwrap_or_default(),
+            password: Secret::new(password.unwrap_or_default()),
+            user_root,
+            target_username,
+            target_password: target_password.map(Secret::new),
+            line,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    if users.is_empty() {
+        return Err(vec!["the file lists no users".to_owned()]);
+    }
+    Ok(users)
+}
+
+/// Line numbers from byte offsets, counted forward as records come in order.
+struct LineCounter<'a> {
+    data: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        LineCounter { data, offset: 0, line: 1 }
+    }
+
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut target = (byte as usize).min(self.data.len());
+        // A record may be reported as starting on the line end before it.
+        while target < self.data.len() && matches!(self.data[target], b'\r' | b'\n') {
+            target += 1;
+        }
+        if target < self.offset {
+            self.offset = 0;
+            self.line = 1;
+        }
+        self.line += self.data[self.offset..target].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.offset = target;
+        self.line
+    }
+}
+
+fn looks_like_address(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+fn display_column(name: &str) -> &'static str {
+    match name {
+        "emailaddress" => "EmailAddress",
+        "username" => "UserName",
+        "password" => "Password",
+        "userroot" => "UserRoot",
+        "targetusername" => "TargetUserName",
+        _ => "TargetPassword",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_bom_crlf_quotes_and_any_header_case() {
+        let csv = "\u{feff}emailaddress,USERNAME,Password,UserRoot\r\n\
+                   a@x.test,a*admin,\"pa,ss\"\"word\",\r\n\
+                   b@x.test,b,secret,shared/b\r\n";
+        let users = parse_users(csv.as_bytes()).unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].email, "a@x.test");
+        assert_eq!(users[0].username, "a*admin");
+        assert_eq!(users[0].password.expose(), "pa,ss\"word");
+        assert_eq!(users[0].user_root, None);
+        assert_eq!(users[1].user_root.as_deref(), Some("shared/b"));
+        assert_eq!(users[1].line, 3);
+    }
+
+    #[test]
+    fn reports_every_bad_row_with_its_line() {
+        let csv = "EmailAddress,UserName,Password\n\
+                   a@x.test,a,p\n\
+                   ,b,p\n\
+                   A@X.test,a2,p\n\
+                   c@x.test,,p\n\
+                   d@x.test,d\n";
+        let problems = parse_users(csv.as_bytes()).unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].starts_with("line 3: EmailAddress is empty"));
+        assert!(problems[1].contains("line 4") && problems[1].contains("already on line 2"));
+        assert!(problems[2].starts_with("line 5: UserName is empty"));
+        assert!(problems[3].starts_with("line 6: has 2 fields"));
+    }
+
+    #[test]
+    fn refuses_missing_columns_and_empty_files() {
+        let problems = parse_users(b"EmailAddress,Password\na@x.test,p\n").unwrap_err();
+        assert!(problems[0].contains("missing column \"UserName\""), "{problems:?}");
+        assert!(parse_users(b"EmailAddress,UserName,Password\n").is_err());
+        assert!(parse_users(b"").is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let users = parse_users(b"EmailAddress,UserName,Password\na@x.test,a,TopSecret1\n").unwrap();
+        assert!(!format!("{users:?}").contains("TopSecret1"));
+    }
+}

@@ -1,0 +1,752 @@
+//! The one place that wires everything: for each user, scan the source
+//! into the checkpoint, plan, then fetch, transform and upload in parallel
+//! batches, recording each message only once the target confirmed it.
+//! Several mailboxes run at once; within a mailbox several connections
+//! fetch disjoint UID batches; bytes in flight are capped across the whole
+//! run, so memory is bounded by configuration, not by mailbox size.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::checkpoint::{self, Checkpoint, CheckpointError, FolderRow, Record};
+use crate::error::{Error, ErrorKind};
+use crate::event::{Event, Events};
+use crate::model::{Flags, SourceFolder, Upload};
+use crate::pace::{Limits as PaceLimits, RetryPolicy};
+use crate::plan::{self, Candidate, State};
+use crate::roster::UserJob;
+use crate::settings::{Settings, TargetSettings};
+use crate::source::{ImapSource, SourceSession};
+use crate::target::{Target, TargetSession, imap::ImapTarget, maildir::MaildirTarget};
+use crate::transform;
+
+/// How a run ended, as the exit code tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every user done.
+    Done,
+    /// Some users failed or were partly copied; the others finished.
+    Partial,
+    /// Stopped by a signal; the next run resumes.
+    Interrupted,
+}
+
+/// Why a run could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<CheckpointError> for StartError {
+    fn from(e: CheckpointError) -> Self {
+        StartError(e.0)
+    }
+}
+
+/// Set by a signal handler; checked between batches so that what is in
+/// flight finishes and is recorded before the run stops.
+#[derive(Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub fn build_target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartError> {
+    Ok(match settings {
+        TargetSettings::Imap { endpoint, login, password } => Arc::new(
+            ImapTarget::new(endpoint.clone(), login.clone(), password.clone()).map_err(|e| StartError(e.message))?,
+        ),
+        TargetSettings::Maildir { path } => Arc::new(MaildirTarget::new(path.clone())),
+    })
+}
+
+/// Writes records in batched transactions on a thread of its own, so the
+/// async pipeline never waits on SQLite except when it must (see
+/// [`Recorder::flush`]).
+#[derive(Clone)]
+struct Recorder(std_mpsc::Sender<RecorderMsg>);
+
+enum RecorderMsg {
+    Record(Record),
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+impl Recorder {
+    fn start(path: &std::path::Path) -> Result<(Recorder, std::thread::JoinHandle<()>), CheckpointError> {
+        let mut cp = Checkpoint::open(path)?;
+        let (tx, rx) = std_mpsc::channel::<RecorderMsg>();
+        let handle = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                let mut failure: Option<String> = None;
+                while let Ok(first) = rx.recv() {
+                    let mut records = Vec::new();
+                    let mut flushes = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(msg) = next {
+                        match msg {
+                            RecorderMsg::Record(r) => records.push(r),
+                            RecorderMsg::Flush(done) => flushes.push(done),
+                        }
+                        next = if records.len() < 4096 { rx.try_recv().ok() } else { None };
+                    }
+                    if failure.is_none()
+                        && !records.is_empty()
+                        && let Err(e) = cp.apply(&records)
+                    {
+                        failure = Some(e.0);
+                    }
+                    for done in flushes {
+                        let _ = done.send(failure.clone().map_or(Ok(()), Err));
+                    }
+                }
+            })
+            .map_err(|e| CheckpointError(format!("cannot start the checkpoint writer: {e}")))?;
+        Ok((Recorder(tx), handle))
+    }
+
+    fn record(&self, r: Record) {
+        let _ = self.0.send(RecorderMsg::Record(r));
+    }
+
+    /// Waits until everything sent so far is committed.
+    async fn flush(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.0.send(RecorderMsg::Flush(tx));
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::fatal(format!("{e}; the checkpoint is intact up to this point, free the problem and run again"))),
+            Err(_) => Err(Error::fatal("the checkpoint writer stopped")),
+        }
+    }
+}
+
+/// Everything the per-user tasks share.
+struct Shared {
+    settings: Settings,
+    source: ImapSource,
+    target: Arc<dyn Target>,
+    db: Mutex<Checkpoint>,
+    recorder: Recorder,
+    events: Events,
+    in_flight: Arc<Semaphore>,
+    retry: RetryPolicy,
+    pace: PaceLimits,
+    exclude: globset::GlobSet,
+    stop: StopFlag,
+}
+
+impl Shared {
+    /// Runs a short checkpoint operation from async code.
+    fn db<T>(&self, f: impl FnOnce(&mut Checkpoint) -> Result<T, CheckpointError>) -> Result<T, Error> {
+        tokio::task::block_in_place(|| {
+            let mut cp = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut cp).map_err(|e| Error::fatal(e.0))
+        })
+    }
+}
+
+/// Result of one user's sync.
+struct UserResult {
+    state: &'static str,
+    copied: u64,
+    bytes: u64,
+    failed: u64,
+    error: Option<String>,
+}
+
+/// The migrate command: copies everything not yet copied for every user.
+pub async fn migrate(settings: Settings, users: Vec<UserJob>, events: Events, stop: StopFlag) -> Result<Outcome, StartError> {
+    let _lock = checkpoint::lock(&settings.state_path)?;
+    let db = Checkpoint::open(&settings.state_path)?;
+    let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
+    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    let target = build_target(&settings.target)?;
+    let mut globs = globset::GlobSetBuilder::new();
+    for pattern in &settings.limits.exclude {
+        let glob = globset::GlobBuilder::new(pattern)
+            .case_insensitive(true)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| StartError(format!("exclude pattern {pattern:?}: {e}")))?;
+        globs.add(glob);
+    }
+    let exclude = globs.build().map_err(|e| StartError(e.to_string()))?;
+    let in_flight_kib = in_flight_capacity_kib(&settings) as usize;
+    events.send(Event::RunStarted { users: users.len(), target: target.describe() });
+    let shared = Arc::new(Shared {
+        retry: RetryPolicy::new(settings.run.max_attempts),
+        pace: PaceLimits::new(20),
+        in_flight: Arc::new(Semaphore::new(in_flight_kib)),
+        settings,
+        source,
+        target,
+        db: Mutex::new(db),
+        recorder: recorder.clone(),
+        events: events.clone(),
+        exclude,
+        stop: stop.clone(),
+    });
+
+    let parallel = shared.settings.run.parallel_users;
+    let results: Vec<(String, UserResult)> = futures::stream::iter(users)
+        .map(|user| {
+            let shared = shared.clone();
+            async move {
+                let email = user.email.clone();
+                let result = tokio::spawn(async move { sync_user(&shared, &user).await })
+                    .await
+                    .unwrap_or_else(|e| UserResult {
+                        state: "failed",
+                        copied: 0,
+                        bytes: 0,
+                        failed: 0,
+                        error: Some(format!("internal error: {e}")),
+                    });
+                (email, result)
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+
+    let flushed = recorder.flush().await;
+    drop(recorder);
+    drop(shared);
+    let _ = recorder_thread.join();
+    if let Err(e) = flushed {
+        return Err(StartError(e.message));
+    }
+    let interrupted = stop.stopped();
+    let users_failed = results.iter().filter(|(_, r)| r.state != "done").count();
+    events.send(Event::RunFinished {
+        users_done: results.len() - users_failed,
+        users_failed,
+        copied: results.iter().map(|(_, r)| r.copied).sum(),
+        bytes: results.iter().map(|(_, r)| r.bytes).sum(),
+        interrupted,
+    });
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else if users_failed > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Done
+    })
+}
+
+async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
+    let email = user.email.clone();
+    shared.events.send(Event::UserStarted { user: email.clone() });
+    let sync_id = match shared.db(|cp| {
+        cp.set_user_state(&email, "syncing", None)?;
+        cp.begin_sync(&email)
+    }) {
+        Ok(id) => id,
+        Err(e) => return finish(shared, None, user, UserResult { state: "failed", copied: 0, bytes: 0, failed: 0, error: Some(e.message) }),
+    };
+    let mut stats = UserStats::default();
+    let result = copy_mailbox(shared, user, &mut stats).await;
+    let flushed = shared.recorder.flush().await;
+    let (state, error) = match (result, flushed) {
+        (Err(e), _) | (Ok(()), Err(e)) => ("failed", Some(e.message)),
+        (Ok(()), Ok(())) if shared.stop.stopped() && !stats.complete => ("interrupted", Some("stopped before the end; run migrate again to resume".to_owned())),
+        (Ok(()), Ok(())) if stats.failed > 0 => ("partial", Some(format!("{} messages failed; run migrate again to retry them", stats.failed))),
+        (Ok(()), Ok(())) => ("done", None),
+    };
+    finish(
+        shared,
+        Some(sync_id),
+        user,
+        UserResult { state, copied: stats.copied, bytes: stats.bytes, failed: stats.failed, error },
+    )
+}
+
+fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) -> UserResult {
+    if let Some(id) = sync_id {
+        let _ = shared.db(|cp| cp.finish_sync(id, &user.email, r.state, r.copied, r.bytes, r.error.as_deref()));
+    } else {
+        let _ = shared.db(|cp| cp.set_user_state(&user.email, r.state, r.error.as_deref()));
+    }
+    if let Some(e) = &r.error {
+        tracing::warn!(user = %user.email, state = r.state, "{e}");
+    }
+    shared.events.send(Event::UserFinished {
+        user: user.email.clone(),
+        state: r.state.to_owned(),
+        copied: r.copied,
+        bytes: r.bytes,
+        failed: r.failed,
+        error: r.error.clone(),
+    });
+    r
+}
+
+#[derive(Default)]
+struct UserStats {
+    copied: u64,
+    bytes: u64,
+    failed: u64,
+    /// Every planned batch was processed (not cut short by a stop).
+    complete: bool,
+}
+
+/// Opens a source session, retrying transient failures.
+async fn open_source(shared: &Shared, user: &UserJob) -> Result<SourceSession, Error> {
+    let mut attempt = 0;
+    loop {
+        shared.pace.before_login().await;
+        match shared.source.open(user).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                attempt += 1;
+                match shared.retry.delay(attempt, &e) {
+                    Some(d) => {
+                        note_wait(shared, &user.email, d, &e);
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e.context("source")),
+                }
+            }
+        }
+    }
+}
+
+async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
+    let mut attempt = 0;
+    loop {
+        match shared.target.open(user).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                attempt += 1;
+                match shared.retry.delay(attempt, &e) {
+                    Some(d) => {
+                        note_wait(shared, &user.email, d, &e);
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
+    tracing::info!(user = %email, delay_ms = delay.as_millis() as u64, "waiting before retry: {e}");
+    if matches!(e.kind, ErrorKind::Throttled(_)) {
+        shared.events.send(Event::Throttled { user: email.to_owned(), delay_ms: delay.as_millis() as u64, reason: e.message.clone() });
+    }
+}
+
+/// Scan: list folders, then fetch metadata of what is new in each one
+/// (nothing at all for a folder whose UIDNEXT and message count did not
+/// change), into the checkpoint.
+async fn scan(shared: &Shared, user: &UserJob, session: &mut SourceSession) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
+    let email = &user.email;
+    let listed: Vec<SourceFolder> = session
+        .folders()
+        .await?
+        .into_iter()
+        .filter(|f| !shared.exclude.is_match(f.display()))
+        .collect();
+    let entries: Vec<(String, String, Option<crate::model::FolderRole>)> =
+        listed.iter().map(|f| (f.wire_name.clone(), f.display(), f.role)).collect();
+    let rows = shared.db(|cp| cp.sync_folder_list(email, &entries))?;
+    let by_wire: HashMap<&str, &FolderRow> = rows.iter().map(|r| (r.wire_name.as_str(), r)).collect();
+    let mut out = Vec::new();
+    for folder in listed {
+        let row = (*by_wire.get(folder.wire_name.as_str()).ok_or_else(|| Error::fatal("folder vanished from the checkpoint"))?).clone();
+        let state = session.examine(&folder.wire_name).await?;
+        let uid_next = state.uid_next.unwrap_or(0);
+        let changed_validity = row.uid_validity != 0 && row.uid_validity != state.uid_validity;
+        let unchanged = !changed_validity && row.uid_validity != 0 && uid_next != 0 && uid_next == row.uid_next && state.exists == row.exists;
+        let mut new = 0;
+        if !unchanged {
+            let from = if changed_validity || row.uid_validity == 0 { 1 } else { row.max_uid + 1 };
+            let metas = if state.exists == 0 { Vec::new() } else { session.scan(from).await? };
+            new = metas.len();
+            if changed_validity {
+                tracing::warn!(user = %email, folder = %folder.display(), "UIDVALIDITY changed; re-matching earlier copies by Message-ID and size");
+            }
+            let id = row.id;
+            shared.db(|cp| cp.store_scan(id, state.uid_validity, uid_next, state.exists, &metas, changed_validity))?;
+        }
+        shared.events.send(Event::FolderScanned { user: email.clone(), folder: folder.display(), messages: state.exists, new });
+        let mut row = row;
+        row.uid_validity = state.uid_validity;
+        out.push((folder, row));
+    }
+    shared.db(|cp| cp.set_last_scan(email))?;
+    Ok(out)
+}
+
+/// One item of a batch, with what the copy loop needs to know about it.
+#[derive(Clone)]
+struct Item {
+    uid: u32,
+    size: u64,
+    flags: Flags,
+    internal_date: i64,
+    message_id: Option<String>,
+    was_in_flight: bool,
+}
+
+struct Work {
+    folder_id: i64,
+    folder_display: String,
+    wire_name: String,
+    uid_validity: u32,
+    target_ref: String,
+    items: Vec<Item>,
+    bytes: u64,
+}
+
+async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) -> Result<(), Error> {
+    let email = &user.email;
+    let mut session = open_source(shared, user).await?;
+    let folders = scan(shared, user, &mut session).await?;
+
+    // Plan.
+    let rows = shared.db(|cp| cp.messages(email))?;
+    let folder_index: HashMap<i64, usize> = folders.iter().enumerate().map(|(i, (_, r))| (r.id, i)).collect();
+    let rows: Vec<_> = rows.into_iter().filter(|r| folder_index.contains_key(&r.folder_id)).collect();
+    let candidates: Vec<Candidate> = rows
+        .iter()
+        .map(|r| Candidate { folder: folder_index[&r.folder_id], uid: r.uid, internal_date: r.internal_date, size: r.size, state: r.state })
+        .collect();
+    let limits = plan::Limits { max_items: shared.settings.limits.max_items, max_message_bytes: shared.settings.limits.max_message_bytes };
+    let the_plan = plan::plan(&candidates, limits);
+    let mut newly_skipped = 0;
+    for &(i, reason) in &the_plan.skip {
+        let r = &rows[i];
+        if r.state != State::Skipped(reason) {
+            newly_skipped += 1;
+            shared.recorder.record(Record::Skipped { folder_id: r.folder_id, uid: r.uid, reason });
+            shared.events.send(Event::ItemSkipped {
+                user: email.clone(),
+                folder: folders[candidates[i].folder].0.display(),
+                uid: r.uid,
+                size: r.size,
+                reason: reason.as_str().to_owned(),
+            });
+        }
+    }
+    let to_copy_bytes: u64 = the_plan.copy.iter().map(|&i| rows[i].size).sum();
+    shared.events.send(Event::Planned {
+        user: email.clone(),
+        to_copy: the_plan.copy.len(),
+        bytes: to_copy_bytes,
+        skipped: newly_skipped,
+        already_copied: the_plan.already_copied,
+    });
+    tracing::info!(user = %email, to_copy = the_plan.copy.len(), already = the_plan.already_copied, "planned");
+    if the_plan.copy.is_empty() {
+        session.logout().await;
+        stats.complete = true;
+        return Ok(());
+    }
+
+    // Target folders, created once and remembered in the checkpoint.
+    let mut target = open_target(shared, user).await?;
+    let all_source: Vec<SourceFolder> = folders.iter().map(|(f, _)| f.clone()).collect();
+    let mut target_refs: HashMap<usize, String> = HashMap::new();
+    let mut needed: Vec<usize> = the_plan.copy.iter().map(|&i| candidates[i].folder).collect();
+    needed.sort_unstable();
+    needed.dedup();
+    let mut refused_folders: HashMap<usize, String> = HashMap::new();
+    for fi in needed {
+        let (folder, row) = &folders[fi];
+        let tf = transform::target_folder(folder, &all_source);
+        match target.ensure_folder(&tf, row.target_ref.as_deref()).await {
+            Ok(r) => {
+                if row.target_ref.as_deref() != Some(r.as_str()) {
+                    let id = row.id;
+                    shared.db(|cp| cp.set_target_ref(id, &r))?;
+                }
+                target_refs.insert(fi, r);
+            }
+            Err(e) if e.kind == ErrorKind::Refused => {
+                refused_folders.insert(fi, e.message);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    let batches = plan::batches(&candidates, &the_plan.copy, shared.settings.run.batch_messages, shared.settings.run.batch_bytes);
+    let mut queue = VecDeque::new();
+    for b in batches {
+        let (folder, row) = &folders[b.folder];
+        if let Some(reason) = refused_folders.get(&b.folder) {
+            for &i in &b.items {
+                shared.recorder.record(Record::Skipped { folder_id: row.id, uid: rows[i].uid, reason: crate::model::SkipReason::TargetRefused });
+                shared.events.send(Event::ItemSkipped { user: email.clone(), folder: folder.display(), uid: rows[i].uid, size: rows[i].size, reason: reason.clone() });
+            }
+            continue;
+        }
+        queue.push_back(Work {
+            folder_id: row.id,
+            folder_display: folder.display(),
+            wire_name: folder.wire_name.clone(),
+            uid_validity: row.uid_validity,
+            target_ref: target_refs[&b.folder].clone(),
+            bytes: b.bytes,
+            items: b
+                .items
+                .iter()
+                .map(|&i| {
+                    let r = &rows[i];
+                    Item {
+                        uid: r.uid,
+                        size: r.size,
+                        flags: Flags::from_wire(&r.flags),
+                        internal_date: r.internal_date,
+                        message_id: r.message_id.clone(),
+                        was_in_flight: r.state == State::InFlight,
+                    }
+                })
+                .collect(),
+        });
+    }
+    let queue = Arc::new(Mutex::new(queue));
+    let workers = shared.settings.run.connections_per_user.min(queue.lock().map(|q| q.len()).unwrap_or(1)).max(1);
+    let mut tasks = Vec::new();
+    let mut first = Some((session, target));
+    for _ in 0..workers {
+        let conns = first.take();
+        tasks.push(worker(shared, user, queue.clone(), conns));
+    }
+    let results = futures::future::join_all(tasks).await;
+    let mut fatal = None;
+    for r in results {
+        match r {
+            Ok(w) => {
+                stats.copied += w.copied;
+                stats.bytes += w.bytes;
+                stats.failed += w.failed;
+            }
+            Err(e) => fatal = fatal.or(Some(e)),
+        }
+    }
+    stats.complete = queue.lock().map(|q| q.is_empty()).unwrap_or(false);
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    copied: u64,
+    bytes: u64,
+    failed: u64,
+}
+
+/// One connection pair working through the mailbox's batch queue.
+async fn worker(
+    shared: &Shared,
+    user: &UserJob,
+    queue: Arc<Mutex<VecDeque<Work>>>,
+    conns: Option<(SourceSession, Box<dyn TargetSession>)>,
+) -> Result<WorkerStats, Error> {
+    let (mut source, mut target) = match conns {
+        Some((s, t)) => (Some(s), Some(t)),
+        None => (None, None),
+    };
+    let mut stats = WorkerStats::default();
+    let result = async {
+        loop {
+            if shared.stop.stopped() {
+                return Ok(());
+            }
+            let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+            let Some(work) = next else { return Ok(()) };
+            copy_batch(shared, user, &work, &mut source, &mut target, &mut stats).await?;
+        }
+    }
+    .await;
+    if let Some(s) = source {
+        s.logout().await;
+    }
+    if let Some(t) = target {
+        t.close().await;
+    }
+    result.map(|()| stats)
+}
+
+async fn copy_batch(
+    shared: &Shared,
+    user: &UserJob,
+    work: &Work,
+    source: &mut Option<SourceSession>,
+    target: &mut Option<Box<dyn TargetSession>>,
+    stats: &mut WorkerStats,
+) -> Result<(), Error> {
+    let email = &user.email;
+    // Memory bound: the batch's bytes are reserved before they are fetched
+    // (a single message larger than the whole budget takes all of it).
+    let want = u32::try_from(work.bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, in_flight_capacity_kib(&shared.settings));
+    let _permit = shared.in_flight.acquire_many(want).await.map_err(|_| Error::fatal("run is shutting down"))?;
+
+    // In flight before upload, durably: if the run dies mid-batch, the next
+    // run looks these up in the target instead of sending them twice.
+    for item in &work.items {
+        shared.recorder.record(Record::InFlight { folder_id: work.folder_id, uid: item.uid });
+    }
+    shared.recorder.flush().await?;
+
+    let mut remaining: Vec<Item> = work.items.clone();
+    let mut attempt = 0;
+    while !remaining.is_empty() {
+        match copy_items(shared, user, work, &mut remaining, source, target, stats).await {
+            Ok(()) => break,
+            Err(e) if e.kind == ErrorKind::Fatal => return Err(e),
+            Err(e) => {
+                // Drop connections that failed; the next attempt reconnects
+                // and resumes with what is left of the batch.
+                if source.as_ref().is_some_and(|s| s.conn_broken()) || e.is_retryable() {
+                    if let Some(s) = source.take() {
+                        drop(s);
+                    }
+                    if let Some(t) = target.take() {
+                        t.close().await;
+                    }
+                }
+                attempt += 1;
+                match shared.retry.delay(attempt, &e) {
+                    Some(d) => {
+                        note_wait(shared, email, d, &e);
+                        tokio::time::sleep(d).await;
+                    }
+                    None => {
+                        for item in remaining.drain(..) {
+                            stats.failed += 1;
+                            shared.recorder.record(Record::Failed { folder_id: work.folder_id, uid: item.uid, reason: e.message.clone() });
+                            shared.events.send(Event::ItemFailed { user: email.clone(), folder: work.folder_display.clone(), uid: item.uid, reason: e.message.clone() });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The in-flight byte budget in KiB, the unit of the semaphore.
+fn in_flight_capacity_kib(settings: &Settings) -> u32 {
+    (settings.run.max_in_flight_bytes / 1024).clamp(1024, u64::from(u32::MAX >> 4)) as u32
+}
+
+/// Fetches what is left of a batch and uploads it; on return with an error
+/// `remaining` holds exactly the items not yet settled.
+async fn copy_items(
+    shared: &Shared,
+    user: &UserJob,
+    work: &Work,
+    remaining: &mut Vec<Item>,
+    source_slot: &mut Option<SourceSession>,
+    target_slot: &mut Option<Box<dyn TargetSession>>,
+    stats: &mut WorkerStats,
+) -> Result<(), Error> {
+    let email = &user.email;
+    if source_slot.is_none() {
+        *source_slot = Some(open_source(shared, user).await?);
+    }
+    if target_slot.is_none() {
+        *target_slot = Some(open_target(shared, user).await?);
+    }
+    let source = source_slot.as_mut().expect("just opened");
+    if source.examined() != Some(work.wire_name.as_str()) {
+        let state = source.examine(&work.wire_name).await?;
+        if state.uid_validity != work.uid_validity {
+            // UIDs of this batch no longer mean the same messages; the next
+            // run's scan re-matches them. Nothing here is failed or lost.
+            tracing::warn!(user = %email, folder = %work.folder_display, "UIDVALIDITY changed during the run; these messages are left for the next run");
+            remaining.clear();
+            return Ok(());
+        }
+    }
+    let uids: Vec<u32> = remaining.iter().map(|i| i.uid).collect();
+    let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
+    source.fetch_bodies(&uids, |uid, body| {
+        bodies.insert(uid, body);
+    })
+    .await?;
+
+    let target = target_slot.as_mut().expect("just opened");
+    let mut batch_copied = 0u64;
+    let mut batch_bytes = 0u64;
+    let mut result = Ok(());
+    let mut settled = 0;
+    for item in remaining.iter() {
+        let Some(raw) = bodies.remove(&item.uid) else {
+            // Deleted on the source since the scan.
+            shared.recorder.record(Record::Gone { folder_id: work.folder_id, uid: item.uid });
+            settled += 1;
+            continue;
+        };
+        let upload = Upload {
+            raw,
+            flags: item.flags.clone(),
+            internal_date: item.internal_date,
+            message_id: item.message_id.clone(),
+            key: format!("{}/{}/{}/{}", email, work.wire_name, work.uid_validity, item.uid),
+        };
+        let outcome = if item.was_in_flight {
+            match target.find(&work.target_ref, &upload).await {
+                Ok(Some(id)) => Ok(id),
+                Ok(None) => target.upload(&work.target_ref, &upload).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            target.upload(&work.target_ref, &upload).await
+        };
+        match outcome {
+            Ok(id) => {
+                shared.recorder.record(Record::Copied { folder_id: work.folder_id, uid: item.uid, target_id: id });
+                batch_copied += 1;
+                batch_bytes += item.size;
+            }
+            Err(e) if e.kind == ErrorKind::Item => {
+                stats.failed += 1;
+                tracing::warn!(user = %email, folder = %work.folder_display, uid = item.uid, "message failed: {e}");
+                shared.recorder.record(Record::Failed { folder_id: work.folder_id, uid: item.uid, reason: e.message.clone() });
+                shared.events.send(Event::ItemFailed { user: email.clone(), folder: work.folder_display.clone(), uid: item.uid, reason: e.message });
+            }
+            Err(e) if e.kind == ErrorKind::Refused => {
+                shared.recorder.record(Record::Skipped { folder_id: work.folder_id, uid: item.uid, reason: crate::model::SkipReason::TargetRefused });
+                shared.events.send(Event::ItemSkipped { user: email.clone(), folder: work.folder_display.clone(), uid: item.uid, size: item.size, reason: e.message });
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        settled += 1;
+    }
+    remaining.drain(..settled);
+    stats.copied += batch_copied;
+    stats.bytes += batch_bytes;
+    if batch_copied > 0 {
+        shared.events.send(Event::BatchCopied { user: email.clone(), folder: work.folder_display.clone(), messages: batch_copied, bytes: batch_bytes });
+    }
+    result
+}

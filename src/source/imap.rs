@@ -1,0 +1,310 @@
+//! The IMAP source: folder listing with roles, metadata scans and body
+//! fetches over one connection. Several sessions per mailbox fetch disjoint
+//! UID batches in parallel; `run` decides how many.
+
+use std::sync::Arc;
+
+use async_imap::imap_proto::{AttributeValue, Response};
+use bytes::Bytes;
+use tokio_rustls::rustls;
+
+use crate::error::Result;
+use crate::imap::{Conn, Endpoint, MailboxState, parse_internal_date, utf7};
+use crate::model::{Flags, FolderRole, MessageMeta, SourceFolder};
+use crate::roster::UserJob;
+
+/// Connects to the source server for one user at a time.
+#[derive(Clone)]
+pub struct ImapSource {
+    endpoint: Endpoint,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl ImapSource {
+    pub fn new(endpoint: Endpoint) -> Result<ImapSource> {
+        let tls = crate::imap::tls_config(endpoint.ca_file.as_ref())?;
+        Ok(ImapSource { endpoint, tls })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Logs in as the user's UserName, as given (admin forms included).
+    pub async fn open(&self, user: &UserJob) -> Result<SourceSession> {
+        let conn = Conn::login(&self.endpoint, &self.tls, &user.username, &user.password).await?;
+        Ok(SourceSession { conn, user_root: user.user_root.clone(), examined: None })
+    }
+}
+
+pub struct SourceSession {
+    conn: Conn,
+    user_root: Option<String>,
+    examined: Option<String>,
+}
+
+/// Attributes of a LIST line that say what a folder is for.
+fn role_from_attributes(attributes: &[String]) -> Option<FolderRole> {
+    attributes.iter().find_map(|a| {
+        Some(match a.as_str() {
+            "\\sent" => FolderRole::Sent,
+            "\\drafts" => FolderRole::Drafts,
+            "\\trash" => FolderRole::Trash,
+            "\\junk" | "\\spam" => FolderRole::Junk,
+            "\\archive" => FolderRole::Archive,
+            "\\all" | "\\allmail" => FolderRole::All,
+            "\\flagged" | "\\starred" => FolderRole::Flagged,
+            "\\important" => FolderRole::Important,
+            "\\inbox" => FolderRole::Inbox,
+            _ => return None,
+        })
+    })
+}
+
+/// The last resort when a server marks no roles: well-known names of
+/// top-level folders, in the languages admins meet most.
+pub fn role_from_name(path: &[String]) -> Option<FolderRole> {
+    let last = path.last()?.to_lowercase();
+    if path.len() == 1 && last == "inbox" {
+        return Some(FolderRole::Inbox);
+    }
+    // Only top level (or directly under Gmail's "[Gmail]" parent).
+    if path.len() > 2 || (path.len() == 2 && !path[0].starts_with('[')) {
+        return None;
+    }
+    Some(match last.as_str() {
+        "sent" | "sent items" | "sent messages" | "sent mail" | "gesendet" | "gesendete objekte"
+        | "gesendete elemente" | "envoyés" | "éléments envoyés" | "enviados" | "inviata" | "posta inviata" => {
+            FolderRole::Sent
+        }
+        "drafts" | "draft" | "entwürfe" | "brouillons" | "borradores" | "bozze" => FolderRole::Drafts,
+        "trash" | "deleted items" | "deleted messages" | "bin" | "papierkorb" | "gelöschte elemente"
+        | "corbeille" | "éléments supprimés" | "papelera" | "cestino" => FolderRole::Trash,
+        "junk" | "spam" | "junk e-mail" | "junk email" | "bulk mail" | "junk-e-mail" | "courrier indésirable" => {
+            FolderRole::Junk
+        }
+        "archive" | "archives" | "archiv" => FolderRole::Archive,
+        "all mail" | "alle nachrichten" => FolderRole::All,
+        _ => return None,
+    })
+}
+
+impl SourceSession {
+    pub fn conn_broken(&self) -> bool {
+        self.conn.is_broken()
+    }
+
+    /// Every selectable folder, decoded, with its role.
+    pub async fn folders(&mut self) -> Result<Vec<SourceFolder>> {
+        let listed = self.conn.list().await.map_err(|e| e.context("listing folders"))?;
+        let mut out = Vec::new();
+        for f in listed {
+            if f.attributes.iter().any(|a| a == "\\noselect" || a == "\\nonexistent") {
+                continue;
+            }
+            let decoded = utf7::decode(&f.wire_name);
+            let mut path: Vec<String> = match &f.delimiter {
+                Some(d) if !d.is_empty() => decoded.split(d.as_str()).map(str::to_owned).collect(),
+                _ => vec![decoded.clone()],
+            };
+            if let Some(root) = &self.user_root {
+                // Courier-style shared roots: only the user's subtree, shown
+                // relative to it.
+                let root_path: Vec<&str> = match &f.delimiter {
+                    Some(d) if !d.is_empty() => root.split(d.as_str()).collect(),
+                    _ => vec![root.as_str()],
+                };
+                if path.len() <= root_path.len() || !path.iter().zip(&root_path).all(|(a, b)| a == b) {
+                    continue;
+                }
+                path.drain(..root_path.len());
+            }
+            if path.len() == 1 && path[0].eq_ignore_ascii_case("INBOX") {
+                path[0] = "INBOX".to_owned();
+            }
+            let role = if path.len() == 1 && path[0] == "INBOX" {
+                Some(FolderRole::Inbox)
+            } else {
+                role_from_attributes(&f.attributes).or_else(|| role_from_name(&path))
+            };
+            out.push(SourceFolder { wire_name: f.wire_name, path, role });
+        }
+        Ok(out)
+    }
+
+    /// Opens a folder read-only.
+    pub async fn examine(&mut self, wire_name: &str) -> Result<MailboxState> {
+        let state = self.conn.examine(wire_name).await.map_err(|e| e.context(format!("opening folder {}", utf7::decode(wire_name))))?;
+        self.examined = Some(wire_name.to_owned());
+        Ok(state)
+    }
+
+    /// Metadata of the messages with UID ≥ `from_uid` in the examined folder:
+    /// UID, flags, INTERNALDATE, size and Message-ID, never the body.
+    pub async fn scan(&mut self, from_uid: u32) -> Result<Vec<MessageMeta>> {
+        let mut metas = Vec::new();
+        let command = format!(
+            "UID FETCH {}:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+            from_uid.max(1)
+        );
+        self.conn
+            .fetch_each(&command, |resp| {
+                if let Response::Fetch(_, attrs) = resp
+                    && let Some(meta) = meta_from_attributes(attrs)
+                    && meta.uid >= from_uid
+                {
+                    metas.push(meta);
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(metas)
+    }
+
+    /// Fetches the bodies of `uids` (in the examined folder), handing each
+    /// to `each` as it arrives. UIDs the server no longer has are simply not
+    /// handed over; the caller notices them missing.
+    pub async fn fetch_bodies(&mut self, uids: &[u32], mut each: impl FnMut(u32, Bytes)) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let command = format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids));
+        self.conn
+            .fetch_each(&command, |resp| {
+                if let Response::Fetch(_, attrs) = resp {
+                    let mut uid = None;
+                    let mut body = None;
+                    for a in attrs {
+                        match a {
+                            AttributeValue::Uid(u) => uid = Some(*u),
+                            AttributeValue::BodySection { section: None, data, .. } => {
+                                body = Some(data.as_deref().map(Bytes::copy_from_slice).unwrap_or_default());
+                            }
+                            AttributeValue::Rfc822(data) => {
+                                body = Some(data.as_deref().map(Bytes::copy_from_slice).unwrap_or_default());
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let (Some(uid), Some(body)) = (uid, body) {
+                        each(uid, body);
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub fn examined(&self) -> Option<&str> {
+        self.examined.as_deref()
+    }
+
+    pub async fn logout(self) {
+        self.conn.logout().await;
+    }
+}
+
+fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
+    let mut uid = None;
+    let mut flags = Flags::default();
+    let mut internal_date = None;
+    let mut size = None;
+    let mut message_id = None;
+    for a in attrs {
+        match a {
+            AttributeValue::Uid(u) => uid = Some(*u),
+            AttributeValue::Flags(f) => {
+                flags = Flags(f.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).map(|f| f.to_string()).collect());
+            }
+            AttributeValue::InternalDate(d) => internal_date = parse_internal_date(d),
+            AttributeValue::Rfc822Size(s) => size = Some(u64::from(*s)),
+            // The only section the scan asks for is the Message-ID header.
+            AttributeValue::BodySection { data, .. } => {
+                message_id = data.as_deref().and_then(message_id_from_header);
+            }
+            _ => {}
+        }
+    }
+    Some(MessageMeta { uid: uid?, flags, internal_date: internal_date.unwrap_or(0), size: size.unwrap_or(0), message_id })
+}
+
+/// The Message-ID from a header block (unfolded, angle brackets kept).
+pub fn message_id_from_header(header: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let mut value: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if let Some(v) = value.as_mut() {
+            if line.starts_with([' ', '\t']) {
+                v.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((name, rest)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("message-id")
+        {
+            value = Some(rest.trim().to_owned());
+        }
+    }
+    let v = value?;
+    let v = match (v.find('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => v[a..=b].to_owned(),
+        _ => v,
+    };
+    (!v.is_empty()).then_some(v)
+}
+
+/// A compact UID set: "1:5,9,12:13".
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(uid_set(&[5, 1, 2, 3, 9, 12, 13]), "1:3,5,9,12:13");
+        assert_eq!(uid_set(&[7]), "7");
+    }
+
+    #[test]
+    fn message_ids_unfold_and_keep_brackets() {
+        assert_eq!(message_id_from_header(b"Message-ID: <a@b>\r\n\r\n").as_deref(), Some("<a@b>"));
+        assert_eq!(message_id_from_header(b"message-id:\r\n <long@host>\r\n\r\n").as_deref(), Some("<long@host>"));
+        assert_eq!(message_id_from_header(b"\r\n"), None);
+    }
+
+    #[test]
+    fn roles_by_attribute_then_by_name() {
+        assert_eq!(role_from_attributes(&["\\hasnochildren".into(), "\\sent".into()]), Some(FolderRole::Sent));
+        let p = |s: &str| s.split('/').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(role_from_name(&p("[Gmail]/Gesendet")), Some(FolderRole::Sent));
+        assert_eq!(role_from_name(&p("Deleted Items")), Some(FolderRole::Trash));
+        assert_eq!(role_from_name(&p("Projects/Sent")), None);
+    }
+}
