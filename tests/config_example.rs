@@ -1,0 +1,17 @@
+//! config.example.toml is the documentation of every key: it must parse as
+//! it is shipped, with the defaults it claims.
+
+use std::path::Path;
+
+#[test]
+fn the_shipped_example_parses_with_its_documented_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let s = cutover::settings::parse(&text, &path, &|_| None).expect("config.example.toml parses");
+    assert_eq!(s.source.port, 993);
+    assert_eq!(s.limits.max_items, 500_000);
+    assert_eq!(s.limits.max_message_bytes, 36_700_160);
+    assert_eq!(s.run.connections_per_user, 4);
+    assert_eq!(s.run.max_in_flight_bytes, 96 * 1024 * 1024);
+    assert!(text.contains("max_in_flight_bytes = 100663296"));
+}

@@ -1,0 +1,393 @@
+//! The spine end to end against real Dovecot servers: the real `cutover`
+//! binary copies between two isolated Dovecot instances (or into a
+//! Maildir), and both sides are compared message by message.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::dovecot::{Dovecot, DovecotOptions, StoredMessage};
+use support::mailgen::{self, GenMessage};
+
+const ADMIN_PASSWORD: &str = "admin-secret-42";
+
+struct Lab {
+    source: Dovecot,
+    target: Dovecot,
+    dir: tempfile::TempDir,
+}
+
+fn user(n: usize) -> (String, String) {
+    (format!("user{n}@example.test"), format!("pw-{n}-s3cret"))
+}
+
+impl Lab {
+    fn new(users: usize) -> Lab {
+        let list: Vec<(String, String)> = (1..=users).map(user).collect();
+        let source = Dovecot::start(DovecotOptions { users: list.clone(), ..Default::default() });
+        let target = Dovecot::start(DovecotOptions {
+            users: list,
+            master: Some(("admin".into(), ADMIN_PASSWORD.into())),
+            ..Default::default()
+        });
+        Lab { source, target, dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_config(&self, extra: &str) -> PathBuf {
+        let config = format!(
+            "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+             [target]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             login = \"{{email}}*admin\"\npassword_env = \"CUTOVER_TEST_ADMIN_PW\"\n\n\
+             [state]\npath = \"state.db\"\n{extra}",
+            self.source.port(),
+            self.target.port()
+        );
+        let p = self.path("cutover.toml");
+        std::fs::write(&p, config).unwrap();
+        p
+    }
+
+    fn write_users(&self, rows: &[(String, String)]) -> PathBuf {
+        let mut csv = String::from("EmailAddress,UserName,Password\r\n");
+        for (u, p) in rows {
+            csv.push_str(&format!("{u},{u},{p}\r\n"));
+        }
+        let p = self.path("users.csv");
+        std::fs::write(&p, csv).unwrap();
+        p
+    }
+}
+
+fn cutover(args: &[&str], config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .env("CUTOVER_TEST_ADMIN_PW", ADMIN_PASSWORD)
+        .current_dir(config.parent().unwrap())
+        .output()
+        .expect("run cutover")
+}
+
+fn migrate(config: &Path, users: &Path) -> Output {
+    cutover(&["migrate", "--config", config.to_str().unwrap(), "--users", users.to_str().unwrap()], config)
+}
+
+fn status_json(config: &Path) -> serde_json::Value {
+    let out = cutover(&["status", "--config", config.to_str().unwrap(), "--json"], config);
+    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+fn user_status<'a>(status: &'a serde_json::Value, email: &str) -> &'a serde_json::Value {
+    status["users"].as_array().unwrap().iter().find(|u| u["email"] == email).unwrap_or_else(|| panic!("{email} in status"))
+}
+
+fn explain(out: &Output) -> String {
+    format!("exit {:?}\nstderr:\n{}\nstdout:\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout))
+}
+
+/// Messages keyed by (folder, Message-ID or bytes hash), so source and
+/// target can be compared whatever UIDs the target assigned.
+fn by_key(messages: &[StoredMessage]) -> BTreeMap<(String, String), Vec<&StoredMessage>> {
+    let mut map: BTreeMap<(String, String), Vec<&StoredMessage>> = BTreeMap::new();
+    for m in messages {
+        let key = mailgen::message_id(&m.raw).unwrap_or_else(|| format!("{:x}", sha(&m.raw)));
+        map.entry((m.folder.clone(), key)).or_default().push(m);
+    }
+    map
+}
+
+fn sha(data: &[u8]) -> u128 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(data);
+    u128::from_be_bytes(d[..16].try_into().unwrap())
+}
+
+/// Asserts every source message (except those in `skipped`) is in the
+/// target exactly once, byte-identical, with its flags and INTERNALDATE.
+fn assert_copied_exactly(source: &[StoredMessage], target: &[StoredMessage], skipped: &[&[u8]]) {
+    let src = by_key(source);
+    let dst = by_key(target);
+    let mut expected = 0;
+    for (key, msgs) in &src {
+        let wanted: Vec<&&StoredMessage> = msgs.iter().filter(|m| !skipped.contains(&m.raw.as_slice())).collect();
+        expected += wanted.len();
+        let got = dst.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        assert_eq!(got.len(), wanted.len(), "{key:?}: {} in source, {} in target", wanted.len(), got.len());
+        for (s, t) in wanted.iter().zip(got) {
+            assert!(s.raw == t.raw, "{key:?}: bytes differ ({} vs {} bytes)", s.raw.len(), t.raw.len());
+            assert_eq!(s.flags, t.flags, "{key:?}: flags");
+            assert_eq!(s.internal_date, t.internal_date, "{key:?}: INTERNALDATE");
+        }
+    }
+    assert_eq!(target.len(), expected, "target holds exactly the source set");
+}
+
+/// The folders of the standard test mailbox: nested, non-ASCII, a role
+/// folder, and names with spaces.
+const FOLDERS: [&str; 10] = [
+    "INBOX",
+    "Sent",
+    "Archive",
+    "Archive/2023",
+    "Archive/2023/Q1",
+    "Projets/Écoles",
+    "日本語",
+    "Kunden & Partner",
+    "Listes/Übersicht",
+    "Odd",
+];
+
+fn fill_standard_mailbox(server: &Dovecot, email: &str, count: usize, seed: u64) -> usize {
+    let messages = mailgen::generate(seed, count, 3000);
+    let mut per_folder: HashMap<&str, Vec<GenMessage>> = HashMap::new();
+    for (i, m) in messages.into_iter().enumerate() {
+        per_folder.entry(FOLDERS[i % (FOLDERS.len() - 1)]).or_default().push(m);
+    }
+    for (folder, msgs) in &per_folder {
+        server.deliver(email, folder, msgs);
+    }
+    let odd: Vec<GenMessage> = mailgen::odd_corpus().into_iter().map(|(_, m)| m).collect();
+    let n = odd.len();
+    server.deliver(email, "Odd", &odd);
+    count + n
+}
+
+#[test]
+fn full_copy_then_noop_resync_then_exactly_the_new_mail() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    let delivered = fill_standard_mailbox(&lab.source, &email, 2000, 7);
+    let big = mailgen::big_message(36 * 1024 * 1024 + 1024, 99);
+    lab.source.deliver(&email, "INBOX", std::slice::from_ref(&big));
+    let source_before = lab.source.messages(&email);
+    assert_eq!(source_before.len(), delivered + 1);
+
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password.clone())]);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+
+    let target = lab.target.messages(&email);
+    assert_copied_exactly(&source_before, &target, &[big.raw.as_slice()]);
+    // The source is untouched: same bytes, same flags (no \Seen added).
+    assert!(lab.source.messages(&email) == source_before, "source changed");
+
+    let status = status_json(&config);
+    let u = user_status(&status, &email);
+    assert_eq!(u["state"], "done");
+    assert_eq!(u["copied"], delivered as u64);
+    assert_eq!(u["source_messages"], (delivered + 1) as u64);
+    assert_eq!(u["skipped"], 1);
+    let items = u["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["reason"], "too large");
+    assert_eq!(items[0]["folder"], "INBOX");
+    assert_eq!(items[0]["size"], big.raw.len() as u64);
+
+    // Second run: nothing new, so nothing copied and no body fetched.
+    let before = lab.source.session_stats();
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let after = lab.source.wait_for_sessions(before.sessions + 1, std::time::Duration::from_secs(10));
+    assert_eq!(after.body_count, before.body_count, "a no-op resync fetched bodies");
+    assert_eq!(lab.target.messages(&email).len(), target.len());
+
+    // Fifty new messages arrive: the third run copies exactly those.
+    let new = mailgen::generate(1234, 50, 2000);
+    lab.source.deliver(&email, "INBOX", &new[..30]);
+    lab.source.deliver(&email, "Archive/2023", &new[30..]);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let target_after = lab.target.messages(&email);
+    assert_eq!(target_after.len(), target.len() + 50);
+    assert_copied_exactly(&lab.source.messages(&email), &target_after, &[big.raw.as_slice()]);
+    let status = status_json(&config);
+    assert_eq!(user_status(&status, &email)["copied"], (delivered + 50) as u64);
+}
+
+#[test]
+fn a_wrong_password_fails_that_user_and_the_others_finish() {
+    let lab = Lab::new(3);
+    for n in 1..=3 {
+        lab.source.deliver(&user(n).0, "INBOX", &mailgen::generate(n as u64, 20, 1000));
+    }
+    let config = lab.write_config("");
+    let mut rows: Vec<(String, String)> = (1..=3).map(user).collect();
+    rows[1].1 = "not-the-password".into();
+    let users = lab.write_users(&rows);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("user2@example.test") && stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "password leaked to stderr");
+    let status = status_json(&config);
+    assert_eq!(user_status(&status, "user1@example.test")["state"], "done");
+    assert_eq!(user_status(&status, "user3@example.test")["state"], "done");
+    let failed = user_status(&status, "user2@example.test");
+    assert_eq!(failed["state"], "failed");
+    assert!(failed["last_error"].as_str().unwrap().contains("check UserName and Password"));
+    assert_eq!(lab.target.messages("user1@example.test").len(), 20);
+    assert_eq!(lab.target.messages("user3@example.test").len(), 20);
+}
+
+#[test]
+fn uidvalidity_reset_rematches_without_duplicates() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    lab.source.deliver(&email, "INBOX", &mailgen::generate(5, 40, 1500));
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password)]);
+    assert_eq!(migrate(&config, &users).status.code(), Some(0));
+    assert_eq!(lab.target.messages(&email).len(), 40);
+
+    lab.source.set_uid_validity(&email, "INBOX", 777_000);
+    lab.source.deliver(&email, "INBOX", &mailgen::generate(6, 5, 1500));
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+    assert_eq!(lab.target.messages(&email).len(), 45);
+}
+
+#[test]
+fn item_cap_copies_the_newest_and_reports_the_rest() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    let mut msgs = mailgen::generate(11, 30, 800);
+    for (i, m) in msgs.iter_mut().enumerate() {
+        m.internal_date = 1_600_000_000 + i as i64 * 3600;
+    }
+    lab.source.deliver(&email, "INBOX", &msgs[..15]);
+    lab.source.deliver(&email, "Archive", &msgs[15..]);
+    let config = lab.write_config("[limits]\nmax_items = 10\nexclude = [\"Trash\", \"junk*\"]\n");
+    let users = lab.write_users(&[(email.clone(), password)]);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let target = lab.target.messages(&email);
+    assert_eq!(target.len(), 10);
+    let newest: Vec<i64> = (20..30).map(|i| 1_600_000_000 + i * 3600).collect();
+    let mut dates: Vec<i64> = target.iter().map(|m| m.internal_date).collect();
+    dates.sort();
+    assert_eq!(dates, newest);
+    let status = status_json(&config);
+    let u = user_status(&status, &email);
+    assert_eq!(u["skipped"], 20);
+    assert_eq!(u["skipped_by_reason"]["over item cap"], 20);
+}
+
+#[test]
+fn maildir_target_keeps_bytes_flags_and_dates() {
+    let source = Dovecot::start(DovecotOptions { users: vec![user(1)], ..Default::default() });
+    let (email, password) = user(1);
+    let msgs = mailgen::generate(21, 25, 2000);
+    source.deliver(&email, "INBOX", &msgs[..10]);
+    source.deliver(&email, "Sent", &msgs[10..20]);
+    source.deliver(&email, "Projets/Écoles", &msgs[20..]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cutover.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n",
+            source.port()
+        ),
+    )
+    .unwrap();
+    let users = dir.path().join("users.csv");
+    std::fs::write(&users, format!("EmailAddress,UserName,Password\n{email},{email},{password}\n")).unwrap();
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let root = dir.path().join("out").join(&email);
+    let read = |sub: &str| -> Vec<(Vec<u8>, String, i64)> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(root.join(sub).join("cur")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let flags = name.rsplit_once(":2,").unwrap().1.to_owned();
+            let mtime = e.metadata().unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+            v.push((std::fs::read(e.path()).unwrap(), flags, mtime));
+        }
+        v
+    };
+    let inbox = read("");
+    let sent = read(".Sent");
+    let ecoles = read(".Projets.&AMk-coles");
+    assert_eq!((inbox.len(), sent.len(), ecoles.len()), (10, 10, 5));
+    for m in source.messages(&email) {
+        let stored = match m.folder.as_str() {
+            "INBOX" => &inbox,
+            "Sent" => &sent,
+            _ => &ecoles,
+        };
+        let found = stored.iter().find(|(raw, _, _)| *raw == m.raw).expect("message stored byte-identical");
+        assert_eq!(found.2, m.internal_date);
+        let letters: String = [("\\Draft", 'D'), ("\\Flagged", 'F'), ("\\Answered", 'R'), ("\\Seen", 'S')]
+            .iter()
+            .filter(|(f, _)| m.flags.iter().any(|x| x == f))
+            .map(|(_, l)| *l)
+            .collect();
+        assert_eq!(found.1, letters);
+    }
+    // A rerun writes nothing new.
+    assert_eq!(migrate(&config, &users).status.code(), Some(0));
+    assert_eq!(read("").len(), 10);
+}
+
+#[test]
+fn tls_is_verified_and_ca_file_trusts_a_private_ca() {
+    let source = Dovecot::start(DovecotOptions { users: vec![user(1)], tls: true, ..Default::default() });
+    let (email, password) = user(1);
+    source.deliver(&email, "INBOX", &mailgen::generate(31, 5, 1000));
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.csv");
+    std::fs::write(&users, format!("EmailAddress,UserName,Password\n{email},{email},{password}\n")).unwrap();
+    let config = dir.path().join("cutover.toml");
+    let write = |security: &str, port: u16, ca: bool| {
+        let ca_line = if ca { format!("ca_file = \"{}\"\n", source.ca_file().unwrap().display()) } else { String::new() };
+        std::fs::write(
+            &config,
+            format!("[source]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\n{ca_line}[target]\nkind = \"maildir\"\npath = \"out\"\n"),
+        )
+        .unwrap();
+    };
+    // Without the private CA the certificate is rejected, clearly.
+    write("tls", source.imaps_port().unwrap(), false);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ca_file"), "{}", explain(&out));
+    // With it, implicit TLS and STARTTLS both work.
+    write("tls", source.imaps_port().unwrap(), true);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    std::fs::remove_file(dir.path().join("cutover.db")).unwrap();
+    write("starttls", source.port(), true);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(std::fs::read_dir(dir.path().join("out").join(&email).join("cur")).unwrap().count(), 5);
+}
+
+#[test]
+fn bad_config_and_bad_users_file_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cutover.toml");
+    std::fs::write(&config, "[source]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\nprot = 1\n[target]\nkind = \"maildir\"\npath = \"out\"\n").unwrap();
+    let users = dir.path().join("users.csv");
+    std::fs::write(&users, "EmailAddress,UserName,Password\na@x.test,a,p\n").unwrap();
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prot"), "{}", explain(&out));
+
+    std::fs::write(&config, "[source]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n").unwrap();
+    std::fs::write(&users, "EmailAddress,UserName,Password\na@x.test,a,p\n,b,p\na@x.test,c,p\n").unwrap();
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3") && stderr.contains("line 4"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "nothing may be written when the users file is refused");
+}
