@@ -142,11 +142,29 @@ pub struct MessageRow {
 /// One state change, written in batches by the recorder.
 #[derive(Clone, Debug)]
 pub enum Record {
-    InFlight { folder_id: i64, uid: u32 },
-    Copied { folder_id: i64, uid: u32, target_id: String },
-    Failed { folder_id: i64, uid: u32, reason: String },
-    Skipped { folder_id: i64, uid: u32, reason: SkipReason },
-    Gone { folder_id: i64, uid: u32 },
+    InFlight {
+        folder_id: i64,
+        uid: u32,
+    },
+    Copied {
+        folder_id: i64,
+        uid: u32,
+        target_id: String,
+    },
+    Failed {
+        folder_id: i64,
+        uid: u32,
+        reason: String,
+    },
+    Skipped {
+        folder_id: i64,
+        uid: u32,
+        reason: SkipReason,
+    },
+    Gone {
+        folder_id: i64,
+        uid: u32,
+    },
 }
 
 /// Per-user figures for `status` and reports.
@@ -209,6 +227,10 @@ fn state_from_db(state: &str, reason: Option<&str>) -> State {
     }
 }
 
+/// A copied or skipped message's record (state, reason, target id, copy
+/// time), carried over to its new UID after a UIDVALIDITY change.
+type CarriedState = (String, Option<String>, Option<String>, Option<i64>);
+
 /// The key that recognises the same message after a UIDVALIDITY change:
 /// Message-ID and size, or the date and size when there is no Message-ID.
 fn rematch_key(message_id: Option<&str>, size: u64, internal_date: i64) -> String {
@@ -224,8 +246,12 @@ impl Checkpoint {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| CheckpointError(format!("cannot create directory {} for the state DB: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                CheckpointError(format!(
+                    "cannot create directory {} for the state DB: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         if !path.exists() {
             OpenOptions::new()
@@ -237,12 +263,17 @@ impl Checkpoint {
                 .map_err(|e| CheckpointError(format!("cannot create state DB {}: {e}", path.display())))?;
         }
         let conn = Connection::open(path).map_err(db_err(path))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_err(path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(db_err(path))?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err(path))?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err(path))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err(path))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| CheckpointError(format!("state DB {} is not usable: {e}", path.display())))?;
-        Ok(Checkpoint { conn, path: path.to_path_buf() })
+        Ok(Checkpoint {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens an existing state DB for reading only (status, report).
@@ -281,12 +312,23 @@ impl Checkpoint {
     pub fn begin_sync(&self, email: &str) -> Result<i64> {
         self.ensure_user(email)?;
         self.conn
-            .execute("INSERT INTO syncs (email, started) VALUES (?1, ?2)", params![email, now()])
+            .execute(
+                "INSERT INTO syncs (email, started) VALUES (?1, ?2)",
+                params![email, now()],
+            )
             .map_err(self.err())?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn finish_sync(&self, sync_id: i64, email: &str, state: &str, copied: u64, bytes: u64, error: Option<&str>) -> Result<()> {
+    pub fn finish_sync(
+        &self,
+        sync_id: i64,
+        email: &str,
+        state: &str,
+        copied: u64,
+        bytes: u64,
+        error: Option<&str>,
+    ) -> Result<()> {
         let t = now();
         self.conn
             .execute(
@@ -331,7 +373,11 @@ impl Checkpoint {
 
     /// Records the folders the source lists now; folders that vanished are
     /// kept (their copies stay counted) but no longer scanned.
-    pub fn sync_folder_list(&mut self, email: &str, listed: &[(String, String, Option<FolderRole>)]) -> Result<Vec<FolderRow>> {
+    pub fn sync_folder_list(
+        &mut self,
+        email: &str,
+        listed: &[(String, String, Option<FolderRole>)],
+    ) -> Result<Vec<FolderRow>> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(db_err(&path))?;
         tx.execute("UPDATE folders SET present = 0 WHERE email = ?1", params![email])
@@ -350,7 +396,10 @@ impl Checkpoint {
 
     pub fn set_target_ref(&self, folder_id: i64, target_ref: &str) -> Result<()> {
         self.conn
-            .execute("UPDATE folders SET target_ref = ?2 WHERE id = ?1", params![folder_id, target_ref])
+            .execute(
+                "UPDATE folders SET target_ref = ?2 WHERE id = ?1",
+                params![folder_id, target_ref],
+            )
             .map_err(self.err())?;
         Ok(())
     }
@@ -359,11 +408,19 @@ impl Checkpoint {
     /// above the previous `max_uid` (or all of them after a UIDVALIDITY
     /// change, in which case earlier copies are re-matched by Message-ID and
     /// size so nothing is copied twice and nothing is dropped).
-    pub fn store_scan(&mut self, folder_id: i64, uid_validity: u32, uid_next: u32, exists: u32, metas: &[MessageMeta], full_rescan: bool) -> Result<()> {
+    pub fn store_scan(
+        &mut self,
+        folder_id: i64,
+        uid_validity: u32,
+        uid_next: u32,
+        exists: u32,
+        metas: &[MessageMeta],
+        full_rescan: bool,
+    ) -> Result<()> {
         let path = self.path.clone();
         let e = db_err(&path);
         let tx = self.conn.transaction().map_err(&e)?;
-        let mut carried: HashMap<String, Vec<(String, Option<String>, Option<String>, Option<i64>)>> = HashMap::new();
+        let mut carried: HashMap<String, Vec<CarriedState>> = HashMap::new();
         if full_rescan {
             {
                 let mut stmt = tx
@@ -381,10 +438,16 @@ impl Checkpoint {
                     carried
                         .entry(rematch_key(mid.as_deref(), size as u64, date))
                         .or_default()
-                        .push((state, r.get(4).map_err(&e)?, r.get(5).map_err(&e)?, r.get(6).map_err(&e)?));
+                        .push((
+                            state,
+                            r.get(4).map_err(&e)?,
+                            r.get(5).map_err(&e)?,
+                            r.get(6).map_err(&e)?,
+                        ));
                 }
             }
-            tx.execute("DELETE FROM messages WHERE folder_id = ?1", params![folder_id]).map_err(&e)?;
+            tx.execute("DELETE FROM messages WHERE folder_id = ?1", params![folder_id])
+                .map_err(&e)?;
         }
         {
             let mut insert = tx
@@ -429,7 +492,10 @@ impl Checkpoint {
 
     pub fn set_last_scan(&self, email: &str) -> Result<()> {
         self.conn
-            .execute("UPDATE users SET last_scan = ?2 WHERE email = ?1", params![email, now()])
+            .execute(
+                "UPDATE users SET last_scan = ?2 WHERE email = ?1",
+                params![email, now()],
+            )
             .map_err(self.err())?;
         Ok(())
     }
@@ -478,21 +544,38 @@ impl Checkpoint {
             let t = now();
             for r in records {
                 match r {
-                    Record::InFlight { folder_id, uid } => {
-                        set.execute(params![folder_id, uid, "inflight", None::<String>, None::<String>, None::<i64>])
-                    }
-                    Record::Copied { folder_id, uid, target_id } => {
-                        set.execute(params![folder_id, uid, "copied", None::<String>, target_id, Some(t)])
-                    }
+                    Record::InFlight { folder_id, uid } => set.execute(params![
+                        folder_id,
+                        uid,
+                        "inflight",
+                        None::<String>,
+                        None::<String>,
+                        None::<i64>
+                    ]),
+                    Record::Copied {
+                        folder_id,
+                        uid,
+                        target_id,
+                    } => set.execute(params![folder_id, uid, "copied", None::<String>, target_id, Some(t)]),
                     Record::Failed { folder_id, uid, reason } => {
                         set.execute(params![folder_id, uid, "failed", reason, None::<String>, None::<i64>])
                     }
-                    Record::Skipped { folder_id, uid, reason } => {
-                        set.execute(params![folder_id, uid, "skipped", reason.as_str(), None::<String>, None::<i64>])
-                    }
-                    Record::Gone { folder_id, uid } => {
-                        set.execute(params![folder_id, uid, "gone", None::<String>, None::<String>, None::<i64>])
-                    }
+                    Record::Skipped { folder_id, uid, reason } => set.execute(params![
+                        folder_id,
+                        uid,
+                        "skipped",
+                        reason.as_str(),
+                        None::<String>,
+                        None::<i64>
+                    ]),
+                    Record::Gone { folder_id, uid } => set.execute(params![
+                        folder_id,
+                        uid,
+                        "gone",
+                        None::<String>,
+                        None::<String>,
+                        None::<i64>
+                    ]),
                 }
                 .map_err(&e)?;
             }
@@ -502,7 +585,10 @@ impl Checkpoint {
     }
 
     pub fn user_emails(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("SELECT email FROM users ORDER BY email").map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT email FROM users ORDER BY email")
+            .map_err(self.err())?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
     }
@@ -630,23 +716,53 @@ mod tests {
     fn db_is_private_to_its_owner() {
         use std::os::unix::fs::PermissionsExt;
         let (dir, _cp, _) = setup();
-        let mode = std::fs::metadata(dir.path().join("state.db")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("state.db"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
     fn copied_survives_uidvalidity_change_by_message_id_and_size() {
         let (_d, mut cp, f) = setup();
-        cp.store_scan(f, 1, 4, 3, &[meta(1, "<a@x>", 10), meta(2, "<b@x>", 20), meta(3, "<c@x>", 30)], false)
-            .unwrap();
+        cp.store_scan(
+            f,
+            1,
+            4,
+            3,
+            &[meta(1, "<a@x>", 10), meta(2, "<b@x>", 20), meta(3, "<c@x>", 30)],
+            false,
+        )
+        .unwrap();
         cp.apply(&[
-            Record::Copied { folder_id: f, uid: 1, target_id: "t1".into() },
-            Record::Copied { folder_id: f, uid: 2, target_id: "t2".into() },
+            Record::Copied {
+                folder_id: f,
+                uid: 1,
+                target_id: "t1".into(),
+            },
+            Record::Copied {
+                folder_id: f,
+                uid: 2,
+                target_id: "t2".into(),
+            },
         ])
         .unwrap();
         // New UIDVALIDITY: same messages renumbered, plus one new.
-        cp.store_scan(f, 2, 5, 4, &[meta(11, "<a@x>", 10), meta(12, "<b@x>", 20), meta(13, "<c@x>", 30), meta(14, "<d@x>", 40)], true)
-            .unwrap();
+        cp.store_scan(
+            f,
+            2,
+            5,
+            4,
+            &[
+                meta(11, "<a@x>", 10),
+                meta(12, "<b@x>", 20),
+                meta(13, "<c@x>", 30),
+                meta(14, "<d@x>", 40),
+            ],
+            true,
+        )
+        .unwrap();
         let rows = cp.messages("a@x.test").unwrap();
         let state = |uid| rows.iter().find(|r| r.uid == uid).unwrap().state;
         assert_eq!(state(11), State::Copied);
@@ -672,16 +788,43 @@ mod tests {
     #[test]
     fn status_counts_states_and_reasons() {
         let (_d, mut cp, f) = setup();
-        cp.store_scan(f, 1, 5, 4, &[meta(1, "<a>", 10), meta(2, "<b>", 20), meta(3, "<c>", 30), meta(4, "<d>", 40)], false)
-            .unwrap();
+        cp.store_scan(
+            f,
+            1,
+            5,
+            4,
+            &[
+                meta(1, "<a>", 10),
+                meta(2, "<b>", 20),
+                meta(3, "<c>", 30),
+                meta(4, "<d>", 40),
+            ],
+            false,
+        )
+        .unwrap();
         cp.apply(&[
-            Record::Copied { folder_id: f, uid: 1, target_id: "t".into() },
-            Record::Skipped { folder_id: f, uid: 2, reason: SkipReason::TooLarge },
-            Record::Failed { folder_id: f, uid: 3, reason: "boom".into() },
+            Record::Copied {
+                folder_id: f,
+                uid: 1,
+                target_id: "t".into(),
+            },
+            Record::Skipped {
+                folder_id: f,
+                uid: 2,
+                reason: SkipReason::TooLarge,
+            },
+            Record::Failed {
+                folder_id: f,
+                uid: 3,
+                reason: "boom".into(),
+            },
         ])
         .unwrap();
         let s = cp.user_status("a@x.test").unwrap();
-        assert_eq!((s.source_messages, s.copied, s.skipped, s.failed, s.bytes_copied), (4, 1, 1, 1, 10));
+        assert_eq!(
+            (s.source_messages, s.copied, s.skipped, s.failed, s.bytes_copied),
+            (4, 1, 1, 1, 10)
+        );
         assert_eq!(s.skipped_by_reason.get("too large"), Some(&1));
         let problems = cp.problem_items("a@x.test").unwrap();
         assert_eq!(problems.len(), 2);

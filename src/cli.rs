@@ -35,9 +35,11 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Copy everything not yet copied; rerun for an incremental resync.
-    #[command(after_help = "Exit codes: 0 every user done, 1 some users failed or were partly copied, \
+    #[command(
+        after_help = "Exit codes: 0 every user done, 1 some users failed or were partly copied, \
 2 the run could not start (bad config, bad users file, state DB unusable), 130 interrupted.\n\n\
-Example:\n  cutover migrate --config cutover.toml --users users.csv")]
+Example:\n  cutover migrate --config cutover.toml --users users.csv"
+    )]
     Migrate {
         /// The configuration file (see config.example.toml).
         #[arg(long, value_name = "FILE")]

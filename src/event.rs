@@ -7,16 +7,65 @@ use serde::Serialize;
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { users: usize, target: String },
-    UserStarted { user: String },
-    FolderScanned { user: String, folder: String, messages: u32, new: usize },
-    Planned { user: String, to_copy: usize, bytes: u64, skipped: usize, already_copied: u64 },
-    BatchCopied { user: String, folder: String, messages: u64, bytes: u64 },
-    ItemSkipped { user: String, folder: String, uid: u32, size: u64, reason: String },
-    ItemFailed { user: String, folder: String, uid: u32, reason: String },
-    Throttled { user: String, delay_ms: u64, reason: String },
-    UserFinished { user: String, state: String, copied: u64, bytes: u64, failed: u64, error: Option<String> },
-    RunFinished { users_done: usize, users_failed: usize, copied: u64, bytes: u64, interrupted: bool },
+    RunStarted {
+        users: usize,
+        target: String,
+    },
+    UserStarted {
+        user: String,
+    },
+    FolderScanned {
+        user: String,
+        folder: String,
+        messages: u32,
+        new: usize,
+    },
+    Planned {
+        user: String,
+        to_copy: usize,
+        bytes: u64,
+        skipped: usize,
+        already_copied: u64,
+    },
+    BatchCopied {
+        user: String,
+        folder: String,
+        messages: u64,
+        bytes: u64,
+    },
+    ItemSkipped {
+        user: String,
+        folder: String,
+        uid: u32,
+        size: u64,
+        reason: String,
+    },
+    ItemFailed {
+        user: String,
+        folder: String,
+        uid: u32,
+        reason: String,
+    },
+    Throttled {
+        user: String,
+        delay_ms: u64,
+        reason: String,
+    },
+    UserFinished {
+        user: String,
+        state: String,
+        copied: u64,
+        bytes: u64,
+        failed: u64,
+        error: Option<String>,
+    },
+    RunFinished {
+        users_done: usize,
+        users_failed: usize,
+        copied: u64,
+        bytes: u64,
+        interrupted: bool,
+    },
 }
 
 /// Where events go. Cheap to clone; sending never blocks the pipeline.

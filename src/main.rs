@@ -131,10 +131,17 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            Some(tracing_subscriber::fmt::layer().with_writer(std::sync::Mutex::new(file)).with_ansi(false))
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false),
+            )
         }
         None => None,
     };
-    let subscriber = tracing_subscriber::registry().with(filter).with(stderr_layer).with(file_layer);
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr_layer)
+        .with(file_layer);
     tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())
 }

@@ -21,7 +21,11 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     pub fn new(max_attempts: u32) -> RetryPolicy {
-        RetryPolicy { max_attempts, base_delay: Duration::from_millis(500), max_delay: Duration::from_secs(60) }
+        RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
     }
 
     /// How long to wait before attempt number `attempt` (1-based count of
@@ -58,7 +62,9 @@ pub struct Limits {
 impl Limits {
     pub fn new(logins_per_second: u32) -> Limits {
         let rate = NonZeroU32::new(logins_per_second.max(1)).expect("at least one");
-        Limits { logins: Arc::new(RateLimiter::direct(Quota::per_second(rate))) }
+        Limits {
+            logins: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+        }
     }
 
     pub async fn before_login(&self) {

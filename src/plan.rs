@@ -113,7 +113,11 @@ pub fn batches(candidates: &[Candidate], copy: &[usize], max_messages: usize, ma
         {
             done.push(slot.take().expect("checked above"));
         }
-        let b = slot.get_or_insert_with(|| Batch { folder: c.folder, items: Vec::new(), bytes: 0 });
+        let b = slot.get_or_insert_with(|| Batch {
+            folder: c.folder,
+            items: Vec::new(),
+            bytes: 0,
+        });
         b.items.push(i);
         b.bytes += c.size;
     }
@@ -130,10 +134,19 @@ mod tests {
     use super::*;
 
     fn c(folder: usize, uid: u32, date: i64, size: u64, state: State) -> Candidate {
-        Candidate { folder, uid, internal_date: date, size, state }
+        Candidate {
+            folder,
+            uid,
+            internal_date: date,
+            size,
+            state,
+        }
     }
 
-    const LIMITS: Limits = Limits { max_items: 500_000, max_message_bytes: 1000 };
+    const LIMITS: Limits = Limits {
+        max_items: 500_000,
+        max_message_bytes: 1000,
+    };
 
     #[test]
     fn merges_folders_newest_first() {
@@ -148,7 +161,11 @@ mod tests {
 
     #[test]
     fn ties_on_date_break_by_folder_then_newest_uid() {
-        let cs = [c(1, 5, 100, 1, State::Pending), c(0, 3, 100, 1, State::Pending), c(0, 4, 100, 1, State::Pending)];
+        let cs = [
+            c(1, 5, 100, 1, State::Pending),
+            c(0, 3, 100, 1, State::Pending),
+            c(0, 4, 100, 1, State::Pending),
+        ];
         assert_eq!(plan(&cs, LIMITS).copy, vec![2, 1, 0]);
     }
 
@@ -171,7 +188,13 @@ mod tests {
     #[test]
     fn item_cap_keeps_the_newest() {
         let cs: Vec<Candidate> = (0..10).map(|i| c(0, i, i64::from(i) * 10, 1, State::Pending)).collect();
-        let p = plan(&cs, Limits { max_items: 3, max_message_bytes: 1000 });
+        let p = plan(
+            &cs,
+            Limits {
+                max_items: 3,
+                max_message_bytes: 1000,
+            },
+        );
         assert_eq!(p.copy, vec![9, 8, 7]);
         assert_eq!(p.skip.len(), 7);
         assert!(p.skip.iter().all(|(_, r)| *r == SkipReason::OverItemCap));
@@ -180,14 +203,25 @@ mod tests {
 
     #[test]
     fn earlier_cap_skips_come_back_when_in_scope() {
-        let cs = [c(0, 1, 100, 1, State::Skipped(SkipReason::OverItemCap)), c(0, 2, 50, 1, State::InFlight)];
+        let cs = [
+            c(0, 1, 100, 1, State::Skipped(SkipReason::OverItemCap)),
+            c(0, 2, 50, 1, State::InFlight),
+        ];
         assert_eq!(plan(&cs, LIMITS).copy, vec![0, 1]);
     }
 
     #[test]
     fn batches_respect_count_bytes_and_folder() {
-        let cs: Vec<Candidate> = (0..7).map(|i| c((i % 2) as usize, i, 100 - i64::from(i), 400, State::Pending)).collect();
-        let p = plan(&cs, Limits { max_items: 100, max_message_bytes: 1000 });
+        let cs: Vec<Candidate> = (0..7)
+            .map(|i| c((i % 2) as usize, i, 100 - i64::from(i), 400, State::Pending))
+            .collect();
+        let p = plan(
+            &cs,
+            Limits {
+                max_items: 100,
+                max_message_bytes: 1000,
+            },
+        );
         let b = batches(&cs, &p.copy, 2, 10_000);
         assert!(b.iter().all(|b| b.items.len() <= 2));
         assert!(b.iter().all(|b| b.items.iter().all(|&i| cs[i].folder == b.folder)));

@@ -75,14 +75,27 @@ pub fn spawn(mode: Mode, mut rx: UnboundedReceiver<Event>) -> tokio::task::JoinH
                     totals.skipped += 1;
                     None
                 }
-                Event::ItemFailed { user, folder, uid, reason } => {
+                Event::ItemFailed {
+                    user,
+                    folder,
+                    uid,
+                    reason,
+                } => {
                     totals.failed += 1;
                     Some(format!("{user}: {folder} UID {uid} failed: {reason}"))
                 }
-                Event::Throttled { user, delay_ms, reason } => {
-                    Some(format!("{user}: throttled, waiting {:.1}s ({reason})", *delay_ms as f64 / 1000.0))
-                }
-                Event::UserFinished { user, state, copied, failed, error, .. } => {
+                Event::Throttled { user, delay_ms, reason } => Some(format!(
+                    "{user}: throttled, waiting {:.1}s ({reason})",
+                    *delay_ms as f64 / 1000.0
+                )),
+                Event::UserFinished {
+                    user,
+                    state,
+                    copied,
+                    failed,
+                    error,
+                    ..
+                } => {
                     totals.users_finished += 1;
                     Some(match error {
                         Some(e) => format!("{user}: {state} ({copied} copied, {failed} failed): {e}"),
@@ -147,5 +160,9 @@ pub fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }

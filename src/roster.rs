@@ -136,7 +136,7 @@ pub fn parse_users(data: &[u8]) -> Result<Vec<UserJob>, Vec<String>> {
             };
             let raw = record.get(i).unwrap_or_default();
             match std::str::from_utf8(raw) {
-                Ok(s) if s.is_empty() => Ok(None),
+                Ok("") => Ok(None),
                 Ok(s) => Ok(Some(s.to_owned())),
                 Err(_) => Err(format!(
                     "line {line}: {} is not valid UTF-8 (save the file as UTF-8)",
@@ -160,14 +160,12 @@ pub fn parse_users(data: &[u8]) -> Result<Vec<UserJob>, Vec<String>> {
         let target_password = get("targetpassword");
         match &email {
             None => row_problems.push(format!("line {line}: EmailAddress is empty")),
-            Some(e) if !looks_like_address(e) => row_problems.push(format!(
-                "line {line}: EmailAddress {e:?} is not an email address"
-            )),
+            Some(e) if !looks_like_address(e) => {
+                row_problems.push(format!("line {line}: EmailAddress {e:?} is not an email address"))
+            }
             Some(e) => {
                 if let Some(first) = seen.insert(e.to_ascii_lowercase(), line) {
-                    row_problems.push(format!(
-                        "line {line}: EmailAddress {e} is already on line {first}"
-                    ));
+                    row_problems.push(format!("line {line}: EmailAddress {e} is already on line {first}"));
                 }
             }
         }
@@ -209,7 +207,11 @@ struct LineCounter<'a> {
 
 impl<'a> LineCounter<'a> {
     fn new(data: &'a [u8]) -> Self {
-        LineCounter { data, offset: 0, line: 1 }
+        LineCounter {
+            data,
+            offset: 0,
+            line: 1,
+        }
     }
 
     fn line_at(&mut self, byte: u64) -> u64 {

@@ -72,7 +72,11 @@ impl StopFlag {
 
 pub fn build_target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartError> {
     Ok(match settings {
-        TargetSettings::Imap { endpoint, login, password } => Arc::new(
+        TargetSettings::Imap {
+            endpoint,
+            login,
+            password,
+        } => Arc::new(
             ImapTarget::new(endpoint.clone(), login.clone(), password.clone()).map_err(|e| StartError(e.message))?,
         ),
         TargetSettings::Maildir { path } => Arc::new(MaildirTarget::new(path.clone())),
@@ -134,7 +138,9 @@ impl Recorder {
         let _ = self.0.send(RecorderMsg::Flush(tx));
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::fatal(format!("{e}; the checkpoint is intact up to this point, free the problem and run again"))),
+            Ok(Err(e)) => Err(Error::fatal(format!(
+                "{e}; the checkpoint is intact up to this point, free the problem and run again"
+            ))),
             Err(_) => Err(Error::fatal("the checkpoint writer stopped")),
         }
     }
@@ -175,7 +181,12 @@ struct UserResult {
 }
 
 /// The migrate command: copies everything not yet copied for every user.
-pub async fn migrate(settings: Settings, users: Vec<UserJob>, events: Events, stop: StopFlag) -> Result<Outcome, StartError> {
+pub async fn migrate(
+    settings: Settings,
+    users: Vec<UserJob>,
+    events: Events,
+    stop: StopFlag,
+) -> Result<Outcome, StartError> {
     let _lock = checkpoint::lock(&settings.state_path)?;
     let db = Checkpoint::open(&settings.state_path)?;
     let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
@@ -192,7 +203,10 @@ pub async fn migrate(settings: Settings, users: Vec<UserJob>, events: Events, st
     }
     let exclude = globs.build().map_err(|e| StartError(e.to_string()))?;
     let in_flight_kib = in_flight_capacity_kib(&settings) as usize;
-    events.send(Event::RunStarted { users: users.len(), target: target.describe() });
+    events.send(Event::RunStarted {
+        users: users.len(),
+        target: target.describe(),
+    });
     let shared = Arc::new(Shared {
         retry: RetryPolicy::new(settings.run.max_attempts),
         pace: PaceLimits::new(20),
@@ -262,22 +276,50 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
         cp.begin_sync(&email)
     }) {
         Ok(id) => id,
-        Err(e) => return finish(shared, None, user, UserResult { state: "failed", copied: 0, bytes: 0, failed: 0, error: Some(e.message) }),
+        Err(e) => {
+            return finish(
+                shared,
+                None,
+                user,
+                UserResult {
+                    state: "failed",
+                    copied: 0,
+                    bytes: 0,
+                    failed: 0,
+                    error: Some(e.message),
+                },
+            );
+        }
     };
     let mut stats = UserStats::default();
     let result = copy_mailbox(shared, user, &mut stats).await;
     let flushed = shared.recorder.flush().await;
     let (state, error) = match (result, flushed) {
         (Err(e), _) | (Ok(()), Err(e)) => ("failed", Some(e.message)),
-        (Ok(()), Ok(())) if shared.stop.stopped() && !stats.complete => ("interrupted", Some("stopped before the end; run migrate again to resume".to_owned())),
-        (Ok(()), Ok(())) if stats.failed > 0 => ("partial", Some(format!("{} messages failed; run migrate again to retry them", stats.failed))),
+        (Ok(()), Ok(())) if shared.stop.stopped() && !stats.complete => (
+            "interrupted",
+            Some("stopped before the end; run migrate again to resume".to_owned()),
+        ),
+        (Ok(()), Ok(())) if stats.failed > 0 => (
+            "partial",
+            Some(format!(
+                "{} messages failed; run migrate again to retry them",
+                stats.failed
+            )),
+        ),
         (Ok(()), Ok(())) => ("done", None),
     };
     finish(
         shared,
         Some(sync_id),
         user,
-        UserResult { state, copied: stats.copied, bytes: stats.bytes, failed: stats.failed, error },
+        UserResult {
+            state,
+            copied: stats.copied,
+            bytes: stats.bytes,
+            failed: stats.failed,
+            error,
+        },
     )
 }
 
@@ -353,14 +395,22 @@ async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSe
 fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
     tracing::info!(user = %email, delay_ms = delay.as_millis() as u64, "waiting before retry: {e}");
     if matches!(e.kind, ErrorKind::Throttled(_)) {
-        shared.events.send(Event::Throttled { user: email.to_owned(), delay_ms: delay.as_millis() as u64, reason: e.message.clone() });
+        shared.events.send(Event::Throttled {
+            user: email.to_owned(),
+            delay_ms: delay.as_millis() as u64,
+            reason: e.message.clone(),
+        });
     }
 }
 
 /// Scan: list folders, then fetch metadata of what is new in each one
 /// (nothing at all for a folder whose UIDNEXT and message count did not
 /// change), into the checkpoint.
-async fn scan(shared: &Shared, user: &UserJob, session: &mut SourceSession) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
+async fn scan(
+    shared: &Shared,
+    user: &UserJob,
+    session: &mut SourceSession,
+) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
     let email = &user.email;
     let listed: Vec<SourceFolder> = session
         .folders()
@@ -368,21 +418,38 @@ async fn scan(shared: &Shared, user: &UserJob, session: &mut SourceSession) -> R
         .into_iter()
         .filter(|f| !shared.exclude.is_match(f.display()))
         .collect();
-    let entries: Vec<(String, String, Option<crate::model::FolderRole>)> =
-        listed.iter().map(|f| (f.wire_name.clone(), f.display(), f.role)).collect();
+    let entries: Vec<(String, String, Option<crate::model::FolderRole>)> = listed
+        .iter()
+        .map(|f| (f.wire_name.clone(), f.display(), f.role))
+        .collect();
     let rows = shared.db(|cp| cp.sync_folder_list(email, &entries))?;
     let by_wire: HashMap<&str, &FolderRow> = rows.iter().map(|r| (r.wire_name.as_str(), r)).collect();
     let mut out = Vec::new();
     for folder in listed {
-        let row = (*by_wire.get(folder.wire_name.as_str()).ok_or_else(|| Error::fatal("folder vanished from the checkpoint"))?).clone();
+        let row = (*by_wire
+            .get(folder.wire_name.as_str())
+            .ok_or_else(|| Error::fatal("folder vanished from the checkpoint"))?)
+        .clone();
         let state = session.examine(&folder.wire_name).await?;
         let uid_next = state.uid_next.unwrap_or(0);
         let changed_validity = row.uid_validity != 0 && row.uid_validity != state.uid_validity;
-        let unchanged = !changed_validity && row.uid_validity != 0 && uid_next != 0 && uid_next == row.uid_next && state.exists == row.exists;
+        let unchanged = !changed_validity
+            && row.uid_validity != 0
+            && uid_next != 0
+            && uid_next == row.uid_next
+            && state.exists == row.exists;
         let mut new = 0;
         if !unchanged {
-            let from = if changed_validity || row.uid_validity == 0 { 1 } else { row.max_uid + 1 };
-            let metas = if state.exists == 0 { Vec::new() } else { session.scan(from).await? };
+            let from = if changed_validity || row.uid_validity == 0 {
+                1
+            } else {
+                row.max_uid + 1
+            };
+            let metas = if state.exists == 0 {
+                Vec::new()
+            } else {
+                session.scan(from).await?
+            };
             new = metas.len();
             if changed_validity {
                 tracing::warn!(user = %email, folder = %folder.display(), "UIDVALIDITY changed; re-matching earlier copies by Message-ID and size");
@@ -390,7 +457,12 @@ async fn scan(shared: &Shared, user: &UserJob, session: &mut SourceSession) -> R
             let id = row.id;
             shared.db(|cp| cp.store_scan(id, state.uid_validity, uid_next, state.exists, &metas, changed_validity))?;
         }
-        shared.events.send(Event::FolderScanned { user: email.clone(), folder: folder.display(), messages: state.exists, new });
+        shared.events.send(Event::FolderScanned {
+            user: email.clone(),
+            folder: folder.display(),
+            messages: state.exists,
+            new,
+        });
         let mut row = row;
         row.uid_validity = state.uid_validity;
         out.push((folder, row));
@@ -428,19 +500,35 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
     // Plan.
     let rows = shared.db(|cp| cp.messages(email))?;
     let folder_index: HashMap<i64, usize> = folders.iter().enumerate().map(|(i, (_, r))| (r.id, i)).collect();
-    let rows: Vec<_> = rows.into_iter().filter(|r| folder_index.contains_key(&r.folder_id)).collect();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| folder_index.contains_key(&r.folder_id))
+        .collect();
     let candidates: Vec<Candidate> = rows
         .iter()
-        .map(|r| Candidate { folder: folder_index[&r.folder_id], uid: r.uid, internal_date: r.internal_date, size: r.size, state: r.state })
+        .map(|r| Candidate {
+            folder: folder_index[&r.folder_id],
+            uid: r.uid,
+            internal_date: r.internal_date,
+            size: r.size,
+            state: r.state,
+        })
         .collect();
-    let limits = plan::Limits { max_items: shared.settings.limits.max_items, max_message_bytes: shared.settings.limits.max_message_bytes };
+    let limits = plan::Limits {
+        max_items: shared.settings.limits.max_items,
+        max_message_bytes: shared.settings.limits.max_message_bytes,
+    };
     let the_plan = plan::plan(&candidates, limits);
     let mut newly_skipped = 0;
     for &(i, reason) in &the_plan.skip {
         let r = &rows[i];
         if r.state != State::Skipped(reason) {
             newly_skipped += 1;
-            shared.recorder.record(Record::Skipped { folder_id: r.folder_id, uid: r.uid, reason });
+            shared.recorder.record(Record::Skipped {
+                folder_id: r.folder_id,
+                uid: r.uid,
+                reason,
+            });
             shared.events.send(Event::ItemSkipped {
                 user: email.clone(),
                 folder: folders[candidates[i].folder].0.display(),
@@ -491,14 +579,29 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         }
     }
 
-    let batches = plan::batches(&candidates, &the_plan.copy, shared.settings.run.batch_messages, shared.settings.run.batch_bytes);
+    let batches = plan::batches(
+        &candidates,
+        &the_plan.copy,
+        shared.settings.run.batch_messages,
+        shared.settings.run.batch_bytes,
+    );
     let mut queue = VecDeque::new();
     for b in batches {
         let (folder, row) = &folders[b.folder];
         if let Some(reason) = refused_folders.get(&b.folder) {
             for &i in &b.items {
-                shared.recorder.record(Record::Skipped { folder_id: row.id, uid: rows[i].uid, reason: crate::model::SkipReason::TargetRefused });
-                shared.events.send(Event::ItemSkipped { user: email.clone(), folder: folder.display(), uid: rows[i].uid, size: rows[i].size, reason: reason.clone() });
+                shared.recorder.record(Record::Skipped {
+                    folder_id: row.id,
+                    uid: rows[i].uid,
+                    reason: crate::model::SkipReason::TargetRefused,
+                });
+                shared.events.send(Event::ItemSkipped {
+                    user: email.clone(),
+                    folder: folder.display(),
+                    uid: rows[i].uid,
+                    size: rows[i].size,
+                    reason: reason.clone(),
+                });
             }
             continue;
         }
@@ -527,7 +630,12 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         });
     }
     let queue = Arc::new(Mutex::new(queue));
-    let workers = shared.settings.run.connections_per_user.min(queue.lock().map(|q| q.len()).unwrap_or(1)).max(1);
+    let workers = shared
+        .settings
+        .run
+        .connections_per_user
+        .min(queue.lock().map(|q| q.len()).unwrap_or(1))
+        .max(1);
     let mut tasks = Vec::new();
     let mut first = Some((session, target));
     for _ in 0..workers {
@@ -603,13 +711,22 @@ async fn copy_batch(
     let email = &user.email;
     // Memory bound: the batch's bytes are reserved before they are fetched
     // (a single message larger than the whole budget takes all of it).
-    let want = u32::try_from(work.bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, in_flight_capacity_kib(&shared.settings));
-    let _permit = shared.in_flight.acquire_many(want).await.map_err(|_| Error::fatal("run is shutting down"))?;
+    let want = u32::try_from(work.bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, in_flight_capacity_kib(&shared.settings));
+    let _permit = shared
+        .in_flight
+        .acquire_many(want)
+        .await
+        .map_err(|_| Error::fatal("run is shutting down"))?;
 
     // In flight before upload, durably: if the run dies mid-batch, the next
     // run looks these up in the target instead of sending them twice.
     for item in &work.items {
-        shared.recorder.record(Record::InFlight { folder_id: work.folder_id, uid: item.uid });
+        shared.recorder.record(Record::InFlight {
+            folder_id: work.folder_id,
+            uid: item.uid,
+        });
     }
     shared.recorder.flush().await?;
 
@@ -620,6 +737,11 @@ async fn copy_batch(
             Ok(()) => break,
             Err(e) if e.kind == ErrorKind::Fatal => return Err(e),
             Err(e) => {
+                // What is left may have reached the target before the
+                // failure: look each one up before sending it again.
+                for item in remaining.iter_mut() {
+                    item.was_in_flight = true;
+                }
                 // Drop connections that failed; the next attempt reconnects
                 // and resumes with what is left of the batch.
                 if source.as_ref().is_some_and(|s| s.conn_broken()) || e.is_retryable() {
@@ -639,8 +761,17 @@ async fn copy_batch(
                     None => {
                         for item in remaining.drain(..) {
                             stats.failed += 1;
-                            shared.recorder.record(Record::Failed { folder_id: work.folder_id, uid: item.uid, reason: e.message.clone() });
-                            shared.events.send(Event::ItemFailed { user: email.clone(), folder: work.folder_display.clone(), uid: item.uid, reason: e.message.clone() });
+                            shared.recorder.record(Record::Failed {
+                                folder_id: work.folder_id,
+                                uid: item.uid,
+                                reason: e.message.clone(),
+                            });
+                            shared.events.send(Event::ItemFailed {
+                                user: email.clone(),
+                                folder: work.folder_display.clone(),
+                                uid: item.uid,
+                                reason: e.message.clone(),
+                            });
                         }
                     }
                 }
@@ -686,21 +817,26 @@ async fn copy_items(
     }
     let uids: Vec<u32> = remaining.iter().map(|i| i.uid).collect();
     let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
-    source.fetch_bodies(&uids, |uid, body| {
-        bodies.insert(uid, body);
-    })
-    .await?;
+    source
+        .fetch_bodies(&uids, |uid, body| {
+            bodies.insert(uid, body);
+        })
+        .await?;
 
     let target = target_slot.as_mut().expect("just opened");
     let mut batch_copied = 0u64;
     let mut batch_bytes = 0u64;
-    let mut result = Ok(());
-    let mut settled = 0;
+    let mut settled: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    let mut to_upload: Vec<(Upload, &Item)> = Vec::with_capacity(remaining.len());
+    let mut outcomes: Vec<(&Item, Result<String, Error>)> = Vec::new();
     for item in remaining.iter() {
         let Some(raw) = bodies.remove(&item.uid) else {
             // Deleted on the source since the scan.
-            shared.recorder.record(Record::Gone { folder_id: work.folder_id, uid: item.uid });
-            settled += 1;
+            shared.recorder.record(Record::Gone {
+                folder_id: work.folder_id,
+                uid: item.uid,
+            });
+            settled.insert(item.uid);
             continue;
         };
         let upload = Upload {
@@ -710,43 +846,89 @@ async fn copy_items(
             message_id: item.message_id.clone(),
             key: format!("{}/{}/{}/{}", email, work.wire_name, work.uid_validity, item.uid),
         };
-        let outcome = if item.was_in_flight {
+        if item.was_in_flight {
+            // It may already be there: a run died, or a connection failed,
+            // after sending it.
             match target.find(&work.target_ref, &upload).await {
-                Ok(Some(id)) => Ok(id),
-                Ok(None) => target.upload(&work.target_ref, &upload).await,
-                Err(e) => Err(e),
+                Ok(Some(id)) => {
+                    outcomes.push((item, Ok(id)));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    outcomes.push((item, Err(e)));
+                    break;
+                }
             }
-        } else {
-            target.upload(&work.target_ref, &upload).await
-        };
+        }
+        to_upload.push((upload, item));
+    }
+    let stopped_early = outcomes.last().is_some_and(|(_, r)| r.is_err());
+    if !stopped_early && !to_upload.is_empty() {
+        let uploads: Vec<Upload> = to_upload.iter().map(|(u, _)| u.clone()).collect();
+        let results = target.upload_many(&work.target_ref, &uploads).await;
+        for (r, (_, item)) in results.into_iter().zip(&to_upload) {
+            outcomes.push((item, r));
+        }
+    }
+    let mut result = Ok(());
+    for (item, outcome) in outcomes {
         match outcome {
             Ok(id) => {
-                shared.recorder.record(Record::Copied { folder_id: work.folder_id, uid: item.uid, target_id: id });
+                shared.recorder.record(Record::Copied {
+                    folder_id: work.folder_id,
+                    uid: item.uid,
+                    target_id: id,
+                });
                 batch_copied += 1;
                 batch_bytes += item.size;
             }
             Err(e) if e.kind == ErrorKind::Item => {
                 stats.failed += 1;
                 tracing::warn!(user = %email, folder = %work.folder_display, uid = item.uid, "message failed: {e}");
-                shared.recorder.record(Record::Failed { folder_id: work.folder_id, uid: item.uid, reason: e.message.clone() });
-                shared.events.send(Event::ItemFailed { user: email.clone(), folder: work.folder_display.clone(), uid: item.uid, reason: e.message });
+                shared.recorder.record(Record::Failed {
+                    folder_id: work.folder_id,
+                    uid: item.uid,
+                    reason: e.message.clone(),
+                });
+                shared.events.send(Event::ItemFailed {
+                    user: email.clone(),
+                    folder: work.folder_display.clone(),
+                    uid: item.uid,
+                    reason: e.message,
+                });
             }
             Err(e) if e.kind == ErrorKind::Refused => {
-                shared.recorder.record(Record::Skipped { folder_id: work.folder_id, uid: item.uid, reason: crate::model::SkipReason::TargetRefused });
-                shared.events.send(Event::ItemSkipped { user: email.clone(), folder: work.folder_display.clone(), uid: item.uid, size: item.size, reason: e.message });
+                shared.recorder.record(Record::Skipped {
+                    folder_id: work.folder_id,
+                    uid: item.uid,
+                    reason: crate::model::SkipReason::TargetRefused,
+                });
+                shared.events.send(Event::ItemSkipped {
+                    user: email.clone(),
+                    folder: work.folder_display.clone(),
+                    uid: item.uid,
+                    size: item.size,
+                    reason: e.message,
+                });
             }
             Err(e) => {
                 result = Err(e);
                 break;
             }
         }
-        settled += 1;
+        settled.insert(item.uid);
     }
-    remaining.drain(..settled);
+    remaining.retain(|i| !settled.contains(&i.uid));
     stats.copied += batch_copied;
     stats.bytes += batch_bytes;
     if batch_copied > 0 {
-        shared.events.send(Event::BatchCopied { user: email.clone(), folder: work.folder_display.clone(), messages: batch_copied, bytes: batch_bytes });
+        shared.events.send(Event::BatchCopied {
+            user: email.clone(),
+            folder: work.folder_display.clone(),
+            messages: batch_copied,
+            bytes: batch_bytes,
+        });
     }
     result
 }

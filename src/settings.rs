@@ -135,7 +135,9 @@ struct StateSection {
 
 impl Default for StateSection {
     fn default() -> Self {
-        StateSection { path: default_state_path() }
+        StateSection {
+            path: default_state_path(),
+        }
     }
 }
 
@@ -224,8 +226,13 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 /// Parses config text; `env` looks up environment variables (injected so
 /// tests need not touch the process environment).
 pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-    let file: File = toml::from_str(text)
-        .map_err(|e| ConfigError(format!("config {} is invalid: {}", path.display(), e.to_string().trim_end())))?;
+    let file: File = toml::from_str(text).map_err(|e| {
+        ConfigError(format!(
+            "config {} is invalid: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })?;
     let bad = |msg: String| ConfigError(format!("config {}: {msg}", path.display()));
     // Relative paths in the config are relative to the config file, so a
     // run behaves the same from any working directory.
@@ -244,11 +251,20 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 
     let target = match file.target {
         TargetSection::Imap(t) => {
-            let endpoint = endpoint("target", t.host, t.port, t.security, t.ca_file.map(|p| resolve(&p)), t.timeout_seconds)
-                .map_err(bad)?;
+            let endpoint = endpoint(
+                "target",
+                t.host,
+                t.port,
+                t.security,
+                t.ca_file.map(|p| resolve(&p)),
+                t.timeout_seconds,
+            )
+            .map_err(bad)?;
             let password = match &t.password_env {
                 Some(var) => Some(Secret::new(env(var).ok_or_else(|| {
-                    bad(format!("[target] password_env names {var}, which is not set in the environment"))
+                    bad(format!(
+                        "[target] password_env names {var}, which is not set in the environment"
+                    ))
                 })?)),
                 None => None,
             };
@@ -262,7 +278,11 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             if t.login.is_none() && password.is_some() {
                 return Err(bad("[target] password_env is set but login is not; set login (e.g. \"{email}*admin\") or remove password_env to use the users file's TargetUserName/TargetPassword".into()));
             }
-            TargetSettings::Imap { endpoint, login: t.login, password }
+            TargetSettings::Imap {
+                endpoint,
+                login: t.login,
+                password,
+            }
         }
         TargetSection::Maildir(m) => TargetSettings::Maildir { path: resolve(&m.path) },
     };
@@ -292,7 +312,9 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         }
     }
     if r.connections_per_user > 64 {
-        return Err(bad("[run] connections_per_user above 64 would trip every server's limits".into()));
+        return Err(bad(
+            "[run] connections_per_user above 64 would trip every server's limits".into(),
+        ));
     }
     if r.max_in_flight_bytes < 1024 * 1024 {
         return Err(bad("[run] max_in_flight_bytes must be at least 1048576 (1 MiB)".into()));
@@ -360,12 +382,15 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> Result<Settings, ConfigError> {
-        parse(text, Path::new("/etc/cutover/cutover.toml"), &|v| (v == "PW").then(|| "s3cret".to_owned()))
+        parse(text, Path::new("/etc/cutover/cutover.toml"), &|v| {
+            (v == "PW").then(|| "s3cret".to_owned())
+        })
     }
 
     #[test]
     fn minimal_config_gets_documented_defaults() {
-        let s = parse_str("[source]\nhost = \"imap.example.com\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n").unwrap();
+        let s =
+            parse_str("[source]\nhost = \"imap.example.com\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n").unwrap();
         assert_eq!(s.source.port, 993);
         assert_eq!(s.source.security, Security::Tls);
         assert_eq!(s.limits.max_items, 500_000);
@@ -376,23 +401,35 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = parse_str("[source]\nhost = \"h\"\nprot = 1\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap_err();
+        let err =
+            parse_str("[source]\nhost = \"h\"\nprot = 1\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap_err();
         assert!(err.0.contains("prot"), "{err}");
-        let err = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nlogn = \"x\"\n").unwrap_err();
+        let err =
+            parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nlogn = \"x\"\n").unwrap_err();
         assert!(err.0.contains("logn"), "{err}");
     }
 
     #[test]
     fn plaintext_only_to_loopback() {
-        let err = parse_str("[source]\nhost = \"imap.example.com\"\nsecurity = \"plain\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap_err();
+        let err = parse_str(
+            "[source]\nhost = \"imap.example.com\"\nsecurity = \"plain\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n",
+        )
+        .unwrap_err();
         assert!(err.0.contains("loopback"), "{err}");
-        assert!(parse_str("[source]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n").is_ok());
+        assert!(
+            parse_str(
+                "[source]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n"
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn master_login_reads_password_from_environment() {
         let s = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nlogin = \"{email}*admin\"\npassword_env = \"PW\"\n").unwrap();
-        let TargetSettings::Imap { login, password, .. } = &s.target else { panic!() };
+        let TargetSettings::Imap { login, password, .. } = &s.target else {
+            panic!()
+        };
         assert_eq!(login.as_deref(), Some("{email}*admin"));
         assert_eq!(password.as_ref().unwrap().expose(), "s3cret");
         let err = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nlogin = \"a\"\npassword_env = \"MISSING\"\n").unwrap_err();

@@ -54,7 +54,17 @@ pub fn collect(state_path: &Path) -> Result<StatusReport, CheckpointError> {
 
 pub fn render_table(report: &StatusReport) -> String {
     let mut out = String::new();
-    let header = ["USER", "STATE", "FOLDERS", "COPIED/SOURCE", "SKIPPED", "FAILED", "SIZE", "LAST SYNC", "LAST ERROR"];
+    let header = [
+        "USER",
+        "STATE",
+        "FOLDERS",
+        "COPIED/SOURCE",
+        "SKIPPED",
+        "FAILED",
+        "SIZE",
+        "LAST SYNC",
+        "LAST ERROR",
+    ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for u in &report.users {
         let s = &u.status;
@@ -88,7 +98,9 @@ pub fn render_table(report: &StatusReport) -> String {
         String::new(),
         String::new(),
     ]);
-    let widths: Vec<usize> = (0..header.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     for row in &rows {
         let line: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
         out.push_str(line.join("  ").trim_end());

@@ -9,7 +9,10 @@ use crate::model::{Flags, FolderRole, SourceFolder, TargetFolder};
 /// below a role folder keeps its place below the target's one.
 pub fn target_folder(folder: &SourceFolder, all: &[SourceFolder]) -> TargetFolder {
     if let Some(role) = folder.role.filter(|r| maps_to_target_role(*r)) {
-        return TargetFolder { anchor: Some(role), path: Vec::new() };
+        return TargetFolder {
+            anchor: Some(role),
+            path: Vec::new(),
+        };
     }
     // The deepest ancestor with a role anchors the rest of the path.
     for depth in (1..folder.path.len()).rev() {
@@ -20,13 +23,22 @@ pub fn target_folder(folder: &SourceFolder, all: &[SourceFolder]) -> TargetFolde
             .and_then(|f| f.role)
             .filter(|r| maps_to_target_role(*r))
         {
-            return TargetFolder { anchor: Some(role), path: folder.path[depth..].to_vec() };
+            return TargetFolder {
+                anchor: Some(role),
+                path: folder.path[depth..].to_vec(),
+            };
         }
     }
     if folder.path.first().is_some_and(|p| p.eq_ignore_ascii_case("INBOX")) {
-        return TargetFolder { anchor: Some(FolderRole::Inbox), path: folder.path[1..].to_vec() };
+        return TargetFolder {
+            anchor: Some(FolderRole::Inbox),
+            path: folder.path[1..].to_vec(),
+        };
     }
-    TargetFolder { anchor: None, path: folder.path.clone() }
+    TargetFolder {
+        anchor: None,
+        path: folder.path.clone(),
+    }
 }
 
 /// Roles every target has a folder for. Gmail's Starred and Important are
@@ -35,7 +47,12 @@ pub fn target_folder(folder: &SourceFolder, all: &[SourceFolder]) -> TargetFolde
 fn maps_to_target_role(role: FolderRole) -> bool {
     matches!(
         role,
-        FolderRole::Inbox | FolderRole::Sent | FolderRole::Drafts | FolderRole::Trash | FolderRole::Junk | FolderRole::Archive
+        FolderRole::Inbox
+            | FolderRole::Sent
+            | FolderRole::Drafts
+            | FolderRole::Trash
+            | FolderRole::Junk
+            | FolderRole::Archive
     )
 }
 
@@ -54,7 +71,13 @@ pub fn append_flags(flags: &Flags) -> String {
 /// Maildir info letters (sorted, as the spec requires) for system flags.
 pub fn maildir_flags(flags: &Flags) -> String {
     let mut letters: Vec<char> = Vec::new();
-    for (flag, letter) in [("\\Draft", 'D'), ("\\Flagged", 'F'), ("\\Answered", 'R'), ("\\Seen", 'S'), ("\\Deleted", 'T')] {
+    for (flag, letter) in [
+        ("\\Draft", 'D'),
+        ("\\Flagged", 'F'),
+        ("\\Answered", 'R'),
+        ("\\Seen", 'S'),
+        ("\\Deleted", 'T'),
+    ] {
         if flags.has(flag) {
             letters.push(letter);
         }
@@ -74,7 +97,11 @@ mod tests {
     use super::*;
 
     fn folder(path: &str, role: Option<FolderRole>) -> SourceFolder {
-        SourceFolder { wire_name: path.into(), path: path.split('/').map(str::to_owned).collect(), role }
+        SourceFolder {
+            wire_name: path.into(),
+            path: path.split('/').map(str::to_owned).collect(),
+            role,
+        }
     }
 
     #[test]
@@ -87,25 +114,64 @@ mod tests {
             folder("Projects/Écoles", None),
         ];
         let t: Vec<TargetFolder> = all.iter().map(|f| target_folder(f, &all)).collect();
-        assert_eq!(t[0], TargetFolder { anchor: Some(FolderRole::Inbox), path: vec![] });
-        assert_eq!(t[1], TargetFolder { anchor: Some(FolderRole::Sent), path: vec![] });
+        assert_eq!(
+            t[0],
+            TargetFolder {
+                anchor: Some(FolderRole::Inbox),
+                path: vec![]
+            }
+        );
+        assert_eq!(
+            t[1],
+            TargetFolder {
+                anchor: Some(FolderRole::Sent),
+                path: vec![]
+            }
+        );
         // "Sent" itself is not a role folder in this list, so no anchor.
-        assert_eq!(t[2], TargetFolder { anchor: None, path: vec!["Sent".into(), "2019".into()] });
-        assert_eq!(t[3], TargetFolder { anchor: Some(FolderRole::Inbox), path: vec!["Lists".into()] });
-        assert_eq!(t[4], TargetFolder { anchor: None, path: vec!["Projects".into(), "Écoles".into()] });
+        assert_eq!(
+            t[2],
+            TargetFolder {
+                anchor: None,
+                path: vec!["Sent".into(), "2019".into()]
+            }
+        );
+        assert_eq!(
+            t[3],
+            TargetFolder {
+                anchor: Some(FolderRole::Inbox),
+                path: vec!["Lists".into()]
+            }
+        );
+        assert_eq!(
+            t[4],
+            TargetFolder {
+                anchor: None,
+                path: vec!["Projects".into(), "Écoles".into()]
+            }
+        );
     }
 
     #[test]
     fn children_of_role_folders_stay_below_them() {
         let all = vec![folder("Sent", Some(FolderRole::Sent)), folder("Sent/2019", None)];
-        assert_eq!(target_folder(&all[1], &all), TargetFolder { anchor: Some(FolderRole::Sent), path: vec!["2019".into()] });
+        assert_eq!(
+            target_folder(&all[1], &all),
+            TargetFolder {
+                anchor: Some(FolderRole::Sent),
+                path: vec!["2019".into()]
+            }
+        );
     }
 
     #[test]
     fn flags() {
         let f = Flags::from_wire("\\Seen \\Recent \\Flagged $Label1");
         assert_eq!(append_flags(&f), "\\Seen \\Flagged $Label1");
-        assert_eq!(maildir_flags(&Flags::from_wire("\\Seen \\Answered \\Flagged \\Draft")), "DFRS");
+        assert_eq!(
+            maildir_flags(&Flags::from_wire("\\Seen \\Answered \\Flagged \\Draft")),
+            "DFRS"
+        );
         assert_eq!(escape_separator("a/b", '/'), "a_b");
     }
 }

@@ -120,17 +120,14 @@ pub fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            Error::fatal(format!("cannot read ca_file {}: {e}", path.display()))
-        })?;
+        let pem =
+            std::fs::read(path).map_err(|e| Error::fatal(format!("cannot read ca_file {}: {e}", path.display())))?;
         let mut added = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| {
-                Error::fatal(format!("ca_file {} is not valid PEM: {e}", path.display()))
-            })?;
-            roots.add(cert).map_err(|e| {
-                Error::fatal(format!("ca_file {} holds an unusable certificate: {e}", path.display()))
-            })?;
+            let cert = cert.map_err(|e| Error::fatal(format!("ca_file {} is not valid PEM: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| Error::fatal(format!("ca_file {} holds an unusable certificate: {e}", path.display())))?;
             added += 1;
         }
         if added == 0 {
@@ -176,6 +173,9 @@ pub struct MailboxState {
     pub exists: u32,
 }
 
+/// The answer to one APPEND: the APPENDUID (UIDVALIDITY, UID) if reported.
+pub type AppendResult = Result<Option<(u32, u32)>>;
+
 /// One line of a LIST answer.
 #[derive(Clone, Debug)]
 pub struct ListedFolder {
@@ -187,13 +187,21 @@ pub struct ListedFolder {
 
 impl Conn {
     /// Connects, secures the connection as configured, and logs in.
-    pub async fn login(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>, user: &str, password: &Secret) -> Result<Conn> {
+    pub async fn login(
+        endpoint: &Endpoint,
+        tls: &Arc<rustls::ClientConfig>,
+        user: &str,
+        password: &Secret,
+    ) -> Result<Conn> {
         let client = connect(endpoint, tls).await?;
         let t = endpoint.timeout;
         // LOGIN cannot carry non-ASCII credentials; SASL PLAIN can.
         let use_plain = !password.expose().is_ascii() || !user.is_ascii();
         let result = if use_plain {
-            let auth = PlainAuth { user: user.to_owned(), password: password.clone() };
+            let auth = PlainAuth {
+                user: user.to_owned(),
+                password: password.clone(),
+            };
             timed(t, "AUTHENTICATE", client.authenticate("PLAIN", auth)).await?
         } else {
             timed(t, "LOGIN", client.login(user, password.expose())).await?
@@ -212,7 +220,12 @@ impl Conn {
             .await?
             .map_err(|e| io_error("CAPABILITY", e))?;
         let capabilities = caps.iter().map(capability_name).collect();
-        Ok(Conn { session, capabilities, timeout: t, broken: false })
+        Ok(Conn {
+            session,
+            capabilities,
+            timeout: t,
+            broken: false,
+        })
     }
 
     pub fn has_capability(&self, name: &str) -> bool {
@@ -254,7 +267,11 @@ impl Conn {
                 .map_err(|e| io_error(verb, e))?
                 .ok_or_else(|| Error::transient(format!("{verb}: the server closed the connection")))?;
             match resp.parsed() {
-                Response::Done { tag: done, status, outcome } if done == tag => {
+                Response::Done {
+                    tag: done,
+                    status,
+                    outcome,
+                } if done == tag => {
                     let info = outcome.information.as_deref().unwrap_or("");
                     return match status {
                         Status::Ok => {
@@ -264,7 +281,10 @@ impl Conn {
                         _ => Err(classify_status(verb, status, info)),
                     };
                 }
-                Response::Data { status: Status::Bye, outcome } => {
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => {
                     let info = outcome.information.as_deref().unwrap_or("");
                     self.broken = true;
                     return Err(classify_bye(verb, info));
@@ -312,7 +332,13 @@ impl Conn {
     /// APPEND with flags and INTERNALDATE, byte-identical. Uses LITERAL+
     /// when offered (one round trip instead of two) and returns the
     /// APPENDUID (UIDVALIDITY, UID) when the server reports it.
-    pub async fn append(&mut self, wire_name: &str, flags: &str, internal_date: &str, raw: &[u8]) -> Result<Option<(u32, u32)>> {
+    pub async fn append(
+        &mut self,
+        wire_name: &str,
+        flags: &str,
+        internal_date: &str,
+        raw: &[u8],
+    ) -> Result<Option<(u32, u32)>> {
         let result = self.append_inner(wire_name, flags, internal_date, raw).await;
         if let Err(e) = &result
             && e.is_retryable()
@@ -322,7 +348,13 @@ impl Conn {
         result
     }
 
-    async fn append_inner(&mut self, wire_name: &str, flags: &str, internal_date: &str, raw: &[u8]) -> Result<Option<(u32, u32)>> {
+    async fn append_inner(
+        &mut self,
+        wire_name: &str,
+        flags: &str,
+        internal_date: &str,
+        raw: &[u8],
+    ) -> Result<Option<(u32, u32)>> {
         let t = self.timeout;
         let non_sync = self.has_capability("LITERAL+");
         let binary = raw.contains(&0);
@@ -378,6 +410,105 @@ impl Conn {
         }))
     }
 
+    /// Pipelined APPENDs into one folder: with LITERAL+ every command and
+    /// its literal go out back to back and the answers are read afterwards,
+    /// so the server never waits on a round trip. One result per message,
+    /// in order; an outer error means the connection failed and the
+    /// messages without an answer are unsettled (they may or may not be
+    /// stored). Without LITERAL+ this falls back to one APPEND at a time.
+    pub async fn append_many(
+        &mut self,
+        wire_name: &str,
+        items: &[(String, String, &[u8])],
+    ) -> Result<Vec<AppendResult>> {
+        if !self.has_capability("LITERAL+") || items.len() < 2 {
+            let mut out = Vec::with_capacity(items.len());
+            for (flags, date, raw) in items {
+                match self.append(wire_name, flags, date, raw).await {
+                    Err(e) if e.is_retryable() || e.kind == crate::error::ErrorKind::Fatal => {
+                        if out.is_empty() {
+                            return Err(e);
+                        }
+                        return Ok(out);
+                    }
+                    r => out.push(r),
+                }
+            }
+            return Ok(out);
+        }
+        let result = self.append_many_inner(wire_name, items).await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    async fn append_many_inner(
+        &mut self,
+        wire_name: &str,
+        items: &[(String, String, &[u8])],
+    ) -> Result<Vec<AppendResult>> {
+        let t = self.timeout;
+        let mut tags = Vec::with_capacity(items.len());
+        for (flags, date, raw) in items {
+            let binary = if raw.contains(&0) { "~" } else { "" };
+            let command = format!(
+                "APPEND {} ({flags}) \"{date}\" {binary}{{{}+}}",
+                quote(wire_name),
+                raw.len()
+            );
+            let tag = timed(t, "APPEND", self.session.run_command(&command))
+                .await?
+                .map_err(|e| io_error("APPEND", e))?;
+            let write_limit = t + Duration::from_secs((raw.len() / (256 * 1024)) as u64);
+            let stream = self.session.get_mut();
+            timed(write_limit, "APPEND", async {
+                stream.write_all(raw).await?;
+                stream.write_all(b"\r\n").await?;
+                stream.flush().await
+            })
+            .await?
+            .map_err(|e| io_error("APPEND", e))?;
+            tags.push(tag);
+        }
+        let mut results: Vec<Option<AppendResult>> = (0..items.len()).map(|_| None).collect();
+        let mut pending = items.len();
+        while pending > 0 {
+            let resp = timed(t, "APPEND", self.session.read_response())
+                .await?
+                .map_err(|e| io_error("APPEND", e))?
+                .ok_or_else(|| Error::transient("APPEND: the server closed the connection"))?;
+            match resp.parsed() {
+                Response::Done { tag, status, outcome } => {
+                    let Some(i) = tags.iter().position(|t| t == tag) else {
+                        continue;
+                    };
+                    let info = outcome.information.as_deref().unwrap_or("");
+                    results[i] = Some(match status {
+                        Status::Ok => Ok(match &outcome.code {
+                            Some(ResponseCode::AppendUid(validity, uids)) => uids.first().map(|u| match u {
+                                imap_proto::rfc4315::UidSetMember::Uid(u) => (*validity, *u),
+                                imap_proto::rfc4315::UidSetMember::UidRange(r) => (*validity, *r.start()),
+                            }),
+                            _ => None,
+                        }),
+                        _ => Err(classify_status("APPEND", status, info)),
+                    });
+                    pending -= 1;
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => {
+                    let info = outcome.information.as_deref().unwrap_or("");
+                    return Err(classify_bye("APPEND", info));
+                }
+                _ => {}
+            }
+        }
+        Ok(results.into_iter().map(|r| r.expect("every tag answered")).collect())
+    }
+
     /// Sends a FETCH and hands each response to `each` as it arrives, so
     /// the caller can process bodies without holding the whole batch.
     pub async fn fetch_each(&mut self, command: &str, mut each: impl FnMut(&Response<'_>) -> Result<()>) -> Result<()> {
@@ -392,14 +523,21 @@ impl Conn {
                     .map_err(|e| io_error("FETCH", e))?
                     .ok_or_else(|| Error::transient("FETCH: the server closed the connection"))?;
                 match resp.parsed() {
-                    Response::Done { tag: done, status, outcome } if *done == tag => {
+                    Response::Done {
+                        tag: done,
+                        status,
+                        outcome,
+                    } if *done == tag => {
                         let info = outcome.information.as_deref().unwrap_or("");
                         return match status {
                             Status::Ok => Ok(()),
                             _ => Err(classify_status("FETCH", status, info)),
                         };
                     }
-                    Response::Data { status: Status::Bye, outcome } => {
+                    Response::Data {
+                        status: Status::Bye,
+                        outcome,
+                    } => {
                         let info = outcome.information.as_deref().unwrap_or("");
                         return Err(classify_bye("FETCH", info));
                     }
@@ -429,9 +567,13 @@ async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result
             "refusing plaintext IMAP to {where_}: security = \"plain\" is only allowed to loopback addresses; use \"tls\" or \"starttls\""
         )));
     }
-    let tcp = timed(t, &format!("connect to {where_}"), TcpStream::connect((endpoint.host.as_str(), endpoint.port)))
-        .await?
-        .map_err(|e| Error::transient(format!("cannot connect to {where_}: {e}")))?;
+    let tcp = timed(
+        t,
+        &format!("connect to {where_}"),
+        TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+    )
+    .await?
+    .map_err(|e| Error::transient(format!("cannot connect to {where_}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let server_name = || {
         ServerName::try_from(endpoint.host.trim_matches(|c| c == '[' || c == ']').to_owned())
@@ -441,9 +583,13 @@ async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result
     let stream = match endpoint.security {
         Security::Plain => Stream::Plain(tcp),
         Security::Tls => {
-            let tls = timed(t, &format!("TLS handshake with {where_}"), connector.connect(server_name()?, tcp))
-                .await?
-                .map_err(|e| tls_error(&where_, e))?;
+            let tls = timed(
+                t,
+                &format!("TLS handshake with {where_}"),
+                connector.connect(server_name()?, tcp),
+            )
+            .await?
+            .map_err(|e| tls_error(&where_, e))?;
             Stream::Tls(Box::new(tls))
         }
         Security::Starttls => {
@@ -458,9 +604,13 @@ async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result
             let Stream::Plain(tcp) = client.into_inner() else {
                 unreachable!("the stream before STARTTLS is plain");
             };
-            let tls = timed(t, &format!("TLS handshake with {where_}"), connector.connect(server_name()?, tcp))
-                .await?
-                .map_err(|e| tls_error(&where_, e))?;
+            let tls = timed(
+                t,
+                &format!("TLS handshake with {where_}"),
+                connector.connect(server_name()?, tcp),
+            )
+            .await?
+            .map_err(|e| tls_error(&where_, e))?;
             // The pre-TLS greeting was already read; the new client starts
             // directly at the command phase.
             return Ok(async_imap::Client::new(Stream::Tls(Box::new(tls))));
@@ -483,7 +633,11 @@ async fn read_greeting(client: &mut async_imap::Client<Stream>, t: Duration, whe
         .await?
         .map_err(|e| io_error("greeting", e))?
         .ok_or_else(|| Error::transient(format!("{where_} closed the connection before greeting")))?;
-    if let Response::Data { status: Status::Bye, outcome } = greeting.parsed() {
+    if let Response::Data {
+        status: Status::Bye,
+        outcome,
+    } = greeting.parsed()
+    {
         let info = outcome.information.as_deref().unwrap_or("");
         return Err(classify_bye("greeting", info));
     }
@@ -603,7 +757,8 @@ fn classify_bye(verb: &str, info: &str) -> Error {
         return Error::throttled(delay, message);
     }
     let lower = info.to_ascii_lowercase();
-    if lower.contains("throttl") || lower.contains("bandwidth") || lower.contains("too many") || lower.contains("limit") {
+    if lower.contains("throttl") || lower.contains("bandwidth") || lower.contains("too many") || lower.contains("limit")
+    {
         return Error::throttled(Duration::from_secs(30), message);
     }
     Error::transient(message)
@@ -673,11 +828,22 @@ mod tests {
 
     #[test]
     fn throttling_answers_are_recognised() {
-        let e = classify_status("APPEND", &Status::Bad, "Request is throttled. Suggested Backoff Time: 299961 milliseconds");
-        assert_eq!(e.kind, crate::error::ErrorKind::Throttled(Duration::from_millis(299_961)));
+        let e = classify_status(
+            "APPEND",
+            &Status::Bad,
+            "Request is throttled. Suggested Backoff Time: 299961 milliseconds",
+        );
+        assert_eq!(
+            e.kind,
+            crate::error::ErrorKind::Throttled(Duration::from_millis(299_961))
+        );
         let e = classify_status("FETCH", &Status::No, "[THROTTLED] slow down");
         assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
-        let e = classify_status("APPEND", &Status::No, "Maximum size of appendable message has been exceeded");
+        let e = classify_status(
+            "APPEND",
+            &Status::No,
+            "Maximum size of appendable message has been exceeded",
+        );
         assert_eq!(e.kind, crate::error::ErrorKind::Item);
         let e = classify_status("FETCH", &Status::No, "[UNAVAILABLE] try later");
         assert_eq!(e.kind, crate::error::ErrorKind::Transient);
@@ -685,8 +851,13 @@ mod tests {
 
     #[test]
     fn login_errors_keep_only_the_servers_words() {
-        let e = async_imap::error::Error::No("code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into());
-        assert_eq!(describe_login_error(&e), "[AUTHENTICATIONFAILED] Authentication failed.");
+        let e = async_imap::error::Error::No(
+            "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into(),
+        );
+        assert_eq!(
+            describe_login_error(&e),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
     }
 
     #[test]

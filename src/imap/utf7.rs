@@ -86,10 +86,7 @@ fn decode_run(encoded: &str) -> Option<String> {
     if bytes.len() % 2 != 0 {
         return None;
     }
-    let units: Vec<u16> = bytes
-        .chunks(2)
-        .map(|p| u16::from_be_bytes([p[0], p[1]]))
-        .collect();
+    let units: Vec<u16> = bytes.chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
     String::from_utf16(&units).ok()
 }
 

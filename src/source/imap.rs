@@ -33,7 +33,11 @@ impl ImapSource {
     /// Logs in as the user's UserName, as given (admin forms included).
     pub async fn open(&self, user: &UserJob) -> Result<SourceSession> {
         let conn = Conn::login(&self.endpoint, &self.tls, &user.username, &user.password).await?;
-        Ok(SourceSession { conn, user_root: user.user_root.clone(), examined: None })
+        Ok(SourceSession {
+            conn,
+            user_root: user.user_root.clone(),
+            examined: None,
+        })
     }
 }
 
@@ -73,13 +77,29 @@ pub fn role_from_name(path: &[String]) -> Option<FolderRole> {
         return None;
     }
     Some(match last.as_str() {
-        "sent" | "sent items" | "sent messages" | "sent mail" | "gesendet" | "gesendete objekte"
-        | "gesendete elemente" | "envoyés" | "éléments envoyés" | "enviados" | "inviata" | "posta inviata" => {
-            FolderRole::Sent
-        }
+        "sent"
+        | "sent items"
+        | "sent messages"
+        | "sent mail"
+        | "gesendet"
+        | "gesendete objekte"
+        | "gesendete elemente"
+        | "envoyés"
+        | "éléments envoyés"
+        | "enviados"
+        | "inviata"
+        | "posta inviata" => FolderRole::Sent,
         "drafts" | "draft" | "entwürfe" | "brouillons" | "borradores" | "bozze" => FolderRole::Drafts,
-        "trash" | "deleted items" | "deleted messages" | "bin" | "papierkorb" | "gelöschte elemente"
-        | "corbeille" | "éléments supprimés" | "papelera" | "cestino" => FolderRole::Trash,
+        "trash"
+        | "deleted items"
+        | "deleted messages"
+        | "bin"
+        | "papierkorb"
+        | "gelöschte elemente"
+        | "corbeille"
+        | "éléments supprimés"
+        | "papelera"
+        | "cestino" => FolderRole::Trash,
         "junk" | "spam" | "junk e-mail" | "junk email" | "bulk mail" | "junk-e-mail" | "courrier indésirable" => {
             FolderRole::Junk
         }
@@ -127,14 +147,22 @@ impl SourceSession {
             } else {
                 role_from_attributes(&f.attributes).or_else(|| role_from_name(&path))
             };
-            out.push(SourceFolder { wire_name: f.wire_name, path, role });
+            out.push(SourceFolder {
+                wire_name: f.wire_name,
+                path,
+                role,
+            });
         }
         Ok(out)
     }
 
     /// Opens a folder read-only.
     pub async fn examine(&mut self, wire_name: &str) -> Result<MailboxState> {
-        let state = self.conn.examine(wire_name).await.map_err(|e| e.context(format!("opening folder {}", utf7::decode(wire_name))))?;
+        let state = self
+            .conn
+            .examine(wire_name)
+            .await
+            .map_err(|e| e.context(format!("opening folder {}", utf7::decode(wire_name))))?;
         self.examined = Some(wire_name.to_owned());
         Ok(state)
     }
@@ -177,7 +205,9 @@ impl SourceSession {
                     for a in attrs {
                         match a {
                             AttributeValue::Uid(u) => uid = Some(*u),
-                            AttributeValue::BodySection { section: None, data, .. } => {
+                            AttributeValue::BodySection {
+                                section: None, data, ..
+                            } => {
                                 body = Some(data.as_deref().map(Bytes::copy_from_slice).unwrap_or_default());
                             }
                             AttributeValue::Rfc822(data) => {
@@ -214,7 +244,12 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
         match a {
             AttributeValue::Uid(u) => uid = Some(*u),
             AttributeValue::Flags(f) => {
-                flags = Flags(f.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).map(|f| f.to_string()).collect());
+                flags = Flags(
+                    f.iter()
+                        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+                        .map(|f| f.to_string())
+                        .collect(),
+                );
             }
             AttributeValue::InternalDate(d) => internal_date = parse_internal_date(d),
             AttributeValue::Rfc822Size(s) => size = Some(u64::from(*s)),
@@ -225,7 +260,13 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
             _ => {}
         }
     }
-    Some(MessageMeta { uid: uid?, flags, internal_date: internal_date.unwrap_or(0), size: size.unwrap_or(0), message_id })
+    Some(MessageMeta {
+        uid: uid?,
+        flags,
+        internal_date: internal_date.unwrap_or(0),
+        size: size.unwrap_or(0),
+        message_id,
+    })
 }
 
 /// The Message-ID from a header block (unfolded, angle brackets kept).
@@ -294,14 +335,23 @@ mod tests {
 
     #[test]
     fn message_ids_unfold_and_keep_brackets() {
-        assert_eq!(message_id_from_header(b"Message-ID: <a@b>\r\n\r\n").as_deref(), Some("<a@b>"));
-        assert_eq!(message_id_from_header(b"message-id:\r\n <long@host>\r\n\r\n").as_deref(), Some("<long@host>"));
+        assert_eq!(
+            message_id_from_header(b"Message-ID: <a@b>\r\n\r\n").as_deref(),
+            Some("<a@b>")
+        );
+        assert_eq!(
+            message_id_from_header(b"message-id:\r\n <long@host>\r\n\r\n").as_deref(),
+            Some("<long@host>")
+        );
         assert_eq!(message_id_from_header(b"\r\n"), None);
     }
 
     #[test]
     fn roles_by_attribute_then_by_name() {
-        assert_eq!(role_from_attributes(&["\\hasnochildren".into(), "\\sent".into()]), Some(FolderRole::Sent));
+        assert_eq!(
+            role_from_attributes(&["\\hasnochildren".into(), "\\sent".into()]),
+            Some(FolderRole::Sent)
+        );
         let p = |s: &str| s.split('/').map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(role_from_name(&p("[Gmail]/Gesendet")), Some(FolderRole::Sent));
         assert_eq!(role_from_name(&p("Deleted Items")), Some(FolderRole::Trash));
