@@ -26,13 +26,20 @@ fn user(n: usize) -> (String, String) {
 impl Lab {
     fn new(users: usize) -> Lab {
         let list: Vec<(String, String)> = (1..=users).map(user).collect();
-        let source = Dovecot::start(DovecotOptions { users: list.clone(), ..Default::default() });
+        let source = Dovecot::start(DovecotOptions {
+            users: list.clone(),
+            ..Default::default()
+        });
         let target = Dovecot::start(DovecotOptions {
             users: list,
             master: Some(("admin".into(), ADMIN_PASSWORD.into())),
             ..Default::default()
         });
-        Lab { source, target, dir: tempfile::tempdir().unwrap() }
+        Lab {
+            source,
+            target,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -74,21 +81,44 @@ fn cutover(args: &[&str], config: &Path) -> Output {
 }
 
 fn migrate(config: &Path, users: &Path) -> Output {
-    cutover(&["migrate", "--config", config.to_str().unwrap(), "--users", users.to_str().unwrap()], config)
+    cutover(
+        &[
+            "migrate",
+            "--config",
+            config.to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+        ],
+        config,
+    )
 }
 
 fn status_json(config: &Path) -> serde_json::Value {
     let out = cutover(&["status", "--config", config.to_str().unwrap(), "--json"], config);
-    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
 fn user_status<'a>(status: &'a serde_json::Value, email: &str) -> &'a serde_json::Value {
-    status["users"].as_array().unwrap().iter().find(|u| u["email"] == email).unwrap_or_else(|| panic!("{email} in status"))
+    status["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == email)
+        .unwrap_or_else(|| panic!("{email} in status"))
 }
 
 fn explain(out: &Output) -> String {
-    format!("exit {:?}\nstderr:\n{}\nstdout:\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout))
+    format!(
+        "exit {:?}\nstderr:\n{}\nstdout:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    )
 }
 
 /// Messages keyed by (folder, Message-ID or bytes hash), so source and
@@ -118,9 +148,20 @@ fn assert_copied_exactly(source: &[StoredMessage], target: &[StoredMessage], ski
         let wanted: Vec<&&StoredMessage> = msgs.iter().filter(|m| !skipped.contains(&m.raw.as_slice())).collect();
         expected += wanted.len();
         let got = dst.get(key).map(Vec::as_slice).unwrap_or(&[]);
-        assert_eq!(got.len(), wanted.len(), "{key:?}: {} in source, {} in target", wanted.len(), got.len());
+        assert_eq!(
+            got.len(),
+            wanted.len(),
+            "{key:?}: {} in source, {} in target",
+            wanted.len(),
+            got.len()
+        );
         for (s, t) in wanted.iter().zip(got) {
-            assert!(s.raw == t.raw, "{key:?}: bytes differ ({} vs {} bytes)", s.raw.len(), t.raw.len());
+            assert!(
+                s.raw == t.raw,
+                "{key:?}: bytes differ ({} vs {} bytes)",
+                s.raw.len(),
+                t.raw.len()
+            );
             assert_eq!(s.flags, t.flags, "{key:?}: flags");
             assert_eq!(s.internal_date, t.internal_date, "{key:?}: INTERNALDATE");
         }
@@ -194,7 +235,9 @@ fn full_copy_then_noop_resync_then_exactly_the_new_mail() {
     let before = lab.source.session_stats();
     let out = migrate(&config, &users);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
-    let after = lab.source.wait_for_sessions(before.sessions + 1, std::time::Duration::from_secs(10));
+    let after = lab
+        .source
+        .wait_for_sessions(before.sessions + 1, std::time::Duration::from_secs(10));
     assert_eq!(after.body_count, before.body_count, "a no-op resync fetched bodies");
     assert_eq!(lab.target.messages(&email).len(), target.len());
 
@@ -215,7 +258,8 @@ fn full_copy_then_noop_resync_then_exactly_the_new_mail() {
 fn a_wrong_password_fails_that_user_and_the_others_finish() {
     let lab = Lab::new(3);
     for n in 1..=3 {
-        lab.source.deliver(&user(n).0, "INBOX", &mailgen::generate(n as u64, 20, 1000));
+        lab.source
+            .deliver(&user(n).0, "INBOX", &mailgen::generate(n as u64, 20, 1000));
     }
     let config = lab.write_config("");
     let mut rows: Vec<(String, String)> = (1..=3).map(user).collect();
@@ -224,14 +268,22 @@ fn a_wrong_password_fails_that_user_and_the_others_finish() {
     let out = migrate(&config, &users);
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("user2@example.test") && stderr.contains("refused"), "{stderr}");
+    assert!(
+        stderr.contains("user2@example.test") && stderr.contains("refused"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("not-the-password"), "password leaked to stderr");
     let status = status_json(&config);
     assert_eq!(user_status(&status, "user1@example.test")["state"], "done");
     assert_eq!(user_status(&status, "user3@example.test")["state"], "done");
     let failed = user_status(&status, "user2@example.test");
     assert_eq!(failed["state"], "failed");
-    assert!(failed["last_error"].as_str().unwrap().contains("check UserName and Password"));
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("check UserName and Password")
+    );
     assert_eq!(lab.target.messages("user1@example.test").len(), 20);
     assert_eq!(lab.target.messages("user3@example.test").len(), 20);
 }
@@ -282,7 +334,10 @@ fn item_cap_copies_the_newest_and_reports_the_rest() {
 
 #[test]
 fn maildir_target_keeps_bytes_flags_and_dates() {
-    let source = Dovecot::start(DovecotOptions { users: vec![user(1)], ..Default::default() });
+    let source = Dovecot::start(DovecotOptions {
+        users: vec![user(1)],
+        ..Default::default()
+    });
     let (email, password) = user(1);
     let msgs = mailgen::generate(21, 25, 2000);
     source.deliver(&email, "INBOX", &msgs[..10]);
@@ -299,7 +354,11 @@ fn maildir_target_keeps_bytes_flags_and_dates() {
     )
     .unwrap();
     let users = dir.path().join("users.csv");
-    std::fs::write(&users, format!("EmailAddress,UserName,Password\n{email},{email},{password}\n")).unwrap();
+    std::fs::write(
+        &users,
+        format!("EmailAddress,UserName,Password\n{email},{email},{password}\n"),
+    )
+    .unwrap();
     let out = migrate(&config, &users);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     let root = dir.path().join("out").join(&email);
@@ -309,7 +368,14 @@ fn maildir_target_keeps_bytes_flags_and_dates() {
             let e = e.unwrap();
             let name = e.file_name().to_string_lossy().into_owned();
             let flags = name.rsplit_once(":2,").unwrap().1.to_owned();
-            let mtime = e.metadata().unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+            let mtime = e
+                .metadata()
+                .unwrap()
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
             v.push((std::fs::read(e.path()).unwrap(), flags, mtime));
         }
         v
@@ -324,13 +390,21 @@ fn maildir_target_keeps_bytes_flags_and_dates() {
             "Sent" => &sent,
             _ => &ecoles,
         };
-        let found = stored.iter().find(|(raw, _, _)| *raw == m.raw).expect("message stored byte-identical");
-        assert_eq!(found.2, m.internal_date);
-        let letters: String = [("\\Draft", 'D'), ("\\Flagged", 'F'), ("\\Answered", 'R'), ("\\Seen", 'S')]
+        let found = stored
             .iter()
-            .filter(|(f, _)| m.flags.iter().any(|x| x == f))
-            .map(|(_, l)| *l)
-            .collect();
+            .find(|(raw, _, _)| *raw == m.raw)
+            .expect("message stored byte-identical");
+        assert_eq!(found.2, m.internal_date);
+        let letters: String = [
+            ("\\Draft", 'D'),
+            ("\\Flagged", 'F'),
+            ("\\Answered", 'R'),
+            ("\\Seen", 'S'),
+        ]
+        .iter()
+        .filter(|(f, _)| m.flags.iter().any(|x| x == f))
+        .map(|(_, l)| *l)
+        .collect();
         assert_eq!(found.1, letters);
     }
     // A rerun writes nothing new.
@@ -340,15 +414,27 @@ fn maildir_target_keeps_bytes_flags_and_dates() {
 
 #[test]
 fn tls_is_verified_and_ca_file_trusts_a_private_ca() {
-    let source = Dovecot::start(DovecotOptions { users: vec![user(1)], tls: true, ..Default::default() });
+    let source = Dovecot::start(DovecotOptions {
+        users: vec![user(1)],
+        tls: true,
+        ..Default::default()
+    });
     let (email, password) = user(1);
     source.deliver(&email, "INBOX", &mailgen::generate(31, 5, 1000));
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.csv");
-    std::fs::write(&users, format!("EmailAddress,UserName,Password\n{email},{email},{password}\n")).unwrap();
+    std::fs::write(
+        &users,
+        format!("EmailAddress,UserName,Password\n{email},{email},{password}\n"),
+    )
+    .unwrap();
     let config = dir.path().join("cutover.toml");
     let write = |security: &str, port: u16, ca: bool| {
-        let ca_line = if ca { format!("ca_file = \"{}\"\n", source.ca_file().unwrap().display()) } else { String::new() };
+        let ca_line = if ca {
+            format!("ca_file = \"{}\"\n", source.ca_file().unwrap().display())
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!("[source]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\n{ca_line}[target]\nkind = \"maildir\"\npath = \"out\"\n"),
@@ -359,7 +445,11 @@ fn tls_is_verified_and_ca_file_trusts_a_private_ca() {
     write("tls", source.imaps_port().unwrap(), false);
     let out = migrate(&config, &users);
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ca_file"), "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ca_file"),
+        "{}",
+        explain(&out)
+    );
     // With it, implicit TLS and STARTTLS both work.
     write("tls", source.imaps_port().unwrap(), true);
     let out = migrate(&config, &users);
@@ -369,7 +459,12 @@ fn tls_is_verified_and_ca_file_trusts_a_private_ca() {
     write("starttls", source.port(), true);
     let out = migrate(&config, &users);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
-    assert_eq!(std::fs::read_dir(dir.path().join("out").join(&email).join("cur")).unwrap().count(), 5);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("out").join(&email).join("cur"))
+            .unwrap()
+            .count(),
+        5
+    );
 }
 
 #[test]
@@ -381,13 +476,28 @@ fn bad_config_and_bad_users_file_refuse_to_start() {
     std::fs::write(&users, "EmailAddress,UserName,Password\na@x.test,a,p\n").unwrap();
     let out = migrate(&config, &users);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("prot"), "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("prot"),
+        "{}",
+        explain(&out)
+    );
 
-    std::fs::write(&config, "[source]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n").unwrap();
-    std::fs::write(&users, "EmailAddress,UserName,Password\na@x.test,a,p\n,b,p\na@x.test,c,p\n").unwrap();
+    std::fs::write(
+        &config,
+        "[source]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &users,
+        "EmailAddress,UserName,Password\na@x.test,a,p\n,b,p\na@x.test,c,p\n",
+    )
+    .unwrap();
     let out = migrate(&config, &users);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 3") && stderr.contains("line 4"), "{stderr}");
-    assert!(!dir.path().join("out").exists(), "nothing may be written when the users file is refused");
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing may be written when the users file is refused"
+    );
 }
