@@ -1,0 +1,307 @@
+//! The IMAP target: APPEND with the source's flags and INTERNALDATE, the
+//! bytes untouched. Role folders map to the target's own Sent, Drafts,
+//! Trash, Junk and Archive (found by SPECIAL-USE, else by name, else
+//! created), other folders are created with the target's delimiter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_imap::imap_proto::{MailboxDatum, Response};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio_rustls::rustls;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::imap::{Conn, Endpoint, format_internal_date, quote, utf7};
+use crate::model::{FolderRole, TargetFolder, Upload};
+use crate::roster::UserJob;
+use crate::secret::Secret;
+use crate::source::imap::role_from_name;
+use crate::target::{Target, TargetSession};
+use crate::transform::{append_flags, escape_separator};
+
+pub struct ImapTarget {
+    endpoint: Endpoint,
+    tls: Arc<rustls::ClientConfig>,
+    login: Option<String>,
+    password: Option<Secret>,
+}
+
+impl ImapTarget {
+    pub fn new(endpoint: Endpoint, login: Option<String>, password: Option<Secret>) -> Result<ImapTarget> {
+        let tls = crate::imap::tls_config(endpoint.ca_file.as_ref())?;
+        Ok(ImapTarget {
+            endpoint,
+            tls,
+            login,
+            password,
+        })
+    }
+
+    fn credentials(&self, user: &UserJob) -> Result<(String, Secret)> {
+        match (&self.login, &self.password) {
+            (Some(template), Some(password)) => Ok((template.replace("{email}", &user.email), password.clone())),
+            _ => match (&user.target_username, &user.target_password) {
+                (Some(u), Some(p)) => Ok((u.clone(), p.clone())),
+                _ => Err(Error::fatal(format!(
+                    "no target login for {} (users file line {}): fill TargetUserName and TargetPassword, or set [target] login and password_env",
+                    user.email, user.line
+                ))),
+            },
+        }
+    }
+}
+
+impl Target for ImapTarget {
+    fn open<'a>(&'a self, user: &'a UserJob) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
+        async move {
+            let (login, password) = self.credentials(user)?;
+            let mut conn = Conn::login(&self.endpoint, &self.tls, &login, &password)
+                .await
+                .map_err(|e| e.context("target"))?;
+            let listed = conn.list().await?;
+            let delimiter = listed
+                .iter()
+                .find_map(|f| f.delimiter.as_deref().and_then(|d| d.chars().next()))
+                .unwrap_or('/');
+            let mut roles = HashMap::new();
+            let mut existing = std::collections::HashSet::new();
+            for f in &listed {
+                existing.insert(f.wire_name.clone());
+                let role = f.attributes.iter().find_map(|a| match a.as_str() {
+                    "\\sent" => Some(FolderRole::Sent),
+                    "\\drafts" => Some(FolderRole::Drafts),
+                    "\\trash" => Some(FolderRole::Trash),
+                    "\\junk" => Some(FolderRole::Junk),
+                    "\\archive" => Some(FolderRole::Archive),
+                    _ => None,
+                });
+                if let Some(role) = role {
+                    roles.entry(role).or_insert_with(|| f.wire_name.clone());
+                }
+            }
+            // Servers without SPECIAL-USE: recognise the usual names.
+            for f in &listed {
+                let path: Vec<String> = utf7::decode(&f.wire_name).split(delimiter).map(str::to_owned).collect();
+                if let Some(role) = role_from_name(&path) {
+                    roles.entry(role).or_insert_with(|| f.wire_name.clone());
+                }
+            }
+            let session: Box<dyn TargetSession> = Box::new(ImapTargetSession {
+                conn,
+                delimiter,
+                roles,
+                existing,
+                selected: None,
+            });
+            Ok(session)
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        format!("IMAP {}:{}", self.endpoint.host, self.endpoint.port)
+    }
+}
+
+struct ImapTargetSession {
+    conn: Conn,
+    delimiter: char,
+    roles: HashMap<FolderRole, String>,
+    existing: std::collections::HashSet<String>,
+    selected: Option<String>,
+}
+
+fn default_role_name(role: FolderRole) -> &'static str {
+    match role {
+        FolderRole::Inbox => "INBOX",
+        FolderRole::Sent => "Sent",
+        FolderRole::Drafts => "Drafts",
+        FolderRole::Trash => "Trash",
+        FolderRole::Junk => "Junk",
+        FolderRole::Archive | FolderRole::All => "Archive",
+        FolderRole::Flagged => "Starred",
+        FolderRole::Important => "Important",
+    }
+}
+
+impl ImapTargetSession {
+    /// The wire name a target folder gets on this server.
+    fn wire_name(&self, folder: &TargetFolder) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(role) = folder.anchor {
+            let base = match role {
+                FolderRole::Inbox => "INBOX".to_owned(),
+                _ => self
+                    .roles
+                    .get(&role)
+                    .map(|w| utf7::decode(w))
+                    .unwrap_or_else(|| default_role_name(role).to_owned()),
+            };
+            parts.push(base);
+        }
+        parts.extend(folder.path.iter().map(|p| escape_separator(p, self.delimiter)));
+        utf7::encode(&parts.join(&self.delimiter.to_string()))
+    }
+
+    async fn create_with_parents(&mut self, wire: &str) -> Result<()> {
+        let decoded = utf7::decode(wire);
+        let parts: Vec<&str> = decoded.split(self.delimiter).collect();
+        for depth in 1..=parts.len() {
+            let name = utf7::encode(&parts[..depth].join(&self.delimiter.to_string()));
+            if self.existing.contains(&name) || name.eq_ignore_ascii_case("INBOX") {
+                continue;
+            }
+            match self.conn.command(&format!("CREATE {}", quote(&name))).await {
+                Ok(_) => {}
+                // Created meanwhile by another session, or it already existed.
+                Err(e) if e.kind == ErrorKind::Item && already_exists(&e.message) => {}
+                Err(e) if e.kind == ErrorKind::Item => {
+                    let refused = reserved_name(&e.message);
+                    let msg = format!("target refused to create folder {}: {}", utf7::decode(&name), e.message);
+                    return Err(if refused {
+                        Error::refused(msg)
+                    } else {
+                        Error::fatal(msg)
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+            self.existing.insert(name);
+        }
+        Ok(())
+    }
+}
+
+fn already_exists(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("[alreadyexists]") || m.contains("already exists")
+}
+
+/// Exchange reserves some names ("NO Folder name is reserved" for "Files").
+fn reserved_name(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("reserved")
+}
+
+/// Exchange: "Maximum size of appendable message has been exceeded";
+/// RFC 7889 / RFC 5530: [TOOBIG].
+fn too_big(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("maximum size of appendable message") || m.contains("[toobig]") || m.contains("message too large")
+}
+
+impl TargetSession for ImapTargetSession {
+    fn ensure_folder<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String>> {
+        async move {
+            if let Some(k) = known {
+                return Ok(k.to_owned());
+            }
+            let wire = self.wire_name(folder);
+            self.create_with_parents(&wire).await?;
+            Ok(wire)
+        }
+        .boxed()
+    }
+
+    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<String>> {
+        async move {
+            let flags = append_flags(&message.flags);
+            let date = format_internal_date(message.internal_date);
+            let mut created = false;
+            loop {
+                match self.conn.append(folder, &flags, &date, &message.raw).await {
+                    Ok(Some((validity, uid))) => return Ok(format!("{validity}:{uid}")),
+                    Ok(None) => return Ok(String::new()),
+                    Err(e)
+                        if e.kind == ErrorKind::Item
+                            && e.message.to_ascii_uppercase().contains("[TRYCREATE]")
+                            && !created =>
+                    {
+                        // The folder was deleted on the target since it was
+                        // created (or cached by an earlier run).
+                        self.existing.remove(folder);
+                        self.create_with_parents(folder).await?;
+                        created = true;
+                    }
+                    Err(e) if e.kind == ErrorKind::Item && too_big(&e.message) => {
+                        return Err(Error::refused(format!(
+                            "target refused the message size: {}",
+                            e.message
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn upload_many<'a>(&'a mut self, folder: &'a str, messages: &'a [Upload]) -> BoxFuture<'a, Vec<Result<String>>> {
+        async move {
+            let prepared: Vec<(String, String, &[u8])> = messages
+                .iter()
+                .map(|m| {
+                    (
+                        append_flags(&m.flags),
+                        format_internal_date(m.internal_date),
+                        m.raw.as_ref(),
+                    )
+                })
+                .collect();
+            let answers = match self.conn.append_many(folder, &prepared).await {
+                Ok(a) => a,
+                Err(e) => return vec![Err(e)],
+            };
+            let mut out = Vec::with_capacity(answers.len());
+            for (answer, message) in answers.into_iter().zip(messages) {
+                out.push(match answer {
+                    Ok(Some((validity, uid))) => Ok(format!("{validity}:{uid}")),
+                    Ok(None) => Ok(String::new()),
+                    // The rare cases (folder gone, size refusal) go through
+                    // the single-message path, which handles them.
+                    Err(e) if e.kind == ErrorKind::Item => self.upload(folder, message).await,
+                    Err(e) => Err(e),
+                });
+            }
+            out
+        }
+        .boxed()
+    }
+
+    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
+        async move {
+            let Some(id) = message.message_id.as_deref() else {
+                return Ok(None);
+            };
+            if id.contains(['"', '\\', '\r', '\n']) || !id.is_ascii() {
+                return Ok(None);
+            }
+            if self.selected.as_deref() != Some(folder) {
+                self.conn.select(folder).await?;
+                self.selected = Some(folder.to_owned());
+            }
+            let responses = self
+                .conn
+                .command(&format!("UID SEARCH HEADER Message-ID {}", quote(id)))
+                .await?;
+            let mut found = None;
+            for r in &responses {
+                if let Response::MailboxData(MailboxDatum::Search(uids)) = r
+                    && let Some(uid) = uids.first()
+                {
+                    found = Some(uid.to_string());
+                }
+            }
+            Ok(found)
+        }
+        .boxed()
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        async move { self.conn.logout().await }.boxed()
+    }
+}
