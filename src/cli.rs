@@ -38,7 +38,9 @@ pub enum Command {
     #[command(
         after_help = "Exit codes: 0 every user done, 1 some users failed or were partly copied, \
 2 the run could not start (bad config, bad users file, state DB unusable), 130 interrupted.\n\n\
-Example:\n  cutover migrate --config cutover.toml --users users.csv"
+Examples:\n  cutover migrate --config cutover.toml --users users.csv\n  \
+cutover migrate --config cutover.toml --users users.csv --dry-run\n  \
+cutover migrate --config cutover.toml --users users.csv --json > events.jsonl"
     )]
     Migrate {
         /// The configuration file (see config.example.toml).
@@ -50,6 +52,10 @@ Example:\n  cutover migrate --config cutover.toml --users users.csv"
         /// One JSON event per line on stdout instead of a progress display.
         #[arg(long)]
         json: bool,
+        /// Scan and plan only: print per user what would be copied and
+        /// skipped (and why); nothing is written to the target.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show per-user state from the checkpoint.
     #[command(after_help = "Example:\n  cutover status --config cutover.toml --json")]

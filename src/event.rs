@@ -27,6 +27,14 @@ pub enum Event {
         skipped: usize,
         already_copied: u64,
     },
+    /// `migrate --dry-run`: what a real run would do for this user.
+    WouldCopy {
+        user: String,
+        to_copy: usize,
+        bytes: u64,
+        already_copied: u64,
+        skipped: std::collections::BTreeMap<String, u64>,
+    },
     BatchCopied {
         user: String,
         folder: String,

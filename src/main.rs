@@ -30,7 +30,12 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Migrate { config, users, json } => {
+        Command::Migrate {
+            config,
+            users,
+            json,
+            dry_run,
+        } => {
             let settings = match settings::load(&config) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
@@ -59,7 +64,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 wait_for_signal().await;
                 std::process::exit(130);
             });
-            let outcome = run::migrate(settings, users, events, stop).await;
+            let outcome = run::migrate(settings, users, events, stop, dry_run).await;
             let _ = display.await;
             match outcome {
                 Ok(Outcome::Done) => ExitCode::SUCCESS,

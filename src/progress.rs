@@ -66,6 +66,24 @@ pub fn spawn(mode: Mode, mut rx: UnboundedReceiver<Event>) -> tokio::task::JoinH
                     totals.to_copy_bytes += bytes;
                     None
                 }
+                Event::WouldCopy {
+                    user,
+                    to_copy,
+                    bytes,
+                    already_copied,
+                    skipped,
+                } => {
+                    let reasons: Vec<String> = skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                    Some(format!(
+                        "{user}: would copy {to_copy} messages ({}); {already_copied} already copied; skipped: {}",
+                        human_bytes(*bytes),
+                        if reasons.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            reasons.join(", ")
+                        }
+                    ))
+                }
                 Event::BatchCopied { messages, bytes, .. } => {
                     totals.copied += messages;
                     totals.bytes += bytes;

@@ -159,6 +159,7 @@ struct Shared {
     pace: PaceLimits,
     exclude: globset::GlobSet,
     stop: StopFlag,
+    dry_run: bool,
 }
 
 impl Shared {
@@ -186,6 +187,7 @@ pub async fn migrate(
     users: Vec<UserJob>,
     events: Events,
     stop: StopFlag,
+    dry_run: bool,
 ) -> Result<Outcome, StartError> {
     let _lock = checkpoint::lock(&settings.state_path)?;
     let db = Checkpoint::open(&settings.state_path)?;
@@ -219,6 +221,7 @@ pub async fn migrate(
         events: events.clone(),
         exclude,
         stop: stop.clone(),
+        dry_run,
     });
 
     let parallel = shared.settings.run.parallel_users;
@@ -271,6 +274,28 @@ pub async fn migrate(
 async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
     let email = user.email.clone();
     shared.events.send(Event::UserStarted { user: email.clone() });
+    if shared.dry_run {
+        let mut stats = UserStats::default();
+        let error = copy_mailbox(shared, user, &mut stats).await.err().map(|e| e.message);
+        let state = if error.is_some() { "failed" } else { "done" };
+        if let Some(e) = &error {
+            shared.events.send(Event::UserFinished {
+                user: email.clone(),
+                state: state.to_owned(),
+                copied: 0,
+                bytes: 0,
+                failed: 0,
+                error: Some(e.clone()),
+            });
+        }
+        return UserResult {
+            state,
+            copied: 0,
+            bytes: 0,
+            failed: 0,
+            error,
+        };
+    }
     let sync_id = match shared.db(|cp| {
         cp.set_user_state(&email, "syncing", None)?;
         cp.begin_sync(&email)
@@ -519,6 +544,22 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         max_message_bytes: shared.settings.limits.max_message_bytes,
     };
     let the_plan = plan::plan(&candidates, limits);
+    if shared.dry_run {
+        let mut skipped = std::collections::BTreeMap::new();
+        for &(_, reason) in &the_plan.skip {
+            *skipped.entry(reason.as_str().to_owned()).or_insert(0) += 1;
+        }
+        shared.events.send(Event::WouldCopy {
+            user: email.clone(),
+            to_copy: the_plan.copy.len(),
+            bytes: the_plan.copy.iter().map(|&i| rows[i].size).sum(),
+            already_copied: the_plan.already_copied,
+            skipped,
+        });
+        session.logout().await;
+        stats.complete = true;
+        return Ok(());
+    }
     let mut newly_skipped = 0;
     for &(i, reason) in &the_plan.skip {
         let r = &rows[i];

@@ -343,3 +343,54 @@ fn bad_config_and_bad_users_file_refuse_to_start() {
         "nothing may be written when the users file is refused"
     );
 }
+
+#[test]
+fn dry_run_plans_without_writing_and_json_mode_streams_events() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    let mut msgs = mailgen::generate(51, 12, 1000);
+    msgs.push(mailgen::big_message(2 * 1024 * 1024, 3));
+    lab.source.deliver(&email, "INBOX", &msgs);
+    let config = lab.write_config("[limits]\nmax_message_bytes = 1048576\n");
+    let users = lab.write_users(&[(email.clone(), password)]);
+    let c = config.to_str().unwrap();
+    let u = users.to_str().unwrap();
+
+    let out = cutover(&["migrate", "--config", c, "--users", u, "--dry-run"], &config);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("would copy 12 messages") && stderr.contains("1 too large"),
+        "{stderr}"
+    );
+    assert!(lab.target.messages(&email).is_empty(), "a dry run wrote to the target");
+
+    let out = cutover(&["migrate", "--config", c, "--users", u, "--json"], &config);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for kind in [
+        "run_started",
+        "user_started",
+        "folder_scanned",
+        "planned",
+        "batch_copied",
+        "item_skipped",
+        "user_finished",
+        "run_finished",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
+    }
+    let copied: u64 = events
+        .iter()
+        .filter(|e| e["event"] == "batch_copied")
+        .map(|e| e["messages"].as_u64().unwrap())
+        .sum();
+    assert_eq!(copied, 12);
+    let skipped = events.iter().find(|e| e["event"] == "item_skipped").unwrap();
+    assert_eq!(skipped["reason"], "too large");
+    assert_eq!(lab.target.messages(&email).len(), 12);
+}
