@@ -33,6 +33,9 @@ fn sigkill_at_random_moments_never_loses_or_duplicates() {
         lab.source.deliver(&email, "Archive/2024", &msgs[600..1100]);
         lab.source.deliver(&email, "Sent", &msgs[1100..]);
     }
+    // Odd mail too: messages without a Message-ID, bare LF line ends, ...
+    let odd: Vec<_> = mailgen::odd_corpus().into_iter().map(|(_, m)| m).collect();
+    lab.source.deliver(&user(1).0, "Odd", &odd);
     // Small batches and several connections: many commits and uploads in
     // flight at any moment, so kills land mid-batch.
     lab.write_config("[run]\nconnections_per_user = 3\nbatch_messages = 25\nparallel_users = 2\n");

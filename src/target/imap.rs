@@ -6,13 +6,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_imap::imap_proto::{MailboxDatum, Response};
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio_rustls::rustls;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::imap::{Conn, Endpoint, format_internal_date, quote, utf7};
+use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quote, utf7};
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::roster::UserJob;
 use crate::secret::Secret;
@@ -274,29 +274,64 @@ impl TargetSession for ImapTargetSession {
 
     fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
         async move {
-            let Some(id) = message.message_id.as_deref() else {
-                return Ok(None);
-            };
-            if id.contains(['"', '\\', '\r', '\n']) || !id.is_ascii() {
-                return Ok(None);
-            }
             if self.selected.as_deref() != Some(folder) {
                 self.conn.select(folder).await?;
                 self.selected = Some(folder.to_owned());
             }
-            let responses = self
-                .conn
-                .command(&format!("UID SEARCH HEADER Message-ID {}", quote(id)))
-                .await?;
-            let mut found = None;
-            for r in &responses {
-                if let Response::MailboxData(MailboxDatum::Search(uids)) = r
-                    && let Some(uid) = uids.first()
-                {
-                    found = Some(uid.to_string());
+            // Same size, INTERNALDATE within a day either way (SEARCH dates
+            // ignore time and zone), and the Message-ID when there is a
+            // usable one; then the exact INTERNALDATE decides. Size and date
+            // keep two different messages that share a Message-ID apart.
+            let size = message.raw.len();
+            let day = |offset: i64| {
+                chrono::DateTime::from_timestamp(message.internal_date + offset * 86_400, 0)
+                    .unwrap_or_default()
+                    .format("%d-%b-%Y")
+                    .to_string()
+            };
+            let mut query = format!("UID SEARCH SINCE {} BEFORE {} NOT LARGER {size}", day(-1), day(2));
+            if size > 0 {
+                query.push_str(&format!(" LARGER {}", size - 1));
+            }
+            if let Some(id) = message.message_id.as_deref()
+                && id.is_ascii()
+                && !id.contains(['"', '\\', '\r', '\n'])
+            {
+                query.push_str(&format!(" HEADER Message-ID {}", quote(id)));
+            }
+            let mut candidates = Vec::new();
+            for r in self.conn.command(&query).await? {
+                if let Response::MailboxData(MailboxDatum::Search(uids)) = r {
+                    candidates.extend(uids);
                 }
             }
-            Ok(found)
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            candidates.sort_unstable();
+            let set: Vec<String> = candidates.iter().map(u32::to_string).collect();
+            let mut found = None;
+            let wanted = message.internal_date;
+            self.conn
+                .fetch_each(&format!("UID FETCH {} (UID INTERNALDATE)", set.join(",")), |resp| {
+                    if let Response::Fetch(_, attrs) = resp {
+                        let mut uid = None;
+                        let mut date = None;
+                        for a in attrs {
+                            match a {
+                                AttributeValue::Uid(u) => uid = Some(*u),
+                                AttributeValue::InternalDate(d) => date = parse_internal_date(d),
+                                _ => {}
+                            }
+                        }
+                        if date == Some(wanted) && found.is_none() {
+                            found = uid;
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+            Ok(found.map(|uid| uid.to_string()))
         }
         .boxed()
     }
