@@ -1042,7 +1042,7 @@ async fn batch_limits_dependencies_and_order() {
             .contains("exceed the limit")
     );
 
-    let mime = STANDARD.encode(STANDARD.encode(SAMPLE_MIME));
+    let mime = STANDARD.encode(SAMPLE_MIME);
     let (s, v) = emu
         .post(&t, "/v1.0/$batch", json!({"requests": [
             {"id": "1", "method": "POST", "url": format!("/users/{USER}/mailFolders"),
@@ -1368,4 +1368,105 @@ async fn inspection_dump_and_reset() {
     assert_eq!(v["totalItemCount"], 0);
     let _ = std::io::stdout().flush();
     let _ = Instant::now();
+}
+
+#[tokio::test]
+async fn size_limits_upload_bytes_and_batch_throttling() {
+    let emu = Emu::start(&[
+        "--upload-limit-bytes",
+        "12000",
+        "--upload-window-secs",
+        "60",
+        "--rate-limit-requests",
+        "6",
+        "--rate-window-secs",
+        "60",
+        "--time-scale",
+        "0.01",
+    ]);
+    let t = emu.token().await;
+
+    // A mailbox whose MaxReceiveSize is smaller than the message.
+    emu.admin(
+        reqwest::Method::POST,
+        "/_emulator/mailboxes",
+        Some(json!({"address": "small@contoso.test", "maxReceiveSizeBytes": 100})),
+    )
+    .await;
+    let (s, _, v) = emu
+        .send(
+            &t,
+            reqwest::Method::POST,
+            "/beta/users/small@contoso.test/mailFolders/inbox/importMime",
+            Some(Body::Mime(STANDARD.encode(SAMPLE_MIME))),
+        )
+        .await;
+    assert_eq!(s, 413);
+    assert_eq!(error_code(&v), "ErrorMessageSizeExceeded");
+
+    // 150 MB per 5 minutes, here 12,000 bytes: the second 8 KB body is refused.
+    let padding = "x".repeat(8000);
+    let (s, _) = emu
+        .post(
+            &t,
+            &users("/messages"),
+            json!({"subject": "one", "body": {"contentType": "text", "content": padding}}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, h, v) = emu
+        .send(
+            &t,
+            reqwest::Method::POST,
+            &users("/messages"),
+            Some(Body::Json(
+                json!({"subject": "two", "body": {"contentType": "text", "content": padding}}),
+            )),
+        )
+        .await;
+    assert_eq!(s, 429);
+    assert_eq!(
+        v["error"]["message"],
+        "Application is over its IncomingBytes limit."
+    );
+    assert!(h.get("retry-after").is_some());
+
+    // Inside $batch each request is throttled on its own; items of a batch sent
+    // before the Retry-After existed are not violations.
+    let requests: Vec<Value> = (0..8)
+        .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users/carol@contoso.test/mailFolders/inbox"}))
+        .collect();
+    let (s, v) = emu
+        .post(&t, "/v1.0/$batch", json!({"requests": requests}))
+        .await;
+    assert_eq!(s, 200);
+    let statuses: Vec<u64> = v["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        6,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    let throttled = v["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == 429)
+        .unwrap();
+    assert!(throttled["headers"]["Retry-After"].as_str().is_some());
+    let stats = emu
+        .admin(reqwest::Method::GET, "/_emulator/stats", None)
+        .await;
+    assert_eq!(stats["total"]["retry_after_violations"], 0);
+    assert_eq!(stats["mailboxes"]["carol@contoso.test"]["throttled_429"], 2);
+    assert_eq!(stats["total"]["by_kind"]["batch"], 1);
 }

@@ -67,11 +67,10 @@ fn set_faults(app: &App, req: &Req) -> Resp {
 
 fn reset(app: &App) -> Resp {
     {
+        // Lock order everywhere: uploads, store, rng, then the small ones.
+        let mut store = app.store.lock().unwrap();
         let mut rng = app.rng.lock().unwrap();
-        app.store
-            .lock()
-            .unwrap()
-            .reset(app.cfg.mailboxes.as_deref(), &mut rng);
+        store.reset(app.cfg.mailboxes.as_deref(), &mut rng);
     }
     app.uploads.lock().unwrap().clear();
     app.throttle.lock().unwrap().reset();
@@ -108,8 +107,8 @@ fn create_mailbox(app: &App, req: &Req) -> Resp {
         return err(400, "address must be an email address");
     }
     let max = body.get("maxReceiveSizeBytes").and_then(Value::as_u64);
-    let mut rng = app.rng.lock().unwrap();
     let mut store = app.store.lock().unwrap();
+    let mut rng = app.rng.lock().unwrap();
     let i = store.provision(address, max, &mut rng);
     Resp::plain_json(201, &summary(&store.mailboxes[i]))
 }

@@ -574,7 +574,11 @@ fn upload_inner(app: &std::sync::Arc<App>, req: &Req, ev: &mut Event) -> Resp {
         return crate::http::method_not_allowed(req);
     }
     let upload = req.body.len() as u64;
-    let admitted = app.throttle.lock().unwrap().admit(&key, upload);
+    let admitted = app
+        .throttle
+        .lock()
+        .unwrap()
+        .admit(&key, upload, req.arrived);
     match admitted {
         Err(t) => {
             if let Some(v) = &t.violation {

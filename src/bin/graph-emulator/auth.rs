@@ -251,8 +251,11 @@ pub fn token_endpoint(app: &App, req: &Req, tenant: &str) -> Resp {
     let Some(scope) = form.get("scope") else {
         return missing("scope");
     };
+    // The emulator is the resource: `{endpoint}/.default`, whether the client
+    // names it by the bound address or by the Host it connected to, or Graph's own.
     let own_scope = format!("{}/.default", app.base_url);
-    if scope != GRAPH_DEFAULT_SCOPE && scope != &own_scope {
+    let host_scope = req.header("host").map(|h| format!("http://{h}/.default"));
+    if scope != GRAPH_DEFAULT_SCOPE && scope != &own_scope && host_scope.as_ref() != Some(scope) {
         if scope.contains(' ') || !scope.ends_with("/.default") {
             return aad_error(
                 app,

@@ -4,14 +4,16 @@
 //! failed dependency fails its dependants with 424. Each inner request goes
 //! through the full pipeline (auth, per-mailbox throttling, faults other
 //! than connection resets), at most 4 at a time as Graph does towards
-//! Outlook. The outer call answers 200 whatever the inner statuses, and the
+//! Outlook. Bodies follow the OData JSON batch rules: JSON for
+//! `application/json`, the plain string for `text/*` (so a MIME create's body
+//! is its base64 MIME as is), base64url for anything else. The outer call answers 200 whatever the inner statuses, and the
 //! responses come back in a shuffled order (seeded by --seed).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use futures::StreamExt;
 use hyper::Method;
@@ -121,25 +123,35 @@ fn parse(req: &Req) -> Result<Vec<Item>, Resp> {
                     .to_ascii_lowercase();
                 if ct.starts_with("application/json") {
                     Bytes::from(serde_json::to_vec(b).unwrap_or_default())
-                } else {
-                    // Non-JSON bodies travel base64-encoded (json-batching: "a base64
-                    // URL-encoded value"); either base64 alphabet is accepted.
+                } else if ct.starts_with("text/") {
+                    // OData JSON batch: a text/* body is the string itself (so a
+                    // MIME create carries its base64 MIME once, not twice).
                     let s = b.as_str().ok_or_else(|| {
                         invalid(
                             req,
-                            &format!("Request '{id}': a non-JSON body must be a base64 string."),
+                            &format!("Request '{id}': a text body must be a string."),
                         )
                     })?;
-                    let decoded =
-                        STANDARD
-                            .decode(s)
-                            .or_else(|_| URL_SAFE.decode(s))
-                            .map_err(|_| {
-                                invalid(
-                                    req,
-                                    &format!("Request '{id}': the body is not valid base64."),
-                                )
-                            })?;
+                    Bytes::from(s.to_string())
+                } else {
+                    // Other media types travel base64url-encoded; the standard
+                    // alphabet is accepted too.
+                    let s = b.as_str().ok_or_else(|| {
+                        invalid(
+                            req,
+                            &format!("Request '{id}': a binary body must be a base64 string."),
+                        )
+                    })?;
+                    let decoded = URL_SAFE
+                        .decode(s)
+                        .or_else(|_| URL_SAFE_NO_PAD.decode(s))
+                        .or_else(|_| STANDARD.decode(s))
+                        .map_err(|_| {
+                            invalid(
+                                req,
+                                &format!("Request '{id}': the body is not valid base64."),
+                            )
+                        })?;
                     Bytes::from(decoded)
                 }
             }
@@ -231,10 +243,14 @@ fn entry(id: &str, resp: &Resp) -> Value {
         let is_json = resp
             .content_type()
             .is_some_and(|c| c.starts_with("application/json"));
+        let is_text = resp.content_type().is_some_and(|c| c.starts_with("text/"));
         let body = if is_json {
             serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+        } else if let (true, Ok(text)) = (is_text, std::str::from_utf8(&resp.body)) {
+            json!(text)
         } else {
-            json!(STANDARD.encode(&resp.body))
+            // Binary (or text that is not UTF-8): base64url, per OData JSON batch.
+            json!(URL_SAFE.encode(&resp.body))
         };
         o.insert("body".into(), body);
     }
@@ -256,6 +272,7 @@ pub async fn run(app: Arc<App>, outer: &Req, version: &str) -> Resp {
         Err(r) => return r,
     };
     let auth = outer.headers.get("authorization").cloned();
+    let arrived = outer.arrived;
     let mut statuses: HashMap<String, u16> = HashMap::new();
     let mut responses: Vec<Value> = Vec::new();
     let mut pending: Vec<Item> = items;
@@ -297,12 +314,13 @@ pub async fn run(app: Arc<App>, outer: &Req, version: &str) -> Resp {
                         headers.insert("authorization", a);
                     }
                     let url = item.url.trim_start_matches('/');
-                    let req = Req::new(
+                    let mut req = Req::new(
                         item.method,
                         &format!("/{version}/{url}"),
                         headers,
                         item.body,
                     );
+                    req.arrived = arrived;
                     let resp = match graph::handle(app, req, true).await {
                         Outcome::Resp(r) => r,
                         Outcome::Reset => Resp::new(500),

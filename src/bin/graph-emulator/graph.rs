@@ -295,7 +295,10 @@ async fn pipeline(app: &Arc<App>, req: &Req, in_batch: bool, ev: &mut Event) -> 
     let version = req.segments[0].clone();
     let app_id = match auth::authenticate(app, req) {
         Ok(a) => a,
-        Err(r) => return Outcome::Resp(r),
+        Err(r) => {
+            ev.kind = "unauthenticated";
+            return Outcome::Resp(r);
+        }
     };
     let Some(second) = req.segments.get(1) else {
         return Outcome::Resp(graph_error(req, 400, "BadRequest", "Invalid request."));
@@ -365,7 +368,11 @@ async fn pipeline(app: &Arc<App>, req: &Req, in_batch: bool, ev: &mut Event) -> 
     } else {
         0
     };
-    let admitted = app.throttle.lock().unwrap().admit(&key, upload);
+    let admitted = app
+        .throttle
+        .lock()
+        .unwrap()
+        .admit(&key, upload, req.arrived);
     let concurrent = match admitted {
         Ok(c) => c,
         Err(t) => {

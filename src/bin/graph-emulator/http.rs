@@ -30,6 +30,9 @@ pub struct Req {
     pub body: Bytes,
     /// Value of the `request-id` response header and of `innerError.request-id`.
     pub request_id: String,
+    /// When the request started to arrive (for a `$batch` item: when the
+    /// batch did). Decides whether it was sent after a Retry-After.
+    pub arrived: std::time::Instant,
 }
 
 impl Req {
@@ -52,6 +55,7 @@ impl Req {
             headers,
             body,
             request_id: new_request_id(),
+            arrived: std::time::Instant::now(),
         }
     }
 

@@ -94,6 +94,7 @@ async fn serve(
     app: Arc<App>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+    let arrived = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let path_and_query = parts
         .uri
@@ -110,7 +111,8 @@ async fn serve(
             .into_hyper());
         }
     };
-    let req = Req::new(parts.method, &path_and_query, parts.headers, body);
+    let mut req = Req::new(parts.method, &path_and_query, parts.headers, body);
+    req.arrived = arrived;
     match route(app, req).await {
         Outcome::Resp(r) => Ok(r.into_hyper()),
         Outcome::Reset => Err(ConnectionReset),

@@ -123,7 +123,15 @@ impl Throttle {
     /// Admits a request or says why not. `upload_bytes` is the body size of a
     /// POST/PATCH/PUT (0 otherwise). On success the caller holds a concurrency
     /// slot until it calls [`Throttle::release`].
-    pub fn admit(&mut self, key: &Key, upload_bytes: u64) -> Result<u32, Throttled> {
+    /// `arrived` is when the request started to arrive: one that was already
+    /// on its way when a Retry-After was issued (a `$batch` item, a long
+    /// upload) is throttled but not counted as a violation.
+    pub fn admit(
+        &mut self,
+        key: &Key,
+        upload_bytes: u64,
+        arrived: Instant,
+    ) -> Result<u32, Throttled> {
         let now = Instant::now();
         let limits = self.limits.clone();
         let b = self.buckets.entry(key.clone()).or_default();
@@ -146,16 +154,18 @@ impl Throttle {
 
         if let Some(p) = b.penalty {
             if now < p.until {
-                let since = now.duration_since(p.issued);
-                let violation = Violation {
-                    retry_after_secs: p.secs,
-                    retry_after_issued_at: p.issued_wall,
-                    issued_by_status: p.status,
-                    issued_for: p.reason.as_str(),
-                    early_by: p.until.duration_since(now),
-                    since_issued: since,
-                    within_grace: since <= limits.grace,
-                };
+                let violation = (arrived >= p.issued).then(|| {
+                    let since = arrived.duration_since(p.issued);
+                    Violation {
+                        retry_after_secs: p.secs,
+                        retry_after_issued_at: p.issued_wall,
+                        issued_by_status: p.status,
+                        issued_for: p.reason.as_str(),
+                        early_by: p.until.saturating_duration_since(arrived),
+                        since_issued: since,
+                        within_grace: since <= limits.grace,
+                    }
+                });
                 let secs = wire_secs(p.until.duration_since(now));
                 b.penalty = Some(Penalty {
                     until: now + Duration::from_secs(secs),
@@ -168,7 +178,7 @@ impl Throttle {
                 return Err(Throttled {
                     reason: p.reason,
                     retry_after_secs: secs,
-                    violation: Some(violation),
+                    violation,
                 });
             }
             b.penalty = None;
