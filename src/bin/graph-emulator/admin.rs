@@ -219,10 +219,16 @@ fn dump(app: &App, req: &Req, user: &str) -> Resp {
         })
         .collect();
     folders.sort_by(|a, b| a["path"].to_string().cmp(&b["path"].to_string()));
+    // Paths computed once per folder, not per comparison.
+    let paths: std::collections::HashMap<&str, Vec<String>> = mb
+        .folders
+        .keys()
+        .map(|id| (id.as_str(), mb.folder_path(id)))
+        .collect();
     let mut msgs: Vec<&Message> = mb.messages.values().collect();
     msgs.sort_by(|a, b| {
-        mb.folder_path(&a.folder_id)
-            .cmp(&mb.folder_path(&b.folder_id))
+        paths[a.folder_id.as_str()]
+            .cmp(&paths[b.folder_id.as_str()])
             .then(a.created.cmp(&b.created))
             .then(a.id.cmp(&b.id))
     });

@@ -186,7 +186,9 @@ pub fn list(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) ->
         Err(r) => return r,
     };
     let store = app.store.lock().unwrap();
-    let mb = &store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     if let Err(r) = locate(mb, req, chain, id) {
         return r;
     }
@@ -242,7 +244,9 @@ pub fn create(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) 
     }
     let mut store = app.store.lock().unwrap();
     let mut rng = app.rng.lock().unwrap();
-    let mb = &mut store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     if let Err(r) = locate(mb, req, chain, id) {
         return r;
     }
@@ -294,7 +298,9 @@ pub fn get(
         Err(r) => return r,
     };
     let store = app.store.lock().unwrap();
-    let mb = &store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     if let Err(r) = locate(mb, req, chain, id) {
         return r;
     }
@@ -327,7 +333,9 @@ pub fn get(
 
 pub fn delete(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str, aid: &str) -> Resp {
     let mut store = app.store.lock().unwrap();
-    let mb = &mut store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     if let Err(r) = locate(mb, req, chain, id) {
         return r;
     }
@@ -448,7 +456,9 @@ pub fn create_upload_session(
     }
     let (mailbox_id, address) = {
         let store = app.store.lock().unwrap();
-        let mb = &store.mailboxes[ctx.mailbox];
+        let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+            return crate::graph::mailbox_gone(req);
+        };
         if let Err(r) = locate(mb, req, chain, id) {
             return r;
         }
@@ -675,7 +685,10 @@ fn put_chunk(app: &App, req: &Req, token: &str) -> Resp {
     // The message must still exist, and the growing attachment must fit its MaxReceiveSize.
     let (msg_size, max) = {
         let store = app.store.lock().unwrap();
-        let mb = &store.mailboxes[s.mailbox];
+        let Some(mb) = store.checked(s.mailbox, &s.mailbox_id) else {
+            uploads.remove(token);
+            return crate::graph::mailbox_gone(req);
+        };
         match mb.messages.get(&s.message_id) {
             Some(m) => (m.size(), mb.max_receive_size),
             None => {
@@ -703,7 +716,9 @@ fn put_chunk(app: &App, req: &Req, token: &str) -> Resp {
     drop(uploads);
     let mut store = app.store.lock().unwrap();
     let mut rng = app.rng.lock().unwrap();
-    let mb = &mut store.mailboxes[s.mailbox];
+    let Some(mb) = store.checked_mut(s.mailbox, &s.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     let Some(mut m) = mb.messages.get(&s.message_id).cloned() else {
         return item_not_found(req);
     };

@@ -56,7 +56,9 @@ fn context(app: &App, ctx: &Ctx, tail: &str) -> String {
 
 pub fn get_user(app: &App, req: &Req, ctx: &Ctx) -> Resp {
     let store = app.store.lock().unwrap();
-    let mb = &store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     let local = mb.address.split('@').next().unwrap_or("");
     let body = json!({
         "@odata.context": format!("{}/{}/$metadata#users/$entity", app.base_url, ctx.version),
@@ -75,7 +77,9 @@ pub fn list(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
         Err(r) => return r,
     };
     let store = app.store.lock().unwrap();
-    let mb = &store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     let parent = match chain {
         None => mb.root_id.clone(),
         Some(c) => match resolve_chain(mb, req, c) {
@@ -131,7 +135,9 @@ pub fn get(app: &App, req: &Req, ctx: &Ctx, chain: &Chain) -> Resp {
         Err(r) => return r,
     };
     let store = app.store.lock().unwrap();
-    let mb = &store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     let id = match resolve_chain(mb, req, chain) {
         Ok(id) => id,
         Err(r) => return r,
@@ -199,7 +205,9 @@ pub fn create(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
     };
     let mut store = app.store.lock().unwrap();
     let mut rng = app.rng.lock().unwrap();
-    let mb = &mut store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     let parent = match chain {
         None => mb.root_id.clone(),
         Some(c) => match resolve_chain(mb, req, c) {

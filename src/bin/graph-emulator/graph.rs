@@ -183,11 +183,23 @@ fn kind(target: &Target, method: &Method) -> &'static str {
 /// Everything a handler needs about the request beyond the request itself.
 pub struct Ctx {
     pub mailbox: usize,
+    /// Id of that mailbox, to detect a reset in the meantime.
+    pub mailbox_id: String,
     /// "v1.0" or "beta".
     pub version: String,
     /// The `{user}` segment as the client wrote it (for `@odata.context`).
     pub user: String,
     pub app_id: String,
+}
+
+/// 404 for a mailbox removed by `POST /_emulator/reset` while a request was in flight.
+pub fn mailbox_gone(req: &Req) -> Resp {
+    graph_error(
+        req,
+        404,
+        "ErrorInvalidUser",
+        "The requested user is invalid (the emulator was reset).",
+    )
 }
 
 /// Holds a concurrency slot until dropped.
@@ -422,6 +434,7 @@ async fn pipeline(app: &Arc<App>, req: &Req, in_batch: bool, ev: &mut Event) -> 
 
     let ctx = Ctx {
         mailbox,
+        mailbox_id: key.1.clone(),
         version,
         user,
         app_id,

@@ -14,6 +14,57 @@
 //! `attachments` (incl. upload sessions), `batch`, `odata` (query options
 //! and resource JSON), `mime`, `store` (in-memory mailboxes), `throttle`,
 //! `faults`, `stats`, `admin` (`/_emulator/*`).
+//!
+//! # Choices where Graph's documentation is silent
+//!
+//! Each is also commented where it is implemented.
+//!
+//! - Time: `--time-scale` multiplies every duration (token lifetime, throttle
+//!   windows, Retry-After, upload-session lifetime). Durations on the wire
+//!   (`expires_in`, `Retry-After`) are real seconds, rounded up, never below
+//!   1, and the penalty enforced is exactly what was announced.
+//! - Retry-After: after any response with `Retry-After` for a mailbox (429,
+//!   injected 503/429), requests for that app and mailbox before it expires
+//!   get 429 with the remaining time and are recorded as violations. Those
+//!   arriving within `--violation-grace-ms` of the announcement are recorded
+//!   as races instead (they were already on the wire); `$batch` items and
+//!   requests that began arriving before the announcement are never counted.
+//!   Every request counts against the request rate, throttled ones included.
+//!   A concurrency 429 announces `Retry-After: 1`.
+//! - Ids look like Exchange's (`AAMk…`). An id this service could not have
+//!   issued is `400 ErrorInvalidIdMalformed`; a well-formed unknown one is
+//!   `404 ErrorItemNotFound`. An unknown user is `404 ErrorInvalidUser`.
+//! - Folders: a new mailbox also has Sync Issues (Conflicts, Local Failures,
+//!   Server Failures) and, outside the root, Deletions
+//!   (`recoverableitemsdeletions`); `clutter`, `scheduled` and
+//!   `searchfolders` answer 404. Lists are in display-name order. `$top` must
+//!   be 1..=1000; paging links use `$skip`. Valid OData this emulator does not
+//!   implement answers `501 NotImplemented`.
+//! - MIME create: requests over 4 MiB are `413 ErrorRequestEntityTooLarge`;
+//!   the draft is read, received now, sent at its `Date:`; its `$value` is
+//!   re-rendered from properties, not the client's bytes.
+//! - importMime: received at the topmost `Received:` header's date, else
+//!   `Date:`, else now; unread; no request limit but MaxReceiveSize.
+//! - MaxReceiveSize exceeded: `413 ErrorMessageSizeExceeded`.
+//! - JSON create: an explicit `isRead` wins over the 0x0E07 read bit;
+//!   `internetMessageHeaders` must be `x-` headers and are then ignored;
+//!   `$expand` of 0x0E07 / 0x0E06 / 0x0039 reports the item's state.
+//! - PATCH of subject, body, recipients, from, sender or internetMessageId on
+//!   a non-draft without Mail-Advanced is `403 ErrorAccessDenied` (the
+//!   2026-12-31 rule, enforced now); a refused PATCH changes nothing.
+//! - Attachments: `POST` over 3 MiB (or over 4 MiB of request) is 413 with a
+//!   hint to use an upload session; sessions take 3–150 MiB; attachments on
+//!   non-drafts follow `--nondraft-attachments` (default allow). Upload URLs
+//!   refuse `Authorization` (401), need `application/octet-stream` (415),
+//!   take ranges in order (gap or overlap: 416), at most 4 MiB each (413),
+//!   live 2 hours, and are throttled but never faulted.
+//! - `$batch`: bodies follow OData JSON batch (JSON, text as a string, other
+//!   media base64url); dependants of a failed request get 424; 4 items run at
+//!   a time; responses are shuffled (seeded).
+//! - Faults are drawn after throttling admission: a faulted request used a
+//!   slot and counts. Injected 503/429 carry `Retry-After` (2 emulated
+//!   seconds unless `retry_after_secs` is set); 500/502/504 do not.
+//! - `POST /_emulator/reset` keeps issued tokens valid.
 
 mod admin;
 mod attachments;

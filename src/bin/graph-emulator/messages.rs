@@ -230,7 +230,9 @@ fn create_from_mime(
     let raw = Bytes::from(raw);
     let mut store = app.store.lock().unwrap();
     let mut rng = app.rng.lock().unwrap();
-    let mb = &mut store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     let folder = match target_folder(mb, req, chain) {
         Ok(f) => f,
         Err(r) => return r,
@@ -651,7 +653,9 @@ fn create_from_json(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> R
 
     let mut store = app.store.lock().unwrap();
     let mut rng = app.rng.lock().unwrap();
-    let mb = &mut store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     m.folder_id = match target_folder(mb, req, chain) {
         Ok(f) => f,
         Err(r) => return r,
@@ -678,7 +682,9 @@ pub fn list(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
         Err(r) => return r,
     };
     let store = app.store.lock().unwrap();
-    let mb = &store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     let imid = match &q.filter {
         Some(Filter::InternetMessageId(v)) => Some(v.as_str()),
         _ => None,
@@ -754,7 +760,9 @@ pub fn get(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> 
         Err(r) => return r,
     };
     let store = app.store.lock().unwrap();
-    let mb = &store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     if let Err(r) = locate(mb, req, chain, id) {
         return r;
     }
@@ -777,7 +785,9 @@ pub fn value(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -
         );
     }
     let store = app.store.lock().unwrap();
-    let mb = &store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     if let Err(r) = locate(mb, req, None, id) {
         return r;
     }
@@ -793,7 +803,9 @@ pub fn value(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -
 
 pub fn delete(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> Resp {
     let mut store = app.store.lock().unwrap();
-    let mb = &mut store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     if let Err(r) = locate(mb, req, chain, id) {
         return r;
     }
@@ -847,7 +859,9 @@ pub fn patch(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -
         return request_too_large(req);
     }
     let mut store = app.store.lock().unwrap();
-    let mb = &mut store.mailboxes[ctx.mailbox];
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
     if let Err(r) = locate(mb, req, chain, id) {
         return r;
     }

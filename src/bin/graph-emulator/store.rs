@@ -532,6 +532,16 @@ impl Store {
         Some(self.provision(user, None, rng))
     }
 
+    /// The mailbox at `idx` if it still has id `id` (a reset may have
+    /// replaced the store while a request was in flight).
+    pub fn checked(&self, idx: usize, id: &str) -> Option<&Mailbox> {
+        self.mailboxes.get(idx).filter(|m| m.id == id)
+    }
+
+    pub fn checked_mut(&mut self, idx: usize, id: &str) -> Option<&mut Mailbox> {
+        self.mailboxes.get_mut(idx).filter(|m| m.id == id)
+    }
+
     /// Finds a mailbox without provisioning it.
     pub fn find(&self, user: &str) -> Option<usize> {
         self.by_key.get(&user.to_ascii_lowercase()).copied()
