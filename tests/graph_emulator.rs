@@ -311,7 +311,7 @@ fn assertion(alg: &str, aud: &str, exp_offset: i64, x5t_s256: Option<&str>) -> S
 
 #[tokio::test]
 async fn token_endpoint_secret_errors_and_expiry() {
-    let emu = Emu::start(&["--token-lifetime-secs", "1"]);
+    let emu = Emu::start(&["--token-lifetime-secs", "2"]);
     let scope = format!("{}/.default", emu.base);
     let r = emu
         .token_response(&[
@@ -324,9 +324,8 @@ async fn token_endpoint_secret_errors_and_expiry() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["token_type"], "Bearer");
-    assert_eq!(v["expires_in"], 1);
-    assert_eq!(v["ext_expires_in"], 1);
-    let token = v["access_token"].as_str().unwrap().to_string();
+    assert_eq!(v["expires_in"], 2);
+    assert_eq!(v["ext_expires_in"], 2);
 
     // Wrong secret: 401 invalid_client, AADSTS7000215.
     let r = emu
@@ -372,13 +371,14 @@ async fn token_endpoint_secret_errors_and_expiry() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
-    // The token works, then expires.
+    // A token works, then expires.
+    let token = emu.token().await;
     let (s, _) = emu.get(&token, &users("/mailFolders")).await;
     assert_eq!(s, 200);
     let (s, v) = emu.get("", &users("/mailFolders")).await;
     assert_eq!(s, 401);
     assert_eq!(error_code(&v), "InvalidAuthenticationToken");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (s, v) = emu.get(&token, &users("/mailFolders")).await;
     assert_eq!(s, 401);
     assert_eq!(error_code(&v), "InvalidAuthenticationToken");
@@ -1141,12 +1141,12 @@ async fn concurrency_limit_gives_429() {
 
 #[tokio::test]
 async fn request_window_429_and_violation_recorder() {
-    // 5 requests per 60 emulated seconds; time scale 0.01 makes that 0.6 s.
+    // 5 requests per 300 emulated seconds; time scale 0.01 makes that 3 s.
     let emu = Emu::start(&[
         "--rate-limit-requests",
         "5",
         "--rate-window-secs",
-        "60",
+        "300",
         "--time-scale",
         "0.01",
     ]);
@@ -1376,11 +1376,11 @@ async fn size_limits_upload_bytes_and_batch_throttling() {
         "--upload-limit-bytes",
         "12000",
         "--upload-window-secs",
-        "60",
+        "300",
         "--rate-limit-requests",
         "6",
         "--rate-window-secs",
-        "60",
+        "300",
         "--time-scale",
         "0.01",
     ]);
