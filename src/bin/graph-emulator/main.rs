@@ -1,0 +1,330 @@
+//! graph-emulator: a local stand-in for Microsoft Graph (Outlook mail) and the
+//! Microsoft identity platform token endpoint.
+//!
+//! Exchange Online cannot be reached from tests, demos or benchmarks, so
+//! cutover carries this emulator. It follows Graph's documented contract
+//! strictly — it refuses what Graph refuses, throttles as Outlook does and
+//! records every request a client sends before a Retry-After has passed — so
+//! a product that passes against it does not depend on leniency. It is test
+//! support, not part of the migration path, and shares no code with the
+//! product (`src/lib.rs`).
+//!
+//! Layout: `config` (CLI), `http` (request/response plumbing), `auth`
+//! (tokens), `graph` (pipeline and routing), `folders`, `messages`,
+//! `attachments` (incl. upload sessions), `batch`, `odata` (query options
+//! and resource JSON), `mime`, `store` (in-memory mailboxes), `throttle`,
+//! `faults`, `stats`, `admin` (`/_emulator/*`).
+//!
+//! # Choices where Graph's documentation is silent
+//!
+//! Each is also commented where it is implemented.
+//!
+//! - Time: `--time-scale` multiplies every duration (token lifetime, throttle
+//!   windows, Retry-After, upload-session lifetime). Durations on the wire
+//!   (`expires_in`, `Retry-After`) are real seconds, rounded up, never below
+//!   1, and the penalty enforced is exactly what was announced.
+//! - Retry-After: after any response with `Retry-After` for a mailbox (429,
+//!   injected 503/429), requests for that app and mailbox before it expires
+//!   get 429 with the remaining time and are recorded as violations. Those
+//!   arriving within `--violation-grace-ms` of the announcement are recorded
+//!   as races instead (they were already on the wire); `$batch` items and
+//!   requests that began arriving before the announcement are never counted.
+//!   Every request counts against the request rate, throttled ones included.
+//!   A concurrency 429 announces `Retry-After: 1`.
+//! - Ids look like Exchange's (`AAMk…`). An id this service could not have
+//!   issued is `400 ErrorInvalidIdMalformed`; a well-formed unknown one is
+//!   `404 ErrorItemNotFound`. An unknown user is `404 ErrorInvalidUser`.
+//! - Folders: a new mailbox also has Sync Issues (Conflicts, Local Failures,
+//!   Server Failures) and, outside the root, Deletions
+//!   (`recoverableitemsdeletions`); `clutter`, `scheduled` and
+//!   `searchfolders` answer 404. Lists are in display-name order. `$top` must
+//!   be 1..=1000; paging links use `$skip`. Valid OData this emulator does not
+//!   implement answers `501 NotImplemented`.
+//! - MIME create: requests over 4 MiB are `413 ErrorRequestEntityTooLarge`;
+//!   the draft is read, received now, sent at its `Date:`; its `$value` is
+//!   re-rendered from properties, not the client's bytes.
+//! - importMime: received at the topmost `Received:` header's date, else
+//!   `Date:`, else now; unread; no request limit but MaxReceiveSize.
+//! - MaxReceiveSize exceeded: `413 ErrorMessageSizeExceeded`.
+//! - JSON create: an explicit `isRead` wins over the 0x0E07 read bit;
+//!   `internetMessageHeaders` must be `x-` headers and are then ignored;
+//!   `$expand` of 0x0E07 / 0x0E06 / 0x0039 reports the item's state.
+//! - PATCH of subject, body, recipients, from, sender or internetMessageId on
+//!   a non-draft without Mail-Advanced is `403 ErrorAccessDenied` (the
+//!   2026-12-31 rule, enforced now); a refused PATCH changes nothing.
+//! - Attachments: `POST` over 3 MiB (or over 4 MiB of request) is 413 with a
+//!   hint to use an upload session; sessions take 3–150 MiB; attachments on
+//!   non-drafts follow `--nondraft-attachments` (default allow). Upload URLs
+//!   refuse `Authorization` (401), need `application/octet-stream` (415),
+//!   take ranges in order (gap or overlap: 416), at most 4 MiB each (413),
+//!   live 2 hours, and are throttled but never faulted.
+//! - `$batch`: bodies follow OData JSON batch (JSON, text as a string, other
+//!   media base64url); dependants of a failed request get 424; 4 items run at
+//!   a time; responses are shuffled (seeded).
+//! - Faults are drawn after throttling admission: a faulted request used a
+//!   slot and counts. Injected 503/429 carry `Retry-After` (2 emulated
+//!   seconds unless `retry_after_secs` is set); 500/502/504 do not.
+//! - `POST /_emulator/reset` keeps issued tokens valid.
+
+mod admin;
+mod attachments;
+mod auth;
+mod batch;
+mod config;
+mod faults;
+mod folders;
+mod graph;
+mod http;
+mod messages;
+mod mime;
+mod odata;
+mod stats;
+mod store;
+mod throttle;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::{Cli, Config};
+use crate::http::{Req, Resp};
+
+/// Largest request body read at all (importMime of a 150 MB message is
+/// about 200 MB of base64).
+const MAX_BODY: usize = 320 * 1024 * 1024;
+
+/// Shared server state. Each part has its own lock, taken briefly and never
+/// across an await.
+pub struct App {
+    pub cfg: Config,
+    /// `http://127.0.0.1:PORT`: the endpoint and authority the client uses,
+    /// and the base of every link the emulator returns.
+    pub base_url: String,
+    pub store: Mutex<store::Store>,
+    pub tokens: Mutex<auth::Tokens>,
+    pub throttle: Mutex<throttle::Throttle>,
+    pub faults: Mutex<faults::FaultConfig>,
+    pub stats: Mutex<stats::Stats>,
+    pub uploads: Mutex<HashMap<String, attachments::UploadSession>>,
+    pub rng: Mutex<fastrand::Rng>,
+    /// Graph requests in flight across all mailboxes.
+    pub in_flight: AtomicU32,
+}
+
+/// What a request ends in: a response, or a dropped connection (injected reset).
+pub enum Outcome {
+    Resp(Resp),
+    Reset,
+}
+
+/// Error returned to hyper to drop a connection without answering.
+#[derive(Debug)]
+struct ConnectionReset;
+
+impl std::fmt::Display for ConnectionReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("injected connection reset")
+    }
+}
+
+impl std::error::Error for ConnectionReset {}
+
+async fn serve(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+    let arrived = std::time::Instant::now();
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(Resp::plain_json(
+                413,
+                &json!({"error": {"code": "RequestEntityTooLarge", "message": "The request body is too large."}}),
+            )
+            .into_hyper());
+        }
+    };
+    let mut req = Req::new(parts.method, &path_and_query, parts.headers, body);
+    req.arrived = arrived;
+    match route(app, req).await {
+        Outcome::Resp(r) => Ok(r.into_hyper()),
+        Outcome::Reset => Err(ConnectionReset),
+    }
+}
+
+async fn route(app: Arc<App>, req: Req) -> Outcome {
+    let first = req.segments.first().map(String::as_str).unwrap_or("");
+    match first {
+        "_emulator" => Outcome::Resp(admin::handle(&app, &req)),
+        "_upload" => {
+            attachments::purge_expired(&app);
+            Outcome::Resp(attachments::handle_upload(app, req).await)
+        }
+        "v1.0" | "beta" => graph::handle(app, req, false).await,
+        _ if req.segments.len() == 4
+            && req.segments[1] == "oauth2"
+            && req.segments[2] == "v2.0"
+            && req.segments[3] == "token" =>
+        {
+            let tenant = req.segments[0].clone();
+            let resp = auth::token_endpoint(&app, &req, &tenant);
+            app.stats.lock().unwrap().record(&stats::Event {
+                method: req.method.to_string(),
+                kind: "token",
+                status: Some(resp.status_u16()),
+                ..stats::Event::default()
+            });
+            Outcome::Resp(resp)
+        }
+        _ => Outcome::Resp(Resp::plain_json(
+            404,
+            &json!({"error": {"code": "NotFound", "message": "No such endpoint on the Graph emulator."}}),
+        )),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::from_cli(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("graph-emulator: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRAPH_EMULATOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("graph-emulator: cannot start runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("graph-emulator: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base_url = format!("http://{addr}");
+    let mut rng = fastrand::Rng::with_seed(cfg.seed);
+    let store = store::Store::new(
+        cfg.mailboxes.as_deref(),
+        cfg.max_receive_size_bytes,
+        &mut rng,
+    );
+    let limits = throttle::Limits {
+        max_concurrency: cfg.max_concurrency,
+        rate_limit: cfg.rate_limit_requests,
+        rate_window: cfg.scaled(cfg.rate_window_secs as f64),
+        upload_limit: cfg.upload_limit_bytes,
+        upload_window: cfg.scaled(cfg.upload_window_secs as f64),
+        grace: cfg.violation_grace,
+        one_second: cfg.scaled(1.0),
+    };
+    let app = Arc::new(App {
+        base_url: base_url.clone(),
+        store: Mutex::new(store),
+        tokens: Mutex::new(auth::Tokens::default()),
+        throttle: Mutex::new(throttle::Throttle::new(limits)),
+        faults: Mutex::new(faults::FaultConfig::default()),
+        stats: Mutex::new(stats::Stats::default()),
+        uploads: Mutex::new(HashMap::new()),
+        rng: Mutex::new(rng),
+        in_flight: AtomicU32::new(0),
+        cfg,
+    });
+    if let Some(path) = &app.cfg.port_file {
+        std::fs::write(path, addr.port().to_string())
+            .map_err(|e| format!("cannot write --port-file {}: {e}", path.display()))?;
+    }
+    {
+        // The first stdout line is the contract with whoever started us.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {base_url}");
+        let _ = out.flush();
+    }
+    tracing::info!(%base_url, "graph emulator started");
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| serve(app.clone(), req));
+                    if let Err(e) = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await
+                    {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
