@@ -63,7 +63,7 @@ enum TargetKind {
 
 /// Starts source/target mail servers with generated mail for cutover demos.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "lab")]
+#[command(name = "lab", args_override_self = true)]
 struct Args {
     /// Directory for cutover.toml, users.csv, lab.env (created if missing).
     #[arg(long)]

@@ -157,6 +157,14 @@ fn imap_view_matches_fixture_view() {
         &odd,
     );
 
+    assert_eq!(
+        imap::mutf7_encode("Répertoire/日本語"),
+        "R&AOk-pertoire/&ZeVnLIqe-"
+    );
+    assert_eq!(
+        imap::mutf7_decode("R&AOk-pertoire/&ZeVnLIqe- &- ok"),
+        "Répertoire/日本語 & ok"
+    );
     let mut c = login(&dc, ALICE, "alice-pw");
     let list = c.command("LIST \"\" \"*\"").expect_ok("LIST").data_text();
     assert!(
@@ -469,6 +477,42 @@ fn tls_listener_verifies_against_ca_file() {
             .greeting
             .contains("STARTTLS")
     );
+}
+
+/// The product's TLS stack (rustls) must accept the fixture's certificate
+/// chain for both names a config may use.
+#[tokio::test]
+async fn rustls_trusts_the_ca_file_for_ip_and_localhost() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
+
+    let dc = Dovecot::start(DovecotOptions {
+        tls: true,
+        ..Default::default()
+    });
+    let pem = std::fs::read(dc.ca_file().unwrap()).unwrap();
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = std::sync::Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    for name in ["127.0.0.1", "localhost"] {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", dc.imaps_port().unwrap()))
+            .await
+            .unwrap();
+        let server_name = ServerName::try_from(name.to_string()).unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(server_name, tcp)
+            .await
+            .unwrap_or_else(|e| panic!("TLS handshake as {name}: {e}"));
+        let mut greeting = String::new();
+        BufReader::new(tls).read_line(&mut greeting).await.unwrap();
+        assert!(greeting.starts_with("* OK"), "{greeting}");
+    }
 }
 
 #[test]
