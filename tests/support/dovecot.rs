@@ -658,7 +658,9 @@ impl Dovecot {
     /// Sessions still open are not counted at all.
     pub fn session_stats(&self) -> SessionStats {
         let mut s = SessionStats::default();
-        for line in self.info_log().lines() {
+        // Only complete lines: the log process may be mid-write.
+        let log = self.info_log();
+        for line in log.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
             // `imap(user)<pid><session>: Info: Disconnected: Logged out in=.. body_count=..`
             if !line.contains(" imap(") || !line.contains(" body_count=") {
                 continue;
