@@ -1,0 +1,427 @@
+//! A lab for demos and benchmarks: a real source Dovecot (and a target Dovecot
+//! or an empty Maildir target) filled with generated mail, plus the
+//! `cutover.toml` and `users.csv` that point cutover at them.
+//!
+//! Why: demos and benchmarks need a realistic, reproducible migration
+//! scenario on one machine without any external service. The servers are the
+//! same isolated fixtures the integration tests use (`tests/support`).
+//!
+//! ```text
+//! cargo build --release --example lab
+//! target/release/examples/lab --dir DIR [--users N=1] [--messages N=2000]
+//!     [--folders N=10] [--avg-size BYTES=20000] [--big]
+//!     [--target imap|maildir=imap] [--separator /|.] [--seed N=1]
+//! ```
+//!
+//! - `--messages` is per user, spread over `--folders` folders (INBOX gets
+//!   the largest share; the others are nested and non-ASCII names such as
+//!   `Archive/2023`, `Projects/Écoles`, `日本語`). Every user also gets the
+//!   odd-MIME corpus in `Odd MIME`, and with `--big` one 36 MiB + 1 KiB
+//!   message in `Large Attachments`.
+//! - Source users are `user1@example.test` .. `userN@example.test` with
+//!   password `secret-1` .. `secret-N`; target users (imap) have the same
+//!   logins and the password `target-secret`.
+//! - `--separator` sets the source server's hierarchy separator; the target
+//!   server always uses `/`.
+//!
+//! Contract for scripts (see `scripts/demo`):
+//! - When everything is up it writes `DIR/cutover.toml`, `DIR/users.csv` and
+//!   `DIR/lab.env` (shell-sourceable `export KEY='value'` lines: ports,
+//!   Dovecot config paths for `doveadm -c`, `CUTOVER_LAB_TARGET_PASSWORD`,
+//!   `LAB_PID`), then prints a line `READY` on stdout. Progress goes to stderr.
+//! - To stop it: send SIGTERM or SIGINT (run the built binary, not
+//!   `cargo run`, so that the pid you signal is the lab's), or create the file
+//!   `DIR/stop`. It stops the servers, deletes their temporary directories,
+//!   removes `DIR/stop`, prints `STOPPED` and exits 0. A signal during the
+//!   fill also stops it cleanly. Standard input is not read, so the lab can
+//!   run in the background with stdin closed.
+//! - Exit code 1 with a message on stderr when it cannot start (for example
+//!   Dovecot missing: run `scripts/install-deps`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use support::{Dovecot, DovecotOptions, GenMessage};
+
+const TARGET_PASSWORD: &str = "target-secret";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetKind {
+    Imap,
+    Maildir,
+}
+
+/// Starts source/target mail servers with generated mail for cutover demos.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "lab", args_override_self = true)]
+struct Args {
+    /// Directory for cutover.toml, users.csv, lab.env (created if missing).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Number of users.
+    #[arg(long, default_value_t = 1)]
+    users: usize,
+    /// Messages per user (besides the odd corpus and the big message).
+    #[arg(long, default_value_t = 2000)]
+    messages: usize,
+    /// Number of folders the messages are spread over (INBOX included).
+    #[arg(long, default_value_t = 10)]
+    folders: usize,
+    /// Average generated message size in bytes.
+    #[arg(long, default_value_t = 20_000)]
+    avg_size: usize,
+    /// Also deliver one 36 MiB + 1 KiB message per user.
+    #[arg(long)]
+    big: bool,
+    /// Target kind.
+    #[arg(long, value_enum, default_value_t = TargetKind::Imap)]
+    target: TargetKind,
+    /// Source server's IMAP hierarchy separator: '/' or '.'.
+    #[arg(long, default_value_t = '/')]
+    separator: char,
+    /// Seed for the generated mail.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Folder names in fixture form ('/' hierarchy). The first N are used.
+const FOLDERS: &[&str] = &[
+    "INBOX",
+    "Sent",
+    "Archive/2023",
+    "Projects/Écoles",
+    "日本語",
+    "Archive/2024",
+    "Projects/Écoles/Réunions",
+    "Clients/Müller & Söhne",
+    "Newsletters",
+    "Drafts",
+    "Receipts/2022",
+    "Family/Vacances été",
+    "Русский",
+    "Mr. Smith",
+    "Archive/2022",
+    "Projects/Q1 Planning",
+    "Travel/✈ Flights",
+    "Support/Tickets",
+    "Trash",
+    "Junk",
+];
+
+struct Lab {
+    source: Dovecot,
+    target: Option<Dovecot>,
+    stats: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.separator != '/' && args.separator != '.' {
+        eprintln!("lab: --separator must be '/' or '.'");
+        return ExitCode::FAILURE;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Signals are hooked before anything starts, so no server is ever left
+    // behind by a SIGTERM during the fill.
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    if let Err(e) = fs::create_dir_all(&args.dir) {
+        eprintln!("lab: cannot create {}: {e}", args.dir.display());
+        return ExitCode::FAILURE;
+    }
+    let dir = fs::canonicalize(&args.dir).expect("canonical dir");
+    let stop_file = dir.join("stop");
+    let _ = fs::remove_file(&stop_file);
+    for f in ["cutover.toml", "users.csv", "lab.env"] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let setup = {
+        let (args, dir, cancel) = (args.clone(), dir.clone(), cancel.clone());
+        tokio::task::spawn_blocking(move || setup(&args, &dir, &cancel))
+    };
+    tokio::pin!(setup);
+    let result = loop {
+        tokio::select! {
+            r = &mut setup => break r,
+            _ = term.recv() => cancel.store(true, Ordering::SeqCst),
+            _ = int.recv() => cancel.store(true, Ordering::SeqCst),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if stop_file.exists() {
+                    cancel.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    };
+    let lab = match result {
+        Ok(Some(lab)) => lab,
+        Ok(None) => {
+            eprintln!("lab: stopped during setup");
+            let _ = fs::remove_file(&stop_file);
+            println!("STOPPED");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let msg = e
+                .try_into_panic()
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                })
+                .unwrap_or_else(|| "setup failed".to_string());
+            eprintln!("lab: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    if let Err(e) = write_files(&args, &dir, &lab) {
+        eprintln!("lab: writing config files: {e}");
+        return ExitCode::FAILURE;
+    }
+    for s in &lab.stats {
+        eprintln!("lab: {s}");
+    }
+    eprintln!(
+        "lab: config in {}; stop with SIGTERM or `touch {}`",
+        dir.display(),
+        stop_file.display()
+    );
+    println!("READY");
+    let _ = std::io::stdout().flush();
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if stop_file.exists() {
+                    break;
+                }
+            }
+        }
+    }
+    eprintln!("lab: stopping servers");
+    drop(lab);
+    let _ = fs::remove_file(&stop_file);
+    println!("STOPPED");
+    let _ = std::io::stdout().flush();
+    ExitCode::SUCCESS
+}
+
+/// Starts the servers and fills the source. `None` when cancelled.
+fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
+    let t0 = Instant::now();
+    let logins: Vec<String> = (1..=args.users)
+        .map(|i| format!("user{i}@example.test"))
+        .collect();
+    let source = Dovecot::start(DovecotOptions {
+        separator: args.separator,
+        users: logins
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), format!("secret-{}", i + 1)))
+            .collect(),
+        ..Default::default()
+    });
+    eprintln!("lab: source Dovecot on 127.0.0.1:{}", source.port());
+    let target = match args.target {
+        TargetKind::Imap => {
+            let t = Dovecot::start(DovecotOptions {
+                users: logins
+                    .iter()
+                    .map(|l| (l.clone(), TARGET_PASSWORD.to_string()))
+                    .collect(),
+                ..Default::default()
+            });
+            eprintln!("lab: target Dovecot on 127.0.0.1:{}", t.port());
+            Some(t)
+        }
+        TargetKind::Maildir => {
+            fs::create_dir_all(dir.join("maildir")).expect("create maildir target dir");
+            None
+        }
+    };
+
+    let mut folders: Vec<String> = FOLDERS
+        .iter()
+        .take(args.folders.max(1))
+        .map(|s| s.to_string())
+        .collect();
+    for n in folders.len()..args.folders {
+        folders.push(format!("Misc/Folder {n:03}"));
+    }
+    let odd: Vec<GenMessage> = support::odd_corpus().into_iter().map(|(_, m)| m).collect();
+    let (mut total_msgs, mut total_bytes) = (0usize, 0usize);
+
+    for (u, login) in logins.iter().enumerate() {
+        let mut rng = fastrand::Rng::with_seed(args.seed.wrapping_mul(1_000_003) + u as u64);
+        let mut per_folder: Vec<Vec<GenMessage>> = vec![Vec::new(); folders.len()];
+        // Generate in chunks to bound memory for very large labs.
+        let mut left = args.messages;
+        let mut chunk = 0u64;
+        while left > 0 {
+            if cancel.load(Ordering::SeqCst) {
+                return None;
+            }
+            let n = left.min(5000);
+            let seed = args
+                .seed
+                .wrapping_mul(7919)
+                .wrapping_add(u as u64 * 10_000 + chunk);
+            for m in support::generate(seed, n, args.avg_size) {
+                // INBOX gets ~40%, the other folders share the rest.
+                let f = if folders.len() == 1 || rng.u8(0..100) < 40 {
+                    0
+                } else {
+                    rng.usize(1..folders.len())
+                };
+                per_folder[f].push(m);
+            }
+            left -= n;
+            chunk += 1;
+            // Deliver when a chunk is complete so memory stays bounded.
+            for (f, msgs) in per_folder.iter_mut().enumerate() {
+                if !msgs.is_empty() {
+                    total_msgs += msgs.len();
+                    total_bytes += msgs.iter().map(|m| m.raw.len()).sum::<usize>();
+                    source.deliver(login, &folders[f], msgs);
+                    msgs.clear();
+                }
+            }
+        }
+        for f in &folders {
+            source.create_folder(login, f);
+        }
+        source.deliver(login, "Odd MIME", &odd);
+        total_msgs += odd.len();
+        total_bytes += odd.iter().map(|m| m.raw.len()).sum::<usize>();
+        if args.big {
+            let big = support::big_message(36 * 1024 * 1024 + 1024, args.seed + u as u64);
+            total_msgs += 1;
+            total_bytes += big.raw.len();
+            source.deliver(login, "Large Attachments", &[big]);
+        }
+        eprintln!("lab: filled {login}");
+    }
+    let stats = vec![format!(
+        "{} users, {total_msgs} messages, {:.1} MB in the source, set up in {:.1}s",
+        logins.len(),
+        total_bytes as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    )];
+    Some(Lab {
+        source,
+        target,
+        stats,
+    })
+}
+
+fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
+    let q = |p: &Path| toml_string(&p.display().to_string());
+    let mut toml = String::new();
+    writeln!(toml, "# Written by cutover's lab (examples/lab.rs).").unwrap();
+    writeln!(toml, "[source]").unwrap();
+    writeln!(toml, "host = \"127.0.0.1\"").unwrap();
+    writeln!(toml, "port = {}", lab.source.port()).unwrap();
+    writeln!(toml, "security = \"plain\"").unwrap();
+    writeln!(toml).unwrap();
+    writeln!(toml, "[target]").unwrap();
+    match &lab.target {
+        Some(target) => {
+            writeln!(toml, "kind = \"imap\"").unwrap();
+            writeln!(toml, "host = \"127.0.0.1\"").unwrap();
+            writeln!(toml, "port = {}", target.port()).unwrap();
+            writeln!(toml, "security = \"plain\"").unwrap();
+            writeln!(toml, "login = \"{{email}}\"").unwrap();
+            writeln!(toml, "password_env = \"CUTOVER_LAB_TARGET_PASSWORD\"").unwrap();
+        }
+        None => {
+            writeln!(toml, "kind = \"maildir\"").unwrap();
+            writeln!(toml, "path = {}", q(&dir.join("maildir"))).unwrap();
+        }
+    }
+    writeln!(toml).unwrap();
+    writeln!(toml, "[state]").unwrap();
+    writeln!(toml, "path = {}", q(&dir.join("cutover.db"))).unwrap();
+    write_atomic(&dir.join("cutover.toml"), &toml)?;
+
+    let mut csv = String::from("EmailAddress,UserName,Password\n");
+    for i in 1..=args.users {
+        writeln!(csv, "user{i}@example.test,user{i}@example.test,secret-{i}").unwrap();
+    }
+    write_atomic(&dir.join("users.csv"), &csv)?;
+
+    let sh = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut env =
+        String::from("# Written by cutover's lab (examples/lab.rs); source it from a shell.\n");
+    let mut var = |k: &str, v: String| writeln!(env, "export {k}={}", sh(&v)).unwrap();
+    var("LAB_PID", std::process::id().to_string());
+    var("LAB_DIR", dir.display().to_string());
+    var("LAB_USERS", args.users.to_string());
+    var("LAB_MESSAGES_PER_USER", args.messages.to_string());
+    var("SOURCE_HOST", "127.0.0.1".into());
+    var("SOURCE_PORT", lab.source.port().to_string());
+    var(
+        "SOURCE_DOVECOT_CONF",
+        lab.source.conf_path().display().to_string(),
+    );
+    match &lab.target {
+        Some(target) => {
+            var("TARGET_KIND", "imap".into());
+            var("TARGET_HOST", "127.0.0.1".into());
+            var("TARGET_PORT", target.port().to_string());
+            var(
+                "TARGET_DOVECOT_CONF",
+                target.conf_path().display().to_string(),
+            );
+        }
+        None => {
+            var("TARGET_KIND", "maildir".into());
+            var("TARGET_MAILDIR", dir.join("maildir").display().to_string());
+        }
+    }
+    var("CUTOVER_LAB_TARGET_PASSWORD", TARGET_PASSWORD.into());
+    write_atomic(&dir.join("lab.env"), &env)
+}
+
+/// Readers polling for a file never see it half-written.
+fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp~");
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, path)
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
