@@ -57,6 +57,29 @@ cutover migrate --config cutover.toml --users users.csv --json > events.jsonl"
         #[arg(long)]
         dry_run: bool,
     },
+    /// Measure how fast the source can be read at several connection counts.
+    #[command(
+        after_help = "Reads only (EXAMINE, BODY.PEEK[]); writes nothing. Prints a table (or JSON) with \
+messages/s, MB/s, p50/p99 fetch latency, errors and throttles per connection count, and names the knee.\n\n\
+Examples:\n  cutover bench --config cutover.toml --users users.csv\n  \
+cutover bench --config cutover.toml --users users.csv --connections 1,2,4,8,16 --seconds 20 --json"
+    )]
+    Bench {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Users to read from (all of their mail is the benchmark's data).
+        #[arg(long, value_name = "FILE")]
+        users: PathBuf,
+        /// Connection counts to try, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+        connections: Vec<usize>,
+        /// Time budget per connection count.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show per-user state from the checkpoint.
     #[command(after_help = "Example:\n  cutover status --config cutover.toml --json")]
     Status {

@@ -6,6 +6,7 @@
 //! [`plan`] → fetch ([`source`]) → [`transform`] → upload ([`target`]) →
 //! [`checkpoint`]. [`run`] is the one place that wires them.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod error;

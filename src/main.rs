@@ -73,6 +73,46 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Bench {
+            config,
+            users,
+            connections,
+            seconds,
+            json,
+        } => {
+            let settings = match settings::load(&config) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            let users = match roster::read_users_file(&users) {
+                Ok(u) => u,
+                Err(e) => return fail(&e),
+            };
+            if connections.is_empty() || connections.contains(&0) {
+                return fail(&"--connections takes positive counts, e.g. 1,2,4,8");
+            }
+            let source = match cutover::source::ImapSource::new(settings.source) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            match cutover::bench::bench(&source, &users, &connections, seconds.max(1)).await {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => return fail(&e),
+                        }
+                    } else {
+                        print!("{}", cutover::bench::render_table(&report));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Status { config, json } => {
             let settings = match settings::load(&config) {
                 Ok(s) => s,

@@ -858,6 +858,7 @@ async fn copy_items(
         }
     }
     let uids: Vec<u32> = remaining.iter().map(|i| i.uid).collect();
+    tracing::debug!(user = %email, folder = %work.folder_display, messages = uids.len(), bytes = work.bytes, "fetching batch");
     let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
     source
         .fetch_bodies(&uids, |uid, body| {
@@ -917,6 +918,7 @@ async fn copy_items(
     for (item, outcome) in outcomes {
         match outcome {
             Ok(id) => {
+                tracing::trace!(user = %email, folder = %work.folder_display, uid = item.uid, target_id = %id, "copied");
                 shared.recorder.record(Record::Copied {
                     folder_id: work.folder_id,
                     uid: item.uid,

@@ -124,10 +124,7 @@ impl Emu {
         Emu {
             child,
             base,
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap(),
             _dir: dir,
         }
     }
@@ -234,9 +231,7 @@ enum Body {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -265,10 +260,7 @@ See attached.\r\n";
 /// Signs a client assertion with the test key.
 fn assertion(alg: &str, aud: &str, exp_offset: i64, x5t_s256: Option<&str>) -> String {
     let cert_der = {
-        let b64: String = TEST_CERT
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
+        let b64: String = TEST_CERT.lines().filter(|l| !l.starts_with("-----")).collect();
         STANDARD.decode(b64).unwrap()
     };
     let thumb = x5t_s256
@@ -286,10 +278,7 @@ fn assertion(alg: &str, aud: &str, exp_offset: i64, x5t_s256: Option<&str>) -> S
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
     let key_der = {
-        let b64: String = TEST_KEY
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
+        let b64: String = TEST_KEY.lines().filter(|l| !l.starts_with("-----")).collect();
         STANDARD.decode(b64).unwrap()
     };
     let key = ring::rsa::KeyPair::from_pkcs8(&key_der).unwrap();
@@ -340,12 +329,7 @@ async fn token_endpoint_secret_errors_and_expiry() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "invalid_client");
     assert_eq!(v["error_codes"], json!([7000215]));
-    assert!(
-        v["error_description"]
-            .as_str()
-            .unwrap()
-            .starts_with("AADSTS7000215:")
-    );
+    assert!(v["error_description"].as_str().unwrap().starts_with("AADSTS7000215:"));
 
     // Scope without /.default and an unknown tenant are refused.
     let r = emu
@@ -428,16 +412,10 @@ async fn token_endpoint_client_assertion() {
     assert_eq!(r.status(), 401);
     let r = try_assertion(assertion("RS256", &aud, -60, None)).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error_codes"],
-        json!([700024])
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error_codes"], json!([700024]));
     let r = try_assertion(assertion("RS256", &aud, 600, Some("AAAA"))).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error_codes"],
-        json!([700027])
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error_codes"], json!([700027]));
     let mut jwt = assertion("PS256", &aud, 600, None);
     let last = jwt.pop().unwrap();
     jwt.push(if last == 'A' { 'B' } else { 'A' });
@@ -499,11 +477,7 @@ async fn folders_create_list_page_and_conflict() {
         assert_eq!(f["totalItemCount"], 0);
     }
     let (s, v) = emu
-        .post(
-            &t,
-            &users("/mailFolders"),
-            json!({"displayName": "project 0"}),
-        )
+        .post(&t, &users("/mailFolders"), json!({"displayName": "project 0"}))
         .await;
     assert_eq!(s, 409);
     assert_eq!(error_code(&v), "ErrorFolderExists");
@@ -512,11 +486,7 @@ async fn folders_create_list_page_and_conflict() {
         "A folder with the specified name already exists."
     );
     let (s, v) = emu
-        .post(
-            &t,
-            &users("/mailFolders"),
-            json!({"displayName": "X", "color": "red"}),
-        )
+        .post(&t, &users("/mailFolders"), json!({"displayName": "X", "color": "red"}))
         .await;
     assert_eq!(s, 400);
     assert_eq!(error_code(&v), "RequestBodyRead");
@@ -570,10 +540,7 @@ async fn folders_create_list_page_and_conflict() {
     let (s, _) = emu
         .post(
             &t,
-            &users(&format!(
-                "/mailFolders/{}/childFolders",
-                child["id"].as_str().unwrap()
-            )),
+            &users(&format!("/mailFolders/{}/childFolders", child["id"].as_str().unwrap())),
             json!({"displayName": "Deeper"}),
         )
         .await;
@@ -583,9 +550,7 @@ async fn folders_create_list_page_and_conflict() {
     let (s, v) = emu.get(&t, &users("/mailFolders/not-an-id")).await;
     assert_eq!(s, 400);
     assert_eq!(error_code(&v), "ErrorInvalidIdMalformed");
-    let (s, v) = emu
-        .get(&t, "/v1.0/users/mallory@contoso.test/mailFolders")
-        .await;
+    let (s, v) = emu.get(&t, "/v1.0/users/mallory@contoso.test/mailFolders").await;
     assert_eq!(s, 404);
     assert_eq!(error_code(&v), "ErrorInvalidUser");
     let (s, v) = emu.get(&t, "/v1.0/me/mailFolders").await;
@@ -638,12 +603,7 @@ async fn mime_create_is_draft_and_import_mime_is_not() {
     assert_eq!(error_code(&v), "ErrorMimeContentInvalidBase64String");
     let big = STANDARD.encode(vec![b'a'; 3_200_000]);
     let (s, _, _) = emu
-        .send(
-            &t,
-            reqwest::Method::POST,
-            &users("/messages"),
-            Some(Body::Mime(big)),
-        )
+        .send(&t, reqwest::Method::POST, &users("/messages"), Some(Body::Mime(big)))
         .await;
     assert_eq!(s, 413);
 
@@ -684,7 +644,10 @@ async fn mime_create_is_draft_and_import_mime_is_not() {
     assert_eq!(&raw[..], SAMPLE_MIME.as_bytes());
     // Lookup by internetMessageId ('+' kept literally) finds the draft copies and the import.
     let (s, v) = emu
-        .get(&t, &users("/messages?$filter=internetMessageId%20eq%20'%3Cq1%2Bnumbers%40example.org%3E'&$select=id,isDraft"))
+        .get(
+            &t,
+            &users("/messages?$filter=internetMessageId%20eq%20'%3Cq1%2Bnumbers%40example.org%3E'&$select=id,isDraft"),
+        )
         .await;
     assert_eq!(s, 200);
     assert_eq!(v["value"].as_array().unwrap().len(), 3);
@@ -749,25 +712,15 @@ async fn json_create_honours_mapi_properties_and_patch_rules() {
     assert_eq!(m["receivedDateTime"], "2019-05-01T10:00:00Z");
     assert_eq!(m["sentDateTime"], "2019-05-01T09:00:00Z");
     assert_eq!(m["hasAttachments"], true);
-    assert!(
-        m.get("internetMessageHeaders").is_none(),
-        "not returned by default"
-    );
+    assert!(m.get("internetMessageHeaders").is_none(), "not returned by default");
     let id = m["id"].as_str().unwrap().to_string();
     let (_, v) = emu
         .get(&t, &users(&format!("/messages/{id}?$select=internetMessageHeaders,subject&$expand=singleValueExtendedProperties($filter=id%20eq%20'Integer%200x0E07'%20or%20id%20eq%20'String%200x1042')")))
         .await;
     let hdrs = v["internetMessageHeaders"].as_array().unwrap();
-    assert!(
-        hdrs.iter()
-            .any(|h| h["name"] == "X-Original" && h["value"] == "yes")
-    );
+    assert!(hdrs.iter().any(|h| h["name"] == "X-Original" && h["value"] == "yes"));
     let props = v["singleValueExtendedProperties"].as_array().unwrap();
-    assert!(
-        props
-            .iter()
-            .any(|p| p["id"] == "Integer 0xe07" && p["value"] == "16")
-    );
+    assert!(props.iter().any(|p| p["id"] == "Integer 0xe07" && p["value"] == "16"));
     assert!(
         props
             .iter()
@@ -785,22 +738,23 @@ async fn json_create_honours_mapi_properties_and_patch_rules() {
         .await;
     assert_eq!(s, 201);
     assert_eq!(d["isDraft"], true);
-    let received =
-        chrono::DateTime::parse_from_rfc3339(d["receivedDateTime"].as_str().unwrap()).unwrap();
+    let received = chrono::DateTime::parse_from_rfc3339(d["receivedDateTime"].as_str().unwrap()).unwrap();
     assert!(received > before);
     let did = d["id"].as_str().unwrap().to_string();
 
     // Unknown properties are refused.
-    let (s, v) = emu
-        .post(&t, &users("/messages"), json!({"subjekt": "typo"}))
-        .await;
+    let (s, v) = emu.post(&t, &users("/messages"), json!({"subjekt": "typo"})).await;
     assert_eq!(s, 400);
     assert_eq!(error_code(&v), "RequestBodyRead");
 
     // PATCH on the non-draft: read state, flag and categories are fine.
     let path = users(&format!("/messages/{id}"));
     let (s, v) = emu
-        .patch(&t, &path, json!({"isRead": true, "flag": {"flagStatus": "flagged"}, "categories": ["Red", "Green"]}))
+        .patch(
+            &t,
+            &path,
+            json!({"isRead": true, "flag": {"flagStatus": "flagged"}, "categories": ["Red", "Green"]}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["isRead"], true);
@@ -828,29 +782,18 @@ async fn json_create_honours_mapi_properties_and_patch_rules() {
     let (s, v) = emu.patch(&t, &path, json!({"subject": "rewritten"})).await;
     assert_eq!(s, 403);
     assert_eq!(error_code(&v), "ErrorAccessDenied");
-    let (s, v) = emu
-        .patch(&t, &path, json!({"flag": {"flagStatus": "bogus"}}))
-        .await;
+    let (s, v) = emu.patch(&t, &path, json!({"flag": {"flagStatus": "bogus"}})).await;
     assert_eq!(s, 400, "{v}");
     // ...but a draft's subject can change.
     let (s, v) = emu
-        .patch(
-            &t,
-            &users(&format!("/messages/{did}")),
-            json!({"subject": "edited"}),
-        )
+        .patch(&t, &users(&format!("/messages/{did}")), json!({"subject": "edited"}))
         .await;
     assert_eq!(s, 200);
     assert_eq!(v["subject"], "edited");
 
     // DELETE, then it is gone.
     let (s, _, _) = emu
-        .send(
-            &t,
-            reqwest::Method::DELETE,
-            &users(&format!("/messages/{did}")),
-            None,
-        )
+        .send(&t, reqwest::Method::DELETE, &users(&format!("/messages/{did}")), None)
         .await;
     assert_eq!(s, 204);
     let (s, v) = emu.get(&t, &users(&format!("/messages/{did}"))).await;
@@ -863,21 +806,21 @@ async fn attachments_and_upload_session() {
     let emu = Emu::start(&[]);
     let t = emu.token().await;
     let (s, m) = emu
-        .post(
-            &t,
-            &users("/messages"),
-            json!({"subject": "with attachment"}),
-        )
+        .post(&t, &users("/messages"), json!({"subject": "with attachment"}))
         .await;
     assert_eq!(s, 201);
     let id = m["id"].as_str().unwrap().to_string();
 
     // Small attachment by POST; over 3 MB is refused with the upload-session hint.
     let (s, a) = emu
-        .post(&t, &users(&format!("/messages/{id}/attachments")), json!({
-            "@odata.type": "#microsoft.graph.fileAttachment", "name": "small.bin",
-            "contentBytes": STANDARD.encode([1u8, 2, 3]), "contentType": "application/octet-stream"
-        }))
+        .post(
+            &t,
+            &users(&format!("/messages/{id}/attachments")),
+            json!({
+                "@odata.type": "#microsoft.graph.fileAttachment", "name": "small.bin",
+                "contentBytes": STANDARD.encode([1u8, 2, 3]), "contentType": "application/octet-stream"
+            }),
+        )
         .await;
     assert_eq!(s, 201, "{a}");
     assert_eq!(a["size"], 3);
@@ -892,12 +835,7 @@ async fn attachments_and_upload_session() {
         )
         .await;
     assert_eq!(s, 413, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("createUploadSession")
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("createUploadSession"));
 
     // Upload sessions are for 3 MB .. 150 MB.
     let session = |size: usize| json!({"AttachmentItem": {"attachmentType": "file", "name": "report.pdf", "size": size, "contentType": "application/pdf"}});
@@ -909,10 +847,7 @@ async fn attachments_and_upload_session() {
         )
         .await;
     assert_eq!(s, 400);
-    assert_eq!(
-        error_code(&v),
-        "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"
-    );
+    assert_eq!(error_code(&v), "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize");
 
     let size = 5 * 1024 * 1024 + 123;
     let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
@@ -932,10 +867,7 @@ async fn attachments_and_upload_session() {
             .http
             .put(&upload_url)
             .header("content-type", "application/octet-stream")
-            .header(
-                "content-range",
-                format!("bytes {}-{}/{size}", range.0, range.1),
-            )
+            .header("content-range", format!("bytes {}-{}/{size}", range.0, range.1))
             .body(data[range.0..=range.1].to_vec());
         if auth {
             rb = rb.bearer_auth(&t);
@@ -948,11 +880,7 @@ async fn attachments_and_upload_session() {
         401,
         "bearer refused on uploadUrl"
     );
-    assert_eq!(
-        put((1, chunk), false).await.unwrap().status(),
-        416,
-        "must start at 0"
-    );
+    assert_eq!(put((1, chunk), false).await.unwrap().status(), 416, "must start at 0");
     assert_eq!(
         put((0, 4 * 1024 * 1024), false).await.unwrap().status(),
         413,
@@ -962,11 +890,7 @@ async fn attachments_and_upload_session() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["nextExpectedRanges"], json!([chunk.to_string()]));
-    assert_eq!(
-        put((0, chunk - 1), false).await.unwrap().status(),
-        416,
-        "overlap"
-    );
+    assert_eq!(put((0, chunk - 1), false).await.unwrap().status(), 416, "overlap");
     let r = put((chunk, size - 1), false).await.unwrap();
     assert_eq!(r.status(), 201);
     assert!(
@@ -978,29 +902,18 @@ async fn attachments_and_upload_session() {
             .contains("Attachments('")
     );
 
-    let (s, v) = emu
-        .get(&t, &users(&format!("/messages/{id}/attachments")))
-        .await;
+    let (s, v) = emu.get(&t, &users(&format!("/messages/{id}/attachments"))).await;
     assert_eq!(s, 200);
     let list = v["value"].as_array().unwrap();
     assert_eq!(list.len(), 2);
     let big = list.iter().find(|a| a["name"] == "report.pdf").unwrap();
     assert_eq!(big["size"], size);
     assert_eq!(big["contentType"], "application/pdf");
-    assert_eq!(
-        STANDARD
-            .decode(big["contentBytes"].as_str().unwrap())
-            .unwrap(),
-        data
-    );
+    assert_eq!(STANDARD.decode(big["contentBytes"].as_str().unwrap()).unwrap(), data);
 
     // The inspection dump reports the attachment bytes' SHA-256.
     let dump = emu
-        .admin(
-            reqwest::Method::GET,
-            &format!("/_emulator/mailboxes/{USER}"),
-            None,
-        )
+        .admin(reqwest::Method::GET, &format!("/_emulator/mailboxes/{USER}"), None)
         .await;
     let msg = dump["messages"]
         .as_array()
@@ -1014,10 +927,7 @@ async fn attachments_and_upload_session() {
         .iter()
         .find(|a| a["name"] == "report.pdf")
         .unwrap();
-    let expected: String = Sha256::digest(&data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expected: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(att["sha256"], expected);
     assert_eq!(att["createdVia"], "upload-session");
     assert_eq!(msg["folderPath"], json!(["Drafts"]));
@@ -1031,29 +941,26 @@ async fn batch_limits_dependencies_and_order() {
     let too_many: Vec<Value> = (0..21)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": format!("/users/{USER}/mailFolders/inbox")}))
         .collect();
-    let (s, v) = emu
-        .post(&t, "/v1.0/$batch", json!({"requests": too_many}))
-        .await;
+    let (s, v) = emu.post(&t, "/v1.0/$batch", json!({"requests": too_many})).await;
     assert_eq!(s, 400);
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("exceed the limit")
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("exceed the limit"));
 
     let mime = STANDARD.encode(SAMPLE_MIME);
     let (s, v) = emu
-        .post(&t, "/v1.0/$batch", json!({"requests": [
-            {"id": "1", "method": "POST", "url": format!("/users/{USER}/mailFolders"),
-             "headers": {"Content-Type": "application/json"}, "body": {"displayName": "Batch"}},
-            {"id": "2", "dependsOn": ["1"], "method": "POST", "url": format!("/users/{USER}/mailFolders"),
-             "headers": {"Content-Type": "application/json"}, "body": {"displayName": "Batch"}},
-            {"id": "3", "dependsOn": ["2"], "method": "GET", "url": format!("/users/{USER}/mailFolders/inbox")},
-            {"id": "4", "method": "POST", "url": format!("/users/{USER}/messages"),
-             "headers": {"Content-Type": "text/plain"}, "body": mime},
-            {"id": "5", "method": "GET", "url": format!("/users/{USER}/mailFolders/nope")}
-        ]}))
+        .post(
+            &t,
+            "/v1.0/$batch",
+            json!({"requests": [
+                {"id": "1", "method": "POST", "url": format!("/users/{USER}/mailFolders"),
+                 "headers": {"Content-Type": "application/json"}, "body": {"displayName": "Batch"}},
+                {"id": "2", "dependsOn": ["1"], "method": "POST", "url": format!("/users/{USER}/mailFolders"),
+                 "headers": {"Content-Type": "application/json"}, "body": {"displayName": "Batch"}},
+                {"id": "3", "dependsOn": ["2"], "method": "GET", "url": format!("/users/{USER}/mailFolders/inbox")},
+                {"id": "4", "method": "POST", "url": format!("/users/{USER}/messages"),
+                 "headers": {"Content-Type": "text/plain"}, "body": mime},
+                {"id": "5", "method": "GET", "url": format!("/users/{USER}/mailFolders/nope")}
+            ]}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let responses = v["responses"].as_array().unwrap();
@@ -1084,9 +991,13 @@ async fn batch_limits_dependencies_and_order() {
         .await;
     assert_eq!(s, 400);
     let (s, _) = emu
-        .post(&t, "/beta/$batch", json!({"requests": [
-            {"id": "a", "method": "POST", "url": "/users/x@y.z/mailFolders", "body": {"displayName": "n"}}
-        ]}))
+        .post(
+            &t,
+            "/beta/$batch",
+            json!({"requests": [
+                {"id": "a", "method": "POST", "url": "/users/x@y.z/mailFolders", "body": {"displayName": "n"}}
+            ]}),
+        )
         .await;
     assert_eq!(s, 400);
 }
@@ -1129,14 +1040,9 @@ async fn concurrency_limit_gives_429() {
         "Application is over its MailboxConcurrency limit."
     );
     assert_eq!(h.get("retry-after").unwrap(), "1");
-    let stats = emu
-        .admin(reqwest::Method::GET, "/_emulator/stats", None)
-        .await;
+    let stats = emu.admin(reqwest::Method::GET, "/_emulator/stats", None).await;
     assert_eq!(stats["mailboxes"][USER]["max_concurrent"], 4);
-    assert_eq!(
-        stats["mailboxes"][USER]["throttled_by_reason"]["MailboxConcurrency"],
-        1
-    );
+    assert_eq!(stats["mailboxes"][USER]["throttled_by_reason"]["MailboxConcurrency"], 1);
 }
 
 #[tokio::test]
@@ -1158,23 +1064,12 @@ async fn request_window_429_and_violation_recorder() {
         .send(&t, reqwest::Method::GET, &users("/mailFolders/inbox"), None)
         .await;
     assert_eq!(s, 429);
-    assert_eq!(
-        v["error"]["message"],
-        "Application is over its RequestRate limit."
-    );
-    let retry: u64 = h
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_eq!(v["error"]["message"], "Application is over its RequestRate limit.");
+    let retry: u64 = h.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert!(retry >= 1);
     // Another mailbox of the same app is not affected.
     assert_eq!(
-        emu.get(&t, "/v1.0/users/bob@contoso.test/mailFolders/inbox")
-            .await
-            .0,
+        emu.get(&t, "/v1.0/users/bob@contoso.test/mailFolders/inbox").await.0,
         200
     );
     // Not waiting is a violation, and is throttled again.
@@ -1183,9 +1078,7 @@ async fn request_window_429_and_violation_recorder() {
         .send(&t, reqwest::Method::GET, &users("/mailFolders/inbox"), None)
         .await;
     assert_eq!(s, 429);
-    let stats = emu
-        .admin(reqwest::Method::GET, "/_emulator/stats", None)
-        .await;
+    let stats = emu.admin(reqwest::Method::GET, "/_emulator/stats", None).await;
     assert_eq!(stats["total"]["retry_after_violations"], 1);
     let violation = &stats["violations"][0];
     assert_eq!(violation["mailbox"], USER);
@@ -1194,9 +1087,7 @@ async fn request_window_429_and_violation_recorder() {
     // Waiting the announced time works and records nothing new.
     tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(50)).await;
     assert_eq!(emu.get(&t, &users("/mailFolders/inbox")).await.0, 200);
-    let stats = emu
-        .admin(reqwest::Method::GET, "/_emulator/stats", None)
-        .await;
+    let stats = emu.admin(reqwest::Method::GET, "/_emulator/stats", None).await;
     assert_eq!(stats["total"]["retry_after_violations"], 1);
     assert_eq!(stats["mailboxes"][USER]["throttled_429"], 2);
 }
@@ -1263,9 +1154,7 @@ async fn fault_injection_503_500_reset_and_token_expiry() {
     let fresh = emu.token().await;
     assert_eq!(emu.get(&fresh, &users("/mailFolders/inbox")).await.0, 200);
 
-    let stats = emu
-        .admin(reqwest::Method::GET, "/_emulator/stats", None)
-        .await;
+    let stats = emu.admin(reqwest::Method::GET, "/_emulator/stats", None).await;
     assert_eq!(stats["total"]["faults_injected"]["503"], 1);
     assert_eq!(stats["total"]["faults_injected"]["500"], 1);
     assert_eq!(stats["total"]["faults_injected"]["reset"], 1);
@@ -1295,17 +1184,11 @@ async fn inspection_dump_and_reset() {
         .await;
     assert_eq!(s, 201);
 
-    let list = emu
-        .admin(reqwest::Method::GET, "/_emulator/mailboxes", None)
-        .await;
+    let list = emu.admin(reqwest::Method::GET, "/_emulator/mailboxes", None).await;
     assert_eq!(list["mailboxes"][0]["address"], USER);
     assert_eq!(list["mailboxes"][0]["messages"], 1);
     let dump = emu
-        .admin(
-            reqwest::Method::GET,
-            &format!("/_emulator/mailboxes/{USER}"),
-            None,
-        )
+        .admin(reqwest::Method::GET, &format!("/_emulator/mailboxes/{USER}"), None)
         .await;
     let folder = dump["folders"]
         .as_array()
@@ -1346,21 +1229,13 @@ async fn inspection_dump_and_reset() {
         .await;
     assert!(dump["messages"][0]["mimeBase64"].is_null());
 
-    let stats = emu
-        .admin(reqwest::Method::GET, "/_emulator/stats", None)
-        .await;
-    assert_eq!(
-        stats["mailboxes"][USER]["by_kind"]["messages.importMime"],
-        1
-    );
+    let stats = emu.admin(reqwest::Method::GET, "/_emulator/stats", None).await;
+    assert_eq!(stats["mailboxes"][USER]["by_kind"]["messages.importMime"], 1);
     assert_eq!(stats["total"]["by_kind"]["token"], 1);
     assert!(stats["mailboxes"][USER]["upload_bytes"].as_u64().unwrap() > 0);
 
-    emu.admin(reqwest::Method::POST, "/_emulator/reset", None)
-        .await;
-    let list = emu
-        .admin(reqwest::Method::GET, "/_emulator/mailboxes", None)
-        .await;
+    emu.admin(reqwest::Method::POST, "/_emulator/reset", None).await;
+    let list = emu.admin(reqwest::Method::GET, "/_emulator/mailboxes", None).await;
     assert_eq!(list["mailboxes"].as_array().unwrap().len(), 0);
     // The token survives a reset; the mailbox is provisioned again, empty.
     let (s, v) = emu.get(&t, &users("/mailFolders/inbox")).await;
@@ -1425,10 +1300,7 @@ async fn size_limits_upload_bytes_and_batch_throttling() {
         )
         .await;
     assert_eq!(s, 429);
-    assert_eq!(
-        v["error"]["message"],
-        "Application is over its IncomingBytes limit."
-    );
+    assert_eq!(v["error"]["message"], "Application is over its IncomingBytes limit.");
     assert!(h.get("retry-after").is_some());
 
     // Inside $batch each request is throttled on its own; items of a batch sent
@@ -1436,9 +1308,7 @@ async fn size_limits_upload_bytes_and_batch_throttling() {
     let requests: Vec<Value> = (0..8)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users/carol@contoso.test/mailFolders/inbox"}))
         .collect();
-    let (s, v) = emu
-        .post(&t, "/v1.0/$batch", json!({"requests": requests}))
-        .await;
+    let (s, v) = emu.post(&t, "/v1.0/$batch", json!({"requests": requests})).await;
     assert_eq!(s, 200);
     let statuses: Vec<u64> = v["responses"]
         .as_array()
@@ -1446,16 +1316,8 @@ async fn size_limits_upload_bytes_and_batch_throttling() {
         .iter()
         .map(|r| r["status"].as_u64().unwrap())
         .collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        6,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        2,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 6, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
     let throttled = v["responses"]
         .as_array()
         .unwrap()
@@ -1463,9 +1325,7 @@ async fn size_limits_upload_bytes_and_batch_throttling() {
         .find(|r| r["status"] == 429)
         .unwrap();
     assert!(throttled["headers"]["Retry-After"].as_str().is_some());
-    let stats = emu
-        .admin(reqwest::Method::GET, "/_emulator/stats", None)
-        .await;
+    let stats = emu.admin(reqwest::Method::GET, "/_emulator/stats", None).await;
     assert_eq!(stats["total"]["retry_after_violations"], 0);
     assert_eq!(stats["mailboxes"]["carol@contoso.test"]["throttled_429"], 2);
     assert_eq!(stats["total"]["by_kind"]["batch"], 1);

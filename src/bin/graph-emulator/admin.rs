@@ -114,10 +114,7 @@ fn create_mailbox(app: &App, req: &Req) -> Resp {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn opt_recipient(r: &Option<crate::store::Recipient>) -> Value {
@@ -220,11 +217,8 @@ fn dump(app: &App, req: &Req, user: &str) -> Resp {
         .collect();
     folders.sort_by(|a, b| a["path"].to_string().cmp(&b["path"].to_string()));
     // Paths computed once per folder, not per comparison.
-    let paths: std::collections::HashMap<&str, Vec<String>> = mb
-        .folders
-        .keys()
-        .map(|id| (id.as_str(), mb.folder_path(id)))
-        .collect();
+    let paths: std::collections::HashMap<&str, Vec<String>> =
+        mb.folders.keys().map(|id| (id.as_str(), mb.folder_path(id))).collect();
     let mut msgs: Vec<&Message> = mb.messages.values().collect();
     msgs.sort_by(|a, b| {
         paths[a.folder_id.as_str()]
@@ -232,10 +226,7 @@ fn dump(app: &App, req: &Req, user: &str) -> Resp {
             .then(a.created.cmp(&b.created))
             .then(a.id.cmp(&b.id))
     });
-    let messages: Vec<Value> = msgs
-        .iter()
-        .map(|m| message_dump(mb, m, with_mime))
-        .collect();
+    let messages: Vec<Value> = msgs.iter().map(|m| message_dump(mb, m, with_mime)).collect();
     Resp::plain_json(
         200,
         &json!({

@@ -95,8 +95,7 @@ pub fn parse_attachment(req: &Req, v: &Value) -> Result<NewAttachment, Resp> {
                 name,
                 is_inline,
                 content: AttachmentContent::File {
-                    content_type: string("contentType")?
-                        .unwrap_or_else(|| "application/octet-stream".to_string()),
+                    content_type: string("contentType")?.unwrap_or_else(|| "application/octet-stream".to_string()),
                     content_id: string("contentId")?,
                     bytes: Bytes::from(bytes),
                 },
@@ -130,9 +129,7 @@ pub fn parse_attachment(req: &Req, v: &Value) -> Result<NewAttachment, Resp> {
                 content: AttachmentContent::Item { item, raw: None },
             })
         }
-        Some("microsoft.graph.referenceAttachment") => {
-            Err(crate::http::not_implemented(req, "referenceAttachment"))
-        }
+        Some("microsoft.graph.referenceAttachment") => Err(crate::http::not_implemented(req, "referenceAttachment")),
         _ => Err(graph_error(
             req,
             400,
@@ -266,17 +263,11 @@ pub fn create(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) 
     Resp::json(201, &out)
 }
 
-fn find_attachment<'a>(
-    mb: &'a Mailbox,
-    req: &Req,
-    id: &str,
-    aid: &str,
-) -> Result<&'a Attachment, Resp> {
-    mb.resolve_object(aid, KIND_ATTACHMENT)
-        .map_err(|e| match e {
-            Lookup::Malformed => crate::folders::malformed_id(req),
-            Lookup::NotFound => item_not_found(req),
-        })?;
+fn find_attachment<'a>(mb: &'a Mailbox, req: &Req, id: &str, aid: &str) -> Result<&'a Attachment, Resp> {
+    mb.resolve_object(aid, KIND_ATTACHMENT).map_err(|e| match e {
+        Lookup::Malformed => crate::folders::malformed_id(req),
+        Lookup::NotFound => item_not_found(req),
+    })?;
     mb.messages[id]
         .attachments
         .iter()
@@ -284,15 +275,7 @@ fn find_attachment<'a>(
         .ok_or_else(|| item_not_found(req))
 }
 
-pub fn get(
-    app: &App,
-    req: &Req,
-    ctx: &Ctx,
-    chain: Option<&Chain>,
-    id: &str,
-    aid: &str,
-    raw: bool,
-) -> Resp {
+pub fn get(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str, aid: &str, raw: bool) -> Resp {
     let q = match odata::parse(req, Entity::Attachment) {
         Ok(q) => q,
         Err(r) => return r,
@@ -311,19 +294,12 @@ pub fn get(
     if raw {
         return match &a.content {
             AttachmentContent::File {
-                content_type,
-                bytes,
-                ..
-            } => Resp::new(200)
-                .header("content-type", content_type)
-                .body(bytes.clone()),
-            AttachmentContent::Item { raw, item } => {
-                Resp::new(200).header("content-type", "text/plain").body(
-                    raw.clone().unwrap_or_else(|| {
-                        Bytes::from(serde_json::to_vec(item).unwrap_or_default())
-                    }),
-                )
-            }
+                content_type, bytes, ..
+            } => Resp::new(200).header("content-type", content_type).body(bytes.clone()),
+            AttachmentContent::Item { raw, item } => Resp::new(200).header("content-type", "text/plain").body(
+                raw.clone()
+                    .unwrap_or_else(|| Bytes::from(serde_json::to_vec(item).unwrap_or_default())),
+            ),
         };
     }
     let mut out = odata::attachment_json(a, Some(&q));
@@ -367,13 +343,7 @@ pub struct UploadSession {
     pub expires_wall: chrono::DateTime<Utc>,
 }
 
-pub fn create_upload_session(
-    app: &App,
-    req: &Req,
-    ctx: &Ctx,
-    chain: Option<&Chain>,
-    id: &str,
-) -> Resp {
+pub fn create_upload_session(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> Resp {
     let body = match json_object(req) {
         Ok(b) => b,
         Err(r) => return r,
@@ -584,11 +554,7 @@ fn upload_inner(app: &std::sync::Arc<App>, req: &Req, ev: &mut Event) -> Resp {
         return crate::http::method_not_allowed(req);
     }
     let upload = req.body.len() as u64;
-    let admitted = app
-        .throttle
-        .lock()
-        .unwrap()
-        .admit(&key, upload, req.arrived);
+    let admitted = app.throttle.lock().unwrap().admit(&key, upload, req.arrived);
     match admitted {
         Err(t) => {
             if let Some(v) = &t.violation {

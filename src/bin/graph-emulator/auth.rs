@@ -39,14 +39,8 @@ impl CertKey {
         let begin = "-----BEGIN CERTIFICATE-----";
         let end = "-----END CERTIFICATE-----";
         let start = pem.find(begin).ok_or("no CERTIFICATE block in PEM")? + begin.len();
-        let stop = pem[start..]
-            .find(end)
-            .ok_or("unterminated CERTIFICATE block")?
-            + start;
-        let b64: String = pem[start..stop]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
+        let stop = pem[start..].find(end).ok_or("unterminated CERTIFICATE block")? + start;
+        let b64: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
         let der = STANDARD
             .decode(b64)
             .map_err(|e| format!("certificate is not valid base64: {e}"))?;
@@ -71,9 +65,7 @@ fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -147,8 +139,7 @@ impl Tokens {
         // Drop long-dead tokens so a long benchmark does not grow the map forever;
         // an hour of grace keeps "expired" (rather than "unknown") answers for them.
         let now = Instant::now();
-        self.map
-            .retain(|_, t| t.expires_at + Duration::from_secs(3600) > now);
+        self.map.retain(|_, t| t.expires_at + Duration::from_secs(3600) > now);
         let mut raw = [0u8; 48];
         rng.fill(&mut raw);
         let token = format!("EwB{}", URL_SAFE_NO_PAD.encode(raw));
@@ -206,12 +197,11 @@ pub fn token_endpoint(app: &App, req: &Req, tenant: &str) -> Resp {
             ),
         );
     }
-    let form: HashMap<String, String> =
-        if req.content_type().as_deref() == Some("application/x-www-form-urlencoded") {
-            parse_form(&req.body).into_iter().collect()
-        } else {
-            HashMap::new()
-        };
+    let form: HashMap<String, String> = if req.content_type().as_deref() == Some("application/x-www-form-urlencoded") {
+        parse_form(&req.body).into_iter().collect()
+    } else {
+        HashMap::new()
+    };
     let missing = |p: &str| {
         aad_error(
             app,
@@ -343,10 +333,7 @@ pub fn token_endpoint(app: &App, req: &Req, tenant: &str) -> Resp {
     let reported = cfg.reported_secs(lifetime_secs);
     let token = {
         let mut rng = app.rng.lock().unwrap();
-        app.tokens
-            .lock()
-            .unwrap()
-            .issue(&cfg.client_id, lifetime, &mut rng)
+        app.tokens.lock().unwrap().issue(&cfg.client_id, lifetime, &mut rng)
     };
     Resp::plain_json(
         200,
@@ -438,8 +425,7 @@ fn verify_assertion(
     if claim("iss") != Some(client_id) || claim("sub") != Some(client_id) {
         return Err((
             700021,
-            "Client assertion application identifier doesn't match 'client_id' parameter."
-                .to_string(),
+            "Client assertion application identifier doesn't match 'client_id' parameter.".to_string(),
         ));
     }
     if claim("jti").is_none() {
@@ -484,12 +470,10 @@ pub fn authenticate(app: &App, req: &Req) -> Result<String, Resp> {
     }
     let info = app.tokens.lock().unwrap().map.get(token).cloned();
     match info {
-        None => Err(unauthorized(
-            "CompactToken parsing failed with error code: 80049217",
-        )),
-        Some(t) if Instant::now() >= t.expires_at => Err(unauthorized(
-            "Lifetime validation failed, the token is expired.",
-        )),
+        None => Err(unauthorized("CompactToken parsing failed with error code: 80049217")),
+        Some(t) if Instant::now() >= t.expires_at => {
+            Err(unauthorized("Lifetime validation failed, the token is expired."))
+        }
         Some(t) => Ok(t.app),
     }
 }

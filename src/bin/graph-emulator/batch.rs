@@ -43,17 +43,13 @@ fn invalid(req: &Req, msg: &str) -> Resp {
 
 /// Validates the batch payload into items, or answers 400 for the whole batch.
 fn parse(req: &Req) -> Result<Vec<Item>, Resp> {
-    let body: Value = serde_json::from_slice(&req.body)
-        .map_err(|_| invalid(req, "Invalid batch payload format."))?;
+    let body: Value = serde_json::from_slice(&req.body).map_err(|_| invalid(req, "Invalid batch payload format."))?;
     let requests = body
         .get("requests")
         .and_then(Value::as_array)
         .ok_or_else(|| invalid(req, "Invalid batch payload format."))?;
     if requests.len() > MAX_BATCH {
-        return Err(invalid(
-            req,
-            "Number of requests inside batch exceed the limit.",
-        ));
+        return Err(invalid(req, "Number of requests inside batch exceed the limit."));
     }
     let mut items = Vec::new();
     let mut seen = HashSet::new();
@@ -83,27 +79,19 @@ fn parse(req: &Req) -> Result<Vec<Item>, Resp> {
         if url.contains("://") {
             return Err(invalid(
                 req,
-                &format!(
-                    "Request '{id}': the url must be relative to the version, e.g. /users/..."
-                ),
+                &format!("Request '{id}': the url must be relative to the version, e.g. /users/..."),
             ));
         }
         let mut headers = HeaderMap::new();
         if let Some(h) = o.get("headers") {
-            let h = h.as_object().ok_or_else(|| {
-                invalid(req, &format!("Request '{id}': headers must be an object."))
-            })?;
+            let h = h
+                .as_object()
+                .ok_or_else(|| invalid(req, &format!("Request '{id}': headers must be an object.")))?;
             for (k, v) in h {
-                let v = v.as_str().ok_or_else(|| {
-                    invalid(
-                        req,
-                        &format!("Request '{id}': header values must be strings."),
-                    )
-                })?;
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(k.as_bytes()),
-                    HeaderValue::from_str(v),
-                ) {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| invalid(req, &format!("Request '{id}': header values must be strings.")))?;
+                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
                     headers.insert(n, v);
                 }
             }
@@ -126,32 +114,21 @@ fn parse(req: &Req) -> Result<Vec<Item>, Resp> {
                 } else if ct.starts_with("text/") {
                     // OData JSON batch: a text/* body is the string itself (so a
                     // MIME create carries its base64 MIME once, not twice).
-                    let s = b.as_str().ok_or_else(|| {
-                        invalid(
-                            req,
-                            &format!("Request '{id}': a text body must be a string."),
-                        )
-                    })?;
+                    let s = b
+                        .as_str()
+                        .ok_or_else(|| invalid(req, &format!("Request '{id}': a text body must be a string.")))?;
                     Bytes::from(s.to_string())
                 } else {
                     // Other media types travel base64url-encoded; the standard
                     // alphabet is accepted too.
                     let s = b.as_str().ok_or_else(|| {
-                        invalid(
-                            req,
-                            &format!("Request '{id}': a binary body must be a base64 string."),
-                        )
+                        invalid(req, &format!("Request '{id}': a binary body must be a base64 string."))
                     })?;
                     let decoded = URL_SAFE
                         .decode(s)
                         .or_else(|_| URL_SAFE_NO_PAD.decode(s))
                         .or_else(|_| STANDARD.decode(s))
-                        .map_err(|_| {
-                            invalid(
-                                req,
-                                &format!("Request '{id}': the body is not valid base64."),
-                            )
-                        })?;
+                        .map_err(|_| invalid(req, &format!("Request '{id}': the body is not valid base64.")))?;
                     Bytes::from(decoded)
                 }
             }
@@ -162,14 +139,9 @@ fn parse(req: &Req) -> Result<Vec<Item>, Resp> {
                 .iter()
                 .map(|d| d.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    invalid(req, &format!("Request '{id}': dependsOn must list ids."))
-                })?,
+                .ok_or_else(|| invalid(req, &format!("Request '{id}': dependsOn must list ids.")))?,
             Some(_) => {
-                return Err(invalid(
-                    req,
-                    &format!("Request '{id}': dependsOn must be an array."),
-                ));
+                return Err(invalid(req, &format!("Request '{id}': dependsOn must be an array.")));
             }
         };
         items.push(Item {
@@ -198,11 +170,7 @@ fn parse(req: &Req) -> Result<Vec<Item>, Resp> {
         let ready: Vec<String> = items
             .iter()
             .filter(|i| !done.contains(&i.id.to_lowercase()))
-            .filter(|i| {
-                i.depends_on
-                    .iter()
-                    .all(|d| done.contains(&d.to_lowercase()))
-            })
+            .filter(|i| i.depends_on.iter().all(|d| done.contains(&d.to_lowercase())))
             .map(|i| i.id.to_lowercase())
             .collect();
         if ready.is_empty() {
@@ -211,10 +179,7 @@ fn parse(req: &Req) -> Result<Vec<Item>, Resp> {
         done.extend(ready);
     }
     if done.len() != items.len() {
-        return Err(invalid(
-            req,
-            "The dependsOn references in the batch form a cycle.",
-        ));
+        return Err(invalid(req, "The dependsOn references in the batch form a cycle."));
     }
     Ok(items)
 }
@@ -240,9 +205,7 @@ fn entry(id: &str, resp: &Resp) -> Value {
     o.insert("status".into(), json!(resp.status_u16()));
     o.insert("headers".into(), Value::Object(headers));
     if !resp.body.is_empty() {
-        let is_json = resp
-            .content_type()
-            .is_some_and(|c| c.starts_with("application/json"));
+        let is_json = resp.content_type().is_some_and(|c| c.starts_with("application/json"));
         let is_text = resp.content_type().is_some_and(|c| c.starts_with("text/"));
         let body = if is_json {
             serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
@@ -277,19 +240,16 @@ pub async fn run(app: Arc<App>, outer: &Req, version: &str) -> Resp {
     let mut responses: Vec<Value> = Vec::new();
     let mut pending: Vec<Item> = items;
     while !pending.is_empty() {
-        let (ready, rest): (Vec<Item>, Vec<Item>) = pending.into_iter().partition(|i| {
-            i.depends_on
-                .iter()
-                .all(|d| statuses.contains_key(&d.to_lowercase()))
-        });
+        let (ready, rest): (Vec<Item>, Vec<Item>) = pending
+            .into_iter()
+            .partition(|i| i.depends_on.iter().all(|d| statuses.contains_key(&d.to_lowercase())));
         pending = rest;
         let mut runnable = Vec::new();
         for item in ready {
-            let failed_dep = item.depends_on.iter().any(|d| {
-                statuses
-                    .get(&d.to_lowercase())
-                    .is_some_and(|s| !(200..300).contains(s))
-            });
+            let failed_dep = item
+                .depends_on
+                .iter()
+                .any(|d| statuses.get(&d.to_lowercase()).is_some_and(|s| !(200..300).contains(s)));
             if failed_dep {
                 let resp = graph_error(
                     outer,
@@ -303,34 +263,28 @@ pub async fn run(app: Arc<App>, outer: &Req, version: &str) -> Resp {
                 runnable.push(item);
             }
         }
-        let results: Vec<(String, Resp)> =
-            futures::stream::iter(runnable.into_iter().map(|item| {
-                let app = app.clone();
-                let auth = auth.clone();
-                let version = version.to_string();
-                async move {
-                    let mut headers = item.headers;
-                    if let Some(a) = auth {
-                        headers.insert("authorization", a);
-                    }
-                    let url = item.url.trim_start_matches('/');
-                    let mut req = Req::new(
-                        item.method,
-                        &format!("/{version}/{url}"),
-                        headers,
-                        item.body,
-                    );
-                    req.arrived = arrived;
-                    let resp = match graph::handle(app, req, true).await {
-                        Outcome::Resp(r) => r,
-                        Outcome::Reset => Resp::new(500),
-                    };
-                    (item.id, resp)
+        let results: Vec<(String, Resp)> = futures::stream::iter(runnable.into_iter().map(|item| {
+            let app = app.clone();
+            let auth = auth.clone();
+            let version = version.to_string();
+            async move {
+                let mut headers = item.headers;
+                if let Some(a) = auth {
+                    headers.insert("authorization", a);
                 }
-            }))
-            .buffer_unordered(BATCH_PARALLELISM)
-            .collect()
-            .await;
+                let url = item.url.trim_start_matches('/');
+                let mut req = Req::new(item.method, &format!("/{version}/{url}"), headers, item.body);
+                req.arrived = arrived;
+                let resp = match graph::handle(app, req, true).await {
+                    Outcome::Resp(r) => r,
+                    Outcome::Reset => Resp::new(500),
+                };
+                (item.id, resp)
+            }
+        }))
+        .buffer_unordered(BATCH_PARALLELISM)
+        .collect()
+        .await;
         for (id, resp) in results {
             statuses.insert(id.to_lowercase(), resp.status_u16());
             responses.push(entry(&id, &resp));

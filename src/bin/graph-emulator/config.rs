@@ -148,16 +148,15 @@ impl Config {
         }
         let client_secret = match (&cli.client_secret, &cli.client_secret_env) {
             (Some(s), _) => Some(s.clone()),
-            (None, Some(var)) => Some(
-                std::env::var(var)
-                    .map_err(|_| format!("--client-secret-env {var}: variable is not set"))?,
-            ),
+            (None, Some(var)) => {
+                Some(std::env::var(var).map_err(|_| format!("--client-secret-env {var}: variable is not set"))?)
+            }
             (None, None) => None,
         };
         let client_cert = match &cli.client_cert {
             Some(path) => {
-                let pem = std::fs::read_to_string(path)
-                    .map_err(|e| format!("--client-cert {}: {e}", path.display()))?;
+                let pem =
+                    std::fs::read_to_string(path).map_err(|e| format!("--client-cert {}: {e}", path.display()))?;
                 Some(
                     crate::auth::CertKey::from_pem(&pem)
                         .map_err(|e| format!("--client-cert {}: {e}", path.display()))?,
@@ -168,10 +167,7 @@ impl Config {
         if client_secret.is_none() && client_cert.is_none() {
             // An app registration without any credential cannot obtain tokens; refusing to
             // start is clearer than an emulator that rejects every token request.
-            return Err(
-                "no client credential: give --client-secret, --client-secret-env or --client-cert"
-                    .into(),
-            );
+            return Err("no client credential: give --client-secret, --client-secret-env or --client-cert".into());
         }
         if let Some(list) = &cli.mailboxes
             && list.iter().any(|m| !m.contains('@'))

@@ -75,10 +75,7 @@ impl FaultConfig {
         }
         for f in &self.fail_next {
             if !(400..=599).contains(&f.status) {
-                return Err(format!(
-                    "fail_next status {} is not an error status",
-                    f.status
-                ));
+                return Err(format!("fail_next status {} is not an error status", f.status));
             }
         }
         Ok(())

@@ -182,8 +182,7 @@ pub fn create(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
             },
             "@odata.type"
                 if v.as_str()
-                    .is_some_and(|t| t.trim_start_matches('#') == "microsoft.graph.mailFolder") => {
-            }
+                    .is_some_and(|t| t.trim_start_matches('#') == "microsoft.graph.mailFolder") => {}
             k if FOLDER_READ_ONLY.contains(&k) => {
                 return graph_error(
                     req,

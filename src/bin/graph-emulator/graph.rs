@@ -14,9 +14,7 @@ use std::sync::atomic::Ordering;
 use hyper::Method;
 
 use crate::faults::Fault;
-use crate::http::{
-    Req, Resp, graph_error, method_not_allowed, not_implemented, stamp, unknown_segment,
-};
+use crate::http::{Req, Resp, graph_error, method_not_allowed, not_implemented, stamp, unknown_segment};
 use crate::stats::Event;
 use crate::throttle::Key;
 use crate::{App, Outcome, attachments, auth, batch, folders, messages};
@@ -216,11 +214,7 @@ impl Drop for Slot {
 }
 
 /// Handles one `/v1.0` or `/beta` request (or one request inside `$batch`).
-pub fn handle(
-    app: Arc<App>,
-    req: Req,
-    in_batch: bool,
-) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+pub fn handle(app: Arc<App>, req: Req, in_batch: bool) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
     Box::pin(async move {
         let mut ev = Event {
             method: req.method.to_string(),
@@ -243,20 +237,11 @@ pub fn handle(
 /// Error body of an injected failure.
 fn fault_response(app: &App, req: &Req, status: u16) -> Resp {
     let (code, message) = match status {
-        429 => (
-            "ApplicationThrottled",
-            "Application is over its RequestRate limit.",
-        ),
+        429 => ("ApplicationThrottled", "Application is over its RequestRate limit."),
         500 => ("InternalServerError", "An internal server error occurred."),
         502 => ("BadGateway", "The gateway received an invalid response."),
-        503 => (
-            "ServiceNotAvailable",
-            "The service is temporarily unavailable.",
-        ),
-        504 => (
-            "GatewayTimeout",
-            "The gateway did not receive a timely response.",
-        ),
+        503 => ("ServiceNotAvailable", "The service is temporarily unavailable."),
+        504 => ("GatewayTimeout", "The gateway did not receive a timely response."),
         _ => ("UnknownError", "An injected failure."),
     };
     let resp = graph_error(req, status, code, message);
@@ -267,10 +252,7 @@ fn fault_response(app: &App, req: &Req, status: u16) -> Resp {
             .unwrap()
             .retry_after_secs
             .unwrap_or(DEFAULT_FAULT_RETRY_AFTER);
-        resp.header(
-            "retry-after",
-            &app.cfg.reported_secs(secs as f64).to_string(),
-        )
+        resp.header("retry-after", &app.cfg.reported_secs(secs as f64).to_string())
     } else {
         resp
     }
@@ -380,22 +362,15 @@ async fn pipeline(app: &Arc<App>, req: &Req, in_batch: bool, ev: &mut Event) -> 
     } else {
         0
     };
-    let admitted = app
-        .throttle
-        .lock()
-        .unwrap()
-        .admit(&key, upload, req.arrived);
+    let admitted = app.throttle.lock().unwrap().admit(&key, upload, req.arrived);
     let concurrent = match admitted {
         Ok(c) => c,
         Err(t) => {
             if let Some(v) = &t.violation {
-                app.stats.lock().unwrap().record_violation(
-                    &address,
-                    &app_id,
-                    req.method.as_str(),
-                    &req.path,
-                    v,
-                );
+                app.stats
+                    .lock()
+                    .unwrap()
+                    .record_violation(&address, &app_id, req.method.as_str(), &req.path, v);
             }
             ev.throttled = Some(t.reason.as_str());
             return Outcome::Resp(
@@ -424,10 +399,7 @@ async fn pipeline(app: &Arc<App>, req: &Req, in_batch: bool, ev: &mut Event) -> 
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
         {
-            app.throttle
-                .lock()
-                .unwrap()
-                .set_penalty(&key, secs, r.status_u16());
+            app.throttle.lock().unwrap().set_penalty(&key, secs, r.status_u16());
         }
         return o;
     }
@@ -446,43 +418,21 @@ fn dispatch(app: &Arc<App>, req: &Req, ctx: &Ctx, target: &Target) -> Resp {
     let m = &req.method;
     match target {
         Target::User if *m == Method::GET => folders::get_user(app, req, ctx),
-        Target::FolderCollection(chain) if *m == Method::GET => {
-            folders::list(app, req, ctx, chain.as_ref())
-        }
-        Target::FolderCollection(chain) if *m == Method::POST => {
-            folders::create(app, req, ctx, chain.as_ref())
-        }
+        Target::FolderCollection(chain) if *m == Method::GET => folders::list(app, req, ctx, chain.as_ref()),
+        Target::FolderCollection(chain) if *m == Method::POST => folders::create(app, req, ctx, chain.as_ref()),
         Target::Folder(chain) if *m == Method::GET => folders::get(app, req, ctx, chain),
         Target::Folder(_) if *m == Method::PATCH || *m == Method::DELETE => {
             not_implemented(req, "updating or deleting mail folders")
         }
-        Target::Messages(chain) if *m == Method::GET => {
-            messages::list(app, req, ctx, chain.as_ref())
-        }
-        Target::Messages(chain) if *m == Method::POST => {
-            messages::create(app, req, ctx, chain.as_ref())
-        }
-        Target::ImportMime(chain) if *m == Method::POST => {
-            messages::import_mime(app, req, ctx, chain)
-        }
-        Target::Message(chain, id) if *m == Method::GET => {
-            messages::get(app, req, ctx, chain.as_ref(), id)
-        }
-        Target::Message(chain, id) if *m == Method::PATCH => {
-            messages::patch(app, req, ctx, chain.as_ref(), id)
-        }
-        Target::Message(chain, id) if *m == Method::DELETE => {
-            messages::delete(app, req, ctx, chain.as_ref(), id)
-        }
-        Target::MessageValue(chain, id) if *m == Method::GET => {
-            messages::value(app, req, ctx, chain.as_ref(), id)
-        }
-        Target::Attachments(chain, id) if *m == Method::GET => {
-            attachments::list(app, req, ctx, chain.as_ref(), id)
-        }
-        Target::Attachments(chain, id) if *m == Method::POST => {
-            attachments::create(app, req, ctx, chain.as_ref(), id)
-        }
+        Target::Messages(chain) if *m == Method::GET => messages::list(app, req, ctx, chain.as_ref()),
+        Target::Messages(chain) if *m == Method::POST => messages::create(app, req, ctx, chain.as_ref()),
+        Target::ImportMime(chain) if *m == Method::POST => messages::import_mime(app, req, ctx, chain),
+        Target::Message(chain, id) if *m == Method::GET => messages::get(app, req, ctx, chain.as_ref(), id),
+        Target::Message(chain, id) if *m == Method::PATCH => messages::patch(app, req, ctx, chain.as_ref(), id),
+        Target::Message(chain, id) if *m == Method::DELETE => messages::delete(app, req, ctx, chain.as_ref(), id),
+        Target::MessageValue(chain, id) if *m == Method::GET => messages::value(app, req, ctx, chain.as_ref(), id),
+        Target::Attachments(chain, id) if *m == Method::GET => attachments::list(app, req, ctx, chain.as_ref(), id),
+        Target::Attachments(chain, id) if *m == Method::POST => attachments::create(app, req, ctx, chain.as_ref(), id),
         Target::Attachment(chain, id, aid) if *m == Method::GET => {
             attachments::get(app, req, ctx, chain.as_ref(), id, aid, false)
         }

@@ -13,7 +13,8 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 /// Content type Graph puts on JSON responses.
-pub const ODATA_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+pub const ODATA_JSON: &str =
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 
 /// A request whose body has been read completely.
 #[derive(Debug, Clone)]
@@ -65,21 +66,13 @@ impl Req {
 
     /// First value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Media type of the body, lower-cased and without parameters.
     pub fn content_type(&self) -> Option<String> {
-        self.header("content-type").map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        self.header("content-type")
+            .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
     }
 }
 
@@ -186,10 +179,7 @@ impl Resp {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Resp {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             self.headers.insert(n, v);
         }
         self
@@ -206,9 +196,7 @@ impl Resp {
 
     /// Content type of the body, if any.
     pub fn content_type(&self) -> Option<&str> {
-        self.headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
+        self.headers.get("content-type").and_then(|v| v.to_str().ok())
     }
 
     pub fn into_hyper(self) -> Response<Full<Bytes>> {
@@ -335,8 +323,6 @@ pub fn bad_value(req: &Req, prop: &str, expected: &str) -> Resp {
         req,
         400,
         "RequestBodyRead",
-        &format!(
-            "Cannot convert the value of property '{prop}' to the expected type '{expected}'."
-        ),
+        &format!("Cannot convert the value of property '{prop}' to the expected type '{expected}'."),
     )
 }

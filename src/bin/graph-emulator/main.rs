@@ -141,10 +141,7 @@ impl std::fmt::Display for ConnectionReset {
 
 impl std::error::Error for ConnectionReset {}
 
-async fn serve(
-    app: Arc<App>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+async fn serve(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ConnectionReset> {
     let arrived = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let path_and_query = parts
@@ -205,8 +202,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -234,10 +231,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("graph-emulator: cannot start runtime: {e}");
@@ -260,11 +254,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let base_url = format!("http://{addr}");
     let mut rng = fastrand::Rng::with_seed(cfg.seed);
-    let store = store::Store::new(
-        cfg.mailboxes.as_deref(),
-        cfg.max_receive_size_bytes,
-        &mut rng,
-    );
+    let store = store::Store::new(cfg.mailboxes.as_deref(), cfg.max_receive_size_bytes, &mut rng);
     let limits = throttle::Limits {
         max_concurrency: cfg.max_concurrency,
         rate_limit: cfg.rate_limit_requests,

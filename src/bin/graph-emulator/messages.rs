@@ -210,13 +210,7 @@ pub fn import_mime(app: &App, req: &Req, ctx: &Ctx, chain: &Chain) -> Resp {
     create_from_mime(app, req, ctx, Some(chain), CreatedVia::ImportMime)
 }
 
-fn create_from_mime(
-    app: &App,
-    req: &Req,
-    ctx: &Ctx,
-    chain: Option<&Chain>,
-    via: CreatedVia,
-) -> Resp {
+fn create_from_mime(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, via: CreatedVia) -> Resp {
     let Some(raw) = mime::decode_base64_body(&req.body) else {
         return graph_error(
             req,
@@ -255,9 +249,7 @@ fn create_from_mime(
     if let Some(i) = parsed.importance {
         m.importance = i;
     }
-    m.internet_message_id = parsed
-        .message_id
-        .unwrap_or_else(|| new_internet_message_id(&mut rng));
+    m.internet_message_id = parsed.message_id.unwrap_or_else(|| new_internet_message_id(&mut rng));
     match via {
         CreatedVia::ImportMime => {
             // Delivered-looking item: unread, not a draft. Received time: the
@@ -322,20 +314,13 @@ fn parse_recipient(req: &Req, prop: &str, v: &Value) -> Result<Recipient, Resp> 
             return Err(unknown_property(req, k, "microsoft.graph.recipient"));
         }
     }
-    let ea = o
-        .get("emailAddress")
-        .and_then(Value::as_object)
-        .ok_or_else(bad)?;
+    let ea = o.get("emailAddress").and_then(Value::as_object).ok_or_else(bad)?;
     for k in ea.keys() {
         if k != "address" && k != "name" && k != "@odata.type" {
             return Err(unknown_property(req, k, "microsoft.graph.emailAddress"));
         }
     }
-    let address = ea
-        .get("address")
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?
-        .to_string();
+    let address = ea.get("address").and_then(Value::as_str).ok_or_else(bad)?.to_string();
     let name = match ea.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -347,15 +332,8 @@ fn parse_recipient(req: &Req, prop: &str, v: &Value) -> Result<Recipient, Resp> 
 fn parse_recipients(req: &Req, prop: &str, v: &Value) -> Result<Vec<Recipient>, Resp> {
     match v {
         Value::Null => Ok(Vec::new()),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| parse_recipient(req, prop, i))
-            .collect(),
-        _ => Err(bad_value(
-            req,
-            prop,
-            "Collection(microsoft.graph.recipient)",
-        )),
+        Value::Array(items) => items.iter().map(|i| parse_recipient(req, prop, i)).collect(),
+        _ => Err(bad_value(req, prop, "Collection(microsoft.graph.recipient)")),
     }
 }
 
@@ -381,13 +359,7 @@ fn parse_body(req: &Req, v: &Value) -> Result<(String, String), Resp> {
     Ok((ty, content))
 }
 
-fn parse_enum(
-    req: &Req,
-    prop: &str,
-    v: &Value,
-    allowed: &[&str],
-    ty: &str,
-) -> Result<String, Resp> {
+fn parse_enum(req: &Req, prop: &str, v: &Value, allowed: &[&str], ty: &str) -> Result<String, Resp> {
     let s = v.as_str().map(str::to_ascii_lowercase);
     match s {
         Some(s) if allowed.contains(&s.as_str()) => Ok(s),
@@ -418,11 +390,7 @@ fn parse_flag(req: &Req, v: &Value) -> Result<Map<String, Value>, Resp> {
                     Some("flagged") => "flagged",
                     Some("complete") => "complete",
                     _ => {
-                        return Err(bad_value(
-                            req,
-                            "flagStatus",
-                            "microsoft.graph.followupFlagStatus",
-                        ));
+                        return Err(bad_value(req, "flagStatus", "microsoft.graph.followupFlagStatus"));
                     }
                 };
                 out.insert(k.clone(), json!(s));
@@ -445,8 +413,7 @@ fn parse_flag(req: &Req, v: &Value) -> Result<Map<String, Value>, Resp> {
 }
 
 fn parse_bool(req: &Req, prop: &str, v: &Value) -> Result<bool, Resp> {
-    v.as_bool()
-        .ok_or_else(|| bad_value(req, prop, "Edm.Boolean"))
+    v.as_bool().ok_or_else(|| bad_value(req, prop, "Edm.Boolean"))
 }
 
 fn parse_string(req: &Req, prop: &str, v: &Value) -> Result<String, Resp> {
@@ -458,9 +425,7 @@ fn parse_string(req: &Req, prop: &str, v: &Value) -> Result<String, Resp> {
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// Checks an extended property value against its declared type.
@@ -472,11 +437,7 @@ fn valid_prop_value(id: &str, value: &str) -> bool {
         "Boolean" => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
         "Double" | "Float" | "Currency" => value.trim().parse::<f64>().is_ok(),
         "Binary" => STANDARD.decode(value).is_ok(),
-        "CLSID" => normalize_prop_id(&format!(
-            "String {{{}}} Id 0x1",
-            value.trim_matches(['{', '}'])
-        ))
-        .is_some(),
+        "CLSID" => normalize_prop_id(&format!("String {{{}}} Id 0x1", value.trim_matches(['{', '}']))).is_some(),
         _ => true,
     }
 }
@@ -542,9 +503,7 @@ fn check_internet_headers(req: &Req, v: &Value) -> Result<(), Resp> {
                 req,
                 400,
                 "InvalidInternetMessageHeader",
-                &format!(
-                    "The internet message header name '{name}' should start with 'x-' or 'X-'."
-                ),
+                &format!("The internet message header name '{name}' should start with 'x-' or 'X-'."),
             ));
         }
     }
@@ -583,13 +542,7 @@ fn create_from_json(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> R
                 "bccRecipients" => m.bcc = parse_recipients(req, k, v)?,
                 "replyTo" => m.reply_to = parse_recipients(req, k, v)?,
                 "importance" => {
-                    m.importance = parse_enum(
-                        req,
-                        k,
-                        v,
-                        &["low", "normal", "high"],
-                        "microsoft.graph.importance",
-                    )?
+                    m.importance = parse_enum(req, k, v, &["low", "normal", "high"], "microsoft.graph.importance")?
                 }
                 "inferenceClassification" => {
                     m.inference = parse_enum(
@@ -607,9 +560,9 @@ fn create_from_json(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> R
                 "categories" => m.categories = parse_categories(req, v)?,
                 "flag" => m.flag = parse_flag(req, v)?,
                 "attachments" => {
-                    let items = v.as_array().ok_or_else(|| {
-                        bad_value(req, k, "Collection(microsoft.graph.attachment)")
-                    })?;
+                    let items = v
+                        .as_array()
+                        .ok_or_else(|| bad_value(req, k, "Collection(microsoft.graph.attachment)"))?;
                     for a in items {
                         new_attachments.push(parse_attachment(req, a)?);
                     }
@@ -617,11 +570,7 @@ fn create_from_json(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> R
                 "singleValueExtendedProperties" => m.ext_props = parse_ext_props(req, v)?,
                 "multiValueExtendedProperties" => {
                     m.multi_ext_props = v.as_array().cloned().ok_or_else(|| {
-                        bad_value(
-                            req,
-                            k,
-                            "Collection(microsoft.graph.multiValueLegacyExtendedProperty)",
-                        )
+                        bad_value(req, k, "Collection(microsoft.graph.multiValueLegacyExtendedProperty)")
                     })?
                 }
                 "internetMessageHeaders" => check_internet_headers(req, v)?,
@@ -636,9 +585,7 @@ fn create_from_json(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> R
     }
     // PR_MESSAGE_FLAGS decides draft and read state; without it the item is a
     // draft, as Exchange sets MSGFLAG_UNSENT by default.
-    let flags = m
-        .ext_prop("Integer 0xe07")
-        .and_then(|v| v.trim().parse::<i64>().ok());
+    let flags = m.ext_prop("Integer 0xe07").and_then(|v| v.trim().parse::<i64>().ok());
     m.is_draft = flags.is_none_or(|f| f & 0x08 != 0);
     m.is_read = is_read.or(flags.map(|f| f & 0x01 != 0)).unwrap_or(true);
     if let Some(t) = m.ext_prop("SystemTime 0xe06").and_then(parse_time) {
@@ -777,12 +724,7 @@ pub fn get(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> 
 pub fn value(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> Resp {
     if chain.is_some() {
         // Reported for /mailFolders/{id}/messages/{id}/$value (microsoft-graph-docs-contrib #776, #5546).
-        return graph_error(
-            req,
-            405,
-            "ErrorInvalidRequest",
-            "The OData request is not supported.",
-        );
+        return graph_error(req, 405, "ErrorInvalidRequest", "The OData request is not supported.");
     }
     let store = app.store.lock().unwrap();
     let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
@@ -796,9 +738,7 @@ pub fn value(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -
         (Some(raw), CreatedVia::ImportMime) => raw.clone(),
         _ => mime::render(m),
     };
-    Resp::new(200)
-        .header("content-type", "text/plain")
-        .body(bytes)
+    Resp::new(200).header("content-type", "text/plain").body(bytes)
 }
 
 pub fn delete(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> Resp {
@@ -878,13 +818,7 @@ pub fn patch(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -
                 "flag" => m.flag = parse_flag(req, v)?,
                 "categories" => m.categories = parse_categories(req, v)?,
                 "importance" => {
-                    m.importance = parse_enum(
-                        req,
-                        k,
-                        v,
-                        &["low", "normal", "high"],
-                        "microsoft.graph.importance",
-                    )?
+                    m.importance = parse_enum(req, k, v, &["low", "normal", "high"], "microsoft.graph.importance")?
                 }
                 "inferenceClassification" => {
                     m.inference = parse_enum(
@@ -932,11 +866,7 @@ pub fn patch(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -
                 }
                 "multiValueExtendedProperties" => {
                     m.multi_ext_props = v.as_array().cloned().ok_or_else(|| {
-                        bad_value(
-                            req,
-                            k,
-                            "Collection(microsoft.graph.multiValueLegacyExtendedProperty)",
-                        )
+                        bad_value(req, k, "Collection(microsoft.graph.multiValueLegacyExtendedProperty)")
                     })?
                 }
                 "attachments" => {

@@ -28,11 +28,7 @@ const DOTNET_BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// Decodes a base64 MIME request body; `None` for invalid or empty input.
 pub fn decode_base64_body(body: &[u8]) -> Option<Vec<u8>> {
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let compact: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     if compact.is_empty() {
         return None;
     }
@@ -119,9 +115,7 @@ pub fn parse_header_block(block: &str) -> Vec<(String, String)> {
             out.push((name.trim().to_string(), value.to_string()));
         }
     }
-    out.into_iter()
-        .map(|(n, v)| (n, v.trim().to_string()))
-        .collect()
+    out.into_iter().map(|(n, v)| (n, v.trim().to_string())).collect()
 }
 
 /// Reads the properties Exchange derives from a MIME message.
@@ -135,20 +129,14 @@ pub fn parse(raw: &[u8]) -> ParsedMime {
     };
     p.subject = msg.subject().unwrap_or("").to_string();
     p.from = recipients(msg.from()).into_iter().next();
-    p.sender = recipients(msg.sender())
-        .into_iter()
-        .next()
-        .or(p.from.clone());
+    p.sender = recipients(msg.sender()).into_iter().next().or(p.from.clone());
     p.to = recipients(msg.to());
     p.cc = recipients(msg.cc());
     p.bcc = recipients(msg.bcc());
     p.reply_to = recipients(msg.reply_to());
     p.date = msg.date().and_then(to_chrono);
     p.message_id = msg.message_id().map(|m| format!("<{m}>"));
-    p.headers = msg
-        .headers_raw()
-        .map(|(n, v)| (n.to_string(), unfold(v)))
-        .collect();
+    p.headers = msg.headers_raw().map(|(n, v)| (n.to_string(), unfold(v))).collect();
     p.first_received = p
         .headers
         .iter()
@@ -202,9 +190,7 @@ pub fn parse(raw: &[u8]) -> ParsedMime {
                 .unwrap_or_else(|| "application/octet-stream".to_string());
             AttachmentContent::File {
                 content_type: ct,
-                content_id: part
-                    .content_id()
-                    .map(|c| c.trim_matches(['<', '>']).to_string()),
+                content_id: part.content_id().map(|c| c.trim_matches(['<', '>']).to_string()),
                 bytes: Bytes::copy_from_slice(part.contents()),
             }
         };
@@ -276,12 +262,7 @@ pub fn render(m: &Message) -> Bytes {
         {
             out.push_str(&format!("Sender: {}\r\n", fmt_addr(s)));
         }
-        for (name, list) in [
-            ("To", &m.to),
-            ("Cc", &m.cc),
-            ("Bcc", &m.bcc),
-            ("Reply-To", &m.reply_to),
-        ] {
+        for (name, list) in [("To", &m.to), ("Cc", &m.cc), ("Bcc", &m.bcc), ("Reply-To", &m.reply_to)] {
             if !list.is_empty() {
                 let v: Vec<String> = list.iter().map(fmt_addr).collect();
                 out.push_str(&format!("{name}: {}\r\n", v.join(",\r\n\t")));

@@ -213,8 +213,7 @@ pub fn parse(req: &Req, entity: Entity) -> Result<Query, Resp> {
             "$select" => {
                 let mut props = Vec::new();
                 for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let Some(canon) = entity.props().iter().find(|c| c.eq_ignore_ascii_case(p))
-                    else {
+                    let Some(canon) = entity.props().iter().find(|c| c.eq_ignore_ascii_case(p)) else {
                         return Err(graph_error(
                             req,
                             400,
@@ -264,9 +263,8 @@ pub fn parse(req: &Req, entity: Entity) -> Result<Query, Resp> {
                         .ok_or_else(|| not_implemented(req, &format!("$expand={item}")))?;
                     let mut ids = Vec::new();
                     for clause in filter.split(" or ") {
-                        let lit = eq_clause(clause, "id").ok_or_else(|| {
-                            not_implemented(req, &format!("$expand filter '{clause}'"))
-                        })?;
+                        let lit = eq_clause(clause, "id")
+                            .ok_or_else(|| not_implemented(req, &format!("$expand filter '{clause}'")))?;
                         let id = normalize_prop_id(&lit).ok_or_else(|| {
                             graph_error(
                                 req,
@@ -307,19 +305,14 @@ pub fn parse(req: &Req, entity: Entity) -> Result<Query, Resp> {
                     "true" => true,
                     "false" => false,
                     _ => {
-                        return Err(bad_query(
-                            req,
-                            "includeHiddenFolders must be true or false.",
-                        ));
+                        return Err(bad_query(req, "includeHiddenFolders must be true or false."));
                     }
                 };
             }
             other if other.starts_with('$') => {
                 return Err(bad_query(
                     req,
-                    &format!(
-                        "The query specified in the URI is not valid. Query option '{other}' is not supported."
-                    ),
+                    &format!("The query specified in the URI is not valid. Query option '{other}' is not supported."),
                 ));
             }
             // Non-OData parameters are ignored, as Graph ignores unknown ones.
@@ -382,9 +375,7 @@ pub fn normalize_prop_id(id: &str) -> Option<String> {
     if kind.eq_ignore_ascii_case("name") && !value.is_empty() {
         Some(format!("{ty} {{{}}} Name {value}", g.to_ascii_lowercase()))
     } else if kind.eq_ignore_ascii_case("id") {
-        let hex = value
-            .strip_prefix("0x")
-            .or_else(|| value.strip_prefix("0X"))?;
+        let hex = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X"))?;
         let n = u32::from_str_radix(hex, 16).ok()?;
         Some(format!("{ty} {{{}}} Id 0x{n:x}", g.to_ascii_lowercase()))
     } else {
@@ -488,12 +479,9 @@ pub fn message_json(mb: &Mailbox, m: &Message, base: &str, q: Option<&Query>) ->
             "bccRecipients" => recipients_json(&m.bcc),
             "replyTo" => recipients_json(&m.reply_to),
             "flag" => Value::Object(m.flag.clone()),
-            "internetMessageHeaders" => Value::Array(
-                m.headers
-                    .iter()
-                    .map(|(n, v)| json!({"name": n, "value": v}))
-                    .collect(),
-            ),
+            "internetMessageHeaders" => {
+                Value::Array(m.headers.iter().map(|(n, v)| json!({"name": n, "value": v})).collect())
+            }
             _ => continue,
         };
         o.insert((*p).to_string(), v);
@@ -518,12 +506,7 @@ pub fn message_json(mb: &Mailbox, m: &Message, base: &str, q: Option<&Query>) ->
     if q.is_some_and(|q| q.expand_attachments) {
         o.insert(
             "attachments".into(),
-            Value::Array(
-                m.attachments
-                    .iter()
-                    .map(|a| attachment_json(a, None))
-                    .collect(),
-            ),
+            Value::Array(m.attachments.iter().map(|a| attachment_json(a, None)).collect()),
         );
     }
     let _ = mb;
@@ -568,10 +551,7 @@ pub fn attachment_json(a: &Attachment, q: Option<&Query>) -> Value {
             content_id,
             bytes,
         } => {
-            o.insert(
-                "@odata.type".into(),
-                json!("#microsoft.graph.fileAttachment"),
-            );
+            o.insert("@odata.type".into(), json!("#microsoft.graph.fileAttachment"));
             o.insert("@odata.mediaContentType".into(), json!(content_type));
             for p in ATTACHMENT_PROPS {
                 if !selected(p) {
@@ -593,18 +573,8 @@ pub fn attachment_json(a: &Attachment, q: Option<&Query>) -> Value {
             }
         }
         AttachmentContent::Item { .. } => {
-            o.insert(
-                "@odata.type".into(),
-                json!("#microsoft.graph.itemAttachment"),
-            );
-            for p in [
-                "id",
-                "lastModifiedDateTime",
-                "name",
-                "contentType",
-                "size",
-                "isInline",
-            ] {
+            o.insert("@odata.type".into(), json!("#microsoft.graph.itemAttachment"));
+            for p in ["id", "lastModifiedDateTime", "name", "contentType", "size", "isInline"] {
                 if !selected(p) {
                     continue;
                 }
@@ -685,10 +655,7 @@ pub fn page(
     o.insert("@odata.context".into(), json!(context));
     o.insert("value".into(), Value::Array(items));
     if skip + top < total {
-        o.insert(
-            "@odata.nextLink".into(),
-            json!(next_link(base, req, skip + top)),
-        );
+        o.insert("@odata.nextLink".into(), json!(next_link(base, req, skip + top)));
     }
     Value::Object(o)
 }

@@ -36,10 +36,7 @@ impl Counters {
         *self.by_status.entry(ev.status_label()).or_default() += 1;
         if let Some(reason) = ev.throttled {
             self.throttled_429 += 1;
-            *self
-                .throttled_by_reason
-                .entry(reason.to_string())
-                .or_default() += 1;
+            *self.throttled_by_reason.entry(reason.to_string()).or_default() += 1;
         }
         if let Some(f) = &ev.fault {
             *self.faults_injected.entry(f.clone()).or_default() += 1;
@@ -110,14 +107,7 @@ impl Stats {
         }
     }
 
-    pub fn record_violation(
-        &mut self,
-        mailbox: &str,
-        app: &str,
-        method: &str,
-        path: &str,
-        v: &Violation,
-    ) {
+    pub fn record_violation(&mut self, mailbox: &str, app: &str, method: &str, path: &str, v: &Violation) {
         let bump = |c: &mut Counters| {
             if v.within_grace {
                 c.retry_after_races += 1;

@@ -45,10 +45,7 @@ pub fn parse_id(id: &str) -> Option<(u8, u32)> {
 /// the name is valid but such a folder does not exist in a fresh Exchange
 /// Online mailbox, so it answers 404.
 pub const WELL_KNOWN: &[(&str, Option<(&str, Parent)>)] = &[
-    (
-        "msgfolderroot",
-        Some(("Top of Information Store", Parent::Top)),
-    ),
+    ("msgfolderroot", Some(("Top of Information Store", Parent::Top))),
     ("inbox", Some(("Inbox", Parent::Root))),
     ("sentitems", Some(("Sent Items", Parent::Root))),
     ("drafts", Some(("Drafts", Parent::Root))),
@@ -56,26 +53,14 @@ pub const WELL_KNOWN: &[(&str, Option<(&str, Parent)>)] = &[
     ("junkemail", Some(("Junk Email", Parent::Root))),
     ("archive", Some(("Archive", Parent::Root))),
     ("outbox", Some(("Outbox", Parent::Root))),
-    (
-        "conversationhistory",
-        Some(("Conversation History", Parent::Root)),
-    ),
+    ("conversationhistory", Some(("Conversation History", Parent::Root))),
     // Outlook creates Sync Issues and its three children in every mailbox.
     ("syncissues", Some(("Sync Issues", Parent::Root))),
     ("conflicts", Some(("Conflicts", Parent::SyncIssues))),
-    (
-        "localfailures",
-        Some(("Local Failures", Parent::SyncIssues)),
-    ),
-    (
-        "serverfailures",
-        Some(("Server Failures", Parent::SyncIssues)),
-    ),
+    ("localfailures", Some(("Local Failures", Parent::SyncIssues))),
+    ("serverfailures", Some(("Server Failures", Parent::SyncIssues))),
     // Lives outside the IPM subtree: addressable, never listed under the root.
-    (
-        "recoverableitemsdeletions",
-        Some(("Deletions", Parent::Top)),
-    ),
+    ("recoverableitemsdeletions", Some(("Deletions", Parent::Top))),
     ("clutter", None),
     ("scheduled", None),
     ("searchfolders", None),
@@ -199,11 +184,7 @@ impl Message {
             None => {
                 (self.body.len()
                     + self.subject.len()
-                    + self
-                        .headers
-                        .iter()
-                        .map(|(k, v)| k.len() + v.len() + 4)
-                        .sum::<usize>()) as u64
+                    + self.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>()) as u64
             }
         };
         // MIME-created items already contain their MIME attachments; only
@@ -218,10 +199,7 @@ impl Message {
     }
 
     pub fn ext_prop(&self, id: &str) -> Option<&str> {
-        self.ext_props
-            .iter()
-            .find(|(k, _)| k == id)
-            .map(|(_, v)| v.as_str())
+        self.ext_props.iter().find(|(k, _)| k == id).map(|(_, v)| v.as_str())
     }
 
     pub fn touch(&mut self) {
@@ -470,11 +448,7 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(
-        mailboxes: Option<&[String]>,
-        default_max_receive: u64,
-        rng: &mut fastrand::Rng,
-    ) -> Store {
+    pub fn new(mailboxes: Option<&[String]>, default_max_receive: u64, rng: &mut fastrand::Rng) -> Store {
         let mut s = Store {
             mailboxes: Vec::new(),
             by_key: HashMap::new(),
@@ -493,12 +467,7 @@ impl Store {
     }
 
     /// Creates a mailbox (or returns the existing one).
-    pub fn provision(
-        &mut self,
-        address: &str,
-        max_receive: Option<u64>,
-        rng: &mut fastrand::Rng,
-    ) -> usize {
+    pub fn provision(&mut self, address: &str, max_receive: Option<u64>, rng: &mut fastrand::Rng) -> usize {
         let key = address.to_ascii_lowercase();
         if let Some(&i) = self.by_key.get(&key) {
             if let Some(m) = max_receive {
@@ -551,9 +520,7 @@ impl Store {
 fn looks_like_address(s: &str) -> bool {
     match s.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !s.chars().any(|c| c.is_whitespace() || c == '/')
+            !local.is_empty() && domain.contains('.') && !s.chars().any(|c| c.is_whitespace() || c == '/')
         }
         None => false,
     }

@@ -126,12 +126,7 @@ impl Throttle {
     /// `arrived` is when the request started to arrive: one that was already
     /// on its way when a Retry-After was issued (a `$batch` item, a long
     /// upload) is throttled but not counted as a violation.
-    pub fn admit(
-        &mut self,
-        key: &Key,
-        upload_bytes: u64,
-        arrived: Instant,
-    ) -> Result<u32, Throttled> {
+    pub fn admit(&mut self, key: &Key, upload_bytes: u64, arrived: Instant) -> Result<u32, Throttled> {
         let now = Instant::now();
         let limits = self.limits.clone();
         let b = self.buckets.entry(key.clone()).or_default();
@@ -209,11 +204,7 @@ impl Throttle {
         if b.requests.len() as u64 > limits.rate_limit {
             let idx = b.requests.len() - limits.rate_limit as usize - 1;
             let frees_at = b.requests[idx] + limits.rate_window;
-            return refuse(
-                b,
-                Reason::RequestRate,
-                frees_at.saturating_duration_since(now),
-            );
+            return refuse(b, Reason::RequestRate, frees_at.saturating_duration_since(now));
         }
         if upload_bytes > 0 && b.upload_sum + upload_bytes > limits.upload_limit {
             // Wait until enough earlier uploads leave the window for this one to fit.
