@@ -23,7 +23,7 @@ use crate::plan::{self, Candidate, State};
 use crate::roster::UserJob;
 use crate::settings::{Settings, TargetSettings};
 use crate::source::{ImapSource, SourceSession};
-use crate::target::{Target, TargetSession, imap::ImapTarget, maildir::MaildirTarget};
+use crate::target::{Target, TargetSession, graph::GraphTarget, imap::ImapTarget, maildir::MaildirTarget};
 use crate::transform;
 
 /// How a run ended, as the exit code tells it.
@@ -80,6 +80,7 @@ pub fn build_target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartE
             ImapTarget::new(endpoint.clone(), login.clone(), password.clone()).map_err(|e| StartError(e.message))?,
         ),
         TargetSettings::Maildir { path } => Arc::new(MaildirTarget::new(path.clone())),
+        TargetSettings::Graph(graph) => Arc::new(GraphTarget::new(graph.clone()).map_err(|e| StartError(e.message))?),
     })
 }
 

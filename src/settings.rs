@@ -34,6 +34,58 @@ pub enum TargetSettings {
     Maildir {
         path: PathBuf,
     },
+    /// Exchange Online through Microsoft Graph.
+    Graph(GraphSettings),
+}
+
+/// `[target] kind = "graph"`: an Entra ID app (client credentials) writing
+/// into Exchange Online mailboxes through Microsoft Graph.
+#[derive(Debug, Clone)]
+pub struct GraphSettings {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub credential: GraphCredential,
+    /// Graph's base URL without a trailing slash; the token scope is
+    /// `{endpoint}/.default`.
+    pub endpoint: String,
+    /// Entra ID's base URL without a trailing slash.
+    pub authority: String,
+    pub write_mode: GraphWriteMode,
+    /// Requests in flight at once per target mailbox.
+    pub max_concurrent_requests: usize,
+    /// Requests per target mailbox in any 10-minute window.
+    pub requests_per_10_minutes: u32,
+    /// Request body bytes (POST, PATCH, PUT) per mailbox in any 5 minutes.
+    pub upload_bytes_per_5_minutes: u32,
+    /// Limit on each request (a large upload gets extra time per MiB).
+    pub timeout: Duration,
+}
+
+/// How the app proves who it is to Entra ID.
+#[derive(Debug, Clone)]
+pub enum GraphCredential {
+    ClientSecret(Secret),
+    /// A certificate registered with the app and its private key; each
+    /// token request carries a freshly signed JWT client assertion.
+    Certificate {
+        certificate_pem: String,
+        private_key_pem: Secret,
+        /// Where the certificate came from, for error messages.
+        certificate_file: PathBuf,
+    },
+}
+
+/// How messages are written into Exchange Online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GraphWriteMode {
+    /// importMime, switching to json for the rest of the run when the
+    /// tenant refuses it.
+    Auto,
+    /// Byte-identical import (Graph beta, needs Mail-Advanced.ReadWrite.All).
+    ImportMime,
+    /// JSON message plus MAPI properties (needs only Mail.ReadWrite).
+    Json,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +135,7 @@ struct SourceSection {
 enum TargetSection {
     Imap(ImapTargetSection),
     Maildir(MaildirTargetSection),
+    Graph(GraphTargetSection),
 }
 
 #[derive(Deserialize)]
@@ -103,6 +156,31 @@ struct ImapTargetSection {
 #[serde(deny_unknown_fields)]
 struct MaildirTargetSection {
     path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraphTargetSection {
+    tenant_id: String,
+    client_id: String,
+    client_secret_env: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    certificate_file: Option<PathBuf>,
+    private_key_file: Option<PathBuf>,
+    #[serde(default = "default_graph_endpoint")]
+    endpoint: String,
+    #[serde(default = "default_graph_authority")]
+    authority: String,
+    #[serde(default = "default_graph_write_mode")]
+    write_mode: GraphWriteMode,
+    #[serde(default = "default_graph_concurrency")]
+    max_concurrent_requests: usize,
+    #[serde(default = "default_graph_requests")]
+    requests_per_10_minutes: u32,
+    #[serde(default = "default_graph_upload_bytes")]
+    upload_bytes_per_5_minutes: u32,
+    #[serde(default = "default_graph_timeout")]
+    timeout_seconds: u64,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +254,29 @@ fn default_security() -> Security {
 }
 fn default_timeout() -> u64 {
     60
+}
+fn default_graph_endpoint() -> String {
+    "https://graph.microsoft.com".into()
+}
+fn default_graph_authority() -> String {
+    "https://login.microsoftonline.com".into()
+}
+fn default_graph_write_mode() -> GraphWriteMode {
+    GraphWriteMode::Auto
+}
+// Exchange Online's documented limits per app and mailbox: 4 concurrent
+// requests, 10,000 requests per 10 minutes, 150 MB uploaded per 5 minutes.
+fn default_graph_concurrency() -> usize {
+    4
+}
+fn default_graph_requests() -> u32 {
+    10_000
+}
+fn default_graph_upload_bytes() -> u32 {
+    157_286_400
+}
+fn default_graph_timeout() -> u64 {
+    120
 }
 fn default_max_items() -> u64 {
     500_000
@@ -285,6 +386,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             }
         }
         TargetSection::Maildir(m) => TargetSettings::Maildir { path: resolve(&m.path) },
+        TargetSection::Graph(g) => TargetSettings::Graph(graph_settings(g, &resolve, env).map_err(bad)?),
     };
 
     let limits = file.limits;
@@ -338,6 +440,157 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             max_attempts: r.max_attempts.max(1),
         },
     })
+}
+
+/// Validates `[target] kind = "graph"` and reads its secret (from the
+/// environment or a file) into a [`Secret`].
+fn graph_settings(
+    g: GraphTargetSection,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GraphSettings, String> {
+    let tenant_id = g.tenant_id.trim().to_owned();
+    if tenant_id.is_empty()
+        || !tenant_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(format!(
+            "[target] tenant_id = {:?} is not a tenant id; use the Directory (tenant) ID GUID or the tenant's domain (contoso.onmicrosoft.com) from the app registration's overview page",
+            g.tenant_id
+        ));
+    }
+    let client_id = g.client_id.trim().to_owned();
+    if client_id.is_empty() || client_id.contains(char::is_whitespace) {
+        return Err(format!(
+            "[target] client_id = {:?} is not a client id; use the Application (client) ID GUID from the app registration's overview page",
+            g.client_id
+        ));
+    }
+
+    let certificate = g.certificate_file.is_some() || g.private_key_file.is_some();
+    let chosen = [
+        g.client_secret_env.is_some(),
+        g.client_secret_file.is_some(),
+        certificate,
+    ]
+    .iter()
+    .filter(|&&b| b)
+    .count();
+    if chosen != 1 {
+        return Err(format!(
+            "[target] needs exactly one credential for the app, found {chosen}: set client_secret_env (an environment variable holding the client secret), client_secret_file (a file holding it), or certificate_file and private_key_file (a certificate uploaded to the app registration, with its PKCS#8 private key)"
+        ));
+    }
+    let read = |what: &str, p: &Path| -> Result<String, String> {
+        std::fs::read_to_string(p).map_err(|e| format!("[target] {what} {} cannot be read: {e}", p.display()))
+    };
+    let credential = if let Some(var) = &g.client_secret_env {
+        let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            format!("[target] client_secret_env names {var}, which is not set (or empty) in the environment")
+        })?;
+        GraphCredential::ClientSecret(Secret::new(value.trim()))
+    } else if let Some(file) = &g.client_secret_file {
+        let file = resolve(file);
+        let value = read("client_secret_file", &file)?;
+        if value.trim().is_empty() {
+            return Err(format!(
+                "[target] client_secret_file {} is empty; put the client secret's value in it",
+                file.display()
+            ));
+        }
+        GraphCredential::ClientSecret(Secret::new(value.trim()))
+    } else {
+        let (Some(cert), Some(key)) = (&g.certificate_file, &g.private_key_file) else {
+            return Err("[target] certificate_file and private_key_file go together: set both (the certificate uploaded to the app registration, and its private key)".into());
+        };
+        let (cert, key) = (resolve(cert), resolve(key));
+        let certificate_pem = read("certificate_file", &cert)?;
+        if !certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(format!(
+                "[target] certificate_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                cert.display()
+            ));
+        }
+        let private_key_pem = Secret::new(read("private_key_file", &key)?);
+        if private_key_pem.expose().contains("ENCRYPTED PRIVATE KEY") {
+            return Err(format!(
+                "[target] private_key_file {} is encrypted; store it unencrypted with owner-only permissions (openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-plain.pem)",
+                key.display()
+            ));
+        }
+        if !private_key_pem.expose().contains("PRIVATE KEY-----") {
+            return Err(format!(
+                "[target] private_key_file {} holds no PEM private key (-----BEGIN PRIVATE KEY-----)",
+                key.display()
+            ));
+        }
+        GraphCredential::Certificate {
+            certificate_pem,
+            private_key_pem,
+            certificate_file: cert,
+        }
+    };
+
+    let endpoint = http_base_url("endpoint", &g.endpoint)?;
+    let authority = http_base_url("authority", &g.authority)?;
+    if !(1..=64).contains(&g.max_concurrent_requests) {
+        return Err(format!(
+            "[target] max_concurrent_requests = {} is out of range (1 to 64; Exchange Online allows 4 per mailbox)",
+            g.max_concurrent_requests
+        ));
+    }
+    if g.requests_per_10_minutes == 0 {
+        return Err("[target] requests_per_10_minutes must be at least 1".into());
+    }
+    if g.upload_bytes_per_5_minutes < 1024 * 1024 {
+        return Err("[target] upload_bytes_per_5_minutes must be at least 1048576 (1 MiB)".into());
+    }
+    if g.timeout_seconds == 0 {
+        return Err("[target] timeout_seconds must be at least 1".into());
+    }
+    Ok(GraphSettings {
+        tenant_id,
+        client_id,
+        credential,
+        endpoint,
+        authority,
+        write_mode: g.write_mode,
+        max_concurrent_requests: g.max_concurrent_requests,
+        requests_per_10_minutes: g.requests_per_10_minutes,
+        upload_bytes_per_5_minutes: g.upload_bytes_per_5_minutes,
+        timeout: Duration::from_secs(g.timeout_seconds),
+    })
+}
+
+/// An https base URL (plain http only to loopback, as for IMAP), returned
+/// without a trailing slash.
+fn http_base_url(key: &str, value: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(value.trim()).map_err(|e| format!("[target] {key} = {value:?} is not a URL: {e}"))?;
+    let host = url.host_str().unwrap_or("");
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(host) => {}
+        "http" => {
+            return Err(format!(
+                "[target] {key} = {value:?}: plain http is only allowed to loopback addresses; use https"
+            ));
+        }
+        other => {
+            return Err(format!("[target] {key} = {value:?}: scheme {other} is not http(s)"));
+        }
+    }
+    if host.is_empty()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!(
+            "[target] {key} = {value:?} must be a plain base URL such as https://graph.microsoft.com"
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 fn endpoint(
@@ -434,6 +687,139 @@ mod tests {
         assert_eq!(password.as_ref().unwrap().expose(), "s3cret");
         let err = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nlogin = \"a\"\npassword_env = \"MISSING\"\n").unwrap_err();
         assert!(err.0.contains("MISSING"), "{err}");
+    }
+
+    const GRAPH: &str = "[source]\nhost = \"h\"\n[target]\nkind = \"graph\"\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n";
+
+    #[test]
+    fn graph_target_gets_documented_defaults() {
+        let s = parse_str(&format!("{GRAPH}client_secret_env = \"PW\"\n")).unwrap();
+        let TargetSettings::Graph(g) = &s.target else {
+            panic!("not graph")
+        };
+        assert_eq!(g.tenant_id, "contoso.onmicrosoft.com");
+        assert_eq!(g.client_id, "11111111-2222-3333-4444-555555555555");
+        assert!(matches!(&g.credential, GraphCredential::ClientSecret(secret) if secret.expose() == "s3cret"));
+        assert_eq!(g.endpoint, "https://graph.microsoft.com");
+        assert_eq!(g.authority, "https://login.microsoftonline.com");
+        assert_eq!(g.write_mode, GraphWriteMode::Auto);
+        assert_eq!(g.max_concurrent_requests, 4);
+        assert_eq!(g.requests_per_10_minutes, 10_000);
+        assert_eq!(g.upload_bytes_per_5_minutes, 157_286_400);
+        assert_eq!(g.timeout, Duration::from_secs(120));
+        // The secret never shows in the settings' debug output.
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn graph_keys_are_parsed_and_checked() {
+        let s = parse_str(&format!(
+            "{GRAPH}client_secret_env = \"PW\"\nendpoint = \"http://127.0.0.1:8080/\"\nauthority = \"http://localhost:8080\"\nwrite_mode = \"import-mime\"\nmax_concurrent_requests = 2\nrequests_per_10_minutes = 600\nupload_bytes_per_5_minutes = 10485760\ntimeout_seconds = 30\n"
+        ))
+        .unwrap();
+        let TargetSettings::Graph(g) = &s.target else {
+            panic!("not graph")
+        };
+        assert_eq!(g.endpoint, "http://127.0.0.1:8080");
+        assert_eq!(g.authority, "http://localhost:8080");
+        assert_eq!(g.write_mode, GraphWriteMode::ImportMime);
+        assert_eq!(
+            (
+                g.max_concurrent_requests,
+                g.requests_per_10_minutes,
+                g.upload_bytes_per_5_minutes
+            ),
+            (2, 600, 10_485_760)
+        );
+        assert_eq!(g.timeout, Duration::from_secs(30));
+
+        for (extra, named) in [
+            (
+                "client_secret_env = \"PW\"\nendpoint = \"http://graph.example.com\"\n",
+                "loopback",
+            ),
+            ("client_secret_env = \"PW\"\nwrite_mode = \"mime\"\n", "import-mime"),
+            (
+                "client_secret_env = \"PW\"\nmax_concurrent_requests = 0\n",
+                "max_concurrent_requests",
+            ),
+            (
+                "client_secret_env = \"PW\"\nclient_secrt_file = \"x\"\n",
+                "client_secrt_file",
+            ),
+            ("client_secret_env = \"MISSING\"\n", "MISSING"),
+            ("", "exactly one credential"),
+            (
+                "client_secret_env = \"PW\"\nclient_secret_file = \"s\"\n",
+                "exactly one credential",
+            ),
+            ("certificate_file = \"c.pem\"\n", "private_key_file"),
+        ] {
+            let err = parse_str(&format!("{GRAPH}{extra}")).unwrap_err();
+            assert!(err.0.contains(named), "{extra:?} gave {err}");
+        }
+        let err = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"graph\"\ntenant_id = \"a/b\"\nclient_id = \"c\"\nclient_secret_env = \"PW\"\n").unwrap_err();
+        assert!(err.0.contains("tenant_id"), "{err}");
+    }
+
+    #[test]
+    fn graph_secret_and_certificate_files_are_read_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "from-file\n").unwrap();
+        std::fs::write(
+            dir.path().join("cert.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("enc.pem"),
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let config = dir.path().join("cutover.toml");
+        let env = |_: &str| None;
+
+        let s = parse(&format!("{GRAPH}client_secret_file = \"secret.txt\"\n"), &config, &env).unwrap();
+        let TargetSettings::Graph(g) = &s.target else {
+            panic!("not graph")
+        };
+        assert!(matches!(&g.credential, GraphCredential::ClientSecret(secret) if secret.expose() == "from-file"));
+
+        let s = parse(
+            &format!("{GRAPH}certificate_file = \"cert.pem\"\nprivate_key_file = \"key.pem\"\n"),
+            &config,
+            &env,
+        )
+        .unwrap();
+        let TargetSettings::Graph(g) = &s.target else {
+            panic!("not graph")
+        };
+        let GraphCredential::Certificate {
+            certificate_pem,
+            private_key_pem,
+            certificate_file,
+        } = &g.credential
+        else {
+            panic!("not a certificate")
+        };
+        assert!(certificate_pem.contains("BEGIN CERTIFICATE"));
+        assert!(private_key_pem.expose().contains("BEGIN PRIVATE KEY"));
+        assert_eq!(certificate_file, &dir.path().join("cert.pem"));
+
+        let err = parse(
+            &format!("{GRAPH}certificate_file = \"cert.pem\"\nprivate_key_file = \"enc.pem\"\n"),
+            &config,
+            &env,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("encrypted"), "{err}");
+        let err = parse(&format!("{GRAPH}client_secret_file = \"nope.txt\"\n"), &config, &env).unwrap_err();
+        assert!(err.0.contains("nope.txt"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! crash. Protocol details (IMAP folder names, Graph folder ids and MAPI
 //! properties) stay inside each target's module.
 
+pub mod graph;
 pub mod imap;
 pub mod maildir;
 

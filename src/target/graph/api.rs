@@ -1,0 +1,217 @@
+//! The shapes of Microsoft Graph and Entra ID requests and responses, as
+//! serde types and nothing else, so the wire format is in one place and
+//! the rest of the module works with typed values. Field names follow
+//! Graph's camelCase (Entra ID's token endpoint uses snake_case).
+
+use serde::{Deserialize, Serialize};
+
+// --- Entra ID token endpoint -------------------------------------------------
+
+/// A successful client-credentials token response. `access_token` is moved
+/// into a `Secret` as soon as it is parsed.
+#[derive(Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Seconds; Entra ID grants 60 to 90 minutes.
+    pub expires_in: u64,
+}
+
+/// Entra ID's error body (`{"error":"invalid_client","error_description":"AADSTS7000215: ..."}`).
+#[derive(Deserialize, Default)]
+pub struct TokenError {
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub error_description: String,
+}
+
+// --- Errors ------------------------------------------------------------------
+
+/// Graph's error body: `{"error":{"code":"ErrorFolderExists","message":"..."}}`.
+#[derive(Deserialize, Default)]
+pub struct ErrorBody {
+    #[serde(default)]
+    pub error: ErrorDetail,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ErrorDetail {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+// --- Folders -----------------------------------------------------------------
+
+/// One page of `mailFolders` or `childFolders`.
+#[derive(Deserialize)]
+pub struct FolderPage {
+    #[serde(default)]
+    pub value: Vec<Folder>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Folder {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewFolder<'a> {
+    pub display_name: &'a str,
+    pub is_hidden: bool,
+}
+
+// --- Messages ----------------------------------------------------------------
+
+/// What we read back from a created message: its id and the state the
+/// migration must keep (read, flag, categories).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedMessage {
+    pub id: String,
+    pub is_read: Option<bool>,
+    pub flag: Option<FollowupFlag>,
+    pub categories: Option<Vec<String>>,
+    pub received_date_time: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowupFlag {
+    /// "notFlagged", "flagged" or "complete".
+    pub flag_status: String,
+}
+
+/// A page of message ids (the answer to a `$filter` lookup).
+#[derive(Deserialize)]
+pub struct IdPage {
+    #[serde(default)]
+    pub value: Vec<IdOnly>,
+}
+
+#[derive(Deserialize)]
+pub struct IdOnly {
+    pub id: String,
+}
+
+/// `PATCH /messages/{id}`: only the fields that must change.
+#[derive(Serialize, Default, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_read: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<FollowupFlag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<String>>,
+}
+
+impl MessagePatch {
+    pub fn is_empty(&self) -> bool {
+        *self == MessagePatch::default()
+    }
+}
+
+/// The JSON form of a message for `POST /mailFolders/{id}/messages`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewMessage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internet_message_id: Option<String>,
+    pub subject: String,
+    pub body: ItemBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Recipient>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Recipient>,
+    pub to_recipients: Vec<Recipient>,
+    pub cc_recipients: Vec<Recipient>,
+    pub bcc_recipients: Vec<Recipient>,
+    pub reply_to: Vec<Recipient>,
+    /// "low", "normal" or "high".
+    pub importance: &'static str,
+    pub is_read: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<FollowupFlag>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    pub single_value_extended_properties: Vec<ExtendedProperty>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<FileAttachment>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemBody {
+    /// "text" or "html".
+    pub content_type: &'static str,
+    pub content: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recipient {
+    pub email_address: EmailAddress,
+}
+
+#[derive(Serialize)]
+pub struct EmailAddress {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub address: String,
+}
+
+/// A MAPI property set at creation, e.g. `{"id":"SystemTime 0x0E06","value":"2019-05-01T10:00:00Z"}`.
+#[derive(Serialize)]
+pub struct ExtendedProperty {
+    pub id: &'static str,
+    pub value: String,
+}
+
+/// `#microsoft.graph.fileAttachment`, inline in the create request or
+/// posted to `/messages/{id}/attachments`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileAttachment {
+    #[serde(rename = "@odata.type")]
+    pub odata_type: &'static str,
+    pub name: String,
+    pub content_type: String,
+    pub is_inline: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
+    /// Base64 of the attachment's bytes.
+    pub content_bytes: String,
+}
+
+/// `POST /messages/{id}/attachments/createUploadSession`.
+#[derive(Serialize)]
+pub struct UploadSessionRequest<'a> {
+    #[serde(rename = "AttachmentItem")]
+    pub attachment_item: AttachmentItem<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentItem<'a> {
+    pub attachment_type: &'static str,
+    pub name: &'a str,
+    pub size: u64,
+    pub content_type: &'a str,
+    pub is_inline: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadSession {
+    pub upload_url: String,
+}

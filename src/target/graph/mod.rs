@@ -1,0 +1,1021 @@
+//! The Exchange Online target, through Microsoft Graph with an app-only
+//! token. This is the target cutover exists for: EWS in Exchange Online is
+//! being switched off (October 2026 to April 2027), and IMAP APPEND into
+//! Exchange is throttled hard and cannot be scoped to some mailboxes.
+//!
+//! Folders: INBOX and role folders map to Exchange's well-known folders
+//! (`inbox`, `sentitems`, `drafts`, `deleteditems`, `junkemail`,
+//! `archive`); other folders are found by listing children (Graph has no
+//! documented name filter on folders) and created level by level. The
+//! reference the checkpoint keeps is the Graph folder id, or the well-known
+//! name.
+//!
+//! Messages are written one of two ways ([`GraphWriteMode`]):
+//! - **importMime** (Graph beta): the exact source bytes, stored as a
+//!   delivered, non-draft message; read state, flag and categories are then
+//!   PATCHed where they differ from what Exchange derived.
+//! - **json**: the message re-created from parsed MIME with MAPI properties
+//!   for the dates and the non-draft state ([`json`]); large attachments
+//!   are added afterwards, through upload sessions above 3 MiB.
+//!
+//! `auto` uses importMime and, the first time the tenant refuses it (no
+//! Mail-Advanced.ReadWrite.All, or no beta endpoint), switches the whole run
+//! to json and says so once.
+//!
+//! Exactly once: a create that failed in a way that may have stored the
+//! message anyway (timeout, reset, 5xx) is followed by a lookup by
+//! internetMessageId before it is sent again, and a message whose follow-up
+//! steps failed (PATCH, attachments) is deleted before the error is
+//! reported, so a retry never leaves a half-made copy behind.
+//!
+//! HTTP, tokens, folder ids and MAPI properties stay inside this module.
+
+mod api;
+mod auth;
+mod client;
+pub mod json;
+mod throttle;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Method;
+
+use self::api::{CreatedMessage, Folder, FolderPage, IdPage, MessagePatch, NewFolder, UploadSession};
+use self::client::{Body, Call, Failure, Http, Reply};
+use self::throttle::MailboxLimits;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Flags, FolderRole, TargetFolder, Upload};
+use crate::roster::UserJob;
+use crate::settings::{GraphSettings, GraphWriteMode};
+use crate::target::{Target, TargetSession};
+
+/// Characters left as they are in a URL path segment (RFC 3986 pchar);
+/// everything else, `/` included, is percent-encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'@')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':');
+/// Characters left as they are in a query value.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+/// Upload-session ranges: a multiple of 320 KiB, at most 4 MiB.
+const CHUNK_BYTES: usize = 12 * 320 * 1024;
+/// Folders listed per page.
+const FOLDER_PAGE: u32 = 100;
+/// Messages above this size are base64-encoded or converted off the async
+/// threads.
+const BLOCKING_ABOVE: usize = 1024 * 1024;
+
+fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// The Exchange folder for a role, by well-known name.
+fn well_known(role: FolderRole) -> Option<&'static str> {
+    Some(match role {
+        FolderRole::Inbox => "inbox",
+        FolderRole::Sent => "sentitems",
+        FolderRole::Drafts => "drafts",
+        FolderRole::Trash => "deleteditems",
+        FolderRole::Junk => "junkemail",
+        FolderRole::Archive | FolderRole::All => "archive",
+        FolderRole::Flagged | FolderRole::Important => return None,
+    })
+}
+
+/// A top-level folder for roles Exchange has no folder for.
+fn role_folder_name(role: FolderRole) -> &'static str {
+    match role {
+        FolderRole::Flagged => "Starred",
+        FolderRole::Important => "Important",
+        _ => "Archive",
+    }
+}
+
+pub struct GraphTarget {
+    inner: Arc<Inner>,
+}
+
+/// Shared by every session of the run.
+struct Inner {
+    http: Http,
+    settings: GraphSettings,
+    /// `auto` found importMime unavailable: json from now on, every session.
+    use_json: AtomicBool,
+    /// The importMime received-date warning was given.
+    warned_dates: AtomicBool,
+    mailboxes: Mutex<HashMap<String, Arc<Mailbox>>>,
+}
+
+/// Shared by the sessions writing into one mailbox.
+struct Mailbox {
+    limits: MailboxLimits,
+    /// The mailbox was found reachable once; later sessions skip the check.
+    checked: tokio::sync::OnceCell<()>,
+    /// What each folder reference stands for, so a folder deleted in
+    /// Exchange during the run can be made again.
+    paths: Mutex<HashMap<String, TargetFolder>>,
+    /// Folder references replaced during the run (old → new).
+    moved: Mutex<HashMap<String, String>>,
+}
+
+impl GraphTarget {
+    pub fn new(settings: GraphSettings) -> Result<GraphTarget> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::fatal(format!("cannot set up the HTTP client: {e}")))?;
+        let tokens = auth::TokenSource::new(&settings, client.clone())?;
+        let http = Http::new(client, tokens, settings.timeout);
+        Ok(GraphTarget {
+            inner: Arc::new(Inner {
+                http,
+                settings,
+                use_json: AtomicBool::new(false),
+                warned_dates: AtomicBool::new(false),
+                mailboxes: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn mailbox(&self, email: &str) -> Arc<Mailbox> {
+        let mut map = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(email.to_ascii_lowercase())
+            .or_insert_with(|| {
+                Arc::new(Mailbox {
+                    limits: MailboxLimits::new(&self.settings),
+                    checked: tokio::sync::OnceCell::new(),
+                    paths: Mutex::new(HashMap::new()),
+                    moved: Mutex::new(HashMap::new()),
+                })
+            })
+            .clone()
+    }
+
+    fn json_now(&self) -> bool {
+        match self.settings.write_mode {
+            GraphWriteMode::Json => true,
+            GraphWriteMode::ImportMime => false,
+            GraphWriteMode::Auto => self.use_json.load(Ordering::SeqCst),
+        }
+    }
+
+    /// `auto`: importMime is not available; json for the rest of the run.
+    fn fall_back_to_json(&self, why: &Failure) {
+        if !self.use_json.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                "importMime is not available to this app ({}); copying the rest of this run with write_mode = \"json\": messages are re-created from their parsed MIME with their dates, read state, flags and categories, but are not byte-identical. For byte-identical copies grant the app the Microsoft Graph application permission Mail-Advanced.ReadWrite.All (with admin consent) and run again; to make json the deliberate choice, set write_mode = \"json\"",
+                why.error
+            );
+        }
+    }
+}
+
+fn mode_name(mode: GraphWriteMode) -> &'static str {
+    match mode {
+        GraphWriteMode::Auto => "auto",
+        GraphWriteMode::ImportMime => "import-mime",
+        GraphWriteMode::Json => "json",
+    }
+}
+
+impl Target for GraphTarget {
+    fn open<'a>(&'a self, user: &'a UserJob) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
+        async move {
+            let email = user.email.trim().to_owned();
+            if email.is_empty() {
+                return Err(Error::fatal(format!(
+                    "users file line {}: EmailAddress is empty",
+                    user.line
+                )));
+            }
+            let inner = self.inner.clone();
+            let mailbox = inner.mailbox(&email);
+            let users = format!("{}/v1.0/users/{}", inner.settings.endpoint, seg(&email));
+            let beta_users = format!("{}/beta/users/{}", inner.settings.endpoint, seg(&email));
+            let session = GraphSession {
+                inner,
+                mailbox,
+                email,
+                users,
+                beta_users,
+                children: HashMap::new(),
+            };
+            // Fail early, and with a clear reason, on a mailbox that does not
+            // exist or that the app may not read; once per mailbox per run.
+            session
+                .mailbox
+                .checked
+                .get_or_try_init(|| async {
+                    let url = format!("{}/mailFolders/inbox?$select=id", session.users);
+                    session
+                        .send(&Call::get(url, "open mailbox"))
+                        .await
+                        .map(|_| ())
+                        .map_err(Error::from)
+                })
+                .await?;
+            let session: Box<dyn TargetSession> = Box::new(session);
+            Ok(session)
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        let s = &self.inner.settings;
+        format!(
+            "Microsoft Graph {} (tenant {}, write mode {})",
+            s.endpoint,
+            s.tenant_id,
+            mode_name(s.write_mode)
+        )
+    }
+}
+
+impl Call<'_> {
+    fn get(url: String, what: &str) -> Call<'_> {
+        Call {
+            method: Method::GET,
+            url,
+            body: Body::Empty,
+            what,
+            authorized: true,
+            idempotent: true,
+        }
+    }
+}
+
+impl Failure {
+    /// A failure that is only an error (no HTTP status to react to).
+    fn plain(error: Error) -> Failure {
+        Failure {
+            status: None,
+            code: String::new(),
+            message: String::new(),
+            error,
+            maybe_applied: false,
+        }
+    }
+}
+
+/// The answer to a create that may have been retried.
+enum Created {
+    /// Created now; the answer's body.
+    New(Bytes),
+    /// An earlier attempt had stored it after all; its id.
+    Existing(String),
+}
+
+struct GraphSession {
+    inner: Arc<Inner>,
+    mailbox: Arc<Mailbox>,
+    email: String,
+    /// `{endpoint}/v1.0/users/{email}`
+    users: String,
+    /// `{endpoint}/beta/users/{email}`
+    beta_users: String,
+    /// (parent reference, lower-cased display name) → folder id.
+    children: HashMap<(String, String), String>,
+}
+
+impl GraphSession {
+    async fn send(&self, call: &Call<'_>) -> std::result::Result<Reply, Failure> {
+        self.inner.http.send(&self.mailbox.limits, call).await
+    }
+
+    // --- folders -------------------------------------------------------------
+
+    /// The reference for a target folder, creating what is missing.
+    async fn resolve(&mut self, folder: &TargetFolder) -> Result<String> {
+        let mut parent: Option<String> = None;
+        let mut path: Vec<String> = folder.path.clone();
+        if let Some(role) = folder.anchor {
+            match well_known(role) {
+                Some(name) => parent = Some(name.to_owned()),
+                None => path.insert(0, role_folder_name(role).to_owned()),
+            }
+        }
+        // For messages: the path as the admin knows it, from the anchor.
+        let anchor = parent.clone();
+        for (depth, name) in path.iter().enumerate() {
+            let below = path[..=depth].join("/");
+            let display = match &anchor {
+                Some(a) => format!("{a}/{below}"),
+                None => below,
+            };
+            parent = Some(self.child(parent.as_deref(), name, &display).await?);
+        }
+        parent.ok_or_else(|| Error::fatal(format!("target folder {} has no name", folder.display())))
+    }
+
+    /// The id of folder `name` under `parent` (the root when `None`),
+    /// created if missing.
+    async fn child(&mut self, parent: Option<&str>, name: &str, display: &str) -> Result<String> {
+        if name.trim().is_empty() {
+            return Err(Error::refused(format!(
+                "folder {display} has an empty name, which Exchange does not allow; its messages are skipped"
+            )));
+        }
+        let key = (parent.unwrap_or("").to_owned(), name.to_lowercase());
+        if let Some(id) = self.children.get(&key) {
+            return Ok(id.clone());
+        }
+        let collection = match parent {
+            Some(p) => format!("{}/mailFolders/{}/childFolders", self.users, seg(p)),
+            None => format!("{}/mailFolders", self.users),
+        };
+        if let Some(id) = self.list_children(parent, &collection, name).await? {
+            return Ok(id);
+        }
+        let body = serde_json::to_vec(&NewFolder {
+            display_name: name,
+            is_hidden: false,
+        })
+        .expect("serializes");
+        let what = format!("create folder {display}");
+        let call = Call {
+            method: Method::POST,
+            url: collection.clone(),
+            body: Body::Json(body.into()),
+            what: &what,
+            authorized: true,
+            idempotent: false,
+        };
+        let mut attempt = 0;
+        loop {
+            match self.send(&call).await {
+                Ok(reply) => {
+                    let folder: Folder = parse(&reply.body, &what)?;
+                    self.children.insert(key, folder.id.clone());
+                    return Ok(folder.id);
+                }
+                // Another session (or an earlier, interrupted attempt)
+                // created it meanwhile.
+                Err(f) if f.status == Some(409) || f.code == "ErrorFolderExists" => {
+                    return self.list_children(parent, &collection, name).await?.ok_or_else(|| {
+                        Error::transient(format!(
+                            "{what}: Exchange says it exists but does not list it; retrying"
+                        ))
+                    });
+                }
+                Err(f) if f.maybe_applied && f.error.is_retryable() => {
+                    if let Some(id) = self.list_children(parent, &collection, name).await? {
+                        return Ok(id);
+                    }
+                    attempt += 1;
+                    match self.inner.http.retry.delay(attempt, &f.error) {
+                        Some(d) if !matches!(f.error.kind, ErrorKind::Throttled(_)) => tokio::time::sleep(d).await,
+                        Some(_) => {}
+                        None => return Err(f.error),
+                    }
+                }
+                Err(f) if f.error.kind == ErrorKind::Item => {
+                    return Err(Error::refused(format!(
+                        "Exchange refused to create folder {display} ({}); its messages are skipped: rename the source folder or exclude it",
+                        f.error.message.trim_start_matches(&format!("{what}: ")),
+                    )));
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    /// Lists the children of `parent` page by page (caching them all) and
+    /// returns the one called `name`, compared as Exchange does, ignoring
+    /// case.
+    async fn list_children(&mut self, parent: Option<&str>, collection: &str, name: &str) -> Result<Option<String>> {
+        let wanted = name.to_lowercase();
+        let parent_key = parent.unwrap_or("").to_owned();
+        let mut url = format!("{collection}?$top={FOLDER_PAGE}&$select=id,displayName");
+        let mut found = None;
+        loop {
+            let reply = self.send(&Call::get(url, "list folders")).await?;
+            let page: FolderPage = parse(&reply.body, "list folders")?;
+            for f in page.value {
+                let lower = f.display_name.to_lowercase();
+                if lower == wanted && found.is_none() {
+                    found = Some(f.id.clone());
+                }
+                self.children.insert((parent_key.clone(), lower), f.id);
+            }
+            match page.next_link {
+                Some(next) if found.is_none() => url = self.same_origin(next)?,
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// A paging link, refused unless it points back at the configured
+    /// endpoint: the token must not go anywhere else.
+    fn same_origin(&self, link: String) -> Result<String> {
+        if link.starts_with(&format!("{}/", self.inner.settings.endpoint)) {
+            Ok(link)
+        } else {
+            Err(Error::fatal(format!(
+                "Graph answered with a paging link outside {} ; refusing to send the app's token there (check [target] endpoint)",
+                self.inner.settings.endpoint
+            )))
+        }
+    }
+
+    /// The folder reference to use now for `folder` (it may have been made
+    /// again during the run).
+    fn current_folder(&self, folder: &str) -> String {
+        let moved = self.mailbox.moved.lock().unwrap_or_else(|p| p.into_inner());
+        moved.get(folder).cloned().unwrap_or_else(|| folder.to_owned())
+    }
+
+    fn remember_folder(&self, reference: &str, folder: &TargetFolder) {
+        let mut paths = self.mailbox.paths.lock().unwrap_or_else(|p| p.into_inner());
+        paths.insert(reference.to_owned(), folder.clone());
+    }
+
+    /// The folder behind `reference` is gone from Exchange: make it again
+    /// and use the new one for the rest of the run.
+    async fn recreate_folder(&mut self, reference: &str) -> Result<Option<String>> {
+        let known = {
+            let paths = self.mailbox.paths.lock().unwrap_or_else(|p| p.into_inner());
+            paths.get(reference).cloned()
+        };
+        let Some(folder) = known else { return Ok(None) };
+        self.children.retain(|_, id| id != reference);
+        let fresh = self.resolve(&folder).await?;
+        if fresh == reference {
+            return Ok(None);
+        }
+        tracing::warn!(user = %self.email, folder = %folder.display(), "the target folder was deleted in Exchange during the run; created it again");
+        self.remember_folder(&fresh, &folder);
+        self.mailbox
+            .moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(reference.to_owned(), fresh.clone());
+        Ok(Some(fresh))
+    }
+
+    // --- messages ------------------------------------------------------------
+
+    /// Writes one message with the mode in force.
+    async fn write(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+        if self.inner.json_now() {
+            return self.write_json(folder, message).await;
+        }
+        let auto = self.inner.settings.write_mode == GraphWriteMode::Auto;
+        match self.write_mime(folder, message).await {
+            Ok(id) => Ok(id),
+            Err(f) if import_unavailable(&f) && auto => {
+                self.inner.fall_back_to_json(&f);
+                self.write_json(folder, message).await
+            }
+            Err(f) if f.status == Some(403) => Err(Failure::plain(Error::fatal(format!(
+                "{}; importMime needs the application permission Mail-Advanced.ReadWrite.All: grant it with admin consent, or set [target] write_mode = \"auto\" or \"json\"",
+                f.error
+            )))),
+            // importMime refused this one message (bad MIME, over its size
+            // limit): json may still take it, with attachments split off.
+            Err(f)
+                if auto
+                    && matches!(f.error.kind, ErrorKind::Item | ErrorKind::Refused)
+                    && f.code != "ErrorItemNotFound" =>
+            {
+                tracing::info!(user = %self.email, "importMime refused a message ({}); copying it as JSON instead", f.error);
+                self.write_json(folder, message).await.map_err(|mut j| {
+                    j.error.message = format!(
+                        "{} (importMime had refused it too: {})",
+                        j.error.message, f.error.message
+                    );
+                    j
+                })
+            }
+            Err(f) => Err(f),
+        }
+    }
+
+    async fn write_mime(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+        let encoded = encode_base64(message.raw.clone()).await;
+        let url = format!("{}/mailFolders/{}/importMime", self.beta_users, seg(folder));
+        let call = Call {
+            method: Method::POST,
+            url,
+            body: Body::Base64Mime(encoded),
+            what: "import message",
+            authorized: true,
+            idempotent: false,
+        };
+        let (id, state) = match self.create(&call, folder, message, false).await? {
+            Created::New(body) => {
+                let created: CreatedMessage = parse(&body, "import message").map_err(Failure::plain)?;
+                (created.id.clone(), Some(created))
+            }
+            Created::Existing(id) => (id, None),
+        };
+        let patch = state_patch(&message.flags, state.as_ref());
+        if !patch.is_empty()
+            && let Err(e) = self.patch(&id, &patch).await
+        {
+            self.discard(&id).await;
+            return Err(Failure::plain(e));
+        }
+        if let Some(created) = &state {
+            self.check_received_date(created, message);
+        }
+        Ok(id)
+    }
+
+    async fn write_json(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+        let built = build_json(message)
+            .await
+            .map_err(|e| Failure::plain(Error::item(format!("cannot convert the message to Graph JSON: {e}"))))?;
+        let url = format!("{}/mailFolders/{}/messages", self.users, seg(folder));
+        let call = Call {
+            method: Method::POST,
+            url,
+            body: Body::Json(built.request.into()),
+            what: "create message",
+            authorized: true,
+            idempotent: false,
+        };
+        // A copy found after an unclear failure may lack the attachments
+        // that are added after creation: then it is replaced.
+        let incomplete_if_found = !built.deferred.is_empty();
+        let id = match self.create(&call, folder, message, incomplete_if_found).await? {
+            Created::New(body) => {
+                parse::<api::IdOnly>(&body, "create message")
+                    .map_err(Failure::plain)?
+                    .id
+            }
+            Created::Existing(id) => {
+                // Found rather than made: its flag and categories are set
+                // again (idempotent) in case the earlier attempt was cut short.
+                let patch = state_patch(&message.flags, None);
+                if !patch.is_empty() {
+                    self.patch(&id, &patch).await.map_err(Failure::plain)?;
+                }
+                id
+            }
+        };
+        for attachment in built.deferred {
+            if let Err(e) = self.add_attachment(&id, attachment).await {
+                self.discard(&id).await;
+                return Err(Failure::plain(e));
+            }
+        }
+        Ok(id)
+    }
+
+    /// Sends a create; after a failure that may have stored the message
+    /// anyway, looks it up before sending again.
+    async fn create(
+        &mut self,
+        call: &Call<'_>,
+        folder: &str,
+        message: &Upload,
+        replace_found: bool,
+    ) -> std::result::Result<Created, Failure> {
+        let mut attempt = 0;
+        loop {
+            let f = match self.send(call).await {
+                Ok(reply) => return Ok(Created::New(reply.body)),
+                Err(f) if f.maybe_applied && f.error.is_retryable() => f,
+                Err(f) => return Err(f),
+            };
+            if let Some(id) = self.lookup(folder, message).await.map_err(Failure::plain)? {
+                if !replace_found {
+                    tracing::debug!(user = %self.email, "an interrupted create had stored the message; using it");
+                    return Ok(Created::Existing(id));
+                }
+                self.discard(&id).await;
+            }
+            attempt += 1;
+            match self.inner.http.retry.delay(attempt, &f.error) {
+                // The gate already holds everyone back for a throttle.
+                Some(_) if matches!(f.error.kind, ErrorKind::Throttled(_)) => {}
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(f),
+            }
+        }
+    }
+
+    async fn patch(&self, id: &str, patch: &MessagePatch) -> Result<()> {
+        let url = format!("{}/messages/{}", self.users, seg(id));
+        let body = serde_json::to_vec(patch).expect("serializes");
+        let call = Call {
+            method: Method::PATCH,
+            url,
+            body: Body::Json(body.into()),
+            what: "set read state, flag and categories",
+            authorized: true,
+            idempotent: true,
+        };
+        self.send(&call).await?;
+        Ok(())
+    }
+
+    /// Deletes a half-made copy; a failure only leaves it behind, which is
+    /// logged.
+    async fn discard(&self, id: &str) {
+        let url = format!("{}/messages/{}", self.users, seg(id));
+        let call = Call {
+            method: Method::DELETE,
+            url,
+            body: Body::Empty,
+            what: "delete incomplete copy",
+            authorized: true,
+            idempotent: true,
+        };
+        if let Err(f) = self.send(&call).await
+            && f.status != Some(404)
+        {
+            tracing::warn!(user = %self.email, "an incomplete copy of a message could not be deleted and may remain in the target folder: {}", f.error);
+        }
+    }
+
+    async fn add_attachment(&self, message_id: &str, attachment: json::Attachment) -> Result<()> {
+        let what = format!("add attachment {}", attachment.name);
+        let small = attachment.bytes.len() <= json::ATTACHMENT_INLINE_MAX;
+        let body = if small { Some(attachment.to_json()) } else { None };
+        if let Some(body) = body.filter(|b| b.len() < json::REQUEST_MAX) {
+            let url = format!("{}/messages/{}/attachments", self.users, seg(message_id));
+            let call = Call {
+                method: Method::POST,
+                url,
+                body: Body::Json(body.into()),
+                what: &what,
+                authorized: true,
+                idempotent: false,
+            };
+            self.send(&call).await?;
+            return Ok(());
+        }
+        self.upload_session(message_id, attachment, &what).await
+    }
+
+    /// Large attachments: an upload session, then the bytes in sequential
+    /// ranges sent to the session's URL without the Graph token (the URL
+    /// carries its own credential).
+    async fn upload_session(&self, message_id: &str, attachment: json::Attachment, what: &str) -> Result<()> {
+        let total = attachment.bytes.len();
+        let request = api::UploadSessionRequest {
+            attachment_item: api::AttachmentItem {
+                attachment_type: "file",
+                name: &attachment.name,
+                size: total as u64,
+                content_type: &attachment.content_type,
+                is_inline: attachment.is_inline,
+                content_id: attachment.content_id.as_deref(),
+            },
+        };
+        let url = format!(
+            "{}/messages/{}/attachments/createUploadSession",
+            self.users,
+            seg(message_id)
+        );
+        let body = serde_json::to_vec(&request).expect("serializes");
+        let call = Call {
+            method: Method::POST,
+            url,
+            body: Body::Json(body.into()),
+            what,
+            authorized: true,
+            idempotent: false,
+        };
+        let reply = self.send(&call).await?;
+        let session: UploadSession = parse(&reply.body, what)?;
+        check_upload_url(&session.upload_url).map_err(|e| e.context(what))?;
+        let data = Bytes::from(attachment.bytes);
+        let mut start = 0;
+        while start < total {
+            let end = (start + CHUNK_BYTES).min(total);
+            let range = format!("bytes {}-{}/{}", start, end - 1, total);
+            let call = Call {
+                method: Method::PUT,
+                url: session.upload_url.clone(),
+                body: Body::Chunk {
+                    data: data.slice(start..end),
+                    range,
+                },
+                what,
+                authorized: false,
+                idempotent: true,
+            };
+            self.send(&call).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// The id of a message with this message's Message-ID in `folder`.
+    async fn lookup(&self, folder: &str, message: &Upload) -> Result<Option<String>> {
+        let Some(id) = message.message_id.as_deref().and_then(json::bracketed_message_id) else {
+            return Ok(None);
+        };
+        let filter = format!("internetMessageId eq '{}'", id.replace('\'', "''"));
+        let url = format!(
+            "{}/mailFolders/{}/messages?$filter={}&$select=id&$top=1",
+            self.users,
+            seg(folder),
+            utf8_percent_encode(&filter, QUERY_VALUE)
+        );
+        match self.send(&Call::get(url, "look up message by Message-ID")).await {
+            Ok(reply) => Ok(parse::<IdPage>(&reply.body, "look up message")?
+                .value
+                .into_iter()
+                .next()
+                .map(|m| m.id)),
+            // The folder is gone, so the message is not there.
+            Err(f) if f.code == "ErrorItemNotFound" => Ok(None),
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// importMime has no documented rule for the received date. If it did
+    /// not keep INTERNALDATE, say so once: the admin may prefer json.
+    fn check_received_date(&self, created: &CreatedMessage, message: &Upload) {
+        let Some(received) = created
+            .received_date_time
+            .as_deref()
+            .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok())
+        else {
+            return;
+        };
+        if message.internal_date > 0
+            && (received.timestamp() - message.internal_date).abs() > 86_400
+            && !self.inner.warned_dates.swap(true, Ordering::SeqCst)
+        {
+            tracing::warn!(
+                user = %self.email,
+                "importMime stored a received date ({received}) that is not the source's INTERNALDATE; Outlook sorts by received date. If that matters, set [target] write_mode = \"json\", which sets the received date explicitly"
+            );
+        }
+    }
+}
+
+/// The PATCH that brings a created message to the source's read state,
+/// flag and categories. `created` is what Exchange made of it, or `None`
+/// when unknown (then everything that matters is set).
+fn state_patch(flags: &Flags, created: Option<&CreatedMessage>) -> MessagePatch {
+    let mut patch = MessagePatch::default();
+    let want_read = flags.seen();
+    if created.and_then(|c| c.is_read) != Some(want_read) {
+        patch.is_read = Some(want_read);
+    }
+    let want_flag = json::flag_status(flags);
+    let have_flag = created.map(|c| c.flag.as_ref().map_or("notFlagged", |f| f.flag_status.as_str()));
+    if have_flag.is_none_or(|have| have != want_flag) {
+        patch.flag = Some(api::FollowupFlag {
+            flag_status: want_flag.into(),
+        });
+    }
+    let want: Vec<String> = json::categories(flags);
+    let have: Vec<String> = created.and_then(|c| c.categories.clone()).unwrap_or_default();
+    let same = want.len() == have.len() && want.iter().all(|w| have.iter().any(|h| h.eq_ignore_ascii_case(w)));
+    if !same && (created.is_some() || !want.is_empty()) {
+        patch.categories = Some(want);
+    }
+    patch
+}
+
+/// Whether a failed importMime means the app cannot use importMime at all
+/// (permission missing, beta endpoint absent) rather than this message.
+fn import_unavailable(f: &Failure) -> bool {
+    let text = format!("{} {}", f.code, f.message).to_lowercase();
+    let mentions_endpoint = [
+        "importmime",
+        "segment",
+        "not supported",
+        "unsupported",
+        "not implemented",
+    ]
+    .iter()
+    .any(|w| text.contains(w));
+    match f.status {
+        Some(403 | 405 | 501) => true,
+        Some(404) => mentions_endpoint || (f.code != "ErrorItemNotFound" && !client::mailbox_missing(&f.code)),
+        Some(400) => mentions_endpoint,
+        _ => false,
+    }
+}
+
+/// Upload URLs come from the server; they get message bytes (not the
+/// token), and still only over https, or http to loopback.
+fn check_upload_url(url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| Error::transient("Graph returned an unreadable upload URL"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if crate::imap::is_loopback_host(parsed.host_str().unwrap_or("")) => Ok(()),
+        _ => Err(Error::item(
+            "Graph returned an upload URL that is not https; the attachment was not sent",
+        )),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::transient(format!("{what}: Graph answered with an unreadable body ({e})")))
+}
+
+async fn encode_base64(raw: Bytes) -> Bytes {
+    if raw.len() <= BLOCKING_ABOVE {
+        return Bytes::from(STANDARD.encode(&raw));
+    }
+    tokio::task::spawn_blocking(move || Bytes::from(STANDARD.encode(&raw)))
+        .await
+        .expect("base64 encoding does not panic")
+}
+
+async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
+    if message.raw.len() <= BLOCKING_ABOVE {
+        return json::build(&message.raw, &message.flags, message.internal_date);
+    }
+    let (raw, flags, date) = (message.raw.clone(), message.flags.clone(), message.internal_date);
+    tokio::task::spawn_blocking(move || json::build(&raw, &flags, date))
+        .await
+        .map_err(|e| format!("conversion failed: {e}"))?
+}
+
+impl TargetSession for GraphSession {
+    fn ensure_folder<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String>> {
+        async move {
+            let reference = match known {
+                Some(k) => k.to_owned(),
+                None => self.resolve(folder).await?,
+            };
+            self.remember_folder(&reference, folder);
+            Ok(reference)
+        }
+        .boxed()
+    }
+
+    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<String>> {
+        async move {
+            let mut folder = self.current_folder(folder);
+            let mut recreated = false;
+            loop {
+                match self.write(&folder, message).await {
+                    Ok(id) => return Ok(id),
+                    // The folder was deleted in Exchange since it was made.
+                    Err(f) if f.code == "ErrorItemNotFound" && !recreated => {
+                        match self.recreate_folder(&folder).await? {
+                            Some(fresh) => {
+                                folder = fresh;
+                                recreated = true;
+                            }
+                            None => return Err(f.error),
+                        }
+                    }
+                    Err(f) => return Err(f.error),
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
+        async move {
+            let folder = self.current_folder(folder);
+            self.lookup(&folder, message).await
+        }
+        .boxed()
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        async {}.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(status: u16, code: &str, message: &str) -> Failure {
+        let body = serde_json::to_vec(&serde_json::json!({"error": {"code": code, "message": message}})).unwrap();
+        client::classify(status, None, &body, "import message")
+    }
+
+    #[test]
+    fn import_mime_unavailable_is_told_apart_from_a_bad_message() {
+        assert!(import_unavailable(&failure(
+            403,
+            "ErrorAccessDenied",
+            "Access is denied. Check credentials and try again."
+        )));
+        assert!(import_unavailable(&failure(
+            400,
+            "BadRequest",
+            "Resource not found for the segment 'importMime'."
+        )));
+        assert!(import_unavailable(&failure(404, "UnknownError", "")));
+        assert!(import_unavailable(&failure(405, "", "")));
+        assert!(!import_unavailable(&failure(
+            400,
+            "ErrorMimeContentInvalidBase64String",
+            "Invalid base64 string for MIME content."
+        )));
+        assert!(!import_unavailable(&failure(
+            404,
+            "ErrorItemNotFound",
+            "The specified object was not found in the store."
+        )));
+        assert!(!import_unavailable(&failure(
+            404,
+            "ErrorInvalidUser",
+            "The requested user is invalid."
+        )));
+        assert!(!import_unavailable(&failure(429, "ApplicationThrottled", "")));
+        assert!(!import_unavailable(&failure(500, "", "")));
+    }
+
+    fn created(is_read: bool, flag: Option<&str>, categories: &[&str]) -> CreatedMessage {
+        CreatedMessage {
+            id: "m1".into(),
+            is_read: Some(is_read),
+            flag: flag.map(|f| api::FollowupFlag { flag_status: f.into() }),
+            categories: Some(categories.iter().map(|c| c.to_string()).collect()),
+            received_date_time: None,
+        }
+    }
+
+    #[test]
+    fn only_differences_are_patched() {
+        let flags = Flags::from_wire("\\Seen \\Flagged Work");
+        assert!(state_patch(&flags, Some(&created(true, Some("flagged"), &["work"]))).is_empty());
+        let p = state_patch(&flags, Some(&created(false, Some("notFlagged"), &[])));
+        assert_eq!(p.is_read, Some(true));
+        assert_eq!(p.flag.unwrap().flag_status, "flagged");
+        assert_eq!(p.categories, Some(vec!["Work".to_owned()]));
+        // Unread and unflagged, as Exchange created it: nothing to do.
+        assert!(state_patch(&Flags::default(), Some(&created(false, None, &[]))).is_empty());
+        // Exchange added a category the source does not have: removed.
+        let p = state_patch(&Flags::default(), Some(&created(false, None, &["Imported"])));
+        assert_eq!(p.categories, Some(vec![]));
+        // State unknown (found after an interrupted create): set it all.
+        let p = state_patch(&Flags::from_wire("\\Seen"), None);
+        assert_eq!(
+            (p.is_read, p.flag.map(|f| f.flag_status), p.categories),
+            (Some(true), Some("notFlagged".into()), None)
+        );
+    }
+
+    #[test]
+    fn roles_map_to_well_known_folders() {
+        assert_eq!(well_known(FolderRole::Inbox), Some("inbox"));
+        assert_eq!(well_known(FolderRole::Sent), Some("sentitems"));
+        assert_eq!(well_known(FolderRole::Drafts), Some("drafts"));
+        assert_eq!(well_known(FolderRole::Trash), Some("deleteditems"));
+        assert_eq!(well_known(FolderRole::Junk), Some("junkemail"));
+        assert_eq!(well_known(FolderRole::Archive), Some("archive"));
+        assert_eq!(well_known(FolderRole::Flagged), None);
+    }
+
+    #[test]
+    fn url_parts_are_encoded() {
+        assert_eq!(seg("a.b+c@example.com"), "a.b+c@example.com");
+        assert_eq!(seg("AAMk/AD=="), "AAMk%2FAD==");
+        assert_eq!(
+            utf8_percent_encode("internetMessageId eq '<a''b@c>'", QUERY_VALUE).to_string(),
+            "internetMessageId%20eq%20%27%3Ca%27%27b%40c%3E%27"
+        );
+    }
+
+    #[test]
+    fn upload_urls_must_be_https_or_loopback() {
+        assert!(
+            check_upload_url(
+                "https://outlook.office.com/api/gv1.0/users('x')/messages('y')/AttachmentSessions('z')?authtoken=t"
+            )
+            .is_ok()
+        );
+        assert!(check_upload_url("http://127.0.0.1:9999/upload/1").is_ok());
+        assert!(check_upload_url("http://attacker.example/upload").is_err());
+    }
+}

@@ -1,0 +1,624 @@
+//! The Graph target against the Graph emulator (`src/bin/graph-emulator`):
+//! folders, both write modes, large attachments, the automatic fallback to
+//! json, throttling without Retry-After violations, transient faults
+//! without duplicates, token renewal and the lookup after a crash.
+//!
+//! Each test starts its own emulator on a free loopback port and inspects
+//! the result through the emulator's admin API (`/_emulator/...`).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use cutover::error::ErrorKind;
+use cutover::model::{Flags, FolderRole, TargetFolder, Upload};
+use cutover::roster::UserJob;
+use cutover::secret::Secret;
+use cutover::settings::{GraphCredential, GraphSettings, GraphWriteMode};
+use cutover::target::Target;
+use cutover::target::graph::GraphTarget;
+
+const TENANT: &str = "11111111-2222-4333-8444-555555555555";
+const CLIENT: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+const SECRET: &str = "s3cret-value";
+const USER: &str = "alice@contoso.test";
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+struct Emu {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Emu {
+    fn start(extra: &[&str]) -> Emu {
+        let cert = data("graph-test-cert.pem");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
+            .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
+            .args([
+                "--client-secret",
+                SECRET,
+                "--client-cert",
+                cert.to_str().unwrap(),
+                "--seed",
+                "11",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start graph-emulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Emu {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn settings(&self, write_mode: GraphWriteMode) -> GraphSettings {
+        GraphSettings {
+            tenant_id: TENANT.into(),
+            client_id: CLIENT.into(),
+            credential: GraphCredential::ClientSecret(Secret::new(SECRET)),
+            endpoint: self.base.clone(),
+            authority: self.base.clone(),
+            write_mode,
+            max_concurrent_requests: 4,
+            requests_per_10_minutes: 10_000,
+            upload_bytes_per_5_minutes: 157_286_400,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn target(&self, write_mode: GraphWriteMode) -> GraphTarget {
+        GraphTarget::new(self.settings(write_mode)).unwrap()
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut r = self.http.request(method, format!("{}/_emulator/{path}", self.base));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        assert!(resp.status().is_success(), "admin {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    async fn dump(&self, user: &str) -> Value {
+        self.admin(reqwest::Method::GET, &format!("mailboxes/{user}"), None)
+            .await
+    }
+
+    async fn stats(&self) -> Value {
+        self.admin(reqwest::Method::GET, "stats", None).await
+    }
+
+    async fn faults(&self, config: Value) {
+        self.admin(reqwest::Method::POST, "faults", Some(config)).await;
+    }
+}
+
+fn user(email: &str) -> UserJob {
+    UserJob {
+        email: email.into(),
+        username: email.into(),
+        password: Secret::new("unused"),
+        user_root: None,
+        target_username: None,
+        target_password: None,
+        line: 2,
+    }
+}
+
+fn folder(anchor: Option<FolderRole>, path: &[&str]) -> TargetFolder {
+    TargetFolder {
+        anchor,
+        path: path.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn message(id: &str, subject: &str) -> String {
+    format!(
+        "Received: from mx.example.com by mx.contoso.test; Wed, 1 May 2019 10:00:00 +0000\r\n\
+From: Ann <ann@example.com>\r\nTo: Alice <alice@contoso.test>\r\nSubject: {subject}\r\n\
+Date: Tue, 30 Apr 2019 12:00:00 +0200\r\nMessage-ID: {id}\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nHello from {subject}.\r\n"
+    )
+}
+
+fn upload(raw: String, flags: &str, internal_date: i64, message_id: Option<&str>) -> Upload {
+    Upload {
+        raw: raw.into_bytes().into(),
+        flags: Flags::from_wire(flags),
+        internal_date,
+        message_id: message_id.map(str::to_owned),
+        key: "k".into(),
+    }
+}
+
+fn count(stats: &Value, kind: &str) -> u64 {
+    stats["total"]["by_kind"][kind].as_u64().unwrap_or(0)
+}
+
+fn paths(dump: &Value) -> Vec<Vec<String>> {
+    dump["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            f["path"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+fn timestamp(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .timestamp()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_are_found_or_created_with_hierarchy_and_any_name() {
+    let emu = Emu::start(&[]);
+    // The certificate credential: a PS256 client assertion.
+    let mut settings = emu.settings(GraphWriteMode::Auto);
+    settings.credential = GraphCredential::Certificate {
+        certificate_pem: std::fs::read_to_string(data("graph-test-cert.pem")).unwrap(),
+        private_key_pem: Secret::new(std::fs::read_to_string(data("graph-test-key.pem")).unwrap()),
+        certificate_file: data("graph-test-cert.pem"),
+    };
+    let target = GraphTarget::new(settings).unwrap();
+    let mut s = target.open(&user(USER)).await.unwrap();
+
+    assert_eq!(
+        s.ensure_folder(&folder(Some(FolderRole::Inbox), &[]), None)
+            .await
+            .unwrap(),
+        "inbox"
+    );
+    assert_eq!(
+        s.ensure_folder(&folder(Some(FolderRole::Sent), &[]), None)
+            .await
+            .unwrap(),
+        "sentitems"
+    );
+    assert_eq!(
+        s.ensure_folder(&folder(Some(FolderRole::Trash), &[]), None)
+            .await
+            .unwrap(),
+        "deleteditems"
+    );
+    let deep = folder(None, &["Projekte", "2026", "Überblick ✓ 日本"]);
+    let deep_id = s.ensure_folder(&deep, None).await.unwrap();
+    let lists = folder(Some(FolderRole::Inbox), &["Lists", "rust-users"]);
+    let lists_id = s.ensure_folder(&lists, None).await.unwrap();
+    assert_ne!(deep_id, lists_id);
+
+    let dump = emu.dump(USER).await;
+    let all = paths(&dump);
+    let has = |p: &[&str]| all.iter().any(|q| q.iter().map(String::as_str).eq(p.iter().copied()));
+    assert!(has(&["Projekte", "2026", "Überblick ✓ 日本"]), "{all:?}");
+    assert!(has(&["Inbox", "Lists", "rust-users"]), "{all:?}");
+
+    // A new session has no cache: it finds the folders instead of making
+    // duplicates, whatever the case of the name.
+    let mut s2 = target.open(&user(USER)).await.unwrap();
+    assert_eq!(s2.ensure_folder(&deep, None).await.unwrap(), deep_id);
+    assert_eq!(
+        s2.ensure_folder(&folder(Some(FolderRole::Inbox), &["LISTS", "Rust-Users"]), None)
+            .await
+            .unwrap(),
+        lists_id
+    );
+
+    // A reference the checkpoint kept is used without asking Graph.
+    let before = emu.stats().await["total"]["requests"].as_u64().unwrap();
+    assert_eq!(s2.ensure_folder(&deep, Some("AAMkcached")).await.unwrap(), "AAMkcached");
+    assert_eq!(emu.stats().await["total"]["requests"].as_u64().unwrap(), before);
+
+    // Two sessions racing to create the same folder end with one folder.
+    let race = folder(None, &["Race"]);
+    let (a, b) = tokio::join!(s.ensure_folder(&race, None), s2.ensure_folder(&race, None));
+    assert_eq!(a.unwrap(), b.unwrap());
+    let races = paths(&emu.dump(USER).await)
+        .into_iter()
+        .filter(|p| p == &["Race".to_owned()])
+        .count();
+    assert_eq!(races, 1);
+
+    // More children than one page: the lookup follows @odata.nextLink.
+    for i in 0..105 {
+        s.ensure_folder(&folder(None, &["Many", &format!("f{i:03}")]), None)
+            .await
+            .unwrap();
+    }
+    let last = s.ensure_folder(&folder(None, &["Many", "f104"]), None).await.unwrap();
+    let mut fresh = target.open(&user(USER)).await.unwrap();
+    let before = emu.stats().await;
+    assert_eq!(
+        fresh
+            .ensure_folder(&folder(None, &["Many", "f104"]), None)
+            .await
+            .unwrap(),
+        last
+    );
+    let after = emu.stats().await;
+    assert_eq!(
+        count(&after, "folders.create") + count(&after, "childFolders.create"),
+        count(&before, "folders.create") + count(&before, "childFolders.create"),
+        "nothing created"
+    );
+    assert!(
+        count(&after, "childFolders.list") >= count(&before, "childFolders.list") + 2,
+        "two pages listed"
+    );
+    for s in [s, s2, fresh] {
+        s.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_mime_is_byte_identical_and_not_a_draft() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::ImportMime);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let inbox = s
+        .ensure_folder(&folder(Some(FolderRole::Inbox), &[]), None)
+        .await
+        .unwrap();
+    let raw = message("<mime.1@example.com>", "Byte for byte");
+    let id = s
+        .upload(
+            &inbox,
+            &upload(
+                raw.clone(),
+                "\\Seen \\Flagged Work $Forwarded",
+                1_556_704_800,
+                Some("<mime.1@example.com>"),
+            ),
+        )
+        .await
+        .unwrap();
+
+    let dump = emu.dump(USER).await;
+    let m = &dump["messages"][0];
+    assert_eq!(m["id"], id);
+    assert_eq!(m["createdVia"], "import-mime");
+    assert_eq!(m["isDraft"], false);
+    assert_eq!(
+        STANDARD.decode(m["mimeBase64"].as_str().unwrap()).unwrap(),
+        raw.as_bytes(),
+        "byte-identical"
+    );
+    assert_eq!(m["isRead"], true);
+    assert_eq!(m["flag"]["flagStatus"], "flagged");
+    assert_eq!(m["categories"], json!(["Work"]));
+    assert_eq!(m["folderPath"], json!(["Inbox"]));
+    let stats = emu.stats().await;
+    assert_eq!(count(&stats, "messages.importMime"), 1);
+    assert_eq!(count(&stats, "messages.create"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_mode_sets_received_date_read_state_and_flag() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::Json);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let folder_id = s.ensure_folder(&folder(None, &["Old mail"]), None).await.unwrap();
+    // INTERNALDATE differs from both the Date header and the Received header,
+    // so the received date can only come from 0x0E06.
+    let internal = 1_557_000_000; // 2019-05-04T19:20:00Z
+    s.upload(
+        &folder_id,
+        &upload(
+            message("<json.1@example.com>", "Unread flagged"),
+            "\\Flagged",
+            internal,
+            Some("<json.1@example.com>"),
+        ),
+    )
+    .await
+    .unwrap();
+    s.upload(
+        &folder_id,
+        &upload(
+            message("<json.2@example.com>", "Read"),
+            "\\Seen Clients",
+            internal + 60,
+            Some("<json.2@example.com>"),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let dump = emu.dump(USER).await;
+    let by_subject = |subject: &str| {
+        dump["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["subject"] == subject)
+            .unwrap()
+            .clone()
+    };
+    let flagged = by_subject("Unread flagged");
+    assert_eq!(flagged["createdVia"], "json");
+    assert_eq!(flagged["isDraft"], false);
+    assert_eq!(timestamp(&flagged["receivedDateTime"]), internal);
+    assert_eq!(timestamp(&flagged["sentDateTime"]), 1_556_618_400, "sent = Date header");
+    assert_eq!(flagged["isRead"], false);
+    assert_eq!(flagged["flag"]["flagStatus"], "flagged");
+    assert_eq!(flagged["internetMessageId"], "<json.1@example.com>");
+    assert_eq!(flagged["from"]["emailAddress"]["address"], "ann@example.com");
+    let props = flagged["singleValueExtendedProperties"].as_array().unwrap();
+    let prop = |id: &str| {
+        props
+            .iter()
+            .find(|p| p["id"].as_str().unwrap().eq_ignore_ascii_case(id))
+            .map(|p| p["value"].clone())
+    };
+    assert!(
+        prop("String 0x7D").or_else(|| prop("String 0x007D")).is_some(),
+        "original headers kept: {props:?}"
+    );
+
+    let read = by_subject("Read");
+    assert_eq!(read["isRead"], true);
+    assert_eq!(read["isDraft"], false);
+    assert_eq!(read["categories"], json!(["Clients"]));
+    assert_eq!(timestamp(&read["receivedDateTime"]), internal + 60);
+    assert_eq!(count(&emu.stats().await, "messages.importMime"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5_mb_attachment_goes_through_an_upload_session() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::Json);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let inbox = s
+        .ensure_folder(&folder(Some(FolderRole::Inbox), &[]), None)
+        .await
+        .unwrap();
+
+    let big: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let small = b"small attachment".to_vec();
+    let mut raw = String::from(
+        "From: ann@example.com\r\nTo: alice@contoso.test\r\nSubject: Big\r\nMessage-ID: <big.1@example.com>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n",
+    );
+    for (name, bytes) in [("big.bin", &big), ("small.txt", &small)] {
+        raw.push_str(&format!(
+            "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        ));
+        for line in STANDARD.encode(bytes).as_bytes().chunks(76) {
+            raw.push_str(std::str::from_utf8(line).unwrap());
+            raw.push_str("\r\n");
+        }
+    }
+    raw.push_str("--b--\r\n");
+    s.upload(
+        &inbox,
+        &upload(raw, "\\Seen", 1_600_000_000, Some("<big.1@example.com>")),
+    )
+    .await
+    .unwrap();
+
+    let dump = emu.dump(USER).await;
+    assert_eq!(dump["messages"].as_array().unwrap().len(), 1);
+    let m = &dump["messages"][0];
+    assert_eq!(m["isDraft"], false);
+    let atts = m["attachments"].as_array().unwrap();
+    let find = |name: &str| {
+        atts.iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {atts:?}"))
+    };
+    let b = find("big.bin");
+    assert_eq!(b["size"], big.len());
+    let sha: String = Sha256::digest(&big).iter().map(|x| format!("{x:02x}")).collect();
+    assert_eq!(b["sha256"], sha);
+    let sha_small: String = Sha256::digest(&small).iter().map(|x| format!("{x:02x}")).collect();
+    assert_eq!(find("small.txt")["sha256"], sha_small);
+
+    let stats = emu.stats().await;
+    assert_eq!(count(&stats, "attachments.createUploadSession"), 1);
+    assert_eq!(
+        stats["total"]["by_method"]["PUT"], 2,
+        "5 MiB in ranges of at most 4 MiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_json_once_when_import_mime_is_forbidden() {
+    let emu = Emu::start(&["--mail-advanced", "false"]);
+    let target = emu.target(GraphWriteMode::Auto);
+    let mut s1 = target.open(&user(USER)).await.unwrap();
+    let mut s2 = target.open(&user(USER)).await.unwrap();
+    let inbox = s1
+        .ensure_folder(&folder(Some(FolderRole::Inbox), &[]), None)
+        .await
+        .unwrap();
+    s1.upload(
+        &inbox,
+        &upload(
+            message("<auto.1@example.com>", "First"),
+            "\\Seen",
+            1_600_000_000,
+            Some("<auto.1@example.com>"),
+        ),
+    )
+    .await
+    .unwrap();
+    s2.upload(
+        &inbox,
+        &upload(
+            message("<auto.2@example.com>", "Second"),
+            "",
+            1_600_000_100,
+            Some("<auto.2@example.com>"),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let dump = emu.dump(USER).await;
+    let msgs = dump["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2);
+    for m in msgs {
+        assert_eq!(m["createdVia"], "json");
+        assert_eq!(m["isDraft"], false);
+    }
+    // One refused importMime for the whole run, not one per session.
+    assert_eq!(count(&emu.stats().await, "messages.importMime"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_waited_out_without_violating_retry_after() {
+    // The emulator allows 2 requests at once; cutover is configured for 4,
+    // so it gets 429s (Retry-After: 1) and must hold back every session.
+    let emu = Emu::start(&["--max-concurrency", "2"]);
+    emu.faults(json!({"fail_next": [{"status": 429, "count": 2}], "retry_after_secs": 2, "latency_ms": [20, 40]}))
+        .await;
+    let target = std::sync::Arc::new(emu.target(GraphWriteMode::ImportMime));
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = target.open(&user(USER)).await.unwrap();
+            for n in 0..3 {
+                let id = format!("<t.{worker}.{n}@example.com>");
+                s.upload(
+                    "inbox",
+                    &upload(message(&id, &format!("w{worker} n{n}")), "", 1_600_000_000, Some(&id)),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let dump = emu.dump(USER).await;
+    assert_eq!(dump["messages"].as_array().unwrap().len(), 12, "every message once");
+    let stats = emu.stats().await;
+    assert!(stats["total"]["throttled_429"].as_u64().unwrap() >= 2, "{stats}");
+    assert_eq!(stats["total"]["retry_after_violations"], 0, "{}", stats["violations"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_faults_and_expired_tokens_cause_no_duplicates() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::Json);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    // The create fails twice with 500: each time cutover looks the message
+    // up before sending it again.
+    emu.faults(json!({"fail_next": [{"status": 500, "count": 2}]})).await;
+    s.upload(
+        "inbox",
+        &upload(
+            message("<fault.1@example.com>", "Faulted"),
+            "",
+            1_600_000_000,
+            Some("<fault.1@example.com>"),
+        ),
+    )
+    .await
+    .unwrap();
+    // Every token expires: one 401, one new token, then success.
+    emu.faults(json!({"expire_tokens_now": true})).await;
+    s.upload(
+        "inbox",
+        &upload(
+            message("<fault.2@example.com>", "After expiry"),
+            "",
+            1_600_000_000,
+            Some("<fault.2@example.com>"),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let dump = emu.dump(USER).await;
+    let subjects: Vec<&str> = dump["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    let stats = emu.stats().await;
+    assert_eq!(count(&stats, "token"), 2, "{stats}");
+    assert_eq!(stats["total"]["by_status"]["401"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_looks_up_by_message_id() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::Json);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let f = s.ensure_folder(&folder(None, &["Found"]), None).await.unwrap();
+    let quoted = "<it's.1@example.com>";
+    let stored = upload(message(quoted, "Quoted id"), "", 1_600_000_000, Some(quoted));
+    let id = s.upload(&f, &stored).await.unwrap();
+
+    let mut fresh = target.open(&user(USER)).await.unwrap();
+    assert_eq!(fresh.find(&f, &stored).await.unwrap(), Some(id));
+    let absent = upload(
+        message("<absent@example.com>", "Absent"),
+        "",
+        1,
+        Some("<absent@example.com>"),
+    );
+    assert_eq!(fresh.find(&f, &absent).await.unwrap(), None);
+    assert_eq!(fresh.find("inbox", &stored).await.unwrap(), None, "another folder");
+    let no_id = upload(message("<x@y>", "No id"), "", 1, None);
+    assert_eq!(fresh.find(&f, &no_id).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_mailbox_is_fatal_with_advice() {
+    let emu = Emu::start(&["--mailboxes", USER]);
+    let target = emu.target(GraphWriteMode::Auto);
+    let err = target
+        .open(&user("bob@contoso.test"))
+        .await
+        .err()
+        .expect("bob has no mailbox");
+    assert_eq!(err.kind, ErrorKind::Fatal);
+    assert!(err.message.contains("EmailAddress"), "{err}");
+    assert!(target.open(&user(USER)).await.is_ok());
+    assert!(target.describe().contains("write mode auto"));
+}
