@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS messages (
     size INTEGER NOT NULL,
     flags TEXT NOT NULL,
     message_id TEXT,
+    subject TEXT,
     state TEXT NOT NULL DEFAULT 'pending',
     reason TEXT,
     target_id TEXT,
@@ -78,6 +79,21 @@ CREATE TABLE IF NOT EXISTS syncs (
     error TEXT
 );
 ";
+
+/// Brings a state DB written by an earlier version up to [`SCHEMA`]:
+/// columns added since are added here (SQLite has no ADD COLUMN IF NOT
+/// EXISTS), so an upgrade never needs a fresh state DB.
+fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
+    let has_subject: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'subject'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_subject {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN subject TEXT")?;
+    }
+    Ok(())
+}
 
 /// Held for the whole run: a second run on the same state DB is refused.
 pub struct RunLock {
@@ -179,6 +195,8 @@ pub struct UserStatus {
     pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
     pub failed: u64,
     pub bytes_copied: u64,
+    /// Bytes of the messages the last scan saw (gone ones left out).
+    pub source_bytes: u64,
     pub last_sync: Option<String>,
     pub last_error: Option<String>,
 }
@@ -192,8 +210,26 @@ pub struct ProblemItem {
     pub internal_date: String,
     pub size: u64,
     pub message_id: Option<String>,
+    /// Decoded Subject; `None` for messages scanned before subjects were
+    /// recorded.
+    pub subject: Option<String>,
     pub state: String,
     pub reason: String,
+}
+
+/// One run's work on one mailbox, from the `syncs` table.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SyncRecord {
+    pub id: i64,
+    pub email: String,
+    /// Unix seconds.
+    pub started: i64,
+    /// Unix seconds; `None` while running, or when the run was killed.
+    pub finished: Option<i64>,
+    pub state: String,
+    pub copied: u64,
+    pub bytes: u64,
+    pub error: Option<String>,
 }
 
 pub struct Checkpoint {
@@ -270,6 +306,12 @@ impl Checkpoint {
             .map_err(db_err(path))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| CheckpointError(format!("state DB {} is not usable: {e}", path.display())))?;
+        migrate_schema(&conn).map_err(|e| {
+            CheckpointError(format!(
+                "state DB {} could not be upgraded: {e}; check that it is writable",
+                path.display()
+            ))
+        })?;
         Ok(Checkpoint {
             conn,
             path: path.to_path_buf(),
@@ -452,9 +494,10 @@ impl Checkpoint {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO messages (folder_id, uid, internal_date, size, flags, message_id, state, reason, target_id, copied_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (folder_id, uid) DO UPDATE SET flags = excluded.flags",
+                    "INSERT INTO messages (folder_id, uid, internal_date, size, flags, message_id, state, reason, target_id, copied_at, subject)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (folder_id, uid) DO UPDATE SET flags = excluded.flags,
+                        subject = COALESCE(excluded.subject, subject)",
                 )
                 .map_err(&e)?;
             for m in metas {
@@ -473,7 +516,8 @@ impl Checkpoint {
                         state,
                         reason,
                         target_id,
-                        copied_at
+                        copied_at,
+                        m.subject
                     ])
                     .map_err(&e)?;
             }
@@ -634,6 +678,9 @@ impl Checkpoint {
             let reason: Option<String> = r.get(1).map_err(self.err())?;
             let count: i64 = r.get(2).map_err(self.err())?;
             let bytes: Option<i64> = r.get(3).map_err(self.err())?;
+            if state != "gone" {
+                status.source_bytes += bytes.unwrap_or(0) as u64;
+            }
             match state.as_str() {
                 "copied" => {
                     status.copied += count as u64;
@@ -655,7 +702,7 @@ impl Checkpoint {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason
+                "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason, m.subject
                  FROM messages m JOIN folders f ON f.id = m.folder_id
                  WHERE f.email = ?1 AND m.state IN ('skipped', 'failed')
                  ORDER BY f.path, m.uid",
@@ -672,6 +719,32 @@ impl Checkpoint {
                     message_id: r.get(4)?,
                     state: r.get(5)?,
                     reason: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                    subject: r.get(7)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Every sync of a user, oldest first.
+    pub fn syncs(&self, email: &str) -> Result<Vec<SyncRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, started, finished, state, copied, bytes, error FROM syncs WHERE email = ?1 ORDER BY started, id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![email], |r| {
+                Ok(SyncRecord {
+                    id: r.get(0)?,
+                    email: email.to_owned(),
+                    started: r.get(1)?,
+                    finished: r.get(2)?,
+                    state: r.get(3)?,
+                    copied: r.get::<_, i64>(4)? as u64,
+                    bytes: r.get::<_, i64>(5)? as u64,
+                    error: r.get(6)?,
                 })
             })
             .map_err(self.err())?;
@@ -698,6 +771,7 @@ mod tests {
             internal_date: 1_000 + i64::from(uid),
             size,
             message_id: Some(mid.to_owned()),
+            subject: Some(format!("Subject {uid}")),
         }
     }
 
@@ -772,6 +846,45 @@ mod tests {
         assert_eq!(rows.len(), 4);
         let folder = &cp.folders("a@x.test").unwrap()[0];
         assert_eq!((folder.uid_validity, folder.max_uid), (2, 14));
+    }
+
+    #[test]
+    fn an_old_state_db_gains_the_subject_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&SCHEMA.replace("    subject TEXT,\n", "")).unwrap();
+        }
+        let mut cp = Checkpoint::open(&path).unwrap();
+        let f = cp
+            .sync_folder_list("a@x.test", &[("INBOX".into(), "INBOX".into(), Some(FolderRole::Inbox))])
+            .unwrap()[0]
+            .id;
+        cp.store_scan(f, 1, 2, 1, &[meta(1, "<a>", 10)], false).unwrap();
+        cp.apply(&[Record::Failed {
+            folder_id: f,
+            uid: 1,
+            reason: "boom".into(),
+        }])
+        .unwrap();
+        let items = cp.problem_items("a@x.test").unwrap();
+        assert_eq!(items[0].subject.as_deref(), Some("Subject 1"));
+        drop(cp);
+        assert!(Checkpoint::open(&path).is_ok(), "opening again is a no-op");
+    }
+
+    #[test]
+    fn syncs_are_listed_oldest_first() {
+        let (_d, cp, _) = setup();
+        let first = cp.begin_sync("a@x.test").unwrap();
+        cp.finish_sync(first, "a@x.test", "done", 3, 300, None).unwrap();
+        let second = cp.begin_sync("a@x.test").unwrap();
+        let syncs = cp.syncs("a@x.test").unwrap();
+        assert_eq!(syncs.len(), 2);
+        assert_eq!((syncs[0].id, syncs[0].copied, syncs[0].bytes), (first, 3, 300));
+        assert!(syncs[0].finished.is_some());
+        assert_eq!((syncs[1].id, syncs[1].finished), (second, None));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -13,7 +13,12 @@ use clap::{Parser, Subcommand};
     long_about = "cutover copies every mailbox listed in a users CSV from an IMAP source to a target \
 (IMAP or Maildir), newest mail first, each message exactly once, with its flags, date and folder. \
 Rerun `cutover migrate` as often as you like: each run copies only what arrived since the last one.",
-    after_help = "Examples:\n  cutover migrate --config cutover.toml --users users.csv\n  cutover status --config cutover.toml\n  cutover status --config cutover.toml --json"
+    after_help = "Examples, a migration day by day:\n  \
+cutover check   --config cutover.toml --users users.csv    # before: logins, sizes, estimate\n  \
+cutover migrate --config cutover.toml --users users.csv    # first copy, then rerun to resync\n  \
+cutover status  --config cutover.toml\n  \
+cutover verify  --config cutover.toml --users users.csv    # after the final resync\n  \
+cutover report  --config cutover.toml --output report.html"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -89,4 +94,96 @@ cutover bench --config cutover.toml --users users.csv --connections 1,2,4,8,16 -
         #[arg(long)]
         json: bool,
     },
+    /// Before migrating: log in to source and target for every user, list
+    /// folders with counts and sizes, flag what would fail or be skipped,
+    /// and estimate the copy time. Writes nothing.
+    #[command(
+        after_help = "Flags per user: a refused source or target login, a target mailbox that \
+does not exist or cannot be opened, messages over max_message_bytes, mailboxes over max_items. \
+The estimate comes from a timed fetch of a few messages (at most 256 KiB of each).\n\n\
+Exit codes: 0 every user is ready, 1 a migrate would fail for some user, 2 the check could not start.\n\n\
+Examples:\n  cutover check --config cutover.toml --users users.csv\n  \
+cutover check --config cutover.toml --users users.csv --json > check.json"
+    )]
+    Check {
+        /// The configuration file (see config.example.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Users CSV, as for migrate.
+        #[arg(long, value_name = "FILE")]
+        users: PathBuf,
+        /// One JSON document: {users: [{email, ready, problems, warnings, source: {folders, ...}, target, estimated_seconds}], totals}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// After the final resync: compare source and target folder by folder
+    /// (counts, Message-IDs, sizes) and list what the target lacks.
+    #[command(
+        after_help = "Messages the migration rules leave out (too large, over the item cap, \
+refused by the target, excluded folders) are out of scope and never reported missing. Messages in \
+the target but not in the source are listed as extra and do not fail the check. Source and target \
+are only read.\n\n\
+Exit codes: 0 nothing in scope is missing, 1 something is missing (or a user could not be \
+verified), 2 the verification could not start.\n\n\
+Examples:\n  cutover verify --config cutover.toml --users users.csv\n  \
+cutover verify --config cutover.toml --users users.csv --json > verify.json"
+    )]
+    Verify {
+        /// The configuration file (see config.example.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Users CSV, as for migrate.
+        #[arg(long, value_name = "FILE")]
+        users: PathBuf,
+        /// One JSON document: {users: [{email, complete, folders, missing, extra, ...}], totals}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a report of the migration from the checkpoint: per-user
+    /// statistics, every sync, every skipped or failed message.
+    #[command(
+        after_help = "Formats: csv writes three files for spreadsheets: --output report.csv holds \
+one row per user, report.syncs.csv next to it one row per sync, report.items.csv one row per skipped \
+or failed message (UTF-8 with BOM, times in UTC); json writes one document; html writes one self-contained page with a sortable user table \
+and charts (it loads nothing from the network). Files are created readable by their owner only \
+(0600) and never contain passwords.\n\n\
+Examples:\n  cutover report --config cutover.toml --output report.html\n  \
+cutover report --config cutover.toml --format csv --output report.csv\n  \
+cutover report --config cutover.toml --format json --output /srv/reports/cutover.json"
+    )]
+    Report {
+        /// The configuration file; the report reads its [state] path.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Output format; by default taken from the output file's extension.
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
+        /// Where to write the report (replaced if it exists).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+cutover completions bash > /etc/bash_completion.d/cutover\n  \
+cutover completions zsh > \"${fpath[1]}/_cutover\"\n  \
+cutover completions fish > ~/.config/fish/completions/cutover.fish")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Json,
+    Html,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }

@@ -5,8 +5,15 @@
 //! Data flows one way: users CSV ([`roster`]) → scan ([`source`]) →
 //! [`plan`] → fetch ([`source`]) → [`transform`] → upload ([`target`]) →
 //! [`checkpoint`]. [`run`] is the one place that wires them.
+//!
+//! Around the migration, operator commands read what it left: [`check`]
+//! before (can every user log in, how much is there, how long will it
+//! take), [`verify`] after (does the target hold everything in scope) and
+//! [`report`] for the record (per-user statistics, every skipped or failed
+//! message, CSV/JSON/HTML).
 
 pub mod bench;
+pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod error;
@@ -16,6 +23,7 @@ pub mod model;
 pub mod pace;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod roster;
 pub mod run;
 pub mod secret;
@@ -24,3 +32,4 @@ pub mod source;
 pub mod status;
 pub mod target;
 pub mod transform;
+pub mod verify;

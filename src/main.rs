@@ -4,12 +4,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use cutover::cli::{Cli, Command};
+use clap::{CommandFactory, Parser};
+use cutover::cli::{Cli, Command, ReportFormat, Shell};
 use cutover::event::Events;
 use cutover::progress::{self, Mode};
 use cutover::run::{self, Outcome, StopFlag};
-use cutover::{roster, settings, status};
+use cutover::{check, report, roster, settings, status, verify};
 use std::io::IsTerminal;
 
 fn main() -> ExitCode {
@@ -133,7 +133,108 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Check { config, users, json } => {
+            let (settings, users) = match load_both(&config, &users) {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            match check::check(settings, users).await {
+                Ok(report) => {
+                    if let Err(code) = print_result(json, &report, || check::render_table(&report)) {
+                        return code;
+                    }
+                    if report.ready() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Verify { config, users, json } => {
+            let (settings, users) = match load_both(&config, &users) {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            match verify::verify(settings, users).await {
+                Ok(report) => {
+                    if let Err(code) = print_result(json, &report, || verify::render_table(&report)) {
+                        return code;
+                    }
+                    if report.complete() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Report { config, format, output } => {
+            let format = match format {
+                Some(ReportFormat::Csv) => report::Format::Csv,
+                Some(ReportFormat::Json) => report::Format::Json,
+                Some(ReportFormat::Html) => report::Format::Html,
+                None => match report::Format::from_extension(&output) {
+                    Some(f) => f,
+                    None => {
+                        return fail(&format!(
+                            "cannot tell the report format from {}; add --format csv, json or html",
+                            output.display()
+                        ));
+                    }
+                },
+            };
+            let settings = match settings::load(&config) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            let collected = match report::collect(&settings.state_path) {
+                Ok(r) => r,
+                Err(e) => return fail(&e),
+            };
+            match report::write(&collected, format, &output) {
+                Ok(files) => {
+                    for f in files {
+                        eprintln!("wrote {}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
+}
+
+/// Config and users file, or the exit code for why not.
+fn load_both(
+    config: &std::path::Path,
+    users: &std::path::Path,
+) -> Result<(settings::Settings, Vec<roster::UserJob>), ExitCode> {
+    let settings = settings::load(config).map_err(|e| fail(&e))?;
+    let users = roster::read_users_file(users).map_err(|e| fail(&e))?;
+    Ok((settings, users))
+}
+
+/// Prints a result as pretty JSON or as its table.
+fn print_result(json: bool, value: &impl serde::Serialize, table: impl FnOnce() -> String) -> Result<(), ExitCode> {
+    if json {
+        let s = serde_json::to_string_pretty(value).map_err(|e| fail(&e))?;
+        println!("{s}");
+    } else {
+        print!("{}", table());
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -128,6 +128,8 @@ pub struct MessageMeta {
     pub internal_date: i64,
     pub size: u64,
     pub message_id: Option<String>,
+    /// The decoded Subject (RFC 2047), shortened, for reports only.
+    pub subject: Option<String>,
 }
 
 /// A message on its way to a target: the exact source bytes plus what the

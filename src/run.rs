@@ -84,6 +84,22 @@ pub fn build_target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartE
     })
 }
 
+/// The `[limits] exclude` globs, matched case-insensitively against a
+/// folder's display path ("Archive/2023"). `verify` and `check` use the same
+/// set, so all three agree on which folders are out of scope.
+pub fn exclude_set(settings: &Settings) -> Result<globset::GlobSet, StartError> {
+    let mut globs = globset::GlobSetBuilder::new();
+    for pattern in &settings.limits.exclude {
+        let glob = globset::GlobBuilder::new(pattern)
+            .case_insensitive(true)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| StartError(format!("exclude pattern {pattern:?}: {e}")))?;
+        globs.add(glob);
+    }
+    globs.build().map_err(|e| StartError(e.to_string()))
+}
+
 /// Writes records in batched transactions on a thread of its own, so the
 /// async pipeline never waits on SQLite except when it must (see
 /// [`Recorder::flush`]).
@@ -195,16 +211,7 @@ pub async fn migrate(
     let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
     let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
     let target = build_target(&settings.target)?;
-    let mut globs = globset::GlobSetBuilder::new();
-    for pattern in &settings.limits.exclude {
-        let glob = globset::GlobBuilder::new(pattern)
-            .case_insensitive(true)
-            .literal_separator(false)
-            .build()
-            .map_err(|e| StartError(format!("exclude pattern {pattern:?}: {e}")))?;
-        globs.add(glob);
-    }
-    let exclude = globs.build().map_err(|e| StartError(e.to_string()))?;
+    let exclude = exclude_set(&settings)?;
     let in_flight_kib = in_flight_capacity_kib(&settings) as usize;
     events.send(Event::RunStarted {
         users: users.len(),

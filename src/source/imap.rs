@@ -168,11 +168,12 @@ impl SourceSession {
     }
 
     /// Metadata of the messages with UID ≥ `from_uid` in the examined folder:
-    /// UID, flags, INTERNALDATE, size and Message-ID, never the body.
+    /// UID, flags, INTERNALDATE, size, Message-ID and Subject (for reports),
+    /// never the body.
     pub async fn scan(&mut self, from_uid: u32) -> Result<Vec<MessageMeta>> {
         let mut metas = Vec::new();
         let command = format!(
-            "UID FETCH {}:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+            "UID FETCH {}:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)])",
             from_uid.max(1)
         );
         self.conn
@@ -225,6 +226,75 @@ impl SourceSession {
             .await
     }
 
+    /// Whether folder sizes come cheaply from STATUS (RFC 8438 STATUS=SIZE).
+    pub fn has_status_size(&self) -> bool {
+        self.conn.has_capability("STATUS=SIZE")
+    }
+
+    /// Message count and total bytes of each folder by STATUS (MESSAGES
+    /// SIZE), without opening them; `None` where the server refused one.
+    /// Only on servers with STATUS=SIZE.
+    pub async fn folder_sizes(&mut self, wire_names: &[String]) -> Result<Vec<Option<(u32, u64)>>> {
+        self.conn
+            .status_sizes(wire_names)
+            .await
+            .map_err(|e| e.context("reading folder sizes"))
+    }
+
+    /// The size of every message of the examined folder (RFC822.SIZE).
+    pub async fn message_sizes(&mut self) -> Result<Vec<u64>> {
+        let mut sizes = Vec::new();
+        self.conn
+            .fetch_each("FETCH 1:* (RFC822.SIZE)", |resp| {
+                if let Response::Fetch(_, attrs) = resp {
+                    for a in attrs {
+                        if let AttributeValue::Rfc822Size(s) = a {
+                            sizes.push(u64::from(*s));
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(sizes)
+    }
+
+    /// How many messages of the examined folder are larger than `bytes`.
+    pub async fn count_larger(&mut self, bytes: u64) -> Result<u64> {
+        let mut count = 0;
+        for r in self.conn.command(&format!("SEARCH LARGER {bytes}")).await? {
+            if let Response::MailboxData(async_imap::imap_proto::MailboxDatum::Search(found)) = r {
+                count += found.len() as u64;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Fetches the first `max_each` bytes of the last `count` messages of
+    /// the examined folder (which holds `exists`) and returns how many bytes
+    /// came: a sample to measure the source's read rate. Read-only
+    /// (BODY.PEEK[]).
+    pub async fn fetch_sample(&mut self, exists: u32, count: u32, max_each: u64) -> Result<u64> {
+        if exists == 0 || count == 0 {
+            return Ok(0);
+        }
+        let first = exists.saturating_sub(count - 1).max(1);
+        let mut bytes = 0u64;
+        self.conn
+            .fetch_each(&format!("FETCH {first}:{exists} (BODY.PEEK[]<0.{max_each}>)"), |resp| {
+                if let Response::Fetch(_, attrs) = resp {
+                    for a in attrs {
+                        if let AttributeValue::BodySection { data: Some(d), .. } = a {
+                            bytes += d.len() as u64;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(bytes)
+    }
+
     pub fn examined(&self) -> Option<&str> {
         self.examined.as_deref()
     }
@@ -240,6 +310,7 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
     let mut internal_date = None;
     let mut size = None;
     let mut message_id = None;
+    let mut subject = None;
     for a in attrs {
         match a {
             AttributeValue::Uid(u) => uid = Some(*u),
@@ -253,9 +324,11 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
             }
             AttributeValue::InternalDate(d) => internal_date = parse_internal_date(d),
             AttributeValue::Rfc822Size(s) => size = Some(u64::from(*s)),
-            // The only section the scan asks for is the Message-ID header.
-            AttributeValue::BodySection { data, .. } => {
-                message_id = data.as_deref().and_then(message_id_from_header);
+            // The only section the scan asks for is the Message-ID and
+            // Subject headers.
+            AttributeValue::BodySection { data: Some(data), .. } => {
+                message_id = message_id_from_header(data);
+                subject = subject_from_header(data);
             }
             _ => {}
         }
@@ -266,6 +339,32 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
         internal_date: internal_date.unwrap_or(0),
         size: size.unwrap_or(0),
         message_id,
+        subject,
+    })
+}
+
+/// Longest subject kept, in characters: enough to recognise a message in a
+/// report, without letting one odd header bloat the state DB.
+const SUBJECT_MAX_CHARS: usize = 200;
+
+/// The decoded Subject (RFC 2047 encoded words, any charset mail-parser
+/// knows) from a header block, on one line and shortened.
+pub fn subject_from_header(header: &[u8]) -> Option<String> {
+    let parsed = mail_parser::MessageParser::new().parse_headers(header)?;
+    let subject: String = parsed
+        .subject()?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if subject.is_empty() {
+        return None;
+    }
+    Some(match subject.char_indices().nth(SUBJECT_MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &subject[..at]),
+        None => subject,
     })
 }
 
@@ -344,6 +443,23 @@ mod tests {
             Some("<long@host>")
         );
         assert_eq!(message_id_from_header(b"\r\n"), None);
+    }
+
+    #[test]
+    fn subjects_are_decoded_and_kept_short() {
+        assert_eq!(
+            subject_from_header(
+                b"Message-ID: <a@b>\r\nSubject: =?UTF-8?B?w4ljb2xlcw==?= et\r\n =?ISO-8859-1?Q?caf=E9?=\r\n\r\n"
+            )
+            .as_deref(),
+            Some("Écoles et café")
+        );
+        assert_eq!(subject_from_header(b"Message-ID: <a@b>\r\n\r\n"), None);
+        let long = format!("Subject: {}\r\n\r\n", "x".repeat(500));
+        assert_eq!(
+            subject_from_header(long.as_bytes()).unwrap().chars().count(),
+            SUBJECT_MAX_CHARS + 1
+        );
     }
 
     #[test]

@@ -16,8 +16,9 @@ use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quo
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::roster::UserJob;
 use crate::secret::Secret;
+use crate::source::imap::message_id_from_header;
 use crate::source::imap::role_from_name;
-use crate::target::{Target, TargetSession};
+use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform::{append_flags, escape_separator};
 
 pub struct ImapTarget {
@@ -332,6 +333,62 @@ impl TargetSession for ImapTargetSession {
                 })
                 .await?;
             Ok(found.map(|uid| uid.to_string()))
+        }
+        .boxed()
+    }
+
+    fn inventory<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
+        async move {
+            let wire = match known {
+                Some(k) => k.to_owned(),
+                None => self.wire_name(folder),
+            };
+            // LIST at login is the truth about what exists: a folder nobody
+            // created yet holds nothing, and EXAMINE must not be asked to
+            // open it (some servers log that as an error).
+            if !wire.eq_ignore_ascii_case("INBOX") && !self.existing.contains(&wire) {
+                return Ok(Vec::new());
+            }
+            // EXAMINE is read-only; a later `find` selects again.
+            self.selected = None;
+            let state = self
+                .conn
+                .examine(&wire)
+                .await
+                .map_err(|e| e.context(format!("opening target folder {}", utf7::decode(&wire))))?;
+            let mut out = Vec::with_capacity(state.exists as usize);
+            if state.exists == 0 {
+                return Ok(out);
+            }
+            self.conn
+                .fetch_each(
+                    "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+                    |resp| {
+                        if let Response::Fetch(_, attrs) = resp {
+                            let mut item = Inventoried {
+                                message_id: None,
+                                size: 0,
+                            };
+                            for a in attrs {
+                                match a {
+                                    AttributeValue::Rfc822Size(s) => item.size = u64::from(*s),
+                                    AttributeValue::BodySection { data: Some(d), .. } => {
+                                        item.message_id = message_id_from_header(d);
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            out.push(item);
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            Ok(out)
         }
         .boxed()
     }

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::imap::utf7;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::roster::UserJob;
-use crate::target::{Target, TargetSession};
+use crate::source::imap::message_id_from_header;
+use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform::maildir_flags;
 
 pub struct MaildirTarget {
@@ -170,8 +171,67 @@ impl TargetSession for MaildirSession {
         .boxed()
     }
 
+    fn inventory<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
+        async move {
+            let dir = self.base.join(known.map_or_else(|| folder_dir(folder), str::to_owned));
+            tokio::task::spawn_blocking(move || read_inventory(&dir))
+                .await
+                .map_err(|e| Error::fatal(format!("reading a Maildir failed: {e}")))?
+        }
+        .boxed()
+    }
+
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         async {}.boxed()
+    }
+}
+
+/// Every message file of a Maildir folder (`cur/` and `new/`), with its
+/// size and the Message-ID from its header section. A folder that does not
+/// exist holds nothing.
+fn read_inventory(dir: &Path) -> Result<Vec<Inventoried>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    for sub in ["cur", "new"] {
+        let path = dir.join(sub);
+        let entries = match std::fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("cannot read", &path, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io("cannot read", &path, e))?;
+            let meta = entry.metadata().map_err(|e| io("cannot read", &entry.path(), e))?;
+            if !meta.is_file() {
+                continue;
+            }
+            // The header section is all that is needed; 64 KiB holds any
+            // sane one without reading attachments.
+            let mut head = Vec::with_capacity(8192);
+            std::fs::File::open(entry.path())
+                .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+                .map_err(|e| io("cannot read", &entry.path(), e))?;
+            let end = find_header_end(&head).unwrap_or(head.len());
+            out.push(Inventoried {
+                message_id: message_id_from_header(&head[..end]),
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Where the header section ends (the first empty line), CRLF or LF.
+fn find_header_end(data: &[u8]) -> Option<usize> {
+    let crlf = data.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 2);
+    let lf = data.windows(2).position(|w| w == b"\n\n").map(|p| p + 1);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -190,5 +250,36 @@ mod tests {
         assert_eq!(folder_dir(&tf(None, &["Archive", "2023"])), ".Archive.2023");
         assert_eq!(folder_dir(&tf(None, &["v1.2", "Écoles"])), ".v1_2.&AMk-coles");
         assert_eq!(folder_dir(&tf(Some(FolderRole::Inbox), &["Lists"])), ".Lists");
+    }
+
+    #[test]
+    fn inventory_reads_sizes_and_message_ids_of_cur_and_new() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("cur/1:2,S"),
+            b"Message-ID: <a@x>\r\n\r\nMessage-ID: <body@x>\r\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("new/2"), b"Subject: none\n\nbody").unwrap();
+        std::fs::write(dir.path().join("tmp/3"), b"Message-ID: <half-written@x>\r\n").unwrap();
+        let mut items = read_inventory(dir.path()).unwrap();
+        items.sort_by_key(|i| i.size);
+        assert_eq!(
+            items,
+            vec![
+                Inventoried {
+                    message_id: None,
+                    size: 19
+                },
+                Inventoried {
+                    message_id: Some("<a@x>".into()),
+                    size: 43
+                },
+            ]
+        );
+        assert!(read_inventory(&dir.path().join("missing")).unwrap().is_empty());
     }
 }

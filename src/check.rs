@@ -1,0 +1,492 @@
+//! `cutover check`: the dress rehearsal before the first migrate, in the
+//! spirit of Microsoft's Test-MigrationServerAvailability but for every
+//! user of the users file. Nothing is written anywhere: for each user it
+//! logs in to the source and lists every folder with its message count and
+//! size (STATUS (MESSAGES SIZE) where the server offers STATUS=SIZE, else
+//! EXAMINE and the sum of RFC822.SIZE), opens the target mailbox read-only,
+//! and flags what would go wrong or be left out: a refused login, a target
+//! mailbox that does not exist or may not be opened, messages over
+//! `max_message_bytes`, mailboxes over `max_items`. A short timed fetch of
+//! a few message bodies measures the source's read rate, from which the
+//! volume gives an estimated copy time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::model::{FolderRole, TargetFolder};
+use crate::progress::human_bytes;
+use crate::report::human_duration;
+use crate::roster::UserJob;
+use crate::run::{StartError, build_target, exclude_set};
+use crate::settings::{Settings, TargetSettings};
+use crate::source::{ImapSource, SourceSession};
+use crate::target::{CANNOT_LIST, Target};
+
+/// Messages fetched to measure the read rate, and at most how many bytes
+/// of each (a partial fetch, so a mailbox of big attachments stays cheap).
+const SAMPLE_MESSAGES: u32 = 20;
+const SAMPLE_BYTES_EACH: u64 = 256 * 1024;
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub users: Vec<UserCheck>,
+    pub totals: CheckTotals,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckTotals {
+    pub users: u64,
+    /// Users with no problem (warnings allowed).
+    pub ready: u64,
+    /// Users a migrate would fail for.
+    pub failing: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub too_large: u64,
+    /// Estimated time to copy everything with `parallel_users` mailboxes at
+    /// once, from the per-user estimates.
+    pub estimated_seconds: Option<u64>,
+}
+
+impl CheckReport {
+    pub fn ready(&self) -> bool {
+        self.totals.failing == 0
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct UserCheck {
+    pub email: String,
+    /// No problem found: a migrate should go through.
+    pub ready: bool,
+    /// What would make a migrate fail for this user, with what to do.
+    pub problems: Vec<String>,
+    /// What a migrate would leave out or should know about.
+    pub warnings: Vec<String>,
+    pub source: Option<SourceCheck>,
+    pub target: Option<TargetCheck>,
+    /// Estimated copy time for the messages in scope.
+    pub estimated_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SourceCheck {
+    /// "STATUS=SIZE" or "RFC822.SIZE" (EXAMINE and a size fetch per folder).
+    pub size_method: String,
+    pub folders: Vec<FolderCheck>,
+    /// Totals over the folders that are not excluded.
+    pub messages: u64,
+    pub bytes: u64,
+    /// Messages larger than `max_message_bytes`: skipped by a migrate.
+    pub too_large: u64,
+    /// Messages beyond the newest `max_items`: skipped by a migrate.
+    pub over_item_cap: u64,
+    pub sample: Option<Sample>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FolderCheck {
+    pub folder: String,
+    pub messages: u64,
+    pub bytes: u64,
+    pub too_large: u64,
+    /// Left out by `[limits] exclude` (counted here, not in the totals).
+    pub excluded: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Sample {
+    pub folder: String,
+    pub messages: u32,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub bytes_per_second: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TargetCheck {
+    pub target: String,
+    /// What the target's inbox holds already (`None` for targets that
+    /// cannot list a folder).
+    pub inbox_messages: Option<u64>,
+    pub inbox_bytes: Option<u64>,
+}
+
+struct Ctx {
+    settings: Settings,
+    source: ImapSource,
+    target: Arc<dyn Target>,
+    exclude: globset::GlobSet,
+    /// Why the Maildir root cannot be written, checked once for everyone.
+    maildir_problem: Option<String>,
+}
+
+/// Checks every user; `Err` only when the check cannot start.
+pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckReport, StartError> {
+    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    let target = build_target(&settings.target)?;
+    let exclude = exclude_set(&settings)?;
+    let maildir_problem = match &settings.target {
+        TargetSettings::Maildir { path } => maildir_writable(path).err(),
+        _ => None,
+    };
+    let parallel = settings.run.parallel_users;
+    let ctx = Arc::new(Ctx {
+        settings,
+        source,
+        target,
+        exclude,
+        maildir_problem,
+    });
+    let mut results: Vec<(usize, UserCheck)> = futures::stream::iter(users.into_iter().enumerate())
+        .map(|(i, user)| {
+            let ctx = ctx.clone();
+            async move {
+                let email = user.email.clone();
+                let entry = tokio::spawn(async move { check_user(&ctx, &user).await })
+                    .await
+                    .unwrap_or_else(|e| UserCheck {
+                        email,
+                        problems: vec![format!("internal error: {e}")],
+                        ..Default::default()
+                    });
+                (i, entry)
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    let mut report = CheckReport::default();
+    let mut estimate_sum = 0u64;
+    let mut estimated = 0;
+    for (_, u) in results {
+        report.totals.users += 1;
+        if u.ready {
+            report.totals.ready += 1;
+        } else {
+            report.totals.failing += 1;
+        }
+        if let Some(s) = &u.source {
+            report.totals.messages += s.messages;
+            report.totals.bytes += s.bytes;
+            report.totals.too_large += s.too_large;
+        }
+        if let Some(e) = u.estimated_seconds {
+            estimate_sum += e;
+            estimated += 1;
+        }
+        report.users.push(u);
+    }
+    // Mailboxes run `parallel_users` at a time: a rough division, good
+    // enough for planning when mailboxes are of similar size.
+    report.totals.estimated_seconds =
+        (estimated > 0).then(|| estimate_sum.div_ceil(ctx.settings.run.parallel_users.max(1) as u64));
+    Ok(report)
+}
+
+async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
+    let mut out = UserCheck {
+        email: user.email.clone(),
+        ..Default::default()
+    };
+    match ctx.source.open(user).await {
+        Ok(mut session) => {
+            let result = check_source(ctx, &mut session).await;
+            session.logout().await;
+            match result {
+                Ok(source) => {
+                    let limits = &ctx.settings.limits;
+                    if source.too_large > 0 {
+                        out.warnings.push(format!(
+                            "{} larger than max_message_bytes ({}) will be skipped; raise [limits] max_message_bytes (up to 150 MiB) to copy them",
+                            plural(source.too_large, "message"),
+                            human_bytes(limits.max_message_bytes)
+                        ));
+                    }
+                    if source.over_item_cap > 0 {
+                        out.warnings.push(format!(
+                            "{} in scope but max_items is {}: the oldest {} will be skipped; raise [limits] max_items to copy them",
+                            plural(source.messages, "message"),
+                            limits.max_items,
+                            source.over_item_cap
+                        ));
+                    }
+                    if let Some(sample) = &source.sample
+                        && sample.bytes_per_second > 0.0
+                    {
+                        let connections = ctx.settings.run.connections_per_user.max(1) as f64;
+                        let seconds = source.bytes as f64 / (sample.bytes_per_second * connections);
+                        out.estimated_seconds = Some(seconds.ceil() as u64);
+                    } else if source.bytes == 0 {
+                        out.estimated_seconds = Some(0);
+                    }
+                    out.source = Some(source);
+                }
+                Err(e) => out.problems.push(format!("source: {e}")),
+            }
+        }
+        Err(e) => out.problems.push(format!("source: {e}")),
+    }
+
+    if let Some(p) = &ctx.maildir_problem {
+        out.problems.push(format!("target: {p}"));
+    }
+    match ctx.target.open(user).await {
+        Ok(mut session) => {
+            let inbox = TargetFolder {
+                anchor: Some(FolderRole::Inbox),
+                path: Vec::new(),
+            };
+            let mut check = TargetCheck {
+                target: ctx.target.describe(),
+                ..Default::default()
+            };
+            match session.inventory(&inbox, None).await {
+                Ok(items) => {
+                    check.inbox_messages = Some(items.len() as u64);
+                    check.inbox_bytes = Some(items.iter().map(|i| i.size).sum());
+                }
+                Err(e) if e.message == CANNOT_LIST => {}
+                Err(e) => out.problems.push(format!(
+                    "target: the mailbox cannot be opened: {e}; check that it exists and that the target login may open it"
+                )),
+            }
+            session.close().await;
+            out.target = Some(check);
+        }
+        Err(e) => out.problems.push(format!(
+            "{e} (for the target: does the mailbox exist, and may this login open it?)"
+        )),
+    }
+    out.ready = out.problems.is_empty();
+    out
+}
+
+async fn check_source(ctx: &Ctx, session: &mut SourceSession) -> Result<SourceCheck, Error> {
+    let max_bytes = ctx.settings.limits.max_message_bytes;
+    let folders = session.folders().await?;
+    let mut out = SourceCheck::default();
+    let names: Vec<String> = folders.iter().map(|f| f.wire_name.clone()).collect();
+    let status = if session.has_status_size() {
+        out.size_method = "STATUS=SIZE".into();
+        session.folder_sizes(&names).await?
+    } else {
+        out.size_method = "RFC822.SIZE".into();
+        vec![None; names.len()]
+    };
+    for (folder, status) in folders.iter().zip(status) {
+        let mut fc = FolderCheck {
+            folder: folder.display(),
+            excluded: ctx.exclude.is_match(folder.display()),
+            ..Default::default()
+        };
+        match status {
+            Some((messages, bytes)) => {
+                fc.messages = u64::from(messages);
+                fc.bytes = bytes;
+                // Only a folder larger in total than the limit can hold a
+                // message over it: the others need no search.
+                if bytes > max_bytes && !fc.excluded {
+                    session.examine(&folder.wire_name).await?;
+                    fc.too_large = session.count_larger(max_bytes).await?;
+                }
+            }
+            None => {
+                let state = session.examine(&folder.wire_name).await?;
+                fc.messages = u64::from(state.exists);
+                if state.exists > 0 {
+                    let sizes = session.message_sizes().await?;
+                    fc.bytes = sizes.iter().sum();
+                    fc.too_large = sizes.iter().filter(|&&s| s > max_bytes).count() as u64;
+                }
+            }
+        }
+        if !fc.excluded {
+            out.messages += fc.messages;
+            out.bytes += fc.bytes;
+            out.too_large += fc.too_large;
+        }
+        out.folders.push(fc);
+    }
+    out.over_item_cap = out.messages.saturating_sub(ctx.settings.limits.max_items);
+
+    // The read rate, from the newest messages of the biggest folder.
+    if let Some((i, _)) = out
+        .folders
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.excluded && f.messages > 0)
+        .max_by_key(|(_, f)| f.bytes)
+    {
+        let state = session.examine(&folders[i].wire_name).await?;
+        let count = SAMPLE_MESSAGES.min(state.exists);
+        let started = Instant::now();
+        let bytes = session.fetch_sample(state.exists, count, SAMPLE_BYTES_EACH).await?;
+        let seconds = started.elapsed().max(Duration::from_millis(1)).as_secs_f64();
+        out.sample = Some(Sample {
+            folder: out.folders[i].folder.clone(),
+            messages: count,
+            bytes,
+            seconds,
+            bytes_per_second: bytes as f64 / seconds,
+        });
+    }
+    // INBOX first, then by name, whatever order the server listed them in.
+    out.folders
+        .sort_by(|a, b| (a.folder != "INBOX", &a.folder).cmp(&(b.folder != "INBOX", &b.folder)));
+    Ok(out)
+}
+
+/// "1 message", "2 messages".
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Whether Maildir trees can be created under `root`: a probe file in it
+/// (or in its nearest existing ancestor, where `migrate` would create it)
+/// is created and removed again.
+fn maildir_writable(root: &Path) -> Result<(), String> {
+    let mut dir: PathBuf = root.to_path_buf();
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+            _ => {
+                dir = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    if !dir.is_dir() {
+        return Err(format!(
+            "the Maildir path {} is not a directory; point [target] path at a directory",
+            dir.display()
+        ));
+    }
+    let probe = dir.join(format!(".cutover-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "cannot write under the Maildir path {} ({e}); give the user running cutover write access to it",
+            dir.display()
+        )),
+    }
+}
+
+/// Table for people: per user its verdict, folders, problems, warnings
+/// and estimate, then a summary line.
+pub fn render_table(report: &CheckReport) -> String {
+    let mut out = String::new();
+    for u in &report.users {
+        out.push_str(&format!(
+            "{}: {}\n",
+            u.email,
+            if u.ready { "READY" } else { "WILL FAIL" }
+        ));
+        for p in &u.problems {
+            out.push_str(&format!("  problem: {p}\n"));
+        }
+        if let Some(s) = &u.source {
+            out.push_str(&format!(
+                "  source: {} folders, {} messages, {} (sizes by {})\n",
+                s.folders.iter().filter(|f| !f.excluded).count(),
+                s.messages,
+                human_bytes(s.bytes),
+                s.size_method
+            ));
+            let width = s
+                .folders
+                .iter()
+                .map(|f| f.folder.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(6)
+                + 11;
+            for f in &s.folders {
+                let name = if f.excluded {
+                    format!("{} (excluded)", f.folder)
+                } else {
+                    f.folder.clone()
+                };
+                let large = if f.too_large > 0 {
+                    format!("  {} too large", f.too_large)
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!(
+                    "    {name:<width$} {:>8}  {:>10}{large}\n",
+                    f.messages,
+                    human_bytes(f.bytes)
+                ));
+            }
+        }
+        if let Some(t) = &u.target {
+            match t.inbox_messages {
+                Some(n) => out.push_str(&format!(
+                    "  target: {}, mailbox opened, its inbox holds {n} messages ({})\n",
+                    t.target,
+                    human_bytes(t.inbox_bytes.unwrap_or(0))
+                )),
+                None => out.push_str(&format!("  target: {}, logged in\n", t.target)),
+            }
+        }
+        for w in &u.warnings {
+            out.push_str(&format!("  warning: {w}\n"));
+        }
+        if let (Some(est), Some(sample)) = (u.estimated_seconds, u.source.as_ref().and_then(|s| s.sample.as_ref())) {
+            out.push_str(&format!(
+                "  estimate: {} to copy (the source sent {}/s for a sample of {} from {}, times connections_per_user; the target may be slower)\n",
+                human_duration(est),
+                human_bytes(sample.bytes_per_second as u64),
+                plural(u64::from(sample.messages), "message"),
+                sample.folder
+            ));
+        }
+    }
+    let t = &report.totals;
+    out.push_str(&format!(
+        "checked {} users: {} ready, {} will fail; {} messages, {} in total, {} too large{}\n",
+        t.users,
+        t.ready,
+        t.failing,
+        t.messages,
+        human_bytes(t.bytes),
+        t.too_large,
+        match t.estimated_seconds {
+            Some(s) => format!("; estimated copy time {}", human_duration(s)),
+            None => String::new(),
+        }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maildir_root_is_probed_at_its_nearest_existing_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(maildir_writable(&dir.path().join("not/yet/there")).is_ok());
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(maildir_writable(&file).unwrap_err().contains("not a directory"));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the probe is removed"
+        );
+    }
+}

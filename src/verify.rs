@@ -1,0 +1,669 @@
+//! `cutover verify`: proof, before the old server is switched off, that
+//! the target holds everything it should. For every user and folder it
+//! lists the source (a fresh metadata scan, never the checkpoint's memory of
+//! it) and the target (read-only, [`TargetSession::inventory`]) and compares
+//! counts, Message-ID sets and sizes.
+//!
+//! What "should" means is what `migrate` would copy: the plan's rules are
+//! applied to the fresh scan with the checkpoint's states, so messages
+//! skipped as too large, over the item cap or refused by the target, and
+//! folders excluded by `[limits] exclude`, are out of scope and never
+//! reported missing. Everything else the target lacks is missing, with what
+//! the checkpoint knows about it (failed and why, not copied yet, arrived
+//! after the last run). Messages the target has and the source has not are
+//! listed as extra (mail delivered to the target after the MX switch, or a
+//! duplicate) but do not fail the verification.
+//!
+//! Source folders that map to the same target folder (two folders with the
+//! Sent role, say) are compared together against it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoint, FolderRow, format_time};
+use crate::error::Error;
+use crate::model::{MessageMeta, SkipReason, SourceFolder, TargetFolder};
+use crate::plan::{self, Candidate, State};
+use crate::progress::human_bytes;
+use crate::roster::UserJob;
+use crate::run::{StartError, build_target, exclude_set};
+use crate::settings::Settings;
+use crate::source::ImapSource;
+use crate::target::{Inventoried, Target, TargetSession};
+use crate::transform;
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub users: Vec<UserVerify>,
+    pub totals: VerifyTotals,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyTotals {
+    pub users: u64,
+    /// Users whose target holds everything in scope.
+    pub complete: u64,
+    /// Users with at least one message missing in the target.
+    pub incomplete: u64,
+    /// Users that could not be compared (login refused, ...).
+    pub errors: u64,
+    pub missing: u64,
+    pub extra: u64,
+}
+
+impl VerifyReport {
+    /// True when every user was compared and nothing in scope is missing.
+    pub fn complete(&self) -> bool {
+        self.totals.incomplete == 0 && self.totals.errors == 0
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct UserVerify {
+    pub email: String,
+    /// Compared, and nothing in scope is missing.
+    pub complete: bool,
+    /// Why this user could not be compared.
+    pub error: Option<String>,
+    pub source_messages: u64,
+    /// Source messages the rules leave out (skipped or in excluded folders).
+    pub out_of_scope: u64,
+    pub in_scope: u64,
+    pub target_messages: u64,
+    pub missing_count: u64,
+    pub extra_count: u64,
+    pub folders: Vec<FolderVerify>,
+    pub missing: Vec<MissingItem>,
+    pub extra: Vec<ExtraItem>,
+}
+
+/// One target folder and the source folder(s) that go into it.
+#[derive(Debug, Default, Serialize)]
+pub struct FolderVerify {
+    /// Source folder paths, "/" between levels.
+    pub source: Vec<String>,
+    /// Where they go in the target (its folder reference when a run stored
+    /// one, else the role/path it maps to).
+    pub target: String,
+    /// Left out by `[limits] exclude`: not compared.
+    pub excluded: bool,
+    pub source_messages: u64,
+    pub source_bytes: u64,
+    /// Skipped by the plan's rules, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    pub in_scope: u64,
+    pub in_scope_bytes: u64,
+    pub target_messages: u64,
+    pub target_bytes: u64,
+    /// In scope and found in the target.
+    pub present: u64,
+    /// Found by Message-ID, but with another size (a target that rewrites
+    /// messages, such as Exchange, reports its own sizes).
+    pub size_differs: u64,
+    pub missing: u64,
+    pub extra: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MissingItem {
+    pub folder: String,
+    pub uid: u32,
+    pub date: String,
+    pub size: u64,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    /// What the checkpoint knows about it, and what to do.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExtraItem {
+    pub folder: String,
+    pub message_id: Option<String>,
+    pub size: u64,
+}
+
+/// Everything a per-user comparison shares.
+struct Ctx {
+    settings: Settings,
+    source: ImapSource,
+    target: Arc<dyn Target>,
+    exclude: globset::GlobSet,
+    db: Option<Mutex<Checkpoint>>,
+}
+
+/// Compares source and target for every user; `Err` only when it cannot
+/// start at all (a user that cannot be compared is reported in its entry).
+pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyReport, StartError> {
+    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    let target = build_target(&settings.target)?;
+    let exclude = exclude_set(&settings)?;
+    // Without a state DB nothing was migrated yet; the rules still apply.
+    let db = if Path::new(&settings.state_path).is_file() {
+        Some(Mutex::new(Checkpoint::open_existing(&settings.state_path)?))
+    } else {
+        None
+    };
+    let parallel = settings.run.parallel_users;
+    let ctx = Arc::new(Ctx {
+        settings,
+        source,
+        target,
+        exclude,
+        db,
+    });
+    let mut results: Vec<(usize, UserVerify)> = futures::stream::iter(users.into_iter().enumerate())
+        .map(|(i, user)| {
+            let ctx = ctx.clone();
+            async move {
+                let email = user.email.clone();
+                let result = tokio::spawn(async move { verify_user(&ctx, &user).await })
+                    .await
+                    .unwrap_or_else(|e| Err(Error::fatal(format!("internal error: {e}"))));
+                let entry = match result {
+                    Ok(v) => v,
+                    Err(e) => UserVerify {
+                        email,
+                        error: Some(e.message),
+                        ..Default::default()
+                    },
+                };
+                (i, entry)
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    let mut report = VerifyReport::default();
+    for (_, u) in results {
+        report.totals.users += 1;
+        if u.error.is_some() {
+            report.totals.errors += 1;
+        } else if u.missing_count > 0 {
+            report.totals.incomplete += 1;
+        } else {
+            report.totals.complete += 1;
+        }
+        report.totals.missing += u.missing_count;
+        report.totals.extra += u.extra_count;
+        report.users.push(u);
+    }
+    Ok(report)
+}
+
+/// What the checkpoint knows about one user.
+#[derive(Default)]
+struct Known {
+    folders: HashMap<String, FolderRow>,
+    states: HashMap<(i64, u32), State>,
+    reasons: HashMap<(String, u32), String>,
+}
+
+fn load_known(ctx: &Ctx, email: &str) -> Result<Known, Error> {
+    let Some(db) = &ctx.db else {
+        return Ok(Known::default());
+    };
+    tokio::task::block_in_place(|| {
+        let cp = db.lock().unwrap_or_else(|p| p.into_inner());
+        let e = |e: crate::checkpoint::CheckpointError| Error::fatal(e.0);
+        let folders = cp.folders(email).map_err(e)?;
+        let states = cp
+            .messages(email)
+            .map_err(e)?
+            .into_iter()
+            .map(|m| ((m.folder_id, m.uid), m.state))
+            .collect();
+        let reasons = cp
+            .problem_items(email)
+            .map_err(e)?
+            .into_iter()
+            .map(|p| ((p.folder, p.uid), p.reason))
+            .collect();
+        Ok(Known {
+            folders: folders.into_iter().map(|f| (f.wire_name.clone(), f)).collect(),
+            states,
+            reasons,
+        })
+    })
+}
+
+/// One scanned source folder.
+struct Scanned {
+    folder: SourceFolder,
+    uid_validity: u32,
+    metas: Vec<MessageMeta>,
+}
+
+async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
+    let known = load_known(ctx, &user.email)?;
+    let mut session = ctx.source.open(user).await.map_err(|e| e.context("source"))?;
+    let listed = session.folders().await?;
+    let mut out = UserVerify {
+        email: user.email.clone(),
+        ..Default::default()
+    };
+    let mut scanned = Vec::new();
+    for folder in listed {
+        let state = session.examine(&folder.wire_name).await?;
+        if ctx.exclude.is_match(folder.display()) {
+            out.source_messages += u64::from(state.exists);
+            out.out_of_scope += u64::from(state.exists);
+            out.folders.push(FolderVerify {
+                source: vec![folder.display()],
+                target: String::new(),
+                excluded: true,
+                source_messages: u64::from(state.exists),
+                ..Default::default()
+            });
+            continue;
+        }
+        let metas = if state.exists == 0 {
+            Vec::new()
+        } else {
+            session.scan(1).await?
+        };
+        scanned.push(Scanned {
+            folder,
+            uid_validity: state.uid_validity,
+            metas,
+        });
+    }
+    session.logout().await;
+
+    // The plan over the fresh scan, with the checkpoint's states: what a
+    // migrate now would leave out is out of scope.
+    let mut candidates = Vec::new();
+    for (fi, s) in scanned.iter().enumerate() {
+        let row = known
+            .folders
+            .get(&s.folder.wire_name)
+            .filter(|r| r.uid_validity == s.uid_validity);
+        for m in &s.metas {
+            let state = row
+                .and_then(|r| known.states.get(&(r.id, m.uid)).copied())
+                .map(|st| if st == State::Gone { State::Pending } else { st })
+                .unwrap_or(State::Pending);
+            candidates.push(Candidate {
+                folder: fi,
+                uid: m.uid,
+                internal_date: m.internal_date,
+                size: m.size,
+                state,
+            });
+        }
+    }
+    let the_plan = plan::plan(
+        &candidates,
+        plan::Limits {
+            max_items: ctx.settings.limits.max_items,
+            max_message_bytes: ctx.settings.limits.max_message_bytes,
+        },
+    );
+    let mut skipped: HashMap<(usize, u32), SkipReason> = HashMap::new();
+    for &(i, reason) in &the_plan.skip {
+        skipped.insert((candidates[i].folder, candidates[i].uid), reason);
+    }
+
+    // Group source folders by where they land.
+    let all: Vec<SourceFolder> = scanned.iter().map(|s| s.folder.clone()).collect();
+    let mut groups: Vec<(TargetFolder, Vec<usize>)> = Vec::new();
+    for (fi, s) in scanned.iter().enumerate() {
+        let tf = transform::target_folder(&s.folder, &all);
+        match groups.iter_mut().find(|(t, _)| *t == tf) {
+            Some((_, members)) => members.push(fi),
+            None => groups.push((tf, vec![fi])),
+        }
+    }
+
+    let mut target = ctx.target.open(user).await?;
+    let result = compare_groups(&mut out, target.as_mut(), &groups, &scanned, &skipped, &known).await;
+    target.close().await;
+    result?;
+    // INBOX first, then by name; excluded folders last.
+    out.folders.sort_by(|a, b| {
+        let key = |f: &FolderVerify| {
+            (
+                f.excluded,
+                f.source.first().is_none_or(|s| s != "INBOX"),
+                f.source.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    out.complete = out.missing_count == 0;
+    Ok(out)
+}
+
+async fn compare_groups(
+    out: &mut UserVerify,
+    target: &mut dyn TargetSession,
+    groups: &[(TargetFolder, Vec<usize>)],
+    scanned: &[Scanned],
+    skipped: &HashMap<(usize, u32), SkipReason>,
+    known: &Known,
+) -> Result<(), Error> {
+    for (tf, members) in groups {
+        let known_ref = members
+            .iter()
+            .find_map(|&fi| known.folders.get(&scanned[fi].folder.wire_name)?.target_ref.clone());
+        let inventory = target
+            .inventory(tf, known_ref.as_deref())
+            .await
+            .map_err(|e| e.context(format!("target folder {}", tf.display())))?;
+        let mut fv = FolderVerify {
+            source: members.iter().map(|&fi| scanned[fi].folder.display()).collect(),
+            // Maildir's inbox reference is the empty path: show the role.
+            target: known_ref
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .map(crate::imap::utf7::decode)
+                .unwrap_or_else(|| tf.display()),
+            target_messages: inventory.len() as u64,
+            target_bytes: inventory.iter().map(|i| i.size).sum(),
+            ..Default::default()
+        };
+        let mut pool = Pool::new(&inventory);
+        let mut in_scope: Vec<(usize, &MessageMeta)> = Vec::new();
+        let mut out_of_scope: Vec<&MessageMeta> = Vec::new();
+        for &fi in members {
+            for m in &scanned[fi].metas {
+                fv.source_messages += 1;
+                fv.source_bytes += m.size;
+                match skipped.get(&(fi, m.uid)) {
+                    Some(reason) => {
+                        *fv.skipped.entry(reason.as_str().to_owned()).or_default() += 1;
+                        out_of_scope.push(m);
+                    }
+                    None => {
+                        fv.in_scope += 1;
+                        fv.in_scope_bytes += m.size;
+                        in_scope.push((fi, m));
+                    }
+                }
+            }
+        }
+        // Exact matches first, for everything, so a Message-ID-only match
+        // never takes a copy another message matches exactly.
+        let mut unmatched = Vec::new();
+        for &(fi, m) in &in_scope {
+            if pool.take_exact(m) {
+                fv.present += 1;
+            } else {
+                unmatched.push((fi, m));
+            }
+        }
+        let out_unmatched: Vec<&MessageMeta> = out_of_scope.into_iter().filter(|m| !pool.take_exact(m)).collect();
+        for (fi, m) in unmatched {
+            if pool.take_by_id(m) {
+                fv.present += 1;
+                fv.size_differs += 1;
+                continue;
+            }
+            fv.missing += 1;
+            let s = &scanned[fi];
+            out.missing.push(MissingItem {
+                folder: s.folder.display(),
+                uid: m.uid,
+                date: format_time(m.internal_date),
+                size: m.size,
+                message_id: m.message_id.clone(),
+                subject: m.subject.clone(),
+                status: missing_status(known, s, m),
+            });
+        }
+        // Skipped messages an earlier run did copy are not extra.
+        for m in out_unmatched {
+            pool.take_by_id(m);
+        }
+        for item in pool.rest() {
+            fv.extra += 1;
+            out.extra.push(ExtraItem {
+                folder: fv.target.clone(),
+                message_id: item.message_id.clone(),
+                size: item.size,
+            });
+        }
+        out.source_messages += fv.source_messages;
+        out.out_of_scope += fv.source_messages - fv.in_scope;
+        out.in_scope += fv.in_scope;
+        out.target_messages += fv.target_messages;
+        out.missing_count += fv.missing;
+        out.extra_count += fv.extra;
+        out.folders.push(fv);
+    }
+    Ok(())
+}
+
+/// The target's messages of one folder, taken as they are matched.
+struct Pool<'a> {
+    items: Vec<Option<&'a Inventoried>>,
+    exact: HashMap<(Option<String>, u64), Vec<usize>>,
+    by_id: HashMap<String, Vec<usize>>,
+}
+
+/// Takes the first item of `list` not taken yet.
+fn take_from(items: &mut [Option<&Inventoried>], list: &mut Vec<usize>) -> bool {
+    while let Some(i) = list.pop() {
+        if items[i].take().is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+impl<'a> Pool<'a> {
+    fn new(inventory: &'a [Inventoried]) -> Pool<'a> {
+        let mut exact: HashMap<(Option<String>, u64), Vec<usize>> = HashMap::new();
+        let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
+        // Reversed, so that `pop` takes them in listing order.
+        for (i, item) in inventory.iter().enumerate().rev() {
+            exact.entry((item.message_id.clone(), item.size)).or_default().push(i);
+            if let Some(id) = &item.message_id {
+                by_id.entry(id.clone()).or_default().push(i);
+            }
+        }
+        Pool {
+            items: inventory.iter().map(Some).collect(),
+            exact,
+            by_id,
+        }
+    }
+
+    /// Same Message-ID (or both without one) and same size.
+    fn take_exact(&mut self, m: &MessageMeta) -> bool {
+        match self.exact.get_mut(&(m.message_id.clone(), m.size)) {
+            Some(list) => take_from(&mut self.items, list),
+            None => false,
+        }
+    }
+
+    /// Same Message-ID, any size.
+    fn take_by_id(&mut self, m: &MessageMeta) -> bool {
+        match m.message_id.as_deref().and_then(|id| self.by_id.get_mut(id)) {
+            Some(list) => take_from(&mut self.items, list),
+            None => false,
+        }
+    }
+
+    fn rest(self) -> impl Iterator<Item = &'a Inventoried> {
+        self.items.into_iter().flatten()
+    }
+}
+
+fn missing_status(known: &Known, s: &Scanned, m: &MessageMeta) -> String {
+    let Some(row) = known.folders.get(&s.folder.wire_name) else {
+        return "not scanned yet (new folder since the last migrate): run cutover migrate".into();
+    };
+    if row.uid_validity != s.uid_validity {
+        return "the folder's UIDVALIDITY changed since the last migrate: run cutover migrate".into();
+    }
+    match known.states.get(&(row.id, m.uid)) {
+        None => "arrived after the last migrate: run cutover migrate".into(),
+        Some(State::Pending) => "not copied yet: run cutover migrate".into(),
+        Some(State::InFlight) => "upload was interrupted: run cutover migrate (it looks it up before resending)".into(),
+        Some(State::Failed) => {
+            let reason = known
+                .reasons
+                .get(&(s.folder.display(), m.uid))
+                .map(String::as_str)
+                .unwrap_or("unknown error");
+            format!("failed: {reason}; run cutover migrate to retry")
+        }
+        Some(State::Copied) => {
+            "recorded as copied but not in the target (deleted or moved there after the copy?)".into()
+        }
+        Some(State::Gone) => "recorded as deleted on the source, but it is there: run cutover migrate".into(),
+        Some(State::Skipped(r)) => format!("skipped ({r}) by an earlier run; run cutover migrate"),
+    }
+}
+
+/// Table for people: one line per folder, then every missing message and
+/// the first extra ones.
+pub fn render_table(report: &VerifyReport) -> String {
+    const EXTRA_SHOWN: usize = 10;
+    let header = [
+        "USER",
+        "FOLDER",
+        "TARGET",
+        "SOURCE",
+        "SKIPPED",
+        "EXPECTED",
+        "TARGET MSGS",
+        "MISSING",
+        "EXTRA",
+        "EXPECTED SIZE",
+        "TARGET SIZE",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for u in &report.users {
+        if let Some(e) = &u.error {
+            let mut row = vec![u.email.clone(), format!("NOT VERIFIED: {e}")];
+            row.resize(header.len(), String::new());
+            rows.push(row);
+            continue;
+        }
+        for f in &u.folders {
+            let skipped: u64 = f.skipped.values().sum();
+            rows.push(if f.excluded {
+                let mut row = vec![
+                    u.email.clone(),
+                    f.source.join(" + "),
+                    "(excluded)".into(),
+                    f.source_messages.to_string(),
+                    f.source_messages.to_string(),
+                    "0".into(),
+                ];
+                row.resize(header.len(), String::new());
+                row
+            } else {
+                vec![
+                    u.email.clone(),
+                    f.source.join(" + "),
+                    f.target.clone(),
+                    f.source_messages.to_string(),
+                    skipped.to_string(),
+                    f.in_scope.to_string(),
+                    f.target_messages.to_string(),
+                    f.missing.to_string(),
+                    f.extra.to_string(),
+                    human_bytes(f.in_scope_bytes),
+                    human_bytes(f.target_bytes),
+                ]
+            });
+        }
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for u in &report.users {
+        for m in &u.missing {
+            out.push_str(&format!(
+                "{}: MISSING {} UID {} ({}, {}, {}{}): {}\n",
+                u.email,
+                m.folder,
+                m.uid,
+                m.date,
+                human_bytes(m.size),
+                m.message_id.as_deref().unwrap_or("no Message-ID"),
+                m.subject.as_deref().map(|s| format!(", \"{s}\"")).unwrap_or_default(),
+                m.status
+            ));
+        }
+        for e in u.extra.iter().take(EXTRA_SHOWN) {
+            out.push_str(&format!(
+                "{}: extra in target {}: {} ({})\n",
+                u.email,
+                e.folder,
+                e.message_id.as_deref().unwrap_or("no Message-ID"),
+                human_bytes(e.size)
+            ));
+        }
+        if u.extra.len() > EXTRA_SHOWN {
+            out.push_str(&format!(
+                "{}: ... and {} more extra messages (all of them with --json)\n",
+                u.email,
+                u.extra.len() - EXTRA_SHOWN
+            ));
+        }
+    }
+    let t = &report.totals;
+    out.push_str(&format!(
+        "verified {} users: {} complete, {} with missing messages ({} missing), {} could not be verified; {} extra messages in the target\n",
+        t.users, t.complete, t.incomplete, t.missing, t.errors, t.extra
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Flags;
+
+    fn meta(uid: u32, id: Option<&str>, size: u64) -> MessageMeta {
+        MessageMeta {
+            uid,
+            flags: Flags::default(),
+            internal_date: 0,
+            size,
+            message_id: id.map(str::to_owned),
+            subject: None,
+        }
+    }
+
+    fn inv(id: Option<&str>, size: u64) -> Inventoried {
+        Inventoried {
+            message_id: id.map(str::to_owned),
+            size,
+        }
+    }
+
+    #[test]
+    fn pool_matches_exactly_then_by_id_and_counts_duplicates() {
+        let inventory = vec![
+            inv(Some("<a>"), 10),
+            inv(Some("<a>"), 10),
+            inv(Some("<b>"), 99),
+            inv(None, 5),
+        ];
+        let mut pool = Pool::new(&inventory);
+        assert!(pool.take_exact(&meta(1, Some("<a>"), 10)));
+        assert!(!pool.take_exact(&meta(2, Some("<b>"), 20)));
+        assert!(pool.take_by_id(&meta(2, Some("<b>"), 20)));
+        assert!(pool.take_exact(&meta(3, None, 5)));
+        assert!(!pool.take_exact(&meta(4, None, 5)));
+        assert!(!pool.take_by_id(&meta(5, Some("<c>"), 1)));
+        let rest: Vec<&Inventoried> = pool.rest().collect();
+        assert_eq!(rest, vec![&inv(Some("<a>"), 10)], "the duplicate is extra");
+    }
+}
