@@ -48,14 +48,8 @@ fn assert_same(folder: &str, got: &[&StoredMessage], want: &[GenMessage]) {
             mailgen::message_id(&w.raw)
         );
         assert_eq!(g.flags, w.flags, "{folder}[{i}] flags");
-        assert_eq!(
-            g.internal_date, w.internal_date,
-            "{folder}[{i}] internal date"
-        );
-        assert!(
-            g.uid > last_uid,
-            "{folder}[{i}]: UIDs must follow delivery order"
-        );
+        assert_eq!(g.internal_date, w.internal_date, "{folder}[{i}] internal date");
+        assert!(g.uid > last_uid, "{folder}[{i}]: UIDs must follow delivery order");
         last_uid = g.uid;
     }
 }
@@ -100,11 +94,7 @@ fn deliver_then_read_back_byte_exact_with_flags_and_dates() {
         }
     }
     // Keywords survive (the generator puts one on ~6% of messages).
-    assert!(
-        stored
-            .iter()
-            .any(|m| m.flags.iter().any(|f| !f.starts_with('\\')))
-    );
+    assert!(stored.iter().any(|m| m.flags.iter().any(|f| !f.starts_with('\\'))));
 
     let folders = dc.folders(ALICE);
     let names: Vec<&str> = folders.iter().map(|f| f.name.as_str()).collect();
@@ -126,10 +116,7 @@ fn deliver_then_read_back_byte_exact_with_flags_and_dates() {
         "Empty/Nested",
         "Empty/Nested/Deep",
     ] {
-        assert!(
-            names.contains(&want),
-            "folder {want} missing from {names:?}"
-        );
+        assert!(names.contains(&want), "folder {want} missing from {names:?}");
     }
     for f in &folders {
         let count = in_folder(&stored, &f.name).len() as u32;
@@ -151,31 +138,18 @@ fn imap_view_matches_fixture_view() {
     let odd: Vec<GenMessage> = corpus.iter().map(|(_, m)| m.clone()).collect();
     dc.deliver(ALICE, "Répertoire/日本語", &odd);
     let stored = dc.messages(ALICE);
-    assert_same(
-        "Répertoire/日本語",
-        &in_folder(&stored, "Répertoire/日本語"),
-        &odd,
-    );
+    assert_same("Répertoire/日本語", &in_folder(&stored, "Répertoire/日本語"), &odd);
 
-    assert_eq!(
-        imap::mutf7_encode("Répertoire/日本語"),
-        "R&AOk-pertoire/&ZeVnLIqe-"
-    );
+    assert_eq!(imap::mutf7_encode("Répertoire/日本語"), "R&AOk-pertoire/&ZeVnLIqe-");
     assert_eq!(
         imap::mutf7_decode("R&AOk-pertoire/&ZeVnLIqe- &- ok"),
         "Répertoire/日本語 & ok"
     );
     let mut c = login(&dc, ALICE, "alice-pw");
     let list = c.command("LIST \"\" \"*\"").expect_ok("LIST").data_text();
-    assert!(
-        list.contains("\"/\" R&AOk-pertoire/&ZeVnLIqe-\r\n"),
-        "{list}"
-    );
+    assert!(list.contains("\"/\" R&AOk-pertoire/&ZeVnLIqe-\r\n"), "{list}");
     for (name, flag) in support::dovecot::SPECIAL_USE {
-        let line = list
-            .lines()
-            .find(|l| l.ends_with(&format!(" {name}")))
-            .unwrap_or("");
+        let line = list.lines().find(|l| l.ends_with(&format!(" {name}"))).unwrap_or("");
         assert!(line.contains(flag), "{name} should be {flag}: {list}");
     }
     let caps = c.command("CAPABILITY").expect_ok("CAPABILITY").data_text();
@@ -192,23 +166,11 @@ fn imap_view_matches_fixture_view() {
     assert!(sel.contains(&format!("* {} EXISTS", odd.len())), "{sel}");
     for m in &stored {
         let r = c
-            .command(&format!(
-                "UID FETCH {} (FLAGS INTERNALDATE BODY.PEEK[])",
-                m.uid
-            ))
+            .command(&format!("UID FETCH {} (FLAGS INTERNALDATE BODY.PEEK[])", m.uid))
             .expect_ok("FETCH");
         let body = imap::first_literal(&r.data).expect("body literal");
-        assert!(
-            body == m.raw,
-            "BODY[] of UID {} differs from messages()",
-            m.uid
-        );
-        assert_eq!(
-            imap::internaldate(&r.data),
-            Some(m.internal_date),
-            "UID {}",
-            m.uid
-        );
+        assert!(body == m.raw, "BODY[] of UID {} differs from messages()", m.uid);
+        assert_eq!(imap::internaldate(&r.data), Some(m.internal_date), "UID {}", m.uid);
         let text = r.data_text();
         for f in &m.flags {
             assert!(text.contains(f.as_str()), "UID {} lacks {f}: {text}", m.uid);
@@ -241,11 +203,7 @@ fn appended_over_imap_is_visible() {
         Some(msgs[0].internal_date),
         &msgs[0].raw,
     );
-    assert!(
-        r.text.contains("APPENDUID"),
-        "UIDPLUS reply expected: {}",
-        r.text
-    );
+    assert!(r.text.contains("APPENDUID"), "UIDPLUS reply expected: {}", r.text);
     let kw = vec!["\\Flagged".to_string(), "$Label9".to_string()];
     c.append("INBOX", &kw, Some(1_600_000_000), &msgs[1].raw)
         .expect_ok("APPEND");
@@ -272,25 +230,14 @@ fn appended_over_imap_is_visible() {
 fn uid_validity_can_be_forced() {
     let dc = Dovecot::start(two_users());
     dc.deliver(ALICE, "Box", &mailgen::generate(3, 5, 1000));
-    let before = dc
-        .folders(ALICE)
-        .into_iter()
-        .find(|f| f.name == "Box")
-        .unwrap();
+    let before = dc.folders(ALICE).into_iter().find(|f| f.name == "Box").unwrap();
     let new_value = before.uidvalidity.wrapping_add(1000);
     dc.set_uid_validity(ALICE, "Box", new_value);
-    let after = dc
-        .folders(ALICE)
-        .into_iter()
-        .find(|f| f.name == "Box")
-        .unwrap();
+    let after = dc.folders(ALICE).into_iter().find(|f| f.name == "Box").unwrap();
     assert_eq!(after.uidvalidity, new_value);
     // Documented behaviour: UIDs and UIDNEXT are kept.
     assert_eq!(after.uidnext, before.uidnext);
-    let uids: Vec<u32> = in_folder(&dc.messages(ALICE), "Box")
-        .iter()
-        .map(|m| m.uid)
-        .collect();
+    let uids: Vec<u32> = in_folder(&dc.messages(ALICE), "Box").iter().map(|m| m.uid).collect();
     assert_eq!(uids, [1, 2, 3, 4, 5]);
     let mut c = login(&dc, ALICE, "alice-pw");
     let sel = c.command("SELECT Box").expect_ok("SELECT").data_text();
@@ -312,10 +259,7 @@ fn session_stats_count_fetched_bodies() {
     let s = dc.wait_for_sessions(1, Duration::from_secs(10));
     assert_eq!(s.sessions, 1);
     assert_eq!(s.body_count, 6);
-    assert_eq!(
-        s.body_bytes,
-        msgs.iter().map(|m| m.raw.len() as u64).sum::<u64>()
-    );
+    assert_eq!(s.body_bytes, msgs.iter().map(|m| m.raw.len() as u64).sum::<u64>());
 
     // A flags-and-headers-only session adds a session but no bodies.
     let mut c = login(&dc, ALICE, "alice-pw");
@@ -337,13 +281,9 @@ fn master_user_logs_in_as_any_user() {
     });
     dc.deliver(BOB, "INBOX", &mailgen::generate(9, 4, 1000));
     let mut c = ImapConn::connect(dc.port());
-    c.login(&format!("{BOB}*admin"), "admin-pw")
-        .expect_ok("master LOGIN");
+    c.login(&format!("{BOB}*admin"), "admin-pw").expect_ok("master LOGIN");
     let sel = c.command("SELECT INBOX").expect_ok("SELECT").data_text();
-    assert!(
-        sel.contains("* 4 EXISTS"),
-        "master session must see bob's INBOX: {sel}"
-    );
+    assert!(sel.contains("* 4 EXISTS"), "master session must see bob's INBOX: {sel}");
     c.logout().expect_ok("LOGOUT");
 
     let mut c = ImapConn::connect(dc.port());
@@ -361,15 +301,8 @@ fn users_can_be_added_while_running() {
     dc.add_user("carol@example.test", "carol-pw");
     c.login("carol@example.test", "carol-pw")
         .expect_ok("LOGIN after add_user");
-    let names: Vec<String> = dc
-        .folders("carol@example.test")
-        .into_iter()
-        .map(|f| f.name)
-        .collect();
-    assert_eq!(
-        names,
-        ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]
-    );
+    let names: Vec<String> = dc.folders("carol@example.test").into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]);
     drop(c);
 
     // Restart keeps data, users and ports.
@@ -397,16 +330,8 @@ fn dot_separator_is_translated() {
     dc.deliver(ALICE, "Répertoire/Unterordner", &msgs[..2]);
     dc.deliver(ALICE, "Mr. Smith/Notes", &msgs[2..]);
     let names: Vec<String> = dc.folders(ALICE).into_iter().map(|f| f.name).collect();
-    for want in [
-        "Répertoire",
-        "Répertoire/Unterordner",
-        "Mr. Smith",
-        "Mr. Smith/Notes",
-    ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
-        );
+    for want in ["Répertoire", "Répertoire/Unterordner", "Mr. Smith", "Mr. Smith/Notes"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
     let stored = dc.messages(ALICE);
     assert_same(
@@ -414,11 +339,7 @@ fn dot_separator_is_translated() {
         &in_folder(&stored, "Répertoire/Unterordner"),
         &msgs[..2],
     );
-    assert_same(
-        "Mr. Smith/Notes",
-        &in_folder(&stored, "Mr. Smith/Notes"),
-        &msgs[2..],
-    );
+    assert_same("Mr. Smith/Notes", &in_folder(&stored, "Mr. Smith/Notes"), &msgs[2..]);
 
     let mut c = login(&dc, ALICE, "alice-pw");
     let list = c.command("LIST \"\" \"*\"").expect_ok("LIST").data_text();
@@ -461,22 +382,13 @@ fn tls_listener_verifies_against_ca_file() {
         text
     };
     s_client(&["-connect", &format!("127.0.0.1:{imaps}")]);
-    s_client(&[
-        "-connect",
-        &format!("127.0.0.1:{}", dc.port()),
-        "-starttls",
-        "imap",
-    ]);
+    s_client(&["-connect", &format!("127.0.0.1:{}", dc.port()), "-starttls", "imap"]);
     let c = ImapConn::connect(dc.port());
     assert!(c.greeting.contains("STARTTLS"), "{}", c.greeting);
 
     let plain = Dovecot::start(DovecotOptions::default());
     assert_eq!((plain.imaps_port(), plain.ca_file()), (None, None));
-    assert!(
-        !ImapConn::connect(plain.port())
-            .greeting
-            .contains("STARTTLS")
-    );
+    assert!(!ImapConn::connect(plain.port()).greeting.contains("STARTTLS"));
 }
 
 /// The product's TLS stack (rustls) must accept the fixture's certificate
@@ -534,11 +446,7 @@ fn parallel_instances_are_isolated() {
     let ports: HashSet<u16> = instances.iter().map(|(dc, _)| dc.port()).collect();
     assert_eq!(ports.len(), 3);
     for (dc, msgs) in &instances {
-        assert_same(
-            "Shared Name",
-            &in_folder(&dc.messages(ALICE), "Shared Name"),
-            msgs,
-        );
+        assert_same("Shared Name", &in_folder(&dc.messages(ALICE), "Shared Name"), msgs);
     }
 }
 
@@ -569,30 +477,20 @@ fn generator_is_deterministic_and_varied() {
     assert_eq!(a, mailgen::generate(42, 400, 8000));
     assert_ne!(a[0].raw, mailgen::generate(43, 1, 8000)[0].raw);
 
-    let ids: HashSet<String> = a
-        .iter()
-        .map(|m| mailgen::message_id(&m.raw).unwrap())
-        .collect();
+    let ids: HashSet<String> = a.iter().map(|m| mailgen::message_id(&m.raw).unwrap()).collect();
     assert_eq!(ids.len(), a.len(), "Message-IDs must be unique");
     let dates: HashSet<i64> = a.iter().map(|m| m.internal_date).collect();
     assert_eq!(dates.len(), a.len(), "INTERNALDATEs must be distinct");
     assert!(
-        a.windows(2)
-            .any(|w| w[0].internal_date > w[1].internal_date),
+        a.windows(2).any(|w| w[0].internal_date > w[1].internal_date),
         "dates not shuffled"
     );
     let (min, max) = (dates.iter().min().unwrap(), dates.iter().max().unwrap());
     assert!(*min >= mailgen::DATES_FROM && *max < mailgen::DATES_FROM + mailgen::DATES_SPAN);
-    assert!(
-        max - min > 3 * 365 * 86_400,
-        "dates should spread over years"
-    );
+    assert!(max - min > 3 * 365 * 86_400, "dates should spread over years");
 
     let avg = a.iter().map(|m| m.raw.len()).sum::<usize>() / a.len();
-    assert!(
-        (5000..12000).contains(&avg),
-        "average size {avg} far from 8000"
-    );
+    assert!((5000..12000).contains(&avg), "average size {avg} far from 8000");
 
     let parser = mail_parser::MessageParser::default();
     let (mut alternative, mut attachments, mut non_ascii_subject, mut keyword) = (0, 0, 0, 0);
@@ -627,10 +525,7 @@ fn big_message_has_exact_size() {
         let m = mailgen::big_message(size, 3);
         assert_eq!(m.raw.len(), size);
         assert!(!has_bare_lf(&m.raw));
-        assert!(
-            m.raw.split(|&b| b == b'\n').all(|l| l.len() <= 998),
-            "line too long"
-        );
+        assert!(m.raw.split(|&b| b == b'\n').all(|l| l.len() <= 998), "line too long");
         let parsed = parser.parse(&m.raw).expect("parses");
         assert_eq!(parsed.attachment_count(), 1, "size {size}");
         assert!(mailgen::message_id(&m.raw).is_some());

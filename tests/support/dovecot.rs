@@ -202,9 +202,8 @@ impl Dovecot {
         let dovecot_bin = find_binary("dovecot").unwrap_or_else(|| {
             panic!("dovecot not installed: run scripts/install-deps (needs Debian's dovecot-imapd)")
         });
-        let doveadm_bin = find_binary("doveadm").unwrap_or_else(|| {
-            panic!("doveadm not installed: run scripts/install-deps (needs Debian's dovecot-core)")
-        });
+        let doveadm_bin = find_binary("doveadm")
+            .unwrap_or_else(|| panic!("doveadm not installed: run scripts/install-deps (needs Debian's dovecot-core)"));
         let acc = accounts();
 
         let root = tempfile::Builder::new()
@@ -363,18 +362,12 @@ impl Dovecot {
             // caller can log in right away.
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let known = self
-                    .doveadm_output(&["auth", "test", login, password])
-                    .status
-                    .success()
+                let known = self.doveadm_output(&["auth", "test", login, password]).status.success()
                     && self.doveadm_output(&["user", login]).status.success();
                 if known {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "Dovecot did not pick up new user {login}"
-                );
+                assert!(Instant::now() < deadline, "Dovecot did not pick up new user {login}");
                 std::thread::sleep(Duration::from_millis(50));
             }
             self.prepare_user(login);
@@ -480,12 +473,9 @@ impl Dovecot {
                 .expect("set mtime");
             drop(file);
             chown(&tmp, acc);
-            fs::rename(&tmp, dir.join("cur").join(format!("{base}:2,{flags}")))
-                .expect("move into cur/");
+            fs::rename(&tmp, dir.join("cur").join(format!("{base}:2,{flags}"))).expect("move into cur/");
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 4);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
         let per_thread = msgs.len().div_ceil(threads).max(256);
         std::thread::scope(|scope| {
             for (chunk, chunk_names) in msgs.chunks(per_thread).zip(names.chunks(per_thread)) {
@@ -511,16 +501,11 @@ impl Dovecot {
         let mut by_box: BTreeMap<String, Vec<(u32, Vec<String>)>> = BTreeMap::new();
         let mut rows = out.lines();
         if let Some(header) = rows.next() {
-            assert_eq!(
-                header.trim_end(),
-                "mailbox\tuid\tflags",
-                "doveadm fetch header"
-            );
+            assert_eq!(header.trim_end(), "mailbox\tuid\tflags", "doveadm fetch header");
         }
         for row in rows.filter(|l| !l.is_empty()) {
             let mut cols = row.split('\t');
-            let (Some(vname), Some(uid), Some(flags)) = (cols.next(), cols.next(), cols.next())
-            else {
+            let (Some(vname), Some(uid), Some(flags)) = (cols.next(), cols.next(), cols.next()) else {
                 panic!("unexpected doveadm fetch row {row:?}");
             };
             let uid: u32 = uid.trim().parse().expect("uid");
@@ -530,10 +515,7 @@ impl Dovecot {
                 .map(str::to_string)
                 .collect();
             sort_flags(&mut flags);
-            by_box
-                .entry(vname.to_string())
-                .or_default()
-                .push((uid, flags));
+            by_box.entry(vname.to_string()).or_default().push((uid, flags));
         }
 
         let mut result = Vec::new();
@@ -552,15 +534,12 @@ impl Dovecot {
             }
             let folder = self.folder_name(&vname);
             for (uid, flags) in entries {
-                let key = uid_to_key.get(&uid).unwrap_or_else(|| {
-                    panic!(
-                        "UID {uid} of {vname} is not in {}/dovecot-uidlist",
-                        dir.display()
-                    )
-                });
-                let path = key_to_file.get(key).unwrap_or_else(|| {
-                    panic!("no Maildir file for UID {uid} ({key}) in {}", dir.display())
-                });
+                let key = uid_to_key
+                    .get(&uid)
+                    .unwrap_or_else(|| panic!("UID {uid} of {vname} is not in {}/dovecot-uidlist", dir.display()));
+                let path = key_to_file
+                    .get(key)
+                    .unwrap_or_else(|| panic!("no Maildir file for UID {uid} ({key}) in {}", dir.display()));
                 // Dovecot serves bare LFs as CRLF (`BODY[]`); report that form.
                 let mut raw = fs::read(path).expect("read maildir file");
                 if has_bare_lf(&raw) {
@@ -603,12 +582,7 @@ impl Dovecot {
                 .position(|h| h.trim() == name)
                 .unwrap_or_else(|| panic!("no {name} column in doveadm status output {out:?}"))
         };
-        let (c_box, c_msgs, c_uv, c_next) = (
-            col("mailbox"),
-            col("messages"),
-            col("uidvalidity"),
-            col("uidnext"),
-        );
+        let (c_box, c_msgs, c_uv, c_next) = (col("mailbox"), col("messages"), col("uidvalidity"), col("uidnext"));
         let mut result: Vec<FolderStatus> = rows
             .filter(|l| !l.is_empty())
             .map(|row| {
@@ -873,10 +847,7 @@ impl Dovecot {
             )
         };
         loop {
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 self.child = None;
                 return Err(format!("dovecot exited with {status} {}", logs(self)));
@@ -887,9 +858,7 @@ impl Dovecot {
             if Instant::now() > deadline {
                 let log = logs(self);
                 self.stop();
-                return Err(format!(
-                    "dovecot did not greet within {START_TIMEOUT:?} {log}"
-                ));
+                return Err(format!("dovecot did not greet within {START_TIMEOUT:?} {log}"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1262,24 +1231,13 @@ fn id(args: &[&str]) -> String {
 }
 
 fn ensure_system_user(name: &str) {
-    let exists = || {
-        Command::new("id")
-            .arg(name)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let exists = || Command::new("id").arg(name).output().is_ok_and(|o| o.status.success());
     if exists() {
         return;
     }
     let out = Command::new("useradd")
         .args(["--system", "--no-create-home", "--user-group"])
-        .args([
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ])
+        .args(["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name])
         .output();
     // Another process may have created it concurrently: check again.
     if !exists() {
@@ -1291,8 +1249,7 @@ fn ensure_system_user(name: &str) {
 /// localhost (clients such as rustls reject a self-signed CA:TRUE leaf, so
 /// the chain is CA -> leaf).
 fn make_certificates(dir: &Path) {
-    let openssl = find_binary("openssl")
-        .unwrap_or_else(|| panic!("openssl not installed: run scripts/install-deps"));
+    let openssl = find_binary("openssl").unwrap_or_else(|| panic!("openssl not installed: run scripts/install-deps"));
     let run = |args: &[&str]| {
         let out = Command::new(&openssl)
             .current_dir(dir)
@@ -1306,13 +1263,7 @@ fn make_certificates(dir: &Path) {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
     ca.extend([
@@ -1332,14 +1283,7 @@ fn make_certificates(dir: &Path) {
     run(&ca);
     let mut csr = vec!["req"];
     csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "key.pem",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
+    csr.extend(["-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]);
     run(&csr);
     fs::write(
         dir.join("server.ext"),

@@ -58,8 +58,8 @@ pub struct ImapConn {
 impl ImapConn {
     /// Connects to 127.0.0.1:port and reads the greeting.
     pub fn connect(port: u16) -> ImapConn {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        let stream =
+            TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .expect("set timeout");
@@ -103,18 +103,8 @@ impl ImapConn {
 
     /// APPEND with flags and an optional INTERNALDATE (unix seconds).
     /// `mailbox` is the server's name (UTF-8; encoded to modified UTF-7 here).
-    pub fn append(
-        &mut self,
-        mailbox: &str,
-        flags: &[String],
-        internal_date: Option<i64>,
-        message: &[u8],
-    ) -> Response {
-        let mut cmd = format!(
-            "APPEND {} ({})",
-            quote(&mutf7_encode(mailbox)),
-            flags.join(" ")
-        );
+    pub fn append(&mut self, mailbox: &str, flags: &[String], internal_date: Option<i64>, message: &[u8]) -> Response {
+        let mut cmd = format!("APPEND {} ({})", quote(&mutf7_encode(mailbox)), flags.join(" "));
         if let Some(t) = internal_date {
             cmd.push_str(&format!(" \"{}\"", imap_date(t)));
         }
@@ -134,22 +124,14 @@ impl ImapConn {
         let mut at_line_start = true;
         loop {
             let mut line = Vec::new();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut line)
-                .expect("read from IMAP server");
+            let n = self.reader.read_until(b'\n', &mut line).expect("read from IMAP server");
             assert!(
                 n > 0,
                 "IMAP server closed the connection; got so far:\n{}",
                 String::from_utf8_lossy(&data)
             );
-            if at_line_start
-                && line.starts_with(tag.as_bytes())
-                && line.get(tag.len()) == Some(&b' ')
-            {
-                let text = String::from_utf8_lossy(&line[tag.len() + 1..])
-                    .trim_end()
-                    .to_string();
+            if at_line_start && line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+                let text = String::from_utf8_lossy(&line[tag.len() + 1..]).trim_end().to_string();
                 let status = text.split(' ').next().unwrap_or_default().to_string();
                 return Response { status, text, data };
             }
@@ -170,9 +152,7 @@ impl ImapConn {
 }
 
 fn literal_len(line: &[u8]) -> Option<usize> {
-    let line = line
-        .strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))?;
+    let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n"))?;
     let line = line.strip_suffix(b"}")?;
     let open = line.iter().rposition(|&b| b == b'{')?;
     let digits = std::str::from_utf8(&line[open + 1..]).ok()?;

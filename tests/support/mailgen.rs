@@ -110,10 +110,7 @@ pub fn big_message(bytes: usize, seed: u64) -> GenMessage {
     );
     let tail = format!("--{boundary}--\r\n");
     let fixed = head.len() + mid.len() + tail.len();
-    assert!(
-        fixed + 64 < bytes,
-        "big_message: {bytes} bytes is too small"
-    );
+    assert!(fixed + 64 < bytes, "big_message: {bytes} bytes is too small");
     let room = bytes - fixed;
     // Largest attachment whose encoding fits, leaving a padding p != 1 (a
     // padding line needs at least its CRLF).
@@ -384,25 +381,13 @@ fn generate_one(rng: &mut fastrand::Rng, seed: u64, i: usize, avg: usize, date: 
         rng.u64(..),
         rfc2822_date(date, 0)
     ));
-    head.push_str(&format!(
-        "From: {}\r\n",
-        mailbox_header(rng, from_name, from_addr)
-    ));
-    head.push_str(&format!(
-        "To: {}\r\n",
-        mailbox_header(rng, to_name, to_addr)
-    ));
+    head.push_str(&format!("From: {}\r\n", mailbox_header(rng, from_name, from_addr)));
+    head.push_str(&format!("To: {}\r\n", mailbox_header(rng, to_name, to_addr)));
     if rng.u8(0..100) < 20 {
         let (cc_name, cc_addr) = NAMES[rng.usize(..NAMES.len())];
-        head.push_str(&format!(
-            "Cc: {}\r\n",
-            mailbox_header(rng, cc_name, cc_addr)
-        ));
+        head.push_str(&format!("Cc: {}\r\n", mailbox_header(rng, cc_name, cc_addr)));
     }
-    head.push_str(&format!(
-        "Subject: {}\r\n",
-        encode_header_text(rng, subject)
-    ));
+    head.push_str(&format!("Subject: {}\r\n", encode_header_text(rng, subject)));
     head.push_str(&format!("Date: {}\r\n", rfc2822_date(sent, tz)));
     head.push_str(&format!(
         "Message-ID: <{seed:x}.{i}.{:08x}@gen.cutover.test>\r\n",
@@ -436,9 +421,7 @@ fn generate_one(rng: &mut fastrand::Rng, seed: u64, i: usize, avg: usize, date: 
         body.extend_from_slice(&alternative_parts(rng, &boundary, &text));
     } else {
         let boundary = format!("=_mix_{seed:x}_{i}_{:x}", rng.u32(..));
-        head.push_str(&format!(
-            "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n"
-        ));
+        head.push_str(&format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n"));
         body.extend_from_slice(b"This is a multi-part message in MIME format.\r\n\r\n");
         let text_share = target / 8;
         let text = text_body(rng, text_share.max(100), unicode);
@@ -446,8 +429,7 @@ fn generate_one(rng: &mut fastrand::Rng, seed: u64, i: usize, avg: usize, date: 
         if rng.bool() {
             let inner = format!("=_alt_{seed:x}_{i}_{:x}", rng.u32(..));
             body.extend_from_slice(
-                format!("Content-Type: multipart/alternative; boundary=\"{inner}\"\r\n\r\n")
-                    .as_bytes(),
+                format!("Content-Type: multipart/alternative; boundary=\"{inner}\"\r\n\r\n").as_bytes(),
             );
             body.extend_from_slice(&alternative_parts(rng, &inner, &text));
         } else {
@@ -512,10 +494,8 @@ fn alternative_parts(rng: &mut fastrand::Rng, boundary: &str, text: &str) -> Vec
     let mut out = Vec::new();
     let (cte, encoded) = encode_text(rng, text);
     out.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
-        )
-        .as_bytes(),
+        format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\n\r\n")
+            .as_bytes(),
     );
     out.extend_from_slice(&encoded);
     let mut html = String::from(
@@ -699,9 +679,7 @@ fn q_word(text: &str) -> String {
     for &b in text.as_bytes() {
         match b {
             b' ' => out.push('_'),
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => out.push(b as char),
             _ => out.push_str(&format!("={b:02X}")),
         }
     }
