@@ -232,9 +232,7 @@ async fn run(args: Args) -> ExitCode {
 /// Starts the servers and fills the source. `None` when cancelled.
 fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
     let t0 = Instant::now();
-    let logins: Vec<String> = (1..=args.users)
-        .map(|i| format!("user{i}@example.test"))
-        .collect();
+    let logins: Vec<String> = (1..=args.users).map(|i| format!("user{i}@example.test")).collect();
     let source = Dovecot::start(DovecotOptions {
         separator: args.separator,
         users: logins
@@ -285,10 +283,7 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
                 return None;
             }
             let n = left.min(5000);
-            let seed = args
-                .seed
-                .wrapping_mul(7919)
-                .wrapping_add(u as u64 * 10_000 + chunk);
+            let seed = args.seed.wrapping_mul(7919).wrapping_add(u as u64 * 10_000 + chunk);
             for m in support::generate(seed, n, args.avg_size) {
                 // INBOX gets ~40%, the other folders share the rest.
                 let f = if folders.len() == 1 || rng.u8(0..100) < 40 {
@@ -330,11 +325,7 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
         total_bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     )];
-    Some(Lab {
-        source,
-        target,
-        stats,
-    })
+    Some(Lab { source, target, stats })
 }
 
 fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
@@ -373,8 +364,7 @@ fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
     write_atomic(&dir.join("users.csv"), &csv)?;
 
     let sh = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let mut env =
-        String::from("# Written by cutover's lab (examples/lab.rs); source it from a shell.\n");
+    let mut env = String::from("# Written by cutover's lab (examples/lab.rs); source it from a shell.\n");
     let mut var = |k: &str, v: String| writeln!(env, "export {k}={}", sh(&v)).unwrap();
     var("LAB_PID", std::process::id().to_string());
     var("LAB_DIR", dir.display().to_string());
@@ -382,19 +372,13 @@ fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
     var("LAB_MESSAGES_PER_USER", args.messages.to_string());
     var("SOURCE_HOST", "127.0.0.1".into());
     var("SOURCE_PORT", lab.source.port().to_string());
-    var(
-        "SOURCE_DOVECOT_CONF",
-        lab.source.conf_path().display().to_string(),
-    );
+    var("SOURCE_DOVECOT_CONF", lab.source.conf_path().display().to_string());
     match &lab.target {
         Some(target) => {
             var("TARGET_KIND", "imap".into());
             var("TARGET_HOST", "127.0.0.1".into());
             var("TARGET_PORT", target.port().to_string());
-            var(
-                "TARGET_DOVECOT_CONF",
-                target.conf_path().display().to_string(),
-            );
+            var("TARGET_DOVECOT_CONF", target.conf_path().display().to_string());
         }
         None => {
             var("TARGET_KIND", "maildir".into());
