@@ -36,13 +36,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
             json,
             dry_run,
         } => {
-            let settings = match settings::load(&config) {
-                Ok(s) => s,
-                Err(e) => return fail(&e),
-            };
-            let users = match roster::read_users_file(&users) {
-                Ok(u) => u,
-                Err(e) => return fail(&e),
+            let (settings, users) = match load_both(&config, &users) {
+                Ok(v) => v,
+                Err(code) => return code,
             };
             let mode = if json {
                 Mode::Json
@@ -80,13 +76,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
             seconds,
             json,
         } => {
-            let settings = match settings::load(&config) {
-                Ok(s) => s,
-                Err(e) => return fail(&e),
-            };
-            let users = match roster::read_users_file(&users) {
-                Ok(u) => u,
-                Err(e) => return fail(&e),
+            let (settings, users) = match load_both(&config, &users) {
+                Ok(v) => v,
+                Err(code) => return code,
             };
             if connections.is_empty() || connections.contains(&0) {
                 return fail(&"--connections takes positive counts, e.g. 1,2,4,8");
@@ -96,17 +88,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(e) => return fail(&e),
             };
             match cutover::bench::bench(&source, &users, &connections, seconds.max(1)).await {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string_pretty(&report) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => return fail(&e),
-                        }
-                    } else {
-                        print!("{}", cutover::bench::render_table(&report));
-                    }
-                    ExitCode::SUCCESS
-                }
+                Ok(report) => match print_result(json, &report, || cutover::bench::render_table(&report)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(code) => code,
+                },
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(1)
@@ -119,17 +104,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(e) => return fail(&e),
             };
             match status::collect(&settings.state_path) {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string_pretty(&report) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => return fail(&e),
-                        }
-                    } else {
-                        print!("{}", status::render_table(&report));
-                    }
-                    ExitCode::SUCCESS
-                }
+                Ok(report) => match print_result(json, &report, || status::render_table(&report)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(code) => code,
+                },
                 Err(e) => fail(&e),
             }
         }

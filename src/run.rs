@@ -386,36 +386,22 @@ struct UserStats {
 }
 
 /// Opens a source session, retrying transient failures.
-async fn open_source(shared: &Shared, user: &UserJob) -> Result<SourceSession, Error> {
+/// Runs `op` until it succeeds, waiting between attempts as the retry
+/// policy says (a throttling delay in full); gives up with the last error.
+async fn with_retries<T, Fut: Future<Output = Result<T, Error>>>(
+    shared: &Shared,
+    email: &str,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, Error> {
     let mut attempt = 0;
     loop {
-        shared.pace.before_login().await;
-        match shared.source.open(user).await {
-            Ok(s) => return Ok(s),
+        match op().await {
+            Ok(v) => return Ok(v),
             Err(e) => {
                 attempt += 1;
                 match shared.retry.delay(attempt, &e) {
                     Some(d) => {
-                        note_wait(shared, &user.email, d, &e);
-                        tokio::time::sleep(d).await;
-                    }
-                    None => return Err(e.context("source")),
-                }
-            }
-        }
-    }
-}
-
-async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
-    let mut attempt = 0;
-    loop {
-        match shared.target.open(user).await {
-            Ok(s) => return Ok(s),
-            Err(e) => {
-                attempt += 1;
-                match shared.retry.delay(attempt, &e) {
-                    Some(d) => {
-                        note_wait(shared, &user.email, d, &e);
+                        note_wait(shared, email, d, &e);
                         tokio::time::sleep(d).await;
                     }
                     None => return Err(e),
@@ -423,6 +409,19 @@ async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSe
             }
         }
     }
+}
+
+async fn open_source(shared: &Shared, user: &UserJob) -> Result<SourceSession, Error> {
+    with_retries(shared, &user.email, || async {
+        shared.pace.before_login().await;
+        shared.source.open(user).await
+    })
+    .await
+    .map_err(|e| e.context("source"))
+}
+
+async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
+    with_retries(shared, &user.email, || shared.target.open(user)).await
 }
 
 fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
