@@ -31,7 +31,9 @@ fn hostile_messages_are_copied_faithfully_or_reported() {
     let normal = mailgen::generate(5, 30, 30);
     lab.source.deliver(&email, "Hostile", &normal[..15]);
     lab.source.deliver(&email, "INBOX", &normal[15..]);
-    lab.write_config(&format!("[run]\nbatch_messages = 4\n[limits]\nmax_message_bytes = {LIMIT}\n"));
+    lab.write_config(&format!(
+        "[run]\nbatch_messages = 4\n[limits]\nmax_message_bytes = {LIMIT}\n"
+    ));
     lab.write_users(&[user(1)]);
 
     let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
@@ -50,7 +52,13 @@ fn hostile_messages_are_copied_faithfully_or_reported() {
         items
             .iter()
             .find(|i| i["folder"] == "Hostile" && i["size"].as_u64() == Some(size as u64))
-            .map(|i| format!("{}: {}", i["state"].as_str().unwrap_or(""), i["reason"].as_str().unwrap_or("")))
+            .map(|i| {
+                format!(
+                    "{}: {}",
+                    i["state"].as_str().unwrap_or(""),
+                    i["reason"].as_str().unwrap_or("")
+                )
+            })
     };
 
     // Which source bytes are allowed to be missing from the target: the
@@ -66,10 +74,19 @@ fn hostile_messages_are_copied_faithfully_or_reported() {
         else {
             panic!("{}: not in the source", h.name);
         };
-        let copied = target.iter().filter(|t| t.folder == "Hostile" && t.raw == src.raw).count();
+        let copied = target
+            .iter()
+            .filter(|t| t.folder == "Hostile" && t.raw == src.raw)
+            .count();
         match h.expect {
             Expect::Copied => {
-                assert_eq!(copied, 1, "{}: copied {copied} times; status: {:?}", h.name, reported(src.raw.len()));
+                assert_eq!(
+                    copied,
+                    1,
+                    "{}: copied {copied} times; status: {:?}",
+                    h.name,
+                    reported(src.raw.len())
+                );
             }
             Expect::TooLarge => {
                 assert_eq!(copied, 0, "{}: must not be copied", h.name);
@@ -128,7 +145,8 @@ fn served(lab: &Lab, email: &str) -> Vec<support::StoredMessage> {
     let mut open = String::new();
     for m in &mut stored {
         if m.folder != open {
-            conn.command(&format!("EXAMINE {}", quote(&m.folder))).expect_ok("examine");
+            conn.command(&format!("EXAMINE {}", quote(&m.folder)))
+                .expect_ok("examine");
             open = m.folder.clone();
         }
         let r = conn

@@ -299,11 +299,29 @@ pub fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>
 async fn timed<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(limit, fut)
         .await
-        .map_err(|_| Error::transient(format!("{what}: no answer within {}s", limit.as_secs())))
+        .map_err(|_| Error::transient(format!("{what}: no complete answer within {}s", limit.as_secs())))
 }
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::transient(format!("{what}: {e}"))
+    Error::transient(format!("{what}: {}", describe_io_error(&e.to_string())))
+}
+
+/// The library's words for a failed read, kept short: a parse failure is
+/// reported with the raw bytes it choked on (up to megabytes of someone's
+/// mail), which belong in no log or report.
+fn describe_io_error(text: &str) -> String {
+    if text.contains("during parsing") || text.contains("Unable to parse") {
+        return "the server sent a response that is not valid IMAP; dropping the connection".into();
+    }
+    const MAX: usize = 300;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// An authenticated IMAP connection.
@@ -1167,10 +1185,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parse_failures_do_not_carry_the_servers_bytes() {
+        let e = io_error(
+            "FETCH",
+            "Error(Error { input: [42, 32], code: TakeWhile1 }) during parsing of \"* 1 FETCH secret mail\"",
+        );
+        assert!(!e.message.contains("secret mail"), "{}", e.message);
+        assert!(e.message.contains("not valid IMAP"), "{}", e.message);
+        let long = "x".repeat(5000);
+        assert!(io_error("LIST", &long).message.len() < 320);
+    }
+
+    #[test]
     fn the_guard_follows_literals_and_bounds_lines_and_literal_sizes() {
         let mut g = ResponseGuard::default();
         // A FETCH with a literal holding CRLFs and braces, then the end.
-        g.check(b"* 1 FETCH (UID 7 BODY[] {12}\r\nab{3}\r\n\r\ncd)\r\n").unwrap();
+        g.check(b"* 1 FETCH (UID 7 BODY[] {12}\r\nab{3}\r\n\r\ncd)\r\n")
+            .unwrap();
         assert_eq!((g.line, g.literal_left, g.response), (0, 0, 0));
         // Split anywhere, even inside the announcement.
         for b in b"* 2 FETCH (BODY[] {5".iter().chain(b"}\r\nhello)\r\n") {

@@ -92,11 +92,7 @@ pub fn corpus(limit: usize) -> Vec<Hostile> {
         Expect::Copied,
     ));
     let dup = "From: d@example.test\r\nSubject: duplicate id\r\nMessage-ID: <same@hostile.test>\r\n";
-    out.push((
-        "duplicate-message-id-1",
-        plain(dup, "one body\r\n"),
-        Expect::Copied,
-    ));
+    out.push(("duplicate-message-id-1", plain(dup, "one body\r\n"), Expect::Copied));
     out.push((
         "duplicate-message-id-2",
         plain(dup, "a different body under the same Message-ID\r\n"),
