@@ -93,7 +93,9 @@ fn spawn_migrate(dir: &Path) -> Child {
 
 fn run_migrate(dir: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["-vvv", "--log-file", "trace.log"])
         .args(["migrate", "--config", "cutover.toml", "--users", "users.csv"])
+        .env("RUST_LOG", "trace")
         .env("CUTOVER_TEST_ADMIN_PW", ADMIN_PASSWORD)
         .env("CUTOVER_GRAPH_SECRET", GRAPH_SECRET)
         .current_dir(dir)
@@ -107,6 +109,45 @@ fn faults_injected(emu: &Emulator) -> u64 {
         .as_object()
         .map(|m| m.values().filter_map(Value::as_u64).sum())
         .unwrap_or(0)
+}
+
+/// Where any of `secrets`, or anything shaped like an access token the
+/// emulator issues (`EwB` + 64 base64url characters), shows up in the run's
+/// output or in any file below `dir` other than the admin's own inputs.
+fn secrets_in(dir: &Path, out: &std::process::Output, secrets: &[&str]) -> Vec<String> {
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("stdout".into(), out.stdout.clone()),
+        ("stderr".into(), out.stderr.clone()),
+    ];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "users.csv" || name == "cutover.toml" || !e.path().is_file() {
+            continue;
+        }
+        places.push((name, std::fs::read(e.path()).unwrap()));
+    }
+    assert!(
+        places.iter().any(|(n, b)| n == "trace.log" && !b.is_empty()),
+        "a trace log was written"
+    );
+    let mut found = Vec::new();
+    for (name, bytes) in &places {
+        for s in secrets {
+            if bytes.windows(s.len()).any(|w| w == s.as_bytes()) {
+                found.push(format!("{s:?} in {name}"));
+            }
+        }
+        let token = bytes.windows(67).any(|w| {
+            w.starts_with(b"EwB")
+                && w[3..]
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        });
+        if token {
+            found.push(format!("an access token in {name}"));
+        }
+    }
+    found
 }
 
 #[test]
@@ -198,6 +239,11 @@ fn graph_faults_and_kills_lose_nothing_and_duplicate_nothing() {
     }
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     let faults = faults_injected(&emu) + token_expiries;
+    // The client secret, the source password and every access token stay
+    // out of the output, the trace log, the state DB and anything else the
+    // run wrote.
+    let secrets_found = secrets_in(dir.path(), &out, &[GRAPH_SECRET, &password]);
+    assert!(secrets_found.is_empty(), "{secrets_found:#?}");
     emu.admin("POST", "faults", Some(json!({})));
 
     // Exactly the source set: every Message-ID once, read state and
