@@ -278,6 +278,7 @@ fn graph_faults_and_kills_lose_nothing_and_duplicate_nothing() {
             ("faults", faults),
             ("lost", lost),
             ("duplicated", duplicated),
+            ("secrets_found", secrets_found.len() as u64),
         ],
     );
     assert_eq!(
