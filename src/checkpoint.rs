@@ -39,11 +39,11 @@ fn describe_db_error(e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode;
     let code = e.sqlite_error_code();
     if code == Some(ErrorCode::DiskFull) {
-        return format!("{e}: the disk holding it is full; free some space and run again");
+        return format!("{e}: the disk holding it is full; free some space there");
     }
     if code == Some(ErrorCode::SystemIoFailure) {
         return format!(
-            "{e}: writing to the disk holding it failed (full, read-only or failing?); fix the disk and run again"
+            "{e}: writing to the disk holding it failed (full, read-only or failing?); check that disk"
         );
     }
     e.to_string()

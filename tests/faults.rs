@@ -417,7 +417,7 @@ fn a_full_disk_stops_the_run_cleanly_and_the_rerun_completes() {
     // with a clear reason, and not hang.
     let err_path = lab.path("full.err");
     let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["migrate", "--config", "cutover.toml", "--users", "users.csv", "-q"])
+        .args(["migrate", "--config", "cutover.toml", "--users", "users.csv"])
         .env("CUTOVER_TEST_ADMIN_PW", ADMIN_PASSWORD)
         .current_dir(lab.dir.path())
         .stdout(Stdio::null())
