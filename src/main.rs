@@ -245,7 +245,7 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
     };
     let filter = tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn,rustls=warn"));
     let stderr_layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let file_layer = match &cli.log_file {

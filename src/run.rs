@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures::StreamExt;
 use tokio::sync::{Semaphore, oneshot};
@@ -238,7 +239,9 @@ pub async fn migrate(
             let shared = shared.clone();
             async move {
                 let email = user.email.clone();
-                let result = tokio::spawn(async move { sync_user(&shared, &user).await })
+                // Every log line of this mailbox carries its address.
+                let span = tracing::info_span!("mailbox", user = %email);
+                let result = tokio::spawn(async move { sync_user(&shared, &user).await }.instrument(span))
                     .await
                     .unwrap_or_else(|e| UserResult {
                         state: "failed",
@@ -735,7 +738,10 @@ async fn worker(
             }
             let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
             let Some(work) = next else { return Ok(()) };
-            copy_batch(shared, user, &work, &mut source, &mut target, &mut stats).await?;
+            let span = tracing::info_span!("batch", folder = %work.folder_display);
+            copy_batch(shared, user, &work, &mut source, &mut target, &mut stats)
+                .instrument(span)
+                .await?;
         }
     }
     .await;
