@@ -103,9 +103,70 @@ pub fn bracketed_message_id(id: &str) -> Option<String> {
     (!bare.is_empty()).then(|| format!("<{bare}>"))
 }
 
+// cutover's named MAPI properties live in a property set (GUID) of its
+// own, so they never collide with another application's.
+
+/// `String {set} Name cutoverKey`: cutover's key for the source message
+/// ([`Stamp::key`]). Lets an interrupted run find a message it already
+/// wrote even when the message has no Message-ID.
+pub const KEY_PROPERTY: &str = "String {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverKey";
+/// `Integer {set} Name cutoverSourceSize`: the message's size at the
+/// source, so `cutover verify` can compare sizes (Exchange's own
+/// PR_MESSAGE_SIZE differs from the MIME size).
+pub const SIZE_PROPERTY: &str = "Integer {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverSourceSize";
+
+/// What cutover writes on every message besides its content: where it
+/// came from, as named extended properties. Both write modes carry it
+/// (json in the create request, importMime in the PATCH that follows the
+/// import), and the MIME itself is never touched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// A digest of the source message's identity (mailbox, folder,
+    /// UIDVALIDITY, UID): stable across runs, 32 hex digits.
+    pub key: String,
+    /// RFC822.SIZE at the source.
+    pub source_size: u64,
+}
+
+impl Stamp {
+    /// The stamp for the source message `key` (see [`crate::model::Upload::key`]).
+    pub fn new(key: &str, source_size: u64) -> Stamp {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        Stamp {
+            key: digest[..16].iter().map(|b| format!("{b:02x}")).collect(),
+            source_size,
+        }
+    }
+
+    pub(super) fn properties(&self) -> Vec<ExtendedProperty> {
+        vec![
+            ExtendedProperty {
+                id: KEY_PROPERTY,
+                value: self.key.clone(),
+            },
+            ExtendedProperty {
+                id: SIZE_PROPERTY,
+                // A MAPI Integer is 32-bit; Exchange takes nothing that large anyway.
+                value: self.source_size.min(i32::MAX as u64).to_string(),
+            },
+        ]
+    }
+}
+
 /// Builds the create request for one message. `internal_date` is the
 /// source's INTERNALDATE (unix seconds; 0 when unknown).
 pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
+    build_stamped(raw, flags, internal_date, None)
+}
+
+/// [`build`], with cutover's [`Stamp`] among the extended properties.
+pub fn build_stamped(
+    raw: &[u8],
+    flags: &Flags,
+    internal_date: i64,
+    stamp: Option<&Stamp>,
+) -> Result<JsonMessage, String> {
     let msg = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| "the message could not be parsed as MIME (no header block)".to_owned())?;
@@ -163,6 +224,9 @@ pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessag
             id: "String 0x1039",
             value: v,
         });
+    }
+    if let Some(stamp) = stamp {
+        props.extend(stamp.properties());
     }
 
     let first = |a: Option<&Address>| a.and_then(|a| a.iter().find_map(recipient));
