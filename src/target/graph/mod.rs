@@ -848,12 +848,14 @@ impl GraphSession {
     }
 
     /// Read-only listing of one folder for `cutover verify`: Message-ID
-    /// and size of every message, page by page. The size is the source
-    /// size cutover stamped on its copies, else Exchange's PR_MESSAGE_SIZE.
+    /// and size of every message, page by page. For cutover's copies both
+    /// are what the source had (from the stamp); for other messages they
+    /// are Exchange's internetMessageId and PR_MESSAGE_SIZE.
     async fn list_folder(&self, reference: &str) -> Result<Option<Vec<Inventoried>>> {
         let expand = format!(
-            "singleValueExtendedProperties($filter=id eq '{}' or id eq '{MESSAGE_SIZE_PROPERTY}')",
-            json::SIZE_PROPERTY
+            "singleValueExtendedProperties($filter=id eq '{}' or id eq '{}' or id eq '{MESSAGE_SIZE_PROPERTY}')",
+            json::SIZE_PROPERTY,
+            json::MESSAGE_ID_PROPERTY,
         );
         let mut url = format!(
             "{}/mailFolders/{}/messages?$select=internetMessageId&$expand={}&$top={INVENTORY_PAGE}",
@@ -869,15 +871,18 @@ impl GraphSession {
                 Err(f) => return Err(f.error),
             };
             for m in &page.value {
-                let size = m
-                    .property(json::SIZE_PROPERTY)
+                let stamped = m.property(json::SIZE_PROPERTY);
+                let size = stamped
                     .or_else(|| m.property(MESSAGE_SIZE_PROPERTY))
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .unwrap_or(0);
-                out.push(Inventoried {
-                    message_id: m.internet_message_id.as_deref().and_then(json::bracketed_message_id),
-                    size,
-                });
+                // cutover's copies: the Message-ID the source has (none
+                // when it has none); anything else: Exchange's.
+                let message_id = match stamped {
+                    Some(_) => m.property(json::MESSAGE_ID_PROPERTY).map(str::to_owned),
+                    None => m.internet_message_id.as_deref().and_then(json::bracketed_message_id),
+                };
+                out.push(Inventoried { message_id, size });
             }
             match page.next_link {
                 Some(next) => url = self.same_origin(next)?,
@@ -983,7 +988,7 @@ async fn encode_base64(raw: Bytes) -> Bytes {
 
 /// cutover's stamp for a message: its source key and size.
 fn stamp_of(message: &Upload) -> json::Stamp {
-    json::Stamp::new(&message.key, message.raw.len() as u64)
+    json::Stamp::new(&message.key, message.raw.len() as u64, message.message_id.as_deref())
 }
 
 async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
