@@ -103,9 +103,85 @@ pub fn bracketed_message_id(id: &str) -> Option<String> {
     (!bare.is_empty()).then(|| format!("<{bare}>"))
 }
 
+// cutover's named MAPI properties live in a property set (GUID) of its
+// own, so they never collide with another application's.
+
+/// `String {set} Name cutoverKey`: cutover's key for the source message
+/// ([`Stamp::key`]). Lets an interrupted run find a message it already
+/// wrote even when the message has no Message-ID.
+pub const KEY_PROPERTY: &str = "String {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverKey";
+/// `Integer {set} Name cutoverSourceSize`: the message's size at the
+/// source, so `cutover verify` can compare sizes (Exchange's own
+/// PR_MESSAGE_SIZE differs from the MIME size).
+pub const SIZE_PROPERTY: &str = "Integer {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverSourceSize";
+/// `String {set} Name cutoverMessageId`: the Message-ID as the source scan
+/// read it, absent when the source message has none. Exchange makes one up
+/// for a message without, and may pick another of several Message-ID
+/// headers; `cutover verify` must compare what the source says.
+pub const MESSAGE_ID_PROPERTY: &str = "String {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverMessageId";
+
+/// What cutover writes on every message besides its content: where it
+/// came from, as named extended properties. Both write modes carry it
+/// (json in the create request, importMime in the PATCH that follows the
+/// import), and the MIME itself is never touched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// A digest of the source message's identity (mailbox, folder,
+    /// UIDVALIDITY, UID): stable across runs, 32 hex digits.
+    pub key: String,
+    /// RFC822.SIZE at the source.
+    pub source_size: u64,
+    /// The Message-ID as the source scan read it.
+    pub message_id: Option<String>,
+}
+
+impl Stamp {
+    /// The stamp for the source message `key` (see [`crate::model::Upload::key`]).
+    pub fn new(key: &str, source_size: u64, message_id: Option<&str>) -> Stamp {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        Stamp {
+            key: digest[..16].iter().map(|b| format!("{b:02x}")).collect(),
+            source_size,
+            message_id: message_id.map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned),
+        }
+    }
+
+    pub(super) fn properties(&self) -> Vec<ExtendedProperty> {
+        let mut props = vec![
+            ExtendedProperty {
+                id: KEY_PROPERTY,
+                value: self.key.clone(),
+            },
+            ExtendedProperty {
+                id: SIZE_PROPERTY,
+                // A MAPI Integer is 32-bit; Exchange takes nothing that large anyway.
+                value: self.source_size.min(i32::MAX as u64).to_string(),
+            },
+        ];
+        if let Some(id) = &self.message_id {
+            props.push(ExtendedProperty {
+                id: MESSAGE_ID_PROPERTY,
+                value: id.clone(),
+            });
+        }
+        props
+    }
+}
+
 /// Builds the create request for one message. `internal_date` is the
 /// source's INTERNALDATE (unix seconds; 0 when unknown).
 pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
+    build_stamped(raw, flags, internal_date, None)
+}
+
+/// [`build`], with cutover's [`Stamp`] among the extended properties.
+pub fn build_stamped(
+    raw: &[u8],
+    flags: &Flags,
+    internal_date: i64,
+    stamp: Option<&Stamp>,
+) -> Result<JsonMessage, String> {
     let msg = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| "the message could not be parsed as MIME (no header block)".to_owned())?;
@@ -164,6 +240,9 @@ pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessag
             value: v,
         });
     }
+    if let Some(stamp) = stamp {
+        props.extend(stamp.properties());
+    }
 
     let first = |a: Option<&Address>| a.and_then(|a| a.iter().find_map(recipient));
     let all = |a: Option<&Address>| {
@@ -171,7 +250,12 @@ pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessag
             .unwrap_or_default()
     };
     let mut message = NewMessage {
-        internet_message_id: msg.message_id().and_then(bracketed_message_id),
+        // The first Message-ID header, as the source scan and verify read
+        // it, should a message carry several.
+        internet_message_id: msg
+            .header_values(HeaderName::MessageId)
+            .find_map(|v| v.as_text())
+            .and_then(bracketed_message_id),
         subject: msg.subject().unwrap_or_default().to_owned(),
         body: body(&msg),
         from: first(msg.from()),

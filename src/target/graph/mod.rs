@@ -49,14 +49,14 @@ use futures::future::BoxFuture;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 
-use self::api::{CreatedMessage, Folder, FolderPage, IdPage, MessagePatch, NewFolder, UploadSession};
+use self::api::{CreatedMessage, Folder, FolderPage, MessagePage, MessagePatch, NewFolder, UploadSession};
 use self::client::{Body, Call, Failure, Http, Reply};
 use self::throttle::MailboxLimits;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Flags, FolderRole, TargetFolder, Upload};
 use crate::roster::UserJob;
 use crate::settings::{GraphSettings, GraphWriteMode};
-use crate::target::{Target, TargetSession};
+use crate::target::{Inventoried, Target, TargetSession};
 
 /// Characters left as they are in a URL path segment (RFC 3986 pchar);
 /// everything else, `/` included, is percent-encoded.
@@ -84,6 +84,12 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 const CHUNK_BYTES: usize = 12 * 320 * 1024;
 /// Folders listed per page.
 const FOLDER_PAGE: u32 = 100;
+/// Unstamped messages examined when looking for an interrupted import.
+const LOOKUP_CANDIDATES: u32 = 50;
+/// Messages listed per page by `inventory`.
+const INVENTORY_PAGE: u32 = 500;
+/// PR_MESSAGE_SIZE, Exchange's size of an item (not the MIME size).
+const MESSAGE_SIZE_PROPERTY: &str = "Integer 0x0E08";
 /// Messages above this size are base64-encoded or converted off the async
 /// threads.
 const BLOCKING_ABOVE: usize = 1024 * 1024;
@@ -112,6 +118,20 @@ fn role_folder_name(role: FolderRole) -> &'static str {
         FolderRole::Important => "Important",
         _ => "Archive",
     }
+}
+
+/// Where resolving a target folder starts (a well-known folder, or the
+/// root when `None`) and the names to walk down from there.
+fn start_of(folder: &TargetFolder) -> (Option<String>, Vec<String>) {
+    let mut path: Vec<String> = folder.path.clone();
+    let mut parent = None;
+    if let Some(role) = folder.anchor {
+        match well_known(role) {
+            Some(name) => parent = Some(name.to_owned()),
+            None => path.insert(0, role_folder_name(role).to_owned()),
+        }
+    }
+    (parent, path)
 }
 
 pub struct GraphTarget {
@@ -313,14 +333,7 @@ impl GraphSession {
 
     /// The reference for a target folder, creating what is missing.
     async fn resolve(&mut self, folder: &TargetFolder) -> Result<String> {
-        let mut parent: Option<String> = None;
-        let mut path: Vec<String> = folder.path.clone();
-        if let Some(role) = folder.anchor {
-            match well_known(role) {
-                Some(name) => parent = Some(name.to_owned()),
-                None => path.insert(0, role_folder_name(role).to_owned()),
-            }
-        }
+        let (mut parent, path) = start_of(folder);
         // For messages: the path as the admin knows it, from the anchor.
         let anchor = parent.clone();
         for (depth, name) in path.iter().enumerate() {
@@ -404,6 +417,28 @@ impl GraphSession {
                 Err(f) => return Err(f.error),
             }
         }
+    }
+
+    /// The reference of a target folder that already exists, without
+    /// creating anything: `None` when some level of it is missing.
+    async fn existing(&mut self, folder: &TargetFolder) -> Result<Option<String>> {
+        let (mut parent, path) = start_of(folder);
+        for name in &path {
+            let key = (parent.clone().unwrap_or_default(), name.to_lowercase());
+            if let Some(id) = self.children.get(&key) {
+                parent = Some(id.clone());
+                continue;
+            }
+            let collection = match &parent {
+                Some(p) => format!("{}/mailFolders/{}/childFolders", self.users, seg(p)),
+                None => format!("{}/mailFolders", self.users),
+            };
+            match self.list_children(parent.as_deref(), &collection, name).await? {
+                Some(id) => parent = Some(id),
+                None => return Ok(None),
+            }
+        }
+        Ok(parent)
     }
 
     /// Lists the children of `parent` page by page (caching them all) and
@@ -535,10 +570,12 @@ impl GraphSession {
             }
             Created::Existing(id) => (id, None),
         };
-        let patch = state_patch(&message.flags, state.as_ref());
-        if !patch.is_empty()
-            && let Err(e) = self.patch(&id, &patch).await
-        {
+        // Always sent: besides read state and flag it carries the stamp
+        // that lets a later run find this message (importMime takes no
+        // properties, and the MIME is not to be rewritten).
+        let mut patch = state_patch(&message.flags, state.as_ref());
+        patch.single_value_extended_properties = Some(stamp_of(message).properties());
+        if let Err(e) = self.patch(&id, &patch).await {
             self.discard(&id).await;
             return Err(Failure::plain(e));
         }
@@ -571,12 +608,12 @@ impl GraphSession {
                     .id
             }
             Created::Existing(id) => {
-                // Found rather than made: its flag and categories are set
-                // again (idempotent) in case the earlier attempt was cut short.
-                let patch = state_patch(&message.flags, None);
-                if !patch.is_empty() {
-                    self.patch(&id, &patch).await.map_err(Failure::plain)?;
-                }
+                // Found rather than made: its flag, categories and stamp are
+                // set again (idempotent) in case the earlier attempt was cut
+                // short.
+                let mut patch = state_patch(&message.flags, None);
+                patch.single_value_extended_properties = Some(stamp_of(message).properties());
+                self.patch(&id, &patch).await.map_err(Failure::plain)?;
                 id
             }
         };
@@ -730,27 +767,127 @@ impl GraphSession {
         Ok(())
     }
 
-    /// The id of a message with this message's Message-ID in `folder`.
+    /// The id of the copy of `message` that an earlier attempt (or an
+    /// interrupted run) stored in `folder`, if there is one.
+    ///
+    /// First by cutover's stamp (`$filter` on the named extended property
+    /// holding the source key), which every finished copy carries and which
+    /// tells apart messages sharing a Message-ID or having none. Then, for
+    /// an importMime cut short between the import and the PATCH that adds
+    /// the stamp: an unstamped message with the same Message-ID, or, for a
+    /// message without one, an unstamped recent message with the same bytes.
     async fn lookup(&self, folder: &str, message: &Upload) -> Result<Option<String>> {
-        let Some(id) = message.message_id.as_deref().and_then(json::bracketed_message_id) else {
-            return Ok(None);
-        };
-        let filter = format!("internetMessageId eq '{}'", id.replace('\'', "''"));
+        let stamp = stamp_of(message);
+        let filter = format!(
+            "singleValueExtendedProperties/Any(ep: ep/id eq '{}' and ep/value eq '{}')",
+            json::KEY_PROPERTY,
+            stamp.key
+        );
         let url = format!(
             "{}/mailFolders/{}/messages?$filter={}&$select=id&$top=1",
             self.users,
             seg(folder),
             utf8_percent_encode(&filter, QUERY_VALUE)
         );
-        match self.send(&Call::get(url, "look up message by Message-ID")).await {
-            Ok(reply) => Ok(parse::<IdPage>(&reply.body, "look up message")?
-                .value
-                .into_iter()
-                .next()
-                .map(|m| m.id)),
+        let page: MessagePage = match self.send(&Call::get(url, "look up message by cutover's key")).await {
+            Ok(reply) => parse(&reply.body, "look up message")?,
             // The folder is gone, so the message is not there.
-            Err(f) if f.code == "ErrorItemNotFound" => Ok(None),
+            Err(f) if f.code == "ErrorItemNotFound" => return Ok(None),
+            Err(f) => return Err(f.error),
+        };
+        if let Some(found) = page.value.into_iter().next() {
+            return Ok(Some(found.id));
+        }
+        let expand = utf8_percent_encode(
+            &format!("singleValueExtendedProperties($filter=id eq '{}')", json::KEY_PROPERTY),
+            QUERY_VALUE,
+        )
+        .to_string();
+        let by_id = message.message_id.as_deref().and_then(json::bracketed_message_id);
+        let url = match &by_id {
+            Some(id) => {
+                let filter = format!("internetMessageId eq '{}'", id.replace('\'', "''"));
+                format!(
+                    "{}/mailFolders/{}/messages?$filter={}&$select=id,internetMessageId&$expand={expand}&$top={LOOKUP_CANDIDATES}",
+                    self.users,
+                    seg(folder),
+                    utf8_percent_encode(&filter, QUERY_VALUE)
+                )
+            }
+            None => format!(
+                "{}/mailFolders/{}/messages?$orderby=createdDateTime%20desc&$select=id,internetMessageId&$expand={expand}&$top={LOOKUP_CANDIDATES}",
+                self.users,
+                seg(folder)
+            ),
+        };
+        let page: MessagePage = match self.send(&Call::get(url, "look up unfinished import")).await {
+            Ok(reply) => parse(&reply.body, "look up message")?,
+            Err(f) if f.code == "ErrorItemNotFound" => return Ok(None),
+            Err(f) => return Err(f.error),
+        };
+        for candidate in page.value {
+            if candidate.property(json::KEY_PROPERTY).is_some() {
+                // Another source message's copy.
+                continue;
+            }
+            if by_id.is_some() || self.same_mime(&candidate.id, &message.raw).await? {
+                return Ok(Some(candidate.id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the stored MIME of message `id` is exactly `raw`.
+    async fn same_mime(&self, id: &str, raw: &[u8]) -> Result<bool> {
+        let url = format!("{}/messages/{}/$value", self.users, seg(id));
+        match self.send(&Call::get(url, "compare message content")).await {
+            Ok(reply) => Ok(reply.body.as_ref() == raw),
+            Err(f) if f.code == "ErrorItemNotFound" => Ok(false),
             Err(f) => Err(f.error),
+        }
+    }
+
+    /// Read-only listing of one folder for `cutover verify`: Message-ID
+    /// and size of every message, page by page. For cutover's copies both
+    /// are what the source had (from the stamp); for other messages they
+    /// are Exchange's internetMessageId and PR_MESSAGE_SIZE.
+    async fn list_folder(&self, reference: &str) -> Result<Option<Vec<Inventoried>>> {
+        let expand = format!(
+            "singleValueExtendedProperties($filter=id eq '{}' or id eq '{}' or id eq '{MESSAGE_SIZE_PROPERTY}')",
+            json::SIZE_PROPERTY,
+            json::MESSAGE_ID_PROPERTY,
+        );
+        let mut url = format!(
+            "{}/mailFolders/{}/messages?$select=internetMessageId&$expand={}&$top={INVENTORY_PAGE}",
+            self.users,
+            seg(reference),
+            utf8_percent_encode(&expand, QUERY_VALUE)
+        );
+        let mut out = Vec::new();
+        loop {
+            let page: MessagePage = match self.send(&Call::get(url, "list messages")).await {
+                Ok(reply) => parse(&reply.body, "list messages")?,
+                Err(f) if f.code == "ErrorItemNotFound" && out.is_empty() => return Ok(None),
+                Err(f) => return Err(f.error),
+            };
+            for m in &page.value {
+                let stamped = m.property(json::SIZE_PROPERTY);
+                let size = stamped
+                    .or_else(|| m.property(MESSAGE_SIZE_PROPERTY))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                // cutover's copies: the Message-ID the source has (none
+                // when it has none); anything else: Exchange's.
+                let message_id = match stamped {
+                    Some(_) => m.property(json::MESSAGE_ID_PROPERTY).map(str::to_owned),
+                    None => m.internet_message_id.as_deref().and_then(json::bracketed_message_id),
+                };
+                out.push(Inventoried { message_id, size });
+            }
+            match page.next_link {
+                Some(next) => url = self.same_origin(next)?,
+                None => return Ok(Some(out)),
+            }
         }
     }
 
@@ -849,12 +986,18 @@ async fn encode_base64(raw: Bytes) -> Bytes {
         .expect("base64 encoding does not panic")
 }
 
+/// cutover's stamp for a message: its source key and size.
+fn stamp_of(message: &Upload) -> json::Stamp {
+    json::Stamp::new(&message.key, message.raw.len() as u64, message.message_id.as_deref())
+}
+
 async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
+    let stamp = stamp_of(message);
     if message.raw.len() <= BLOCKING_ABOVE {
-        return json::build(&message.raw, &message.flags, message.internal_date);
+        return json::build_stamped(&message.raw, &message.flags, message.internal_date, Some(&stamp));
     }
     let (raw, flags, date) = (message.raw.clone(), message.flags.clone(), message.internal_date);
-    tokio::task::spawn_blocking(move || json::build(&raw, &flags, date))
+    tokio::task::spawn_blocking(move || json::build_stamped(&raw, &flags, date, Some(&stamp)))
         .await
         .map_err(|e| format!("conversion failed: {e}"))?
 }
@@ -904,6 +1047,27 @@ impl TargetSession for GraphSession {
         async move {
             let folder = self.current_folder(folder);
             self.lookup(&folder, message).await
+        }
+        .boxed()
+    }
+
+    fn inventory<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
+        async move {
+            if let Some(k) = known {
+                let reference = self.current_folder(k);
+                if let Some(list) = self.list_folder(&reference).await? {
+                    return Ok(list);
+                }
+                // Deleted in Exchange since: look for it by name below.
+            }
+            match self.existing(folder).await? {
+                Some(reference) => Ok(self.list_folder(&reference).await?.unwrap_or_default()),
+                None => Ok(Vec::new()),
+            }
         }
         .boxed()
     }
