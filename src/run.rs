@@ -208,6 +208,9 @@ pub async fn migrate(
 ) -> Result<Outcome, StartError> {
     let _lock = checkpoint::lock(&settings.state_path)?;
     let db = Checkpoint::open(&settings.state_path)?;
+    if !dry_run {
+        db.claim_shard(settings.shard.map(|s| s.to_string()).as_deref())?;
+    }
     let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
     let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
     let target = build_target(&settings.target)?;

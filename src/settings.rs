@@ -20,6 +20,9 @@ pub struct Settings {
     pub limits: Limits,
     pub state_path: PathBuf,
     pub run: RunSettings,
+    /// The shard this run is (`--shard K/N`, from the command line, never
+    /// the config file); `None` for a run over the whole users file.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 #[derive(Debug, Clone)]
@@ -439,6 +442,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             max_in_flight_bytes: r.max_in_flight_bytes,
             max_attempts: r.max_attempts.max(1),
         },
+        shard: None,
     })
 }
 
