@@ -28,6 +28,7 @@ pub mod roster;
 pub mod run;
 pub mod secret;
 pub mod settings;
+pub mod shard;
 pub mod source;
 pub mod status;
 pub mod target;

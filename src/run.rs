@@ -19,7 +19,7 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError, FolderRow, Record};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Events};
 use crate::model::{Flags, SourceFolder, Upload};
-use crate::pace::{Limits as PaceLimits, RetryPolicy};
+use crate::pace::{Held, Limits as PaceLimits, RetryPolicy};
 use crate::plan::{self, Candidate, State};
 use crate::roster::UserJob;
 use crate::settings::{Settings, TargetSettings};
@@ -209,6 +209,9 @@ pub async fn migrate(
 ) -> Result<Outcome, StartError> {
     let _lock = checkpoint::lock(&settings.state_path)?;
     let db = Checkpoint::open(&settings.state_path)?;
+    if !dry_run {
+        db.claim_shard(settings.shard.map(|s| s.to_string()).as_deref())?;
+    }
     let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
     let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
     let target = build_target(&settings.target)?;
@@ -220,7 +223,7 @@ pub async fn migrate(
     });
     let shared = Arc::new(Shared {
         retry: RetryPolicy::new(settings.run.max_attempts),
-        pace: PaceLimits::new(20),
+        pace: PaceLimits::new(&settings.limits.pace),
         in_flight: Arc::new(Semaphore::new(in_flight_kib)),
         settings,
         source,
@@ -414,22 +417,41 @@ async fn with_retries<T, Fut: Future<Output = Result<T, Error>>>(
     }
 }
 
-async fn open_source(shared: &Shared, user: &UserJob) -> Result<SourceSession, Error> {
-    with_retries(shared, &user.email, || async {
+/// A source connection with the connection slots (per host, per user) it
+/// holds while open.
+type Source = Held<SourceSession>;
+
+/// Opens a source connection within the connection caps and the login
+/// rate, after any wait a server asked this user for.
+async fn open_source(shared: &Shared, user: &UserJob) -> Result<Source, Error> {
+    let endpoint = shared.source.endpoint();
+    let host = format!("{}:{}", endpoint.host, endpoint.port);
+    let slot = shared.pace.source_connection(&host, &user.email).await;
+    let gate = shared.pace.user_gate(&user.email);
+    let session = with_retries(shared, &user.email, || async {
+        gate.wait().await;
         shared.pace.before_login().await;
         shared.source.open(user).await
     })
     .await
-    .map_err(|e| e.context("source"))
+    .map_err(|e| e.context("source"))?;
+    Ok(Held::new(session, slot))
 }
 
 async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
     with_retries(shared, &user.email, || shared.target.open(user)).await
 }
 
+/// Before a retry: logs the wait; when the server pushed back, holds back
+/// every connection of the user for as long, and counts it for `status`.
 fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
     tracing::info!(user = %email, delay_ms = delay.as_millis() as u64, "waiting before retry: {e}");
     if matches!(e.kind, ErrorKind::Throttled(_)) {
+        tracing::warn!(user = %email, delay_ms = delay.as_millis() as u64, "the server asked to slow down: {e}");
+        shared.pace.user_gate(email).push_delay(delay);
+        if let Err(db) = shared.db(|cp| cp.note_throttle(email, &e.message)) {
+            tracing::warn!(user = %email, "cannot record the throttling: {db}");
+        }
         shared.events.send(Event::Throttled {
             user: email.to_owned(),
             delay_ms: delay.as_millis() as u64,
@@ -441,11 +463,7 @@ fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
 /// Scan: list folders, then fetch metadata of what is new in each one
 /// (nothing at all for a folder whose UIDNEXT and message count did not
 /// change), into the checkpoint.
-async fn scan(
-    shared: &Shared,
-    user: &UserJob,
-    session: &mut SourceSession,
-) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
+async fn scan(shared: &Shared, user: &UserJob, session: &mut Source) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
     let email = &user.email;
     let listed: Vec<SourceFolder> = session
         .folders()
@@ -566,7 +584,7 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
             already_copied: the_plan.already_copied,
             skipped,
         });
-        session.logout().await;
+        session.into_parts().0.logout().await;
         stats.complete = true;
         return Ok(());
     }
@@ -599,7 +617,7 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
     });
     tracing::info!(user = %email, to_copy = the_plan.copy.len(), already = the_plan.already_copied, "planned");
     if the_plan.copy.is_empty() {
-        session.logout().await;
+        session.into_parts().0.logout().await;
         stats.complete = true;
         return Ok(());
     }
@@ -724,7 +742,7 @@ async fn worker(
     shared: &Shared,
     user: &UserJob,
     queue: Arc<Mutex<VecDeque<Work>>>,
-    conns: Option<(SourceSession, Box<dyn TargetSession>)>,
+    conns: Option<(Source, Box<dyn TargetSession>)>,
 ) -> Result<WorkerStats, Error> {
     let (mut source, mut target) = match conns {
         Some((s, t)) => (Some(s), Some(t)),
@@ -746,7 +764,8 @@ async fn worker(
     }
     .await;
     if let Some(s) = source {
-        s.logout().await;
+        let (session, _slot) = s.into_parts();
+        session.logout().await;
     }
     if let Some(t) = target {
         t.close().await;
@@ -758,21 +777,14 @@ async fn copy_batch(
     shared: &Shared,
     user: &UserJob,
     work: &Work,
-    source: &mut Option<SourceSession>,
+    source: &mut Option<Source>,
     target: &mut Option<Box<dyn TargetSession>>,
     stats: &mut WorkerStats,
 ) -> Result<(), Error> {
     let email = &user.email;
-    // Memory bound: the batch's bytes are reserved before they are fetched
-    // (a single message larger than the whole budget takes all of it).
     let want = u32::try_from(work.bytes.div_ceil(1024))
         .unwrap_or(u32::MAX)
         .clamp(1, in_flight_capacity_kib(&shared.settings));
-    let _permit = shared
-        .in_flight
-        .acquire_many(want)
-        .await
-        .map_err(|_| Error::fatal("run is shutting down"))?;
 
     // In flight before upload, durably: if the run dies mid-batch, the next
     // run looks these up in the target instead of sending them twice.
@@ -786,8 +798,29 @@ async fn copy_batch(
 
     let mut remaining: Vec<Item> = work.items.clone();
     let mut attempt = 0;
+    let gate = shared.pace.user_gate(email);
     while !remaining.is_empty() {
-        match copy_items(shared, user, work, &mut remaining, source, target, stats).await {
+        let attempt_result = async {
+            // After a push-back, every connection of the user waits it out.
+            gate.wait().await;
+            // The source connection (and its slots) comes before the memory
+            // budget, so a worker waiting for a slot never holds bytes that
+            // the workers holding slots need.
+            if source.is_none() {
+                *source = Some(open_source(shared, user).await?);
+            }
+            // Memory bound: the batch's bytes are reserved before they are
+            // fetched (a single message larger than the whole budget takes
+            // all of it), and only while this attempt runs.
+            let _permit = shared
+                .in_flight
+                .acquire_many(want)
+                .await
+                .map_err(|_| Error::fatal("run is shutting down"))?;
+            copy_items(shared, user, work, &mut remaining, source, target, stats).await
+        }
+        .await;
+        match attempt_result {
             Ok(()) => break,
             Err(e) if e.kind == ErrorKind::Fatal => return Err(e),
             Err(e) => {
@@ -847,7 +880,7 @@ async fn copy_items(
     user: &UserJob,
     work: &Work,
     remaining: &mut Vec<Item>,
-    source_slot: &mut Option<SourceSession>,
+    source_slot: &mut Option<Source>,
     target_slot: &mut Option<Box<dyn TargetSession>>,
     stats: &mut WorkerStats,
 ) -> Result<(), Error> {
@@ -870,6 +903,8 @@ async fn copy_items(
         }
     }
     let uids: Vec<u32> = remaining.iter().map(|i| i.uid).collect();
+    let fetch_bytes: u64 = remaining.iter().map(|i| i.size).sum();
+    shared.pace.before_source_read(uids.len() as u64, fetch_bytes).await;
     tracing::debug!(user = %email, folder = %work.folder_display, messages = uids.len(), bytes = work.bytes, "fetching batch");
     let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
     source
@@ -921,6 +956,11 @@ async fn copy_items(
     let stopped_early = outcomes.last().is_some_and(|(_, r)| r.is_err());
     if !stopped_early && !to_upload.is_empty() {
         let uploads: Vec<Upload> = to_upload.iter().map(|(u, _)| u.clone()).collect();
+        let upload_bytes: u64 = uploads.iter().map(|u| u.raw.len() as u64).sum();
+        shared
+            .pace
+            .before_target_write(uploads.len() as u64, upload_bytes)
+            .await;
         let results = target.upload_many(&work.target_ref, &uploads).await;
         for (r, (_, item)) in results.into_iter().zip(&to_upload) {
             outcomes.push((item, r));

@@ -93,6 +93,12 @@ pub struct DovecotOptions {
     /// port, with a certificate for `IP:127.0.0.1` and `DNS:localhost` issued by
     /// a per-instance CA (see [`Dovecot::ca_file`]).
     pub tls: bool,
+    /// Connections one user may have open from one IP at once
+    /// (`mail_max_userip_connections`); generous by default.
+    pub max_userip_connections: u32,
+    /// IMAP sessions the server runs at once, all users together (one
+    /// process each); a connection beyond it is dropped.
+    pub process_limit: u32,
 }
 
 impl Default for DovecotOptions {
@@ -102,6 +108,8 @@ impl Default for DovecotOptions {
             users: Vec::new(),
             master: None,
             tls: false,
+            max_userip_connections: 1000,
+            process_limit: 1000,
         }
     }
 }
@@ -178,6 +186,8 @@ pub struct Dovecot {
     tls_dir: PathBuf,
     instance_name: String,
     separator: char,
+    max_userip_connections: u32,
+    process_limit: u32,
     tls: bool,
     port: u16,
     imaps_port: Option<u16>,
@@ -234,6 +244,8 @@ impl Dovecot {
             tls_dir: r.join("tls"),
             instance_name: format!("cutover-fixture-{}-{n}", std::process::id()),
             separator: opts.separator,
+            max_userip_connections: opts.max_userip_connections,
+            process_limit: opts.process_limit,
             tls: opts.tls,
             port: 0,
             imaps_port: None,
@@ -914,7 +926,10 @@ impl Dovecot {
         line("");
         line("# Many parallel connections per user (default 10) and generous limits.");
         line("protocol imap {");
-        line("  mail_max_userip_connections = 1000");
+        line(&format!(
+            "  mail_max_userip_connections = {}",
+            self.max_userip_connections
+        ));
         line("}");
         line("default_process_limit = 1000");
         line("default_client_limit = 10000");
@@ -972,7 +987,7 @@ impl Dovecot {
         }
         line("}");
         line("service imap {");
-        line("  process_limit = 1000");
+        line(&format!("  process_limit = {}", self.process_limit));
         line("}");
         line("# No auth penalty: tests that try wrong passwords must stay fast (the");
         line("# auth process cannot reach the penalty socket, which disables it).");
