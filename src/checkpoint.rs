@@ -29,7 +29,24 @@ impl std::error::Error for CheckpointError {}
 type Result<T> = std::result::Result<T, CheckpointError>;
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> CheckpointError + '_ {
-    move |e| CheckpointError(format!("state DB {}: {e}", path.display()))
+    move |e| CheckpointError(format!("state DB {}: {}", path.display(), describe_db_error(&e)))
+}
+
+/// SQLite's words, plus what the admin should do when the disk under the
+/// state DB is full or failing (SQLite reports a full disk in the WAL or
+/// its index as a plain "disk I/O error").
+fn describe_db_error(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    let code = e.sqlite_error_code();
+    if code == Some(ErrorCode::DiskFull) {
+        return format!("{e}: the disk holding it is full; free some space and run again");
+    }
+    if code == Some(ErrorCode::SystemIoFailure) {
+        return format!(
+            "{e}: writing to the disk holding it failed (full, read-only or failing?); fix the disk and run again"
+        );
+    }
+    e.to_string()
 }
 
 const SCHEMA: &str = "

@@ -42,7 +42,7 @@ fn sigkill_at_random_moments_never_loses_or_duplicates() {
     lab.write_users(&[user(1), user(2)]);
 
     let mut rng = fastrand::Rng::with_seed(2026);
-    let mut kills = 0;
+    let mut kills = 0u64;
     let deadline = Instant::now() + Duration::from_secs(240);
     while kills < 20 && Instant::now() < deadline {
         let mut child = spawn_migrate(&lab);
@@ -57,11 +57,22 @@ fn sigkill_at_random_moments_never_loses_or_duplicates() {
     assert!(kills >= 20, "only {kills} kills landed before the copy finished");
     let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let (mut lost, mut duplicated) = (0, 0);
+    for n in 1..=2 {
+        let (email, _) = user(n);
+        let (l, d) = lost_and_duplicated(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+        lost += l;
+        duplicated += d;
+    }
+    record_figures(
+        "kill_resume_imap",
+        &[("kills", kills), ("lost", lost), ("duplicated", duplicated)],
+    );
     for n in 1..=2 {
         let (email, _) = user(n);
         assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
     }
-    println!("kills survived: {kills}, messages lost: 0, duplicated: 0");
+    println!("kills survived: {kills}, messages lost: {lost}, duplicated: {duplicated}");
 }
 
 #[test]

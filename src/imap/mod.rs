@@ -111,6 +111,156 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Largest line (outside literals) accepted from a server. Real answers are
+/// far shorter; the longest legitimate ones are SEARCH results, a few bytes
+/// per UID.
+pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest literal accepted from a server: above the 150 MiB ceiling of
+/// `max_message_bytes`, so any message the run may copy fits.
+pub const MAX_LITERAL_BYTES: u64 = 160 * 1024 * 1024;
+/// Largest single response (its lines and literals together).
+pub const MAX_RESPONSE_BYTES: u64 = MAX_LITERAL_BYTES + MAX_LINE_BYTES;
+/// Largest sum of untagged answers kept for one command other than FETCH
+/// (LIST, SEARCH, STATUS ...), whose answers are held until the command ends.
+pub const MAX_UNTAGGED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Watches every byte a server sends, so a hostile or broken server cannot
+/// make the client buffer without bound: lines longer than
+/// [`MAX_LINE_BYTES`], literals announced larger than
+/// [`MAX_LITERAL_BYTES`] and responses larger than [`MAX_RESPONSE_BYTES`]
+/// fail the read (and so the connection) with an error that says which.
+/// It follows the IMAP framing only: a line ends at LF, and a line ending in
+/// `{N}` (or `~{N}`) is followed by N bytes of literal.
+#[derive(Debug, Default)]
+struct ResponseGuard {
+    line: u64,
+    literal_left: u64,
+    response: u64,
+    /// The last bytes of the current line, to find a `{N}` at its end.
+    tail: Vec<u8>,
+}
+
+impl ResponseGuard {
+    fn check(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        let bad = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+        while !data.is_empty() {
+            if self.literal_left > 0 {
+                let n = (self.literal_left).min(data.len() as u64);
+                self.literal_left -= n;
+                self.response += n;
+                data = &data[n as usize..];
+                continue;
+            }
+            let upto = data.iter().position(|&b| b == b'\n').map_or(data.len(), |i| i + 1);
+            let (chunk, rest) = data.split_at(upto);
+            data = rest;
+            self.line += chunk.len() as u64;
+            self.response += chunk.len() as u64;
+            self.tail.extend_from_slice(chunk);
+            if self.tail.len() > 32 {
+                self.tail.drain(..self.tail.len() - 32);
+            }
+            if self.line > MAX_LINE_BYTES {
+                return Err(bad(format!(
+                    "the server sent a line longer than {} MiB; dropping the connection",
+                    MAX_LINE_BYTES >> 20
+                )));
+            }
+            if self.response > MAX_RESPONSE_BYTES {
+                return Err(bad(format!(
+                    "the server sent a response larger than {} MiB; dropping the connection",
+                    MAX_RESPONSE_BYTES >> 20
+                )));
+            }
+            if chunk.last() != Some(&b'\n') {
+                continue;
+            }
+            let announced = literal_at_end(&self.tail);
+            self.line = 0;
+            self.tail.clear();
+            match announced {
+                Some(n) if n > MAX_LITERAL_BYTES => {
+                    return Err(bad(format!(
+                        "the server announced a literal of {n} bytes, over the {} MiB limit; dropping the connection",
+                        MAX_LITERAL_BYTES >> 20
+                    )));
+                }
+                Some(n) => self.literal_left = n,
+                None => self.response = 0,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The size of the literal announced at the end of a line (`... {123}\r\n`).
+fn literal_at_end(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_suffix(b"}")?;
+    let open = line.iter().rposition(|&b| b == b'{')?;
+    let digits = &line[open + 1..];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Too many digits to fit is over any limit.
+    Some(std::str::from_utf8(digits).ok()?.parse().unwrap_or(u64::MAX))
+}
+
+/// The connection as the IMAP library sees it: the stream, with every
+/// byte read checked by a [`ResponseGuard`].
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Stream,
+    guard: ResponseGuard,
+}
+
+impl Guarded {
+    fn new(inner: Stream) -> Guarded {
+        Guarded {
+            inner,
+            guard: ResponseGuard::default(),
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(this.guard.check(&buf.filled()[before..])),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 /// Builds the TLS client configuration: the system's trust store plus the
 /// endpoint's `ca_file`. Certificates are always verified.
 pub fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>> {
@@ -149,20 +299,41 @@ pub fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>
 async fn timed<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(limit, fut)
         .await
-        .map_err(|_| Error::transient(format!("{what}: no answer within {}s", limit.as_secs())))
+        .map_err(|_| Error::transient(format!("{what}: no complete answer within {}s", limit.as_secs())))
 }
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::transient(format!("{what}: {e}"))
+    Error::transient(format!("{what}: {}", describe_io_error(&e.to_string())))
+}
+
+/// The library's words for a failed read, kept short: a parse failure is
+/// reported with the raw bytes it choked on (up to megabytes of someone's
+/// mail), which belong in no log or report.
+fn describe_io_error(text: &str) -> String {
+    if text.contains("during parsing") || text.contains("Unable to parse") {
+        return "the server sent a response that is not valid IMAP; dropping the connection".into();
+    }
+    const MAX: usize = 300;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// An authenticated IMAP connection.
 pub struct Conn {
-    session: async_imap::Session<Stream>,
+    session: async_imap::Session<Guarded>,
     capabilities: HashSet<String>,
     timeout: Duration,
     /// Set once the connection is known to be unusable; callers reconnect.
     broken: bool,
+    /// Messages in the folder last opened (EXAMINE/SELECT): bounds how many
+    /// answers a FETCH may bring.
+    exists: u32,
 }
 
 /// What EXAMINE or SELECT reported.
@@ -228,6 +399,7 @@ impl Conn {
             capabilities,
             timeout: t,
             broken: false,
+            exists: 0,
         })
     }
 
@@ -264,6 +436,7 @@ impl Conn {
     async fn read_until_done(&mut self, tag: &imap_proto::RequestId, verb: &str) -> Result<Vec<Response<'static>>> {
         let t = self.timeout;
         let mut untagged = Vec::new();
+        let mut kept = 0usize;
         loop {
             let resp = timed(t, verb, self.session.read_response())
                 .await?
@@ -292,7 +465,16 @@ impl Conn {
                     self.broken = true;
                     return Err(classify_bye(verb, info));
                 }
-                _ => untagged.push(owned(resp.borrow_owner())?),
+                _ => {
+                    kept += resp.borrow_owner().len();
+                    if kept > MAX_UNTAGGED_BYTES {
+                        return Err(Error::transient(format!(
+                            "{verb}: the server sent more than {} MiB of answers to one command; dropping the connection",
+                            MAX_UNTAGGED_BYTES >> 20
+                        )));
+                    }
+                    untagged.push(owned(resp.borrow_owner())?)
+                }
             }
         }
     }
@@ -324,12 +506,16 @@ impl Conn {
     /// change the source's flags.
     pub async fn examine(&mut self, wire_name: &str) -> Result<MailboxState> {
         let responses = self.command(&format!("EXAMINE {}", quote(wire_name))).await?;
-        Ok(mailbox_state(&responses))
+        let state = mailbox_state(&responses);
+        self.exists = state.exists;
+        Ok(state)
     }
 
     pub async fn select(&mut self, wire_name: &str) -> Result<MailboxState> {
         let responses = self.command(&format!("SELECT {}", quote(wire_name))).await?;
-        Ok(mailbox_state(&responses))
+        let state = mailbox_state(&responses);
+        self.exists = state.exists;
+        Ok(state)
     }
 
     /// APPEND with flags and INTERNALDATE, byte-identical. Uses LITERAL+
@@ -617,9 +803,16 @@ impl Conn {
 
     /// Sends a FETCH and hands each response to `each` as it arrives, so
     /// the caller can process bodies without holding the whole batch.
+    ///
+    /// A FETCH brings at most one answer per message of the open folder,
+    /// plus the odd unsolicited update; a server that keeps answering past
+    /// twice that (and 10,000 more for mail arriving meanwhile) is dropped,
+    /// so a FETCH that never ends cannot run the caller out of memory.
     pub async fn fetch_each(&mut self, command: &str, mut each: impl FnMut(&Response<'_>) -> Result<()>) -> Result<()> {
+        let most = 2 * u64::from(self.exists) + 10_000;
         let result = async {
             let t = self.timeout;
+            let mut answers = 0u64;
             let tag = timed(t, "FETCH", self.session.run_command(command))
                 .await?
                 .map_err(|e| io_error("FETCH", e))?;
@@ -647,7 +840,16 @@ impl Conn {
                         let info = outcome.information.as_deref().unwrap_or("");
                         return Err(classify_bye("FETCH", info));
                     }
-                    other => each(other)?,
+                    other => {
+                        answers += 1;
+                        if answers > most {
+                            return Err(Error::transient(format!(
+                                "FETCH: the server sent more than {most} answers for a folder of {} messages; dropping the connection",
+                                self.exists
+                            )));
+                        }
+                        each(other)?
+                    }
                 }
             }
         }
@@ -665,7 +867,7 @@ impl Conn {
     }
 }
 
-async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result<async_imap::Client<Stream>> {
+async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result<async_imap::Client<Guarded>> {
     let t = endpoint.timeout;
     let where_ = format!("{}:{}", endpoint.host, endpoint.port);
     if endpoint.security == Security::Plain && !is_loopback_host(&endpoint.host) {
@@ -699,7 +901,7 @@ async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result
             Stream::Tls(Box::new(tls))
         }
         Security::Starttls => {
-            let mut client = async_imap::Client::new(Stream::Plain(tcp));
+            let mut client = async_imap::Client::new(Guarded::new(Stream::Plain(tcp)));
             read_greeting(&mut client, t, &where_).await?;
             // A refused STARTTLS is fatal: never fall back to plaintext.
             timed(t, "STARTTLS", client.run_command_and_check_ok("STARTTLS", None))
@@ -707,7 +909,7 @@ async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result
                 .map_err(|e| Error::fatal(format!(
                     "STARTTLS refused by {where_}: {e}; refusing to continue without encryption (use security = \"tls\" if it listens for TLS)"
                 )))?;
-            let Stream::Plain(tcp) = client.into_inner() else {
+            let Stream::Plain(tcp) = client.into_inner().inner else {
                 unreachable!("the stream before STARTTLS is plain");
             };
             let tls = timed(
@@ -719,10 +921,10 @@ async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result
             .map_err(|e| tls_error(&where_, e))?;
             // The pre-TLS greeting was already read; the new client starts
             // directly at the command phase.
-            return Ok(async_imap::Client::new(Stream::Tls(Box::new(tls))));
+            return Ok(async_imap::Client::new(Guarded::new(Stream::Tls(Box::new(tls)))));
         }
     };
-    let mut client = async_imap::Client::new(stream);
+    let mut client = async_imap::Client::new(Guarded::new(stream));
     read_greeting(&mut client, t, &where_).await?;
     Ok(client)
 }
@@ -734,7 +936,7 @@ fn tls_error(where_: &str, e: std::io::Error) -> Error {
     ))
 }
 
-async fn read_greeting(client: &mut async_imap::Client<Stream>, t: Duration, where_: &str) -> Result<()> {
+async fn read_greeting(client: &mut async_imap::Client<Guarded>, t: Duration, where_: &str) -> Result<()> {
     let greeting = timed(t, &format!("greeting from {where_}"), client.read_response())
         .await?
         .map_err(|e| io_error("greeting", e))?
@@ -1036,6 +1238,44 @@ pub fn parse_internal_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_failures_do_not_carry_the_servers_bytes() {
+        let e = io_error(
+            "FETCH",
+            "Error(Error { input: [42, 32], code: TakeWhile1 }) during parsing of \"* 1 FETCH secret mail\"",
+        );
+        assert!(!e.message.contains("secret mail"), "{}", e.message);
+        assert!(e.message.contains("not valid IMAP"), "{}", e.message);
+        let long = "x".repeat(5000);
+        assert!(io_error("LIST", &long).message.len() < 320);
+    }
+
+    #[test]
+    fn the_guard_follows_literals_and_bounds_lines_and_literal_sizes() {
+        let mut g = ResponseGuard::default();
+        // A FETCH with a literal holding CRLFs and braces, then the end.
+        g.check(b"* 1 FETCH (UID 7 BODY[] {12}\r\nab{3}\r\n\r\ncd)\r\n")
+            .unwrap();
+        assert_eq!((g.line, g.literal_left, g.response), (0, 0, 0));
+        // Split anywhere, even inside the announcement.
+        for b in b"* 2 FETCH (BODY[] {5".iter().chain(b"}\r\nhello)\r\n") {
+            g.check(&[*b]).unwrap();
+        }
+        assert_eq!((g.line, g.literal_left, g.response), (0, 0, 0));
+        let err = g.check(b"* 3 FETCH (BODY[] {999999999999}\r\n").unwrap_err();
+        assert!(err.to_string().contains("literal of 999999999999 bytes"), "{err}");
+        let mut g = ResponseGuard::default();
+        let big = vec![b'a'; (MAX_LINE_BYTES as usize) / 4];
+        for _ in 0..4 {
+            g.check(&big).unwrap();
+        }
+        let err = g.check(b"a").unwrap_err();
+        assert!(err.to_string().contains("line longer than 16 MiB"), "{err}");
+        assert_eq!(literal_at_end(b"x ~{42}\r\n"), Some(42));
+        assert_eq!(literal_at_end(b"x {}\r\n"), None);
+        assert_eq!(literal_at_end(b"x {4a}\r\n"), None);
+    }
 
     #[test]
     fn loopback_detection() {

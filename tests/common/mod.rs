@@ -153,16 +153,67 @@ pub fn assert_copied_exactly(source: &[StoredMessage], target: &[StoredMessage],
             wanted.len(),
             got.len()
         );
-        for (s, t) in wanted.iter().zip(got) {
-            assert!(
-                s.raw == t.raw,
-                "{key:?}: bytes differ ({} vs {} bytes)",
-                s.raw.len(),
-                t.raw.len()
-            );
+        // Messages sharing a key (duplicate Message-IDs) are matched by
+        // bytes, whatever order the target stored them in.
+        let mut unmatched: Vec<&StoredMessage> = got.to_vec();
+        for s in &wanted {
+            let Some(at) = unmatched.iter().position(|t| t.raw == s.raw) else {
+                panic!(
+                    "{key:?}: no byte-identical copy of a {}-byte message (target has {:?} bytes)",
+                    s.raw.len(),
+                    unmatched.iter().map(|t| t.raw.len()).collect::<Vec<_>>()
+                );
+            };
+            let t = unmatched.remove(at);
             assert_eq!(s.flags, t.flags, "{key:?}: flags");
             assert_eq!(s.internal_date, t.internal_date, "{key:?}: INTERNALDATE");
         }
     }
     assert_eq!(target.len(), expected, "target holds exactly the source set");
+}
+
+/// How many source messages (not in `skipped`) are missing from the target
+/// and how many extra copies the target holds, by (folder, key) and bytes.
+/// Tests record these figures before asserting they are zero.
+pub fn lost_and_duplicated(source: &[StoredMessage], target: &[StoredMessage], skipped: &[&[u8]]) -> (u64, u64) {
+    let mut want: BTreeMap<(String, Vec<u8>), i64> = BTreeMap::new();
+    for m in source.iter().filter(|m| !skipped.contains(&m.raw.as_slice())) {
+        *want.entry((m.folder.clone(), m.raw.clone())).or_default() += 1;
+    }
+    let mut have: BTreeMap<(String, Vec<u8>), i64> = BTreeMap::new();
+    for m in target {
+        *have.entry((m.folder.clone(), m.raw.clone())).or_default() += 1;
+    }
+    let mut lost = 0;
+    let mut duplicated = 0;
+    for (k, n) in &want {
+        let got = have.get(k).copied().unwrap_or(0);
+        lost += (n - got).max(0) as u64;
+        duplicated += (got - n).max(0) as u64;
+    }
+    for (k, got) in &have {
+        if !want.contains_key(k) {
+            duplicated += *got as u64;
+        }
+    }
+    (lost, duplicated)
+}
+
+/// Where tests leave their figures for the summary line `scripts/test`
+/// prints: `$CUTOVER_FIGURES_DIR`, else `target/figures`. `scripts/test`
+/// empties it before the suite runs, so stale figures never count.
+pub fn figures_dir() -> PathBuf {
+    std::env::var_os("CUTOVER_FIGURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/figures"))
+}
+
+/// Records one test's figures as `name value` lines in
+/// `figures_dir()/<test>.txt` (kills, faults, hostile_messages,
+/// hostile_server_cases, fuzz_execs, lost, duplicated, secrets_found).
+pub fn record_figures(test: &str, figures: &[(&str, u64)]) {
+    let dir = figures_dir();
+    std::fs::create_dir_all(&dir).expect("create figures dir");
+    let text: String = figures.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+    std::fs::write(dir.join(format!("{test}.txt")), text).expect("write figures");
 }

@@ -1,0 +1,110 @@
+//! Hostile servers: a relay in front of the real source Dovecot misbehaves
+//! towards one user when bodies are fetched (unexpected untagged
+//! responses, garbage, literals whose declared size lies, a 4 GB literal,
+//! a 24 MiB line, a FETCH that never ends, silence mid-response). The
+//! connection is dropped with a clear error, memory stays bounded, no read
+//! hangs (every read has a timeout), the other user is copied in full, and
+//! once the server behaves the rerun completes with nothing lost or twice.
+
+mod common;
+mod support;
+
+use std::process::Command;
+
+use common::*;
+use support::hostile_server::{HostileServer, Misbehave};
+use support::mailgen;
+
+/// Peak resident memory allowed to a run facing a hostile server; the
+/// server offers up to 4 GB.
+const MAX_RSS_KIB: u64 = 96 * 1024;
+
+/// `cutover migrate` under GNU time: (output, peak RSS in KiB).
+fn migrate_measured(lab: &Lab) -> (std::process::Output, u64) {
+    let rss_file = lab.path("rss.txt");
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .arg(env!("CARGO_BIN_EXE_cutover"))
+        .args(["migrate", "--config", "cutover.toml", "--users", "users.csv"])
+        .env("CUTOVER_TEST_ADMIN_PW", ADMIN_PASSWORD)
+        .current_dir(lab.dir.path())
+        .output()
+        .expect("run cutover under /usr/bin/time (install the `time` package)");
+    let text = std::fs::read_to_string(&rss_file).unwrap();
+    let rss = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    (out, rss)
+}
+
+#[test]
+fn hostile_servers_are_dropped_and_the_run_goes_on() {
+    let lab = Lab::new(2);
+    let (victim, _) = user(1);
+    let (bystander, _) = user(2);
+    let relay = HostileServer::start(lab.source.port());
+    lab.write_config("[run]\nmax_attempts = 2\nbatch_messages = 10\nparallel_users = 2\n");
+    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
+        &format!("port = {}\nsecurity = \"plain\"\n", lab.source.port()),
+        &format!("port = {}\nsecurity = \"plain\"\ntimeout_seconds = 2\n", relay.port()),
+        1,
+    );
+    std::fs::write(lab.path("cutover.toml"), config).unwrap();
+    lab.write_users(&[user(1), user(2)]);
+
+    let mut cases = 0;
+    let mut worst_rss = 0;
+    for (i, mode) in Misbehave::ALL.into_iter().enumerate() {
+        // New mail for both users, so each case has bodies to fetch.
+        let fresh = mailgen::generate(900 + i as u64, 24, 24);
+        lab.source.deliver(&victim, "INBOX", &fresh[..12]);
+        lab.source.deliver(&bystander, "INBOX", &fresh[12..]);
+        let hits = relay.hits();
+        relay.script(Some((&victim, mode)));
+        let (out, rss) = migrate_measured(&lab);
+        relay.script(None);
+        assert!(relay.hits() > hits, "{mode:?}: the misbehaviour never played");
+        worst_rss = worst_rss.max(rss);
+        assert!(rss < MAX_RSS_KIB, "{mode:?}: peak memory {rss} KiB");
+        // The bystander is complete whatever the victim's server did.
+        assert_copied_exactly(&lab.source.messages(&bystander), &lab.target.messages(&bystander), &[]);
+        let status = status_json(&lab.path("cutover.toml"));
+        let v = user_status(&status, &victim);
+        if mode.is_survivable() {
+            assert_eq!(out.status.code(), Some(0), "{mode:?}: {}", explain(&out));
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{mode:?}: {}", explain(&out));
+            // The victim's batch is reported failed, with the reason.
+            let failed: Vec<&str> = v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["state"] == "failed")
+                .map(|i| i["reason"].as_str().unwrap_or(""))
+                .collect();
+            assert!(!failed.is_empty(), "{mode:?}: nothing reported failed: {v}");
+            eprintln!("{mode:?}: {} failed, e.g. {:?}", failed.len(), failed[0]);
+            // Short, says what failed, and carries none of the server's bytes.
+            for r in &failed {
+                assert!(r.starts_with("FETCH: ") && r.len() < 400, "{mode:?}: {r}");
+                assert!(!r.contains("liar@example.test"), "{mode:?}: {r}");
+            }
+        }
+        // The server behaves again: the rerun completes the victim exactly.
+        let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
+        assert_eq!(out.status.code(), Some(0), "{mode:?} rerun: {}", explain(&out));
+        let (src, dst) = (lab.source.messages(&victim), lab.target.messages(&victim));
+        let (lost, duplicated) = lost_and_duplicated(&src, &dst, &[]);
+        assert_eq!((lost, duplicated), (0, 0), "{mode:?}: lost, duplicated");
+        assert_copied_exactly(&src, &dst, &[]);
+        cases += 1;
+    }
+    eprintln!("peak memory facing hostile servers: {worst_rss} KiB");
+    record_figures(
+        "hostile_server",
+        &[("hostile_server_cases", cases), ("lost", 0), ("duplicated", 0)],
+    );
+}
