@@ -143,6 +143,9 @@ pub struct Upload {
     /// Stable key of the message within its mailbox (user, folder,
     /// UIDVALIDITY, UID), for targets that name items deterministically.
     pub key: String,
+    /// Labels of a label-based source (Gmail) the message carries: Outlook
+    /// categories on Graph, keywords on an IMAP target (see `labels`).
+    pub labels: Vec<String>,
 }
 
 /// Why a message in scope was not copied.
@@ -152,6 +155,9 @@ pub enum SkipReason {
     OverItemCap,
     Excluded,
     TargetRefused,
+    /// A label-based source (Gmail) shows the message in several folders;
+    /// it is copied from one of them.
+    Duplicate,
 }
 
 impl SkipReason {
@@ -161,6 +167,7 @@ impl SkipReason {
             SkipReason::OverItemCap => "over item cap",
             SkipReason::Excluded => "excluded folder",
             SkipReason::TargetRefused => "refused by target",
+            SkipReason::Duplicate => "copied from another folder",
         }
     }
 
@@ -170,6 +177,7 @@ impl SkipReason {
             "over item cap" => SkipReason::OverItemCap,
             "excluded folder" => SkipReason::Excluded,
             "refused by target" => SkipReason::TargetRefused,
+            "copied from another folder" => SkipReason::Duplicate,
             _ => return None,
         })
     }

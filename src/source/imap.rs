@@ -226,6 +226,12 @@ impl SourceSession {
             .await
     }
 
+    /// Whether the server is Gmail (or speaks its IMAP extensions:
+    /// X-GM-MSGID, X-GM-LABELS), which makes the source label-based.
+    pub fn has_gmail_extensions(&self) -> bool {
+        self.conn.has_capability("X-GM-EXT-1")
+    }
+
     /// Whether folder sizes come cheaply from STATUS (RFC 8438 STATUS=SIZE).
     pub fn has_status_size(&self) -> bool {
         self.conn.has_capability("STATUS=SIZE")

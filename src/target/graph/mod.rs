@@ -535,7 +535,7 @@ impl GraphSession {
             }
             Created::Existing(id) => (id, None),
         };
-        let patch = state_patch(&message.flags, state.as_ref());
+        let patch = state_patch(&with_labels(message), state.as_ref());
         if !patch.is_empty()
             && let Err(e) = self.patch(&id, &patch).await
         {
@@ -573,7 +573,7 @@ impl GraphSession {
             Created::Existing(id) => {
                 // Found rather than made: its flag and categories are set
                 // again (idempotent) in case the earlier attempt was cut short.
-                let patch = state_patch(&message.flags, None);
+                let patch = state_patch(&with_labels(message), None);
                 if !patch.is_empty() {
                     self.patch(&id, &patch).await.map_err(Failure::plain)?;
                 }
@@ -849,11 +849,23 @@ async fn encode_base64(raw: Bytes) -> Bytes {
         .expect("base64 encoding does not panic")
 }
 
+/// The message's flags with its labels (from a label-based source such as
+/// Gmail) added as keywords, which become Outlook categories.
+fn with_labels(message: &Upload) -> Flags {
+    let mut flags = message.flags.clone();
+    for label in &message.labels {
+        if !flags.has(label) {
+            flags.0.push(label.clone());
+        }
+    }
+    flags
+}
+
 async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
     if message.raw.len() <= BLOCKING_ABOVE {
-        return json::build(&message.raw, &message.flags, message.internal_date);
+        return json::build(&message.raw, &with_labels(message), message.internal_date);
     }
-    let (raw, flags, date) = (message.raw.clone(), message.flags.clone(), message.internal_date);
+    let (raw, flags, date) = (message.raw.clone(), with_labels(message), message.internal_date);
     tokio::task::spawn_blocking(move || json::build(&raw, &flags, date))
         .await
         .map_err(|e| format!("conversion failed: {e}"))?
