@@ -65,7 +65,7 @@ fn place(i: usize) -> Place {
         _ => {}
     }
     let inbox = matches!(i % 5, 2 | 3);
-    let sent = !inbox && i % 7 == 0;
+    let sent = !inbox && i.is_multiple_of(7);
     let count = (i / 3) % 4;
     // Steps of 2 over 5 labels never repeat within 3 picks.
     let labels = (0..count).map(|k| LABELS[(i + 2 * k) % LABELS.len()]).collect();
@@ -175,7 +175,11 @@ fn write_imap_config(dir: &Path, source: &Dovecot, target: &Dovecot, mode: &str)
 
 fn write_users(dir: &Path, email: &str, password: &str) -> std::path::PathBuf {
     let p = dir.join("users.csv");
-    std::fs::write(&p, format!("EmailAddress,UserName,Password\r\n{email},{email},{password}\r\n")).unwrap();
+    std::fs::write(
+        &p,
+        format!("EmailAddress,UserName,Password\r\n{email},{email},{password}\r\n"),
+    )
+    .unwrap();
     p
 }
 
@@ -264,6 +268,11 @@ fn categories_mode_to_imap_copies_each_message_once_with_its_labels_as_keywords(
     // A rerun finds nothing new to copy and duplicates nothing.
     migrate(&config, &users, &[]);
     assert_eq!(target.messages(&email).len(), kept, "a rerun copies nothing twice");
+
+    // verify applies the same rules: label copies, Spam and Trash are out
+    // of scope, so nothing is missing.
+    let out = run(&["verify", "--json", "--users", users.to_str().unwrap()], &config, &[]);
+    assert!(out.status.success(), "verify: {}", explain(&out));
 }
 
 #[test]
@@ -311,7 +320,9 @@ fn folders_mode_to_imap_localized_copies_once_per_label_and_never_from_all_mail(
     assert_eq!(in_archive, archived);
     let names: BTreeSet<String> = target.folders(&email).into_iter().map(|f| f.name).collect();
     assert!(
-        !names.iter().any(|n| n.contains("Gmail") || n.contains("Spam") || n.contains("Papierkorb")),
+        !names
+            .iter()
+            .any(|n| n.contains("Gmail") || n.contains("Spam") || n.contains("Papierkorb")),
         "no [Gmail] folder, Spam or Trash copied as a folder: {names:?}"
     );
 }
@@ -356,7 +367,10 @@ impl Emu {
 
     fn dump(&self, email: &str) -> Value {
         let url = format!("{}/_emulator/mailboxes/{email}?mime=false", self.base);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let resp = reqwest::get(url).await.unwrap();
             assert!(resp.status().is_success(), "emulator dump: {}", resp.status());
