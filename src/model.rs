@@ -130,6 +130,9 @@ pub struct MessageMeta {
     pub message_id: Option<String>,
     /// The decoded Subject (RFC 2047), shortened, for reports only.
     pub subject: Option<String>,
+    /// Gmail's stable message id (X-GM-MSGID), the same in every label's
+    /// folder; only from servers with X-GM-EXT-1.
+    pub gm_msgid: Option<u64>,
 }
 
 /// A message on its way to a target: the exact source bytes plus what the

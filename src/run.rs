@@ -564,7 +564,7 @@ fn apply_label_rules(
         .iter()
         .map(|r| labels::Copy {
             folder: folder_index[&r.folder_id],
-            key: labels::match_key(None, r.message_id.as_deref(), r.size, r.internal_date),
+            key: labels::match_key(r.gm_msgid, r.message_id.as_deref(), r.size, r.internal_date),
             state: r.state,
         })
         .collect();

@@ -301,7 +301,7 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
                 state,
             });
             keys.push(labels::match_key(
-                None,
+                m.gm_msgid,
                 m.message_id.as_deref(),
                 m.size,
                 m.internal_date,
@@ -686,6 +686,7 @@ mod tests {
             size,
             message_id: id.map(str::to_owned),
             subject: None,
+            gm_msgid: None,
         }
     }
 
