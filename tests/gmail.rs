@@ -349,6 +349,10 @@ impl Emu {
         let mut child = Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
             .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
             .args(["--client-secret", GRAPH_SECRET, "--seed", "7", "--page-size", "1000"])
+            // Throttling is tested elsewhere (graph_target.rs): here a
+            // higher request budget, the same on both sides, keeps the
+            // test fast without ever being over it.
+            .args(["--rate-limit-requests", "200000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -384,7 +388,8 @@ fn graph_migrate(source: &Dovecot, emu: &Emu, email: &str, password: &str, mode:
     let config = format!(
         "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\ngmail_labels = \"{mode}\"\n\n\
          [target]\nkind = \"graph\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n\
-         client_secret_env = \"CUTOVER_TEST_GRAPH_SECRET\"\nendpoint = \"{base}\"\nauthority = \"{base}\"\n\n\
+         client_secret_env = \"CUTOVER_TEST_GRAPH_SECRET\"\nendpoint = \"{base}\"\nauthority = \"{base}\"\n\
+         requests_per_10_minutes = 200000\n\n\
          [state]\npath = \"state.db\"\n",
         source.port(),
         base = emu.base
