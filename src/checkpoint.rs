@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS messages (
     flags TEXT NOT NULL,
     message_id TEXT,
     subject TEXT,
+    gm_msgid INTEGER,
     state TEXT NOT NULL DEFAULT 'pending',
     reason TEXT,
     target_id TEXT,
@@ -126,6 +127,14 @@ fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
     }
     // Facts about the DB itself (which shard it was made for).
     conn.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    let has_gm_msgid: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'gm_msgid'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_gm_msgid {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN gm_msgid INTEGER")?;
+    }
     Ok(())
 }
 
@@ -186,6 +195,8 @@ pub struct MessageRow {
     pub size: u64,
     pub flags: String,
     pub message_id: Option<String>,
+    /// Gmail's X-GM-MSGID, on sources with X-GM-EXT-1.
+    pub gm_msgid: Option<u64>,
     pub state: State,
 }
 
@@ -534,8 +545,8 @@ impl Checkpoint {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO messages (folder_id, uid, internal_date, size, flags, message_id, state, reason, target_id, copied_at, subject)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                    "INSERT INTO messages (folder_id, uid, internal_date, size, flags, message_id, state, reason, target_id, copied_at, subject, gm_msgid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (folder_id, uid) DO UPDATE SET flags = excluded.flags,
                         subject = COALESCE(excluded.subject, subject)",
                 )
@@ -557,7 +568,8 @@ impl Checkpoint {
                         reason,
                         target_id,
                         copied_at,
-                        m.subject
+                        m.subject,
+                        m.gm_msgid.map(|id| id as i64)
                     ])
                     .map_err(&e)?;
             }
@@ -589,7 +601,7 @@ impl Checkpoint {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags, m.message_id, m.state, m.reason
+                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags, m.message_id, m.state, m.reason, m.gm_msgid
                  FROM messages m JOIN folders f ON f.id = m.folder_id
                  WHERE f.email = ?1 AND f.present = 1",
             )
@@ -605,6 +617,7 @@ impl Checkpoint {
                     size: r.get::<_, i64>(3)? as u64,
                     flags: r.get(4)?,
                     message_id: r.get(5)?,
+                    gm_msgid: r.get::<_, Option<i64>>(8)?.map(|id| id as u64),
                     state: state_from_db(&state, reason.as_deref()),
                 })
             })
@@ -886,6 +899,7 @@ mod tests {
             size,
             message_id: Some(mid.to_owned()),
             subject: Some(format!("Subject {uid}")),
+            gm_msgid: None,
         }
     }
 

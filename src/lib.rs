@@ -19,6 +19,7 @@ pub mod cli;
 pub mod error;
 pub mod event;
 pub mod imap;
+pub mod labels;
 pub mod model;
 pub mod pace;
 pub mod plan;

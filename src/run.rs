@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::checkpoint::{self, Checkpoint, CheckpointError, FolderRow, Record};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Events};
+use crate::labels;
 use crate::model::{Flags, SourceFolder, Upload};
 use crate::pace::{Held, Limits as PaceLimits, RetryPolicy};
 use crate::plan::{self, Candidate, State};
@@ -530,6 +531,8 @@ struct Item {
     uid: u32,
     size: u64,
     flags: Flags,
+    /// Labels to carry as categories / keywords (label-based sources).
+    labels: Vec<String>,
     internal_date: i64,
     message_id: Option<String>,
     was_in_flight: bool,
@@ -545,6 +548,82 @@ struct Work {
     bytes: u64,
 }
 
+/// Labels to carry and whether the message is starred, per kept row.
+type RowLabels = (Vec<String>, bool);
+
+/// On a label-based source (Gmail, or any server with an All Mail folder),
+/// keeps one row per message (or one per label folder in folders mode) and
+/// records the others as duplicates or excluded (see `labels`); elsewhere
+/// keeps every row. Returns the kept rows, their labels, and how many rows
+/// were left out for each reason.
+fn apply_label_rules(
+    shared: &Shared,
+    user: &UserJob,
+    folders: &[(SourceFolder, FolderRow)],
+    folder_index: &HashMap<i64, usize>,
+    rows: Vec<checkpoint::MessageRow>,
+    session: &SourceSession,
+) -> (
+    Vec<checkpoint::MessageRow>,
+    Vec<RowLabels>,
+    [(crate::model::SkipReason, u64); 2],
+) {
+    use crate::model::SkipReason;
+    let mut counts = [(SkipReason::Duplicate, 0), (SkipReason::Excluded, 0)];
+    if !labels::label_based(folders.iter().map(|(f, _)| f.role), session.has_gmail_extensions()) {
+        let n = rows.len();
+        return (rows, vec![(Vec::new(), false); n], counts);
+    }
+    let label_folders: Vec<labels::Folder> = folders
+        .iter()
+        .map(|(f, _)| labels::Folder {
+            role: f.role,
+            name: f.display(),
+        })
+        .collect();
+    let copies: Vec<labels::Copy> = rows
+        .iter()
+        .map(|r| labels::Copy {
+            folder: folder_index[&r.folder_id],
+            key: labels::match_key(r.gm_msgid, r.message_id.as_deref(), r.size, r.internal_date),
+            state: r.state,
+        })
+        .collect();
+    let decisions = labels::decide(&label_folders, &copies, &shared.settings.labels);
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut kept_labels = Vec::with_capacity(rows.len());
+    for (r, d) in rows.into_iter().zip(decisions) {
+        let reason = match d {
+            labels::Decision::Copy { labels, flagged } => {
+                kept.push(r);
+                kept_labels.push((labels, flagged));
+                continue;
+            }
+            labels::Decision::Duplicate => SkipReason::Duplicate,
+            labels::Decision::Excluded => SkipReason::Excluded,
+        };
+        counts[usize::from(reason == SkipReason::Excluded)].1 += 1;
+        // A copy made before (another mode, an earlier main folder) stays
+        // recorded as copied; the rest is recorded once, without an event
+        // per message (a Gmail mailbox has thousands).
+        if !shared.dry_run && !matches!(r.state, State::Copied | State::Gone) && r.state != State::Skipped(reason) {
+            shared.recorder.record(Record::Skipped {
+                folder_id: r.folder_id,
+                uid: r.uid,
+                reason,
+            });
+        }
+    }
+    tracing::info!(
+        user = %user.email,
+        mode = ?shared.settings.labels.mode,
+        duplicates = counts[0].1,
+        excluded = counts[1].1,
+        "label-based source: each message copied once per the label rules"
+    );
+    (kept, kept_labels, counts)
+}
+
 async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) -> Result<(), Error> {
     let email = &user.email;
     let mut session = open_source(shared, user).await?;
@@ -557,6 +636,7 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         .into_iter()
         .filter(|r| folder_index.contains_key(&r.folder_id))
         .collect();
+    let (rows, labels_of, label_skips) = apply_label_rules(shared, user, &folders, &folder_index, rows, &session);
     let candidates: Vec<Candidate> = rows
         .iter()
         .map(|r| Candidate {
@@ -576,6 +656,11 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         let mut skipped = std::collections::BTreeMap::new();
         for &(_, reason) in &the_plan.skip {
             *skipped.entry(reason.as_str().to_owned()).or_insert(0) += 1;
+        }
+        for (reason, n) in label_skips {
+            if n > 0 {
+                *skipped.entry(reason.as_str().to_owned()).or_insert(0) += n;
+            }
         }
         shared.events.send(Event::WouldCopy {
             user: email.clone(),
@@ -686,10 +771,16 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
                 .iter()
                 .map(|&i| {
                     let r = &rows[i];
+                    let mut flags = Flags::from_wire(&r.flags);
+                    let (labels, starred) = labels_of[i].clone();
+                    if starred && !flags.flagged() {
+                        flags.0.push("\\Flagged".to_owned());
+                    }
                     Item {
                         uid: r.uid,
                         size: r.size,
-                        flags: Flags::from_wire(&r.flags),
+                        flags,
+                        labels,
                         internal_date: r.internal_date,
                         message_id: r.message_id.clone(),
                         was_in_flight: r.state == State::InFlight,
@@ -935,6 +1026,7 @@ async fn copy_items(
             internal_date: item.internal_date,
             message_id: item.message_id.clone(),
             key: format!("{}/{}/{}/{}", email, work.wire_name, work.uid_validity, item.uid),
+            labels: item.labels.clone(),
         };
         if item.was_in_flight {
             // It may already be there: a run died, or a connection failed,

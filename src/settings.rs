@@ -16,6 +16,9 @@ pub const MAX_MESSAGE_BYTES_CEILING: u64 = 150 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Settings {
     pub source: Endpoint,
+    /// How a label-based source (Gmail, or any server with an All Mail
+    /// folder) is copied: `[source] gmail_labels`, `copy_junk`, `copy_trash`.
+    pub labels: crate::labels::Rules,
     pub target: TargetSettings,
     pub limits: Limits,
     pub state_path: PathBuf,
@@ -133,6 +136,12 @@ struct SourceSection {
     ca_file: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
+    #[serde(default)]
+    gmail_labels: crate::labels::LabelMode,
+    #[serde(default)]
+    copy_junk: bool,
+    #[serde(default)]
+    copy_trash: bool,
 }
 
 #[derive(Deserialize)]
@@ -376,6 +385,11 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     let base = path.parent().unwrap_or(Path::new("."));
     let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
 
+    let labels = crate::labels::Rules {
+        mode: file.source.gmail_labels,
+        keep_junk: file.source.copy_junk,
+        keep_trash: file.source.copy_trash,
+    };
     let source = endpoint(
         "source",
         file.source.host,
@@ -478,6 +492,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 
     Ok(Settings {
         source,
+        labels,
         target,
         limits: Limits {
             max_items: limits.max_items,

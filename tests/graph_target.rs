@@ -160,6 +160,7 @@ fn upload(raw: String, flags: &str, internal_date: i64, message_id: Option<&str>
         internal_date,
         message_id: message_id.map(str::to_owned),
         key,
+        labels: Vec::new(),
     }
 }
 

@@ -573,7 +573,7 @@ impl GraphSession {
         // Always sent: besides read state and flag it carries the stamp
         // that lets a later run find this message (importMime takes no
         // properties, and the MIME is not to be rewritten).
-        let mut patch = state_patch(&message.flags, state.as_ref());
+        let mut patch = state_patch(&with_labels(message), state.as_ref());
         patch.single_value_extended_properties = Some(stamp_of(message).properties());
         if let Err(e) = self.patch(&id, &patch).await {
             self.discard(&id).await;
@@ -611,7 +611,7 @@ impl GraphSession {
                 // Found rather than made: its flag, categories and stamp are
                 // set again (idempotent) in case the earlier attempt was cut
                 // short.
-                let mut patch = state_patch(&message.flags, None);
+                let mut patch = state_patch(&with_labels(message), None);
                 patch.single_value_extended_properties = Some(stamp_of(message).properties());
                 self.patch(&id, &patch).await.map_err(Failure::plain)?;
                 id
@@ -991,12 +991,24 @@ fn stamp_of(message: &Upload) -> json::Stamp {
     json::Stamp::new(&message.key, message.raw.len() as u64, message.message_id.as_deref())
 }
 
+/// The message's flags with its labels (from a label-based source such as
+/// Gmail) added as keywords, which become Outlook categories.
+fn with_labels(message: &Upload) -> Flags {
+    let mut flags = message.flags.clone();
+    for label in &message.labels {
+        if !flags.has(label) {
+            flags.0.push(label.clone());
+        }
+    }
+    flags
+}
+
 async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
     let stamp = stamp_of(message);
     if message.raw.len() <= BLOCKING_ABOVE {
-        return json::build_stamped(&message.raw, &message.flags, message.internal_date, Some(&stamp));
+        return json::build_stamped(&message.raw, &with_labels(message), message.internal_date, Some(&stamp));
     }
-    let (raw, flags, date) = (message.raw.clone(), message.flags.clone(), message.internal_date);
+    let (raw, flags, date) = (message.raw.clone(), with_labels(message), message.internal_date);
     tokio::task::spawn_blocking(move || json::build_stamped(&raw, &flags, date, Some(&stamp)))
         .await
         .map_err(|e| format!("conversion failed: {e}"))?
