@@ -28,7 +28,7 @@ pub struct Hostile {
 
 fn message(i: usize, raw: Vec<u8>) -> GenMessage {
     let mut flags = vec!["\\Seen".to_string()];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         flags.push("\\Flagged".into());
     }
     sort_flags(&mut flags);
