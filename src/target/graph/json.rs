@@ -147,6 +147,13 @@ impl Stamp {
         }
     }
 
+    /// The key a copy carries while it is still being made (json mode:
+    /// created, attachments still to add). A lookup that finds it knows
+    /// the copy is cutover's own and unfinished.
+    pub fn pending(key: &str) -> String {
+        format!("{key}-pending")
+    }
+
     pub(super) fn properties(&self) -> Vec<ExtendedProperty> {
         let mut props = vec![
             ExtendedProperty {
@@ -290,6 +297,15 @@ pub fn build_stamped(
             }
         }
         deferred.push(a);
+    }
+    if !deferred.is_empty() {
+        // Not complete until the deferred attachments are added: marked
+        // pending, and given its final stamp after the last one.
+        for p in &mut message.single_value_extended_properties {
+            if p.id == KEY_PROPERTY {
+                p.value = Stamp::pending(&p.value);
+            }
+        }
     }
     let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
     Ok(JsonMessage { request, deferred })
