@@ -1218,6 +1218,11 @@ async fn extended_property_filter_size_and_reset_after_processing() {
         .get(&t, &users(&format!("/mailFolders/inbox/messages?$filter={bad}")))
         .await;
     assert_eq!((s.as_u16(), error_code(&v)), (400, "ErrorInvalidProperty"), "{v}");
+    let not_string = urlencode("singleValueExtendedProperties/Any(ep: ep/id eq 'Integer 0x0E07' and ep/value eq '1')");
+    let (s, _) = emu
+        .get(&t, &users(&format!("/mailFolders/inbox/messages?$filter={not_string}")))
+        .await;
+    assert_eq!(s.as_u16(), 400, "a non-string value needs a cast");
     // PR_MESSAGE_SIZE is expandable.
     let expand = urlencode("singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')");
     let (_, v) = emu
