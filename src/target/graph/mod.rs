@@ -22,11 +22,18 @@
 //! Mail-Advanced.ReadWrite.All, or no beta endpoint), switches the whole run
 //! to json and says so once.
 //!
-//! Exactly once: a create that failed in a way that may have stored the
-//! message anyway (timeout, reset, 5xx) is followed by a lookup by
-//! internetMessageId before it is sent again, and a message whose follow-up
-//! steps failed (PATCH, attachments) is deleted before the error is
-//! reported, so a retry never leaves a half-made copy behind.
+//! Exactly once: every copy is stamped with named extended properties of
+//! cutover's own ([`json::Stamp`]: a digest of the source mailbox, folder,
+//! UIDVALIDITY and UID, plus the source size and Message-ID), set in the
+//! json create request or in the PATCH that follows an import, and only
+//! once the copy is complete. A create that failed in a way that may have
+//! stored the message anyway (timeout, reset, 5xx), and any message a
+//! killed run had in flight, is looked up by that stamp before it is sent
+//! again, so messages without a Message-ID or sharing one are neither lost
+//! nor doubled; an import cut short before its PATCH is found by
+//! Message-ID (or its bytes) and completed. A message whose follow-up steps
+//! failed (PATCH, attachments) is deleted before the error is reported, so
+//! a retry never leaves a half-made copy behind.
 //!
 //! HTTP, tokens, folder ids and MAPI properties stay inside this module.
 
