@@ -627,6 +627,10 @@ fn verify_reads_graph_folders_and_names_what_differs() {
     let (code, v) = verify(&dir);
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(v["users"][0]["target_messages"], 30);
+    // `cutover check` reads the Exchange inbox the same way.
+    let out = command(&dir, "check").arg("--json").output().unwrap();
+    let check: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", explain(&out)));
+    assert_eq!(check["users"][0]["target"]["inbox_messages"], 20, "{check:#}");
 
     // Exchange loses one message and receives one directly.
     let dump = emu.dump(&email);

@@ -802,8 +802,9 @@ impl GraphSession {
     /// holding the source key), which every finished copy carries and which
     /// tells apart messages sharing a Message-ID or having none. Then, for
     /// an importMime cut short between the import and the PATCH that adds
-    /// the stamp: an unstamped message with the same Message-ID, or, for a
-    /// message without one, an unstamped recent message with the same bytes.
+    /// the stamp: an unstamped message with the same bytes (among those
+    /// with the same Message-ID, or the newest ones for a message without
+    /// one), else the first unstamped one with the same Message-ID.
     async fn lookup(&self, folder: &str, message: &Upload) -> Result<Option<Found>> {
         let stamp = stamp_of(message);
         let Some(stamped) = self.stamped(folder, &stamp.key, 1).await? else {
@@ -850,16 +851,21 @@ impl GraphSession {
             Err(f) if f.code == "ErrorItemNotFound" => return Ok(None),
             Err(f) => return Err(f.error),
         };
-        for candidate in page.value {
-            if candidate.property(json::KEY_PROPERTY).is_some() {
-                // Another source message's copy.
-                continue;
-            }
-            if by_id.is_some() || self.same_mime(&candidate.id, &message.raw).await? {
-                return Ok(Some(Found::Unfinished(candidate.id)));
+        // Stamped candidates are other source messages' copies. Of the
+        // rest, one with exactly these bytes is the best match (two source
+        // messages may share a Message-ID); else, by Message-ID, the first.
+        let unstamped: Vec<String> = page
+            .value
+            .into_iter()
+            .filter(|c| c.property(json::KEY_PROPERTY).is_none())
+            .map(|c| c.id)
+            .collect();
+        for id in &unstamped {
+            if self.same_mime(id, &message.raw).await? {
+                return Ok(Some(Found::Unfinished(id.clone())));
             }
         }
-        Ok(None)
+        Ok(by_id.and(unstamped.into_iter().next()).map(Found::Unfinished))
     }
 
     /// The ids of the messages in `folder` whose stamp is `key` (at most
