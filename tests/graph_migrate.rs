@@ -675,6 +675,41 @@ fn verify_reads_graph_folders_and_names_what_differs() {
     assert_eq!(uv["extra"][0]["message_id"], "<direct.1@contoso.test>");
 }
 
+/// `auto` on a tenant without Mail-Advanced.ReadWrite.All: one clear
+/// warning naming the permission, then every message through json.
+#[test]
+fn auto_mode_falls_back_to_json_once_and_says_why() {
+    let lab = Lab::new(2);
+    for n in 1..=2 {
+        let msgs = mailgen::generate(70 + n as u64, 15, 1500);
+        lab.source.deliver(&user(n).0, "INBOX", &msgs[..10]);
+        lab.source.deliver(&user(n).0, "Listes/Übersicht", &msgs[10..]);
+    }
+    let users: Vec<(String, String)> = (1..=2).map(user).collect();
+    let emu = Emu::start(&["--mail-advanced", "false"]);
+    let dir = lab.setup("auto", &emu, "auto", &users, "");
+    let out = migrate(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("Mail-Advanced.ReadWrite.All").count(),
+        1,
+        "one warning naming the permission: {stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "the client secret leaked: {stderr}");
+    for (email, _) in &users {
+        let dump = emu.dump(email);
+        assert!(
+            dump["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["createdVia"] == "json")
+        );
+        assert_copied("json", &lab.source.messages(email), &dump);
+    }
+}
+
 /// Injected 503s and 500s, connections dropped before and after Exchange
 /// acted, tokens expiring mid-run and a killed process: the runs that
 /// follow leave every message exactly once (messages without a Message-ID
