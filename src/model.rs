@@ -143,6 +143,9 @@ pub struct Upload {
     /// Stable key of the message within its mailbox (user, folder,
     /// UIDVALIDITY, UID), for targets that name items deterministically.
     pub key: String,
+    /// RFC822.SIZE as the source scan reported it: what `verify` compares,
+    /// which some servers (Exchange) report differently from `raw.len()`.
+    pub source_size: u64,
 }
 
 /// Why a message in scope was not copied.

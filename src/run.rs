@@ -894,6 +894,7 @@ async fn copy_items(
             internal_date: item.internal_date,
             message_id: item.message_id.clone(),
             key: format!("{}/{}/{}/{}", email, work.wire_name, work.uid_validity, item.uid),
+            source_size: item.size,
         };
         if item.was_in_flight {
             // It may already be there: a run died, or a connection failed,

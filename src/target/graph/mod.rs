@@ -1045,7 +1045,7 @@ async fn encode_base64(raw: Bytes) -> Bytes {
 
 /// cutover's stamp for a message: its source key and size.
 fn stamp_of(message: &Upload) -> json::Stamp {
-    json::Stamp::new(&message.key, message.raw.len() as u64, message.message_id.as_deref())
+    json::Stamp::new(&message.key, message.source_size, message.message_id.as_deref())
 }
 
 async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
