@@ -149,6 +149,9 @@ pub struct Upload {
     /// Labels of a label-based source (Gmail) the message carries: Outlook
     /// categories on Graph, keywords on an IMAP target (see `labels`).
     pub labels: Vec<String>,
+    /// RFC822.SIZE as the source scan reported it: what `verify` compares,
+    /// which some servers (Exchange) report differently from `raw.len()`.
+    pub source_size: u64,
 }
 
 /// Why a message in scope was not copied.

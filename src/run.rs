@@ -1027,6 +1027,7 @@ async fn copy_items(
             message_id: item.message_id.clone(),
             key: format!("{}/{}/{}/{}", email, work.wire_name, work.uid_validity, item.uid),
             labels: item.labels.clone(),
+            source_size: item.size,
         };
         if item.was_in_flight {
             // It may already be there: a run died, or a connection failed,

@@ -155,6 +155,7 @@ fn upload(raw: String, flags: &str, internal_date: i64, message_id: Option<&str>
     // One key per distinct message, as run.rs gives one per source UID.
     let key = format!("{USER}/INBOX/1/{:x}", Sha256::digest(raw.as_bytes()));
     Upload {
+        source_size: raw.len() as u64,
         raw: raw.into_bytes().into(),
         flags: Flags::from_wire(flags),
         internal_date,

@@ -166,6 +166,13 @@ fn ext_prop_filter(expr: &str) -> Result<Option<(String, String)>, String> {
         return Ok(None);
     };
     let norm = normalize_prop_id(&id).ok_or_else(|| format!("The extended property id '{id}' is not valid."))?;
+    // Graph compares `ep/value` as a string; other types need
+    // `cast(ep/value, Edm.…)`, which this emulator does not implement.
+    if !norm.starts_with("String ") {
+        return Err(format!(
+            "The extended property '{id}' is not a string; filter on it with cast(ep/value, Edm.Int32)."
+        ));
+    }
     Ok(Some((norm, value)))
 }
 

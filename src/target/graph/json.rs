@@ -147,6 +147,13 @@ impl Stamp {
         }
     }
 
+    /// The key a copy carries while it is still being made (json mode:
+    /// created, attachments still to add). A lookup that finds it knows
+    /// the copy is cutover's own and unfinished.
+    pub fn pending(key: &str) -> String {
+        format!("{key}-pending")
+    }
+
     pub(super) fn properties(&self) -> Vec<ExtendedProperty> {
         let mut props = vec![
             ExtendedProperty {
@@ -290,6 +297,15 @@ pub fn build_stamped(
             }
         }
         deferred.push(a);
+    }
+    if !deferred.is_empty() {
+        // Not complete until the deferred attachments are added: marked
+        // pending, and given its final stamp after the last one.
+        for p in &mut message.single_value_extended_properties {
+            if p.id == KEY_PROPERTY {
+                p.value = Stamp::pending(&p.value);
+            }
+        }
     }
     let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
     Ok(JsonMessage { request, deferred })
@@ -672,6 +688,41 @@ Content-Type: text/html; charset=utf-8\r\n\
         assert_eq!(deferred, [("big.pdf", big.len()), ("m2.bin", middle2.len())]);
         assert_eq!(built.deferred[0].bytes, big, "bytes are decoded exactly");
         assert_eq!(built.deferred[0].content_type, "application/pdf");
+    }
+
+    #[test]
+    fn the_stamp_is_final_only_when_nothing_is_left_to_add() {
+        let stamp = Stamp::new("u@example.com/INBOX/7/42", 1234, Some("<a@b>"));
+        assert_eq!(stamp.key.len(), 32);
+        assert_eq!(stamp, Stamp::new("u@example.com/INBOX/7/42", 1234, Some(" <a@b> ")));
+        assert_ne!(stamp.key, Stamp::new("u@example.com/INBOX/7/43", 1234, None).key);
+        // Everything in the request: the final stamp at creation.
+        let small = with_attachments(&[("a.bin", "application/octet-stream", &[1u8; 100])]);
+        let built = build_stamped(small.as_bytes(), &Flags::default(), 1, Some(&stamp)).unwrap();
+        let v: Value = serde_json::from_slice(&built.request).unwrap();
+        assert_eq!(prop(&v, KEY_PROPERTY), Some(stamp.key.as_str()));
+        assert_eq!(prop(&v, SIZE_PROPERTY), Some("1234"));
+        assert_eq!(prop(&v, MESSAGE_ID_PROPERTY), Some("<a@b>"));
+        // An attachment to add afterwards: pending until it is there.
+        let big = with_attachments(&[("big.bin", "application/octet-stream", &vec![2u8; 4 * 1024 * 1024])]);
+        let built = build_stamped(big.as_bytes(), &Flags::default(), 1, Some(&stamp)).unwrap();
+        assert_eq!(built.deferred.len(), 1);
+        let v: Value = serde_json::from_slice(&built.request).unwrap();
+        assert_eq!(prop(&v, KEY_PROPERTY), Some(Stamp::pending(&stamp.key).as_str()));
+        // No Message-ID at the source: none recorded.
+        let none = Stamp::new("k", 1, None);
+        assert!(none.properties().iter().all(|p| p.id != MESSAGE_ID_PROPERTY));
+    }
+
+    #[test]
+    fn ids_of_extended_properties_compare_as_graph_echoes_them() {
+        use super::super::api::same_property;
+        assert!(same_property("Integer 0x0E08", "Integer 0xe08"));
+        assert!(same_property(
+            KEY_PROPERTY,
+            "String {8C1F5E3A-6B2D-4F7E-9A41-2D6C0B7E5F13} Name cutoverKey"
+        ));
+        assert!(!same_property(KEY_PROPERTY, SIZE_PROPERTY));
     }
 
     #[test]

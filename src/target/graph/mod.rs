@@ -22,11 +22,18 @@
 //! Mail-Advanced.ReadWrite.All, or no beta endpoint), switches the whole run
 //! to json and says so once.
 //!
-//! Exactly once: a create that failed in a way that may have stored the
-//! message anyway (timeout, reset, 5xx) is followed by a lookup by
-//! internetMessageId before it is sent again, and a message whose follow-up
-//! steps failed (PATCH, attachments) is deleted before the error is
-//! reported, so a retry never leaves a half-made copy behind.
+//! Exactly once: every copy is stamped with named extended properties of
+//! cutover's own ([`json::Stamp`]: a digest of the source mailbox, folder,
+//! UIDVALIDITY and UID, plus the source size and Message-ID), set in the
+//! json create request or in the PATCH that follows an import, and only
+//! once the copy is complete. A create that failed in a way that may have
+//! stored the message anyway (timeout, reset, 5xx), and any message a
+//! killed run had in flight, is looked up by that stamp before it is sent
+//! again, so messages without a Message-ID or sharing one are neither lost
+//! nor doubled; an import cut short before its PATCH is found by
+//! Message-ID (or its bytes) and completed. A message whose follow-up steps
+//! failed (PATCH, attachments) is deleted before the error is reported, so
+//! a retry never leaves a half-made copy behind.
 //!
 //! HTTP, tokens, folder ids and MAPI properties stay inside this module.
 
@@ -308,8 +315,17 @@ impl Failure {
 enum Created {
     /// Created now; the answer's body.
     New(Bytes),
-    /// An earlier attempt had stored it after all; its id.
-    Existing(String),
+    /// An earlier attempt had stored it after all.
+    Existing(Found),
+}
+
+/// A copy of a message found in the target folder.
+enum Found {
+    /// Carries cutover's stamp: finished, nothing more to do.
+    Complete(String),
+    /// Has no stamp: an import cut short before the PATCH that sets read
+    /// state, flag and stamp, which still has to be sent.
+    Unfinished(String),
 }
 
 struct GraphSession {
@@ -563,12 +579,13 @@ impl GraphSession {
             authorized: true,
             idempotent: false,
         };
-        let (id, state) = match self.create(&call, folder, message, false).await? {
+        let (id, state) = match self.create(&call, folder, message).await? {
             Created::New(body) => {
                 let created: CreatedMessage = parse(&body, "import message").map_err(Failure::plain)?;
                 (created.id.clone(), Some(created))
             }
-            Created::Existing(id) => (id, None),
+            Created::Existing(Found::Complete(id)) => return Ok(id),
+            Created::Existing(Found::Unfinished(id)) => (id, None),
         };
         // Always sent: besides read state and flag it carries the stamp
         // that lets a later run find this message (importMime takes no
@@ -598,32 +615,47 @@ impl GraphSession {
             authorized: true,
             idempotent: false,
         };
-        // A copy found after an unclear failure may lack the attachments
-        // that are added after creation: then it is replaced.
-        let incomplete_if_found = !built.deferred.is_empty();
-        let id = match self.create(&call, folder, message, incomplete_if_found).await? {
+        let id = match self.create(&call, folder, message).await? {
             Created::New(body) => {
                 parse::<api::IdOnly>(&body, "create message")
                     .map_err(Failure::plain)?
                     .id
             }
-            Created::Existing(id) => {
-                // Found rather than made: its flag, categories and stamp are
-                // set again (idempotent) in case the earlier attempt was cut
-                // short.
-                let mut patch = state_patch(&with_labels(message), None);
-                patch.single_value_extended_properties = Some(stamp_of(message).properties());
-                self.patch(&id, &patch).await.map_err(Failure::plain)?;
-                id
+            // Found rather than made: a finished copy (a pending one is
+            // deleted by the lookup and never found).
+            Created::Existing(Found::Complete(id)) => return Ok(id),
+            Created::Existing(Found::Unfinished(id)) => {
+                self.finish(&id, message).await.map_err(Failure::plain)?;
+                return Ok(id);
             }
         };
+        if built.deferred.is_empty() {
+            return Ok(id);
+        }
         for attachment in built.deferred {
             if let Err(e) = self.add_attachment(&id, attachment).await {
                 self.discard(&id).await;
                 return Err(Failure::plain(e));
             }
         }
+        // Complete now: the final stamp replaces the pending one.
+        let patch = MessagePatch {
+            single_value_extended_properties: Some(stamp_of(message).properties()),
+            ..MessagePatch::default()
+        };
+        if let Err(e) = self.patch(&id, &patch).await {
+            self.discard(&id).await;
+            return Err(Failure::plain(e));
+        }
         Ok(id)
+    }
+
+    /// Completes a copy found unstamped (an import cut short before its
+    /// PATCH): read state, flag, categories and stamp.
+    async fn finish(&self, id: &str, message: &Upload) -> Result<()> {
+        let mut patch = state_patch(&with_labels(message), None);
+        patch.single_value_extended_properties = Some(stamp_of(message).properties());
+        self.patch(id, &patch).await
     }
 
     /// Sends a create; after a failure that may have stored the message
@@ -633,7 +665,6 @@ impl GraphSession {
         call: &Call<'_>,
         folder: &str,
         message: &Upload,
-        replace_found: bool,
     ) -> std::result::Result<Created, Failure> {
         let mut attempt = 0;
         loop {
@@ -642,12 +673,9 @@ impl GraphSession {
                 Err(f) if f.maybe_applied && f.error.is_retryable() => f,
                 Err(f) => return Err(f),
             };
-            if let Some(id) = self.lookup(folder, message).await.map_err(Failure::plain)? {
-                if !replace_found {
-                    tracing::debug!(user = %self.email, "an interrupted create had stored the message; using it");
-                    return Ok(Created::Existing(id));
-                }
-                self.discard(&id).await;
+            if let Some(found) = self.lookup(folder, message).await.map_err(Failure::plain)? {
+                tracing::debug!(user = %self.email, "an interrupted create had stored the message; using it");
+                return Ok(Created::Existing(found));
             }
             attempt += 1;
             match self.inner.http.retry.delay(attempt, &f.error) {
@@ -774,29 +802,27 @@ impl GraphSession {
     /// holding the source key), which every finished copy carries and which
     /// tells apart messages sharing a Message-ID or having none. Then, for
     /// an importMime cut short between the import and the PATCH that adds
-    /// the stamp: an unstamped message with the same Message-ID, or, for a
-    /// message without one, an unstamped recent message with the same bytes.
-    async fn lookup(&self, folder: &str, message: &Upload) -> Result<Option<String>> {
+    /// the stamp: an unstamped message with the same bytes (among those
+    /// with the same Message-ID, or the newest ones for a message without
+    /// one), else the first unstamped one with the same Message-ID.
+    async fn lookup(&self, folder: &str, message: &Upload) -> Result<Option<Found>> {
         let stamp = stamp_of(message);
-        let filter = format!(
-            "singleValueExtendedProperties/Any(ep: ep/id eq '{}' and ep/value eq '{}')",
-            json::KEY_PROPERTY,
-            stamp.key
-        );
-        let url = format!(
-            "{}/mailFolders/{}/messages?$filter={}&$select=id&$top=1",
-            self.users,
-            seg(folder),
-            utf8_percent_encode(&filter, QUERY_VALUE)
-        );
-        let page: MessagePage = match self.send(&Call::get(url, "look up message by cutover's key")).await {
-            Ok(reply) => parse(&reply.body, "look up message")?,
+        let Some(stamped) = self.stamped(folder, &stamp.key, 1).await? else {
             // The folder is gone, so the message is not there.
-            Err(f) if f.code == "ErrorItemNotFound" => return Ok(None),
-            Err(f) => return Err(f.error),
+            return Ok(None);
         };
-        if let Some(found) = page.value.into_iter().next() {
-            return Ok(Some(found.id));
+        if let Some(id) = stamped.into_iter().next() {
+            return Ok(Some(Found::Complete(id)));
+        }
+        // A json copy whose attachments were still being added: cutover's
+        // own and incomplete, so it is replaced.
+        for id in self
+            .stamped(folder, &json::Stamp::pending(&stamp.key), 10)
+            .await?
+            .unwrap_or_default()
+        {
+            tracing::debug!(user = %self.email, "deleting an incomplete copy left by an interrupted run");
+            self.discard(&id).await;
         }
         let expand = utf8_percent_encode(
             &format!("singleValueExtendedProperties($filter=id eq '{}')", json::KEY_PROPERTY),
@@ -825,16 +851,47 @@ impl GraphSession {
             Err(f) if f.code == "ErrorItemNotFound" => return Ok(None),
             Err(f) => return Err(f.error),
         };
-        for candidate in page.value {
-            if candidate.property(json::KEY_PROPERTY).is_some() {
-                // Another source message's copy.
-                continue;
-            }
-            if by_id.is_some() || self.same_mime(&candidate.id, &message.raw).await? {
-                return Ok(Some(candidate.id));
+        // Stamped candidates are other source messages' copies. Of the
+        // rest, one with exactly these bytes is the best match (two source
+        // messages may share a Message-ID); else, by Message-ID, the first.
+        let unstamped: Vec<String> = page
+            .value
+            .into_iter()
+            .filter(|c| c.property(json::KEY_PROPERTY).is_none())
+            .map(|c| c.id)
+            .collect();
+        for id in &unstamped {
+            if self.same_mime(id, &message.raw).await? {
+                return Ok(Some(Found::Unfinished(id.clone())));
             }
         }
-        Ok(None)
+        Ok(by_id.and(unstamped.into_iter().next()).map(Found::Unfinished))
+    }
+
+    /// The ids of the messages in `folder` whose stamp is `key` (at most
+    /// `top`); `None` when the folder does not exist.
+    async fn stamped(&self, folder: &str, key: &str, top: u32) -> Result<Option<Vec<String>>> {
+        let filter = format!(
+            "singleValueExtendedProperties/Any(ep: ep/id eq '{}' and ep/value eq '{key}')",
+            json::KEY_PROPERTY,
+        );
+        let url = format!(
+            "{}/mailFolders/{}/messages?$filter={}&$select=id&$top={top}",
+            self.users,
+            seg(folder),
+            utf8_percent_encode(&filter, QUERY_VALUE)
+        );
+        match self.send(&Call::get(url, "look up message by cutover's key")).await {
+            Ok(reply) => Ok(Some(
+                parse::<MessagePage>(&reply.body, "look up message")?
+                    .value
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect(),
+            )),
+            Err(f) if f.code == "ErrorItemNotFound" => Ok(None),
+            Err(f) => Err(f.error),
+        }
     }
 
     /// Whether the stored MIME of message `id` is exactly `raw`.
@@ -988,7 +1045,7 @@ async fn encode_base64(raw: Bytes) -> Bytes {
 
 /// cutover's stamp for a message: its source key and size.
 fn stamp_of(message: &Upload) -> json::Stamp {
-    json::Stamp::new(&message.key, message.raw.len() as u64, message.message_id.as_deref())
+    json::Stamp::new(&message.key, message.source_size, message.message_id.as_deref())
 }
 
 /// The message's flags with its labels (from a label-based source such as
@@ -1058,7 +1115,14 @@ impl TargetSession for GraphSession {
     fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
         async move {
             let folder = self.current_folder(folder);
-            self.lookup(&folder, message).await
+            match self.lookup(&folder, message).await? {
+                Some(Found::Complete(id)) => Ok(Some(id)),
+                Some(Found::Unfinished(id)) => {
+                    self.finish(&id, message).await?;
+                    Ok(Some(id))
+                }
+                None => Ok(None),
+            }
         }
         .boxed()
     }
