@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS messages (
     flags TEXT NOT NULL,
     message_id TEXT,
     subject TEXT,
+    gm_msgid INTEGER,
     state TEXT NOT NULL DEFAULT 'pending',
     reason TEXT,
     target_id TEXT,
@@ -108,6 +109,31 @@ fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     if !has_subject {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN subject TEXT")?;
+    }
+    // Server push-back per user, for `status`.
+    for (column, ty) in [
+        ("throttled", "INTEGER NOT NULL DEFAULT 0"),
+        ("last_throttle", "INTEGER"),
+        ("last_throttle_reason", "TEXT"),
+    ] {
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('users') WHERE name = ?1",
+            params![column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE users ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    // Facts about the DB itself (which shard it was made for).
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    let has_gm_msgid: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'gm_msgid'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_gm_msgid {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN gm_msgid INTEGER")?;
     }
     Ok(())
 }
@@ -169,6 +195,8 @@ pub struct MessageRow {
     pub size: u64,
     pub flags: String,
     pub message_id: Option<String>,
+    /// Gmail's X-GM-MSGID, on sources with X-GM-EXT-1.
+    pub gm_msgid: Option<u64>,
     pub state: State,
 }
 
@@ -216,6 +244,12 @@ pub struct UserStatus {
     pub source_bytes: u64,
     pub last_sync: Option<String>,
     pub last_error: Option<String>,
+    /// Times a server told this user's connections to slow down (throttling
+    /// response codes, a throttling BYE, refused connections), over all runs.
+    pub throttled: u64,
+    /// When the last of those was, and what the server said.
+    pub last_throttle: Option<String>,
+    pub last_throttle_reason: Option<String>,
 }
 
 /// A message that was skipped or failed, for status and reports.
@@ -511,8 +545,8 @@ impl Checkpoint {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO messages (folder_id, uid, internal_date, size, flags, message_id, state, reason, target_id, copied_at, subject)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                    "INSERT INTO messages (folder_id, uid, internal_date, size, flags, message_id, state, reason, target_id, copied_at, subject, gm_msgid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (folder_id, uid) DO UPDATE SET flags = excluded.flags,
                         subject = COALESCE(excluded.subject, subject)",
                 )
@@ -534,7 +568,8 @@ impl Checkpoint {
                         reason,
                         target_id,
                         copied_at,
-                        m.subject
+                        m.subject,
+                        m.gm_msgid.map(|id| id as i64)
                     ])
                     .map_err(&e)?;
             }
@@ -566,7 +601,7 @@ impl Checkpoint {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags, m.message_id, m.state, m.reason
+                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags, m.message_id, m.state, m.reason, m.gm_msgid
                  FROM messages m JOIN folders f ON f.id = m.folder_id
                  WHERE f.email = ?1 AND f.present = 1",
             )
@@ -582,6 +617,7 @@ impl Checkpoint {
                     size: r.get::<_, i64>(3)? as u64,
                     flags: r.get(4)?,
                     message_id: r.get(5)?,
+                    gm_msgid: r.get::<_, Option<i64>>(8)?.map(|id| id as u64),
                     state: state_from_db(&state, reason.as_deref()),
                 })
             })
@@ -645,6 +681,75 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Counts one push-back from a server against a user (shown by
+    /// `status`): when, and the server's words.
+    pub fn note_throttle(&self, email: &str, reason: &str) -> Result<()> {
+        self.ensure_user(email)?;
+        self.conn
+            .execute(
+                "UPDATE users SET throttled = throttled + 1, last_throttle = ?2, last_throttle_reason = ?3
+                 WHERE email = ?1",
+                params![email, now(), reason],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Ties the DB to the shard a migrate runs as (`None`: not sharded) the
+    /// first time, and refuses a different one afterwards: with another
+    /// shard count users move between shards, and a user arriving in a DB
+    /// that has never seen it would be copied a second time.
+    pub fn claim_shard(&self, shard: Option<&str>) -> Result<()> {
+        let wanted = shard.unwrap_or("none");
+        let stored: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'shard'", [], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?;
+        let stored = match stored {
+            Some(s) => s,
+            None => {
+                // A DB from before shards were recorded that already holds
+                // users was made by an unsharded run.
+                let users: i64 = self
+                    .conn
+                    .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+                    .map_err(self.err())?;
+                let value = if users > 0 { "none" } else { wanted };
+                self.conn
+                    .execute("INSERT INTO meta (key, value) VALUES ('shard', ?1)", params![value])
+                    .map_err(self.err())?;
+                value.to_owned()
+            }
+        };
+        if stored == wanted {
+            return Ok(());
+        }
+        let made_by = if stored == "none" {
+            "a run without --shard".to_owned()
+        } else {
+            format!("--shard {stored}")
+        };
+        let this = match shard {
+            Some(s) => format!("--shard {s}"),
+            None => "no --shard".to_owned(),
+        };
+        Err(CheckpointError(format!(
+            "state DB {} was made by {made_by}, and this run has {this}; keep the same --shard K/N \
+             (and the same N on every machine) for the whole migration, or users would be copied twice",
+            self.path.display()
+        )))
+    }
+
+    /// The shard the DB was made for (`Some("none")` when not sharded;
+    /// `None` if no migrate has run on it since shards were recorded).
+    pub fn shard(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'shard'", [], |r| r.get(0))
+            .optional()
+            .map_err(self.err())
+    }
+
     pub fn user_emails(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
@@ -655,16 +760,18 @@ impl Checkpoint {
     }
 
     pub fn user_status(&self, email: &str) -> Result<UserStatus> {
-        let (state, last_sync, last_error): (String, Option<i64>, Option<String>) = self
+        type UserRow = (String, Option<i64>, Option<String>, i64, Option<i64>, Option<String>);
+        let (state, last_sync, last_error, throttled, last_throttle, last_throttle_reason): UserRow = self
             .conn
             .query_row(
-                "SELECT state, last_sync, last_error FROM users WHERE email = ?1",
+                "SELECT state, last_sync, last_error, throttled, last_throttle, last_throttle_reason
+                 FROM users WHERE email = ?1",
                 params![email],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()
             .map_err(self.err())?
-            .unwrap_or_else(|| ("pending".to_owned(), None, None));
+            .unwrap_or_else(|| ("pending".to_owned(), None, None, 0, None, None));
         let (folders, source_messages): (i64, Option<i64>) = self
             .conn
             .query_row(
@@ -680,6 +787,9 @@ impl Checkpoint {
             source_messages: source_messages.unwrap_or(0) as u64,
             last_sync: last_sync.map(format_time),
             last_error,
+            throttled: throttled.max(0) as u64,
+            last_throttle: last_throttle.map(format_time),
+            last_throttle_reason,
             ..Default::default()
         };
         let mut stmt = self
@@ -789,6 +899,7 @@ mod tests {
             size,
             message_id: Some(mid.to_owned()),
             subject: Some(format!("Subject {uid}")),
+            gm_msgid: None,
         }
     }
 
@@ -801,6 +912,40 @@ mod tests {
             .unwrap();
         let id = folders[0].id;
         (dir, cp, id)
+    }
+
+    #[test]
+    fn a_db_stays_with_the_shard_that_made_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoint::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(cp.shard().unwrap(), None);
+        cp.claim_shard(Some("1/4")).unwrap();
+        cp.claim_shard(Some("1/4")).unwrap();
+        let e = cp.claim_shard(Some("1/8")).unwrap_err().0;
+        assert!(e.contains("--shard 1/4") && e.contains("--shard 1/8"), "{e}");
+        assert!(cp.claim_shard(None).unwrap_err().0.contains("no --shard"));
+        assert_eq!(cp.shard().unwrap().as_deref(), Some("1/4"));
+        // A DB an earlier version filled without recording a shard was unsharded.
+        let (_d, old, _) = setup();
+        assert!(
+            old.claim_shard(Some("0/2"))
+                .unwrap_err()
+                .0
+                .contains("a run without --shard")
+        );
+        old.claim_shard(None).unwrap();
+    }
+
+    #[test]
+    fn throttles_are_counted_per_user_with_the_last_reason() {
+        let (_d, cp, _) = setup();
+        assert_eq!(cp.user_status("a@x.test").unwrap().throttled, 0);
+        cp.note_throttle("a@x.test", "FETCH answered NO [THROTTLED]").unwrap();
+        cp.note_throttle("a@x.test", "BYE bandwidth limit exceeded").unwrap();
+        let s = cp.user_status("a@x.test").unwrap();
+        assert_eq!(s.throttled, 2);
+        assert!(s.last_throttle.is_some());
+        assert_eq!(s.last_throttle_reason.as_deref(), Some("BYE bandwidth limit exceeded"));
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::shard::Shard;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cutover",
@@ -61,6 +63,15 @@ cutover migrate --config cutover.toml --users users.csv --json > events.jsonl"
         /// skipped (and why); nothing is written to the target.
         #[arg(long)]
         dry_run: bool,
+        /// Only the users of shard K of N (K from 0 to N-1), split by a stable
+        /// hash of EmailAddress; the shard keeps its own state DB
+        /// (cutover.db becomes cutover.shard-K-of-N.db).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
+        /// Use this state DB instead of the config's [state] path (or the
+        /// shard's DB next to it).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// Measure how fast the source can be read at several connection counts.
     #[command(
@@ -84,15 +95,29 @@ cutover bench --config cutover.toml --users users.csv --connections 1,2,4,8,16 -
         /// One JSON document instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only the users of shard K of N (K from 0 to N-1), split by a stable
+        /// hash of EmailAddress; the shard keeps its own state DB
+        /// (cutover.db becomes cutover.shard-K-of-N.db).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
-    /// Show per-user state from the checkpoint.
-    #[command(after_help = "Example:\n  cutover status --config cutover.toml --json")]
+    /// Show per-user state from the checkpoint (or several shards' checkpoints, merged).
+    #[command(after_help = "Examples:\n  cutover status --config cutover.toml --json\n  \
+cutover status --config cutover.toml --shard 2/8\n  \
+cutover status --config cutover.toml --state cutover.shard-0-of-2.db --state cutover.shard-1-of-2.db")]
     Status {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// One JSON document: {users: [{email, state, source_messages, copied, skipped, failed, bytes_copied, last_sync, ...}]}.
+        /// One JSON document: {users: [{email, state, source_messages, copied, skipped, failed, bytes_copied, throttled, last_sync, ...}], totals, state_dbs}.
         #[arg(long)]
         json: bool,
+        /// The state DB of shard K of N (cutover.shard-K-of-N.db next to the [state] path).
+        #[arg(long, value_name = "K/N", conflicts_with = "state")]
+        shard: Option<Shard>,
+        /// Read these state DBs instead of the config's, one view over all of
+        /// them (repeat it, once per shard).
+        #[arg(long, value_name = "FILE")]
+        state: Vec<PathBuf>,
     },
     /// Before migrating: log in to source and target for every user, list
     /// folders with counts and sizes, flag what would fail or be skipped,
@@ -115,6 +140,9 @@ cutover check --config cutover.toml --users users.csv --json > check.json"
         /// One JSON document: {users: [{email, ready, problems, warnings, source: {folders, ...}, target, estimated_seconds}], totals}.
         #[arg(long)]
         json: bool,
+        /// Only the users of shard K of N (as for migrate).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
     /// After the final resync: compare source and target folder by folder
     /// (counts, Message-IDs, sizes) and list what the target lacks.
@@ -138,6 +166,9 @@ cutover verify --config cutover.toml --users users.csv --json > verify.json"
         /// One JSON document: {users: [{email, complete, folders, missing, extra, ...}], totals}.
         #[arg(long)]
         json: bool,
+        /// Only the users of shard K of N (as for migrate).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
     /// Write a report of the migration from the checkpoint: per-user
     /// statistics, every sync, every skipped or failed message.

@@ -9,6 +9,7 @@ use cutover::cli::{Cli, Command, ReportFormat, Shell};
 use cutover::event::Events;
 use cutover::progress::{self, Mode};
 use cutover::run::{self, Outcome, StopFlag};
+use cutover::shard::Shard;
 use cutover::{check, report, roster, settings, status, verify};
 use std::io::IsTerminal;
 
@@ -35,11 +36,16 @@ async fn dispatch(cli: Cli) -> ExitCode {
             users,
             json,
             dry_run,
+            shard,
+            state,
         } => {
-            let (settings, users) = match load_both(&config, &users) {
+            let (mut settings, users) = match load_both(&config, &users, shard) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
+            if let Some(state) = state {
+                settings.state_path = state;
+            }
             let mode = if json {
                 Mode::Json
             } else if cli.quiet {
@@ -75,8 +81,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
             connections,
             seconds,
             json,
+            shard,
         } => {
-            let (settings, users) = match load_both(&config, &users) {
+            let (settings, users) = match load_both(&config, &users, shard) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
@@ -98,21 +105,42 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Status { config, json } => {
+        Command::Status {
+            config,
+            json,
+            shard,
+            state,
+        } => {
             let settings = match settings::load(&config) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };
-            match status::collect(&settings.state_path) {
+            let paths = match (state.is_empty(), shard) {
+                (false, _) => state,
+                (true, Some(shard)) => vec![shard.state_path(&settings.state_path)],
+                (true, None) => vec![settings.state_path],
+            };
+            match status::collect_many(&paths) {
                 Ok(report) => match print_result(json, &report, || status::render_table(&report)) {
-                    Ok(()) => ExitCode::SUCCESS,
+                    Ok(()) if report.warnings.is_empty() => ExitCode::SUCCESS,
+                    Ok(()) => {
+                        for w in &report.warnings {
+                            eprintln!("warning: {w}");
+                        }
+                        ExitCode::from(1)
+                    }
                     Err(code) => code,
                 },
                 Err(e) => fail(&e),
             }
         }
-        Command::Check { config, users, json } => {
-            let (settings, users) = match load_both(&config, &users) {
+        Command::Check {
+            config,
+            users,
+            json,
+            shard,
+        } => {
+            let (settings, users) = match load_both(&config, &users, shard) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
@@ -130,8 +158,13 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Verify { config, users, json } => {
-            let (settings, users) = match load_both(&config, &users) {
+        Command::Verify {
+            config,
+            users,
+            json,
+            shard,
+        } => {
+            let (settings, users) = match load_both(&config, &users, shard) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
@@ -194,13 +227,28 @@ async fn dispatch(cli: Cli) -> ExitCode {
     }
 }
 
-/// Config and users file, or the exit code for why not.
+/// Config and users file (only the shard's users, with the shard's own
+/// state DB, when `--shard` was given), or the exit code for why not.
 fn load_both(
     config: &std::path::Path,
-    users: &std::path::Path,
+    users_file: &std::path::Path,
+    shard: Option<Shard>,
 ) -> Result<(settings::Settings, Vec<roster::UserJob>), ExitCode> {
-    let settings = settings::load(config).map_err(|e| fail(&e))?;
-    let users = roster::read_users_file(users).map_err(|e| fail(&e))?;
+    let mut settings = settings::load(config).map_err(|e| fail(&e))?;
+    let mut users = roster::read_users_file(users_file).map_err(|e| fail(&e))?;
+    if let Some(shard) = shard {
+        let all = users.len();
+        users = shard.select(users, |u| u.email.as_str());
+        settings.state_path = shard.state_path(&settings.state_path);
+        settings.shard = Some(shard);
+        tracing::info!(shard = %shard, users = users.len(), of = all, state = %settings.state_path.display(), "shard");
+        if users.is_empty() {
+            eprintln!(
+                "shard {shard}: none of the {all} users of {} belong to this shard; nothing to do",
+                users_file.display()
+            );
+        }
+    }
     Ok((settings, users))
 }
 
@@ -245,7 +293,7 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
     };
     let filter = tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn,rustls=warn"));
     let stderr_layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let file_layer = match &cli.log_file {

@@ -130,6 +130,9 @@ pub struct MessageMeta {
     pub message_id: Option<String>,
     /// The decoded Subject (RFC 2047), shortened, for reports only.
     pub subject: Option<String>,
+    /// Gmail's stable message id (X-GM-MSGID), the same in every label's
+    /// folder; only from servers with X-GM-EXT-1.
+    pub gm_msgid: Option<u64>,
 }
 
 /// A message on its way to a target: the exact source bytes plus what the
@@ -143,6 +146,12 @@ pub struct Upload {
     /// Stable key of the message within its mailbox (user, folder,
     /// UIDVALIDITY, UID), for targets that name items deterministically.
     pub key: String,
+    /// Labels of a label-based source (Gmail) the message carries: Outlook
+    /// categories on Graph, keywords on an IMAP target (see `labels`).
+    pub labels: Vec<String>,
+    /// RFC822.SIZE as the source scan reported it: what `verify` compares,
+    /// which some servers (Exchange) report differently from `raw.len()`.
+    pub source_size: u64,
 }
 
 /// Why a message in scope was not copied.
@@ -152,6 +161,9 @@ pub enum SkipReason {
     OverItemCap,
     Excluded,
     TargetRefused,
+    /// A label-based source (Gmail) shows the message in several folders;
+    /// it is copied from one of them.
+    Duplicate,
 }
 
 impl SkipReason {
@@ -161,6 +173,7 @@ impl SkipReason {
             SkipReason::OverItemCap => "over item cap",
             SkipReason::Excluded => "excluded folder",
             SkipReason::TargetRefused => "refused by target",
+            SkipReason::Duplicate => "copied from another folder",
         }
     }
 
@@ -170,6 +183,7 @@ impl SkipReason {
             "over item cap" => SkipReason::OverItemCap,
             "excluded folder" => SkipReason::Excluded,
             "refused by target" => SkipReason::TargetRefused,
+            "copied from another folder" => SkipReason::Duplicate,
             _ => return None,
         })
     }

@@ -1,173 +1,443 @@
-//! Shows a run as it happens, from events only: an indicatif bar on a
-//! terminal, a plain line every few seconds otherwise, or one JSON object per
-//! event on stdout for other tools to follow.
+//! Shows a run as it happens, from events only: on a terminal an overall
+//! bar plus one line per active mailbox, a few plain lines every few
+//! seconds otherwise, or one JSON object per event on stdout for other tools
+//! to follow.
+//!
+//! What is shown is computed by [`Board`], a plain state machine fed with
+//! events, so the wording can be tested without a terminal. Log lines reach
+//! the terminal through [`LogWriter`], which prints them above the bars
+//! instead of through them.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::event::Event;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Redrawn bar on stderr (a terminal).
+    /// Redrawn bars on stderr (a terminal).
     Bar,
-    /// A line on stderr every few seconds (logs, CI, cron).
+    /// Lines on stderr every few seconds (logs, CI, cron).
     Plain,
     /// JSON lines on stdout.
     Json,
     Quiet,
 }
 
-#[derive(Default)]
-struct Totals {
+/// How often the plain mode prints where the run is.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+/// How often the bars are refreshed when no event arrives (rates, waits).
+const BAR_TICK: Duration = Duration::from_millis(500);
+
+/// The bars while they are on screen, so log lines can be printed above
+/// them. `None` when no bar is drawn.
+static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// A `tracing` writer for stderr that keeps the progress bars intact: while
+/// bars are drawn, each log line is printed above them.
+#[derive(Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bars = BARS.lock().ok().and_then(|b| b.clone());
+        match bars {
+            Some(bars) => bars.suspend(|| std::io::stderr().lock().write_all(buf))?,
+            None => std::io::stderr().lock().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
+/// One mailbox being copied.
+#[derive(Debug)]
+struct Active {
+    started: Instant,
+    folder: Option<String>,
+    to_copy: u64,
+    copied: u64,
+    bytes: u64,
+    /// Since when the mailbox waits because a server pushed back, and why.
+    throttled: Option<(Instant, String)>,
+}
+
+/// Everything the display knows about the run, built from events alone.
+#[derive(Debug)]
+pub struct Board {
+    started: Instant,
     users: usize,
     users_finished: usize,
+    users_failed: usize,
     to_copy: u64,
     to_copy_bytes: u64,
     copied: u64,
     bytes: u64,
     skipped: u64,
     failed: u64,
+    active: BTreeMap<String, Active>,
+}
+
+impl Board {
+    pub fn new(now: Instant) -> Self {
+        Board {
+            started: now,
+            users: 0,
+            users_finished: 0,
+            users_failed: 0,
+            to_copy: 0,
+            to_copy_bytes: 0,
+            copied: 0,
+            bytes: 0,
+            skipped: 0,
+            failed: 0,
+            active: BTreeMap::new(),
+        }
+    }
+
+    /// Takes one event in; returns a line worth printing on its own (a
+    /// failure, a finished mailbox, a wait), if any.
+    pub fn apply(&mut self, event: &Event, now: Instant) -> Option<String> {
+        match event {
+            Event::RunStarted { users, .. } => {
+                self.users = *users;
+                None
+            }
+            Event::UserStarted { user } => {
+                self.active.insert(
+                    user.clone(),
+                    Active {
+                        started: now,
+                        folder: None,
+                        to_copy: 0,
+                        copied: 0,
+                        bytes: 0,
+                        throttled: None,
+                    },
+                );
+                None
+            }
+            Event::FolderScanned { user, folder, .. } => {
+                if let Some(a) = self.active.get_mut(user) {
+                    a.folder = Some(format!("scanning {folder}"));
+                }
+                None
+            }
+            Event::Planned {
+                user, to_copy, bytes, ..
+            } => {
+                self.to_copy += *to_copy as u64;
+                self.to_copy_bytes += bytes;
+                if let Some(a) = self.active.get_mut(user) {
+                    a.to_copy = *to_copy as u64;
+                    a.folder = None;
+                }
+                None
+            }
+            Event::WouldCopy {
+                user,
+                to_copy,
+                bytes,
+                already_copied,
+                skipped,
+            } => {
+                let reasons: Vec<String> = skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                Some(format!(
+                    "{user}: would copy {to_copy} messages ({}); {already_copied} already copied; skipped: {}",
+                    human_bytes(*bytes),
+                    if reasons.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        reasons.join(", ")
+                    }
+                ))
+            }
+            Event::BatchCopied {
+                user,
+                folder,
+                messages,
+                bytes,
+            } => {
+                self.copied += messages;
+                self.bytes += bytes;
+                if let Some(a) = self.active.get_mut(user) {
+                    a.copied += messages;
+                    a.bytes += bytes;
+                    a.folder = Some(folder.clone());
+                    a.throttled = None;
+                }
+                None
+            }
+            Event::ItemSkipped { .. } => {
+                self.skipped += 1;
+                None
+            }
+            Event::ItemFailed {
+                user,
+                folder,
+                uid,
+                reason,
+            } => {
+                self.failed += 1;
+                Some(format!("{user}: {folder} UID {uid} failed: {reason}"))
+            }
+            Event::Throttled { user, delay_ms, reason } => {
+                if let Some(a) = self.active.get_mut(user) {
+                    // Keep the first moment of a run of waits: "since" is what
+                    // tells the admin a mailbox is stuck.
+                    let since = a.throttled.as_ref().map_or(now, |(t, _)| *t);
+                    a.throttled = Some((since, reason.clone()));
+                }
+                Some(format!(
+                    "{user}: server pushed back, waiting {:.1}s ({reason})",
+                    *delay_ms as f64 / 1000.0
+                ))
+            }
+            Event::UserFinished {
+                user,
+                state,
+                copied,
+                failed,
+                error,
+                ..
+            } => {
+                self.users_finished += 1;
+                if error.is_some() || *failed > 0 {
+                    self.users_failed += 1;
+                }
+                let elapsed = self
+                    .active
+                    .remove(user)
+                    .map(|a| now.saturating_duration_since(a.started));
+                let took = elapsed
+                    .map(|d| format!(" in {}", human_duration(d)))
+                    .unwrap_or_default();
+                Some(match error {
+                    Some(e) => format!("{user}: {state} ({copied} copied, {failed} failed{took}): {e}"),
+                    None => format!("{user}: {state} ({copied} copied, {failed} failed{took})"),
+                })
+            }
+            Event::RunFinished { .. } => None,
+        }
+    }
+
+    /// Messages per second over the whole run so far.
+    fn rate(&self, now: Instant) -> f64 {
+        self.copied as f64 / now.saturating_duration_since(self.started).as_secs_f64().max(0.001)
+    }
+
+    /// Time left at the current rate, when there is a rate to go by.
+    fn eta(&self, now: Instant) -> Option<Duration> {
+        let rate = self.rate(now);
+        let left = self.to_copy.saturating_sub(self.copied);
+        (rate > 0.0 && self.copied > 0).then(|| Duration::from_secs_f64(left as f64 / rate))
+    }
+
+    /// The run as a whole, on one line.
+    pub fn overall_line(&self, now: Instant) -> String {
+        let eta = match self.eta(now) {
+            Some(d) => human_duration(d),
+            None => "-".to_owned(),
+        };
+        format!(
+            "mailboxes {}/{} ({} active)  messages {}/{}  {}/{}  {:.0} msg/s  skipped {}  failed {}  ETA {eta}",
+            self.users_finished,
+            self.users,
+            self.active.len(),
+            self.copied,
+            self.to_copy,
+            human_bytes(self.bytes),
+            human_bytes(self.to_copy_bytes),
+            self.rate(now),
+            self.skipped,
+            self.failed,
+        )
+    }
+
+    /// One line per mailbox being copied, in a stable order.
+    pub fn mailbox_lines(&self, now: Instant) -> Vec<(String, String)> {
+        self.active
+            .iter()
+            .map(|(user, a)| {
+                let secs = now.saturating_duration_since(a.started).as_secs_f64().max(0.001);
+                let mut line = format!(
+                    "{user}  {}  {}/{} msgs  {}  {:.0} msg/s",
+                    a.folder.as_deref().unwrap_or("scanning"),
+                    a.copied,
+                    a.to_copy,
+                    human_bytes(a.bytes),
+                    a.copied as f64 / secs,
+                );
+                if let Some((since, reason)) = &a.throttled {
+                    line.push_str(&format!(
+                        "  throttled for {} ({reason})",
+                        human_duration(now.saturating_duration_since(*since))
+                    ));
+                }
+                (user.clone(), line)
+            })
+            .collect()
+    }
+
+    /// The closing line of a run.
+    pub fn summary(&self, now: Instant) -> String {
+        format!(
+            "copied {} messages ({}) in {}; {} skipped, {} failed; {} of {} mailboxes finished, {} with problems",
+            self.copied,
+            human_bytes(self.bytes),
+            human_duration(now.saturating_duration_since(self.started)),
+            self.skipped,
+            self.failed,
+            self.users_finished,
+            self.users,
+            self.users_failed,
+        )
+    }
+}
+
+/// The bars on screen: the overall one and one per active mailbox.
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    mailboxes: BTreeMap<String, ProgressBar>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}%\n  {msg}")
+                .expect("valid template"),
+        );
+        if let Ok(mut slot) = BARS.lock() {
+            *slot = Some(multi.clone());
+        }
+        Bars {
+            multi,
+            overall,
+            mailboxes: BTreeMap::new(),
+        }
+    }
+
+    fn draw(&mut self, board: &Board, now: Instant) {
+        self.overall.set_length(board.to_copy.max(1));
+        self.overall.set_position(board.copied);
+        self.overall.set_message(board.overall_line(now));
+        self.overall.tick();
+        let lines = board.mailbox_lines(now);
+        self.mailboxes.retain(|user, bar| {
+            let keep = lines.iter().any(|(u, _)| u == user);
+            if !keep {
+                bar.finish_and_clear();
+            }
+            keep
+        });
+        for (user, line) in lines {
+            let bar = self.mailboxes.entry(user).or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(ProgressStyle::with_template("  {spinner} {msg}").expect("valid template"));
+                bar
+            });
+            bar.set_message(line);
+            bar.tick();
+        }
+    }
+
+    fn println(&self, line: &str) {
+        let _ = self.multi.println(line);
+    }
+
+    fn finish(self) {
+        for bar in self.mailboxes.values() {
+            bar.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+        if let Ok(mut slot) = BARS.lock() {
+            *slot = None;
+        }
+    }
 }
 
 pub fn spawn(mode: Mode, mut rx: UnboundedReceiver<Event>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let started = Instant::now();
-        let mut totals = Totals::default();
-        let bar = (mode == Mode::Bar).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(4));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} msgs  {msg}  ETA {eta}",
-                )
-                .expect("valid template"),
-            );
-            bar.enable_steady_tick(Duration::from_millis(250));
-            bar
-        });
-        let mut last_line = Instant::now();
-        while let Some(event) = rx.recv().await {
+        let mut board = Board::new(Instant::now());
+        let mut bars = (mode == Mode::Bar).then(Bars::new);
+        let every = if mode == Mode::Bar { BAR_TICK } else { PLAIN_EVERY };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let event = tokio::select! {
+                event = rx.recv() => match event {
+                    Some(e) => Some(e),
+                    None => break,
+                },
+                _ = tick.tick() => None,
+            };
+            let now = Instant::now();
+            let Some(event) = event else {
+                match (&mut bars, mode) {
+                    (Some(bars), _) => bars.draw(&board, now),
+                    (None, Mode::Plain) if board.users > 0 => print_plain(&board, now),
+                    _ => {}
+                }
+                continue;
+            };
             if mode == Mode::Json {
                 let mut out = std::io::stdout().lock();
                 let _ = serde_json::to_writer(&mut out, &event);
                 let _ = out.write_all(b"\n");
                 continue;
             }
-            let note: Option<String> = match &event {
-                Event::RunStarted { users, .. } => {
-                    totals.users = *users;
-                    None
-                }
-                Event::Planned { to_copy, bytes, .. } => {
-                    totals.to_copy += *to_copy as u64;
-                    totals.to_copy_bytes += bytes;
-                    None
-                }
-                Event::WouldCopy {
-                    user,
-                    to_copy,
-                    bytes,
-                    already_copied,
-                    skipped,
-                } => {
-                    let reasons: Vec<String> = skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();
-                    Some(format!(
-                        "{user}: would copy {to_copy} messages ({}); {already_copied} already copied; skipped: {}",
-                        human_bytes(*bytes),
-                        if reasons.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            reasons.join(", ")
-                        }
-                    ))
-                }
-                Event::BatchCopied { messages, bytes, .. } => {
-                    totals.copied += messages;
-                    totals.bytes += bytes;
-                    None
-                }
-                Event::ItemSkipped { .. } => {
-                    totals.skipped += 1;
-                    None
-                }
-                Event::ItemFailed {
-                    user,
-                    folder,
-                    uid,
-                    reason,
-                } => {
-                    totals.failed += 1;
-                    Some(format!("{user}: {folder} UID {uid} failed: {reason}"))
-                }
-                Event::Throttled { user, delay_ms, reason } => Some(format!(
-                    "{user}: throttled, waiting {:.1}s ({reason})",
-                    *delay_ms as f64 / 1000.0
-                )),
-                Event::UserFinished {
-                    user,
-                    state,
-                    copied,
-                    failed,
-                    error,
-                    ..
-                } => {
-                    totals.users_finished += 1;
-                    Some(match error {
-                        Some(e) => format!("{user}: {state} ({copied} copied, {failed} failed): {e}"),
-                        None => format!("{user}: {state} ({copied} copied, {failed} failed)"),
-                    })
-                }
-                _ => None,
-            };
-            let rate = totals.copied as f64 / started.elapsed().as_secs_f64().max(0.001);
-            let summary = format!(
-                "users {}/{}  {}  {:.0} msg/s  skipped {}  failed {}",
-                totals.users_finished,
-                totals.users,
-                human_bytes(totals.bytes),
-                rate,
-                totals.skipped,
-                totals.failed
-            );
-            match (&bar, mode) {
-                (Some(bar), _) => {
-                    bar.set_length(totals.to_copy);
-                    bar.set_position(totals.copied);
-                    bar.set_message(summary);
+            let note = board.apply(&event, now);
+            match (&mut bars, mode) {
+                (Some(bars), _) => {
                     if let Some(n) = note {
-                        bar.println(n);
+                        bars.println(&n);
                     }
+                    bars.draw(&board, now);
                 }
                 (None, Mode::Plain) => {
                     if let Some(n) = note {
                         eprintln!("{n}");
                     }
-                    if last_line.elapsed() >= Duration::from_secs(5) {
-                        last_line = Instant::now();
-                        eprintln!("progress: {}/{} messages, {summary}", totals.copied, totals.to_copy);
-                    }
                 }
                 _ => {}
             }
         }
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
+        if let Some(bars) = bars {
+            bars.finish();
         }
         if mode == Mode::Plain || mode == Mode::Bar {
-            let secs = started.elapsed().as_secs_f64();
-            eprintln!(
-                "copied {} messages ({}) in {:.1}s; {} skipped, {} failed",
-                totals.copied,
-                human_bytes(totals.bytes),
-                secs,
-                totals.skipped,
-                totals.failed
-            );
+            eprintln!("{}", board.summary(Instant::now()));
         }
     })
+}
+
+/// The plain mode's periodic report: the run, then each active mailbox.
+fn print_plain(board: &Board, now: Instant) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "progress: {}", board.overall_line(now));
+    for (_, line) in board.mailbox_lines(now) {
+        let _ = writeln!(err, "  {line}");
+    }
 }
 
 pub fn human_bytes(b: u64) -> String {
@@ -182,5 +452,142 @@ pub fn human_bytes(b: u64) -> String {
         format!("{b} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// "45s", "12m 05s", "3h 20m": precise enough for a progress line.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, secs: u64) -> Instant {
+        base + Duration::from_secs(secs)
+    }
+
+    fn copied(user: &str, folder: &str, messages: u64, bytes: u64) -> Event {
+        Event::BatchCopied {
+            user: user.into(),
+            folder: folder.into(),
+            messages,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn each_active_mailbox_has_its_own_line_with_folder_counts_and_rate() {
+        let t0 = Instant::now();
+        let mut board = Board::new(t0);
+        board.apply(
+            &Event::RunStarted {
+                users: 3,
+                target: "imap".into(),
+            },
+            t0,
+        );
+        for user in ["a@x", "b@x"] {
+            board.apply(&Event::UserStarted { user: user.into() }, t0);
+            board.apply(
+                &Event::Planned {
+                    user: user.into(),
+                    to_copy: 100,
+                    bytes: 1 << 20,
+                    skipped: 0,
+                    already_copied: 0,
+                },
+                t0,
+            );
+        }
+        board.apply(&copied("a@x", "Archive/2024", 40, 400 << 10), at(t0, 2));
+        board.apply(&copied("b@x", "INBOX", 10, 100 << 10), at(t0, 2));
+
+        let lines = board.mailbox_lines(at(t0, 10));
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].0, "a@x");
+        assert_eq!(lines[0].1, "a@x  Archive/2024  40/100 msgs  400.0 KiB  4 msg/s");
+        assert_eq!(lines[1].1, "b@x  INBOX  10/100 msgs  100.0 KiB  1 msg/s");
+
+        let overall = board.overall_line(at(t0, 10));
+        assert!(
+            overall.starts_with("mailboxes 0/3 (2 active)  messages 50/200"),
+            "{overall}"
+        );
+        assert!(overall.contains("5 msg/s"), "{overall}");
+        // 150 messages left at 5 msg/s.
+        assert!(overall.ends_with("ETA 30.0s"), "{overall}");
+    }
+
+    #[test]
+    fn a_throttled_mailbox_shows_since_when_until_it_copies_again() {
+        let t0 = Instant::now();
+        let mut board = Board::new(t0);
+        board.apply(&Event::UserStarted { user: "a@x".into() }, t0);
+        let throttled = Event::Throttled {
+            user: "a@x".into(),
+            delay_ms: 2500,
+            reason: "429 Too Many Requests".into(),
+        };
+        let note = board.apply(&throttled, at(t0, 5)).expect("a wait is worth a line");
+        assert!(note.contains("waiting 2.5s"), "{note}");
+        board.apply(&throttled, at(t0, 8));
+        let line = &board.mailbox_lines(at(t0, 70))[0].1;
+        assert!(line.ends_with("throttled for 1m 05s (429 Too Many Requests)"), "{line}");
+
+        board.apply(&copied("a@x", "INBOX", 1, 10), at(t0, 71));
+        assert!(!board.mailbox_lines(at(t0, 72))[0].1.contains("throttled"));
+    }
+
+    #[test]
+    fn finished_mailboxes_leave_the_display_with_a_closing_line() {
+        let t0 = Instant::now();
+        let mut board = Board::new(t0);
+        board.apply(
+            &Event::RunStarted {
+                users: 1,
+                target: "imap".into(),
+            },
+            t0,
+        );
+        board.apply(&Event::UserStarted { user: "a@x".into() }, t0);
+        board.apply(&copied("a@x", "INBOX", 3, 300), at(t0, 1));
+        let note = board
+            .apply(
+                &Event::UserFinished {
+                    user: "a@x".into(),
+                    state: "partial".into(),
+                    copied: 3,
+                    bytes: 300,
+                    failed: 1,
+                    error: Some("target refused a message".into()),
+                },
+                at(t0, 90),
+            )
+            .unwrap();
+        assert_eq!(
+            note,
+            "a@x: partial (3 copied, 1 failed in 1m 30s): target refused a message"
+        );
+        assert!(board.mailbox_lines(at(t0, 91)).is_empty());
+        assert_eq!(
+            board.summary(at(t0, 91)),
+            "copied 3 messages (300 B) in 1m 31s; 0 skipped, 0 failed; 1 of 1 mailboxes finished, 1 with problems"
+        );
+    }
+
+    #[test]
+    fn no_eta_before_anything_was_copied() {
+        let t0 = Instant::now();
+        let board = Board::new(t0);
+        assert!(board.overall_line(at(t0, 3)).ends_with("ETA -"));
     }
 }

@@ -706,7 +706,7 @@ pub fn render_html(report: &Report) -> String {
     out.push_str("<div class=\"chart\"><h2>Throughput per sync</h2>");
     out.push_str(&throughput_svg(report));
     out.push_str(
-        "<p class=\"muted\">Each point is one sync of one mailbox: bytes copied divided by its duration, at its start time.</p></div>",
+        "<p class=\"muted\">Each point is one sync of one mailbox that copied something: bytes copied divided by its duration, at its start time.</p></div>",
     );
     out.push_str("<div class=\"chart\"><h2>Skipped items by reason</h2>");
     out.push_str(&reasons_svg(&t.skipped_by_reason));
@@ -750,7 +750,8 @@ pub fn render_html(report: &Report) -> String {
             s.bytes,
             human_bytes(s.bytes),
             s.bytes_per_second.unwrap_or(0.0),
-            human_rate(s.bytes_per_second),
+            // A resync with nothing new has no meaningful rate.
+            human_rate(s.bytes_per_second.filter(|_| s.copied > 0)),
             esc(s.error.as_deref().unwrap_or("")),
         );
     }
@@ -839,7 +840,9 @@ fn throughput_svg(report: &Report) -> String {
         .users
         .iter()
         .flat_map(|u| &u.syncs)
-        .filter(|s| s.bytes_per_second.is_some())
+        // A resync that found nothing new has no rate worth plotting; it
+        // would only pull the scale down to zero.
+        .filter(|s| s.bytes_per_second.is_some() && s.copied > 0)
         .collect();
     let mut svg = format!(
         "<svg id=\"throughput\" viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"Throughput per sync\" xmlns=\"http://www.w3.org/2000/svg\">"
@@ -847,7 +850,7 @@ fn throughput_svg(report: &Report) -> String {
     if points.is_empty() {
         let _ = write!(
             svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">No finished sync yet.</text></svg>",
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">No sync has copied anything yet.</text></svg>",
             W / 2.0,
             H / 2.0
         );

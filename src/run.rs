@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures::StreamExt;
 use tokio::sync::{Semaphore, oneshot};
@@ -17,8 +18,9 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::checkpoint::{self, Checkpoint, CheckpointError, FolderRow, Record};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Events};
+use crate::labels;
 use crate::model::{Flags, SourceFolder, Upload};
-use crate::pace::{Limits as PaceLimits, RetryPolicy};
+use crate::pace::{Held, Limits as PaceLimits, RetryPolicy};
 use crate::plan::{self, Candidate, State};
 use crate::roster::UserJob;
 use crate::settings::{Settings, TargetSettings};
@@ -208,6 +210,9 @@ pub async fn migrate(
 ) -> Result<Outcome, StartError> {
     let _lock = checkpoint::lock(&settings.state_path)?;
     let db = Checkpoint::open(&settings.state_path)?;
+    if !dry_run {
+        db.claim_shard(settings.shard.map(|s| s.to_string()).as_deref())?;
+    }
     let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
     let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
     let target = build_target(&settings.target)?;
@@ -219,7 +224,7 @@ pub async fn migrate(
     });
     let shared = Arc::new(Shared {
         retry: RetryPolicy::new(settings.run.max_attempts),
-        pace: PaceLimits::new(20),
+        pace: PaceLimits::new(&settings.limits.pace),
         in_flight: Arc::new(Semaphore::new(in_flight_kib)),
         settings,
         source,
@@ -238,7 +243,9 @@ pub async fn migrate(
             let shared = shared.clone();
             async move {
                 let email = user.email.clone();
-                let result = tokio::spawn(async move { sync_user(&shared, &user).await })
+                // Every log line of this mailbox carries its address.
+                let span = tracing::info_span!("mailbox", user = %email);
+                let result = tokio::spawn(async move { sync_user(&shared, &user).await }.instrument(span))
                     .await
                     .unwrap_or_else(|e| UserResult {
                         state: "failed",
@@ -411,22 +418,41 @@ async fn with_retries<T, Fut: Future<Output = Result<T, Error>>>(
     }
 }
 
-async fn open_source(shared: &Shared, user: &UserJob) -> Result<SourceSession, Error> {
-    with_retries(shared, &user.email, || async {
+/// A source connection with the connection slots (per host, per user) it
+/// holds while open.
+type Source = Held<SourceSession>;
+
+/// Opens a source connection within the connection caps and the login
+/// rate, after any wait a server asked this user for.
+async fn open_source(shared: &Shared, user: &UserJob) -> Result<Source, Error> {
+    let endpoint = shared.source.endpoint();
+    let host = format!("{}:{}", endpoint.host, endpoint.port);
+    let slot = shared.pace.source_connection(&host, &user.email).await;
+    let gate = shared.pace.user_gate(&user.email);
+    let session = with_retries(shared, &user.email, || async {
+        gate.wait().await;
         shared.pace.before_login().await;
         shared.source.open(user).await
     })
     .await
-    .map_err(|e| e.context("source"))
+    .map_err(|e| e.context("source"))?;
+    Ok(Held::new(session, slot))
 }
 
 async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
     with_retries(shared, &user.email, || shared.target.open(user)).await
 }
 
+/// Before a retry: logs the wait; when the server pushed back, holds back
+/// every connection of the user for as long, and counts it for `status`.
 fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
     tracing::info!(user = %email, delay_ms = delay.as_millis() as u64, "waiting before retry: {e}");
     if matches!(e.kind, ErrorKind::Throttled(_)) {
+        tracing::warn!(user = %email, delay_ms = delay.as_millis() as u64, "the server asked to slow down: {e}");
+        shared.pace.user_gate(email).push_delay(delay);
+        if let Err(db) = shared.db(|cp| cp.note_throttle(email, &e.message)) {
+            tracing::warn!(user = %email, "cannot record the throttling: {db}");
+        }
         shared.events.send(Event::Throttled {
             user: email.to_owned(),
             delay_ms: delay.as_millis() as u64,
@@ -438,11 +464,7 @@ fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
 /// Scan: list folders, then fetch metadata of what is new in each one
 /// (nothing at all for a folder whose UIDNEXT and message count did not
 /// change), into the checkpoint.
-async fn scan(
-    shared: &Shared,
-    user: &UserJob,
-    session: &mut SourceSession,
-) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
+async fn scan(shared: &Shared, user: &UserJob, session: &mut Source) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
     let email = &user.email;
     let listed: Vec<SourceFolder> = session
         .folders()
@@ -509,6 +531,8 @@ struct Item {
     uid: u32,
     size: u64,
     flags: Flags,
+    /// Labels to carry as categories / keywords (label-based sources).
+    labels: Vec<String>,
     internal_date: i64,
     message_id: Option<String>,
     was_in_flight: bool,
@@ -524,6 +548,82 @@ struct Work {
     bytes: u64,
 }
 
+/// Labels to carry and whether the message is starred, per kept row.
+type RowLabels = (Vec<String>, bool);
+
+/// On a label-based source (Gmail, or any server with an All Mail folder),
+/// keeps one row per message (or one per label folder in folders mode) and
+/// records the others as duplicates or excluded (see `labels`); elsewhere
+/// keeps every row. Returns the kept rows, their labels, and how many rows
+/// were left out for each reason.
+fn apply_label_rules(
+    shared: &Shared,
+    user: &UserJob,
+    folders: &[(SourceFolder, FolderRow)],
+    folder_index: &HashMap<i64, usize>,
+    rows: Vec<checkpoint::MessageRow>,
+    session: &SourceSession,
+) -> (
+    Vec<checkpoint::MessageRow>,
+    Vec<RowLabels>,
+    [(crate::model::SkipReason, u64); 2],
+) {
+    use crate::model::SkipReason;
+    let mut counts = [(SkipReason::Duplicate, 0), (SkipReason::Excluded, 0)];
+    if !labels::label_based(folders.iter().map(|(f, _)| f.role), session.has_gmail_extensions()) {
+        let n = rows.len();
+        return (rows, vec![(Vec::new(), false); n], counts);
+    }
+    let label_folders: Vec<labels::Folder> = folders
+        .iter()
+        .map(|(f, _)| labels::Folder {
+            role: f.role,
+            name: f.display(),
+        })
+        .collect();
+    let copies: Vec<labels::Copy> = rows
+        .iter()
+        .map(|r| labels::Copy {
+            folder: folder_index[&r.folder_id],
+            key: labels::match_key(r.gm_msgid, r.message_id.as_deref(), r.size, r.internal_date),
+            state: r.state,
+        })
+        .collect();
+    let decisions = labels::decide(&label_folders, &copies, &shared.settings.labels);
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut kept_labels = Vec::with_capacity(rows.len());
+    for (r, d) in rows.into_iter().zip(decisions) {
+        let reason = match d {
+            labels::Decision::Copy { labels, flagged } => {
+                kept.push(r);
+                kept_labels.push((labels, flagged));
+                continue;
+            }
+            labels::Decision::Duplicate => SkipReason::Duplicate,
+            labels::Decision::Excluded => SkipReason::Excluded,
+        };
+        counts[usize::from(reason == SkipReason::Excluded)].1 += 1;
+        // A copy made before (another mode, an earlier main folder) stays
+        // recorded as copied; the rest is recorded once, without an event
+        // per message (a Gmail mailbox has thousands).
+        if !shared.dry_run && !matches!(r.state, State::Copied | State::Gone) && r.state != State::Skipped(reason) {
+            shared.recorder.record(Record::Skipped {
+                folder_id: r.folder_id,
+                uid: r.uid,
+                reason,
+            });
+        }
+    }
+    tracing::info!(
+        user = %user.email,
+        mode = ?shared.settings.labels.mode,
+        duplicates = counts[0].1,
+        excluded = counts[1].1,
+        "label-based source: each message copied once per the label rules"
+    );
+    (kept, kept_labels, counts)
+}
+
 async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) -> Result<(), Error> {
     let email = &user.email;
     let mut session = open_source(shared, user).await?;
@@ -536,6 +636,7 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         .into_iter()
         .filter(|r| folder_index.contains_key(&r.folder_id))
         .collect();
+    let (rows, labels_of, label_skips) = apply_label_rules(shared, user, &folders, &folder_index, rows, &session);
     let candidates: Vec<Candidate> = rows
         .iter()
         .map(|r| Candidate {
@@ -556,6 +657,11 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         for &(_, reason) in &the_plan.skip {
             *skipped.entry(reason.as_str().to_owned()).or_insert(0) += 1;
         }
+        for (reason, n) in label_skips {
+            if n > 0 {
+                *skipped.entry(reason.as_str().to_owned()).or_insert(0) += n;
+            }
+        }
         shared.events.send(Event::WouldCopy {
             user: email.clone(),
             to_copy: the_plan.copy.len(),
@@ -563,7 +669,7 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
             already_copied: the_plan.already_copied,
             skipped,
         });
-        session.logout().await;
+        session.into_parts().0.logout().await;
         stats.complete = true;
         return Ok(());
     }
@@ -596,7 +702,7 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
     });
     tracing::info!(user = %email, to_copy = the_plan.copy.len(), already = the_plan.already_copied, "planned");
     if the_plan.copy.is_empty() {
-        session.logout().await;
+        session.into_parts().0.logout().await;
         stats.complete = true;
         return Ok(());
     }
@@ -665,10 +771,16 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
                 .iter()
                 .map(|&i| {
                     let r = &rows[i];
+                    let mut flags = Flags::from_wire(&r.flags);
+                    let (labels, starred) = labels_of[i].clone();
+                    if starred && !flags.flagged() {
+                        flags.0.push("\\Flagged".to_owned());
+                    }
                     Item {
                         uid: r.uid,
                         size: r.size,
-                        flags: Flags::from_wire(&r.flags),
+                        flags,
+                        labels,
                         internal_date: r.internal_date,
                         message_id: r.message_id.clone(),
                         was_in_flight: r.state == State::InFlight,
@@ -721,7 +833,7 @@ async fn worker(
     shared: &Shared,
     user: &UserJob,
     queue: Arc<Mutex<VecDeque<Work>>>,
-    conns: Option<(SourceSession, Box<dyn TargetSession>)>,
+    conns: Option<(Source, Box<dyn TargetSession>)>,
 ) -> Result<WorkerStats, Error> {
     let (mut source, mut target) = match conns {
         Some((s, t)) => (Some(s), Some(t)),
@@ -735,12 +847,16 @@ async fn worker(
             }
             let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
             let Some(work) = next else { return Ok(()) };
-            copy_batch(shared, user, &work, &mut source, &mut target, &mut stats).await?;
+            let span = tracing::info_span!("batch", folder = %work.folder_display);
+            copy_batch(shared, user, &work, &mut source, &mut target, &mut stats)
+                .instrument(span)
+                .await?;
         }
     }
     .await;
     if let Some(s) = source {
-        s.logout().await;
+        let (session, _slot) = s.into_parts();
+        session.logout().await;
     }
     if let Some(t) = target {
         t.close().await;
@@ -752,21 +868,14 @@ async fn copy_batch(
     shared: &Shared,
     user: &UserJob,
     work: &Work,
-    source: &mut Option<SourceSession>,
+    source: &mut Option<Source>,
     target: &mut Option<Box<dyn TargetSession>>,
     stats: &mut WorkerStats,
 ) -> Result<(), Error> {
     let email = &user.email;
-    // Memory bound: the batch's bytes are reserved before they are fetched
-    // (a single message larger than the whole budget takes all of it).
     let want = u32::try_from(work.bytes.div_ceil(1024))
         .unwrap_or(u32::MAX)
         .clamp(1, in_flight_capacity_kib(&shared.settings));
-    let _permit = shared
-        .in_flight
-        .acquire_many(want)
-        .await
-        .map_err(|_| Error::fatal("run is shutting down"))?;
 
     // In flight before upload, durably: if the run dies mid-batch, the next
     // run looks these up in the target instead of sending them twice.
@@ -780,8 +889,29 @@ async fn copy_batch(
 
     let mut remaining: Vec<Item> = work.items.clone();
     let mut attempt = 0;
+    let gate = shared.pace.user_gate(email);
     while !remaining.is_empty() {
-        match copy_items(shared, user, work, &mut remaining, source, target, stats).await {
+        let attempt_result = async {
+            // After a push-back, every connection of the user waits it out.
+            gate.wait().await;
+            // The source connection (and its slots) comes before the memory
+            // budget, so a worker waiting for a slot never holds bytes that
+            // the workers holding slots need.
+            if source.is_none() {
+                *source = Some(open_source(shared, user).await?);
+            }
+            // Memory bound: the batch's bytes are reserved before they are
+            // fetched (a single message larger than the whole budget takes
+            // all of it), and only while this attempt runs.
+            let _permit = shared
+                .in_flight
+                .acquire_many(want)
+                .await
+                .map_err(|_| Error::fatal("run is shutting down"))?;
+            copy_items(shared, user, work, &mut remaining, source, target, stats).await
+        }
+        .await;
+        match attempt_result {
             Ok(()) => break,
             Err(e) if e.kind == ErrorKind::Fatal => return Err(e),
             Err(e) => {
@@ -841,7 +971,7 @@ async fn copy_items(
     user: &UserJob,
     work: &Work,
     remaining: &mut Vec<Item>,
-    source_slot: &mut Option<SourceSession>,
+    source_slot: &mut Option<Source>,
     target_slot: &mut Option<Box<dyn TargetSession>>,
     stats: &mut WorkerStats,
 ) -> Result<(), Error> {
@@ -864,6 +994,8 @@ async fn copy_items(
         }
     }
     let uids: Vec<u32> = remaining.iter().map(|i| i.uid).collect();
+    let fetch_bytes: u64 = remaining.iter().map(|i| i.size).sum();
+    shared.pace.before_source_read(uids.len() as u64, fetch_bytes).await;
     tracing::debug!(user = %email, folder = %work.folder_display, messages = uids.len(), bytes = work.bytes, "fetching batch");
     let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
     source
@@ -894,6 +1026,8 @@ async fn copy_items(
             internal_date: item.internal_date,
             message_id: item.message_id.clone(),
             key: format!("{}/{}/{}/{}", email, work.wire_name, work.uid_validity, item.uid),
+            labels: item.labels.clone(),
+            source_size: item.size,
         };
         if item.was_in_flight {
             // It may already be there: a run died, or a connection failed,
@@ -915,6 +1049,11 @@ async fn copy_items(
     let stopped_early = outcomes.last().is_some_and(|(_, r)| r.is_err());
     if !stopped_early && !to_upload.is_empty() {
         let uploads: Vec<Upload> = to_upload.iter().map(|(u, _)| u.clone()).collect();
+        let upload_bytes: u64 = uploads.iter().map(|u| u.raw.len() as u64).sum();
+        shared
+            .pace
+            .before_target_write(uploads.len() as u64, upload_bytes)
+            .await;
         let results = target.upload_many(&work.target_ref, &uploads).await;
         for (r, (_, item)) in results.into_iter().zip(&to_upload) {
             outcomes.push((item, r));

@@ -16,10 +16,16 @@ pub const MAX_MESSAGE_BYTES_CEILING: u64 = 150 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Settings {
     pub source: Endpoint,
+    /// How a label-based source (Gmail, or any server with an All Mail
+    /// folder) is copied: `[source] gmail_labels`, `copy_junk`, `copy_trash`.
+    pub labels: crate::labels::Rules,
     pub target: TargetSettings,
     pub limits: Limits,
     pub state_path: PathBuf,
     pub run: RunSettings,
+    /// The shard this run is (`--shard K/N`, from the command line, never
+    /// the config file); `None` for a run over the whole users file.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +99,8 @@ pub struct Limits {
     pub max_items: u64,
     pub max_message_bytes: u64,
     pub exclude: Vec<String>,
+    /// Connection caps, login rate and read/write rates for `pace`.
+    pub pace: crate::pace::Caps,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +136,12 @@ struct SourceSection {
     ca_file: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
+    #[serde(default)]
+    gmail_labels: crate::labels::LabelMode,
+    #[serde(default)]
+    copy_junk: bool,
+    #[serde(default)]
+    copy_trash: bool,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +206,20 @@ struct LimitsSection {
     max_message_bytes: u64,
     #[serde(default)]
     exclude: Vec<String>,
+    #[serde(default = "default_connections_per_source_host")]
+    max_connections_per_source_host: usize,
+    #[serde(default = "default_max_connections_per_user")]
+    max_connections_per_user: usize,
+    #[serde(default = "default_logins_per_second")]
+    logins_per_second: u32,
+    #[serde(default)]
+    source_messages_per_second: u32,
+    #[serde(default)]
+    source_bytes_per_second: u64,
+    #[serde(default)]
+    target_messages_per_second: u32,
+    #[serde(default)]
+    target_bytes_per_second: u64,
 }
 
 impl Default for LimitsSection {
@@ -200,8 +228,25 @@ impl Default for LimitsSection {
             max_items: default_max_items(),
             max_message_bytes: default_max_message_bytes(),
             exclude: Vec::new(),
+            max_connections_per_source_host: default_connections_per_source_host(),
+            max_connections_per_user: default_max_connections_per_user(),
+            logins_per_second: default_logins_per_second(),
+            source_messages_per_second: 0,
+            source_bytes_per_second: 0,
+            target_messages_per_second: 0,
+            target_bytes_per_second: 0,
         }
     }
+}
+
+fn default_connections_per_source_host() -> usize {
+    crate::pace::Caps::default().connections_per_source_host
+}
+fn default_max_connections_per_user() -> usize {
+    crate::pace::Caps::default().connections_per_user
+}
+fn default_logins_per_second() -> u32 {
+    crate::pace::Caps::default().logins_per_second
 }
 
 #[derive(Deserialize)]
@@ -340,6 +385,11 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     let base = path.parent().unwrap_or(Path::new("."));
     let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
 
+    let labels = crate::labels::Rules {
+        mode: file.source.gmail_labels,
+        keep_junk: file.source.copy_junk,
+        keep_trash: file.source.copy_trash,
+    };
     let source = endpoint(
         "source",
         file.source.host,
@@ -418,17 +468,45 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             "[run] connections_per_user above 64 would trip every server's limits".into(),
         ));
     }
+    for (name, v) in [
+        (
+            "max_connections_per_source_host",
+            limits.max_connections_per_source_host,
+        ),
+        ("max_connections_per_user", limits.max_connections_per_user),
+        ("logins_per_second", limits.logins_per_second as usize),
+    ] {
+        if v == 0 {
+            return Err(bad(format!("[limits] {name} must be at least 1")));
+        }
+    }
+    if r.connections_per_user > limits.max_connections_per_user {
+        return Err(bad(format!(
+            "[run] connections_per_user = {} is above [limits] max_connections_per_user = {}; lower the first or raise the cap (Gmail allows about 15 per account, Dovecot 10 per user and IP by default)",
+            r.connections_per_user, limits.max_connections_per_user
+        )));
+    }
     if r.max_in_flight_bytes < 1024 * 1024 {
         return Err(bad("[run] max_in_flight_bytes must be at least 1048576 (1 MiB)".into()));
     }
 
     Ok(Settings {
         source,
+        labels,
         target,
         limits: Limits {
             max_items: limits.max_items,
             max_message_bytes: limits.max_message_bytes,
             exclude: limits.exclude,
+            pace: crate::pace::Caps {
+                connections_per_source_host: limits.max_connections_per_source_host,
+                connections_per_user: limits.max_connections_per_user,
+                logins_per_second: limits.logins_per_second,
+                source_messages_per_second: limits.source_messages_per_second,
+                source_bytes_per_second: limits.source_bytes_per_second,
+                target_messages_per_second: limits.target_messages_per_second,
+                target_bytes_per_second: limits.target_bytes_per_second,
+            },
         },
         state_path: resolve(&file.state.path),
         run: RunSettings {
@@ -439,6 +517,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             max_in_flight_bytes: r.max_in_flight_bytes,
             max_attempts: r.max_attempts.max(1),
         },
+        shard: None,
     })
 }
 
@@ -820,6 +899,38 @@ mod tests {
         assert!(err.0.contains("encrypted"), "{err}");
         let err = parse(&format!("{GRAPH}client_secret_file = \"nope.txt\"\n"), &config, &env).unwrap_err();
         assert!(err.0.contains("nope.txt"), "{err}");
+    }
+
+    #[test]
+    fn pacing_caps_have_defaults_and_are_checked() {
+        let base = "[source]\nhost = \"h\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n";
+        let s = parse_str(base).unwrap();
+        assert_eq!(s.limits.pace, crate::pace::Caps::default());
+        assert_eq!(s.limits.pace.connections_per_user, 10);
+        let s = parse_str(&format!(
+            "{base}[limits]\nmax_connections_per_source_host = 40\nlogins_per_second = 5\n\
+             source_messages_per_second = 200\ntarget_bytes_per_second = 1000000\n"
+        ))
+        .unwrap();
+        assert_eq!(s.limits.pace.connections_per_source_host, 40);
+        assert_eq!(s.limits.pace.logins_per_second, 5);
+        assert_eq!(s.limits.pace.source_messages_per_second, 200);
+        assert_eq!(s.limits.pace.target_bytes_per_second, 1_000_000);
+        assert_eq!(s.limits.pace.source_bytes_per_second, 0);
+        let err = parse_str(&format!("{base}[run]\nconnections_per_user = 12\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("connections_per_user = 12") && err.contains("max_connections_per_user = 10"),
+            "{err}"
+        );
+        let err = parse_str(&format!("{base}[limits]\nmax_connections_per_source_host = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("max_connections_per_source_host must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

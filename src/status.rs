@@ -1,7 +1,8 @@
 //! `cutover status`: what the checkpoint says about every user, as a table
 //! for people or one JSON document for tools.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -12,6 +13,12 @@ use crate::progress::human_bytes;
 pub struct StatusReport {
     pub users: Vec<UserEntry>,
     pub totals: Totals,
+    /// The state DBs this view was made from (one per shard).
+    pub state_dbs: Vec<String>,
+    /// Problems with the merge (an unreadable DB, a user found in two
+    /// shards' DBs); empty when all is well.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -20,6 +27,8 @@ pub struct UserEntry {
     pub status: UserStatus,
     /// Every skipped or failed message, with its reason.
     pub items: Vec<ProblemItem>,
+    /// The state DB this user's figures come from.
+    pub state_db: String,
 }
 
 #[derive(Serialize, Default)]
@@ -31,15 +40,57 @@ pub struct Totals {
     pub skipped: u64,
     pub failed: u64,
     pub bytes_copied: u64,
+    pub throttled: u64,
 }
 
+/// The view of one state DB.
 pub fn collect(state_path: &Path) -> Result<StatusReport, CheckpointError> {
-    let cp = Checkpoint::open_existing(state_path)?;
-    let mut users = Vec::new();
+    collect_many(&[state_path.to_path_buf()])
+}
+
+/// One view over several state DBs (the shards of one migration), users
+/// sorted by address. A DB that cannot be read is named in `warnings` and
+/// the others are still shown; it is an error only if none can be read.
+/// A user found in more than one DB (the shard count was changed) is shown
+/// once, from the DB it was synced in last, with a warning.
+pub fn collect_many(state_paths: &[PathBuf]) -> Result<StatusReport, CheckpointError> {
+    let mut by_email: BTreeMap<String, UserEntry> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let mut read = 0;
+    for path in state_paths {
+        let entries = match read_one(path) {
+            Ok(e) => e,
+            Err(e) => {
+                warnings.push(e.0);
+                continue;
+            }
+        };
+        read += 1;
+        for entry in entries {
+            let key = entry.status.email.to_lowercase();
+            match by_email.get(&key) {
+                Some(existing) => {
+                    warnings.push(format!(
+                        "{} is in both {} and {}; showing the one synced last. Keep the same --shard N for the whole migration.",
+                        entry.status.email, existing.state_db, entry.state_db
+                    ));
+                    if entry.status.last_sync > existing.status.last_sync {
+                        by_email.insert(key, entry);
+                    }
+                }
+                None => {
+                    by_email.insert(key, entry);
+                }
+            }
+        }
+    }
+    if read == 0 {
+        return Err(CheckpointError(warnings.join("; ")));
+    }
     let mut totals = Totals::default();
-    for email in cp.user_emails()? {
-        let status = cp.user_status(&email)?;
-        let items = cp.problem_items(&email)?;
+    let users: Vec<UserEntry> = by_email.into_values().collect();
+    for u in &users {
+        let status = &u.status;
         totals.users += 1;
         totals.done += u64::from(status.state == "done");
         totals.source_messages += status.source_messages;
@@ -47,13 +98,36 @@ pub fn collect(state_path: &Path) -> Result<StatusReport, CheckpointError> {
         totals.skipped += status.skipped;
         totals.failed += status.failed;
         totals.bytes_copied += status.bytes_copied;
-        users.push(UserEntry { status, items });
+        totals.throttled += status.throttled;
     }
-    Ok(StatusReport { users, totals })
+    Ok(StatusReport {
+        users,
+        totals,
+        state_dbs: state_paths.iter().map(|p| p.display().to_string()).collect(),
+        warnings,
+    })
+}
+
+fn read_one(path: &Path) -> Result<Vec<UserEntry>, CheckpointError> {
+    let cp = Checkpoint::open_existing(path)?;
+    let mut out = Vec::new();
+    for email in cp.user_emails()? {
+        let status = cp.user_status(&email)?;
+        let items = cp.problem_items(&email)?;
+        out.push(UserEntry {
+            status,
+            items,
+            state_db: path.display().to_string(),
+        });
+    }
+    Ok(out)
 }
 
 pub fn render_table(report: &StatusReport) -> String {
     let mut out = String::new();
+    for w in &report.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
     let header = [
         "USER",
         "STATE",
@@ -62,6 +136,7 @@ pub fn render_table(report: &StatusReport) -> String {
         "SKIPPED",
         "FAILED",
         "SIZE",
+        "THROTTLED",
         "LAST SYNC",
         "LAST ERROR",
     ];
@@ -82,6 +157,10 @@ pub fn render_table(report: &StatusReport) -> String {
             skipped,
             s.failed.to_string(),
             human_bytes(s.bytes_copied),
+            match &s.last_throttle {
+                Some(when) if s.throttled > 0 => format!("{} (last {when})", s.throttled),
+                _ => s.throttled.to_string(),
+            },
             s.last_sync.clone().unwrap_or_else(|| "never".into()),
             s.last_error.clone().unwrap_or_default(),
         ]);
@@ -95,6 +174,7 @@ pub fn render_table(report: &StatusReport) -> String {
         t.skipped.to_string(),
         t.failed.to_string(),
         human_bytes(t.bytes_copied),
+        t.throttled.to_string(),
         String::new(),
         String::new(),
     ]);

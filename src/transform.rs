@@ -8,6 +8,13 @@ use crate::model::{Flags, FolderRole, SourceFolder, TargetFolder};
 /// to the target's folder for that role whatever it is called; a folder
 /// below a role folder keeps its place below the target's one.
 pub fn target_folder(folder: &SourceFolder, all: &[SourceFolder]) -> TargetFolder {
+    // What is copied from All Mail is archived mail (see `labels`).
+    if folder.role == Some(FolderRole::All) {
+        return TargetFolder {
+            anchor: Some(FolderRole::Archive),
+            path: Vec::new(),
+        };
+    }
     if let Some(role) = folder.role.filter(|r| maps_to_target_role(*r)) {
         return TargetFolder {
             anchor: Some(role),
@@ -42,8 +49,8 @@ pub fn target_folder(folder: &SourceFolder, all: &[SourceFolder]) -> TargetFolde
 }
 
 /// Roles every target has a folder for. Gmail's Starred and Important are
-/// views, and All Mail is everything: they stay ordinary folders here (the
-/// Gmail rules decide whether they are copied at all).
+/// views: they stay ordinary folders here (the label rules decide whether
+/// they are copied at all). All Mail goes to Archive, above.
 fn maps_to_target_role(role: FolderRole) -> bool {
     matches!(
         role,
@@ -57,15 +64,22 @@ fn maps_to_target_role(role: FolderRole) -> bool {
 }
 
 /// The flags an IMAP APPEND carries: everything the source had except
-/// `\Recent`, which only a server may set.
-pub fn append_flags(flags: &Flags) -> String {
-    flags
+/// `\Recent`, which only a server may set, plus the message's labels (from a
+/// label-based source) as keywords.
+pub fn append_flags(flags: &Flags, labels: &[String]) -> String {
+    let mut out: Vec<String> = flags
         .0
         .iter()
         .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(" ")
+        .cloned()
+        .collect();
+    for label in labels {
+        let k = crate::labels::keyword(label);
+        if !out.iter().any(|f| f.eq_ignore_ascii_case(&k)) {
+            out.push(k);
+        }
+    }
+    out.join(" ")
 }
 
 /// Maildir info letters (sorted, as the spec requires) for system flags.
@@ -112,6 +126,7 @@ mod tests {
             folder("Sent/2019", None),
             folder("INBOX/Lists", None),
             folder("Projects/Écoles", None),
+            folder("[Gmail]/Alle Nachrichten", Some(FolderRole::All)),
         ];
         let t: Vec<TargetFolder> = all.iter().map(|f| target_folder(f, &all)).collect();
         assert_eq!(
@@ -150,6 +165,13 @@ mod tests {
                 path: vec!["Projects".into(), "Écoles".into()]
             }
         );
+        assert_eq!(
+            t[5],
+            TargetFolder {
+                anchor: Some(FolderRole::Archive),
+                path: vec![]
+            }
+        );
     }
 
     #[test]
@@ -167,7 +189,11 @@ mod tests {
     #[test]
     fn flags() {
         let f = Flags::from_wire("\\Seen \\Recent \\Flagged $Label1");
-        assert_eq!(append_flags(&f), "\\Seen \\Flagged $Label1");
+        assert_eq!(append_flags(&f, &[]), "\\Seen \\Flagged $Label1");
+        assert_eq!(
+            append_flags(&f, &["Work".into(), "Projects 2024".into()]),
+            "\\Seen \\Flagged $Label1 Work Projects_2024"
+        );
         assert_eq!(
             maildir_flags(&Flags::from_wire("\\Seen \\Answered \\Flagged \\Draft")),
             "DFRS"

@@ -8,7 +8,9 @@
 //! applied to the fresh scan with the checkpoint's states, so messages
 //! skipped as too large, over the item cap or refused by the target, and
 //! folders excluded by `[limits] exclude`, are out of scope and never
-//! reported missing. Everything else the target lacks is missing, with what
+//! reported missing; so are, on a label-based source such as Gmail, the
+//! copies of a message that `labels` has copied from another folder, and
+//! Spam and Trash unless kept. Everything else the target lacks is missing, with what
 //! the checkpoint knows about it (failed and why, not copied yet, arrived
 //! after the last run). Messages the target has and the source has not are
 //! listed as extra (mail delivered to the target after the MX switch, or a
@@ -26,6 +28,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, FolderRow, format_time};
 use crate::error::Error;
+use crate::labels;
 use crate::model::{MessageMeta, SkipReason, SourceFolder, TargetFolder};
 use crate::plan::{self, Candidate, State};
 use crate::progress::human_bytes;
@@ -273,11 +276,13 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
             metas,
         });
     }
+    let gmail_ext = session.has_gmail_extensions();
     session.logout().await;
 
     // The plan over the fresh scan, with the checkpoint's states: what a
     // migrate now would leave out is out of scope.
     let mut candidates = Vec::new();
+    let mut keys = Vec::new();
     for (fi, s) in scanned.iter().enumerate() {
         let row = known
             .folders
@@ -295,8 +300,52 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
                 size: m.size,
                 state,
             });
+            keys.push(labels::match_key(
+                m.gm_msgid,
+                m.message_id.as_deref(),
+                m.size,
+                m.internal_date,
+            ));
         }
     }
+    // On a label-based source (Gmail) the same rules as migrate's: copies
+    // of a message made from another folder, and Spam and Trash, are out
+    // of scope.
+    let mut label_skips: Vec<(usize, SkipReason)> = Vec::new();
+    if labels::label_based(scanned.iter().map(|s| s.folder.role), gmail_ext) {
+        let label_folders: Vec<labels::Folder> = scanned
+            .iter()
+            .map(|s| labels::Folder {
+                role: s.folder.role,
+                name: s.folder.display(),
+            })
+            .collect();
+        let copies: Vec<labels::Copy> = candidates
+            .iter()
+            .zip(keys)
+            .map(|(c, key)| labels::Copy {
+                folder: c.folder,
+                key,
+                state: c.state,
+            })
+            .collect();
+        let decisions = labels::decide(&label_folders, &copies, &ctx.settings.labels);
+        for (i, d) in decisions.iter().enumerate() {
+            match d {
+                labels::Decision::Copy { .. } => {}
+                labels::Decision::Duplicate => label_skips.push((i, SkipReason::Duplicate)),
+                labels::Decision::Excluded => label_skips.push((i, SkipReason::Excluded)),
+            }
+        }
+    }
+    let mut skipped: HashMap<(usize, u32), SkipReason> = HashMap::new();
+    for &(i, reason) in &label_skips {
+        skipped.insert((candidates[i].folder, candidates[i].uid), reason);
+    }
+    let candidates: Vec<Candidate> = candidates
+        .into_iter()
+        .filter(|c| !skipped.contains_key(&(c.folder, c.uid)))
+        .collect();
     let the_plan = plan::plan(
         &candidates,
         plan::Limits {
@@ -304,7 +353,6 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
             max_message_bytes: ctx.settings.limits.max_message_bytes,
         },
     );
-    let mut skipped: HashMap<(usize, u32), SkipReason> = HashMap::new();
     for &(i, reason) in &the_plan.skip {
         skipped.insert((candidates[i].folder, candidates[i].uid), reason);
     }
@@ -638,6 +686,7 @@ mod tests {
             size,
             message_id: id.map(str::to_owned),
             subject: None,
+            gm_msgid: None,
         }
     }
 

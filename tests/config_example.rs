@@ -14,4 +14,23 @@ fn the_shipped_example_parses_with_its_documented_defaults() {
     assert_eq!(s.run.connections_per_user, 4);
     assert_eq!(s.run.max_in_flight_bytes, 96 * 1024 * 1024);
     assert!(text.contains("max_in_flight_bytes = 100663296"));
+    // Pacing keys: every one documented with its default.
+    let pace = &s.limits.pace;
+    for (key, value) in [
+        (
+            "max_connections_per_source_host",
+            pace.connections_per_source_host as u64,
+        ),
+        ("max_connections_per_user", pace.connections_per_user as u64),
+        ("logins_per_second", u64::from(pace.logins_per_second)),
+        ("source_messages_per_second", u64::from(pace.source_messages_per_second)),
+        ("source_bytes_per_second", pace.source_bytes_per_second),
+        ("target_messages_per_second", u64::from(pace.target_messages_per_second)),
+        ("target_bytes_per_second", pace.target_bytes_per_second),
+    ] {
+        assert!(
+            text.contains(&format!("# {key} = {value} ")),
+            "{key} = {value} is not documented"
+        );
+    }
 }

@@ -1162,6 +1162,113 @@ async fn fault_injection_503_500_reset_and_token_expiry() {
 }
 
 #[tokio::test]
+async fn extended_property_filter_size_and_reset_after_processing() {
+    let emu = Emu::start(&[]);
+    let t = emu.token().await;
+    let key = "String {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverKey";
+    let create = |n: u32| {
+        json!({
+            "subject": format!("stamped {n}"),
+            "body": {"contentType": "text", "content": "x"},
+            "singleValueExtendedProperties": [
+                {"id": "Integer 0x0E07", "value": "1"},
+                {"id": key, "value": format!("k{n}")},
+            ],
+        })
+    };
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (s, v) = emu.post(&t, &users("/mailFolders/inbox/messages"), create(n)).await;
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    // The documented filter on a single-value extended property.
+    let filter = |value: &str| {
+        urlencode(&format!(
+            "singleValueExtendedProperties/Any(ep: ep/id eq '{key}' and ep/value eq '{value}')"
+        ))
+    };
+    let (s, v) = emu
+        .get(
+            &t,
+            &users(&format!(
+                "/mailFolders/inbox/messages?$filter={}&$select=id",
+                filter("k1")
+            )),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let found: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, [ids[1].as_str()]);
+    let (_, v) = emu
+        .get(
+            &t,
+            &users(&format!("/mailFolders/inbox/messages?$filter={}", filter("k9"))),
+        )
+        .await;
+    assert_eq!(v["value"].as_array().unwrap().len(), 0);
+    // An invalid property id is a 400, not an empty answer.
+    let bad = urlencode("singleValueExtendedProperties/Any(ep: ep/id eq 'Strin 0x1' and ep/value eq 'x')");
+    let (s, v) = emu
+        .get(&t, &users(&format!("/mailFolders/inbox/messages?$filter={bad}")))
+        .await;
+    assert_eq!((s.as_u16(), error_code(&v)), (400, "ErrorInvalidProperty"), "{v}");
+    let not_string = urlencode("singleValueExtendedProperties/Any(ep: ep/id eq 'Integer 0x0E07' and ep/value eq '1')");
+    let (s, _) = emu
+        .get(&t, &users(&format!("/mailFolders/inbox/messages?$filter={not_string}")))
+        .await;
+    assert_eq!(s.as_u16(), 400, "a non-string value needs a cast");
+    // PR_MESSAGE_SIZE is expandable.
+    let expand = urlencode("singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')");
+    let (_, v) = emu
+        .get(&t, &users(&format!("/messages/{}?$expand={expand}", ids[0])))
+        .await;
+    let size: u64 = v["singleValueExtendedProperties"][0]["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(size > 0, "{v}");
+
+    // Processed, then the connection is dropped: the message exists
+    // although the client never got an answer.
+    emu.admin(
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({"reset_after_rate": 1.0})),
+    )
+    .await;
+    let err = emu
+        .http
+        .post(emu.url(&users("/mailFolders/inbox/messages")))
+        .bearer_auth(&t)
+        .json(&create(7))
+        .send()
+        .await
+        .expect_err("connection dropped after processing");
+    assert!(!err.is_status());
+    emu.admin(reqwest::Method::DELETE, "/_emulator/faults", None).await;
+    let (_, v) = emu
+        .get(
+            &t,
+            &users(&format!("/mailFolders/inbox/messages?$filter={}", filter("k7"))),
+        )
+        .await;
+    assert_eq!(
+        v["value"].as_array().unwrap().len(),
+        1,
+        "the dropped create was applied"
+    );
+    let stats = emu.admin(reqwest::Method::GET, "/_emulator/stats", None).await;
+    assert_eq!(stats["total"]["faults_injected"]["reset_after"], 1);
+}
+
+#[tokio::test]
 async fn inspection_dump_and_reset() {
     let emu = Emu::start(&[]);
     let t = emu.token().await;

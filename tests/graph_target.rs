@@ -152,12 +152,16 @@ Content-Type: text/plain; charset=utf-8\r\n\r\nHello from {subject}.\r\n"
 }
 
 fn upload(raw: String, flags: &str, internal_date: i64, message_id: Option<&str>) -> Upload {
+    // One key per distinct message, as run.rs gives one per source UID.
+    let key = format!("{USER}/INBOX/1/{:x}", Sha256::digest(raw.as_bytes()));
     Upload {
+        source_size: raw.len() as u64,
         raw: raw.into_bytes().into(),
         flags: Flags::from_wire(flags),
         internal_date,
         message_id: message_id.map(str::to_owned),
-        key: "k".into(),
+        key,
+        labels: Vec::new(),
     }
 }
 
@@ -606,6 +610,66 @@ async fn find_looks_up_by_message_id() {
     assert_eq!(fresh.find("inbox", &stored).await.unwrap(), None, "another folder");
     let no_id = upload(message("<x@y>", "No id"), "", 1, None);
     assert_eq!(fresh.find(&f, &no_id).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_tells_apart_messages_without_or_sharing_a_message_id() {
+    for mode in [GraphWriteMode::Json, GraphWriteMode::ImportMime] {
+        let emu = Emu::start(&[]);
+        let target = emu.target(mode);
+        let mut s = target.open(&user(USER)).await.unwrap();
+        let f = s.ensure_folder(&folder(None, &["Found"]), None).await.unwrap();
+        // No Message-ID header at all.
+        let bare = |subject: &str| {
+            format!(
+                "From: Ann <ann@example.com>\r\nTo: Alice <alice@contoso.test>\r\nSubject: {subject}\r\n\
+Date: Tue, 30 Apr 2019 12:00:00 +0200\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nNo id here: {subject}.\r\n"
+            )
+        };
+        let first = upload(bare("first"), "", 1_600_000_000, None);
+        let second = upload(bare("second"), "\\Seen", 1_600_000_100, None);
+        let not_sent = upload(bare("never sent"), "", 1_600_000_200, None);
+        // Two different messages with the same Message-ID.
+        let shared = "<shared@example.com>";
+        let twin_a = upload(message(shared, "twin a"), "", 1_600_000_300, Some(shared));
+        let twin_b = upload(message(shared, "twin b"), "", 1_600_000_400, Some(shared));
+        let id_first = s.upload(&f, &first).await.unwrap();
+        let id_second = s.upload(&f, &second).await.unwrap();
+        let id_twin_a = s.upload(&f, &twin_a).await.unwrap();
+
+        let mut fresh = target.open(&user(USER)).await.unwrap();
+        assert_eq!(fresh.find(&f, &first).await.unwrap(), Some(id_first), "{mode:?}");
+        assert_eq!(fresh.find(&f, &second).await.unwrap(), Some(id_second), "{mode:?}");
+        assert_eq!(fresh.find(&f, &not_sent).await.unwrap(), None, "{mode:?}");
+        assert_eq!(fresh.find(&f, &twin_a).await.unwrap(), Some(id_twin_a), "{mode:?}");
+        assert_eq!(
+            fresh.find(&f, &twin_b).await.unwrap(),
+            None,
+            "{mode:?}: the twin sharing the Message-ID was never sent"
+        );
+        // The stamp is on the stored message, and the MIME was not touched.
+        let dump = emu.dump(USER).await;
+        for m in dump["messages"].as_array().unwrap() {
+            let props = m["singleValueExtendedProperties"].as_array().unwrap();
+            assert!(
+                props
+                    .iter()
+                    .any(|p| p["id"].as_str().unwrap().ends_with("Name cutoverKey")),
+                "{mode:?}: no stamp on {}",
+                m["subject"]
+            );
+        }
+        if mode == GraphWriteMode::ImportMime {
+            let raws: Vec<Vec<u8>> = dump["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| STANDARD.decode(m["mimeBase64"].as_str().unwrap()).unwrap())
+                .collect();
+            assert!(raws.contains(&first.raw.to_vec()) && raws.contains(&twin_a.raw.to_vec()));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

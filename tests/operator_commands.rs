@@ -399,7 +399,23 @@ fn report_in_csv_json_and_html_from_a_real_migration() {
     lab.source.deliver(&email, "INBOX", std::slice::from_ref(&big));
     let config = lab.write_config("[limits]\nmax_message_bytes = 1048576\n");
     let users = lab.write_users(&[(email.clone(), password.clone()), (user(2).0, "bad-pw-report".into())]);
-    assert_eq!(migrate(&config, &users).status.code(), Some(1));
+    let first = migrate(&config, &users);
+    assert_eq!(first.status.code(), Some(1));
+    // Not a terminal: plain lines, no escape codes or redraws.
+    let progress = String::from_utf8_lossy(&first.stderr);
+    assert!(!progress.contains('\x1b') && !progress.contains('\r'), "{progress}");
+    assert!(
+        progress.contains(&format!("{email}: done (30 copied, 0 failed in ")),
+        "{progress}"
+    );
+    assert!(
+        progress.contains(&format!("{}: failed (0 copied", user(2).0)),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("copied 30 messages") && progress.contains("2 of 2 mailboxes finished, 1 with problems"),
+        "{progress}"
+    );
     lab.source.deliver(&email, "INBOX", &mailgen::generate(342, 3, 2000));
     assert_eq!(migrate(&config, &users).status.code(), Some(1));
 

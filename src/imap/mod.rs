@@ -381,6 +381,9 @@ impl Conn {
             Ok(s) => s,
             Err((e, _)) => {
                 let detail = describe_login_error(&e);
+                if let Some(pushback) = login_pushback(&e, &detail) {
+                    return Err(pushback);
+                }
                 return Err(Error::fatal(format!(
                     "login as {user} refused by {}:{}: {detail}; check UserName and Password in the users file",
                     endpoint.host, endpoint.port
@@ -878,7 +881,7 @@ async fn connect(endpoint: &Endpoint, tls: &Arc<rustls::ClientConfig>) -> Result
         TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
     )
     .await?
-    .map_err(|e| Error::transient(format!("cannot connect to {where_}: {e}")))?;
+    .map_err(|e| classify_connect_error(&where_, &e))?;
     let _ = tcp.set_nodelay(true);
     let server_name = || {
         ServerName::try_from(endpoint.host.trim_matches(|c| c == '[' || c == ']').to_owned())
@@ -1047,13 +1050,58 @@ pub fn classify_status(verb: &str, status: &Status, info: &str) -> Error {
         return Error::throttled(delay, message);
     }
     let upper = info.to_ascii_uppercase();
-    if upper.contains("[THROTTLED]") || upper.contains("[LIMIT]") {
+    if upper.contains("[THROTTLED]") || upper.contains("[LIMIT]") || upper.contains("[UNAVAILABLE]") {
         return Error::throttled(Duration::from_secs(10), message);
     }
-    if upper.contains("[UNAVAILABLE]") || upper.contains("[SERVERBUG]") || upper.contains("[INUSE]") {
+    // Gmail: "Account exceeded command or bandwidth limits".
+    if upper.contains("BANDWIDTH") || upper.contains("EXCEEDED COMMAND") {
+        return Error::throttled(Duration::from_secs(30), message);
+    }
+    if upper.contains("[SERVERBUG]") || upper.contains("[INUSE]") {
         return Error::transient(message);
     }
     Error::item(message)
+}
+
+/// A failed TCP connect. A refusal means the server (or a load balancer in
+/// front of it) is turning connections away, often because too many are
+/// open: that is push-back, met with a growing wait. Anything else
+/// (unreachable, reset) is a passing fault.
+fn classify_connect_error(where_: &str, e: &std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        return Error::throttled(
+            Duration::from_secs(2),
+            format!("{where_} refused the connection (too many connections, or the server is down)"),
+        );
+    }
+    Error::transient(format!("cannot connect to {where_}: {e}"))
+}
+
+/// A login refused for now rather than for bad credentials: the server is
+/// busy or limits connections (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]`,
+/// `[INUSE]`, Exchange's suggested backoff, "too many connections").
+fn login_pushback(e: &async_imap::error::Error, detail: &str) -> Option<Error> {
+    let raw = match e {
+        async_imap::error::Error::No(s) | async_imap::error::Error::Bad(s) => s.as_str(),
+        _ => return None,
+    };
+    let upper = raw.to_ascii_uppercase();
+    let message = format!("LOGIN answered {detail}");
+    if let Some(delay) = suggested_backoff(raw) {
+        return Some(Error::throttled(delay, message));
+    }
+    let busy = [
+        "UNAVAILABLE",
+        "THROTTL",
+        "[LIMIT]",
+        "\"LIMIT\"",
+        "INUSE",
+        "TOO MANY",
+        "BANDWIDTH",
+    ];
+    busy.iter()
+        .any(|w| upper.contains(w))
+        .then(|| Error::throttled(Duration::from_secs(10), message))
 }
 
 fn classify_bye(verb: &str, info: &str) -> Error {
@@ -1062,7 +1110,14 @@ fn classify_bye(verb: &str, info: &str) -> Error {
         return Error::throttled(delay, message);
     }
     let lower = info.to_ascii_lowercase();
-    if lower.contains("throttl") || lower.contains("bandwidth") || lower.contains("too many") || lower.contains("limit")
+    // Gmail ends a session over its bandwidth limit with "Session expired".
+    if lower.contains("throttl")
+        || lower.contains("bandwidth")
+        || lower.contains("too many")
+        || lower.contains("limit")
+        || lower.contains("[unavailable]")
+        || lower.contains("session expired")
+        || lower.contains("maximum number of connections")
     {
         return Error::throttled(Duration::from_secs(30), message);
     }
@@ -1262,7 +1317,83 @@ mod tests {
         );
         assert_eq!(e.kind, crate::error::ErrorKind::Item);
         let e = classify_status("FETCH", &Status::No, "[UNAVAILABLE] try later");
+        assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
+        let e = classify_status("FETCH", &Status::No, "[LIMIT] too many commands");
+        assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
+        let e = classify_status(
+            "FETCH",
+            &Status::No,
+            "[OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)",
+        );
+        assert_eq!(e.kind, crate::error::ErrorKind::Throttled(Duration::from_secs(30)));
+        let e = classify_status("SELECT", &Status::No, "[SERVERBUG] internal error");
         assert_eq!(e.kind, crate::error::ErrorKind::Transient);
+    }
+
+    #[test]
+    fn a_bye_that_pushes_back_is_throttling_and_any_other_bye_is_transient() {
+        use crate::error::ErrorKind;
+        let e = classify_bye(
+            "FETCH",
+            "Request is throttled. Suggested Backoff Time: 1500 milliseconds",
+        );
+        assert_eq!(e.kind, ErrorKind::Throttled(Duration::from_millis(1500)));
+        // Gmail over its bandwidth limit.
+        assert!(matches!(
+            classify_bye("FETCH", "Session expired").kind,
+            ErrorKind::Throttled(_)
+        ));
+        assert!(matches!(
+            classify_bye("FETCH", "Account exceeded bandwidth limits").kind,
+            ErrorKind::Throttled(_)
+        ));
+        // Dovecot's per user and IP connection cap.
+        assert!(matches!(
+            classify_bye(
+                "LOGIN",
+                "Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)"
+            )
+            .kind,
+            ErrorKind::Throttled(_)
+        ));
+        assert!(matches!(
+            classify_bye("greeting", "[UNAVAILABLE] Server shutting down").kind,
+            ErrorKind::Throttled(_)
+        ));
+        assert_eq!(
+            classify_bye("FETCH", "Disconnected for inactivity.").kind,
+            ErrorKind::Transient
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_is_push_back_other_connect_failures_are_transient() {
+        use crate::error::ErrorKind;
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = classify_connect_error("imap.example:993", &refused);
+        assert!(matches!(e.kind, ErrorKind::Throttled(_)), "{e:?}");
+        assert!(e.message.contains("imap.example:993 refused the connection"));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(classify_connect_error("h:1", &reset).kind, ErrorKind::Transient);
+    }
+
+    #[test]
+    fn a_busy_login_refusal_is_retried_a_wrong_password_is_not() {
+        use crate::error::ErrorKind;
+        let busy = async_imap::error::Error::No(
+            "code: Some(Unavailable), info: Some(\"[UNAVAILABLE] Temporary authentication failure.\")".into(),
+        );
+        let e = login_pushback(&busy, &describe_login_error(&busy)).expect("push-back");
+        assert!(matches!(e.kind, ErrorKind::Throttled(_)));
+        let exchange = async_imap::error::Error::Bad(
+            "code: None, info: Some(\"Request is throttled. Suggested Backoff Time: 2000 milliseconds\")".into(),
+        );
+        let e = login_pushback(&exchange, &describe_login_error(&exchange)).expect("push-back");
+        assert_eq!(e.kind, ErrorKind::Throttled(Duration::from_millis(2000)));
+        let wrong = async_imap::error::Error::No(
+            "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into(),
+        );
+        assert!(login_pushback(&wrong, &describe_login_error(&wrong)).is_none());
     }
 
     #[test]

@@ -172,8 +172,10 @@ impl SourceSession {
     /// never the body.
     pub async fn scan(&mut self, from_uid: u32) -> Result<Vec<MessageMeta>> {
         let mut metas = Vec::new();
+        // Gmail: X-GM-MSGID recognises one message across label folders.
+        let gmail = if self.has_gmail_extensions() { " X-GM-MSGID" } else { "" };
         let command = format!(
-            "UID FETCH {}:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)])",
+            "UID FETCH {}:* (UID FLAGS INTERNALDATE RFC822.SIZE{gmail} BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)])",
             from_uid.max(1)
         );
         self.conn
@@ -224,6 +226,12 @@ impl SourceSession {
                 Ok(())
             })
             .await
+    }
+
+    /// Whether the server is Gmail (or speaks its IMAP extensions:
+    /// X-GM-MSGID, X-GM-LABELS), which makes the source label-based.
+    pub fn has_gmail_extensions(&self) -> bool {
+        self.conn.has_capability("X-GM-EXT-1")
     }
 
     /// Whether folder sizes come cheaply from STATUS (RFC 8438 STATUS=SIZE).
@@ -311,6 +319,7 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
     let mut size = None;
     let mut message_id = None;
     let mut subject = None;
+    let mut gm_msgid = None;
     for a in attrs {
         match a {
             AttributeValue::Uid(u) => uid = Some(*u),
@@ -324,6 +333,7 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
             }
             AttributeValue::InternalDate(d) => internal_date = parse_internal_date(d),
             AttributeValue::Rfc822Size(s) => size = Some(u64::from(*s)),
+            AttributeValue::GmailMsgId(id) => gm_msgid = Some(*id),
             // The only section the scan asks for is the Message-ID and
             // Subject headers.
             AttributeValue::BodySection { data: Some(data), .. } => {
@@ -340,6 +350,7 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
         size: size.unwrap_or(0),
         message_id,
         subject,
+        gm_msgid,
     })
 }
 
@@ -425,6 +436,31 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_fetch(line: &[u8]) -> Option<MessageMeta> {
+        match Response::parse(line).expect("parses").1 {
+            Response::Fetch(_, attrs) => meta_from_attributes(&attrs),
+            other => panic!("not a FETCH response: {other:?}"),
+        }
+    }
+
+    /// Responses as Google's "IMAP Extensions" documentation shows them
+    /// (developers.google.com/gmail/imap/imap-extensions), with the UID a
+    /// scan asks for.
+    #[test]
+    fn gmail_message_ids_are_read_from_fetch_responses() {
+        let m = parse_fetch(b"* 1 FETCH (X-GM-MSGID 1278455344230334865 UID 7)\r\n").unwrap();
+        assert_eq!(m.gm_msgid, Some(1278455344230334865));
+        assert_eq!(m.uid, 7);
+        let m = parse_fetch(
+            b"* 2 FETCH (UID 8 FLAGS (\\Seen) X-GM-MSGID 1278455344230334866 X-GM-LABELS (\\Inbox \\Sent Important \"Muy Importante\") RFC822.SIZE 42)\r\n",
+        )
+        .unwrap();
+        assert_eq!((m.uid, m.gm_msgid, m.size), (8, Some(1278455344230334866), 42));
+        assert!(m.flags.seen());
+        let m = parse_fetch(b"* 3 FETCH (UID 9 X-GM-LABELS ())\r\n").unwrap();
+        assert_eq!(m.gm_msgid, None, "not Gmail: keyed by Message-ID and size");
+    }
 
     #[test]
     fn uid_sets_are_compact() {

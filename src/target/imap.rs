@@ -210,7 +210,7 @@ impl TargetSession for ImapTargetSession {
 
     fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<String>> {
         async move {
-            let flags = append_flags(&message.flags);
+            let flags = append_flags(&message.flags, &message.labels);
             let date = format_internal_date(message.internal_date);
             let mut created = false;
             loop {
@@ -247,7 +247,7 @@ impl TargetSession for ImapTargetSession {
                 .iter()
                 .map(|m| {
                     (
-                        append_flags(&m.flags),
+                        append_flags(&m.flags, &m.labels),
                         format_internal_date(m.internal_date),
                         m.raw.as_ref(),
                     )

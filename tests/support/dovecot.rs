@@ -45,6 +45,19 @@
 //! - Stopping takes about a second: Dovecot's master waits for its log
 //!   process, which keeps every logout line for [`Dovecot::session_stats`].
 //!
+//! - Gmail-like layout ([`DovecotOptions::gmail`], `/` separator only): INBOX
+//!   and label folders at the top level, and a `[Gmail]/` namespace (listed
+//!   `\Noselect` like Gmail's) of *virtual* folders (Dovecot's `virtual`
+//!   plugin) with SPECIAL-USE flags: Sent, Drafts, Spam (`\Junk`), Trash,
+//!   and All Mail (`\All`) over INBOX, every label, Sent, Drafts and the
+//!   archived mail, never Spam or Trash (as Gmail does). Their messages live
+//!   in real folders of a hidden namespace (`GmailSys/`): `deliver` to
+//!   `"[Gmail]/Sent Mail"` (or the localized name) writes into the hidden
+//!   backing folder, and `deliver` to the All Mail name stores *archived*
+//!   mail, which then shows only in All Mail. Unlike Gmail, a message with
+//!   two labels is two stored copies, so All Mail lists it twice: a client
+//!   must match copies by Message-ID and size either way.
+//!
 //! Set `CUTOVER_FIXTURE_KEEP=1` to keep an instance's directory (config, logs,
 //! Maildirs) after it is dropped, for post-mortem debugging.
 //!
@@ -73,6 +86,58 @@ pub const SPECIAL_USE: [(&str, &str); 5] = [
     ("Archive", "\\Archive"),
 ];
 
+/// Names of a Gmail-like layout's `[Gmail]/` folders (see the module docs).
+/// Each name is the part after `[Gmail]/`, ASCII only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GmailLayout {
+    pub all: String,
+    pub sent: String,
+    pub drafts: String,
+    pub spam: String,
+    pub trash: String,
+}
+
+impl GmailLayout {
+    /// Gmail in English: "[Gmail]/All Mail", "[Gmail]/Sent Mail", ...
+    pub fn english() -> GmailLayout {
+        GmailLayout {
+            all: "All Mail".into(),
+            sent: "Sent Mail".into(),
+            drafts: "Drafts".into(),
+            spam: "Spam".into(),
+            trash: "Trash".into(),
+        }
+    }
+
+    /// Gmail in German: "[Gmail]/Alle Nachrichten", "[Gmail]/Gesendet", ...
+    pub fn german() -> GmailLayout {
+        GmailLayout {
+            all: "Alle Nachrichten".into(),
+            sent: "Gesendet".into(),
+            drafts: "Entwuerfe".into(),
+            spam: "Spam".into(),
+            trash: "Papierkorb".into(),
+        }
+    }
+
+    /// (name under `[Gmail]/`, SPECIAL-USE flag, hidden backing folder or
+    /// `None` for All Mail, which is a view over the others).
+    fn folders(&self) -> [(&str, &str, Option<&str>); 5] {
+        [
+            (self.all.as_str(), "\\All", None),
+            (self.sent.as_str(), "\\Sent", Some("Sent")),
+            (self.drafts.as_str(), "\\Drafts", Some("Drafts")),
+            (self.spam.as_str(), "\\Junk", Some("Spam")),
+            (self.trash.as_str(), "\\Trash", Some("Trash")),
+        ]
+    }
+}
+
+/// Prefix of the Gmail layout's virtual folders, and of the hidden
+/// namespace holding their messages.
+pub const GMAIL_PREFIX: &str = "[Gmail]/";
+const GMAIL_HIDDEN: &str = "GmailSys/";
+
 /// How long `start`/`restart` wait for the listener before giving up. Generous
 /// because a 2-core CI machine may be starting several instances at once.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,6 +158,14 @@ pub struct DovecotOptions {
     /// port, with a certificate for `IP:127.0.0.1` and `DNS:localhost` issued by
     /// a per-instance CA (see [`Dovecot::ca_file`]).
     pub tls: bool,
+    /// Connections one user may have open from one IP at once
+    /// (`mail_max_userip_connections`); generous by default.
+    pub max_userip_connections: u32,
+    /// IMAP sessions the server runs at once, all users together (one
+    /// process each); a connection beyond it is dropped.
+    pub process_limit: u32,
+    /// Lay mailboxes out like Gmail (see the module docs); `/` separator only.
+    pub gmail: Option<GmailLayout>,
 }
 
 impl Default for DovecotOptions {
@@ -102,6 +175,9 @@ impl Default for DovecotOptions {
             users: Vec::new(),
             master: None,
             tls: false,
+            max_userip_connections: 1000,
+            process_limit: 1000,
+            gmail: None,
         }
     }
 }
@@ -178,7 +254,10 @@ pub struct Dovecot {
     tls_dir: PathBuf,
     instance_name: String,
     separator: char,
+    max_userip_connections: u32,
+    process_limit: u32,
     tls: bool,
+    gmail: Option<GmailLayout>,
     port: u16,
     imaps_port: Option<u16>,
     child: Option<Child>,
@@ -198,6 +277,10 @@ impl Dovecot {
             opts.separator == '/' || opts.separator == '.',
             "DovecotOptions::separator must be '/' or '.', not {:?}",
             opts.separator
+        );
+        assert!(
+            opts.gmail.is_none() || opts.separator == '/',
+            "the Gmail layout uses the '/' separator"
         );
         let dovecot_bin = find_binary("dovecot").unwrap_or_else(|| {
             panic!("dovecot not installed: run scripts/install-deps (needs Debian's dovecot-imapd)")
@@ -234,7 +317,10 @@ impl Dovecot {
             tls_dir: r.join("tls"),
             instance_name: format!("cutover-fixture-{}-{n}", std::process::id()),
             separator: opts.separator,
+            max_userip_connections: opts.max_userip_connections,
+            process_limit: opts.process_limit,
             tls: opts.tls,
+            gmail: opts.gmail.clone(),
             port: 0,
             imaps_port: None,
             child: None,
@@ -387,7 +473,9 @@ impl Dovecot {
             parts.iter().all(|p| !p.is_empty()),
             "empty component in folder name {folder:?}"
         );
-        for depth in 1..=parts.len() {
+        // The Gmail layout's hidden namespace prefix is not a folder itself.
+        let first = if folder.starts_with(GMAIL_HIDDEN) { 2 } else { 1 };
+        for depth in first..=parts.len() {
             let vname = self.vname(&parts[..depth].join("/"));
             let out = self.doveadm_output(&["mailbox", "create", "-s", "-u", user, &vname]);
             if !out.status.success() {
@@ -405,6 +493,8 @@ impl Dovecot {
     /// `doveadm force-resync`. Creates the folder if needed. UIDs are assigned
     /// in slice order, after any existing messages.
     pub fn deliver(&self, user: &str, folder: &str, msgs: &[GenMessage]) {
+        let backing = self.gmail_backing(folder);
+        let folder = backing.as_deref().unwrap_or(folder);
         self.create_folder(user, folder);
         let vname = self.vname(folder);
         // Make sure the mailbox is initialised (INBOX's Maildir is created lazily).
@@ -759,8 +849,53 @@ impl Dovecot {
         self.home_root.join(safe)
     }
 
+    /// In the Gmail layout, the hidden real folder behind a `[Gmail]/` name
+    /// (`GmailSys/Archived` for All Mail); `None` for other folders.
+    fn gmail_backing(&self, folder: &str) -> Option<String> {
+        let layout = self.gmail.as_ref()?;
+        let name = folder.strip_prefix(GMAIL_PREFIX)?;
+        let (_, _, backing) = layout.folders().into_iter().find(|(n, _, _)| *n == name)?;
+        Some(format!("{GMAIL_HIDDEN}{}", backing.unwrap_or("Archived")))
+    }
+
+    /// Writes the Gmail layout's virtual folder definitions into the user's
+    /// home and creates their backing folders.
+    fn prepare_gmail(&self, login: &str, layout: &GmailLayout) {
+        let acc = accounts();
+        let vdir = self.home_dir(login).join("virtual");
+        fs::create_dir_all(&vdir).expect("create virtual dir");
+        chown(&vdir, acc);
+        let mut all = String::from("INBOX\n*\n");
+        for (name, _, backing) in layout.folders() {
+            let backing = format!("{GMAIL_HIDDEN}{}", backing.unwrap_or("Archived"));
+            self.create_folder(login, &backing);
+            if !backing.ends_with("Spam") && !backing.ends_with("Trash") {
+                all.push_str(&format!("{backing}\n"));
+            }
+            if name != layout.all {
+                let dir = vdir.join(name);
+                fs::create_dir_all(&dir).expect("create virtual folder dir");
+                write_file(
+                    &dir.join("dovecot-virtual"),
+                    format!("{backing}\n  all\n").as_bytes(),
+                    0o644,
+                );
+                chown(&dir, acc);
+            }
+        }
+        all.push_str("  all\n");
+        let dir = vdir.join(&layout.all);
+        fs::create_dir_all(&dir).expect("create virtual folder dir");
+        write_file(&dir.join("dovecot-virtual"), all.as_bytes(), 0o644);
+        chown(&dir, acc);
+    }
+
     /// Opens the special-use folders once so they exist on disk.
     fn prepare_user(&self, login: &str) {
+        if let Some(layout) = self.gmail.clone() {
+            self.prepare_gmail(login, &layout);
+            return;
+        }
         // One mailbox per call: several names in one `mailbox status` are
         // ANDed into a search that matches nothing.
         for (name, _) in SPECIAL_USE {
@@ -904,7 +1039,11 @@ impl Dovecot {
         line("mail_fsync = never");
         line("# Store APPENDed mail with CRLF, i.e. exactly as IMAP clients receive it.");
         line("mail_save_crlf = yes");
-        line("mail_plugins = $mail_plugins listescape");
+        if self.gmail.is_some() {
+            line("mail_plugins = $mail_plugins listescape virtual");
+        } else {
+            line("mail_plugins = $mail_plugins listescape");
+        }
         line("plugin {");
         line("  listescape_char = \"\\\\\"");
         line("}");
@@ -914,7 +1053,10 @@ impl Dovecot {
         line("");
         line("# Many parallel connections per user (default 10) and generous limits.");
         line("protocol imap {");
-        line("  mail_max_userip_connections = 1000");
+        line(&format!(
+            "  mail_max_userip_connections = {}",
+            self.max_userip_connections
+        ));
         line("}");
         line("default_process_limit = 1000");
         line("default_client_limit = 10000");
@@ -946,12 +1088,32 @@ impl Dovecot {
         line("  inbox = yes");
         line("  prefix =");
         line(&format!("  separator = {}", self.separator));
-        for (name, flag) in SPECIAL_USE {
-            line(&format!(
-                "  mailbox {name} {{\n    special_use = {flag}\n    auto = subscribe\n  }}"
-            ));
+        if let Some(layout) = &self.gmail {
+            line("}");
+            line("# Gmail layout: [Gmail]/ folders are virtual views over hidden real ones.");
+            line("namespace gmailsys {");
+            line(&format!("  prefix = {GMAIL_HIDDEN}"));
+            line("  separator = /");
+            line("  hidden = yes");
+            line("  list = no");
+            line("  location = maildir:~/GmailSys");
+            line("}");
+            line("namespace gmail {");
+            line(&format!("  prefix = {GMAIL_PREFIX}"));
+            line("  separator = /");
+            line("  location = virtual:~/virtual");
+            for (name, flag, _) in layout.folders() {
+                line(&format!("  mailbox \"{name}\" {{\n    special_use = {}\n  }}", flag));
+            }
+            line("}");
+        } else {
+            for (name, flag) in SPECIAL_USE {
+                line(&format!(
+                    "  mailbox {name} {{\n    special_use = {flag}\n    auto = subscribe\n  }}"
+                ));
+            }
+            line("}");
         }
-        line("}");
         line("");
         line("service imap-login {");
         line("  inet_listener imap {");
@@ -972,7 +1134,7 @@ impl Dovecot {
         }
         line("}");
         line("service imap {");
-        line("  process_limit = 1000");
+        line(&format!("  process_limit = {}", self.process_limit));
         line("}");
         line("# No auth penalty: tests that try wrong passwords must stay fast (the");
         line("# auth process cannot reach the penalty socket, which disables it).");

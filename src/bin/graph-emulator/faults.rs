@@ -28,6 +28,11 @@ pub struct FaultConfig {
     /// Probability per request of dropping the connection without a response.
     #[serde(default)]
     pub reset_rate: f64,
+    /// Probability per request of processing it fully and then dropping the
+    /// connection before the answer: the client cannot know whether it
+    /// was applied (the case exactly-once handling exists for).
+    #[serde(default)]
+    pub reset_after_rate: f64,
     /// Extra latency drawn uniformly from [min, max] milliseconds (real time).
     #[serde(default)]
     pub latency_ms: Option<[u64; 2]>,
@@ -47,6 +52,8 @@ pub struct FaultConfig {
 pub enum Fault {
     None,
     Reset,
+    /// Process the request, then drop the connection.
+    ResetAfter,
     Status(u16),
 }
 
@@ -64,9 +71,9 @@ impl FaultConfig {
                 return Err(format!("status_rate[{k}] must be between 0 and 1"));
             }
         }
-        let total: f64 = self.status_rate.values().sum::<f64>() + self.reset_rate;
-        if !(0.0..=1.0).contains(&self.reset_rate) || total > 1.0 {
-            return Err("reset_rate and status_rate must add up to at most 1".into());
+        let total: f64 = self.status_rate.values().sum::<f64>() + self.reset_rate + self.reset_after_rate;
+        if !(0.0..=1.0).contains(&self.reset_rate) || !(0.0..=1.0).contains(&self.reset_after_rate) || total > 1.0 {
+            return Err("reset_rate, reset_after_rate and status_rate must add up to at most 1".into());
         }
         if let Some([lo, hi]) = self.latency_ms
             && lo > hi
@@ -105,6 +112,10 @@ impl FaultConfig {
             acc += self.reset_rate;
             if draw < acc {
                 return Fault::Reset;
+            }
+            acc += self.reset_after_rate;
+            if draw < acc {
+                return Fault::ResetAfter;
             }
         }
         for (k, p) in &self.status_rate {

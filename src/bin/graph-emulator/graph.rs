@@ -221,7 +221,11 @@ pub fn handle(app: Arc<App>, req: Req, in_batch: bool) -> Pin<Box<dyn Future<Out
             kind: "other",
             ..Event::default()
         };
-        let outcome = pipeline(&app, &req, in_batch, &mut ev).await;
+        let mut outcome = pipeline(&app, &req, in_batch, &mut ev).await;
+        if ev.fault.as_deref() == Some(RESET_AFTER) {
+            // Processed, but the client never hears the answer.
+            outcome = Outcome::Reset;
+        }
         ev.status = match &outcome {
             Outcome::Resp(r) => Some(r.status_u16()),
             Outcome::Reset => None,
@@ -258,6 +262,9 @@ fn fault_response(app: &App, req: &Req, status: u16) -> Resp {
     }
 }
 
+/// The fault label of a request processed and then cut off.
+const RESET_AFTER: &str = "reset_after";
+
 /// Retry-After (emulated seconds) on injected 503/429 unless configured.
 const DEFAULT_FAULT_RETRY_AFTER: u64 = 2;
 
@@ -277,6 +284,10 @@ async fn inject(app: &App, req: &Req, in_batch: bool, ev: &mut Event) -> Option<
         Fault::Reset => {
             ev.fault = Some("reset".into());
             Some(Outcome::Reset)
+        }
+        Fault::ResetAfter => {
+            ev.fault = Some(RESET_AFTER.into());
+            None
         }
         Fault::Status(s) => {
             ev.fault = Some(s.to_string());

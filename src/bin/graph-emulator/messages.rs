@@ -636,6 +636,11 @@ pub fn list(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
         Some(Filter::InternetMessageId(v)) => Some(v.as_str()),
         _ => None,
     };
+    let ext = match &q.filter {
+        Some(Filter::ExtendedProperty(id, value)) => Some((id.as_str(), value.as_str())),
+        _ => None,
+    };
+    let ext_ok = |m: &Message| ext.is_none_or(|(id, value)| m.ext_prop(id) == Some(value));
     let (mut items, context): (Vec<&Message>, String) = match chain {
         Some(c) => {
             let fid = match resolve_chain(mb, req, c) {
@@ -648,6 +653,7 @@ pub fn list(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
                     .iter()
                     .filter_map(|id| mb.messages.get(id))
                     .filter(|m| imid.is_none_or(|i| m.internet_message_id == i))
+                    .filter(|m| ext_ok(m))
                     .collect(),
                 format!("users('{}')/mailFolders('{fid}')/messages", ctx.user),
             )
@@ -659,7 +665,7 @@ pub fn list(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
                     .get(i)
                     .map(|ids| ids.iter().filter_map(|id| mb.messages.get(id)).collect())
                     .unwrap_or_default(),
-                None => mb.messages.values().collect(),
+                None => mb.messages.values().filter(|m| ext_ok(m)).collect(),
             },
             format!("users('{}')/messages", ctx.user),
         ),

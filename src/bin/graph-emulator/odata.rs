@@ -110,6 +110,70 @@ impl Entity {
 pub enum Filter {
     InternetMessageId(String),
     DisplayName(String),
+    /// `singleValueExtendedProperties/Any(ep: ep/id eq '…' and ep/value eq '…')`:
+    /// the normalised property id and the value.
+    ExtendedProperty(String, String),
+}
+
+/// Splits `a and b` on ` and ` outside string literals.
+fn split_and(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quoted, mut start) = (false, 0usize);
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\'' {
+            quoted = !quoted;
+        } else if !quoted && s[i..].len() >= 5 && s[i..i + 5].eq_ignore_ascii_case(" and ") {
+            out.push(&s[start..i]);
+            start = i + 5;
+            i += 5;
+            continue;
+        }
+        i += 1;
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// Parses the documented filter on a single-value extended property
+/// (learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-get):
+/// `singleValueExtendedProperties/Any(ep: ep/id eq '{id}' and ep/value eq '{value}')`.
+/// `Err` carries a 400 message for an invalid property id; `Ok(None)` means
+/// the expression has another shape.
+fn ext_prop_filter(expr: &str) -> Result<Option<(String, String)>, String> {
+    const HEAD: &str = "singleValueExtendedProperties/Any(";
+    let expr = expr.trim();
+    if expr.len() < HEAD.len() || !expr[..HEAD.len()].eq_ignore_ascii_case(HEAD) {
+        return Ok(None);
+    }
+    let Some(inner) = expr[HEAD.len()..].strip_suffix(')') else {
+        return Ok(None);
+    };
+    let Some((var, body)) = inner.split_once(':') else {
+        return Ok(None);
+    };
+    let var = var.trim();
+    if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Ok(None);
+    }
+    let clauses = split_and(body);
+    if clauses.len() != 2 {
+        return Ok(None);
+    }
+    let (id_prop, value_prop) = (format!("{var}/id"), format!("{var}/value"));
+    let (Some(id), Some(value)) = (eq_clause(clauses[0], &id_prop), eq_clause(clauses[1], &value_prop)) else {
+        return Ok(None);
+    };
+    let norm = normalize_prop_id(&id).ok_or_else(|| format!("The extended property id '{id}' is not valid."))?;
+    // Graph compares `ep/value` as a string; other types need
+    // `cast(ep/value, Edm.…)`, which this emulator does not implement.
+    if !norm.starts_with("String ") {
+        return Err(format!(
+            "The extended property '{id}' is not a string; filter on it with cast(ep/value, Edm.Int32)."
+        ));
+    }
+    Ok(Some((norm, value)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,9 +294,13 @@ pub fn parse(req: &Req, entity: Entity) -> Result<Query, Resp> {
             }
             "$filter" => {
                 q.filter = Some(match entity {
-                    Entity::Message => eq_clause(v, "internetMessageId")
-                        .map(Filter::InternetMessageId)
-                        .ok_or_else(|| not_implemented(req, &format!("$filter={v}")))?,
+                    Entity::Message => match ext_prop_filter(v) {
+                        Ok(Some((id, value))) => Filter::ExtendedProperty(id, value),
+                        Err(msg) => return Err(graph_error(req, 400, "ErrorInvalidProperty", &msg)),
+                        Ok(None) => eq_clause(v, "internetMessageId")
+                            .map(Filter::InternetMessageId)
+                            .ok_or_else(|| not_implemented(req, &format!("$filter={v}")))?,
+                    },
                     Entity::Folder => eq_clause(v, "displayName")
                         .map(Filter::DisplayName)
                         .ok_or_else(|| not_implemented(req, &format!("$filter={v}")))?,
@@ -495,6 +563,8 @@ pub fn message_json(mb: &Mailbox, m: &Message, base: &str, q: Option<&Query>) ->
                 "Integer 0xe07" => Some(message_flags(m).to_string()),
                 "SystemTime 0xe06" => Some(fmt_time(&m.received)),
                 "SystemTime 0x39" => m.sent.map(|t| fmt_time(&t)),
+                // PR_MESSAGE_SIZE: Exchange's own size of the item.
+                "Integer 0xe08" => Some(m.size().to_string()),
                 _ => m.ext_prop(id).map(str::to_string),
             };
             if let Some(v) = value {

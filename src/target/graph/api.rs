@@ -89,16 +89,66 @@ pub struct FollowupFlag {
     pub flag_status: String,
 }
 
-/// A page of message ids (the answer to a `$filter` lookup).
-#[derive(Deserialize)]
-pub struct IdPage {
-    #[serde(default)]
-    pub value: Vec<IdOnly>,
-}
-
 #[derive(Deserialize)]
 pub struct IdOnly {
     pub id: String,
+}
+
+/// A page of messages as a lookup or an inventory reads them: the id,
+/// the Message-ID and the extended properties asked for with `$expand`.
+#[derive(Deserialize)]
+pub struct MessagePage {
+    #[serde(default)]
+    pub value: Vec<ListedMessage>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedMessage {
+    pub id: String,
+    #[serde(default)]
+    pub internet_message_id: Option<String>,
+    #[serde(default)]
+    pub single_value_extended_properties: Vec<PropertyValue>,
+}
+
+impl ListedMessage {
+    /// The value of extended property `id` (compared ignoring case, since
+    /// Graph echoes ids in its own spelling, e.g. `Integer 0xe08`).
+    pub fn property(&self, id: &str) -> Option<&str> {
+        self.single_value_extended_properties
+            .iter()
+            .find(|p| same_property(&p.id, id))
+            .map(|p| p.value.as_str())
+    }
+}
+
+/// Whether two extended property ids name the same property: Graph may
+/// echo `Integer 0x0E08` as `Integer 0xe08`, and GUIDs in either case.
+pub fn same_property(a: &str, b: &str) -> bool {
+    fn norm(id: &str) -> String {
+        id.split_whitespace()
+            .map(|w| match w.strip_prefix("0x").or_else(|| w.strip_prefix("0X")) {
+                Some(hex) => match u32::from_str_radix(hex, 16) {
+                    Ok(n) => format!("0x{n:x}"),
+                    Err(_) => w.to_ascii_lowercase(),
+                },
+                None => w.to_ascii_lowercase(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+    norm(a) == norm(b)
+}
+
+/// One `singleValueExtendedProperties` entry as Graph returns it.
+#[derive(Deserialize)]
+pub struct PropertyValue {
+    pub id: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 /// `PATCH /messages/{id}`: only the fields that must change.
@@ -111,9 +161,13 @@ pub struct MessagePatch {
     pub flag: Option<FollowupFlag>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub categories: Option<Vec<String>>,
+    /// cutover's stamp, on messages written with importMime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_value_extended_properties: Option<Vec<ExtendedProperty>>,
 }
 
 impl MessagePatch {
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         *self == MessagePatch::default()
     }
@@ -169,7 +223,7 @@ pub struct EmailAddress {
 }
 
 /// A MAPI property set at creation, e.g. `{"id":"SystemTime 0x0E06","value":"2019-05-01T10:00:00Z"}`.
-#[derive(Serialize)]
+#[derive(Serialize, Debug, PartialEq)]
 pub struct ExtendedProperty {
     pub id: &'static str,
     pub value: String,

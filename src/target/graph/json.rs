@@ -103,9 +103,92 @@ pub fn bracketed_message_id(id: &str) -> Option<String> {
     (!bare.is_empty()).then(|| format!("<{bare}>"))
 }
 
+// cutover's named MAPI properties live in a property set (GUID) of its
+// own, so they never collide with another application's.
+
+/// `String {set} Name cutoverKey`: cutover's key for the source message
+/// ([`Stamp::key`]). Lets an interrupted run find a message it already
+/// wrote even when the message has no Message-ID.
+pub const KEY_PROPERTY: &str = "String {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverKey";
+/// `Integer {set} Name cutoverSourceSize`: the message's size at the
+/// source, so `cutover verify` can compare sizes (Exchange's own
+/// PR_MESSAGE_SIZE differs from the MIME size).
+pub const SIZE_PROPERTY: &str = "Integer {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverSourceSize";
+/// `String {set} Name cutoverMessageId`: the Message-ID as the source scan
+/// read it, absent when the source message has none. Exchange makes one up
+/// for a message without, and may pick another of several Message-ID
+/// headers; `cutover verify` must compare what the source says.
+pub const MESSAGE_ID_PROPERTY: &str = "String {8c1f5e3a-6b2d-4f7e-9a41-2d6c0b7e5f13} Name cutoverMessageId";
+
+/// What cutover writes on every message besides its content: where it
+/// came from, as named extended properties. Both write modes carry it
+/// (json in the create request, importMime in the PATCH that follows the
+/// import), and the MIME itself is never touched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// A digest of the source message's identity (mailbox, folder,
+    /// UIDVALIDITY, UID): stable across runs, 32 hex digits.
+    pub key: String,
+    /// RFC822.SIZE at the source.
+    pub source_size: u64,
+    /// The Message-ID as the source scan read it.
+    pub message_id: Option<String>,
+}
+
+impl Stamp {
+    /// The stamp for the source message `key` (see [`crate::model::Upload::key`]).
+    pub fn new(key: &str, source_size: u64, message_id: Option<&str>) -> Stamp {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        Stamp {
+            key: digest[..16].iter().map(|b| format!("{b:02x}")).collect(),
+            source_size,
+            message_id: message_id.map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned),
+        }
+    }
+
+    /// The key a copy carries while it is still being made (json mode:
+    /// created, attachments still to add). A lookup that finds it knows
+    /// the copy is cutover's own and unfinished.
+    pub fn pending(key: &str) -> String {
+        format!("{key}-pending")
+    }
+
+    pub(super) fn properties(&self) -> Vec<ExtendedProperty> {
+        let mut props = vec![
+            ExtendedProperty {
+                id: KEY_PROPERTY,
+                value: self.key.clone(),
+            },
+            ExtendedProperty {
+                id: SIZE_PROPERTY,
+                // A MAPI Integer is 32-bit; Exchange takes nothing that large anyway.
+                value: self.source_size.min(i32::MAX as u64).to_string(),
+            },
+        ];
+        if let Some(id) = &self.message_id {
+            props.push(ExtendedProperty {
+                id: MESSAGE_ID_PROPERTY,
+                value: id.clone(),
+            });
+        }
+        props
+    }
+}
+
 /// Builds the create request for one message. `internal_date` is the
 /// source's INTERNALDATE (unix seconds; 0 when unknown).
 pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
+    build_stamped(raw, flags, internal_date, None)
+}
+
+/// [`build`], with cutover's [`Stamp`] among the extended properties.
+pub fn build_stamped(
+    raw: &[u8],
+    flags: &Flags,
+    internal_date: i64,
+    stamp: Option<&Stamp>,
+) -> Result<JsonMessage, String> {
     let msg = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| "the message could not be parsed as MIME (no header block)".to_owned())?;
@@ -164,6 +247,9 @@ pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessag
             value: v,
         });
     }
+    if let Some(stamp) = stamp {
+        props.extend(stamp.properties());
+    }
 
     let first = |a: Option<&Address>| a.and_then(|a| a.iter().find_map(recipient));
     let all = |a: Option<&Address>| {
@@ -171,7 +257,12 @@ pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessag
             .unwrap_or_default()
     };
     let mut message = NewMessage {
-        internet_message_id: msg.message_id().and_then(bracketed_message_id),
+        // The first Message-ID header, as the source scan and verify read
+        // it, should a message carry several.
+        internet_message_id: msg
+            .header_values(HeaderName::MessageId)
+            .find_map(|v| v.as_text())
+            .and_then(bracketed_message_id),
         subject: msg.subject().unwrap_or_default().to_owned(),
         body: body(&msg),
         from: first(msg.from()),
@@ -206,6 +297,15 @@ pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessag
             }
         }
         deferred.push(a);
+    }
+    if !deferred.is_empty() {
+        // Not complete until the deferred attachments are added: marked
+        // pending, and given its final stamp after the last one.
+        for p in &mut message.single_value_extended_properties {
+            if p.id == KEY_PROPERTY {
+                p.value = Stamp::pending(&p.value);
+            }
+        }
     }
     let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
     Ok(JsonMessage { request, deferred })
@@ -588,6 +688,41 @@ Content-Type: text/html; charset=utf-8\r\n\
         assert_eq!(deferred, [("big.pdf", big.len()), ("m2.bin", middle2.len())]);
         assert_eq!(built.deferred[0].bytes, big, "bytes are decoded exactly");
         assert_eq!(built.deferred[0].content_type, "application/pdf");
+    }
+
+    #[test]
+    fn the_stamp_is_final_only_when_nothing_is_left_to_add() {
+        let stamp = Stamp::new("u@example.com/INBOX/7/42", 1234, Some("<a@b>"));
+        assert_eq!(stamp.key.len(), 32);
+        assert_eq!(stamp, Stamp::new("u@example.com/INBOX/7/42", 1234, Some(" <a@b> ")));
+        assert_ne!(stamp.key, Stamp::new("u@example.com/INBOX/7/43", 1234, None).key);
+        // Everything in the request: the final stamp at creation.
+        let small = with_attachments(&[("a.bin", "application/octet-stream", &[1u8; 100])]);
+        let built = build_stamped(small.as_bytes(), &Flags::default(), 1, Some(&stamp)).unwrap();
+        let v: Value = serde_json::from_slice(&built.request).unwrap();
+        assert_eq!(prop(&v, KEY_PROPERTY), Some(stamp.key.as_str()));
+        assert_eq!(prop(&v, SIZE_PROPERTY), Some("1234"));
+        assert_eq!(prop(&v, MESSAGE_ID_PROPERTY), Some("<a@b>"));
+        // An attachment to add afterwards: pending until it is there.
+        let big = with_attachments(&[("big.bin", "application/octet-stream", &vec![2u8; 4 * 1024 * 1024])]);
+        let built = build_stamped(big.as_bytes(), &Flags::default(), 1, Some(&stamp)).unwrap();
+        assert_eq!(built.deferred.len(), 1);
+        let v: Value = serde_json::from_slice(&built.request).unwrap();
+        assert_eq!(prop(&v, KEY_PROPERTY), Some(Stamp::pending(&stamp.key).as_str()));
+        // No Message-ID at the source: none recorded.
+        let none = Stamp::new("k", 1, None);
+        assert!(none.properties().iter().all(|p| p.id != MESSAGE_ID_PROPERTY));
+    }
+
+    #[test]
+    fn ids_of_extended_properties_compare_as_graph_echoes_them() {
+        use super::super::api::same_property;
+        assert!(same_property("Integer 0x0E08", "Integer 0xe08"));
+        assert!(same_property(
+            KEY_PROPERTY,
+            "String {8C1F5E3A-6B2D-4F7E-9A41-2D6C0B7E5F13} Name cutoverKey"
+        ));
+        assert!(!same_property(KEY_PROPERTY, SIZE_PROPERTY));
     }
 
     #[test]

@@ -22,11 +22,18 @@
 //! Mail-Advanced.ReadWrite.All, or no beta endpoint), switches the whole run
 //! to json and says so once.
 //!
-//! Exactly once: a create that failed in a way that may have stored the
-//! message anyway (timeout, reset, 5xx) is followed by a lookup by
-//! internetMessageId before it is sent again, and a message whose follow-up
-//! steps failed (PATCH, attachments) is deleted before the error is
-//! reported, so a retry never leaves a half-made copy behind.
+//! Exactly once: every copy is stamped with named extended properties of
+//! cutover's own ([`json::Stamp`]: a digest of the source mailbox, folder,
+//! UIDVALIDITY and UID, plus the source size and Message-ID), set in the
+//! json create request or in the PATCH that follows an import, and only
+//! once the copy is complete. A create that failed in a way that may have
+//! stored the message anyway (timeout, reset, 5xx), and any message a
+//! killed run had in flight, is looked up by that stamp before it is sent
+//! again, so messages without a Message-ID or sharing one are neither lost
+//! nor doubled; an import cut short before its PATCH is found by
+//! Message-ID (or its bytes) and completed. A message whose follow-up steps
+//! failed (PATCH, attachments) is deleted before the error is reported, so
+//! a retry never leaves a half-made copy behind.
 //!
 //! HTTP, tokens, folder ids and MAPI properties stay inside this module.
 
@@ -49,14 +56,14 @@ use futures::future::BoxFuture;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 
-use self::api::{CreatedMessage, Folder, FolderPage, IdPage, MessagePatch, NewFolder, UploadSession};
+use self::api::{CreatedMessage, Folder, FolderPage, MessagePage, MessagePatch, NewFolder, UploadSession};
 use self::client::{Body, Call, Failure, Http, Reply};
 use self::throttle::MailboxLimits;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Flags, FolderRole, TargetFolder, Upload};
 use crate::roster::UserJob;
 use crate::settings::{GraphSettings, GraphWriteMode};
-use crate::target::{Target, TargetSession};
+use crate::target::{Inventoried, Target, TargetSession};
 
 /// Characters left as they are in a URL path segment (RFC 3986 pchar);
 /// everything else, `/` included, is percent-encoded.
@@ -84,6 +91,12 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 const CHUNK_BYTES: usize = 12 * 320 * 1024;
 /// Folders listed per page.
 const FOLDER_PAGE: u32 = 100;
+/// Unstamped messages examined when looking for an interrupted import.
+const LOOKUP_CANDIDATES: u32 = 50;
+/// Messages listed per page by `inventory`.
+const INVENTORY_PAGE: u32 = 500;
+/// PR_MESSAGE_SIZE, Exchange's size of an item (not the MIME size).
+const MESSAGE_SIZE_PROPERTY: &str = "Integer 0x0E08";
 /// Messages above this size are base64-encoded or converted off the async
 /// threads.
 const BLOCKING_ABOVE: usize = 1024 * 1024;
@@ -112,6 +125,20 @@ fn role_folder_name(role: FolderRole) -> &'static str {
         FolderRole::Important => "Important",
         _ => "Archive",
     }
+}
+
+/// Where resolving a target folder starts (a well-known folder, or the
+/// root when `None`) and the names to walk down from there.
+fn start_of(folder: &TargetFolder) -> (Option<String>, Vec<String>) {
+    let mut path: Vec<String> = folder.path.clone();
+    let mut parent = None;
+    if let Some(role) = folder.anchor {
+        match well_known(role) {
+            Some(name) => parent = Some(name.to_owned()),
+            None => path.insert(0, role_folder_name(role).to_owned()),
+        }
+    }
+    (parent, path)
 }
 
 pub struct GraphTarget {
@@ -288,8 +315,17 @@ impl Failure {
 enum Created {
     /// Created now; the answer's body.
     New(Bytes),
-    /// An earlier attempt had stored it after all; its id.
-    Existing(String),
+    /// An earlier attempt had stored it after all.
+    Existing(Found),
+}
+
+/// A copy of a message found in the target folder.
+enum Found {
+    /// Carries cutover's stamp: finished, nothing more to do.
+    Complete(String),
+    /// Has no stamp: an import cut short before the PATCH that sets read
+    /// state, flag and stamp, which still has to be sent.
+    Unfinished(String),
 }
 
 struct GraphSession {
@@ -313,14 +349,7 @@ impl GraphSession {
 
     /// The reference for a target folder, creating what is missing.
     async fn resolve(&mut self, folder: &TargetFolder) -> Result<String> {
-        let mut parent: Option<String> = None;
-        let mut path: Vec<String> = folder.path.clone();
-        if let Some(role) = folder.anchor {
-            match well_known(role) {
-                Some(name) => parent = Some(name.to_owned()),
-                None => path.insert(0, role_folder_name(role).to_owned()),
-            }
-        }
+        let (mut parent, path) = start_of(folder);
         // For messages: the path as the admin knows it, from the anchor.
         let anchor = parent.clone();
         for (depth, name) in path.iter().enumerate() {
@@ -404,6 +433,28 @@ impl GraphSession {
                 Err(f) => return Err(f.error),
             }
         }
+    }
+
+    /// The reference of a target folder that already exists, without
+    /// creating anything: `None` when some level of it is missing.
+    async fn existing(&mut self, folder: &TargetFolder) -> Result<Option<String>> {
+        let (mut parent, path) = start_of(folder);
+        for name in &path {
+            let key = (parent.clone().unwrap_or_default(), name.to_lowercase());
+            if let Some(id) = self.children.get(&key) {
+                parent = Some(id.clone());
+                continue;
+            }
+            let collection = match &parent {
+                Some(p) => format!("{}/mailFolders/{}/childFolders", self.users, seg(p)),
+                None => format!("{}/mailFolders", self.users),
+            };
+            match self.list_children(parent.as_deref(), &collection, name).await? {
+                Some(id) => parent = Some(id),
+                None => return Ok(None),
+            }
+        }
+        Ok(parent)
     }
 
     /// Lists the children of `parent` page by page (caching them all) and
@@ -528,17 +579,20 @@ impl GraphSession {
             authorized: true,
             idempotent: false,
         };
-        let (id, state) = match self.create(&call, folder, message, false).await? {
+        let (id, state) = match self.create(&call, folder, message).await? {
             Created::New(body) => {
                 let created: CreatedMessage = parse(&body, "import message").map_err(Failure::plain)?;
                 (created.id.clone(), Some(created))
             }
-            Created::Existing(id) => (id, None),
+            Created::Existing(Found::Complete(id)) => return Ok(id),
+            Created::Existing(Found::Unfinished(id)) => (id, None),
         };
-        let patch = state_patch(&message.flags, state.as_ref());
-        if !patch.is_empty()
-            && let Err(e) = self.patch(&id, &patch).await
-        {
+        // Always sent: besides read state and flag it carries the stamp
+        // that lets a later run find this message (importMime takes no
+        // properties, and the MIME is not to be rewritten).
+        let mut patch = state_patch(&with_labels(message), state.as_ref());
+        patch.single_value_extended_properties = Some(stamp_of(message).properties());
+        if let Err(e) = self.patch(&id, &patch).await {
             self.discard(&id).await;
             return Err(Failure::plain(e));
         }
@@ -561,32 +615,47 @@ impl GraphSession {
             authorized: true,
             idempotent: false,
         };
-        // A copy found after an unclear failure may lack the attachments
-        // that are added after creation: then it is replaced.
-        let incomplete_if_found = !built.deferred.is_empty();
-        let id = match self.create(&call, folder, message, incomplete_if_found).await? {
+        let id = match self.create(&call, folder, message).await? {
             Created::New(body) => {
                 parse::<api::IdOnly>(&body, "create message")
                     .map_err(Failure::plain)?
                     .id
             }
-            Created::Existing(id) => {
-                // Found rather than made: its flag and categories are set
-                // again (idempotent) in case the earlier attempt was cut short.
-                let patch = state_patch(&message.flags, None);
-                if !patch.is_empty() {
-                    self.patch(&id, &patch).await.map_err(Failure::plain)?;
-                }
-                id
+            // Found rather than made: a finished copy (a pending one is
+            // deleted by the lookup and never found).
+            Created::Existing(Found::Complete(id)) => return Ok(id),
+            Created::Existing(Found::Unfinished(id)) => {
+                self.finish(&id, message).await.map_err(Failure::plain)?;
+                return Ok(id);
             }
         };
+        if built.deferred.is_empty() {
+            return Ok(id);
+        }
         for attachment in built.deferred {
             if let Err(e) = self.add_attachment(&id, attachment).await {
                 self.discard(&id).await;
                 return Err(Failure::plain(e));
             }
         }
+        // Complete now: the final stamp replaces the pending one.
+        let patch = MessagePatch {
+            single_value_extended_properties: Some(stamp_of(message).properties()),
+            ..MessagePatch::default()
+        };
+        if let Err(e) = self.patch(&id, &patch).await {
+            self.discard(&id).await;
+            return Err(Failure::plain(e));
+        }
         Ok(id)
+    }
+
+    /// Completes a copy found unstamped (an import cut short before its
+    /// PATCH): read state, flag, categories and stamp.
+    async fn finish(&self, id: &str, message: &Upload) -> Result<()> {
+        let mut patch = state_patch(&with_labels(message), None);
+        patch.single_value_extended_properties = Some(stamp_of(message).properties());
+        self.patch(id, &patch).await
     }
 
     /// Sends a create; after a failure that may have stored the message
@@ -596,7 +665,6 @@ impl GraphSession {
         call: &Call<'_>,
         folder: &str,
         message: &Upload,
-        replace_found: bool,
     ) -> std::result::Result<Created, Failure> {
         let mut attempt = 0;
         loop {
@@ -605,12 +673,9 @@ impl GraphSession {
                 Err(f) if f.maybe_applied && f.error.is_retryable() => f,
                 Err(f) => return Err(f),
             };
-            if let Some(id) = self.lookup(folder, message).await.map_err(Failure::plain)? {
-                if !replace_found {
-                    tracing::debug!(user = %self.email, "an interrupted create had stored the message; using it");
-                    return Ok(Created::Existing(id));
-                }
-                self.discard(&id).await;
+            if let Some(found) = self.lookup(folder, message).await.map_err(Failure::plain)? {
+                tracing::debug!(user = %self.email, "an interrupted create had stored the message; using it");
+                return Ok(Created::Existing(found));
             }
             attempt += 1;
             match self.inner.http.retry.delay(attempt, &f.error) {
@@ -730,27 +795,156 @@ impl GraphSession {
         Ok(())
     }
 
-    /// The id of a message with this message's Message-ID in `folder`.
-    async fn lookup(&self, folder: &str, message: &Upload) -> Result<Option<String>> {
-        let Some(id) = message.message_id.as_deref().and_then(json::bracketed_message_id) else {
+    /// The id of the copy of `message` that an earlier attempt (or an
+    /// interrupted run) stored in `folder`, if there is one.
+    ///
+    /// First by cutover's stamp (`$filter` on the named extended property
+    /// holding the source key), which every finished copy carries and which
+    /// tells apart messages sharing a Message-ID or having none. Then, for
+    /// an importMime cut short between the import and the PATCH that adds
+    /// the stamp: an unstamped message with the same bytes (among those
+    /// with the same Message-ID, or the newest ones for a message without
+    /// one), else the first unstamped one with the same Message-ID.
+    async fn lookup(&self, folder: &str, message: &Upload) -> Result<Option<Found>> {
+        let stamp = stamp_of(message);
+        let Some(stamped) = self.stamped(folder, &stamp.key, 1).await? else {
+            // The folder is gone, so the message is not there.
             return Ok(None);
         };
-        let filter = format!("internetMessageId eq '{}'", id.replace('\'', "''"));
+        if let Some(id) = stamped.into_iter().next() {
+            return Ok(Some(Found::Complete(id)));
+        }
+        // A json copy whose attachments were still being added: cutover's
+        // own and incomplete, so it is replaced.
+        for id in self
+            .stamped(folder, &json::Stamp::pending(&stamp.key), 10)
+            .await?
+            .unwrap_or_default()
+        {
+            tracing::debug!(user = %self.email, "deleting an incomplete copy left by an interrupted run");
+            self.discard(&id).await;
+        }
+        let expand = utf8_percent_encode(
+            &format!("singleValueExtendedProperties($filter=id eq '{}')", json::KEY_PROPERTY),
+            QUERY_VALUE,
+        )
+        .to_string();
+        let by_id = message.message_id.as_deref().and_then(json::bracketed_message_id);
+        let url = match &by_id {
+            Some(id) => {
+                let filter = format!("internetMessageId eq '{}'", id.replace('\'', "''"));
+                format!(
+                    "{}/mailFolders/{}/messages?$filter={}&$select=id,internetMessageId&$expand={expand}&$top={LOOKUP_CANDIDATES}",
+                    self.users,
+                    seg(folder),
+                    utf8_percent_encode(&filter, QUERY_VALUE)
+                )
+            }
+            None => format!(
+                "{}/mailFolders/{}/messages?$orderby=createdDateTime%20desc&$select=id,internetMessageId&$expand={expand}&$top={LOOKUP_CANDIDATES}",
+                self.users,
+                seg(folder)
+            ),
+        };
+        let page: MessagePage = match self.send(&Call::get(url, "look up unfinished import")).await {
+            Ok(reply) => parse(&reply.body, "look up message")?,
+            Err(f) if f.code == "ErrorItemNotFound" => return Ok(None),
+            Err(f) => return Err(f.error),
+        };
+        // Stamped candidates are other source messages' copies. Of the
+        // rest, one with exactly these bytes is the best match (two source
+        // messages may share a Message-ID); else, by Message-ID, the first.
+        let unstamped: Vec<String> = page
+            .value
+            .into_iter()
+            .filter(|c| c.property(json::KEY_PROPERTY).is_none())
+            .map(|c| c.id)
+            .collect();
+        for id in &unstamped {
+            if self.same_mime(id, &message.raw).await? {
+                return Ok(Some(Found::Unfinished(id.clone())));
+            }
+        }
+        Ok(by_id.and(unstamped.into_iter().next()).map(Found::Unfinished))
+    }
+
+    /// The ids of the messages in `folder` whose stamp is `key` (at most
+    /// `top`); `None` when the folder does not exist.
+    async fn stamped(&self, folder: &str, key: &str, top: u32) -> Result<Option<Vec<String>>> {
+        let filter = format!(
+            "singleValueExtendedProperties/Any(ep: ep/id eq '{}' and ep/value eq '{key}')",
+            json::KEY_PROPERTY,
+        );
         let url = format!(
-            "{}/mailFolders/{}/messages?$filter={}&$select=id&$top=1",
+            "{}/mailFolders/{}/messages?$filter={}&$select=id&$top={top}",
             self.users,
             seg(folder),
             utf8_percent_encode(&filter, QUERY_VALUE)
         );
-        match self.send(&Call::get(url, "look up message by Message-ID")).await {
-            Ok(reply) => Ok(parse::<IdPage>(&reply.body, "look up message")?
-                .value
-                .into_iter()
-                .next()
-                .map(|m| m.id)),
-            // The folder is gone, so the message is not there.
+        match self.send(&Call::get(url, "look up message by cutover's key")).await {
+            Ok(reply) => Ok(Some(
+                parse::<MessagePage>(&reply.body, "look up message")?
+                    .value
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect(),
+            )),
             Err(f) if f.code == "ErrorItemNotFound" => Ok(None),
             Err(f) => Err(f.error),
+        }
+    }
+
+    /// Whether the stored MIME of message `id` is exactly `raw`.
+    async fn same_mime(&self, id: &str, raw: &[u8]) -> Result<bool> {
+        let url = format!("{}/messages/{}/$value", self.users, seg(id));
+        match self.send(&Call::get(url, "compare message content")).await {
+            Ok(reply) => Ok(reply.body.as_ref() == raw),
+            Err(f) if f.code == "ErrorItemNotFound" => Ok(false),
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// Read-only listing of one folder for `cutover verify`: Message-ID
+    /// and size of every message, page by page. For cutover's copies both
+    /// are what the source had (from the stamp); for other messages they
+    /// are Exchange's internetMessageId and PR_MESSAGE_SIZE.
+    async fn list_folder(&self, reference: &str) -> Result<Option<Vec<Inventoried>>> {
+        let expand = format!(
+            "singleValueExtendedProperties($filter=id eq '{}' or id eq '{}' or id eq '{MESSAGE_SIZE_PROPERTY}')",
+            json::SIZE_PROPERTY,
+            json::MESSAGE_ID_PROPERTY,
+        );
+        let mut url = format!(
+            "{}/mailFolders/{}/messages?$select=internetMessageId&$expand={}&$top={INVENTORY_PAGE}",
+            self.users,
+            seg(reference),
+            utf8_percent_encode(&expand, QUERY_VALUE)
+        );
+        let mut out = Vec::new();
+        loop {
+            let page: MessagePage = match self.send(&Call::get(url, "list messages")).await {
+                Ok(reply) => parse(&reply.body, "list messages")?,
+                Err(f) if f.code == "ErrorItemNotFound" && out.is_empty() => return Ok(None),
+                Err(f) => return Err(f.error),
+            };
+            for m in &page.value {
+                let stamped = m.property(json::SIZE_PROPERTY);
+                let size = stamped
+                    .or_else(|| m.property(MESSAGE_SIZE_PROPERTY))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                // cutover's copies: the Message-ID the source has (none
+                // when it has none); anything else: Exchange's.
+                let message_id = match stamped {
+                    Some(_) => m.property(json::MESSAGE_ID_PROPERTY).map(str::to_owned),
+                    None => m.internet_message_id.as_deref().and_then(json::bracketed_message_id),
+                };
+                out.push(Inventoried { message_id, size });
+            }
+            match page.next_link {
+                Some(next) => url = self.same_origin(next)?,
+                None => return Ok(Some(out)),
+            }
         }
     }
 
@@ -849,12 +1043,30 @@ async fn encode_base64(raw: Bytes) -> Bytes {
         .expect("base64 encoding does not panic")
 }
 
-async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
-    if message.raw.len() <= BLOCKING_ABOVE {
-        return json::build(&message.raw, &message.flags, message.internal_date);
+/// cutover's stamp for a message: its source key and size.
+fn stamp_of(message: &Upload) -> json::Stamp {
+    json::Stamp::new(&message.key, message.source_size, message.message_id.as_deref())
+}
+
+/// The message's flags with its labels (from a label-based source such as
+/// Gmail) added as keywords, which become Outlook categories.
+fn with_labels(message: &Upload) -> Flags {
+    let mut flags = message.flags.clone();
+    for label in &message.labels {
+        if !flags.has(label) {
+            flags.0.push(label.clone());
+        }
     }
-    let (raw, flags, date) = (message.raw.clone(), message.flags.clone(), message.internal_date);
-    tokio::task::spawn_blocking(move || json::build(&raw, &flags, date))
+    flags
+}
+
+async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
+    let stamp = stamp_of(message);
+    if message.raw.len() <= BLOCKING_ABOVE {
+        return json::build_stamped(&message.raw, &with_labels(message), message.internal_date, Some(&stamp));
+    }
+    let (raw, flags, date) = (message.raw.clone(), with_labels(message), message.internal_date);
+    tokio::task::spawn_blocking(move || json::build_stamped(&raw, &flags, date, Some(&stamp)))
         .await
         .map_err(|e| format!("conversion failed: {e}"))?
 }
@@ -903,7 +1115,35 @@ impl TargetSession for GraphSession {
     fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
         async move {
             let folder = self.current_folder(folder);
-            self.lookup(&folder, message).await
+            match self.lookup(&folder, message).await? {
+                Some(Found::Complete(id)) => Ok(Some(id)),
+                Some(Found::Unfinished(id)) => {
+                    self.finish(&id, message).await?;
+                    Ok(Some(id))
+                }
+                None => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    fn inventory<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
+        async move {
+            if let Some(k) = known {
+                let reference = self.current_folder(k);
+                if let Some(list) = self.list_folder(&reference).await? {
+                    return Ok(list);
+                }
+                // Deleted in Exchange since: look for it by name below.
+            }
+            match self.existing(folder).await? {
+                Some(reference) => Ok(self.list_folder(&reference).await?.unwrap_or_default()),
+                None => Ok(Vec::new()),
+            }
         }
         .boxed()
     }
