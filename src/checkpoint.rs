@@ -42,9 +42,7 @@ fn describe_db_error(e: &rusqlite::Error) -> String {
         return format!("{e}: the disk holding it is full; free some space there");
     }
     if code == Some(ErrorCode::SystemIoFailure) {
-        return format!(
-            "{e}: writing to the disk holding it failed (full, read-only or failing?); check that disk"
-        );
+        return format!("{e}: writing to the disk holding it failed (full, read-only or failing?); check that disk");
     }
     e.to_string()
 }

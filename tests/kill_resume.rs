@@ -36,6 +36,16 @@ fn sigkill_at_random_moments_never_loses_or_duplicates() {
     // Odd mail too: messages without a Message-ID, bare LF line ends, ...
     let odd: Vec<_> = mailgen::odd_corpus().into_iter().map(|(_, m)| m).collect();
     lab.source.deliver(&user(1).0, "Odd", &odd);
+    // ... and hostile mail: two different messages sharing a Message-ID,
+    // none at all, 100-deep nesting, 1,000 header lines. (Left out: NUL
+    // bytes, which Dovecot serves as 0x80, and the zero-byte message, which
+    // it refuses to store; tests/hostile_mail.rs covers both.)
+    let hostile: Vec<_> = support::hostile::corpus(5000)
+        .into_iter()
+        .filter(|h| h.name != "nul-bytes" && h.name != "zero-bytes")
+        .map(|h| h.msg)
+        .collect();
+    lab.source.deliver(&user(2).0, "Hostile", &hostile);
     // Small batches and several connections: many commits and uploads in
     // flight at any moment, so kills land mid-batch.
     lab.write_config("[run]\nconnections_per_user = 3\nbatch_messages = 25\nparallel_users = 2\n");
