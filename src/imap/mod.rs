@@ -964,6 +964,7 @@ fn login_pushback(e: &async_imap::error::Error, detail: &str) -> Option<Error> {
         "INUSE",
         "TOO MANY",
         "BANDWIDTH",
+        "MAXIMUM NUMBER OF CONNECTIONS",
     ];
     busy.iter()
         .any(|w| upper.contains(w))
@@ -1218,6 +1219,11 @@ mod tests {
         );
         let e = login_pushback(&exchange, &describe_login_error(&exchange)).expect("push-back");
         assert_eq!(e.kind, ErrorKind::Throttled(Duration::from_millis(2000)));
+        let full = async_imap::error::Error::No(
+            "code: None, info: Some(\"Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)\")"
+                .into(),
+        );
+        assert!(login_pushback(&full, &describe_login_error(&full)).is_some());
         let wrong = async_imap::error::Error::No(
             "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into(),
         );
