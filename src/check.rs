@@ -128,6 +128,11 @@ struct Ctx {
 
 /// Checks every user; `Err` only when the check cannot start.
 pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckReport, StartError> {
+    if settings.mbox.is_some() {
+        return Err(StartError(
+            "cutover check reads an IMAP source; with [source] kind = \"mbox\" run cutover migrate (and cutover status or report)".into(),
+        ));
+    }
     let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;

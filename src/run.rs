@@ -23,7 +23,7 @@ use crate::pace::{Limits as PaceLimits, RetryPolicy};
 use crate::plan::{self, Candidate, State};
 use crate::roster::UserJob;
 use crate::settings::{Settings, TargetSettings};
-use crate::source::{ImapSource, SourceSession};
+use crate::source::{ImapSource, MboxSource, Session as SourceSession, Source};
 use crate::target::{Target, TargetSession, graph::GraphTarget, imap::ImapTarget, maildir::MaildirTarget};
 use crate::transform;
 
@@ -167,7 +167,7 @@ impl Recorder {
 /// Everything the per-user tasks share.
 struct Shared {
     settings: Settings,
-    source: ImapSource,
+    source: Source,
     target: Arc<dyn Target>,
     db: Mutex<Checkpoint>,
     recorder: Recorder,
@@ -210,7 +210,10 @@ pub async fn migrate(
     let _lock = checkpoint::lock(&settings.state_path)?;
     let db = Checkpoint::open(&settings.state_path)?;
     let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
-    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    let source = match &settings.mbox {
+        Some(path) => Source::Mbox(MboxSource::new(path.clone())),
+        None => Source::Imap(ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?),
+    };
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;
     let in_flight_kib = in_flight_capacity_kib(&settings) as usize;

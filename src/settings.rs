@@ -15,7 +15,11 @@ pub const MAX_MESSAGE_BYTES_CEILING: u64 = 150 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct Settings {
+    /// The IMAP source (unused when `mbox` is set).
     pub source: Endpoint,
+    /// `[source] kind = "mbox"`: each user's Google Takeout export, a path
+    /// with `{email}` (relative paths resolved against the config file).
+    pub mbox: Option<PathBuf>,
     /// How a label-based source (Gmail, or any server with an All Mail
     /// folder) is copied: `[source] gmail_labels`, `copy_junk`, `copy_trash`.
     pub labels: crate::labels::Rules,
@@ -121,10 +125,23 @@ struct File {
     run: RunSection,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SourceKind {
+    #[default]
+    Imap,
+    Mbox,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SourceSection {
-    host: String,
+    #[serde(default)]
+    kind: SourceKind,
+    /// Required for kind = "imap".
+    host: Option<String>,
+    /// Required for kind = "mbox".
+    path: Option<PathBuf>,
     port: Option<u16>,
     #[serde(default = "default_security")]
     security: Security,
@@ -354,15 +371,47 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         keep_junk: file.source.copy_junk,
         keep_trash: file.source.copy_trash,
     };
-    let source = endpoint(
-        "source",
-        file.source.host,
-        file.source.port,
-        file.source.security,
-        file.source.ca_file.map(|p| resolve(&p)),
-        file.source.timeout_seconds,
-    )
-    .map_err(bad)?;
+    let (source, mbox) = match file.source.kind {
+        SourceKind::Imap => {
+            if file.source.path.is_some() {
+                return Err(bad(
+                    "[source] path is for kind = \"mbox\" (a Google Takeout export); an IMAP source needs host".into(),
+                ));
+            }
+            let host = file.source.host.ok_or_else(|| {
+                bad("[source] host is missing: the IMAP server to copy from (or kind = \"mbox\" with path for a Google Takeout export)".into())
+            })?;
+            let source = endpoint(
+                "source",
+                host,
+                file.source.port,
+                file.source.security,
+                file.source.ca_file.map(|p| resolve(&p)),
+                file.source.timeout_seconds,
+            )
+            .map_err(bad)?;
+            (source, None)
+        }
+        SourceKind::Mbox => {
+            if file.source.host.is_some() {
+                return Err(bad(
+                    "[source] host is for an IMAP source; kind = \"mbox\" reads path".into()
+                ));
+            }
+            let path = file.source.path.ok_or_else(|| {
+                bad("[source] kind = \"mbox\" needs path, the Takeout .mbox of each user with {email}, e.g. \"takeout/{email}.mbox\"".into())
+            })?;
+            // Never contacted: the IMAP endpoint stays a placeholder.
+            let placeholder = Endpoint {
+                host: String::new(),
+                port: 0,
+                security: Security::Plain,
+                ca_file: None,
+                timeout: Duration::from_secs(file.source.timeout_seconds.max(1)),
+            };
+            (placeholder, Some(resolve(&path)))
+        }
+    };
 
     let target = match file.target {
         TargetSection::Imap(t) => {
@@ -438,6 +487,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 
     Ok(Settings {
         source,
+        mbox,
         labels,
         target,
         limits: Limits {

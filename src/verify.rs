@@ -142,6 +142,11 @@ struct Ctx {
 /// Compares source and target for every user; `Err` only when it cannot
 /// start at all (a user that cannot be compared is reported in its entry).
 pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyReport, StartError> {
+    if settings.mbox.is_some() {
+        return Err(StartError(
+            "cutover verify reads an IMAP source; with [source] kind = \"mbox\" run cutover migrate (and cutover status or report)".into(),
+        ));
+    }
     let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;
