@@ -754,6 +754,35 @@ mod tests {
         assert!(err.0.contains("MISSING"), "{err}");
     }
 
+    #[test]
+    fn takeout_source_and_label_rules() {
+        let s = parse_str("[source]\nkind = \"mbox\"\npath = \"takeout/{email}.mbox\"\ngmail_labels = \"folders\"\ncopy_trash = true\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap();
+        let path = s.mbox.expect("mbox source");
+        assert_eq!(
+            path,
+            Path::new("/etc/cutover/takeout/{email}.mbox"),
+            "relative to the config file"
+        );
+        assert_eq!(s.labels.mode, crate::labels::LabelMode::Folders);
+        assert!(s.labels.keep_trash && !s.labels.keep_junk);
+        let d = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap();
+        assert_eq!(d.labels, crate::labels::Rules::default());
+        assert!(d.mbox.is_none());
+        let err = parse_str("[source]\nkind = \"mbox\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap_err();
+        assert!(err.0.contains("needs path"), "{}", err.0);
+        let err = parse_str(
+            "[source]\nkind = \"mbox\"\nhost = \"h\"\npath = \"p\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.0.contains("host is for an IMAP source"), "{}", err.0);
+        let err = parse_str("[source]\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap_err();
+        assert!(err.0.contains("host is missing"), "{}", err.0);
+        let err =
+            parse_str("[source]\nhost = \"h\"\ngmail_labels = \"tags\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n")
+                .unwrap_err();
+        assert!(err.0.contains("gmail_labels"), "{}", err.0);
+    }
+
     const GRAPH: &str = "[source]\nhost = \"h\"\n[target]\nkind = \"graph\"\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n";
 
     #[test]
