@@ -133,7 +133,7 @@ pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckRepor
             "cutover check reads an IMAP source; with [source] kind = \"mbox\" run cutover migrate (and cutover status or report)".into(),
         ));
     }
-    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    let source = crate::run::imap_source(&settings)?;
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;
     let maildir_problem = match &settings.target {

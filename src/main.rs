@@ -86,7 +86,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             if settings.mbox.is_some() {
                 return fail(&"cutover bench measures an IMAP source; [source] kind = \"mbox\" has none");
             }
-            let source = match cutover::source::ImapSource::new(settings.source) {
+            let source = match cutover::run::imap_source(&settings) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };

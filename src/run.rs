@@ -85,6 +85,16 @@ pub fn build_target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartE
     })
 }
 
+/// The configured IMAP source, logging in with OAuth tokens (XOAUTH2) when
+/// `[source] auth = "xoauth2"`.
+pub fn imap_source(settings: &Settings) -> Result<ImapSource, StartError> {
+    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    Ok(match &settings.source_tokens {
+        Some(tokens) => source.with_tokens(crate::oauth::TokenSource::new(tokens.clone(), settings.source.timeout)),
+        None => source,
+    })
+}
+
 /// The `[limits] exclude` globs, matched case-insensitively against a
 /// folder's display path ("Archive/2023"). `verify` and `check` use the same
 /// set, so all three agree on which folders are out of scope.
@@ -212,7 +222,7 @@ pub async fn migrate(
     let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
     let source = match &settings.mbox {
         Some(path) => Source::Mbox(MboxSource::new(path.clone())),
-        None => Source::Imap(ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?),
+        None => Source::Imap(imap_source(&settings)?),
     };
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;

@@ -17,6 +17,9 @@ pub const MAX_MESSAGE_BYTES_CEILING: u64 = 150 * 1024 * 1024;
 pub struct Settings {
     /// The IMAP source (unused when `mbox` is set).
     pub source: Endpoint,
+    /// `[source] auth = "xoauth2"`: where the IMAP source's OAuth tokens
+    /// come from; `None` logs in with the users file's passwords.
+    pub source_tokens: Option<crate::oauth::TokenSettings>,
     /// `[source] kind = "mbox"`: each user's Google Takeout export, a path
     /// with `{email}` (relative paths resolved against the config file).
     pub mbox: Option<PathBuf>,
@@ -127,6 +130,14 @@ struct File {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+enum SourceAuth {
+    #[default]
+    Password,
+    Xoauth2,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum SourceKind {
     #[default]
     Imap,
@@ -148,6 +159,14 @@ struct SourceSection {
     ca_file: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
+    #[serde(default)]
+    auth: SourceAuth,
+    token_command: Option<String>,
+    oauth_tenant_id: Option<String>,
+    oauth_client_id: Option<String>,
+    oauth_client_secret_env: Option<String>,
+    #[serde(default = "default_graph_authority")]
+    oauth_authority: String,
     #[serde(default)]
     gmail_labels: crate::labels::LabelMode,
     #[serde(default)]
@@ -371,6 +390,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         keep_junk: file.source.copy_junk,
         keep_trash: file.source.copy_trash,
     };
+    let source_tokens = source_tokens(&file.source, env).map_err(bad)?;
     let (source, mbox) = match file.source.kind {
         SourceKind::Imap => {
             if file.source.path.is_some() {
@@ -487,6 +507,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 
     Ok(Settings {
         source,
+        source_tokens,
         mbox,
         labels,
         target,
@@ -656,6 +677,54 @@ fn http_base_url(key: &str, value: &str) -> Result<String, String> {
         ));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `[source] auth = "xoauth2"`: a token command, or Microsoft client
+/// credentials (Exchange Online IMAP).
+fn source_tokens(
+    s: &SourceSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<crate::oauth::TokenSettings>, String> {
+    let microsoft = s.oauth_tenant_id.is_some() || s.oauth_client_id.is_some() || s.oauth_client_secret_env.is_some();
+    if s.auth == SourceAuth::Password {
+        if s.token_command.is_some() || microsoft {
+            return Err("[source] token_command and oauth_* keys need auth = \"xoauth2\"".into());
+        }
+        return Ok(None);
+    }
+    if s.kind == SourceKind::Mbox {
+        return Err("[source] auth = \"xoauth2\" is for an IMAP source, not kind = \"mbox\"".into());
+    }
+    match (&s.token_command, microsoft) {
+        (Some(command), false) => {
+            if command.trim().is_empty() {
+                return Err("[source] token_command is empty".into());
+            }
+            Ok(Some(crate::oauth::TokenSettings::Command(command.clone())))
+        }
+        (None, true) => {
+            let (Some(tenant_id), Some(client_id), Some(var)) =
+                (&s.oauth_tenant_id, &s.oauth_client_id, &s.oauth_client_secret_env)
+            else {
+                return Err("[source] Microsoft client credentials need oauth_tenant_id, oauth_client_id and oauth_client_secret_env".into());
+            };
+            let secret = env(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("[source] oauth_client_secret_env names {var}, which is not set (or empty) in the environment"))?;
+            Ok(Some(crate::oauth::TokenSettings::Microsoft {
+                tenant_id: tenant_id.clone(),
+                client_id: client_id.clone(),
+                client_secret: Secret::new(secret),
+                authority: http_base_url("oauth_authority", &s.oauth_authority)
+                    .map_err(|e| e.replacen("[target]", "[source]", 1))?,
+                scope: "https://outlook.office365.com/.default".into(),
+            }))
+        }
+        (Some(_), true) => Err("[source] set either token_command or the oauth_* keys, not both".into()),
+        (None, false) => Err(
+            "[source] auth = \"xoauth2\" needs token_command (a program printing a token for $CUTOVER_LOGIN) or oauth_tenant_id, oauth_client_id and oauth_client_secret_env (Microsoft client credentials)".into(),
+        ),
+    }
 }
 
 fn endpoint(

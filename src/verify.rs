@@ -147,7 +147,7 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyRep
             "cutover verify reads an IMAP source; with [source] kind = \"mbox\" run cutover migrate (and cutover status or report)".into(),
         ));
     }
-    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    let source = crate::run::imap_source(&settings)?;
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;
     // Without a state DB nothing was migrated yet; the rules still apply.

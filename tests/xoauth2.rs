@@ -1,0 +1,258 @@
+//! OAuth logins to the IMAP source (SASL XOAUTH2), as Gmail Workspace and
+//! Exchange Online require: a real Dovecot with its oauth2 passdb checks
+//! every token against a local OAuth endpoint (RFC 7662 introspection),
+//! which also serves an Entra ID style token endpoint for the client
+//! credentials flow. The users file's passwords are wrong on purpose: only
+//! the token can open the mailbox.
+
+mod common;
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use common::{ADMIN_PASSWORD, explain, user};
+use support::dovecot::{Dovecot, DovecotOptions};
+use support::mailgen;
+
+/// What the local OAuth server saw.
+#[derive(Default)]
+struct Seen {
+    introspected: Vec<String>,
+    token_requests: Vec<HashMap<String, String>>,
+}
+
+/// A tiny OAuth server on a free loopback port. Introspection: a token is
+/// active when `valid` maps it to a login. Token endpoint
+/// (`POST /{tenant}/oauth2/v2.0/token`): client credentials with
+/// `app-secret` get `app_token`.
+fn oauth_server(valid: HashMap<String, String>, app_token: &'static str) -> (String, Arc<Mutex<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (valid, record) = (valid.clone(), record.clone());
+            // One thread per connection: clients keep theirs open.
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                // Dovecot keeps the connection alive: serve requests until it closes.
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        if h == "\r\n" || h.is_empty() {
+                            break;
+                        }
+                        if let Some((n, v)) = h.split_once(':')
+                            && n.eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let form: HashMap<String, String> = url_decode_form(&String::from_utf8_lossy(&body));
+                    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let reply = if path.ends_with("/oauth2/v2.0/token") {
+                        record.lock().unwrap().token_requests.push(form.clone());
+                        if form.get("client_secret").map(String::as_str) == Some("app-secret") {
+                            format!(r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"{app_token}"}}"#)
+                        } else {
+                            r#"{"error":"invalid_client"}"#.to_owned()
+                        }
+                    } else {
+                        let token = form.get("token").cloned().unwrap_or_default();
+                        record.lock().unwrap().introspected.push(token.clone());
+                        match valid.get(&token) {
+                            Some(login) => format!(r#"{{"active":true,"username":"{login}"}}"#),
+                            None => r#"{"active":false}"#.to_owned(),
+                        }
+                    };
+                    let status = if reply.contains("invalid_client") {
+                        "401 Unauthorized"
+                    } else {
+                        "200 OK"
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                }
+            });
+        }
+    });
+    (base, seen)
+}
+
+fn url_decode_form(body: &str) -> HashMap<String, String> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+struct Setup {
+    source: Dovecot,
+    target: Dovecot,
+    dir: tempfile::TempDir,
+    email: String,
+}
+
+fn setup(introspection: &str) -> Setup {
+    let (email, password) = user(1);
+    let source = Dovecot::start(DovecotOptions {
+        users: vec![(email.clone(), password.clone())],
+        oauth2_introspection_url: Some(introspection.to_owned()),
+        ..Default::default()
+    });
+    source.deliver(&email, "INBOX", &mailgen::generate(3, 20, 800));
+    let target = Dovecot::start(DovecotOptions {
+        users: vec![(email.clone(), password)],
+        master: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // The users file's password is wrong: only the token can log in.
+    std::fs::write(
+        dir.path().join("users.csv"),
+        format!("EmailAddress,UserName,Password\r\n{email},{email},not-the-password\r\n"),
+    )
+    .unwrap();
+    Setup {
+        source,
+        target,
+        dir,
+        email,
+    }
+}
+
+fn migrate(s: &Setup, source_auth: &str) -> Output {
+    let config = format!(
+        "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nauth = \"xoauth2\"\n{source_auth}\n\n\
+         [target]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+         login = \"{{email}}*admin\"\npassword_env = \"CUTOVER_TEST_ADMIN_PW\"\n\n\
+         [state]\npath = \"state.db\"\n",
+        s.source.port(),
+        s.target.port()
+    );
+    let path = s.dir.path().join("cutover.toml");
+    std::fs::write(&path, config).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["migrate", "--config", path.to_str().unwrap(), "--users"])
+        .arg(s.dir.path().join("users.csv"))
+        .env("CUTOVER_TEST_ADMIN_PW", ADMIN_PASSWORD)
+        .env("CUTOVER_TEST_APP_SECRET", "app-secret")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap()
+}
+
+fn state_dir_has_no(dir: &Path, needle: &str) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let data = std::fs::read(&p).unwrap();
+            assert!(
+                !data.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds the token",
+                p.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn token_command_logs_in_with_xoauth2_and_a_refused_token_fails_that_user() {
+    let (email, _) = user(1);
+    let token = format!("tok-{email}");
+    let (base, seen) = oauth_server(HashMap::from([(token.clone(), email.clone())]), "unused");
+    let s = setup(&format!("{base}/introspect"));
+    let out = migrate(&s, "token_command = \"printf 'tok-%s' \\\"$CUTOVER_LOGIN\\\"\"");
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(s.target.messages(&s.email).len(), 20, "copied with the token's login");
+    assert!(
+        seen.lock().unwrap().introspected.contains(&token),
+        "Dovecot checked our token"
+    );
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!output.contains(&token), "the token is never printed");
+    state_dir_has_no(s.dir.path(), &token);
+
+    // A token the server does not accept fails the user with a clear
+    // message, without the token in it.
+    std::fs::remove_file(s.dir.path().join("state.db")).unwrap();
+    let out = migrate(&s, "token_command = \"echo expired-token-123\"");
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(output.contains("XOAUTH2 login as"), "{output}");
+    assert!(!output.contains("expired-token-123"), "{output}");
+}
+
+#[test]
+fn microsoft_client_credentials_get_one_app_token_for_exchange_imap() {
+    let (email, _) = user(1);
+    let (base, seen) = oauth_server(
+        HashMap::from([("app-token-xyz".to_owned(), email.clone())]),
+        "app-token-xyz",
+    );
+    let s = setup(&format!("{base}/introspect"));
+    let out = migrate(
+        &s,
+        &format!(
+            "oauth_tenant_id = \"contoso.onmicrosoft.com\"\noauth_client_id = \"app-1\"\n\
+             oauth_client_secret_env = \"CUTOVER_TEST_APP_SECRET\"\noauth_authority = \"{base}\""
+        ),
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(s.target.messages(&s.email).len(), 20);
+    let seen = seen.lock().unwrap();
+    let req = seen.token_requests.first().expect("a token request");
+    assert_eq!(req["grant_type"], "client_credentials");
+    assert_eq!(req["client_id"], "app-1");
+    assert_eq!(req["scope"], "https://outlook.office365.com/.default");
+    assert!(
+        seen.token_requests.len() <= 2,
+        "the app token is cached, not asked for per connection: {}",
+        seen.token_requests.len()
+    );
+    assert!(seen.introspected.iter().all(|t| t == "app-token-xyz"));
+}
