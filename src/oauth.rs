@@ -9,7 +9,12 @@
 //! - Microsoft client credentials: an Entra ID app with the
 //!   `IMAP.AccessAsApp` permission gets one app-only token (scope
 //!   `https://outlook.office365.com/.default`) that opens every mailbox it
-//!   was granted.
+//!   was granted;
+//! - a Google service account with domain-wide delegation (Gmail
+//!   Workspace): for each user a JWT signed RS256 with the account's key,
+//!   `sub` = the user, scope `https://mail.google.com/`, is exchanged at the
+//!   account's `token_uri` (RFC 7523 JWT bearer grant) for that user's
+//!   token.
 //!
 //! Tokens are cached until shortly before they expire, so parallel
 //! connections do not each ask for one. They stay in [`Secret`]: never
@@ -47,6 +52,95 @@ pub enum TokenSettings {
         /// Requested scope: `https://outlook.office365.com/.default`.
         scope: String,
     },
+    /// A Google service account key (its JSON key file's fields).
+    Google(Arc<GoogleServiceAccount>),
+}
+
+/// What cutover needs from a Google service account's JSON key file.
+pub struct GoogleServiceAccount {
+    pub client_email: String,
+    pub token_uri: String,
+    key: ring::signature::RsaKeyPair,
+}
+
+impl std::fmt::Debug for GoogleServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleServiceAccount")
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Scope of a Gmail IMAP token.
+pub const GMAIL_SCOPE: &str = "https://mail.google.com/";
+
+impl GoogleServiceAccount {
+    /// Reads the JSON key file Google Cloud hands out for a service
+    /// account (`type`, `client_email`, `private_key`, `token_uri`).
+    pub fn from_json(json: &str, file: &std::path::Path) -> std::result::Result<GoogleServiceAccount, String> {
+        #[derive(Deserialize)]
+        struct KeyFile {
+            client_email: String,
+            private_key: String,
+            token_uri: Option<String>,
+        }
+        let name = file.display();
+        let parsed: KeyFile = serde_json::from_str(json).map_err(|e| {
+            format!("{name} is not a Google service account key file (JSON with client_email and private_key): {e}")
+        })?;
+        let der = rustls_pemfile::private_key(&mut parsed.private_key.as_bytes())
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("the private_key in {name} is not a readable PEM key"))?;
+        let key = match &der {
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(k) => {
+                ring::signature::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der())
+            }
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs1(k) => {
+                ring::signature::RsaKeyPair::from_der(k.secret_pkcs1_der())
+            }
+            _ => return Err(format!("the private_key in {name} is not an RSA key")),
+        }
+        .map_err(|e| format!("the private_key in {name} is not a usable RSA key ({e})"))?;
+        Ok(GoogleServiceAccount {
+            client_email: parsed.client_email,
+            token_uri: parsed
+                .token_uri
+                .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+            key,
+        })
+    }
+
+    /// The signed JWT asking for a token of `user` (RS256).
+    pub fn assertion(&self, user: &str, now_unix: i64) -> Result<String> {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = serde_json::json!({ "alg": "RS256", "typ": "JWT" });
+        let claims = serde_json::json!({
+            "iss": self.client_email,
+            "sub": user,
+            "scope": GMAIL_SCOPE,
+            "aud": self.token_uri,
+            "iat": now_unix,
+            "exp": now_unix + 3600,
+        });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut signature = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| Error::fatal("signing the Google service account assertion failed"))?;
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
 }
 
 /// Hands out tokens, cached per login (a Microsoft app token is the same
@@ -87,7 +181,7 @@ impl TokenSource {
     /// A valid token for `login`.
     pub async fn token(&self, login: &str) -> Result<Secret> {
         let key = match &self.settings {
-            TokenSettings::Command(_) => login.to_owned(),
+            TokenSettings::Command(_) | TokenSettings::Google(_) => login.to_owned(),
             TokenSettings::Microsoft { .. } => String::new(),
         };
         let mut cache = self.cache.lock().await;
@@ -107,6 +201,18 @@ impl TokenSource {
             } => {
                 self.client_credentials(tenant_id, client_id, client_secret, authority, scope)
                     .await?
+            }
+            TokenSettings::Google(account) => {
+                let assertion = account.assertion(login, chrono::Utc::now().timestamp())?;
+                let form = [
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                ];
+                let what = format!(
+                    "the Gmail token for {login} (service account {}; check its domain-wide delegation for scope {GMAIL_SCOPE} in the Google Admin console)",
+                    account.client_email
+                );
+                self.token_request(&account.token_uri, &form, &what).await?
             }
         };
         cache.insert(key, (token.clone(), Instant::now() + lifetime));
@@ -169,10 +275,23 @@ impl TokenSource {
             ("client_secret", client_secret.expose()),
             ("scope", scope),
         ];
+        let what = format!(
+            "the IMAP token for app {client_id} (check [source] oauth_tenant_id, oauth_client_id and the secret, and that the app has IMAP.AccessAsApp with admin consent)"
+        );
+        self.token_request(&url, &form, &what).await
+    }
+
+    /// POSTs a token request form; `what` names the token and what to check
+    /// when it is refused.
+    async fn token_request(&self, url: &str, form: &[(&str, &str)], what: &str) -> Result<(Secret, Duration)> {
+        let authority = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
         let resp = self
             .http
-            .post(&url)
-            .form(&form)
+            .post(url)
+            .form(form)
             .send()
             .await
             .map_err(|e| Error::transient(format!("token request to {authority} failed: {}", e.without_url())))?;
@@ -187,9 +306,7 @@ impl TokenSource {
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            let msg = format!(
-                "Entra ID refused the IMAP token for app {client_id} ({status} {code}); check [source] oauth_tenant_id, oauth_client_id and the secret, and that the app has IMAP.AccessAsApp with admin consent"
-            );
+            let msg = format!("{authority} refused {what}: {status} {code}");
             return Err(if status.is_server_error() {
                 Error::transient(msg)
             } else {

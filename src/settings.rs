@@ -167,6 +167,7 @@ struct SourceSection {
     oauth_client_secret_env: Option<String>,
     #[serde(default = "default_graph_authority")]
     oauth_authority: String,
+    oauth_service_account_file: Option<PathBuf>,
     #[serde(default)]
     gmail_labels: crate::labels::LabelMode,
     #[serde(default)]
@@ -390,7 +391,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         keep_junk: file.source.copy_junk,
         keep_trash: file.source.copy_trash,
     };
-    let source_tokens = source_tokens(&file.source, env).map_err(bad)?;
+    let source_tokens = source_tokens(&file.source, &resolve, env).map_err(bad)?;
     let (source, mbox) = match file.source.kind {
         SourceKind::Imap => {
             if file.source.path.is_some() {
@@ -683,17 +684,34 @@ fn http_base_url(key: &str, value: &str) -> Result<String, String> {
 /// credentials (Exchange Online IMAP).
 fn source_tokens(
     s: &SourceSection,
+    resolve: &dyn Fn(&Path) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<crate::oauth::TokenSettings>, String> {
     let microsoft = s.oauth_tenant_id.is_some() || s.oauth_client_id.is_some() || s.oauth_client_secret_env.is_some();
+    let google = s.oauth_service_account_file.is_some();
     if s.auth == SourceAuth::Password {
-        if s.token_command.is_some() || microsoft {
+        if s.token_command.is_some() || microsoft || google {
             return Err("[source] token_command and oauth_* keys need auth = \"xoauth2\"".into());
         }
         return Ok(None);
     }
     if s.kind == SourceKind::Mbox {
         return Err("[source] auth = \"xoauth2\" is for an IMAP source, not kind = \"mbox\"".into());
+    }
+    let ways = usize::from(s.token_command.is_some()) + usize::from(microsoft) + usize::from(google);
+    if ways > 1 {
+        return Err(
+            "[source] set one of token_command, the Microsoft oauth_* keys or oauth_service_account_file, not several"
+                .into(),
+        );
+    }
+    if let Some(file) = &s.oauth_service_account_file {
+        let path = resolve(file);
+        let json = std::fs::read_to_string(&path)
+            .map_err(|e| format!("[source] oauth_service_account_file {}: {e}", path.display()))?;
+        let account = crate::oauth::GoogleServiceAccount::from_json(&json, &path)
+            .map_err(|e| format!("[source] oauth_service_account_file: {e}"))?;
+        return Ok(Some(crate::oauth::TokenSettings::Google(std::sync::Arc::new(account))));
     }
     match (&s.token_command, microsoft) {
         (Some(command), false) => {
@@ -720,9 +738,9 @@ fn source_tokens(
                 scope: "https://outlook.office365.com/.default".into(),
             }))
         }
-        (Some(_), true) => Err("[source] set either token_command or the oauth_* keys, not both".into()),
+        (Some(_), true) => unreachable!("refused above"),
         (None, false) => Err(
-            "[source] auth = \"xoauth2\" needs token_command (a program printing a token for $CUTOVER_LOGIN) or oauth_tenant_id, oauth_client_id and oauth_client_secret_env (Microsoft client credentials)".into(),
+            "[source] auth = \"xoauth2\" needs token_command (a program printing a token for $CUTOVER_LOGIN), oauth_tenant_id, oauth_client_id and oauth_client_secret_env (Microsoft client credentials), or oauth_service_account_file (a Google service account with domain-wide delegation)".into(),
         ),
     }
 }
@@ -821,6 +839,53 @@ mod tests {
         assert_eq!(password.as_ref().unwrap().expose(), "s3cret");
         let err = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nlogin = \"a\"\npassword_env = \"MISSING\"\n").unwrap_err();
         assert!(err.0.contains("MISSING"), "{err}");
+    }
+
+    #[test]
+    fn xoauth2_source_settings() {
+        let base = "[source]\nhost = \"h\"\n";
+        let tail = "[target]\nkind = \"maildir\"\npath = \"x\"\n";
+        let s = parse_str(&format!(
+            "{base}auth = \"xoauth2\"\ntoken_command = \"gettoken\"\n{tail}"
+        ))
+        .unwrap();
+        assert!(matches!(s.source_tokens, Some(crate::oauth::TokenSettings::Command(ref c)) if c == "gettoken"));
+        let s = parse_str(&format!(
+            "{base}auth = \"xoauth2\"\noauth_tenant_id = \"t\"\noauth_client_id = \"c\"\noauth_client_secret_env = \"PW\"\n{tail}"
+        ))
+        .unwrap();
+        match s.source_tokens {
+            Some(crate::oauth::TokenSettings::Microsoft {
+                scope,
+                authority,
+                client_secret,
+                ..
+            }) => {
+                assert_eq!(scope, "https://outlook.office365.com/.default");
+                assert_eq!(authority, "https://login.microsoftonline.com");
+                assert_eq!(client_secret.expose(), "s3cret");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (extra, want) in [
+            ("auth = \"xoauth2\"\n", "needs token_command"),
+            ("token_command = \"x\"\n", "need auth = \"xoauth2\""),
+            (
+                "auth = \"xoauth2\"\noauth_tenant_id = \"t\"\n",
+                "need oauth_tenant_id, oauth_client_id",
+            ),
+            (
+                "auth = \"xoauth2\"\ntoken_command = \"x\"\noauth_client_id = \"c\"\n",
+                "not several",
+            ),
+            (
+                "auth = \"xoauth2\"\noauth_tenant_id = \"t\"\noauth_client_id = \"c\"\noauth_client_secret_env = \"NOPE\"\n",
+                "NOPE, which is not set",
+            ),
+        ] {
+            let err = parse_str(&format!("{base}{extra}{tail}")).unwrap_err();
+            assert!(err.0.contains(want), "{extra:?}: {}", err.0);
+        }
     }
 
     #[test]

@@ -65,7 +65,22 @@ fn oauth_server(valid: HashMap<String, String>, app_token: &'static str) -> (Str
                     reader.read_exact(&mut body).unwrap();
                     let form: HashMap<String, String> = url_decode_form(&String::from_utf8_lossy(&body));
                     let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let reply = if path.ends_with("/oauth2/v2.0/token") {
+                    let reply = if path == "/google/token" {
+                        // JWT bearer grant: the user's token is named after
+                        // the assertion's subject.
+                        record.lock().unwrap().token_requests.push(form.clone());
+                        let jwt = form.get("assertion").cloned().unwrap_or_default();
+                        let payload = jwt.split('.').nth(1).unwrap_or("");
+                        let claims: serde_json::Value = serde_json::from_slice(
+                            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                                .unwrap(),
+                        )
+                        .unwrap();
+                        format!(
+                            r#"{{"access_token":"gmail-token-for-{}","expires_in":3599,"token_type":"Bearer"}}"#,
+                            claims["sub"].as_str().unwrap()
+                        )
+                    } else if path.ends_with("/oauth2/v2.0/token") {
                         record.lock().unwrap().token_requests.push(form.clone());
                         if form.get("client_secret").map(String::as_str) == Some("app-secret") {
                             format!(r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"{app_token}"}}"#)
@@ -255,4 +270,57 @@ fn microsoft_client_credentials_get_one_app_token_for_exchange_imap() {
         seen.token_requests.len()
     );
     assert!(seen.introspected.iter().all(|t| t == "app-token-xyz"));
+}
+
+#[test]
+fn a_google_service_account_gets_a_token_per_user_with_a_signed_jwt() {
+    let (email, _) = user(1);
+    let (base, seen) = oauth_server(
+        HashMap::from([(format!("gmail-token-for-{email}"), email.clone())]),
+        "unused",
+    );
+    let s = setup(&format!("{base}/introspect"));
+    let key_pem =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/graph-test-key.pem")).unwrap();
+    let key_file = serde_json::json!({
+        "type": "service_account",
+        "client_email": "migrator@project.iam.gserviceaccount.com",
+        "private_key": key_pem,
+        "token_uri": format!("{base}/google/token"),
+    });
+    std::fs::write(s.dir.path().join("sa.json"), key_file.to_string()).unwrap();
+    let out = migrate(&s, "oauth_service_account_file = \"sa.json\"");
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(s.target.messages(&s.email).len(), 20);
+
+    let seen = seen.lock().unwrap();
+    let req = seen.token_requests.first().expect("a token request");
+    assert_eq!(req["grant_type"], "urn:ietf:params:oauth:grant-type:jwt-bearer");
+    let jwt = &req["assertion"];
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let b64 = |p: &str| base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&b64(parts[0])).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&b64(parts[1])).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(claims["sub"], email.as_str(), "delegated to the user");
+    assert_eq!(claims["iss"], "migrator@project.iam.gserviceaccount.com");
+    assert_eq!(claims["scope"], "https://mail.google.com/");
+    assert_eq!(claims["aud"], format!("{base}/google/token"));
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
+    // The signature verifies with the service account's public key.
+    let der = rustls_pemfile::private_key(&mut key_pem.as_bytes()).unwrap().unwrap();
+    let pair = match der {
+        tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(k) => {
+            ring::signature::RsaKeyPair::from_pkcs8(k.secret_pkcs8_der())
+        }
+        tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs1(k) => {
+            ring::signature::RsaKeyPair::from_der(k.secret_pkcs1_der())
+        }
+        _ => panic!("RSA test key"),
+    }
+    .unwrap();
+    use ring::signature::KeyPair;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, pair.public_key().as_ref())
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &b64(parts[2]))
+        .expect("RS256 signature by the service account key");
 }
