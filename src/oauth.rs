@@ -240,21 +240,21 @@ impl TokenSource {
             .await
             .map_err(|_| {
                 Error::transient(format!(
-                    "[source] token_command did not finish within {}s for {login}",
+                    "token_command did not finish within {}s for {login}",
                     self.timeout.as_secs()
                 ))
             })?
-            .map_err(|e| Error::fatal(format!("[source] token_command could not be run: {e}")))?;
+            .map_err(|e| Error::fatal(format!("token_command could not be run: {e}")))?;
         if !out.status.success() {
             return Err(Error::fatal(format!(
-                "[source] token_command failed for {login} ({}); run it by hand with CUTOVER_LOGIN={login} to see why",
+                "token_command failed for {login} ({}); run it by hand with CUTOVER_LOGIN={login} to see why",
                 out.status
             )));
         }
         let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if token.is_empty() || token.contains(char::is_whitespace) {
             return Err(Error::fatal(format!(
-                "[source] token_command printed no single token for {login}; it must print the access token alone on stdout"
+                "token_command printed no single token for {login}; it must print the access token alone on stdout"
             )));
         }
         Ok(Secret::new(token))
@@ -276,7 +276,7 @@ impl TokenSource {
             ("scope", scope),
         ];
         let what = format!(
-            "the IMAP token for app {client_id} (check [source] oauth_tenant_id, oauth_client_id and the secret, and that the app has IMAP.AccessAsApp with admin consent)"
+            "the IMAP token for app {client_id} (check oauth_tenant_id, oauth_client_id and the secret, and that the app has IMAP.AccessAsApp with admin consent)"
         );
         self.token_request(&url, &form, &what).await
     }

@@ -77,9 +77,15 @@ pub fn build_target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartE
             endpoint,
             login,
             password,
-        } => Arc::new(
-            ImapTarget::new(endpoint.clone(), login.clone(), password.clone()).map_err(|e| StartError(e.message))?,
-        ),
+            tokens,
+        } => {
+            let target = ImapTarget::new(endpoint.clone(), login.clone(), password.clone())
+                .map_err(|e| StartError(e.message))?;
+            Arc::new(match tokens {
+                Some(t) => target.with_tokens(crate::oauth::TokenSource::new(t.clone(), endpoint.timeout)),
+                None => target,
+            })
+        }
         TargetSettings::Maildir { path } => Arc::new(MaildirTarget::new(path.clone())),
         TargetSettings::Graph(graph) => Arc::new(GraphTarget::new(graph.clone()).map_err(|e| StartError(e.message))?),
     })

@@ -40,6 +40,8 @@ pub enum TargetSettings {
         /// file's TargetUserName/TargetPassword columns.
         login: Option<String>,
         password: Option<Secret>,
+        /// `auth = "xoauth2"`: where the tokens come from.
+        tokens: Option<crate::oauth::TokenSettings>,
     },
     Maildir {
         path: PathBuf,
@@ -196,6 +198,15 @@ struct ImapTargetSection {
     timeout_seconds: u64,
     login: Option<String>,
     password_env: Option<String>,
+    #[serde(default)]
+    auth: SourceAuth,
+    token_command: Option<String>,
+    oauth_tenant_id: Option<String>,
+    oauth_client_id: Option<String>,
+    oauth_client_secret_env: Option<String>,
+    #[serde(default = "default_graph_authority")]
+    oauth_authority: String,
+    oauth_service_account_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -391,7 +402,27 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         keep_junk: file.source.copy_junk,
         keep_trash: file.source.copy_trash,
     };
-    let source_tokens = source_tokens(&file.source, &resolve, env).map_err(bad)?;
+    if file.source.auth == SourceAuth::Xoauth2 && file.source.kind == SourceKind::Mbox {
+        return Err(bad(
+            "[source] auth = \"xoauth2\" is for an IMAP source, not kind = \"mbox\"".into(),
+        ));
+    }
+    let src = &file.source;
+    let source_tokens = token_settings(
+        OAuthKeys {
+            section: "source",
+            xoauth2: src.auth == SourceAuth::Xoauth2,
+            token_command: &src.token_command,
+            tenant_id: &src.oauth_tenant_id,
+            client_id: &src.oauth_client_id,
+            client_secret_env: &src.oauth_client_secret_env,
+            authority: &src.oauth_authority,
+            service_account_file: &src.oauth_service_account_file,
+        },
+        &resolve,
+        env,
+    )
+    .map_err(bad)?;
     let (source, mbox) = match file.source.kind {
         SourceKind::Imap => {
             if file.source.path.is_some() {
@@ -445,6 +476,26 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 t.timeout_seconds,
             )
             .map_err(bad)?;
+            let tokens = token_settings(
+                OAuthKeys {
+                    section: "target",
+                    xoauth2: t.auth == SourceAuth::Xoauth2,
+                    token_command: &t.token_command,
+                    tenant_id: &t.oauth_tenant_id,
+                    client_id: &t.oauth_client_id,
+                    client_secret_env: &t.oauth_client_secret_env,
+                    authority: &t.oauth_authority,
+                    service_account_file: &t.oauth_service_account_file,
+                },
+                &resolve,
+                env,
+            )
+            .map_err(bad)?;
+            if tokens.is_some() && t.password_env.is_some() {
+                return Err(bad(
+                    "[target] auth = \"xoauth2\" logs in with tokens: remove password_env (login, default \"{email}\", names the mailbox)".into(),
+                ));
+            }
             let password = match &t.password_env {
                 Some(var) => Some(Secret::new(env(var).ok_or_else(|| {
                     bad(format!(
@@ -455,6 +506,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             };
             if let Some(login) = &t.login
                 && password.is_none()
+                && tokens.is_none()
             {
                 return Err(bad(format!(
                     "[target] login = {login:?} needs password_env (the variable holding that login's password)"
@@ -467,6 +519,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 endpoint,
                 login: t.login,
                 password,
+                tokens,
             }
         }
         TargetSection::Maildir(m) => TargetSettings::Maildir { path: resolve(&m.path) },
@@ -680,69 +733,77 @@ fn http_base_url(key: &str, value: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// `[source] auth = "xoauth2"`: a token command, or Microsoft client
-/// credentials (Exchange Online IMAP).
-fn source_tokens(
-    s: &SourceSection,
+/// The OAuth keys of `[source]` or an IMAP `[target]`.
+struct OAuthKeys<'a> {
+    section: &'a str,
+    xoauth2: bool,
+    token_command: &'a Option<String>,
+    tenant_id: &'a Option<String>,
+    client_id: &'a Option<String>,
+    client_secret_env: &'a Option<String>,
+    authority: &'a str,
+    service_account_file: &'a Option<PathBuf>,
+}
+
+/// `auth = "xoauth2"`: a token command, Microsoft client credentials
+/// (Exchange Online IMAP) or a Google service account (Gmail Workspace).
+fn token_settings(
+    k: OAuthKeys<'_>,
     resolve: &dyn Fn(&Path) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<crate::oauth::TokenSettings>, String> {
-    let microsoft = s.oauth_tenant_id.is_some() || s.oauth_client_id.is_some() || s.oauth_client_secret_env.is_some();
-    let google = s.oauth_service_account_file.is_some();
-    if s.auth == SourceAuth::Password {
-        if s.token_command.is_some() || microsoft || google {
-            return Err("[source] token_command and oauth_* keys need auth = \"xoauth2\"".into());
+    let section = k.section;
+    let microsoft = k.tenant_id.is_some() || k.client_id.is_some() || k.client_secret_env.is_some();
+    let google = k.service_account_file.is_some();
+    if !k.xoauth2 {
+        if k.token_command.is_some() || microsoft || google {
+            return Err(format!(
+                "[{section}] token_command and oauth_* keys need auth = \"xoauth2\""
+            ));
         }
         return Ok(None);
     }
-    if s.kind == SourceKind::Mbox {
-        return Err("[source] auth = \"xoauth2\" is for an IMAP source, not kind = \"mbox\"".into());
-    }
-    let ways = usize::from(s.token_command.is_some()) + usize::from(microsoft) + usize::from(google);
+    let ways = usize::from(k.token_command.is_some()) + usize::from(microsoft) + usize::from(google);
     if ways > 1 {
-        return Err(
-            "[source] set one of token_command, the Microsoft oauth_* keys or oauth_service_account_file, not several"
-                .into(),
-        );
+        return Err(format!(
+            "[{section}] set one of token_command, the Microsoft oauth_* keys or oauth_service_account_file, not several"
+        ));
     }
-    if let Some(file) = &s.oauth_service_account_file {
+    if let Some(file) = k.service_account_file {
         let path = resolve(file);
         let json = std::fs::read_to_string(&path)
-            .map_err(|e| format!("[source] oauth_service_account_file {}: {e}", path.display()))?;
+            .map_err(|e| format!("[{section}] oauth_service_account_file {}: {e}", path.display()))?;
         let account = crate::oauth::GoogleServiceAccount::from_json(&json, &path)
-            .map_err(|e| format!("[source] oauth_service_account_file: {e}"))?;
+            .map_err(|e| format!("[{section}] oauth_service_account_file: {e}"))?;
         return Ok(Some(crate::oauth::TokenSettings::Google(std::sync::Arc::new(account))));
     }
-    match (&s.token_command, microsoft) {
-        (Some(command), false) => {
-            if command.trim().is_empty() {
-                return Err("[source] token_command is empty".into());
-            }
-            Ok(Some(crate::oauth::TokenSettings::Command(command.clone())))
+    if let Some(command) = k.token_command {
+        if command.trim().is_empty() {
+            return Err(format!("[{section}] token_command is empty"));
         }
-        (None, true) => {
-            let (Some(tenant_id), Some(client_id), Some(var)) =
-                (&s.oauth_tenant_id, &s.oauth_client_id, &s.oauth_client_secret_env)
-            else {
-                return Err("[source] Microsoft client credentials need oauth_tenant_id, oauth_client_id and oauth_client_secret_env".into());
-            };
-            let secret = env(var)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("[source] oauth_client_secret_env names {var}, which is not set (or empty) in the environment"))?;
-            Ok(Some(crate::oauth::TokenSettings::Microsoft {
-                tenant_id: tenant_id.clone(),
-                client_id: client_id.clone(),
-                client_secret: Secret::new(secret),
-                authority: http_base_url("oauth_authority", &s.oauth_authority)
-                    .map_err(|e| e.replacen("[target]", "[source]", 1))?,
-                scope: "https://outlook.office365.com/.default".into(),
-            }))
-        }
-        (Some(_), true) => unreachable!("refused above"),
-        (None, false) => Err(
-            "[source] auth = \"xoauth2\" needs token_command (a program printing a token for $CUTOVER_LOGIN), oauth_tenant_id, oauth_client_id and oauth_client_secret_env (Microsoft client credentials), or oauth_service_account_file (a Google service account with domain-wide delegation)".into(),
-        ),
+        return Ok(Some(crate::oauth::TokenSettings::Command(command.clone())));
     }
+    if !microsoft {
+        return Err(format!(
+            "[{section}] auth = \"xoauth2\" needs token_command (a program printing a token for $CUTOVER_LOGIN), oauth_tenant_id, oauth_client_id and oauth_client_secret_env (Microsoft client credentials), or oauth_service_account_file (a Google service account with domain-wide delegation)"
+        ));
+    }
+    let (Some(tenant_id), Some(client_id), Some(var)) = (k.tenant_id, k.client_id, k.client_secret_env) else {
+        return Err(format!(
+            "[{section}] Microsoft client credentials need oauth_tenant_id, oauth_client_id and oauth_client_secret_env"
+        ));
+    };
+    let secret = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+        format!("[{section}] oauth_client_secret_env names {var}, which is not set (or empty) in the environment")
+    })?;
+    Ok(Some(crate::oauth::TokenSettings::Microsoft {
+        tenant_id: tenant_id.clone(),
+        client_id: client_id.clone(),
+        client_secret: Secret::new(secret),
+        authority: http_base_url("oauth_authority", k.authority)
+            .map_err(|e| e.replacen("[target]", &format!("[{section}]"), 1))?,
+        scope: "https://outlook.office365.com/.default".into(),
+    }))
 }
 
 fn endpoint(

@@ -324,3 +324,46 @@ fn a_google_service_account_gets_a_token_per_user_with_a_signed_jwt() {
         .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &b64(parts[2]))
         .expect("RS256 signature by the service account key");
 }
+
+#[test]
+fn the_imap_target_logs_in_with_xoauth2_too() {
+    let (email, password) = user(1);
+    let token = format!("target-tok-{email}");
+    let (base, seen) = oauth_server(HashMap::from([(token.clone(), email.clone())]), "unused");
+    let source = Dovecot::start(DovecotOptions {
+        users: vec![(email.clone(), password.clone())],
+        ..Default::default()
+    });
+    source.deliver(&email, "INBOX", &mailgen::generate(4, 12, 800));
+    // No master user and no password for cutover: only the token opens it.
+    let target = Dovecot::start(DovecotOptions {
+        users: vec![(email.clone(), "target-only-password".into())],
+        oauth2_introspection_url: Some(format!("{base}/introspect")),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("users.csv"),
+        format!("EmailAddress,UserName,Password\r\n{email},{email},{password}\r\n"),
+    )
+    .unwrap();
+    let config = format!(
+        "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+         [target]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+         auth = \"xoauth2\"\ntoken_command = \"printf 'target-tok-%s' \\\"$CUTOVER_LOGIN\\\"\"\n\n\
+         [state]\npath = \"state.db\"\n",
+        source.port(),
+        target.port()
+    );
+    let path = dir.path().join("cutover.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["migrate", "--config", path.to_str().unwrap(), "--users"])
+        .arg(dir.path().join("users.csv"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(target.messages(&email).len(), 12);
+    assert!(seen.lock().unwrap().introspected.contains(&token));
+}
