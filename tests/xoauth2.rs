@@ -183,9 +183,12 @@ fn migrate(s: &Setup, source_auth: &str) -> Output {
     );
     let path = s.dir.path().join("cutover.toml");
     std::fs::write(&path, config).unwrap();
+    // At trace level, into a log file the token must not reach either.
     std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["-vvv", "--log-file", "trace.log"])
         .args(["migrate", "--config", path.to_str().unwrap(), "--users"])
         .arg(s.dir.path().join("users.csv"))
+        .env("RUST_LOG", "trace")
         .env("CUTOVER_TEST_ADMIN_PW", ADMIN_PASSWORD)
         .env("CUTOVER_TEST_APP_SECRET", "app-secret")
         .current_dir(s.dir.path())
@@ -226,7 +229,18 @@ fn token_command_logs_in_with_xoauth2_and_a_refused_token_fails_that_user() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!output.contains(&token), "the token is never printed");
+    let trace = std::fs::read_to_string(s.dir.path().join("trace.log")).unwrap();
+    assert!(
+        trace.contains("TRACE") || trace.contains("DEBUG"),
+        "trace output was written"
+    );
     state_dir_has_no(s.dir.path(), &token);
+    // Nor the SASL response that carries it, as sent on the wire.
+    let sasl = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("user={email}\x01auth=Bearer {token}\x01\x01"),
+    );
+    state_dir_has_no(s.dir.path(), &sasl);
 
     // A token the server does not accept fails the user with a clear
     // message, without the token in it.
