@@ -128,7 +128,12 @@ struct Ctx {
 
 /// Checks every user; `Err` only when the check cannot start.
 pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckReport, StartError> {
-    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    if settings.mbox.is_some() {
+        return Err(StartError(
+            "cutover check reads an IMAP source; with [source] kind = \"mbox\" run cutover migrate (and cutover status or report)".into(),
+        ));
+    }
+    let source = crate::run::imap_source(&settings)?;
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;
     let maildir_problem = match &settings.target {

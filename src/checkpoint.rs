@@ -822,7 +822,9 @@ impl Checkpoint {
         Ok(status)
     }
 
-    /// Every skipped or failed message of a user.
+    /// Every skipped or failed message of a user, except the copies a
+    /// label-based source (Gmail) shows in several folders: those are not
+    /// problems, only counted (the message itself was copied once).
     pub fn problem_items(&self, email: &str) -> Result<Vec<ProblemItem>> {
         let mut stmt = self
             .conn
@@ -830,6 +832,7 @@ impl Checkpoint {
                 "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason, m.subject
                  FROM messages m JOIN folders f ON f.id = m.folder_id
                  WHERE f.email = ?1 AND m.state IN ('skipped', 'failed')
+                   AND NOT (m.state = 'skipped' AND m.reason = 'copied from another folder')
                  ORDER BY f.path, m.uid",
             )
             .map_err(self.err())?;

@@ -21,6 +21,7 @@ pub mod event;
 pub mod imap;
 pub mod labels;
 pub mod model;
+pub mod oauth;
 pub mod pace;
 pub mod plan;
 pub mod progress;

@@ -90,7 +90,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
             if connections.is_empty() || connections.contains(&0) {
                 return fail(&"--connections takes positive counts, e.g. 1,2,4,8");
             }
-            let source = match cutover::source::ImapSource::new(settings.source) {
+            if settings.mbox.is_some() {
+                return fail(&"cutover bench measures an IMAP source; [source] kind = \"mbox\" has none");
+            }
+            let source = match cutover::run::imap_source(&settings) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };

@@ -24,7 +24,7 @@ use crate::pace::{Held, Limits as PaceLimits, RetryPolicy};
 use crate::plan::{self, Candidate, State};
 use crate::roster::UserJob;
 use crate::settings::{Settings, TargetSettings};
-use crate::source::{ImapSource, SourceSession};
+use crate::source::{ImapSource, MboxSource, Session as SourceSession, Source};
 use crate::target::{Target, TargetSession, graph::GraphTarget, imap::ImapTarget, maildir::MaildirTarget};
 use crate::transform;
 
@@ -78,11 +78,27 @@ pub fn build_target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartE
             endpoint,
             login,
             password,
-        } => Arc::new(
-            ImapTarget::new(endpoint.clone(), login.clone(), password.clone()).map_err(|e| StartError(e.message))?,
-        ),
+            tokens,
+        } => {
+            let target = ImapTarget::new(endpoint.clone(), login.clone(), password.clone())
+                .map_err(|e| StartError(e.message))?;
+            Arc::new(match tokens {
+                Some(t) => target.with_tokens(crate::oauth::TokenSource::new(t.clone(), endpoint.timeout)),
+                None => target,
+            })
+        }
         TargetSettings::Maildir { path } => Arc::new(MaildirTarget::new(path.clone())),
         TargetSettings::Graph(graph) => Arc::new(GraphTarget::new(graph.clone()).map_err(|e| StartError(e.message))?),
+    })
+}
+
+/// The configured IMAP source, logging in with OAuth tokens (XOAUTH2) when
+/// `[source] auth = "xoauth2"`.
+pub fn imap_source(settings: &Settings) -> Result<ImapSource, StartError> {
+    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    Ok(match &settings.source_tokens {
+        Some(tokens) => source.with_tokens(crate::oauth::TokenSource::new(tokens.clone(), settings.source.timeout)),
+        None => source,
     })
 }
 
@@ -168,7 +184,7 @@ impl Recorder {
 /// Everything the per-user tasks share.
 struct Shared {
     settings: Settings,
-    source: ImapSource,
+    source: Source,
     target: Arc<dyn Target>,
     db: Mutex<Checkpoint>,
     recorder: Recorder,
@@ -214,7 +230,10 @@ pub async fn migrate(
         db.claim_shard(settings.shard.map(|s| s.to_string()).as_deref())?;
     }
     let (recorder, recorder_thread) = Recorder::start(&settings.state_path)?;
-    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    let source = match &settings.mbox {
+        Some(path) => Source::Mbox(MboxSource::new(path.clone())),
+        None => Source::Imap(imap_source(&settings)?),
+    };
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;
     let in_flight_kib = in_flight_capacity_kib(&settings) as usize;

@@ -15,7 +15,14 @@ pub const MAX_MESSAGE_BYTES_CEILING: u64 = 150 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct Settings {
+    /// The IMAP source (unused when `mbox` is set).
     pub source: Endpoint,
+    /// `[source] auth = "xoauth2"`: where the IMAP source's OAuth tokens
+    /// come from; `None` logs in with the users file's passwords.
+    pub source_tokens: Option<crate::oauth::TokenSettings>,
+    /// `[source] kind = "mbox"`: each user's Google Takeout export, a path
+    /// with `{email}` (relative paths resolved against the config file).
+    pub mbox: Option<PathBuf>,
     /// How a label-based source (Gmail, or any server with an All Mail
     /// folder) is copied: `[source] gmail_labels`, `copy_junk`, `copy_trash`.
     pub labels: crate::labels::Rules,
@@ -36,6 +43,8 @@ pub enum TargetSettings {
         /// file's TargetUserName/TargetPassword columns.
         login: Option<String>,
         password: Option<Secret>,
+        /// `auth = "xoauth2"`: where the tokens come from.
+        tokens: Option<crate::oauth::TokenSettings>,
     },
     Maildir {
         path: PathBuf,
@@ -126,16 +135,46 @@ struct File {
     run: RunSection,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SourceAuth {
+    #[default]
+    Password,
+    Xoauth2,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SourceKind {
+    #[default]
+    Imap,
+    Mbox,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SourceSection {
-    host: String,
+    #[serde(default)]
+    kind: SourceKind,
+    /// Required for kind = "imap".
+    host: Option<String>,
+    /// Required for kind = "mbox".
+    path: Option<PathBuf>,
     port: Option<u16>,
     #[serde(default = "default_security")]
     security: Security,
     ca_file: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
+    #[serde(default)]
+    auth: SourceAuth,
+    token_command: Option<String>,
+    oauth_tenant_id: Option<String>,
+    oauth_client_id: Option<String>,
+    oauth_client_secret_env: Option<String>,
+    #[serde(default = "default_graph_authority")]
+    oauth_authority: String,
+    oauth_service_account_file: Option<PathBuf>,
     #[serde(default)]
     gmail_labels: crate::labels::LabelMode,
     #[serde(default)]
@@ -164,6 +203,15 @@ struct ImapTargetSection {
     timeout_seconds: u64,
     login: Option<String>,
     password_env: Option<String>,
+    #[serde(default)]
+    auth: SourceAuth,
+    token_command: Option<String>,
+    oauth_tenant_id: Option<String>,
+    oauth_client_id: Option<String>,
+    oauth_client_secret_env: Option<String>,
+    #[serde(default = "default_graph_authority")]
+    oauth_authority: String,
+    oauth_service_account_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -390,15 +438,68 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         keep_junk: file.source.copy_junk,
         keep_trash: file.source.copy_trash,
     };
-    let source = endpoint(
-        "source",
-        file.source.host,
-        file.source.port,
-        file.source.security,
-        file.source.ca_file.map(|p| resolve(&p)),
-        file.source.timeout_seconds,
+    if file.source.auth == SourceAuth::Xoauth2 && file.source.kind == SourceKind::Mbox {
+        return Err(bad(
+            "[source] auth = \"xoauth2\" is for an IMAP source, not kind = \"mbox\"".into(),
+        ));
+    }
+    let src = &file.source;
+    let source_tokens = token_settings(
+        OAuthKeys {
+            section: "source",
+            xoauth2: src.auth == SourceAuth::Xoauth2,
+            token_command: &src.token_command,
+            tenant_id: &src.oauth_tenant_id,
+            client_id: &src.oauth_client_id,
+            client_secret_env: &src.oauth_client_secret_env,
+            authority: &src.oauth_authority,
+            service_account_file: &src.oauth_service_account_file,
+        },
+        &resolve,
+        env,
     )
     .map_err(bad)?;
+    let (source, mbox) = match file.source.kind {
+        SourceKind::Imap => {
+            if file.source.path.is_some() {
+                return Err(bad(
+                    "[source] path is for kind = \"mbox\" (a Google Takeout export); an IMAP source needs host".into(),
+                ));
+            }
+            let host = file.source.host.ok_or_else(|| {
+                bad("[source] host is missing: the IMAP server to copy from (or kind = \"mbox\" with path for a Google Takeout export)".into())
+            })?;
+            let source = endpoint(
+                "source",
+                host,
+                file.source.port,
+                file.source.security,
+                file.source.ca_file.map(|p| resolve(&p)),
+                file.source.timeout_seconds,
+            )
+            .map_err(bad)?;
+            (source, None)
+        }
+        SourceKind::Mbox => {
+            if file.source.host.is_some() {
+                return Err(bad(
+                    "[source] host is for an IMAP source; kind = \"mbox\" reads path".into()
+                ));
+            }
+            let path = file.source.path.ok_or_else(|| {
+                bad("[source] kind = \"mbox\" needs path, the Takeout .mbox of each user with {email}, e.g. \"takeout/{email}.mbox\"".into())
+            })?;
+            // Never contacted: the IMAP endpoint stays a placeholder.
+            let placeholder = Endpoint {
+                host: String::new(),
+                port: 0,
+                security: Security::Plain,
+                ca_file: None,
+                timeout: Duration::from_secs(file.source.timeout_seconds.max(1)),
+            };
+            (placeholder, Some(resolve(&path)))
+        }
+    };
 
     let target = match file.target {
         TargetSection::Imap(t) => {
@@ -411,6 +512,26 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 t.timeout_seconds,
             )
             .map_err(bad)?;
+            let tokens = token_settings(
+                OAuthKeys {
+                    section: "target",
+                    xoauth2: t.auth == SourceAuth::Xoauth2,
+                    token_command: &t.token_command,
+                    tenant_id: &t.oauth_tenant_id,
+                    client_id: &t.oauth_client_id,
+                    client_secret_env: &t.oauth_client_secret_env,
+                    authority: &t.oauth_authority,
+                    service_account_file: &t.oauth_service_account_file,
+                },
+                &resolve,
+                env,
+            )
+            .map_err(bad)?;
+            if tokens.is_some() && t.password_env.is_some() {
+                return Err(bad(
+                    "[target] auth = \"xoauth2\" logs in with tokens: remove password_env (login, default \"{email}\", names the mailbox)".into(),
+                ));
+            }
             let password = match &t.password_env {
                 Some(var) => Some(Secret::new(env(var).ok_or_else(|| {
                     bad(format!(
@@ -421,6 +542,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             };
             if let Some(login) = &t.login
                 && password.is_none()
+                && tokens.is_none()
             {
                 return Err(bad(format!(
                     "[target] login = {login:?} needs password_env (the variable holding that login's password)"
@@ -433,6 +555,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 endpoint,
                 login: t.login,
                 password,
+                tokens,
             }
         }
         TargetSection::Maildir(m) => TargetSettings::Maildir { path: resolve(&m.path) },
@@ -492,6 +615,8 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 
     Ok(Settings {
         source,
+        source_tokens,
+        mbox,
         labels,
         target,
         limits: Limits {
@@ -672,6 +797,79 @@ fn http_base_url(key: &str, value: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
+/// The OAuth keys of `[source]` or an IMAP `[target]`.
+struct OAuthKeys<'a> {
+    section: &'a str,
+    xoauth2: bool,
+    token_command: &'a Option<String>,
+    tenant_id: &'a Option<String>,
+    client_id: &'a Option<String>,
+    client_secret_env: &'a Option<String>,
+    authority: &'a str,
+    service_account_file: &'a Option<PathBuf>,
+}
+
+/// `auth = "xoauth2"`: a token command, Microsoft client credentials
+/// (Exchange Online IMAP) or a Google service account (Gmail Workspace).
+fn token_settings(
+    k: OAuthKeys<'_>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<crate::oauth::TokenSettings>, String> {
+    let section = k.section;
+    let microsoft = k.tenant_id.is_some() || k.client_id.is_some() || k.client_secret_env.is_some();
+    let google = k.service_account_file.is_some();
+    if !k.xoauth2 {
+        if k.token_command.is_some() || microsoft || google {
+            return Err(format!(
+                "[{section}] token_command and oauth_* keys need auth = \"xoauth2\""
+            ));
+        }
+        return Ok(None);
+    }
+    let ways = usize::from(k.token_command.is_some()) + usize::from(microsoft) + usize::from(google);
+    if ways > 1 {
+        return Err(format!(
+            "[{section}] set one of token_command, the Microsoft oauth_* keys or oauth_service_account_file, not several"
+        ));
+    }
+    if let Some(file) = k.service_account_file {
+        let path = resolve(file);
+        let json = std::fs::read_to_string(&path)
+            .map_err(|e| format!("[{section}] oauth_service_account_file {}: {e}", path.display()))?;
+        let account = crate::oauth::GoogleServiceAccount::from_json(&json, &path)
+            .map_err(|e| format!("[{section}] oauth_service_account_file: {e}"))?;
+        return Ok(Some(crate::oauth::TokenSettings::Google(std::sync::Arc::new(account))));
+    }
+    if let Some(command) = k.token_command {
+        if command.trim().is_empty() {
+            return Err(format!("[{section}] token_command is empty"));
+        }
+        return Ok(Some(crate::oauth::TokenSettings::Command(command.clone())));
+    }
+    if !microsoft {
+        return Err(format!(
+            "[{section}] auth = \"xoauth2\" needs token_command (a program printing a token for $CUTOVER_LOGIN), oauth_tenant_id, oauth_client_id and oauth_client_secret_env (Microsoft client credentials), or oauth_service_account_file (a Google service account with domain-wide delegation)"
+        ));
+    }
+    let (Some(tenant_id), Some(client_id), Some(var)) = (k.tenant_id, k.client_id, k.client_secret_env) else {
+        return Err(format!(
+            "[{section}] Microsoft client credentials need oauth_tenant_id, oauth_client_id and oauth_client_secret_env"
+        ));
+    };
+    let secret = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+        format!("[{section}] oauth_client_secret_env names {var}, which is not set (or empty) in the environment")
+    })?;
+    Ok(Some(crate::oauth::TokenSettings::Microsoft {
+        tenant_id: tenant_id.clone(),
+        client_id: client_id.clone(),
+        client_secret: Secret::new(secret),
+        authority: http_base_url("oauth_authority", k.authority)
+            .map_err(|e| e.replacen("[target]", &format!("[{section}]"), 1))?,
+        scope: "https://outlook.office365.com/.default".into(),
+    }))
+}
+
 fn endpoint(
     section: &str,
     host: String,
@@ -766,6 +964,82 @@ mod tests {
         assert_eq!(password.as_ref().unwrap().expose(), "s3cret");
         let err = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nlogin = \"a\"\npassword_env = \"MISSING\"\n").unwrap_err();
         assert!(err.0.contains("MISSING"), "{err}");
+    }
+
+    #[test]
+    fn xoauth2_source_settings() {
+        let base = "[source]\nhost = \"h\"\n";
+        let tail = "[target]\nkind = \"maildir\"\npath = \"x\"\n";
+        let s = parse_str(&format!(
+            "{base}auth = \"xoauth2\"\ntoken_command = \"gettoken\"\n{tail}"
+        ))
+        .unwrap();
+        assert!(matches!(s.source_tokens, Some(crate::oauth::TokenSettings::Command(ref c)) if c == "gettoken"));
+        let s = parse_str(&format!(
+            "{base}auth = \"xoauth2\"\noauth_tenant_id = \"t\"\noauth_client_id = \"c\"\noauth_client_secret_env = \"PW\"\n{tail}"
+        ))
+        .unwrap();
+        match s.source_tokens {
+            Some(crate::oauth::TokenSettings::Microsoft {
+                scope,
+                authority,
+                client_secret,
+                ..
+            }) => {
+                assert_eq!(scope, "https://outlook.office365.com/.default");
+                assert_eq!(authority, "https://login.microsoftonline.com");
+                assert_eq!(client_secret.expose(), "s3cret");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (extra, want) in [
+            ("auth = \"xoauth2\"\n", "needs token_command"),
+            ("token_command = \"x\"\n", "need auth = \"xoauth2\""),
+            (
+                "auth = \"xoauth2\"\noauth_tenant_id = \"t\"\n",
+                "need oauth_tenant_id, oauth_client_id",
+            ),
+            (
+                "auth = \"xoauth2\"\ntoken_command = \"x\"\noauth_client_id = \"c\"\n",
+                "not several",
+            ),
+            (
+                "auth = \"xoauth2\"\noauth_tenant_id = \"t\"\noauth_client_id = \"c\"\noauth_client_secret_env = \"NOPE\"\n",
+                "NOPE, which is not set",
+            ),
+        ] {
+            let err = parse_str(&format!("{base}{extra}{tail}")).unwrap_err();
+            assert!(err.0.contains(want), "{extra:?}: {}", err.0);
+        }
+    }
+
+    #[test]
+    fn takeout_source_and_label_rules() {
+        let s = parse_str("[source]\nkind = \"mbox\"\npath = \"takeout/{email}.mbox\"\ngmail_labels = \"folders\"\ncopy_trash = true\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap();
+        let path = s.mbox.expect("mbox source");
+        assert_eq!(
+            path,
+            Path::new("/etc/cutover/takeout/{email}.mbox"),
+            "relative to the config file"
+        );
+        assert_eq!(s.labels.mode, crate::labels::LabelMode::Folders);
+        assert!(s.labels.keep_trash && !s.labels.keep_junk);
+        let d = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap();
+        assert_eq!(d.labels, crate::labels::Rules::default());
+        assert!(d.mbox.is_none());
+        let err = parse_str("[source]\nkind = \"mbox\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap_err();
+        assert!(err.0.contains("needs path"), "{}", err.0);
+        let err = parse_str(
+            "[source]\nkind = \"mbox\"\nhost = \"h\"\npath = \"p\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.0.contains("host is for an IMAP source"), "{}", err.0);
+        let err = parse_str("[source]\n[target]\nkind = \"maildir\"\npath = \"x\"\n").unwrap_err();
+        assert!(err.0.contains("host is missing"), "{}", err.0);
+        let err =
+            parse_str("[source]\nhost = \"h\"\ngmail_labels = \"tags\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n")
+                .unwrap_err();
+        assert!(err.0.contains("gmail_labels"), "{}", err.0);
     }
 
     const GRAPH: &str = "[source]\nhost = \"h\"\n[target]\nkind = \"graph\"\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n";

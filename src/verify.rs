@@ -142,7 +142,12 @@ struct Ctx {
 /// Compares source and target for every user; `Err` only when it cannot
 /// start at all (a user that cannot be compared is reported in its entry).
 pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyReport, StartError> {
-    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    if settings.mbox.is_some() {
+        return Err(StartError(
+            "cutover verify reads an IMAP source; with [source] kind = \"mbox\" run cutover migrate (and cutover status or report)".into(),
+        ));
+    }
+    let source = crate::run::imap_source(&settings)?;
     let target = build_target(&settings.target)?;
     let exclude = exclude_set(&settings)?;
     // Without a state DB nothing was migrated yet; the rules still apply.

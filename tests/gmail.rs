@@ -510,3 +510,171 @@ fn folders_mode_to_graph_copies_once_per_label_without_categories() {
         }
     }
 }
+
+/// The same mailbox as a Google Takeout export: one mbox, each message once
+/// with its `From_` line (X-GM-MSGID and received time), `X-GM-THRID` and
+/// `X-Gmail-Labels` headers and mboxrd quoting, plus a message whose body
+/// has lines only quoting keeps apart from separators.
+fn takeout(mb: &Mailbox, extra: &GenMessage) -> Vec<u8> {
+    let mut out = Vec::new();
+    let all = mb
+        .messages
+        .iter()
+        .zip(mb.places.iter().cloned())
+        .chain(std::iter::once((
+            extra,
+            Place {
+                labels: vec!["Work"],
+                ..Place::default()
+            },
+        )));
+    for (i, (m, p)) in all.enumerate() {
+        let date = chrono::DateTime::from_timestamp(m.internal_date, 0).unwrap();
+        let gm_msgid = 1_600_000_000_000_000_000u64 + i as u64;
+        out.extend_from_slice(
+            format!("From {gm_msgid}@xxx {}\r\n", date.format("%a %b %d %H:%M:%S +0000 %Y")).as_bytes(),
+        );
+        let mut labels: Vec<String> = Vec::new();
+        if p.archived() {
+            labels.push("Archived".into());
+        }
+        if p.inbox {
+            labels.push("Inbox".into());
+        }
+        if p.sent {
+            labels.push("Sent".into());
+        }
+        if p.spam {
+            labels.push("Spam".into());
+        }
+        if p.trash {
+            labels.push("Trash".into());
+        }
+        if m.flags.iter().any(|f| f == "\\Flagged") {
+            labels.push("Starred".into());
+        }
+        labels.push(
+            if m.flags.iter().any(|f| f == "\\Seen") {
+                "Opened"
+            } else {
+                "Unread"
+            }
+            .into(),
+        );
+        if i % 3 == 0 {
+            labels.push("Category Updates".into());
+        }
+        labels.extend(p.labels.iter().map(|l| format!("\"{l}\"")));
+        out.extend_from_slice(format!("X-GM-THRID: {gm_msgid}\r\nX-Gmail-Labels: {}\r\n", labels.join(",")).as_bytes());
+        for line in m.raw.split_inclusive(|&b| b == b'\n') {
+            let unquoted = line.iter().position(|&b| b != b'>').map_or(&[][..], |p| &line[p..]);
+            if unquoted.starts_with(b"From ") {
+                out.push(b'>');
+            }
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn from_lines_message() -> GenMessage {
+    GenMessage {
+        raw: b"Message-ID: <from-lines@gen.cutover.test>\r\nSubject: quoting\r\n\r\nFrom the start of a line\r\n>From an earlier quote\r\n\r\nFrom again after an empty line\r\n"
+            .to_vec(),
+        flags: vec!["\\Seen".into()],
+        internal_date: 1_600_000_000,
+    }
+}
+
+fn write_mbox_config(dir: &Path, target: &Dovecot, mode: &str) -> std::path::PathBuf {
+    let config = format!(
+        "[source]\nkind = \"mbox\"\npath = \"takeout/{{email}}.mbox\"\ngmail_labels = \"{mode}\"\n\n\
+         [target]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+         login = \"{{email}}*admin\"\npassword_env = \"CUTOVER_TEST_ADMIN_PW\"\n\n\
+         [state]\npath = \"state.db\"\n",
+        target.port()
+    );
+    let p = dir.join("cutover.toml");
+    std::fs::write(&p, config).unwrap();
+    p
+}
+
+/// Gmail flags a Takeout export keeps: read state and Starred.
+fn takeout_flags(m: &GenMessage) -> Vec<String> {
+    m.flags
+        .iter()
+        .filter(|f| *f == "\\Seen" || *f == "\\Flagged")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_takeout_mbox_of_the_same_mail_gives_the_same_result() {
+    let (email, password) = user(1);
+    let mb = mailbox();
+    let (kept, archived, per_label) = counts(&mb);
+    let extra = from_lines_message();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("takeout")).unwrap();
+    std::fs::write(dir.path().join(format!("takeout/{email}.mbox")), takeout(&mb, &extra)).unwrap();
+
+    // Categories mode: each message once, in its main folder, with labels.
+    let target = imap_target(&email, &password);
+    let config = write_mbox_config(dir.path(), &target, "categories");
+    let users = write_users(dir.path(), &email, &password);
+    migrate(&config, &users, &[]);
+    let got = target.messages(&email);
+    assert_eq!(got.len(), kept + 1, "every message once, none from Spam or Trash");
+    let got = by_message_id(&got);
+    let all = mb
+        .messages
+        .iter()
+        .zip(mb.places.iter().cloned())
+        .chain(std::iter::once((
+            &extra,
+            Place {
+                labels: vec!["Work"],
+                ..Place::default()
+            },
+        )));
+    for (m, p) in all {
+        let id = mailgen::message_id(&m.raw).unwrap();
+        let copies = got.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        if p.left_out() {
+            assert!(copies.is_empty(), "{id} is in Spam or Trash and must not be copied");
+            continue;
+        }
+        assert_eq!(copies.len(), 1, "{id} ({p:?}) exactly once");
+        let t = copies[0];
+        assert_eq!(t.folder, main_folder(&p), "{id} ({p:?}) in its main folder");
+        assert!(
+            t.raw == m.raw,
+            "{id}: bytes as received (Takeout headers and quoting removed)"
+        );
+        assert_eq!(
+            t.internal_date, m.internal_date,
+            "{id}: received time from the From_ line"
+        );
+        let mut want = takeout_flags(m);
+        want.extend(p.labels.iter().map(|l| keyword(l)));
+        mailgen::sort_flags(&mut want);
+        assert_eq!(t.flags, want, "{id}: read state, star and every label as a keyword");
+    }
+    let in_archive = got.values().flatten().filter(|m| m.folder == "Archive").count();
+    assert_eq!(in_archive, archived, "archived mail goes to Archive");
+    // A rerun reads the file again and copies nothing twice.
+    migrate(&config, &users, &[]);
+    assert_eq!(target.messages(&email).len(), kept + 1);
+
+    // Folders mode: one copy per label, none from All Mail.
+    let target = imap_target(&email, &password);
+    std::fs::remove_file(dir.path().join("state.db")).unwrap();
+    let config = write_mbox_config(dir.path(), &target, "folders");
+    migrate(&config, &users, &[]);
+    assert_eq!(
+        target.messages(&email).len(),
+        per_label + 1,
+        "one copy per label folder"
+    );
+}

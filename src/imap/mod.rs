@@ -377,7 +377,7 @@ impl Conn {
         } else {
             timed(t, "LOGIN", client.login(user, password.expose())).await?
         };
-        let mut session = match result {
+        let session = match result {
             Ok(s) => s,
             Err((e, _)) => {
                 let detail = describe_login_error(&e);
@@ -390,6 +390,37 @@ impl Conn {
                 )));
             }
         };
+        Conn::logged_in(session, t).await
+    }
+
+    /// Logs in with SASL XOAUTH2 (Gmail, Exchange Online): `user` and an
+    /// OAuth access token instead of a password.
+    pub async fn login_xoauth2(
+        endpoint: &Endpoint,
+        tls: &Arc<rustls::ClientConfig>,
+        user: &str,
+        token: &Secret,
+    ) -> Result<Conn> {
+        let client = connect(endpoint, tls).await?;
+        let t = endpoint.timeout;
+        let auth = XOAuth2 {
+            response: Secret::new(String::from_utf8_lossy(&crate::oauth::xoauth2_response(user, token)).into_owned()),
+            sent: false,
+        };
+        let session = match timed(t, "AUTHENTICATE", client.authenticate("XOAUTH2", auth)).await? {
+            Ok(s) => s,
+            Err((e, _)) => {
+                let detail = describe_login_error(&e);
+                return Err(Error::fatal(format!(
+                    "XOAUTH2 login as {user} refused by {}:{}: {detail}; check that the token is for this mailbox and has the IMAP scope",
+                    endpoint.host, endpoint.port
+                )));
+            }
+        };
+        Conn::logged_in(session, t).await
+    }
+
+    async fn logged_in(mut session: async_imap::Session<Stream>, t: Duration) -> Result<Conn> {
         let caps = timed(t, "CAPABILITY", session.capabilities())
             .await?
             .map_err(|e| io_error("CAPABILITY", e))?;
@@ -1026,6 +1057,23 @@ fn owned(raw: &[u8]) -> Result<Response<'static>> {
     Response::parse(raw)
         .map(|(_, r)| r.into_owned())
         .map_err(|_| Error::transient("the server sent a response that cannot be parsed"))
+}
+
+/// SASL XOAUTH2: the initial response, then an empty answer to the error
+/// challenge a server sends before refusing.
+struct XOAuth2 {
+    response: Secret,
+    sent: bool,
+}
+
+impl async_imap::Authenticator for XOAuth2 {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Self::Response {
+        if std::mem::replace(&mut self.sent, true) {
+            return Vec::new();
+        }
+        self.response.expose().as_bytes().to_vec()
+    }
 }
 
 struct PlainAuth {

@@ -11,6 +11,7 @@ use tokio_rustls::rustls;
 use crate::error::Result;
 use crate::imap::{Conn, Endpoint, MailboxState, parse_internal_date, utf7};
 use crate::model::{Flags, FolderRole, MessageMeta, SourceFolder};
+use crate::oauth::TokenSource;
 use crate::roster::UserJob;
 
 /// Connects to the source server for one user at a time.
@@ -18,12 +19,25 @@ use crate::roster::UserJob;
 pub struct ImapSource {
     endpoint: Endpoint,
     tls: Arc<rustls::ClientConfig>,
+    /// Set for `auth = "xoauth2"`: logins use SASL XOAUTH2 with a token
+    /// instead of the users file's password.
+    tokens: Option<TokenSource>,
 }
 
 impl ImapSource {
     pub fn new(endpoint: Endpoint) -> Result<ImapSource> {
         let tls = crate::imap::tls_config(endpoint.ca_file.as_ref())?;
-        Ok(ImapSource { endpoint, tls })
+        Ok(ImapSource {
+            endpoint,
+            tls,
+            tokens: None,
+        })
+    }
+
+    /// Logs in with OAuth tokens (SASL XOAUTH2) from `tokens`.
+    pub fn with_tokens(mut self, tokens: TokenSource) -> ImapSource {
+        self.tokens = Some(tokens);
+        self
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -32,7 +46,18 @@ impl ImapSource {
 
     /// Logs in as the user's UserName, as given (admin forms included).
     pub async fn open(&self, user: &UserJob) -> Result<SourceSession> {
-        let conn = Conn::login(&self.endpoint, &self.tls, &user.username, &user.password).await?;
+        let conn = match &self.tokens {
+            Some(tokens) => {
+                let token = tokens.token(&user.username).await?;
+                let conn = Conn::login_xoauth2(&self.endpoint, &self.tls, &user.username, &token).await;
+                if conn.is_err() {
+                    // A refused token is not reused by the next login.
+                    tokens.reject(&user.username).await;
+                }
+                conn?
+            }
+            None => Conn::login(&self.endpoint, &self.tls, &user.username, &user.password).await?,
+        };
         Ok(SourceSession {
             conn,
             user_root: user.user_root.clone(),

@@ -1,7 +1,106 @@
-//! Reading the source mailbox. Strictly read-only: folders are opened with
-//! EXAMINE and bodies fetched with BODY.PEEK[], so a migration never changes
-//! a flag or a message on the source.
+//! Reading the source mailbox. Strictly read-only: IMAP folders are opened
+//! with EXAMINE and bodies fetched with BODY.PEEK[], so a migration never
+//! changes a flag or a message on the source; a Google Takeout mbox is only
+//! read.
+//!
+//! [`Source`] and [`Session`] put both kinds behind the few calls `run`
+//! makes: list folders, open one, scan its metadata, fetch bodies by UID.
 
 pub mod imap;
+pub mod mbox;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::imap::MailboxState;
+use crate::model::{MessageMeta, SourceFolder};
+use crate::roster::UserJob;
 
 pub use self::imap::{ImapSource, SourceSession};
+pub use self::mbox::{MboxSession, MboxSource};
+
+/// Where mail is read from, shared by every mailbox of a run.
+#[derive(Clone)]
+pub enum Source {
+    Imap(ImapSource),
+    Mbox(MboxSource),
+}
+
+/// One open source mailbox.
+pub enum Session {
+    Imap(SourceSession),
+    Mbox(MboxSession),
+}
+
+impl Source {
+    pub async fn open(&self, user: &UserJob) -> Result<Session> {
+        Ok(match self {
+            Source::Imap(s) => Session::Imap(s.open(user).await?),
+            Source::Mbox(s) => Session::Mbox(s.open(user).await?),
+        })
+    }
+
+    /// Whether several sessions per mailbox add anything (an mbox file is
+    /// read by one).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Source::Imap(_))
+    }
+}
+
+impl Session {
+    pub fn conn_broken(&self) -> bool {
+        match self {
+            Session::Imap(s) => s.conn_broken(),
+            Session::Mbox(_) => false,
+        }
+    }
+
+    pub fn has_gmail_extensions(&self) -> bool {
+        match self {
+            Session::Imap(s) => s.has_gmail_extensions(),
+            // A Takeout export is Gmail: its labels follow Gmail's rules.
+            Session::Mbox(_) => true,
+        }
+    }
+
+    pub async fn folders(&mut self) -> Result<Vec<SourceFolder>> {
+        match self {
+            Session::Imap(s) => s.folders().await,
+            Session::Mbox(s) => Ok(s.folders()),
+        }
+    }
+
+    pub async fn examine(&mut self, wire_name: &str) -> Result<MailboxState> {
+        match self {
+            Session::Imap(s) => s.examine(wire_name).await,
+            Session::Mbox(s) => s.examine(wire_name),
+        }
+    }
+
+    pub fn examined(&self) -> Option<&str> {
+        match self {
+            Session::Imap(s) => s.examined(),
+            Session::Mbox(s) => s.examined(),
+        }
+    }
+
+    pub async fn scan(&mut self, from_uid: u32) -> Result<Vec<MessageMeta>> {
+        match self {
+            Session::Imap(s) => s.scan(from_uid).await,
+            Session::Mbox(s) => Ok(s.scan(from_uid)),
+        }
+    }
+
+    pub async fn fetch_bodies(&mut self, uids: &[u32], each: impl FnMut(u32, Bytes)) -> Result<()> {
+        match self {
+            Session::Imap(s) => s.fetch_bodies(uids, each).await,
+            Session::Mbox(s) => s.fetch_bodies(uids, each).await,
+        }
+    }
+
+    pub async fn logout(self) {
+        if let Session::Imap(s) = self {
+            s.logout().await;
+        }
+    }
+}

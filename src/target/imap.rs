@@ -14,6 +14,7 @@ use tokio_rustls::rustls;
 use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quote, utf7};
 use crate::model::{FolderRole, TargetFolder, Upload};
+use crate::oauth::TokenSource;
 use crate::roster::UserJob;
 use crate::secret::Secret;
 use crate::source::imap::message_id_from_header;
@@ -26,9 +27,18 @@ pub struct ImapTarget {
     tls: Arc<rustls::ClientConfig>,
     login: Option<String>,
     password: Option<Secret>,
+    /// `auth = "xoauth2"`: SASL XOAUTH2 with these tokens.
+    tokens: Option<TokenSource>,
 }
 
 impl ImapTarget {
+    /// Logs in with OAuth tokens (SASL XOAUTH2) as `login` (default: the
+    /// user's EmailAddress) instead of a password.
+    pub fn with_tokens(mut self, tokens: TokenSource) -> ImapTarget {
+        self.tokens = Some(tokens);
+        self
+    }
+
     pub fn new(endpoint: Endpoint, login: Option<String>, password: Option<Secret>) -> Result<ImapTarget> {
         let tls = crate::imap::tls_config(endpoint.ca_file.as_ref())?;
         Ok(ImapTarget {
@@ -36,6 +46,7 @@ impl ImapTarget {
             tls,
             login,
             password,
+            tokens: None,
         })
     }
 
@@ -56,10 +67,26 @@ impl ImapTarget {
 impl Target for ImapTarget {
     fn open<'a>(&'a self, user: &'a UserJob) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
         async move {
-            let (login, password) = self.credentials(user)?;
-            let mut conn = Conn::login(&self.endpoint, &self.tls, &login, &password)
-                .await
-                .map_err(|e| e.context("target"))?;
+            let mut conn = match &self.tokens {
+                Some(tokens) => {
+                    let login = match &self.login {
+                        Some(template) => template.replace("{email}", &user.email),
+                        None => user.target_username.clone().unwrap_or_else(|| user.email.clone()),
+                    };
+                    let token = tokens.token(&login).await.map_err(|e| e.context("target"))?;
+                    let conn = Conn::login_xoauth2(&self.endpoint, &self.tls, &login, &token).await;
+                    if conn.is_err() {
+                        tokens.reject(&login).await;
+                    }
+                    conn.map_err(|e| e.context("target"))?
+                }
+                None => {
+                    let (login, password) = self.credentials(user)?;
+                    Conn::login(&self.endpoint, &self.tls, &login, &password)
+                        .await
+                        .map_err(|e| e.context("target"))?
+                }
+            };
             let listed = conn.list().await?;
             let delimiter = listed
                 .iter()

@@ -166,6 +166,10 @@ pub struct DovecotOptions {
     pub process_limit: u32,
     /// Lay mailboxes out like Gmail (see the module docs); `/` separator only.
     pub gmail: Option<GmailLayout>,
+    /// Also accept SASL XOAUTH2 / OAUTHBEARER logins, checking each token by
+    /// POSTing it to this OAuth 2.0 introspection URL (RFC 7662; the
+    /// answer's `active` must be true and its `username` the login).
+    pub oauth2_introspection_url: Option<String>,
 }
 
 impl Default for DovecotOptions {
@@ -178,6 +182,7 @@ impl Default for DovecotOptions {
             max_userip_connections: 1000,
             process_limit: 1000,
             gmail: None,
+            oauth2_introspection_url: None,
         }
     }
 }
@@ -258,6 +263,7 @@ pub struct Dovecot {
     process_limit: u32,
     tls: bool,
     gmail: Option<GmailLayout>,
+    oauth2: Option<String>,
     port: u16,
     imaps_port: Option<u16>,
     child: Option<Child>,
@@ -321,6 +327,7 @@ impl Dovecot {
             process_limit: opts.process_limit,
             tls: opts.tls,
             gmail: opts.gmail.clone(),
+            oauth2: opts.oauth2_introspection_url.clone(),
             port: 0,
             imaps_port: None,
             child: None,
@@ -1018,7 +1025,11 @@ impl Dovecot {
         line("");
         line("# Plaintext logins on the loopback, master users as user*admin.");
         line("disable_plaintext_auth = no");
-        line("auth_mechanisms = plain login");
+        if self.oauth2.is_some() {
+            line("auth_mechanisms = plain login xoauth2 oauthbearer");
+        } else {
+            line("auth_mechanisms = plain login");
+        }
         line("auth_master_user_separator = *");
         line("auth_failure_delay = 0");
         line("");
@@ -1074,6 +1085,15 @@ impl Dovecot {
             line("ssl = no");
         }
         line("");
+        if let Some(url) = &self.oauth2 {
+            let ext = format!(
+                "introspection_mode = post\nintrospection_url = {url}\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
+            );
+            write_file(&self.root.path().join("oauth2.conf.ext"), ext.as_bytes(), 0o644);
+            line(&format!(
+                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {r}/oauth2.conf.ext\n}}"
+            ));
+        }
         line(&format!(
             "passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {r}/masters\n  master = yes\n  result_success = continue\n}}"
         ));

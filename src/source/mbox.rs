@@ -1,0 +1,548 @@
+//! Google Takeout as a source: a Gmail export is one mbox file per user
+//! ("All mail Including Spam and Trash.mbox"), so tenants without IMAP
+//! access to Gmail can still migrate, with the same label rules and
+//! checkpoint as an IMAP source.
+//!
+//! The file may be many gigabytes: it is never loaded. One pass reads it
+//! message by message (memory bounded by the largest message) and keeps
+//! only an index — offset, length and metadata of each message. Bodies are
+//! read back from their offsets when a batch is copied.
+//!
+//! Format, as Takeout writes it: each message starts with a `From_` line
+//! (`From 1278455344230334865@xxx Wed Feb 16 22:59:48 +0000 2022`: Gmail's
+//! X-GM-MSGID, then the received time), followed by `X-GM-THRID` and
+//! `X-Gmail-Labels` headers Takeout adds (comma-separated labels, quoted
+//! when they hold a comma) and the message. Body lines that would look like
+//! a `From_` line are quoted with `>` (mboxrd): one `>` is removed from
+//! every `>From ` line. A `From ` line only starts a message at the start of
+//! the file or after an empty line. The two Takeout headers are removed, so
+//! the target gets the message as Gmail received it.
+//!
+//! The labels become folders of the source as IMAP would show them —
+//! Inbox, Sent, Drafts, Spam, Trash, Starred, Important, each user label,
+//! and All Mail over everything but Spam and Trash — and the messages keep
+//! their place in the file as UIDs. `Opened`/`Unread` give the read state;
+//! Gmail's tab labels (`Category ...`), `Archived` and chat transcripts
+//! (`Chat`) are not folders (chats are not mail and are left out).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::imap::MailboxState;
+use crate::model::{Flags, FolderRole, MessageMeta, SourceFolder};
+use crate::roster::UserJob;
+
+/// Where each user's export is: a path template with `{email}`.
+#[derive(Clone)]
+pub struct MboxSource {
+    template: PathBuf,
+    /// One index per file for the whole run, shared by every session of a
+    /// mailbox (the file is read through once per run).
+    indexes: Arc<Mutex<HashMap<PathBuf, Arc<Index>>>>,
+}
+
+/// One message of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    /// Where the message's bytes start (after its `From_` line) and how
+    /// many there are in the file (quoted, with the Takeout headers).
+    offset: u64,
+    len: u64,
+    meta: MessageMeta,
+    labels: Vec<String>,
+}
+
+/// What one pass over the file learned.
+#[derive(Debug)]
+struct Index {
+    entries: Vec<Entry>,
+    /// Changes when the file is replaced (size or modification time), so
+    /// the checkpoint re-matches its messages by content.
+    validity: u32,
+    /// Folder name (as listed) → role and the UIDs in it.
+    folders: BTreeMap<String, (Option<FolderRole>, Vec<u32>)>,
+}
+
+impl MboxSource {
+    pub fn new(template: PathBuf) -> MboxSource {
+        MboxSource {
+            template,
+            indexes: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The file of one user.
+    pub fn path_for(&self, email: &str) -> PathBuf {
+        PathBuf::from(self.template.to_string_lossy().replace("{email}", email))
+    }
+
+    pub fn describe(&self) -> String {
+        format!("Takeout mbox {}", self.template.display())
+    }
+
+    /// Opens the user's export, reading it through once per run.
+    pub async fn open(&self, user: &UserJob) -> Result<MboxSession> {
+        let path = self.path_for(&user.email);
+        let cached = self
+            .indexes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&path)
+            .cloned();
+        let index = match cached {
+            Some(i) => i,
+            None => {
+                let p = path.clone();
+                let built = tokio::task::spawn_blocking(move || build_index(&p))
+                    .await
+                    .map_err(|e| Error::fatal(format!("reading {}: {e}", path.display())))??;
+                let built = Arc::new(built);
+                self.indexes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(path.clone(), built.clone());
+                built
+            }
+        };
+        Ok(MboxSession {
+            path,
+            index,
+            examined: None,
+        })
+    }
+}
+
+pub struct MboxSession {
+    path: PathBuf,
+    index: Arc<Index>,
+    examined: Option<String>,
+}
+
+impl MboxSession {
+    /// The labels as folders, with their roles.
+    pub fn folders(&self) -> Vec<SourceFolder> {
+        self.index
+            .folders
+            .iter()
+            .map(|(name, (role, _))| SourceFolder {
+                wire_name: name.clone(),
+                path: name.split('/').map(str::to_owned).collect(),
+                role: *role,
+            })
+            .collect()
+    }
+
+    pub fn examine(&mut self, name: &str) -> Result<MailboxState> {
+        let (_, uids) = self
+            .index
+            .folders
+            .get(name)
+            .ok_or_else(|| Error::item(format!("no label {name} in {}", self.path.display())))?;
+        self.examined = Some(name.to_owned());
+        Ok(MailboxState {
+            uid_validity: self.index.validity,
+            uid_next: Some(self.index.entries.len() as u32 + 1),
+            exists: uids.len() as u32,
+        })
+    }
+
+    pub fn examined(&self) -> Option<&str> {
+        self.examined.as_deref()
+    }
+
+    /// Metadata of the examined label's messages from `from_uid` on.
+    pub fn scan(&self, from_uid: u32) -> Vec<MessageMeta> {
+        let Some((_, uids)) = self.examined.as_ref().and_then(|n| self.index.folders.get(n)) else {
+            return Vec::new();
+        };
+        uids.iter()
+            .filter(|&&u| u >= from_uid)
+            .map(|&u| self.index.entries[u as usize - 1].meta.clone())
+            .collect()
+    }
+
+    /// Reads the messages `uids` back from the file.
+    pub async fn fetch_bodies(&self, uids: &[u32], mut each: impl FnMut(u32, Bytes)) -> Result<()> {
+        let wanted: Vec<(u32, u64, u64)> = uids
+            .iter()
+            .filter_map(|&u| {
+                let e = self.index.entries.get((u as usize).checked_sub(1)?)?;
+                Some((u, e.offset, e.len))
+            })
+            .collect();
+        let path = self.path.clone();
+        let bodies = tokio::task::spawn_blocking(move || -> Result<Vec<(u32, Bytes)>> {
+            let mut file = File::open(&path).map_err(|e| file_error(&path, &e))?;
+            let mut out = Vec::with_capacity(wanted.len());
+            for (uid, offset, len) in wanted {
+                let mut raw = vec![0u8; len as usize];
+                file.seek(SeekFrom::Start(offset)).map_err(|e| file_error(&path, &e))?;
+                file.read_exact(&mut raw).map_err(|e| file_error(&path, &e))?;
+                out.push((uid, Bytes::from(clean(&raw))));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::fatal(format!("reading {}: {e}", self.path.display())))??;
+        for (uid, body) in bodies {
+            each(uid, body);
+        }
+        Ok(())
+    }
+}
+
+fn file_error(path: &Path, e: &std::io::Error) -> Error {
+    Error::fatal(format!(
+        "cannot read the Takeout export {}: {e}; check [source] path and the file's permissions",
+        path.display()
+    ))
+}
+
+/// Reads the whole file once, message by message.
+fn build_index(path: &Path) -> Result<Index> {
+    let file = File::open(path).map_err(|e| file_error(path, &e))?;
+    let meta = file.metadata().map_err(|e| file_error(path, &e))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let validity = ((meta.len() ^ modified.rotate_left(32)) as u32 ^ (meta.len() >> 32) as u32).max(1);
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut entries = Vec::new();
+    let mut pos: u64 = 0;
+    let mut line = Vec::new();
+    // The message being read: its From_ line, start offset and bytes.
+    let mut current: Option<(Vec<u8>, u64, Vec<u8>)> = None;
+    let mut previous_empty = true;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| file_error(path, &e))?;
+        let at_end = n == 0;
+        let separator = !at_end && previous_empty && line.starts_with(b"From ");
+        if at_end || separator {
+            if let Some((from_line, offset, mut raw)) = current.take() {
+                // The empty line before a separator belongs to the mbox.
+                if separator || raw.ends_with(b"\n\n") || raw.ends_with(b"\n\r\n") {
+                    trim_last_empty_line(&mut raw);
+                }
+                if let Some(e) = entry(&from_line, offset, &raw) {
+                    entries.push(e);
+                }
+            }
+            if at_end {
+                break;
+            }
+            current = Some((line.clone(), pos + n as u64, Vec::new()));
+        } else if let Some((_, _, raw)) = current.as_mut() {
+            raw.extend_from_slice(&line);
+        }
+        previous_empty = line == b"\n" || line == b"\r\n";
+        pos += n as u64;
+    }
+    let mut folders: BTreeMap<String, (Option<FolderRole>, Vec<u32>)> = BTreeMap::new();
+    for (i, e) in entries.iter_mut().enumerate() {
+        let uid = i as u32 + 1;
+        e.meta.uid = uid;
+        let mut hidden = false;
+        for label in &e.labels {
+            let (name, role) = label_folder(label);
+            hidden |= matches!(role, Some(FolderRole::Junk | FolderRole::Trash));
+            folders.entry(name).or_insert((role, Vec::new())).1.push(uid);
+        }
+        // Gmail's All Mail holds everything but Spam and Trash.
+        if !hidden {
+            folders
+                .entry("All Mail".to_owned())
+                .or_insert((Some(FolderRole::All), Vec::new()))
+                .1
+                .push(uid);
+        }
+    }
+    Ok(Index {
+        entries,
+        validity,
+        folders,
+    })
+}
+
+fn trim_last_empty_line(raw: &mut Vec<u8>) {
+    if raw.ends_with(b"\r\n") && raw.len() >= 3 && raw[raw.len() - 3] == b'\n' {
+        raw.truncate(raw.len() - 2);
+    } else if raw.ends_with(b"\n\n") {
+        raw.truncate(raw.len() - 1);
+    }
+}
+
+/// The folder a label shows as over IMAP, with its role; `None` name for
+/// labels that are not folders.
+fn label_folder(label: &str) -> (String, Option<FolderRole>) {
+    let role = match label {
+        "Inbox" => return ("INBOX".into(), Some(FolderRole::Inbox)),
+        "Sent" => Some(FolderRole::Sent),
+        "Drafts" => Some(FolderRole::Drafts),
+        "Spam" => Some(FolderRole::Junk),
+        "Trash" => Some(FolderRole::Trash),
+        "Starred" => Some(FolderRole::Flagged),
+        "Important" => Some(FolderRole::Important),
+        _ => None,
+    };
+    (label.to_owned(), role)
+}
+
+/// Labels Takeout writes that are states or tabs, not folders.
+fn is_folder_label(label: &str) -> bool {
+    !matches!(label, "Opened" | "Unread" | "Archived" | "Chat" | "") && !label.starts_with("Category ")
+}
+
+/// One index entry from a message's `From_` line and bytes; `None` for a
+/// chat transcript.
+fn entry(from_line: &[u8], offset: u64, raw: &[u8]) -> Option<Entry> {
+    let labels_all = header_value(raw, "x-gmail-labels")
+        .map(|v| split_labels(&v))
+        .unwrap_or_default();
+    if labels_all.iter().any(|l| l == "Chat") {
+        return None;
+    }
+    let cleaned = clean(raw);
+    let header_end = find_header_end(&cleaned);
+    let header = &cleaned[..header_end];
+    let (gm_msgid, from_date) = parse_from_line(from_line);
+    let mut flags = Vec::new();
+    if !labels_all.iter().any(|l| l == "Unread") {
+        flags.push("\\Seen".to_owned());
+    }
+    if labels_all.iter().any(|l| l == "Starred") {
+        flags.push("\\Flagged".to_owned());
+    }
+    let internal_date = from_date
+        .or_else(|| {
+            mail_parser::MessageParser::new()
+                .parse_headers(header)
+                .and_then(|m| m.date().map(|d| d.to_timestamp()))
+        })
+        .unwrap_or(0);
+    Some(Entry {
+        offset,
+        len: raw.len() as u64,
+        meta: MessageMeta {
+            uid: 0,
+            flags: Flags(flags),
+            internal_date,
+            size: cleaned.len() as u64,
+            message_id: super::imap::message_id_from_header(header),
+            subject: super::imap::subject_from_header(header),
+            gm_msgid,
+        },
+        labels: labels_all.into_iter().filter(|l| is_folder_label(l)).collect(),
+    })
+}
+
+/// `From 1278455344230334865@xxx Wed Feb 16 22:59:48 +0000 2022`: Gmail's
+/// message id and the received time, when they are there.
+fn parse_from_line(line: &[u8]) -> (Option<u64>, Option<i64>) {
+    let text = String::from_utf8_lossy(line);
+    let rest = text.trim_end().strip_prefix("From ").unwrap_or("");
+    let (sender, date) = rest.split_once(' ').unwrap_or((rest, ""));
+    let gm = sender.strip_suffix("@xxx").and_then(|id| id.parse::<u64>().ok());
+    let date = chrono::DateTime::parse_from_str(date.trim(), "%a %b %d %H:%M:%S %z %Y")
+        .ok()
+        .map(|d| d.timestamp());
+    (gm, date)
+}
+
+/// The message as it was received: one `>` removed from `>From ` lines
+/// (mboxrd), and Takeout's `X-GM-THRID` and `X-Gmail-Labels` headers left
+/// out.
+fn clean(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut in_header = true;
+    let mut skipping = false;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        if in_header {
+            if line == b"\n" || line == b"\r\n" {
+                in_header = false;
+                skipping = false;
+            } else if skipping && (line.starts_with(b" ") || line.starts_with(b"\t")) {
+                continue;
+            } else {
+                let lower = line.to_ascii_lowercase();
+                skipping = lower.starts_with(b"x-gm-thrid:") || lower.starts_with(b"x-gmail-labels:");
+                if skipping {
+                    continue;
+                }
+            }
+        }
+        let quoted_from = line.starts_with(b">") && {
+            let stripped = line.iter().position(|&b| b != b'>').map_or(&[][..], |p| &line[p..]);
+            stripped.starts_with(b"From ")
+        };
+        out.extend_from_slice(if quoted_from { &line[1..] } else { line });
+    }
+    out
+}
+
+fn find_header_end(msg: &[u8]) -> usize {
+    let mut pos = 0;
+    for line in msg.split_inclusive(|&b| b == b'\n') {
+        pos += line.len();
+        if line == b"\n" || line == b"\r\n" {
+            return pos;
+        }
+    }
+    msg.len()
+}
+
+/// An unfolded header value from the header block of `raw`.
+fn header_value(raw: &[u8], name: &str) -> Option<String> {
+    let mut value: Option<String> = None;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        if line == b"\n" || line == b"\r\n" {
+            break;
+        }
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if let Some(v) = value.as_mut() {
+            if text.starts_with([' ', '\t']) {
+                v.push_str(text.trim_start());
+                continue;
+            }
+            break;
+        }
+        if let Some((n, rest)) = text.split_once(':')
+            && n.trim().eq_ignore_ascii_case(name)
+        {
+            value = Some(rest.trim().to_owned());
+        }
+    }
+    value
+}
+
+/// `Inbox,"Work, Stuff",Important` → the labels, quotes removed.
+fn split_labels(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur).trim().to_owned()),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur.trim().to_owned());
+    out.retain(|l| !l.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("all.mbox");
+        std::fs::write(&p, content).unwrap();
+        (dir, p)
+    }
+
+    const MBOX: &[u8] = b"From 1278455344230334865@xxx Wed Feb 16 22:59:48 +0000 2022\r\n\
+X-GM-THRID: 1278455344230334865\r\n\
+X-Gmail-Labels: Inbox,\"Work, Stuff\",Opened,Category Personal,\r\n Starred\r\n\
+Message-ID: <one@example.com>\r\n\
+Subject: first\r\n\
+\r\n\
+>From the start\r\n\
+>>From quoted once\r\n\
+From here on, not a separator\r\n\
+\r\n\
+From 1278455344230334866@xxx Thu Feb 17 08:00:00 +0000 2022\r\n\
+X-GM-THRID: 1278455344230334866\r\n\
+X-Gmail-Labels: Spam,Unread\r\n\
+Message-ID: <two@example.com>\r\n\
+\r\n\
+spam body\r\n\
+\r\n\
+From 1@xxx Thu Feb 17 09:00:00 +0000 2022\r\n\
+X-Gmail-Labels: Chat\r\n\
+\r\n\
+a chat\r\n";
+
+    #[test]
+    fn messages_are_split_unquoted_and_freed_of_takeout_headers() {
+        let (_d, p) = write(MBOX);
+        let index = build_index(&p).unwrap();
+        assert_eq!(index.entries.len(), 2, "the chat transcript is left out");
+        let first = &index.entries[0];
+        let raw = &MBOX[first.offset as usize..(first.offset + first.len) as usize];
+        let cleaned = clean(raw);
+        assert_eq!(
+            cleaned,
+            b"Message-ID: <one@example.com>\r\nSubject: first\r\n\r\nFrom the start\r\n>From quoted once\r\nFrom here on, not a separator\r\n"
+        );
+        assert_eq!(first.meta.size, cleaned.len() as u64);
+        assert_eq!(first.meta.gm_msgid, Some(1278455344230334865));
+        assert_eq!(first.meta.internal_date, 1_645_052_388);
+        assert_eq!(first.meta.message_id.as_deref(), Some("<one@example.com>"));
+        assert_eq!(first.meta.flags, Flags(vec!["\\Seen".into(), "\\Flagged".into()]));
+        assert_eq!(first.labels, ["Inbox", "Work, Stuff", "Starred"]);
+        let second = &index.entries[1];
+        assert_eq!(second.meta.flags, Flags::default(), "Unread: not seen");
+        assert_eq!(second.meta.uid, 2);
+    }
+
+    #[test]
+    fn labels_become_folders_with_roles_and_all_mail_skips_spam() {
+        let (_d, p) = write(MBOX);
+        let index = build_index(&p).unwrap();
+        let f = |n: &str| index.folders.get(n).cloned();
+        assert_eq!(f("INBOX"), Some((Some(FolderRole::Inbox), vec![1])));
+        assert_eq!(f("Work, Stuff"), Some((None, vec![1])));
+        assert_eq!(f("Starred"), Some((Some(FolderRole::Flagged), vec![1])));
+        assert_eq!(f("Spam"), Some((Some(FolderRole::Junk), vec![2])));
+        assert_eq!(f("All Mail"), Some((Some(FolderRole::All), vec![1])));
+        assert!(f("Opened").is_none() && f("Category Personal").is_none());
+    }
+
+    #[test]
+    fn label_lists_keep_quoted_commas() {
+        assert_eq!(
+            split_labels("Inbox,\"a, b\",Important, x "),
+            ["Inbox", "a, b", "Important", "x"]
+        );
+        assert!(split_labels("").is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn bodies_are_read_back_by_uid() {
+        let (_d, p) = write(MBOX);
+        let src = MboxSource::new(p);
+        let user = UserJob {
+            email: "a@b".into(),
+            username: "a@b".into(),
+            password: crate::secret::Secret::new("x"),
+            user_root: None,
+            target_username: None,
+            target_password: None,
+            line: 2,
+        };
+        let mut s = src.open(&user).await.unwrap();
+        s.examine("Spam").unwrap();
+        assert_eq!(s.scan(1).len(), 1);
+        let mut got = Vec::new();
+        s.fetch_bodies(&[2], |u, b| got.push((u, b))).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(&got[0].1[..], b"Message-ID: <two@example.com>\r\n\r\nspam body\r\n");
+    }
+}
