@@ -16,6 +16,7 @@ fn metas(from: u32, n: u32) -> Vec<MessageMeta> {
             size: 20_000 + u64::from(uid % 5000),
             message_id: Some(format!("<{uid}.bench@example.test>")),
             subject: Some(format!("Quarterly report {uid}")),
+            gm_msgid: None,
         })
         .collect()
 }

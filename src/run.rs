@@ -439,13 +439,12 @@ async fn with_retries<T, Fut: Future<Output = Result<T, Error>>>(
 
 /// A source connection with the connection slots (per host, per user) it
 /// holds while open.
-type Source = Held<SourceSession>;
+type HeldSource = Held<SourceSession>;
 
 /// Opens a source connection within the connection caps and the login
 /// rate, after any wait a server asked this user for.
-async fn open_source(shared: &Shared, user: &UserJob) -> Result<Source, Error> {
-    let endpoint = shared.source.endpoint();
-    let host = format!("{}:{}", endpoint.host, endpoint.port);
+async fn open_source(shared: &Shared, user: &UserJob) -> Result<HeldSource, Error> {
+    let host = shared.source.host_key(user);
     let slot = shared.pace.source_connection(&host, &user.email).await;
     let gate = shared.pace.user_gate(&user.email);
     let session = with_retries(shared, &user.email, || async {
@@ -483,7 +482,11 @@ fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
 /// Scan: list folders, then fetch metadata of what is new in each one
 /// (nothing at all for a folder whose UIDNEXT and message count did not
 /// change), into the checkpoint.
-async fn scan(shared: &Shared, user: &UserJob, session: &mut Source) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
+async fn scan(
+    shared: &Shared,
+    user: &UserJob,
+    session: &mut HeldSource,
+) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
     let email = &user.email;
     let listed: Vec<SourceFolder> = session
         .folders()
@@ -852,7 +855,7 @@ async fn worker(
     shared: &Shared,
     user: &UserJob,
     queue: Arc<Mutex<VecDeque<Work>>>,
-    conns: Option<(Source, Box<dyn TargetSession>)>,
+    conns: Option<(HeldSource, Box<dyn TargetSession>)>,
 ) -> Result<WorkerStats, Error> {
     let (mut source, mut target) = match conns {
         Some((s, t)) => (Some(s), Some(t)),
@@ -887,7 +890,7 @@ async fn copy_batch(
     shared: &Shared,
     user: &UserJob,
     work: &Work,
-    source: &mut Option<Source>,
+    source: &mut Option<HeldSource>,
     target: &mut Option<Box<dyn TargetSession>>,
     stats: &mut WorkerStats,
 ) -> Result<(), Error> {
@@ -990,7 +993,7 @@ async fn copy_items(
     user: &UserJob,
     work: &Work,
     remaining: &mut Vec<Item>,
-    source_slot: &mut Option<Source>,
+    source_slot: &mut Option<HeldSource>,
     target_slot: &mut Option<Box<dyn TargetSession>>,
     stats: &mut WorkerStats,
 ) -> Result<(), Error> {

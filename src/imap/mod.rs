@@ -420,7 +420,7 @@ impl Conn {
         Conn::logged_in(session, t).await
     }
 
-    async fn logged_in(mut session: async_imap::Session<Stream>, t: Duration) -> Result<Conn> {
+    async fn logged_in(mut session: async_imap::Session<Guarded>, t: Duration) -> Result<Conn> {
         let caps = timed(t, "CAPABILITY", session.capabilities())
             .await?
             .map_err(|e| io_error("CAPABILITY", e))?;

@@ -40,6 +40,15 @@ impl Source {
         })
     }
 
+    /// What the per-host connection cap counts against: the server, or the
+    /// user's own file for an mbox (no server to spare).
+    pub fn host_key(&self, user: &UserJob) -> String {
+        match self {
+            Source::Imap(s) => format!("{}:{}", s.endpoint().host, s.endpoint().port),
+            Source::Mbox(s) => format!("mbox:{}", s.path_for(&user.email).display()),
+        }
+    }
+
     /// Whether several sessions per mailbox add anything (an mbox file is
     /// read by one).
     pub fn is_remote(&self) -> bool {
