@@ -28,14 +28,15 @@ pub enum Source {
 
 /// One open source mailbox.
 pub enum Session {
-    Imap(SourceSession),
+    // Boxed: an IMAP connection is far larger than an mbox reader.
+    Imap(Box<SourceSession>),
     Mbox(MboxSession),
 }
 
 impl Source {
     pub async fn open(&self, user: &UserJob) -> Result<Session> {
         Ok(match self {
-            Source::Imap(s) => Session::Imap(s.open(user).await?),
+            Source::Imap(s) => Session::Imap(Box::new(s.open(user).await?)),
             Source::Mbox(s) => Session::Mbox(s.open(user).await?),
         })
     }
