@@ -194,3 +194,74 @@ impl fmt::Display for SkipReason {
         f.write_str(self.as_str())
     }
 }
+
+/// The last resort when a server marks no roles: well-known names of
+/// top-level folders, in the languages admins meet most.
+pub fn role_from_name(path: &[String]) -> Option<FolderRole> {
+    let last = path.last()?.to_lowercase();
+    if path.len() == 1 && last == "inbox" {
+        return Some(FolderRole::Inbox);
+    }
+    // Only top level (or directly under Gmail's "[Gmail]" parent).
+    if path.len() > 2 || (path.len() == 2 && !path[0].starts_with('[')) {
+        return None;
+    }
+    Some(match last.as_str() {
+        "sent"
+        | "sent items"
+        | "sent messages"
+        | "sent mail"
+        | "gesendet"
+        | "gesendete objekte"
+        | "gesendete elemente"
+        | "envoyés"
+        | "éléments envoyés"
+        | "enviados"
+        | "inviata"
+        | "posta inviata" => FolderRole::Sent,
+        "drafts" | "draft" | "entwürfe" | "brouillons" | "borradores" | "bozze" => FolderRole::Drafts,
+        "trash"
+        | "deleted items"
+        | "deleted messages"
+        | "bin"
+        | "papierkorb"
+        | "gelöschte elemente"
+        | "corbeille"
+        | "éléments supprimés"
+        | "papelera"
+        | "cestino" => FolderRole::Trash,
+        "junk" | "spam" | "junk e-mail" | "junk email" | "bulk mail" | "junk-e-mail" | "courrier indésirable" => {
+            FolderRole::Junk
+        }
+        "archive" | "archives" | "archiv" => FolderRole::Archive,
+        "all mail" | "alle nachrichten" => FolderRole::All,
+        _ => return None,
+    })
+}
+
+/// The Message-ID from a header block (unfolded, angle brackets kept).
+pub fn message_id_from_header(header: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let mut value: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if let Some(v) = value.as_mut() {
+            if line.starts_with([' ', '\t']) {
+                v.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((name, rest)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("message-id")
+        {
+            value = Some(rest.trim().to_owned());
+        }
+    }
+    let v = value?;
+    let v = match (v.find('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => v[a..=b].to_owned(),
+        _ => v,
+    };
+    (!v.is_empty()).then_some(v)
+}

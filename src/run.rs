@@ -388,8 +388,12 @@ fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) 
     } else {
         let _ = shared.db(|cp| cp.set_user_state(&user.email, r.state, r.error.as_deref()));
     }
-    if let Some(e) = &r.error {
-        tracing::warn!(user = %user.email, state = r.state, "{e}");
+    // A mailbox that failed is an error even for `-q`; a partial or
+    // interrupted one resumes on the next run.
+    match &r.error {
+        Some(e) if r.state == "failed" => tracing::error!(user = %user.email, state = r.state, "{e}"),
+        Some(e) => tracing::warn!(user = %user.email, state = r.state, "{e}"),
+        None => {}
     }
     shared.events.send(Event::UserFinished {
         user: user.email.clone(),

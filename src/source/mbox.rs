@@ -336,7 +336,7 @@ fn entry(from_line: &[u8], offset: u64, raw: &[u8]) -> Option<Entry> {
             flags: Flags(flags),
             internal_date,
             size: cleaned.len() as u64,
-            message_id: super::imap::message_id_from_header(header),
+            message_id: crate::model::message_id_from_header(header),
             subject: super::imap::subject_from_header(header),
             gm_msgid,
         },

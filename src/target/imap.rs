@@ -13,12 +13,12 @@ use tokio_rustls::rustls;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quote, utf7};
+use crate::model::message_id_from_header;
+use crate::model::role_from_name;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::oauth::TokenSource;
 use crate::roster::UserJob;
 use crate::secret::Secret;
-use crate::source::imap::message_id_from_header;
-use crate::source::imap::role_from_name;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform::{append_flags, escape_separator};
 

@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::imap::utf7;
+use crate::model::message_id_from_header;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::roster::UserJob;
-use crate::source::imap::message_id_from_header;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform::maildir_flags;
 
