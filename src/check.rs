@@ -312,12 +312,23 @@ async fn check_source(ctx: &Ctx, session: &mut SourceSession) -> Result<SourceCh
                 }
             }
         }
-        if !fc.excluded {
+        out.folders.push(fc);
+    }
+    // A label-based source (Gmail) shows one message in several folders:
+    // only the folders the label rules copy from count, so a message is
+    // not counted once per label.
+    let roles: Vec<_> = folders.iter().map(|f| f.role).collect();
+    let counted = if crate::labels::label_based(roles.iter().copied(), session.has_gmail_extensions()) {
+        crate::labels::counted_folders(&roles, &ctx.settings.labels)
+    } else {
+        vec![true; roles.len()]
+    };
+    for (fc, counted) in out.folders.iter().zip(counted) {
+        if !fc.excluded && counted {
             out.messages += fc.messages;
             out.bytes += fc.bytes;
             out.too_large += fc.too_large;
         }
-        out.folders.push(fc);
     }
     out.over_item_cap = out.messages.saturating_sub(ctx.settings.limits.max_items);
 

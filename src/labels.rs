@@ -226,6 +226,30 @@ pub fn decide(folders: &[Folder], copies: &[Copy], rules: &Rules) -> Vec<Decisio
     out
 }
 
+/// Which folders' message counts add up to what a migrate copies from a
+/// label-based source, for estimates made without matching messages
+/// (`cutover check`): in categories mode All Mail alone (it holds every
+/// message once, Spam and Trash aside), plus Spam and Trash when kept; in
+/// folders mode every folder but All Mail and the views (archived mail,
+/// only in All Mail, is then not counted). Returns one flag per folder.
+pub fn counted_folders(roles: &[Option<FolderRole>], rules: &Rules) -> Vec<bool> {
+    let has_all = roles.contains(&Some(FolderRole::All));
+    roles
+        .iter()
+        .map(|&role| {
+            if excluded(role, rules) {
+                return false;
+            }
+            match (rules.mode, role) {
+                (LabelMode::Categories, Some(FolderRole::All)) => true,
+                (LabelMode::Categories, Some(FolderRole::Junk | FolderRole::Trash)) => true,
+                (LabelMode::Categories, _) => !has_all && !is_view(role),
+                (LabelMode::Folders, _) => !is_view(role),
+            }
+        })
+        .collect()
+}
+
 /// A label as an IMAP keyword: keywords are atoms, so the name is written
 /// in modified UTF-7 (as IMAP writes folder names) with every character an
 /// atom may not hold replaced by `_` ("Projects 2024" → "Projects_2024").
@@ -418,6 +442,36 @@ mod tests {
         let d = decide(&fs, &cs, &Rules::default());
         assert_eq!(d[0], copied(&["work"], false));
         assert_eq!(d[1], Decision::Duplicate);
+    }
+
+    #[test]
+    fn estimates_count_all_mail_once_or_every_label_folder() {
+        let roles = [
+            Some(FolderRole::Inbox),
+            None,
+            Some(FolderRole::All),
+            Some(FolderRole::Junk),
+            Some(FolderRole::Flagged),
+        ];
+        assert_eq!(
+            counted_folders(&roles, &Rules::default()),
+            [false, false, true, false, false]
+        );
+        let keep_junk = Rules {
+            keep_junk: true,
+            ..Rules::default()
+        };
+        assert_eq!(counted_folders(&roles, &keep_junk), [false, false, true, true, false]);
+        let folders = Rules {
+            mode: LabelMode::Folders,
+            ..Rules::default()
+        };
+        assert_eq!(counted_folders(&roles, &folders), [true, true, false, false, false]);
+        // Gmail without an All Mail folder listed: every real folder.
+        assert_eq!(
+            counted_folders(&[Some(FolderRole::Inbox), None], &Rules::default()),
+            [true, true]
+        );
     }
 
     #[test]

@@ -678,3 +678,71 @@ fn a_takeout_mbox_of_the_same_mail_gives_the_same_result() {
         "one copy per label folder"
     );
 }
+
+#[test]
+fn a_takeout_import_killed_mid_file_resumes_without_loss_or_duplicates() {
+    let (email, password) = user(1);
+    let mb = mailbox();
+    let (kept, _, _) = counts(&mb);
+    let extra = from_lines_message();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("takeout")).unwrap();
+    std::fs::write(dir.path().join(format!("takeout/{email}.mbox")), takeout(&mb, &extra)).unwrap();
+    let target = imap_target(&email, &password);
+    let config = write_mbox_config(dir.path(), &target, "categories");
+    // Small batches over several connections: kills land mid-batch.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[run]\nconnections_per_user = 3\nbatch_messages = 10\n");
+    std::fs::write(&config, text).unwrap();
+    let users = write_users(dir.path(), &email, &password);
+
+    // Each run is killed as soon as it has copied something more: kills
+    // land mid-import, whatever the machine's speed.
+    let mut kills = 0;
+    let mut mid_import = false;
+    let mut copied = 0;
+    for _ in 0..6 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["migrate", "-q", "--config", config.to_str().unwrap(), "--users"])
+            .arg(&users)
+            .env("CUTOVER_TEST_ADMIN_PW", ADMIN_PASSWORD)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let finished = loop {
+            if child.try_wait().unwrap().is_some() {
+                break true;
+            }
+            let now = target
+                .folders(&email)
+                .iter()
+                .map(|f| f.messages as usize)
+                .sum::<usize>();
+            if now > copied {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        if finished {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        copied = target.messages(&email).len();
+        mid_import |= copied > 0 && copied < kept + 1;
+    }
+    assert!(mid_import, "no kill landed in the middle of the import ({kills} kills)");
+    migrate(&config, &users, &[]);
+    let got = target.messages(&email);
+    assert_eq!(got.len(), kept + 1, "after {kills} kills: every message exactly once");
+    let got = by_message_id(&got);
+    for (m, p) in mb.messages.iter().zip(&mb.places).filter(|(_, p)| !p.left_out()) {
+        let id = mailgen::message_id(&m.raw).unwrap();
+        let copies = got.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        assert_eq!(copies.len(), 1, "{id}: exactly once after {kills} kills");
+        assert_eq!(copies[0].folder, main_folder(p), "{id}");
+    }
+}

@@ -511,11 +511,15 @@ impl Conn {
     }
 
     /// LIST "" "*", with special-use attributes where the server offers them.
+    ///
+    /// Never XLIST: its `* XLIST` answers are not LIST responses to the
+    /// parser, so the listing would fail. Gmail, which advertises XLIST
+    /// but not SPECIAL-USE, puts the special-use attributes (`\All`,
+    /// `\Sent`, ...) on plain LIST answers anyway, as its IMAP extensions
+    /// documentation says; other servers fall back to the name table.
     pub async fn list(&mut self) -> Result<Vec<ListedFolder>> {
         let command = if self.has_capability("SPECIAL-USE") {
             "LIST \"\" \"*\" RETURN (SPECIAL-USE)"
-        } else if self.has_capability("XLIST") {
-            "XLIST \"\" \"*\""
         } else {
             "LIST \"\" \"*\""
         };
@@ -1355,6 +1359,30 @@ pub fn parse_internal_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Why `list` never sends XLIST, and why Gmail needs no XLIST: LIST
+    /// answers as Google documents them carry the special-use attributes,
+    /// while an `* XLIST` answer does not parse as a LIST response.
+    #[test]
+    fn gmail_list_answers_carry_roles_and_xlist_answers_do_not_parse() {
+        let line = b"* LIST (\\HasNoChildren \\All) \"/\" \"[Gmail]/All Mail\"\r\n";
+        match Response::parse(line) {
+            Ok((_, Response::MailboxData(imap_proto::MailboxDatum::List(data)))) => {
+                let attrs: Vec<String> = data.name_attributes.iter().map(name_attribute).collect();
+                assert!(attrs.contains(&"\\all".to_owned()), "{attrs:?}");
+                assert_eq!(data.name, "[Gmail]/All Mail");
+            }
+            other => panic!("a Gmail LIST answer must parse: {other:?}"),
+        }
+        let xlist = b"* XLIST (\\HasNoChildren \\AllMail) \"/\" \"[Gmail]/All Mail\"\r\n";
+        assert!(
+            !matches!(
+                Response::parse(xlist),
+                Ok((_, Response::MailboxData(imap_proto::MailboxDatum::List(_))))
+            ),
+            "XLIST answers are not LIST data to the parser"
+        );
+    }
 
     #[test]
     fn parse_failures_do_not_carry_the_servers_bytes() {

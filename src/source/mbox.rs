@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
@@ -42,9 +42,11 @@ use crate::roster::UserJob;
 #[derive(Clone)]
 pub struct MboxSource {
     template: PathBuf,
-    /// One index per file for the whole run, shared by every session of a
-    /// mailbox (the file is read through once per run).
-    indexes: Arc<Mutex<HashMap<PathBuf, Arc<Index>>>>,
+    /// The index of each file being copied, shared by every session of its
+    /// mailbox (the file is read through once per sync). Held weakly: it
+    /// goes away with the mailbox's last session, so a run over thousands
+    /// of users keeps only the indexes of the mailboxes in progress.
+    indexes: Arc<Mutex<HashMap<PathBuf, Weak<Index>>>>,
 }
 
 /// One message of the file.
@@ -94,7 +96,7 @@ impl MboxSource {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&path)
-            .cloned();
+            .and_then(Weak::upgrade);
         let index = match cached {
             Some(i) => i,
             None => {
@@ -103,10 +105,9 @@ impl MboxSource {
                     .await
                     .map_err(|e| Error::fatal(format!("reading {}: {e}", path.display())))??;
                 let built = Arc::new(built);
-                self.indexes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(path.clone(), built.clone());
+                let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+                indexes.retain(|_, w| w.strong_count() > 0);
+                indexes.insert(path.clone(), Arc::downgrade(&built));
                 built
             }
         };
