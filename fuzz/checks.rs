@@ -14,7 +14,15 @@ pub fn users_csv(data: &[u8]) {
             for u in &users {
                 assert!(!u.email.is_empty(), "accepted a row without EmailAddress");
                 let pw = u.password.expose();
-                if pw.len() >= 8 {
+                // (Unless the same text is also a field that is not secret.)
+                let open = [
+                    Some(&u.email),
+                    Some(&u.username),
+                    u.user_root.as_ref(),
+                    u.target_username.as_ref(),
+                ];
+                let elsewhere = open.iter().flatten().any(|f| f.contains(pw));
+                if pw.len() >= 8 && !elsewhere {
                     let shown = format!("{u:?}");
                     assert!(!shown.contains(pw), "password in debug output");
                 }

@@ -178,7 +178,17 @@ impl Stamp {
 
 /// Builds the create request for one message. `internal_date` is the
 /// source's INTERNALDATE (unix seconds; 0 when unknown).
+///
+/// Hostile MIME must fail this one message, never the run: should the MIME
+/// parser panic on a structure it does not expect (fuzzing found inputs
+/// that trip its internal assertions), the message is refused with a
+/// reason instead.
 pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
+    std::panic::catch_unwind(|| build_unguarded(raw, flags, internal_date))
+        .unwrap_or_else(|_| Err("the MIME structure of this message is too broken to convert to Graph JSON".to_owned()))
+}
+
+fn build_unguarded(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
     build_stamped(raw, flags, internal_date, None)
 }
 
