@@ -447,16 +447,22 @@ type HeldSource = Held<SourceSession>;
 
 /// Opens a source connection within the connection caps and the login
 /// rate, after any wait a server asked this user for.
-async fn open_source(shared: &Shared, user: &UserJob) -> Result<HeldSource, Error> {
+/// With `retry` false, one attempt only (the caller decides what a refusal
+/// means).
+async fn open_source(shared: &Shared, user: &UserJob, retry: bool) -> Result<HeldSource, Error> {
     let host = shared.source.host_key(user);
     let slot = shared.pace.source_connection(&host, &user.email).await;
     let gate = shared.pace.user_gate(&user.email);
-    let session = with_retries(shared, &user.email, || async {
+    let attempt = || async {
         gate.wait().await;
         shared.pace.before_login().await;
         shared.source.open(user).await
-    })
-    .await
+    };
+    let session = if retry {
+        with_retries(shared, &user.email, attempt).await
+    } else {
+        attempt().await
+    }
     .map_err(|e| e.context("source"))?;
     Ok(Held::new(session, slot))
 }
@@ -472,14 +478,19 @@ fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
     if matches!(e.kind, ErrorKind::Throttled(_)) {
         tracing::warn!(user = %email, delay_ms = delay.as_millis() as u64, "the server asked to slow down: {e}");
         shared.pace.user_gate(email).push_delay(delay);
-        if let Err(db) = shared.db(|cp| cp.note_throttle(email, &e.message)) {
-            tracing::warn!(user = %email, "cannot record the throttling: {db}");
-        }
+        record_throttle(shared, email, e);
         shared.events.send(Event::Throttled {
             user: email.to_owned(),
             delay_ms: delay.as_millis() as u64,
             reason: e.message.clone(),
         });
+    }
+}
+
+/// Counts a push-back against the user in the checkpoint, for `status`.
+fn record_throttle(shared: &Shared, email: &str, e: &Error) {
+    if let Err(db) = shared.db(|cp| cp.note_throttle(email, &e.message)) {
+        tracing::warn!(user = %email, "cannot record the throttling: {db}");
     }
 }
 
@@ -652,7 +663,7 @@ fn apply_label_rules(
 
 async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) -> Result<(), Error> {
     let email = &user.email;
-    let mut session = open_source(shared, user).await?;
+    let mut session = open_source(shared, user, true).await?;
     let folders = scan(shared, user, &mut session).await?;
 
     // Plan.
@@ -815,13 +826,11 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
                 .collect(),
         });
     }
-    let queue = Arc::new(Mutex::new(queue));
-    let workers = shared
-        .settings
-        .run
-        .connections_per_user
-        .min(queue.lock().map(|q| q.len()).unwrap_or(1))
-        .max(1);
+    let workers = shared.settings.run.connections_per_user.min(queue.len()).max(1);
+    let queue = Arc::new(Mutex::new(Queue {
+        batches: queue,
+        workers,
+    }));
     let mut tasks = Vec::new();
     let mut first = Some((session, target));
     for _ in 0..workers {
@@ -840,7 +849,7 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
             Err(e) => fatal = fatal.or(Some(e)),
         }
     }
-    stats.complete = queue.lock().map(|q| q.is_empty()).unwrap_or(false);
+    stats.complete = queue.lock().map(|q| q.batches.is_empty()).unwrap_or(false);
     match fatal {
         Some(e) => Err(e),
         None => Ok(()),
@@ -854,11 +863,20 @@ struct WorkerStats {
     failed: u64,
 }
 
-/// One connection pair working through the mailbox's batch queue.
+/// The batches of one mailbox, and how many workers still take them.
+struct Queue {
+    batches: VecDeque<Work>,
+    workers: usize,
+}
+
+/// One connection pair working through the mailbox's batch queue. When the
+/// server turns away this worker's connection (too many connections) while
+/// other workers are still at it, this one hands its batch back and stops:
+/// the mailbox goes on with the connections the server allows.
 async fn worker(
     shared: &Shared,
     user: &UserJob,
-    queue: Arc<Mutex<VecDeque<Work>>>,
+    queue: Arc<Mutex<Queue>>,
     conns: Option<(HeldSource, Box<dyn TargetSession>)>,
 ) -> Result<WorkerStats, Error> {
     let (mut source, mut target) = match conns {
@@ -871,8 +889,34 @@ async fn worker(
             if shared.stop.stopped() {
                 return Ok(());
             }
-            let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+            let next = {
+                let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                let next = q.batches.pop_front();
+                if next.is_none() {
+                    q.workers -= 1;
+                }
+                next
+            };
             let Some(work) = next else { return Ok(()) };
+            if source.is_none() {
+                match open_source(shared, user, false).await {
+                    Ok(s) => source = Some(s),
+                    Err(e) if matches!(e.kind, ErrorKind::Throttled(_)) => {
+                        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                        if q.workers > 1 {
+                            q.workers -= 1;
+                            q.batches.push_front(work);
+                            let left = q.workers;
+                            drop(q);
+                            tracing::info!(user = %user.email, connections = left, "the source turned a connection away; going on with fewer: {e}");
+                            record_throttle(shared, &user.email, &e);
+                            return Ok(());
+                        }
+                    }
+                    // The batch's own retries take it from here.
+                    Err(_) => {}
+                }
+            }
             let span = tracing::info_span!("batch", folder = %work.folder_display);
             copy_batch(shared, user, &work, &mut source, &mut target, &mut stats)
                 .instrument(span)
@@ -924,7 +968,7 @@ async fn copy_batch(
             // budget, so a worker waiting for a slot never holds bytes that
             // the workers holding slots need.
             if source.is_none() {
-                *source = Some(open_source(shared, user).await?);
+                *source = Some(open_source(shared, user, true).await?);
             }
             // Memory bound: the batch's bytes are reserved before they are
             // fetched (a single message larger than the whole budget takes
@@ -1003,7 +1047,7 @@ async fn copy_items(
 ) -> Result<(), Error> {
     let email = &user.email;
     if source_slot.is_none() {
-        *source_slot = Some(open_source(shared, user).await?);
+        *source_slot = Some(open_source(shared, user, true).await?);
     }
     if target_slot.is_none() {
         *target_slot = Some(open_target(shared, user).await?);
