@@ -54,8 +54,8 @@ mod support;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::io::BufRead as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -218,7 +218,14 @@ fn emulator_path(args: &Args) -> Result<PathBuf, String> {
 /// limits (its defaults), the given clock scale and one mailbox per login.
 fn start_emulator(path: &Path, time_scale: f64, logins: &[String]) -> Result<Emulator, String> {
     let mut child = Command::new(path)
-        .args(["--listen", "127.0.0.1:0", "--tenant-id", GRAPH_TENANT, "--client-id", GRAPH_CLIENT])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tenant-id",
+            GRAPH_TENANT,
+            "--client-id",
+            GRAPH_CLIENT,
+        ])
         .args(["--client-secret-env", GRAPH_SECRET_ENV])
         .arg("--time-scale")
         .arg(time_scale.to_string())

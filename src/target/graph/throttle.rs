@@ -44,8 +44,14 @@ impl MailboxLimits {
         MailboxLimits {
             gate: NotBefore::new(),
             concurrency: Semaphore::new(settings.max_concurrent_requests),
-            requests: Budget::new(settings.requests_per_10_minutes, window(600, settings.limits_time_scale)),
-            upload_bytes: Budget::new(settings.upload_bytes_per_5_minutes, window(300, settings.limits_time_scale)),
+            requests: Budget::new(
+                settings.requests_per_10_minutes,
+                window(600, settings.limits_time_scale),
+            ),
+            upload_bytes: Budget::new(
+                settings.upload_bytes_per_5_minutes,
+                window(300, settings.limits_time_scale),
+            ),
         }
     }
 
