@@ -10,7 +10,8 @@
 //! cargo build --release --example lab
 //! target/release/examples/lab --dir DIR [--users N=1] [--messages N=2000]
 //!     [--folders N=10] [--avg-size BYTES=20000] [--big]
-//!     [--target imap|maildir=imap] [--separator /|.] [--seed N=1]
+//!     [--target imap|maildir|graph=imap] [--separator /|.] [--seed N=1]
+//!     [--emulator PATH] [--time-scale F=1] [--write-mode auto|import-mime|json]
 //! ```
 //!
 //! - `--messages` is per user, spread over `--folders` folders (INBOX gets
@@ -23,12 +24,22 @@
 //!   logins and the password `target-secret`.
 //! - `--separator` sets the source server's hierarchy separator; the target
 //!   server always uses `/`.
+//! - `--target graph` starts the Graph emulator (`graph-emulator`, built
+//!   with `cargo build --release --bin graph-emulator`; found next to the lab
+//!   executable or given with `--emulator`) with Exchange Online's real
+//!   per-mailbox limits, its clock sped up by `--time-scale` (0.1 runs a
+//!   10-minute window in 1 minute), and one mailbox per lab user. The config
+//!   names the client secret by environment variable
+//!   (`CUTOVER_LAB_GRAPH_SECRET`, exported in `lab.env`) and sets
+//!   `limits_time_scale` to the same scale, so cutover paces itself to the
+//!   emulator's clock.
 //!
 //! Contract for scripts (see `scripts/demo`):
 //! - When everything is up it writes `DIR/cutover.toml`, `DIR/users.csv` and
 //!   `DIR/lab.env` (shell-sourceable `export KEY='value'` lines: ports,
 //!   Dovecot config paths for `doveadm -c`, `CUTOVER_LAB_TARGET_PASSWORD`,
-//!   `LAB_PID`), then prints a line `READY` on stdout. Progress goes to stderr.
+//!   `CUTOVER_LAB_GRAPH_SECRET`, `GRAPH_URL`, `LAB_PID`), then prints a line
+//!   `READY` on stdout. Progress goes to stderr.
 //! - To stop it: send SIGTERM or SIGINT (run the built binary, not
 //!   `cargo run`, so that the pid you signal is the lab's), or create the file
 //!   `DIR/stop`. It stops the servers, deletes their temporary directories,
@@ -43,9 +54,10 @@ mod support;
 
 use std::fmt::Write as _;
 use std::fs;
+use std::io::BufRead as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -55,10 +67,34 @@ use support::{Dovecot, DovecotOptions, GenMessage};
 
 const TARGET_PASSWORD: &str = "target-secret";
 
+/// The emulated Entra ID app registration of `--target graph`.
+const GRAPH_TENANT: &str = "11111111-2222-4333-8444-555555555555";
+const GRAPH_CLIENT: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+const GRAPH_SECRET: &str = "lab-graph-secret";
+const GRAPH_SECRET_ENV: &str = "CUTOVER_LAB_GRAPH_SECRET";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TargetKind {
     Imap,
     Maildir,
+    Graph,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WriteMode {
+    Auto,
+    ImportMime,
+    Json,
+}
+
+impl WriteMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Auto => "auto",
+            WriteMode::ImportMime => "import-mime",
+            WriteMode::Json => "json",
+        }
+    }
 }
 
 /// Starts source/target mail servers with generated mail for cutover demos.
@@ -92,6 +128,16 @@ struct Args {
     /// Seed for the generated mail.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// graph: the graph-emulator executable (default: next to this one).
+    #[arg(long)]
+    emulator: Option<PathBuf>,
+    /// graph: the emulator's clock speed-up (every Exchange window and
+    /// Retry-After runs at this fraction of real time).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// graph: cutover's write_mode in the generated config.
+    #[arg(long, value_enum, default_value_t = WriteMode::Auto)]
+    write_mode: WriteMode,
 }
 
 /// Folder names in fixture form ('/' hierarchy). The first N are used.
@@ -121,13 +167,101 @@ const FOLDERS: &[&str] = &[
 struct Lab {
     source: Dovecot,
     target: Option<Dovecot>,
+    graph: Option<Emulator>,
     stats: Vec<String>,
+}
+
+/// The running Graph emulator; stopped when dropped.
+struct Emulator {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--emulator`, or `graph-emulator` where cargo puts it: beside the lab
+/// executable's directory (`target/release/examples/lab` →
+/// `target/release/graph-emulator`) or in it.
+fn emulator_path(args: &Args) -> Result<PathBuf, String> {
+    if let Some(p) = &args.emulator {
+        return if p.is_file() {
+            Ok(p.clone())
+        } else {
+            Err(format!("--emulator {}: no such file", p.display()))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate the lab executable: {e}"))?;
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("graph-emulator"))
+        .collect();
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        format!(
+            "graph-emulator not found (looked for {}); build it with `cargo build --release --bin graph-emulator` or pass --emulator PATH",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )
+    })
+}
+
+/// Starts the emulator on a free loopback port with Exchange Online's real
+/// limits (its defaults), the given clock scale and one mailbox per login.
+fn start_emulator(path: &Path, time_scale: f64, logins: &[String]) -> Result<Emulator, String> {
+    let mut child = Command::new(path)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tenant-id",
+            GRAPH_TENANT,
+            "--client-id",
+            GRAPH_CLIENT,
+        ])
+        .args(["--client-secret-env", GRAPH_SECRET_ENV])
+        .arg("--time-scale")
+        .arg(time_scale.to_string())
+        .arg("--mailboxes")
+        .arg(logins.join(","))
+        .env(GRAPH_SECRET_ENV, GRAPH_SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    let _ = out.read_line(&mut line);
+    let Some(base_url) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "{} did not start (first line {:?}; its error is above)",
+            path.display(),
+            line.trim()
+        ));
+    };
+    // Keep draining its stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Ok(Emulator { child, base_url })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.separator != '/' && args.separator != '.' {
         eprintln!("lab: --separator must be '/' or '.'");
+        return ExitCode::FAILURE;
+    }
+    if !(args.time_scale.is_finite() && args.time_scale >= 0.0001 && args.time_scale <= 1.0) {
+        eprintln!("lab: --time-scale must be between 0.0001 and 1");
         return ExitCode::FAILURE;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -259,7 +393,18 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
             fs::create_dir_all(dir.join("maildir")).expect("create maildir target dir");
             None
         }
+        TargetKind::Graph => None,
     };
+    let graph = (args.target == TargetKind::Graph).then(|| {
+        let emulator = emulator_path(args)
+            .and_then(|path| start_emulator(&path, args.time_scale, &logins))
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "lab: Graph emulator on {} (time scale {})",
+            emulator.base_url, args.time_scale
+        );
+        emulator
+    });
 
     let mut folders: Vec<String> = FOLDERS
         .iter()
@@ -325,7 +470,12 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
         total_bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     )];
-    Some(Lab { source, target, stats })
+    Some(Lab {
+        source,
+        target,
+        graph,
+        stats,
+    })
 }
 
 fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
@@ -338,8 +488,23 @@ fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
     writeln!(toml, "security = \"plain\"").unwrap();
     writeln!(toml).unwrap();
     writeln!(toml, "[target]").unwrap();
-    match &lab.target {
-        Some(target) => {
+    match (&lab.target, &lab.graph) {
+        (_, Some(graph)) => {
+            writeln!(toml, "kind = \"graph\"").unwrap();
+            writeln!(toml, "tenant_id = \"{GRAPH_TENANT}\"").unwrap();
+            writeln!(toml, "client_id = \"{GRAPH_CLIENT}\"").unwrap();
+            writeln!(toml, "client_secret_env = \"{GRAPH_SECRET_ENV}\"").unwrap();
+            writeln!(toml, "endpoint = {}", toml_string(&graph.base_url)).unwrap();
+            writeln!(toml, "authority = {}", toml_string(&graph.base_url)).unwrap();
+            writeln!(toml, "write_mode = \"{}\"", args.write_mode.as_str()).unwrap();
+            writeln!(
+                toml,
+                "# The emulator runs Exchange's 10- and 5-minute windows this much faster."
+            )
+            .unwrap();
+            writeln!(toml, "limits_time_scale = {}", args.time_scale).unwrap();
+        }
+        (Some(target), None) => {
             writeln!(toml, "kind = \"imap\"").unwrap();
             writeln!(toml, "host = \"127.0.0.1\"").unwrap();
             writeln!(toml, "port = {}", target.port()).unwrap();
@@ -347,7 +512,7 @@ fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
             writeln!(toml, "login = \"{{email}}\"").unwrap();
             writeln!(toml, "password_env = \"CUTOVER_LAB_TARGET_PASSWORD\"").unwrap();
         }
-        None => {
+        (None, None) => {
             writeln!(toml, "kind = \"maildir\"").unwrap();
             writeln!(toml, "path = {}", q(&dir.join("maildir"))).unwrap();
         }
@@ -373,14 +538,20 @@ fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
     var("SOURCE_HOST", "127.0.0.1".into());
     var("SOURCE_PORT", lab.source.port().to_string());
     var("SOURCE_DOVECOT_CONF", lab.source.conf_path().display().to_string());
-    match &lab.target {
-        Some(target) => {
+    match (&lab.target, &lab.graph) {
+        (_, Some(graph)) => {
+            var("TARGET_KIND", "graph".into());
+            var("GRAPH_URL", graph.base_url.clone());
+            var("GRAPH_TIME_SCALE", args.time_scale.to_string());
+            var(GRAPH_SECRET_ENV, GRAPH_SECRET.into());
+        }
+        (Some(target), None) => {
             var("TARGET_KIND", "imap".into());
             var("TARGET_HOST", "127.0.0.1".into());
             var("TARGET_PORT", target.port().to_string());
             var("TARGET_DOVECOT_CONF", target.conf_path().display().to_string());
         }
-        None => {
+        (None, None) => {
             var("TARGET_KIND", "maildir".into());
             var("TARGET_MAILDIR", dir.join("maildir").display().to_string());
         }

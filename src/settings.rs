@@ -72,6 +72,10 @@ pub struct GraphSettings {
     pub requests_per_10_minutes: u32,
     /// Request body bytes (POST, PATCH, PUT) per mailbox in any 5 minutes.
     pub upload_bytes_per_5_minutes: u32,
+    /// Multiplies the 10-minute and 5-minute windows of the two budgets
+    /// above (1 for Exchange Online; the Graph emulator's `--time-scale`
+    /// when it runs Exchange's limits on a faster clock).
+    pub limits_time_scale: f64,
     /// Limit on each request (a large upload gets extra time per MiB).
     pub timeout: Duration,
 }
@@ -241,6 +245,8 @@ struct GraphTargetSection {
     requests_per_10_minutes: u32,
     #[serde(default = "default_graph_upload_bytes")]
     upload_bytes_per_5_minutes: u32,
+    #[serde(default = "default_graph_limits_time_scale")]
+    limits_time_scale: f64,
     #[serde(default = "default_graph_timeout")]
     timeout_seconds: u64,
 }
@@ -367,6 +373,9 @@ fn default_graph_requests() -> u32 {
 }
 fn default_graph_upload_bytes() -> u32 {
     157_286_400
+}
+fn default_graph_limits_time_scale() -> f64 {
+    1.0
 }
 fn default_graph_timeout() -> u64 {
     120
@@ -750,6 +759,12 @@ fn graph_settings(
     if g.upload_bytes_per_5_minutes < 1024 * 1024 {
         return Err("[target] upload_bytes_per_5_minutes must be at least 1048576 (1 MiB)".into());
     }
+    if !(g.limits_time_scale.is_finite() && g.limits_time_scale >= 0.000_1 && g.limits_time_scale <= 1.0) {
+        return Err(format!(
+            "[target] limits_time_scale = {} is out of range (0.0001 to 1; leave it at 1 for Exchange Online, set it to the Graph emulator's --time-scale otherwise)",
+            g.limits_time_scale
+        ));
+    }
     if g.timeout_seconds == 0 {
         return Err("[target] timeout_seconds must be at least 1".into());
     }
@@ -763,6 +778,7 @@ fn graph_settings(
         max_concurrent_requests: g.max_concurrent_requests,
         requests_per_10_minutes: g.requests_per_10_minutes,
         upload_bytes_per_5_minutes: g.upload_bytes_per_5_minutes,
+        limits_time_scale: g.limits_time_scale,
         timeout: Duration::from_secs(g.timeout_seconds),
     })
 }
@@ -1059,6 +1075,7 @@ mod tests {
         assert_eq!(g.max_concurrent_requests, 4);
         assert_eq!(g.requests_per_10_minutes, 10_000);
         assert_eq!(g.upload_bytes_per_5_minutes, 157_286_400);
+        assert_eq!(g.limits_time_scale, 1.0);
         assert_eq!(g.timeout, Duration::from_secs(120));
         // The secret never shows in the settings' debug output.
         assert!(!format!("{s:?}").contains("s3cret"));
@@ -1067,7 +1084,7 @@ mod tests {
     #[test]
     fn graph_keys_are_parsed_and_checked() {
         let s = parse_str(&format!(
-            "{GRAPH}client_secret_env = \"PW\"\nendpoint = \"http://127.0.0.1:8080/\"\nauthority = \"http://localhost:8080\"\nwrite_mode = \"import-mime\"\nmax_concurrent_requests = 2\nrequests_per_10_minutes = 600\nupload_bytes_per_5_minutes = 10485760\ntimeout_seconds = 30\n"
+            "{GRAPH}client_secret_env = \"PW\"\nendpoint = \"http://127.0.0.1:8080/\"\nauthority = \"http://localhost:8080\"\nwrite_mode = \"import-mime\"\nmax_concurrent_requests = 2\nrequests_per_10_minutes = 600\nupload_bytes_per_5_minutes = 10485760\nlimits_time_scale = 0.05\ntimeout_seconds = 30\n"
         ))
         .unwrap();
         let TargetSettings::Graph(g) = &s.target else {
@@ -1084,6 +1101,7 @@ mod tests {
             ),
             (2, 600, 10_485_760)
         );
+        assert_eq!(g.limits_time_scale, 0.05);
         assert_eq!(g.timeout, Duration::from_secs(30));
 
         for (extra, named) in [
@@ -1095,6 +1113,10 @@ mod tests {
             (
                 "client_secret_env = \"PW\"\nmax_concurrent_requests = 0\n",
                 "max_concurrent_requests",
+            ),
+            (
+                "client_secret_env = \"PW\"\nlimits_time_scale = 2.0\n",
+                "limits_time_scale",
             ),
             (
                 "client_secret_env = \"PW\"\nclient_secrt_file = \"x\"\n",

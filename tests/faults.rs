@@ -194,7 +194,7 @@ fn graph_faults_and_kills_lose_nothing_and_duplicate_nothing() {
             "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
              [target]\nkind = \"graph\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n\
              client_secret_env = \"CUTOVER_GRAPH_SECRET\"\nendpoint = \"{base}\"\nauthority = \"{base}\"\n\
-             write_mode = \"json\"\ntimeout_seconds = 10\n\n\
+             write_mode = \"json\"\ntimeout_seconds = 10\nlimits_time_scale = 0.05\n\n\
              [state]\npath = \"state.db\"\n\n[run]\nbatch_messages = 20\nconnections_per_user = 2\nmax_attempts = 8\n",
             source.port(),
             base = emu.base

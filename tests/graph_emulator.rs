@@ -1084,6 +1084,26 @@ async fn request_window_429_and_violation_recorder() {
     assert_eq!(violation["mailbox"], USER);
     assert_eq!(violation["issued_for"], "RequestRate");
     assert_eq!(violation["within_grace"], false);
+    // The stats name the limits they were counted against, windows in real
+    // seconds, and when each mailbox's requests began and ended.
+    let limits = &stats["limits"];
+    assert_eq!(limits["rate_limit_requests"], 5);
+    assert_eq!(limits["rate_window_secs"], 300);
+    assert!(
+        (limits["rate_window_real_secs"].as_f64().unwrap() - 3.0).abs() < 1e-9,
+        "{limits}"
+    );
+    assert_eq!(limits["upload_limit_bytes"], 157_286_400);
+    assert!(
+        (limits["upload_window_real_secs"].as_f64().unwrap() - 3.0).abs() < 1e-9,
+        "{limits}"
+    );
+    let mailbox = &stats["mailboxes"][USER];
+    let (first, last) = (
+        mailbox["first_request_ms"].as_i64().unwrap(),
+        mailbox["last_request_ms"].as_i64().unwrap(),
+    );
+    assert!(first > 0 && first <= last, "{mailbox}");
     // Waiting the announced time works and records nothing new.
     tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(50)).await;
     assert_eq!(emu.get(&t, &users("/mailFolders/inbox")).await.0, 200);

@@ -37,9 +37,8 @@ const SECRET_ENV: &str = "CUTOVER_TEST_GRAPH_SECRET";
 /// runs at this fraction of real time.
 const TIME_SCALE: &str = "0.01";
 /// cutover's own request and upload budgets on the same scaled clock: the
-/// documented 10,000 requests per 10 minutes at a time scale of 0.01 are
-/// 1,000,000 per 10 real minutes (the upload budget is capped by its type).
-const SCALED_BUDGET: &str = "requests_per_10_minutes = 1000000\nupload_bytes_per_5_minutes = 4000000000\n";
+/// documented 10,000 requests and 150 MB, over windows 0.01 times as long.
+const SCALED_BUDGET: &str = "limits_time_scale = 0.01\n";
 
 /// The folders of the standard test mailbox (as in migrate_dovecot.rs):
 /// nested, non-ASCII, role folders, and names with spaces.

@@ -91,6 +91,7 @@ impl Emu {
             max_concurrent_requests: 4,
             requests_per_10_minutes: 10_000,
             upload_bytes_per_5_minutes: 157_286_400,
+            limits_time_scale: 1.0,
             timeout: Duration::from_secs(30),
         }
     }

@@ -5,7 +5,7 @@
 //! - `GET  /_emulator/mailboxes` — summary of every mailbox
 //! - `POST /_emulator/mailboxes` — `{"address", "maxReceiveSizeBytes"?}` create or update one
 //! - `GET  /_emulator/mailboxes/{user}[?mime=false]` — full dump
-//! - `GET  /_emulator/stats` — counters and Retry-After violations
+//! - `GET  /_emulator/stats` — counters, Retry-After violations and the limits in force
 //! - `POST /_emulator/reset` — forget mailboxes, stats, throttles, faults, uploads (tokens stay valid)
 //! - `GET|POST|DELETE /_emulator/faults` — fault configuration
 
@@ -33,7 +33,7 @@ pub fn handle(app: &Arc<App>, req: &Req) -> Resp {
         (&Method::GET, ["mailboxes"]) => list_mailboxes(app),
         (&Method::POST, ["mailboxes"]) => create_mailbox(app, req),
         (&Method::GET, ["mailboxes", user]) => dump(app, req, user),
-        (&Method::GET, ["stats"]) => Resp::plain_json(200, &app.stats.lock().unwrap().to_json()),
+        (&Method::GET, ["stats"]) => stats(app),
         (&Method::POST, ["reset"]) => reset(app),
         (&Method::GET, ["faults"]) => faults_json(app),
         (&Method::POST, ["faults"]) => set_faults(app, req),
@@ -43,6 +43,25 @@ pub fn handle(app: &Arc<App>, req: &Req) -> Resp {
         }
         _ => err(404, "unknown emulator admin path"),
     }
+}
+
+/// The counters, with the limits they were measured against: each window
+/// in real (scaled) seconds, so a benchmark can tell what share of the
+/// per-mailbox budget a client sustained without knowing how it was started.
+fn stats(app: &App) -> Resp {
+    let mut v = app.stats.lock().unwrap().to_json();
+    let cfg = &app.cfg;
+    v["limits"] = json!({
+        "time_scale": cfg.time_scale,
+        "max_concurrency": cfg.max_concurrency,
+        "rate_limit_requests": cfg.rate_limit_requests,
+        "rate_window_secs": cfg.rate_window_secs,
+        "rate_window_real_secs": cfg.scaled(cfg.rate_window_secs as f64).as_secs_f64(),
+        "upload_limit_bytes": cfg.upload_limit_bytes,
+        "upload_window_secs": cfg.upload_window_secs,
+        "upload_window_real_secs": cfg.scaled(cfg.upload_window_secs as f64).as_secs_f64(),
+    });
+    Resp::plain_json(200, &v)
 }
 
 fn faults_json(app: &App) -> Resp {

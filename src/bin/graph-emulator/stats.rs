@@ -26,6 +26,11 @@ pub struct Counters {
     pub max_concurrent: u32,
     pub upload_bytes: u64,
     pub faults_injected: BTreeMap<String, u64>,
+    /// Wall-clock milliseconds (Unix epoch) of the first and last request
+    /// counted: benchmarks divide the requests by this span to get the rate
+    /// a client sustained.
+    pub first_request_ms: Option<i64>,
+    pub last_request_ms: Option<i64>,
 }
 
 impl Counters {
@@ -43,6 +48,9 @@ impl Counters {
         }
         self.upload_bytes += ev.upload_bytes;
         self.max_concurrent = self.max_concurrent.max(ev.concurrent);
+        let now = chrono::Utc::now().timestamp_millis();
+        self.first_request_ms.get_or_insert(now);
+        self.last_request_ms = Some(now);
     }
 }
 

@@ -1,7 +1,9 @@
 //! Exchange Online's limits per app and target mailbox, kept on our side so
 //! that we are throttled as little as possible and, when we are, honour the
 //! server's Retry-After exactly: 4 concurrent requests, 10,000 requests per
-//! 10 minutes, 150 MB uploaded per 5 minutes (all configurable).
+//! 10 minutes, 150 MB uploaded per 5 minutes (all configurable, and the
+//! windows scalable with `limits_time_scale` to match an emulator that runs
+//! Exchange's limits on a faster clock).
 //!
 //! Every session writing into the same mailbox shares one [`MailboxLimits`],
 //! so a 429 seen by one session closes the gate for all of them. The timing
@@ -26,6 +28,12 @@ pub struct MailboxLimits {
     upload_bytes: Budget,
 }
 
+/// One of Exchange's windows (`secs` long) on the clock the limits run on:
+/// real time for Exchange Online, faster for an emulator that scales them.
+fn window(secs: u64, time_scale: f64) -> Duration {
+    Duration::from_secs_f64(secs as f64 * time_scale)
+}
+
 /// Held while a request is in flight.
 pub struct Slot<'a> {
     _permit: SemaphorePermit<'a>,
@@ -36,8 +44,14 @@ impl MailboxLimits {
         MailboxLimits {
             gate: NotBefore::new(),
             concurrency: Semaphore::new(settings.max_concurrent_requests),
-            requests: Budget::new(settings.requests_per_10_minutes, Duration::from_secs(600)),
-            upload_bytes: Budget::new(settings.upload_bytes_per_5_minutes, Duration::from_secs(300)),
+            requests: Budget::new(
+                settings.requests_per_10_minutes,
+                window(600, settings.limits_time_scale),
+            ),
+            upload_bytes: Budget::new(
+                settings.upload_bytes_per_5_minutes,
+                window(300, settings.limits_time_scale),
+            ),
         }
     }
 
@@ -80,6 +94,7 @@ mod tests {
             max_concurrent_requests: concurrency,
             requests_per_10_minutes: 10_000,
             upload_bytes_per_5_minutes: 157_286_400,
+            limits_time_scale: 1.0,
             timeout: Duration::from_secs(5),
         }
     }
