@@ -605,7 +605,8 @@ impl Conn {
                 }
                 other => {
                     return Err(Error::transient(format!(
-                        "APPEND: expected a continuation, got {other:?}"
+                        "APPEND: expected a continuation, got {}",
+                        excerpt(&format!("{other:?}"))
                     )));
                 }
             }
@@ -1159,13 +1160,27 @@ fn mailbox_state(responses: &[Response<'static>]) -> MailboxState {
 /// milliseconds") become [`ErrorKind::Throttled`](crate::error::ErrorKind);
 /// `[UNAVAILABLE]`/`[SERVERBUG]` are transient; anything else about one
 /// command is the caller's to judge, reported as an item error.
+/// What of a server's words goes into an error: enough to tell the admin
+/// what happened, never a whole (possibly huge, possibly private) answer.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 300;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
+}
+
 pub fn classify_status(verb: &str, status: &Status, info: &str) -> Error {
     let word = match status {
         Status::No => "NO",
         Status::Bad => "BAD",
         _ => "error",
     };
-    let message = format!("{verb} answered {word} {info}");
+    let message = format!("{verb} answered {word} {}", excerpt(info));
     if let Some(delay) = suggested_backoff(info) {
         return Error::throttled(delay, message);
     }
@@ -1582,5 +1597,15 @@ mod tests {
     #[test]
     fn quoting_escapes_quotes_and_backslashes() {
         assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn a_long_server_answer_is_cut_in_errors() {
+        let info = "é".repeat(10_000);
+        let e = classify_status("APPEND", &Status::No, &info);
+        assert!(e.message.len() < 400, "{}", e.message.len());
+        assert!(e.message.ends_with("(20000 bytes in all)"), "{}", e.message);
+        let short = classify_status("APPEND", &Status::No, "[OVERQUOTA] mailbox full");
+        assert_eq!(short.message, "APPEND answered NO [OVERQUOTA] mailbox full");
     }
 }
