@@ -9,7 +9,6 @@ mod common;
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,8 +18,7 @@ use serde_json::{Value, json};
 use common::*;
 use support::{Dovecot, DovecotOptions, mailgen};
 
-const TENANT: &str = "11111111-2222-4333-8444-555555555555";
-const CLIENT: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+use support::emulator::{CLIENT, TENANT};
 const GRAPH_SECRET: &str = "graph-fault-s3cret";
 
 struct Emulator {
@@ -37,24 +35,14 @@ impl Drop for Emulator {
 
 impl Emulator {
     fn start(mailboxes: &str) -> Emulator {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-            .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
-            .args(["--client-secret", GRAPH_SECRET, "--seed", "5", "--mailboxes", mailboxes])
-            // Retry-After and throttle windows in emulated seconds, 20x faster.
-            .args(["--time-scale", "0.05"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start graph-emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_owned();
+        let (child, base) = support::emulator::start(
+            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
+                .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
+                .args(["--client-secret", GRAPH_SECRET, "--seed", "5", "--mailboxes", mailboxes])
+                // Retry-After and throttle windows in emulated seconds, 20x faster.
+                .args(["--time-scale", "0.05"])
+                .stderr(Stdio::null()),
+        );
         Emulator { child, base }
     }
 

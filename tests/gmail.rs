@@ -14,7 +14,6 @@ mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -340,32 +339,21 @@ impl Drop for Emu {
     }
 }
 
-const TENANT: &str = "11111111-2222-4333-8444-555555555555";
-const CLIENT: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+use support::emulator::{CLIENT, TENANT};
 const GRAPH_SECRET: &str = "s3cret-value";
 
 impl Emu {
     fn start() -> Emu {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-            .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
-            .args(["--client-secret", GRAPH_SECRET, "--seed", "7", "--page-size", "1000"])
-            // Throttling is tested elsewhere (graph_target.rs): here a
-            // higher request budget, the same on both sides, keeps the
-            // test fast without ever being over it.
-            .args(["--rate-limit-requests", "200000"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start graph-emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, base) = support::emulator::start(
+            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
+                .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
+                .args(["--client-secret", GRAPH_SECRET, "--seed", "7", "--page-size", "1000"])
+                // Throttling is tested elsewhere (graph_target.rs): here a
+                // higher request budget, the same on both sides, keeps the
+                // test fast without ever being over it.
+                .args(["--rate-limit-requests", "200000"])
+                .stderr(Stdio::inherit()),
+        );
         Emu { child, base }
     }
 

@@ -4,7 +4,8 @@
 //! stdout line and talks HTTP to it with reqwest, asserting the documented
 //! Graph behaviour the product relies on.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-const TENANT: &str = "11111111-2222-4333-8444-555555555555";
-const CLIENT: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+use support::emulator::{CLIENT, TENANT};
 const SECRET: &str = "s3cret-value";
 const USER: &str = "alice@contoso.test";
 
@@ -107,18 +107,8 @@ impl Emu {
             port_file.to_str().unwrap(),
         ])
         .args(extra)
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("start graph-emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, base) = support::emulator::start(&mut cmd);
         let port = std::fs::read_to_string(&port_file).unwrap();
         assert!(base.ends_with(&format!(":{port}")), "port file matches");
         Emu {

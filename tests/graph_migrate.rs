@@ -15,7 +15,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -29,8 +28,7 @@ use sha2::{Digest, Sha256};
 use support::dovecot::{Dovecot, DovecotOptions, StoredMessage};
 use support::mailgen::{self, GenMessage};
 
-const TENANT: &str = "11111111-2222-4333-8444-555555555555";
-const CLIENT: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+use support::emulator::{CLIENT, TENANT};
 const SECRET: &str = "graph-s3cret-value";
 const SECRET_ENV: &str = "CUTOVER_TEST_GRAPH_SECRET";
 /// Every emulated duration (throttle windows, Retry-After, token lifetime)
@@ -77,23 +75,13 @@ impl Drop for Emu {
 
 impl Emu {
     fn start(extra: &[&str]) -> Emu {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-            .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
-            .args(["--client-secret", SECRET, "--seed", "7", "--time-scale", TIME_SCALE])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start graph-emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, base) = support::emulator::start(
+            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
+                .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
+                .args(["--client-secret", SECRET, "--seed", "7", "--time-scale", TIME_SCALE])
+                .args(extra)
+                .stderr(Stdio::inherit()),
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -6,7 +6,7 @@
 //! Each test starts its own emulator on a free loopback port and inspects
 //! the result through the emulator's admin API (`/_emulator/...`).
 
-use std::io::{BufRead, BufReader};
+mod support;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -24,8 +24,7 @@ use cutover::settings::{GraphCredential, GraphSettings, GraphWriteMode};
 use cutover::target::Target;
 use cutover::target::graph::GraphTarget;
 
-const TENANT: &str = "11111111-2222-4333-8444-555555555555";
-const CLIENT: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+use support::emulator::{CLIENT, TENANT};
 const SECRET: &str = "s3cret-value";
 const USER: &str = "alice@contoso.test";
 
@@ -49,30 +48,20 @@ impl Drop for Emu {
 impl Emu {
     fn start(extra: &[&str]) -> Emu {
         let cert = data("graph-test-cert.pem");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-            .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
-            .args([
-                "--client-secret",
-                SECRET,
-                "--client-cert",
-                cert.to_str().unwrap(),
-                "--seed",
-                "11",
-            ])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start graph-emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, base) = support::emulator::start(
+            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
+                .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
+                .args([
+                    "--client-secret",
+                    SECRET,
+                    "--client-cert",
+                    cert.to_str().unwrap(),
+                    "--seed",
+                    "11",
+                ])
+                .args(extra)
+                .stderr(Stdio::inherit()),
+        );
         Emu {
             child,
             base,

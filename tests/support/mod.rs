@@ -9,11 +9,13 @@
 //!   point is to migrate against the IMAP semantics a production server has).
 //! - [`mailgen`]: deterministic message generator and the odd-MIME corpus.
 //! - [`imap`]: a tiny blocking IMAP client for raw protocol checks in tests.
+//! - [`emulator`]: starts the Graph emulator binary for a test.
 //! - [`hostile`]: generated hostile mail (NUL bytes, 100-deep MIME, ...).
 //! - [`hostile_server`]: a relay in front of Dovecot that misbehaves on cue.
 #![allow(dead_code, unused_imports)]
 
 pub mod dovecot;
+pub mod emulator;
 pub mod hostile;
 pub mod hostile_server;
 pub mod imap;
