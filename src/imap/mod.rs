@@ -611,28 +611,25 @@ impl Conn {
                 }
             }
         }
-        // Large literals go out in one write; the timeout scales with size
-        // so a slow link is not mistaken for a dead one.
-        let write_limit = t + Duration::from_secs((raw.len() / (256 * 1024)) as u64);
+        self.write_literal(raw).await?;
+        let responses = self.read_until_done(&tag, "APPEND").await?;
+        Ok(responses.last().and_then(|r| match r {
+            Response::Done { outcome, .. } => first_append_uid(outcome.code.as_ref()),
+            _ => None,
+        }))
+    }
+
+    /// Sends one message literal and the line end that completes its
+    /// APPEND, in one write.
+    async fn write_literal(&mut self, raw: &[u8]) -> Result<()> {
         let stream = self.session.get_mut();
-        timed(write_limit, "APPEND", async {
+        timed(literal_write_limit(self.timeout, raw.len()), "APPEND", async {
             stream.write_all(raw).await?;
             stream.write_all(b"\r\n").await?;
             stream.flush().await
         })
         .await?
-        .map_err(|e| io_error("APPEND", e))?;
-        let responses = self.read_until_done(&tag, "APPEND").await?;
-        Ok(responses.last().and_then(|r| match r {
-            Response::Done { outcome, .. } => match &outcome.code {
-                Some(ResponseCode::AppendUid(validity, uids)) => uids.first().map(|u| match u {
-                    imap_proto::rfc4315::UidSetMember::Uid(u) => (*validity, *u),
-                    imap_proto::rfc4315::UidSetMember::UidRange(r) => (*validity, *r.start()),
-                }),
-                _ => None,
-            },
-            _ => None,
-        }))
+        .map_err(|e| io_error("APPEND", e))
     }
 
     /// Pipelined APPENDs into one folder: with LITERAL+ every command and
@@ -691,7 +688,7 @@ impl Conn {
     async fn multi_append(&mut self, wire_name: &str, items: &[(String, String, &[u8])]) -> Result<Vec<AppendResult>> {
         let t = self.timeout;
         let total: usize = items.iter().map(|(_, _, raw)| raw.len()).sum();
-        let write_limit = t + Duration::from_secs((total / (256 * 1024)) as u64);
+        let write_limit = literal_write_limit(t, total);
         let part = |flags: &str, date: &str, raw: &[u8]| {
             let binary = if raw.contains(&0) { "~" } else { "" };
             format!("({flags}) \"{date}\" {binary}{{{}+}}", raw.len())
@@ -753,15 +750,7 @@ impl Conn {
             let tag = timed(t, "APPEND", self.session.run_command(&command))
                 .await?
                 .map_err(|e| io_error("APPEND", e))?;
-            let write_limit = t + Duration::from_secs((raw.len() / (256 * 1024)) as u64);
-            let stream = self.session.get_mut();
-            timed(write_limit, "APPEND", async {
-                stream.write_all(raw).await?;
-                stream.write_all(b"\r\n").await?;
-                stream.flush().await
-            })
-            .await?
-            .map_err(|e| io_error("APPEND", e))?;
+            self.write_literal(raw).await?;
             tags.push(tag);
         }
         let mut results: Vec<Option<AppendResult>> = (0..items.len()).map(|_| None).collect();
@@ -778,13 +767,7 @@ impl Conn {
                     };
                     let info = outcome.information.as_deref().unwrap_or("");
                     results[i] = Some(match status {
-                        Status::Ok => Ok(match &outcome.code {
-                            Some(ResponseCode::AppendUid(validity, uids)) => uids.first().map(|u| match u {
-                                imap_proto::rfc4315::UidSetMember::Uid(u) => (*validity, *u),
-                                imap_proto::rfc4315::UidSetMember::UidRange(r) => (*validity, *r.start()),
-                            }),
-                            _ => None,
-                        }),
+                        Status::Ok => Ok(first_append_uid(outcome.code.as_ref())),
                         _ => Err(classify_status("APPEND", status, info)),
                     });
                     pending -= 1;
@@ -1160,6 +1143,23 @@ fn mailbox_state(responses: &[Response<'static>]) -> MailboxState {
 /// milliseconds") become [`ErrorKind::Throttled`](crate::error::ErrorKind);
 /// `[UNAVAILABLE]`/`[SERVERBUG]` are transient; anything else about one
 /// command is the caller's to judge, reported as an item error.
+/// How long sending `bytes` of literals may take: the command timeout plus
+/// a second per 256 KiB, so a slow link is not mistaken for a dead one.
+fn literal_write_limit(timeout: Duration, bytes: usize) -> Duration {
+    timeout + Duration::from_secs((bytes / (256 * 1024)) as u64)
+}
+
+/// (UIDVALIDITY, UID) of the first message an APPENDUID answer names.
+fn first_append_uid(code: Option<&ResponseCode>) -> Option<(u32, u32)> {
+    match code {
+        Some(ResponseCode::AppendUid(validity, uids)) => uids.first().map(|u| match u {
+            imap_proto::rfc4315::UidSetMember::Uid(u) => (*validity, *u),
+            imap_proto::rfc4315::UidSetMember::UidRange(r) => (*validity, *r.start()),
+        }),
+        _ => None,
+    }
+}
+
 /// What of a server's words goes into an error: enough to tell the admin
 /// what happened, never a whole (possibly huge, possibly private) answer.
 fn excerpt(text: &str) -> String {
