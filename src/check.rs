@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde::Serialize;
 
 use crate::error::Error;
@@ -148,29 +147,24 @@ pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckRepor
         exclude,
         maildir_problem,
     });
-    let mut results: Vec<(usize, UserCheck)> = futures::stream::iter(users.into_iter().enumerate())
-        .map(|(i, user)| {
+    let results = crate::run::each_user(
+        users,
+        parallel,
+        |user| {
             let ctx = ctx.clone();
-            async move {
-                let email = user.email.clone();
-                let entry = tokio::spawn(async move { check_user(&ctx, &user).await })
-                    .await
-                    .unwrap_or_else(|e| UserCheck {
-                        email,
-                        problems: vec![format!("internal error: {e}")],
-                        ..Default::default()
-                    });
-                (i, entry)
-            }
-        })
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
-    results.sort_by_key(|(i, _)| *i);
+            async move { check_user(&ctx, &user).await }
+        },
+        |email, reason| UserCheck {
+            email,
+            problems: vec![reason],
+            ..Default::default()
+        },
+    )
+    .await;
     let mut report = CheckReport::default();
     let mut estimate_sum = 0u64;
     let mut estimated = 0;
-    for (_, u) in results {
+    for u in results {
         report.totals.users += 1;
         if u.ready {
             report.totals.ready += 1;

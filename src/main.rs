@@ -148,16 +148,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             match check::check(settings, users).await {
-                Ok(report) => {
-                    if let Err(code) = print_result(json, &report, || check::render_table(&report)) {
-                        return code;
-                    }
-                    if report.ready() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
+                Ok(report) => print_verdict(json, &report, || check::render_table(&report), report.ready()),
                 Err(e) => fail(&e),
             }
         }
@@ -172,16 +163,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             match verify::verify(settings, users).await {
-                Ok(report) => {
-                    if let Err(code) = print_result(json, &report, || verify::render_table(&report)) {
-                        return code;
-                    }
-                    if report.complete() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
+                Ok(report) => print_verdict(json, &report, || verify::render_table(&report), report.complete()),
                 Err(e) => fail(&e),
             }
         }
@@ -264,6 +246,16 @@ fn print_result(json: bool, value: &impl serde::Serialize, table: impl FnOnce() 
         print!("{}", table());
     }
     Ok(())
+}
+
+/// Prints a result like [`print_result`]; the exit code is 0 when it
+/// `passed`, 1 when not.
+fn print_verdict(json: bool, value: &impl serde::Serialize, table: impl FnOnce() -> String, passed: bool) -> ExitCode {
+    match print_result(json, value, table) {
+        Ok(()) if passed => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(1),
+        Err(code) => code,
+    }
 }
 
 async fn wait_for_signal() {

@@ -257,28 +257,24 @@ pub async fn migrate(
     });
 
     let parallel = shared.settings.run.parallel_users;
-    let results: Vec<(String, UserResult)> = futures::stream::iter(users)
-        .map(|user| {
+    let results: Vec<UserResult> = each_user(
+        users,
+        parallel,
+        |user| {
             let shared = shared.clone();
-            async move {
-                let email = user.email.clone();
-                // Every log line of this mailbox carries its address.
-                let span = tracing::info_span!("mailbox", user = %email);
-                let result = tokio::spawn(async move { sync_user(&shared, &user).await }.instrument(span))
-                    .await
-                    .unwrap_or_else(|e| UserResult {
-                        state: "failed",
-                        copied: 0,
-                        bytes: 0,
-                        failed: 0,
-                        error: Some(format!("internal error: {e}")),
-                    });
-                (email, result)
-            }
-        })
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
+            // Every log line of this mailbox carries its address.
+            let span = tracing::info_span!("mailbox", user = %user.email);
+            async move { sync_user(&shared, &user).await }.instrument(span)
+        },
+        |_, reason| UserResult {
+            state: "failed",
+            copied: 0,
+            bytes: 0,
+            failed: 0,
+            error: Some(reason),
+        },
+    )
+    .await;
 
     let flushed = recorder.flush().await;
     drop(recorder);
@@ -288,12 +284,12 @@ pub async fn migrate(
         return Err(StartError(e.message));
     }
     let interrupted = stop.stopped();
-    let users_failed = results.iter().filter(|(_, r)| r.state != "done").count();
+    let users_failed = results.iter().filter(|r| r.state != "done").count();
     events.send(Event::RunFinished {
         users_done: results.len() - users_failed,
         users_failed,
-        copied: results.iter().map(|(_, r)| r.copied).sum(),
-        bytes: results.iter().map(|(_, r)| r.bytes).sum(),
+        copied: results.iter().map(|r| r.copied).sum(),
+        bytes: results.iter().map(|r| r.bytes).sum(),
         interrupted,
     });
     Ok(if interrupted {
@@ -418,6 +414,39 @@ struct UserStats {
 /// Opens a source session, retrying transient failures.
 /// Runs `op` until it succeeds, waiting between attempts as the retry
 /// policy says (a throttling delay in full); gives up with the last error.
+/// Runs `work` for every user of the users file, at most `parallel` at
+/// once, each on a task of its own so a panic in one mailbox cannot take
+/// the others down. Results come back in the users file's order; a task
+/// that panicked yields `on_panic(email, reason)`.
+pub async fn each_user<T, Fut>(
+    users: Vec<UserJob>,
+    parallel: usize,
+    work: impl Fn(UserJob) -> Fut,
+    on_panic: impl Fn(String, String) -> T,
+) -> Vec<T>
+where
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut results: Vec<(usize, T)> = futures::stream::iter(users.into_iter().enumerate())
+        .map(|(i, user)| {
+            let email = user.email.clone();
+            let task = tokio::spawn(work(user));
+            let on_panic = &on_panic;
+            async move {
+                let result = task
+                    .await
+                    .unwrap_or_else(|e| on_panic(email, format!("internal error: {e}")));
+                (i, result)
+            }
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 async fn with_retries<T, Fut: Future<Output = Result<T, Error>>>(
     shared: &Shared,
     email: &str,

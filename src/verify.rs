@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, FolderRow, format_time};
@@ -164,31 +163,28 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyRep
         exclude,
         db,
     });
-    let mut results: Vec<(usize, UserVerify)> = futures::stream::iter(users.into_iter().enumerate())
-        .map(|(i, user)| {
+    let failed = |email, message| UserVerify {
+        email,
+        error: Some(message),
+        ..Default::default()
+    };
+    let results = crate::run::each_user(
+        users,
+        parallel,
+        |user| {
             let ctx = ctx.clone();
             async move {
                 let email = user.email.clone();
-                let result = tokio::spawn(async move { verify_user(&ctx, &user).await })
+                verify_user(&ctx, &user)
                     .await
-                    .unwrap_or_else(|e| Err(Error::fatal(format!("internal error: {e}"))));
-                let entry = match result {
-                    Ok(v) => v,
-                    Err(e) => UserVerify {
-                        email,
-                        error: Some(e.message),
-                        ..Default::default()
-                    },
-                };
-                (i, entry)
+                    .unwrap_or_else(|e| failed(email, e.message))
             }
-        })
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
-    results.sort_by_key(|(i, _)| *i);
+        },
+        failed,
+    )
+    .await;
     let mut report = VerifyReport::default();
-    for (_, u) in results {
+    for u in results {
         report.totals.users += 1;
         if u.error.is_some() {
             report.totals.errors += 1;
