@@ -60,6 +60,7 @@ fn bench(c: &mut Criterion) {
                         folder_id: id,
                         uid,
                         target_id: format!("target-{uid}"),
+                        message_id: Some(format!("<{uid}@bench.example>")),
                     })
                     .collect();
                 (d, cp, records)
@@ -71,7 +72,7 @@ fn bench(c: &mut Criterion) {
 
     let (_d, cp, _) = scanned(100_000);
     g.bench_function("read 100k messages for planning", |b| {
-        b.iter(|| cp.messages("bench@example.test").unwrap().len())
+        b.iter(|| cp.messages("bench@example.test", false).unwrap().len())
     });
     g.finish();
 }

@@ -9,7 +9,7 @@
 //! ```text
 //! cargo build --release --example lab
 //! target/release/examples/lab --dir DIR [--users N=1] [--messages N=2000]
-//!     [--folders N=10] [--avg-size BYTES=20000] [--big]
+//!     [--folders N=10] [--avg-size BYTES=20000] [--big] [--large N=0]
 //!     [--target imap|maildir|graph=imap] [--separator /|.] [--seed N=1]
 //!     [--emulator PATH] [--time-scale F=1] [--write-mode auto|import-mime|json]
 //! ```
@@ -18,7 +18,7 @@
 //!   the largest share; the others are nested and non-ASCII names such as
 //!   `Archive/2023`, `Projects/Écoles`, `日本語`). Every user also gets the
 //!   odd-MIME corpus in `Odd MIME`, and with `--big` one 36 MiB + 1 KiB
-//!   message in `Large Attachments`.
+//!   message in `Large Attachments` (`--large N`: N more of 35 MB there).
 //! - Source users are `user1@example.test` .. `userN@example.test` with
 //!   password `secret-1` .. `secret-N`; target users (imap) have the same
 //!   logins and the password `target-secret`.
@@ -119,6 +119,11 @@ struct Args {
     /// Also deliver one 36 MiB + 1 KiB message per user.
     #[arg(long)]
     big: bool,
+    /// Also deliver this many 35 MB messages per user (in `Large
+    /// Attachments`): what `scripts/bench --large` copies to measure memory
+    /// with several big messages in flight.
+    #[arg(long, default_value_t = 0)]
+    large: usize,
     /// Target kind.
     #[arg(long, value_enum, default_value_t = TargetKind::Imap)]
     target: TargetKind,
@@ -461,6 +466,12 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
             total_msgs += 1;
             total_bytes += big.raw.len();
             source.deliver(login, "Large Attachments", &[big]);
+        }
+        for i in 0..args.large {
+            let large = support::big_message(35_000_000, (args.seed + u as u64) * 1000 + i as u64 + 1);
+            total_msgs += 1;
+            total_bytes += large.raw.len();
+            source.deliver(login, "Large Attachments", &[large]);
         }
         eprintln!("lab: filled {login}");
     }

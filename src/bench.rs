@@ -55,7 +55,7 @@ pub async fn bench(
             if state.exists == 0 {
                 continue;
             }
-            let metas = session.scan(1).await?;
+            let metas = session.scan(1, crate::model::ScanDepth::Index).await?;
             for chunk in metas.chunks(50) {
                 jobs.push((ui, folder.wire_name.clone(), chunk.iter().map(|m| m.uid).collect()));
             }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::model::{FolderRole, MessageMeta, SkipReason};
+use crate::model::{FolderRole, Headers, MessageMeta, SkipReason};
 use crate::plan::State;
 
 #[derive(Debug)]
@@ -209,6 +209,18 @@ pub enum Record {
         folder_id: i64,
         uid: u32,
         target_id: String,
+        /// From the copied body, for a row the scan did not read headers
+        /// of: what re-matches the copy after a UIDVALIDITY change. A
+        /// Message-ID already recorded is kept.
+        message_id: Option<String>,
+    },
+    /// The Message-ID and Subject of a message a report names (skipped or
+    /// failed) whose headers the scan did not read. Recorded once: a
+    /// message without a Subject gets an empty one, so it is not asked for
+    /// again.
+    Headers {
+        folder_id: i64,
+        headers: Headers,
     },
     Failed {
         folder_id: i64,
@@ -551,7 +563,14 @@ impl Checkpoint {
                 .map_err(&e)?;
             for m in metas {
                 let key = rematch_key(m.message_id.as_deref(), m.size, m.internal_date);
-                let prior = carried.get_mut(&key).and_then(|v| v.pop());
+                // A row recorded without its Message-ID (skipped before its
+                // headers were read) is keyed by date and size.
+                let prior = carried.get_mut(&key).and_then(|v| v.pop()).or_else(|| {
+                    m.message_id.as_ref()?;
+                    carried
+                        .get_mut(&rematch_key(None, m.size, m.internal_date))
+                        .and_then(|v| v.pop())
+                });
                 let (state, reason, target_id, copied_at) =
                     prior.unwrap_or_else(|| ("pending".to_owned(), None, None, None));
                 insert
@@ -594,18 +613,22 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Every message of the user's present folders.
-    pub fn messages(&self, email: &str) -> Result<Vec<MessageRow>> {
+    /// Every message of the user's present folders. Without
+    /// `with_message_ids` their Message-IDs are left out (`None`): planning
+    /// needs them only on label-based sources, and half a million of them
+    /// would weigh on every resync's memory for nothing.
+    pub fn messages(&self, email: &str, with_message_ids: bool) -> Result<Vec<MessageRow>> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags, m.message_id, m.state, m.reason, m.gm_msgid
+                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags,
+                    CASE WHEN ?2 THEN m.message_id END, m.state, m.reason, m.gm_msgid
                  FROM messages m JOIN folders f ON f.id = m.folder_id
                  WHERE f.email = ?1 AND f.present = 1",
             )
             .map_err(self.err())?;
         let rows = stmt
-            .query_map(params![email], |r| {
+            .query_map(params![email, with_message_ids], |r| {
                 let state: String = r.get(6)?;
                 let reason: Option<String> = r.get(7)?;
                 Ok(MessageRow {
@@ -632,45 +655,47 @@ impl Checkpoint {
             let mut set = tx
                 .prepare_cached(
                     "UPDATE messages SET state = ?3, reason = ?4, target_id = COALESCE(?5, target_id),
-                        copied_at = COALESCE(?6, copied_at)
+                        copied_at = COALESCE(?6, copied_at), message_id = COALESCE(message_id, ?7)
                      WHERE folder_id = ?1 AND uid = ?2",
                 )
                 .map_err(&e)?;
+            let mut describe = tx
+                .prepare_cached(
+                    "UPDATE messages SET message_id = COALESCE(message_id, ?3), subject = COALESCE(?4, subject, '')
+                     WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let none = None::<String>;
             let t = now();
             for r in records {
                 match r {
-                    Record::InFlight { folder_id, uid } => set.execute(params![
-                        folder_id,
-                        uid,
-                        "inflight",
-                        None::<String>,
-                        None::<String>,
-                        None::<i64>
-                    ]),
+                    Record::InFlight { folder_id, uid } => {
+                        set.execute(params![folder_id, uid, "inflight", none, none, None::<i64>, none])
+                    }
                     Record::Copied {
                         folder_id,
                         uid,
                         target_id,
-                    } => set.execute(params![folder_id, uid, "copied", None::<String>, target_id, Some(t)]),
+                        message_id,
+                    } => set.execute(params![folder_id, uid, "copied", none, target_id, Some(t), message_id]),
                     Record::Failed { folder_id, uid, reason } => {
-                        set.execute(params![folder_id, uid, "failed", reason, None::<String>, None::<i64>])
+                        set.execute(params![folder_id, uid, "failed", reason, none, None::<i64>, none])
                     }
                     Record::Skipped { folder_id, uid, reason } => set.execute(params![
                         folder_id,
                         uid,
                         "skipped",
                         reason.as_str(),
-                        None::<String>,
-                        None::<i64>
+                        none,
+                        None::<i64>,
+                        none
                     ]),
-                    Record::Gone { folder_id, uid } => set.execute(params![
-                        folder_id,
-                        uid,
-                        "gone",
-                        None::<String>,
-                        None::<String>,
-                        None::<i64>
-                    ]),
+                    Record::Gone { folder_id, uid } => {
+                        set.execute(params![folder_id, uid, "gone", none, none, None::<i64>, none])
+                    }
+                    Record::Headers { folder_id, headers } => {
+                        describe.execute(params![folder_id, headers.uid, headers.message_id, headers.subject])
+                    }
                 }
                 .map_err(&e)?;
             }
@@ -822,6 +847,26 @@ impl Checkpoint {
         Ok(status)
     }
 
+    /// The skipped and failed messages of a user whose headers were never
+    /// read (the scan reads none), by folder id: what a report would name
+    /// without a Subject or Message-ID. Copies a label-based source shows in
+    /// several folders are left out, as in [`Checkpoint::problem_items`].
+    pub fn missing_headers(&self, email: &str) -> Result<Vec<(i64, u32)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT m.folder_id, m.uid FROM messages m JOIN folders f ON f.id = m.folder_id
+                 WHERE f.email = ?1 AND f.present = 1 AND m.state IN ('skipped', 'failed') AND m.subject IS NULL
+                   AND NOT (m.state = 'skipped' AND m.reason = 'copied from another folder')
+                 ORDER BY m.folder_id, m.uid",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![email], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
+
     /// Every skipped or failed message of a user, except the copies a
     /// label-based source (Gmail) shows in several folders: those are not
     /// problems, only counted (the message itself was copied once).
@@ -829,7 +874,7 @@ impl Checkpoint {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason, m.subject
+                "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason, NULLIF(m.subject, '')
                  FROM messages m JOIN folders f ON f.id = m.folder_id
                  WHERE f.email = ?1 AND m.state IN ('skipped', 'failed')
                    AND NOT (m.state = 'skipped' AND m.reason = 'copied from another folder')
@@ -977,11 +1022,13 @@ mod tests {
                 folder_id: f,
                 uid: 1,
                 target_id: "t1".into(),
+                message_id: None,
             },
             Record::Copied {
                 folder_id: f,
                 uid: 2,
                 target_id: "t2".into(),
+                message_id: None,
             },
         ])
         .unwrap();
@@ -1000,7 +1047,7 @@ mod tests {
             true,
         )
         .unwrap();
-        let rows = cp.messages("a@x.test").unwrap();
+        let rows = cp.messages("a@x.test", true).unwrap();
         let state = |uid| rows.iter().find(|r| r.uid == uid).unwrap().state;
         assert_eq!(state(11), State::Copied);
         assert_eq!(state(12), State::Copied);
@@ -1009,6 +1056,126 @@ mod tests {
         assert_eq!(rows.len(), 4);
         let folder = &cp.folders("a@x.test").unwrap()[0];
         assert_eq!((folder.uid_validity, folder.max_uid), (2, 14));
+    }
+
+    /// A scan without headers leaves Message-IDs to the copies; after a
+    /// UIDVALIDITY change (scanned with headers) the copies are re-matched
+    /// by the Message-ID their copy recorded, and a skipped message whose
+    /// headers were never read by its date and size.
+    #[test]
+    fn index_only_scans_rematch_by_the_message_id_each_copy_recorded() {
+        let (_d, mut cp, f) = setup();
+        let without_headers = |uid, size| MessageMeta {
+            message_id: None,
+            subject: None,
+            ..meta(uid, "", size)
+        };
+        cp.store_scan(
+            f,
+            1,
+            4,
+            3,
+            &[without_headers(1, 10), without_headers(2, 20), without_headers(3, 30)],
+            false,
+        )
+        .unwrap();
+        cp.apply(&[
+            Record::Copied {
+                folder_id: f,
+                uid: 1,
+                target_id: "t1".into(),
+                message_id: Some("<a@x>".into()),
+            },
+            Record::Skipped {
+                folder_id: f,
+                uid: 2,
+                reason: SkipReason::TooLarge,
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            cp.messages("a@x.test", true).unwrap()[0].message_id.as_deref(),
+            Some("<a@x>")
+        );
+        // The skipped one is what a report would name without a Subject.
+        assert_eq!(cp.missing_headers("a@x.test").unwrap(), vec![(f, 2)]);
+        // The server renumbers: UID + 10, INTERNALDATE kept.
+        let renumbered = |uid: u32, mid, size| MessageMeta {
+            internal_date: meta(uid, mid, size).internal_date,
+            ..meta(uid + 10, mid, size)
+        };
+        cp.store_scan(
+            f,
+            2,
+            5,
+            3,
+            &[
+                renumbered(1, "<a@x>", 10),
+                renumbered(2, "<b@x>", 20),
+                renumbered(3, "<c@x>", 30),
+            ],
+            true,
+        )
+        .unwrap();
+        let rows = cp.messages("a@x.test", true).unwrap();
+        let state = |uid| rows.iter().find(|r| r.uid == uid).unwrap().state;
+        assert_eq!(state(11), State::Copied);
+        assert_eq!(state(12), State::Skipped(SkipReason::TooLarge));
+        assert_eq!(state(13), State::Pending);
+    }
+
+    #[test]
+    fn headers_read_later_name_problem_items_once() {
+        let (_d, mut cp, f) = setup();
+        let without_headers = |uid, size| MessageMeta {
+            message_id: None,
+            subject: None,
+            ..meta(uid, "", size)
+        };
+        cp.store_scan(f, 1, 3, 2, &[without_headers(1, 10), without_headers(2, 20)], false)
+            .unwrap();
+        cp.apply(&[
+            Record::Skipped {
+                folder_id: f,
+                uid: 1,
+                reason: SkipReason::TooLarge,
+            },
+            Record::Failed {
+                folder_id: f,
+                uid: 2,
+                reason: "refused".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(cp.missing_headers("a@x.test").unwrap(), vec![(f, 1), (f, 2)]);
+        cp.apply(&[
+            Record::Headers {
+                folder_id: f,
+                headers: Headers {
+                    uid: 1,
+                    message_id: Some("<big@x>".into()),
+                    subject: Some("Holiday photos".into()),
+                },
+            },
+            // No Subject at all: recorded as looked at, reported as none.
+            Record::Headers {
+                folder_id: f,
+                headers: Headers {
+                    uid: 2,
+                    message_id: None,
+                    subject: None,
+                },
+            },
+        ])
+        .unwrap();
+        assert!(cp.missing_headers("a@x.test").unwrap().is_empty());
+        let items = cp.problem_items("a@x.test").unwrap();
+        assert_eq!(items[0].subject.as_deref(), Some("Holiday photos"));
+        assert_eq!(items[0].message_id.as_deref(), Some("<big@x>"));
+        assert_eq!(
+            (items[1].subject.as_deref(), items[1].message_id.as_deref()),
+            (None, None)
+        );
     }
 
     #[test]
@@ -1083,6 +1250,7 @@ mod tests {
                 folder_id: f,
                 uid: 1,
                 target_id: "t".into(),
+                message_id: None,
             },
             Record::Skipped {
                 folder_id: f,

@@ -104,6 +104,13 @@ pub fn label_based(roles: impl IntoIterator<Item = Option<FolderRole>>, x_gm_ext
     x_gm_ext || roles.into_iter().any(|r| r == Some(FolderRole::All))
 }
 
+/// Whether copies of one message across folders are recognised by their
+/// Message-ID: on a label-based source without Gmail's message ids. Only
+/// then does the scan need every message's headers before copying.
+pub fn matched_by_message_id(roles: impl IntoIterator<Item = Option<FolderRole>>, x_gm_ext: bool) -> bool {
+    !x_gm_ext && label_based(roles, x_gm_ext)
+}
+
 /// The key that recognises copies of one message across folders: Gmail's
 /// X-GM-MSGID when the server has it, else Message-ID and size, else
 /// INTERNALDATE and size (a server keeps both across folders).

@@ -119,6 +119,25 @@ impl Flags {
     }
 }
 
+/// How much a scan reads of each message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanDepth {
+    /// What servers keep in their index: UID, flags, INTERNALDATE, size
+    /// (and Gmail's message id). Cheap even for 500,000 messages.
+    Index,
+    /// Also the Message-ID and Subject headers, which most servers read
+    /// from every message file.
+    Headers,
+}
+
+/// The headers a report or a re-match needs of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Headers {
+    pub uid: u32,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+}
+
 /// What the scan learns about one message without fetching its body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageMeta {
@@ -127,6 +146,8 @@ pub struct MessageMeta {
     /// INTERNALDATE as unix seconds.
     pub internal_date: i64,
     pub size: u64,
+    /// `None` when the message has none, or when the scan did not read
+    /// headers ([`ScanDepth::Index`]).
     pub message_id: Option<String>,
     /// The decoded Subject (RFC 2047), shortened, for reports only.
     pub subject: Option<String>,
@@ -237,6 +258,20 @@ pub fn role_from_name(path: &[String]) -> Option<FolderRole> {
         "all mail" | "alle nachrichten" => FolderRole::All,
         _ => return None,
     })
+}
+
+/// The header block of a raw message: everything before the first empty
+/// line (CRLF or bare LF), or all of it when there is none.
+pub fn header_block(raw: &[u8]) -> &[u8] {
+    let mut at = 0;
+    while let Some(p) = raw[at..].iter().position(|&b| b == b'\n') {
+        let line_end = at + p + 1;
+        match raw.get(line_end..) {
+            Some([b'\n', ..]) | Some([b'\r', b'\n', ..]) => return &raw[..line_end],
+            _ => at = line_end,
+        }
+    }
+    raw
 }
 
 /// The Message-ID from a header block (unfolded, angle brackets kept).

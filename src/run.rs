@@ -19,7 +19,7 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError, FolderRow, Record};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Events};
 use crate::labels;
-use crate::model::{Flags, SourceFolder, Upload};
+use crate::model::{Flags, ScanDepth, SourceFolder, Upload};
 use crate::pace::{Held, Limits as PaceLimits, RetryPolicy};
 use crate::plan::{self, Candidate, State};
 use crate::roster::UserJob;
@@ -543,6 +543,12 @@ async fn scan(
         .map(|f| (f.wire_name.clone(), f.display(), f.role))
         .collect();
     let rows = shared.db(|cp| cp.sync_folder_list(email, &entries))?;
+    // Message-IDs before copying only where copies are matched by them: on
+    // a label-based source without Gmail's message ids. Everywhere else the
+    // scan stays in the server's index and each copy records the Message-ID
+    // from the body it fetched.
+    let label_keys_need_ids =
+        labels::matched_by_message_id(listed.iter().map(|f| f.role), session.has_gmail_extensions());
     let by_wire: HashMap<&str, &FolderRow> = rows.iter().map(|r| (r.wire_name.as_str(), r)).collect();
     let mut out = Vec::new();
     for folder in listed {
@@ -565,10 +571,17 @@ async fn scan(
             } else {
                 row.max_uid + 1
             };
+            // After a UIDVALIDITY change every message is re-matched to its
+            // earlier copy by Message-ID.
+            let depth = if changed_validity || label_keys_need_ids {
+                ScanDepth::Headers
+            } else {
+                ScanDepth::Index
+            };
             let metas = if state.exists == 0 {
                 Vec::new()
             } else {
-                session.scan(from).await?
+                session.scan(from, depth).await?
             };
             new = metas.len();
             if changed_validity {
@@ -600,7 +613,6 @@ struct Item {
     /// Labels to carry as categories / keywords (label-based sources).
     labels: Vec<String>,
     internal_date: i64,
-    message_id: Option<String>,
     was_in_flight: bool,
 }
 
@@ -696,7 +708,9 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
     let folders = scan(shared, user, &mut session).await?;
 
     // Plan.
-    let rows = shared.db(|cp| cp.messages(email))?;
+    let with_message_ids =
+        labels::matched_by_message_id(folders.iter().map(|(f, _)| f.role), session.has_gmail_extensions());
+    let rows = shared.db(|cp| cp.messages(email, with_message_ids))?;
     let folder_index: HashMap<i64, usize> = folders.iter().enumerate().map(|(i, (_, r))| (r.id, i)).collect();
     let rows: Vec<_> = rows
         .into_iter()
@@ -756,6 +770,13 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
                 size: r.size,
                 reason: reason.as_str().to_owned(),
             });
+        }
+    }
+    if let Err(e) = read_missing_headers(shared, user, &folders, &mut session).await {
+        tracing::warn!(user = %email, "could not read the Subject of skipped or failed messages for the report; the next run tries again: {e}");
+        if session.conn_broken() {
+            drop(session);
+            session = open_source(shared, user, true).await?;
         }
     }
     let to_copy_bytes: u64 = the_plan.copy.iter().map(|&i| rows[i].size).sum();
@@ -848,13 +869,15 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
                         flags,
                         labels,
                         internal_date: r.internal_date,
-                        message_id: r.message_id.clone(),
                         was_in_flight: r.state == State::InFlight,
                     }
                 })
                 .collect(),
         });
     }
+    // The queue holds what the copy needs; the rest of the plan's inputs
+    // would otherwise stay in memory, one row per message, until the end.
+    drop((rows, candidates, labels_of, the_plan));
     let workers = shared.settings.run.connections_per_user.min(queue.len()).max(1);
     let queue = Arc::new(Mutex::new(Queue {
         batches: queue,
@@ -883,6 +906,58 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Most UIDs asked for in one header FETCH, so memory and command length
+/// stay bounded however many messages a mailbox skips.
+const HEADERS_PER_FETCH: usize = 2000;
+
+/// Reads the Message-ID and Subject of the skipped and failed messages the
+/// scan did not read headers of, so reports name them.
+async fn read_missing_headers(
+    shared: &Shared,
+    user: &UserJob,
+    folders: &[(SourceFolder, FolderRow)],
+    session: &mut HeldSource,
+) -> Result<(), Error> {
+    shared.recorder.flush().await?;
+    let missing = shared.db(|cp| cp.missing_headers(&user.email))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(user = %user.email, messages = missing.len(), "reading headers of skipped and failed messages");
+    for (folder, row) in folders {
+        let uids: Vec<u32> = missing
+            .iter()
+            .filter(|(id, _)| *id == row.id)
+            .map(|&(_, uid)| uid)
+            .collect();
+        if uids.is_empty() {
+            continue;
+        }
+        let state = session.examine(&folder.wire_name).await?;
+        if state.uid_validity != row.uid_validity {
+            continue;
+        }
+        for chunk in uids.chunks(HEADERS_PER_FETCH) {
+            let mut found: HashMap<u32, crate::model::Headers> =
+                session.headers(chunk).await?.into_iter().map(|h| (h.uid, h)).collect();
+            // A message gone from the source is recorded without a Subject
+            // too, so it is not asked for on every run.
+            for &uid in chunk {
+                let headers = found.remove(&uid).unwrap_or(crate::model::Headers {
+                    uid,
+                    message_id: None,
+                    subject: None,
+                });
+                shared.recorder.record(Record::Headers {
+                    folder_id: row.id,
+                    headers,
+                });
+            }
+        }
+    }
+    shared.recorder.flush().await
 }
 
 #[derive(Default)]
@@ -1109,6 +1184,9 @@ async fn copy_items(
     let mut settled: std::collections::HashSet<u32> = std::collections::HashSet::new();
     let mut to_upload: Vec<(Upload, &Item)> = Vec::with_capacity(remaining.len());
     let mut outcomes: Vec<(&Item, Result<String, Error>)> = Vec::new();
+    // Message-ID and body by UID: the checkpoint learns the Message-ID of
+    // each copy, and the Subject of each failure, from them.
+    let mut headers_from_body: HashMap<u32, (Option<String>, bytes::Bytes)> = HashMap::new();
     for item in remaining.iter() {
         let Some(raw) = bodies.remove(&item.uid) else {
             // Deleted on the source since the scan.
@@ -1119,11 +1197,15 @@ async fn copy_items(
             settled.insert(item.uid);
             continue;
         };
+        // The Message-ID comes from the body: rows scanned without headers
+        // learn it here, and the checkpoint keeps it for re-matching.
+        let message_id = crate::model::message_id_from_header(crate::model::header_block(&raw));
+        headers_from_body.insert(item.uid, (message_id.clone(), raw.clone()));
         let upload = Upload {
             raw,
             flags: item.flags.clone(),
             internal_date: item.internal_date,
-            message_id: item.message_id.clone(),
+            message_id,
             key: format!("{}/{}/{}/{}", email, work.wire_name, work.uid_validity, item.uid),
             labels: item.labels.clone(),
             source_size: item.size,
@@ -1160,6 +1242,18 @@ async fn copy_items(
     }
     let mut result = Ok(());
     for (item, outcome) in outcomes {
+        if matches!(&outcome, Err(e) if matches!(e.kind, ErrorKind::Item | ErrorKind::Refused))
+            && let Some((message_id, raw)) = headers_from_body.get(&item.uid)
+        {
+            shared.recorder.record(Record::Headers {
+                folder_id: work.folder_id,
+                headers: crate::model::Headers {
+                    uid: item.uid,
+                    message_id: message_id.clone(),
+                    subject: crate::source::imap::subject_from_header(crate::model::header_block(raw)),
+                },
+            });
+        }
         match outcome {
             Ok(id) => {
                 tracing::trace!(user = %email, folder = %work.folder_display, uid = item.uid, target_id = %id, "copied");
@@ -1167,6 +1261,7 @@ async fn copy_items(
                     folder_id: work.folder_id,
                     uid: item.uid,
                     target_id: id,
+                    message_id: headers_from_body.get(&item.uid).and_then(|(id, _)| id.clone()),
                 });
                 batch_copied += 1;
                 batch_bytes += item.size;

@@ -217,7 +217,7 @@ fn load_known(ctx: &Ctx, email: &str) -> Result<Known, Error> {
         let e = |e: crate::checkpoint::CheckpointError| Error::fatal(e.0);
         let folders = cp.folders(email).map_err(e)?;
         let states = cp
-            .messages(email)
+            .messages(email, true)
             .map_err(e)?
             .into_iter()
             .map(|m| ((m.folder_id, m.uid), m.state))
@@ -269,7 +269,7 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         let metas = if state.exists == 0 {
             Vec::new()
         } else {
-            session.scan(1).await?
+            session.scan(1, crate::model::ScanDepth::Headers).await?
         };
         scanned.push(Scanned {
             folder,

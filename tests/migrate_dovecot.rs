@@ -53,8 +53,26 @@ fn full_copy_then_noop_resync_then_exactly_the_new_mail() {
 
     let config = lab.write_config("");
     let users = lab.write_users(&[(email.clone(), password.clone())]);
+    let before_copy = lab.source.session_stats();
     let out = migrate(&config, &users);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    // The scan stays in Dovecot's index: the only headers read are the
+    // skipped message's, for the report (each copy takes its Message-ID
+    // from the body it fetched).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let copy_stats = loop {
+        let s = lab.source.session_stats();
+        if s.body_count - before_copy.body_count >= delivered as u64 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(copy_stats.body_count - before_copy.body_count, delivered as u64);
+    assert_eq!(
+        copy_stats.hdr_count - before_copy.hdr_count,
+        1,
+        "the scan read headers: {copy_stats:?}"
+    );
 
     let target = lab.target.messages(&email);
     assert_copied_exactly(&source_before, &target, &[big.raw.as_slice()]);
@@ -72,6 +90,11 @@ fn full_copy_then_noop_resync_then_exactly_the_new_mail() {
     assert_eq!(items[0]["reason"], "too large");
     assert_eq!(items[0]["folder"], "INBOX");
     assert_eq!(items[0]["size"], big.raw.len() as u64);
+    assert_eq!(
+        items[0]["subject"],
+        format!("Large attachment ({} bytes)", big.raw.len())
+    );
+    assert_eq!(items[0]["message_id"], mailgen::message_id(&big.raw).unwrap());
 
     // Second run: nothing new, so nothing copied and no body fetched.
     let before = lab.source.session_stats();

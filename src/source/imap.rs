@@ -10,7 +10,9 @@ use tokio_rustls::rustls;
 
 use crate::error::Result;
 use crate::imap::{Conn, Endpoint, MailboxState, parse_internal_date, utf7};
-use crate::model::{Flags, FolderRole, MessageMeta, SourceFolder, message_id_from_header, role_from_name};
+use crate::model::{
+    Flags, FolderRole, Headers, MessageMeta, ScanDepth, SourceFolder, message_id_from_header, role_from_name,
+};
 use crate::oauth::TokenSource;
 use crate::roster::UserJob;
 
@@ -149,14 +151,22 @@ impl SourceSession {
     }
 
     /// Metadata of the messages with UID ≥ `from_uid` in the examined folder:
-    /// UID, flags, INTERNALDATE, size, Message-ID and Subject (for reports),
-    /// never the body.
-    pub async fn scan(&mut self, from_uid: u32) -> Result<Vec<MessageMeta>> {
+    /// UID, flags, INTERNALDATE and size, never the body. With `depth`
+    /// [`ScanDepth::Headers`] also the Message-ID and Subject, which costs
+    /// the server a read of every message (most keep only flags, dates and
+    /// sizes in their index), so `run` asks for them only where it needs
+    /// them before copying; a copy records the Message-ID from the body it
+    /// fetched anyway.
+    pub async fn scan(&mut self, from_uid: u32, depth: ScanDepth) -> Result<Vec<MessageMeta>> {
         let mut metas = Vec::new();
         // Gmail: X-GM-MSGID recognises one message across label folders.
         let gmail = if self.has_gmail_extensions() { " X-GM-MSGID" } else { "" };
+        let headers = match depth {
+            ScanDepth::Headers => " BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)]",
+            ScanDepth::Index => "",
+        };
         let command = format!(
-            "UID FETCH {}:* (UID FLAGS INTERNALDATE RFC822.SIZE{gmail} BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)])",
+            "UID FETCH {}:* (UID FLAGS INTERNALDATE RFC822.SIZE{gmail}{headers})",
             from_uid.max(1)
         );
         self.conn
@@ -171,6 +181,35 @@ impl SourceSession {
             })
             .await?;
         Ok(metas)
+    }
+
+    /// The Message-ID and Subject of `uids` (in the examined folder), for
+    /// messages a report names but the scan did not read headers of. UIDs
+    /// the server no longer has are left out.
+    pub async fn headers(&mut self, uids: &[u32]) -> Result<Vec<Headers>> {
+        let mut out = Vec::new();
+        if uids.is_empty() {
+            return Ok(out);
+        }
+        let command = format!(
+            "UID FETCH {} (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)])",
+            uid_set(uids)
+        );
+        self.conn
+            .fetch_each(&command, |resp| {
+                if let Response::Fetch(_, attrs) = resp
+                    && let Some(meta) = meta_from_attributes(attrs)
+                {
+                    out.push(Headers {
+                        uid: meta.uid,
+                        message_id: meta.message_id,
+                        subject: meta.subject,
+                    });
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(out)
     }
 
     /// Fetches the bodies of `uids` (in the examined folder), handing each

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::imap::MailboxState;
-use crate::model::{MessageMeta, SourceFolder};
+use crate::model::{Headers, MessageMeta, ScanDepth, SourceFolder};
 use crate::roster::UserJob;
 
 pub use self::imap::{ImapSource, SourceSession};
@@ -94,10 +94,30 @@ impl Session {
         }
     }
 
-    pub async fn scan(&mut self, from_uid: u32) -> Result<Vec<MessageMeta>> {
+    /// An mbox index always has the headers (the file is read whole to
+    /// build it), whatever `depth` asks.
+    pub async fn scan(&mut self, from_uid: u32, depth: ScanDepth) -> Result<Vec<MessageMeta>> {
         match self {
-            Session::Imap(s) => s.scan(from_uid).await,
+            Session::Imap(s) => s.scan(from_uid, depth).await,
             Session::Mbox(s) => Ok(s.scan(from_uid)),
+        }
+    }
+
+    pub async fn headers(&mut self, uids: &[u32]) -> Result<Vec<Headers>> {
+        match self {
+            Session::Imap(s) => s.headers(uids).await,
+            Session::Mbox(s) => {
+                let wanted: std::collections::HashSet<u32> = uids.iter().copied().collect();
+                Ok(s.scan(1)
+                    .into_iter()
+                    .filter(|m| wanted.contains(&m.uid))
+                    .map(|m| Headers {
+                        uid: m.uid,
+                        message_id: m.message_id,
+                        subject: m.subject,
+                    })
+                    .collect())
+            }
         }
     }
 
