@@ -4,6 +4,7 @@
 //! answered. `source::imap` reads through it and `target::imap` writes
 //! through it; neither knows the other.
 
+pub mod deflate;
 pub mod utf7;
 
 use std::collections::HashSet;
@@ -41,6 +42,9 @@ pub struct Endpoint {
     pub ca_file: Option<PathBuf>,
     /// Limit on every single network read, write and connect.
     pub timeout: Duration,
+    /// Ask for COMPRESS=DEFLATE (RFC 4978) after login when the server
+    /// offers it.
+    pub compress: bool,
 }
 
 /// True for addresses that never leave this machine, the only place
@@ -208,11 +212,13 @@ fn literal_at_end(line: &[u8]) -> Option<u64> {
 }
 
 /// The connection as the IMAP library sees it: the stream, with every
-/// byte read checked by a [`ResponseGuard`].
+/// byte read checked by a [`ResponseGuard`], and, once COMPRESS=DEFLATE is
+/// active, compressed both ways (the guard sees the inflated bytes).
 #[derive(Debug)]
 pub struct Guarded {
     inner: Stream,
     guard: ResponseGuard,
+    deflate: Option<Box<deflate::Deflate>>,
 }
 
 impl Guarded {
@@ -220,7 +226,19 @@ impl Guarded {
         Guarded {
             inner,
             guard: ResponseGuard::default(),
+            deflate: None,
         }
+    }
+
+    /// Everything from the next byte on, both ways, is raw DEFLATE. Called
+    /// right after the server's OK to `COMPRESS DEFLATE`, when nothing is
+    /// buffered in either direction.
+    fn start_deflate(&mut self) {
+        self.deflate = Some(Box::default());
+    }
+
+    fn deflate_totals(&self) -> Option<deflate::DeflateTotals> {
+        self.deflate.as_ref().map(|d| d.totals())
     }
 }
 
@@ -228,7 +246,11 @@ impl AsyncRead for Guarded {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        let polled = match &mut this.deflate {
+            Some(d) => d.poll_read(&mut this.inner, cx, buf),
+            None => Pin::new(&mut this.inner).poll_read(cx, buf),
+        };
+        match polled {
             Poll::Ready(Ok(())) => Poll::Ready(this.guard.check(&buf.filled()[before..])),
             other => other,
         }
@@ -237,15 +259,27 @@ impl AsyncRead for Guarded {
 
 impl AsyncWrite for Guarded {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        match &mut this.deflate {
+            Some(d) => d.poll_write(&mut this.inner, cx, buf),
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match &mut this.deflate {
+            Some(d) => d.poll_flush(&mut this.inner, cx),
+            None => Pin::new(&mut this.inner).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        match &mut this.deflate {
+            Some(d) => d.poll_shutdown(&mut this.inner, cx),
+            None => Pin::new(&mut this.inner).poll_shutdown(cx),
+        }
     }
 
     fn poll_write_vectored(
@@ -253,11 +287,19 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        match &mut this.deflate {
+            // The compressor takes one slice at a time.
+            Some(d) => {
+                let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+                d.poll_write(&mut this.inner, cx, first)
+            }
+            None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.deflate.is_none() && self.inner.is_write_vectored()
     }
 }
 
@@ -334,6 +376,8 @@ pub struct Conn {
     /// Messages in the folder last opened (EXAMINE/SELECT): bounds how many
     /// answers a FETCH may bring.
     exists: u32,
+    /// `host:port`, for log lines.
+    server: String,
 }
 
 /// What EXAMINE or SELECT reported.
@@ -390,7 +434,7 @@ impl Conn {
                 )));
             }
         };
-        Conn::logged_in(session, t).await
+        Conn::logged_in(session, endpoint).await
     }
 
     /// Logs in with SASL XOAUTH2 (Gmail, Exchange Online): `user` and an
@@ -417,21 +461,66 @@ impl Conn {
                 )));
             }
         };
-        Conn::logged_in(session, t).await
+        Conn::logged_in(session, endpoint).await
     }
 
-    async fn logged_in(mut session: async_imap::Session<Guarded>, t: Duration) -> Result<Conn> {
+    async fn logged_in(mut session: async_imap::Session<Guarded>, endpoint: &Endpoint) -> Result<Conn> {
+        let t = endpoint.timeout;
         let caps = timed(t, "CAPABILITY", session.capabilities())
             .await?
             .map_err(|e| io_error("CAPABILITY", e))?;
         let capabilities = caps.iter().map(capability_name).collect();
-        Ok(Conn {
+        let mut conn = Conn {
             session,
             capabilities,
             timeout: t,
             broken: false,
             exists: 0,
-        })
+            server: format!("{}:{}", endpoint.host, endpoint.port),
+        };
+        if endpoint.compress && conn.has_capability("COMPRESS=DEFLATE") {
+            conn.start_compression().await?;
+        }
+        Ok(conn)
+    }
+
+    /// `COMPRESS DEFLATE` (RFC 4978). On OK both directions are compressed
+    /// from the next byte on; a refusal (NO or BAD, e.g. `[COMPRESSIONACTIVE]`
+    /// or a proxy that advertises what the server behind it lacks) leaves
+    /// the connection as it was. Only a failed transport is an error.
+    async fn start_compression(&mut self) -> Result<()> {
+        let answer = timed(
+            self.timeout,
+            "COMPRESS",
+            self.session.run_command_and_check_ok("COMPRESS DEFLATE"),
+        )
+        .await?;
+        match answer {
+            Ok(()) => {
+                // The server answered and sends nothing more unasked, so no
+                // uncompressed byte is left in the library's buffer.
+                self.session.get_mut().start_deflate();
+                tracing::debug!(server = %self.server, "COMPRESS=DEFLATE active");
+                Ok(())
+            }
+            Err(e @ (async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_))) => {
+                tracing::debug!(
+                    server = %self.server,
+                    "COMPRESS DEFLATE refused ({}); continuing uncompressed",
+                    excerpt(&describe_login_error(&e))
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(io_error("COMPRESS", e))
+            }
+        }
+    }
+
+    /// Whether COMPRESS=DEFLATE is active on this connection.
+    pub fn is_compressed(&self) -> bool {
+        self.session.get_ref().deflate.is_some()
     }
 
     pub fn has_capability(&self, name: &str) -> bool {
@@ -951,6 +1040,16 @@ impl Conn {
 
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+        if let Some(t) = self.session.get_ref().deflate_totals() {
+            tracing::debug!(
+                server = %self.server,
+                "COMPRESS=DEFLATE: read {} bytes as {} on the wire, wrote {} as {}",
+                t.read_plain,
+                t.read_wire,
+                t.written_plain,
+                t.written_wire
+            );
+        }
     }
 }
 
@@ -1081,7 +1180,7 @@ impl async_imap::Authenticator for PlainAuth {
     }
 }
 
-/// The server's own words from a refused login, without the library's
+/// The server's own words from a refused login (or other command), without the library's
 /// debug framing ("code: None, info: Some(\"...\")").
 fn describe_login_error(e: &async_imap::error::Error) -> String {
     let text = match e {
