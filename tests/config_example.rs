@@ -14,6 +14,17 @@ fn the_shipped_example_parses_with_its_documented_defaults() {
     assert_eq!(s.run.connections_per_user, 4);
     assert_eq!(s.run.max_in_flight_bytes, 96 * 1024 * 1024);
     assert!(text.contains("max_in_flight_bytes = 100663296"));
+    // COMPRESS=DEFLATE, on by default on both IMAP sides.
+    assert!(s.source.compress);
+    assert!(
+        matches!(&s.target, cutover::settings::TargetSettings::Imap { endpoint, .. } if endpoint.compress),
+        "the example's IMAP target compresses by default"
+    );
+    assert_eq!(
+        text.matches("# compress = true ").count(),
+        2,
+        "compress is documented in [source] and [target]"
+    );
     // Pacing keys: every one documented with its default.
     let pace = &s.limits.pace;
     for (key, value) in [
