@@ -166,7 +166,10 @@ fn compress_false_sends_no_compress_command() {
     let config = config(&lab, &source, &target, "compress = false", "compress = false");
     migrate_and_compare(&lab, &config);
     for (side, relay) in [("source", &source), ("target", &target)] {
-        assert!(!relay.client_streams().is_empty(), "{side}: no connection went through the relay");
+        assert!(
+            !relay.client_streams().is_empty(),
+            "{side}: no connection went through the relay"
+        );
         assert_eq!(relay.connections_sending(b"COMPRESS"), 0, "{side}: COMPRESS was sent");
     }
     // Uncompressed, the wire carries at least the mail itself.
@@ -175,7 +178,11 @@ fn compress_false_sends_no_compress_command() {
     let (check, bench) = check_and_bench(&lab, &config);
     assert_eq!(check["users"][0]["source"]["compressed"], false, "{check:#}");
     assert_eq!(bench["compressed"], false, "{bench:#}");
-    assert_eq!(source.connections_sending(b"COMPRESS"), 0, "check and bench sent COMPRESS");
+    assert_eq!(
+        source.connections_sending(b"COMPRESS"),
+        0,
+        "check and bench sent COMPRESS"
+    );
 }
 
 #[test]

@@ -321,9 +321,13 @@ mod tests {
             deflate: Deflate::new(),
         };
         let mut inflate = Decompress::new(false);
-        for (i, command) in [&b"a1 NOOP\r\n"[..], b"a2 UID FETCH 1:* (UID BODY.PEEK[])\r\n", b"a3 LOGOUT\r\n"]
-            .iter()
-            .enumerate()
+        for (i, command) in [
+            &b"a1 NOOP\r\n"[..],
+            b"a2 UID FETCH 1:* (UID BODY.PEEK[])\r\n",
+            b"a3 LOGOUT\r\n",
+        ]
+        .iter()
+        .enumerate()
         {
             // Written in 3-byte pieces, then flushed: the peer must be able
             // to inflate the whole command and nothing is left over.
