@@ -4,7 +4,7 @@
 //! answered. `source::imap` reads through it and `target::imap` writes
 //! through it; neither knows the other.
 
-pub mod deflate;
+mod deflate;
 pub mod utf7;
 
 use std::collections::HashSet;
@@ -1534,6 +1534,42 @@ mod tests {
         assert_eq!(literal_at_end(b"x ~{42}\r\n"), Some(42));
         assert_eq!(literal_at_end(b"x {}\r\n"), None);
         assert_eq!(literal_at_end(b"x {4a}\r\n"), None);
+    }
+
+    /// Once COMPRESS=DEFLATE is on, the guard judges the inflated bytes:
+    /// a compressed announcement of a 4 GB literal (a few bytes on the
+    /// wire) fails the read like an uncompressed one.
+    #[tokio::test]
+    async fn the_guard_watches_the_inflated_bytes_of_a_compressed_connection() {
+        use flate2::{Compress, Compression, FlushCompress};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut peer, _) = listener.accept().await.unwrap();
+            let mut z = Compress::new(Compression::default(), false);
+            let mut wire = Vec::with_capacity(4096);
+            let answers = b"* 1 FETCH (UID 1 BODY[] {3}\r\nabc)\r\n* 2 FETCH (UID 2 BODY[] {4000000000}\r\n";
+            z.compress_vec(answers, &mut wire, FlushCompress::Sync).unwrap();
+            peer.write_all(&wire).await.unwrap();
+            // Keep the connection open until the client gave up.
+            let mut rest = Vec::new();
+            let _ = peer.read_to_end(&mut rest).await;
+        });
+        let mut conn = Guarded::new(Stream::Plain(TcpStream::connect(addr).await.unwrap()));
+        conn.start_deflate();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        let err = loop {
+            match conn.read(&mut buf).await {
+                Ok(0) => panic!("the stream ended before the guard stopped it"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("literal of 4000000000 bytes"), "{err}");
+        assert!(got.starts_with(b"* 1 FETCH (UID 1 BODY[] {3}\r\nabc)\r\n"), "{got:?}");
+        drop(conn);
+        server.await.unwrap();
     }
 
     #[test]
