@@ -12,6 +12,7 @@
 //!     [--folders N=10] [--avg-size BYTES=20000] [--big] [--large N=0]
 //!     [--target imap|maildir|graph=imap] [--separator /|.] [--seed N=1]
 //!     [--emulator PATH] [--time-scale F=1] [--write-mode auto|import-mime|json]
+//!     [--compress]
 //! ```
 //!
 //! - `--messages` is per user, spread over `--folders` folders (INBOX gets
@@ -24,6 +25,9 @@
 //!   logins and the password `target-secret`.
 //! - `--separator` sets the source server's hierarchy separator; the target
 //!   server always uses `/`.
+//! - `--compress` makes both servers offer COMPRESS=DEFLATE (Dovecot's
+//!   `imap_zlib` plugin), as Gmail does; cutover then uses it unless the
+//!   config says `compress = false`.
 //! - `--target graph` starts the Graph emulator (`graph-emulator`, built
 //!   with `cargo build --release --bin graph-emulator`; found next to the lab
 //!   executable or given with `--emulator`) with Exchange Online's real
@@ -143,6 +147,9 @@ struct Args {
     /// graph: cutover's write_mode in the generated config.
     #[arg(long, value_enum, default_value_t = WriteMode::Auto)]
     write_mode: WriteMode,
+    /// Both servers offer COMPRESS=DEFLATE.
+    #[arg(long)]
+    compress: bool,
 }
 
 /// Folder names in fixture form ('/' hierarchy). The first N are used.
@@ -379,6 +386,7 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
             .enumerate()
             .map(|(i, l)| (l.clone(), format!("secret-{}", i + 1)))
             .collect(),
+        compress: args.compress,
         ..Default::default()
     });
     eprintln!("lab: source Dovecot on 127.0.0.1:{}", source.port());
@@ -389,6 +397,7 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
                     .iter()
                     .map(|l| (l.clone(), TARGET_PASSWORD.to_string()))
                     .collect(),
+                compress: args.compress,
                 ..Default::default()
             });
             eprintln!("lab: target Dovecot on 127.0.0.1:{}", t.port());

@@ -32,6 +32,10 @@ pub struct BenchRow {
 pub struct BenchReport {
     pub users: Vec<String>,
     pub rows: Vec<BenchRow>,
+    /// COMPRESS=DEFLATE was negotiated with the source (offered by the
+    /// server and allowed by `[source] compress`): the MB/s are mail
+    /// bytes, the wire carried fewer.
+    pub compressed: bool,
     /// The connection count past which throughput stops growing (by 10% or
     /// more) or the server starts throttling.
     pub knee: Option<usize>,
@@ -48,8 +52,10 @@ pub async fn bench(
 ) -> Result<BenchReport, Error> {
     // The work list: every message of every user, in fetch batches.
     let mut jobs: Vec<Job> = Vec::new();
+    let mut compressed = false;
     for (ui, user) in users.iter().enumerate() {
         let mut session = source.open(user).await?;
+        compressed |= session.is_compressed();
         for folder in session.folders().await? {
             let state = session.examine(&folder.wire_name).await?;
             if state.exists == 0 {
@@ -75,6 +81,7 @@ pub async fn bench(
     Ok(BenchReport {
         users: users.iter().map(|u| u.email.clone()).collect(),
         rows,
+        compressed,
         knee,
     })
 }
@@ -207,7 +214,11 @@ fn record_error(tally: &Mutex<Tally>, e: &Error) {
 }
 
 pub fn render_table(report: &BenchReport) -> String {
-    let mut out = format!("source read throughput for {}\n", report.users.join(", "));
+    let mut out = format!(
+        "source read throughput for {}{}\n",
+        report.users.join(", "),
+        if report.compressed { " (COMPRESS=DEFLATE)" } else { "" }
+    );
     out.push_str("CONNECTIONS  MESSAGES    MSG/S     MB/S  P50 FETCH  P99 FETCH  ERRORS  THROTTLED\n");
     for r in &report.rows {
         out.push_str(&format!(

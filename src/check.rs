@@ -77,6 +77,9 @@ pub struct UserCheck {
 pub struct SourceCheck {
     /// "STATUS=SIZE" or "RFC822.SIZE" (EXAMINE and a size fetch per folder).
     pub size_method: String,
+    /// COMPRESS=DEFLATE was negotiated with the source (offered by the
+    /// server and allowed by `[source] compress`).
+    pub compressed: bool,
     pub folders: Vec<FolderCheck>,
     /// Totals over the folders that are not excluded.
     pub messages: u64,
@@ -270,7 +273,10 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
 async fn check_source(ctx: &Ctx, session: &mut SourceSession) -> Result<SourceCheck, Error> {
     let max_bytes = ctx.settings.limits.max_message_bytes;
     let folders = session.folders().await?;
-    let mut out = SourceCheck::default();
+    let mut out = SourceCheck {
+        compressed: session.is_compressed(),
+        ..Default::default()
+    };
     let names: Vec<String> = folders.iter().map(|f| f.wire_name.clone()).collect();
     let status = if session.has_status_size() {
         out.size_method = "STATUS=SIZE".into();
@@ -410,11 +416,12 @@ pub fn render_table(report: &CheckReport) -> String {
         }
         if let Some(s) = &u.source {
             out.push_str(&format!(
-                "  source: {} folders, {} messages, {} (sizes by {})\n",
+                "  source: {} folders, {} messages, {} (sizes by {}{})\n",
                 s.folders.iter().filter(|f| !f.excluded).count(),
                 s.messages,
                 human_bytes(s.bytes),
-                s.size_method
+                s.size_method,
+                if s.compressed { ", COMPRESS=DEFLATE" } else { "" }
             ));
             let width = s
                 .folders

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::imap::{Endpoint, Security, is_loopback_host};
+use crate::imap::{Compression, Endpoint, Security, is_loopback_host};
 use crate::secret::Secret;
 
 /// Largest message size an admin may allow (Exchange Online's ceiling).
@@ -171,6 +171,8 @@ struct SourceSection {
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
     #[serde(default)]
+    compress: Compression,
+    #[serde(default)]
     auth: SourceAuth,
     token_command: Option<String>,
     oauth_tenant_id: Option<String>,
@@ -205,6 +207,8 @@ struct ImapTargetSection {
     ca_file: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
+    #[serde(default)]
+    compress: Compression,
     login: Option<String>,
     password_env: Option<String>,
     #[serde(default)]
@@ -485,6 +489,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 file.source.security,
                 file.source.ca_file.map(|p| resolve(&p)),
                 file.source.timeout_seconds,
+                file.source.compress,
             )
             .map_err(bad)?;
             (source, None)
@@ -505,6 +510,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 security: Security::Plain,
                 ca_file: None,
                 timeout: Duration::from_secs(file.source.timeout_seconds.max(1)),
+                compress: Compression::Never,
             };
             (placeholder, Some(resolve(&path)))
         }
@@ -519,6 +525,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 t.security,
                 t.ca_file.map(|p| resolve(&p)),
                 t.timeout_seconds,
+                t.compress,
             )
             .map_err(bad)?;
             let tokens = token_settings(
@@ -893,6 +900,7 @@ fn endpoint(
     security: Security,
     ca_file: Option<PathBuf>,
     timeout_seconds: u64,
+    compress: Compression,
 ) -> Result<Endpoint, String> {
     if host.trim().is_empty() {
         return Err(format!("[{section}] host is empty"));
@@ -920,6 +928,7 @@ fn endpoint(
         security,
         ca_file,
         timeout: Duration::from_secs(timeout_seconds),
+        compress,
     })
 }
 
@@ -943,6 +952,30 @@ mod tests {
         assert_eq!(s.limits.max_message_bytes, 36_700_160);
         assert_eq!(s.state_path, PathBuf::from("/etc/cutover/cutover.db"));
         assert!(matches!(&s.target, TargetSettings::Maildir { path } if path == Path::new("/etc/cutover/out")));
+        assert_eq!(
+            s.source.compress,
+            Compression::Auto,
+            "COMPRESS=DEFLATE is asked for beyond the local networks by default"
+        );
+    }
+
+    #[test]
+    fn compression_can_be_set_on_either_side() {
+        let s = parse_str(
+            "[source]\nhost = \"imap.example.com\"\ncompress = false\n[target]\nkind = \"imap\"\nhost = \"t.example.com\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.source.compress, Compression::Never);
+        assert!(matches!(&s.target, TargetSettings::Imap { endpoint, .. } if endpoint.compress == Compression::Auto));
+        let s = parse_str(
+            "[source]\nhost = \"imap.example.com\"\ncompress = \"auto\"\n[target]\nkind = \"imap\"\nhost = \"t.example.com\"\ncompress = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.source.compress, Compression::Auto);
+        assert!(matches!(&s.target, TargetSettings::Imap { endpoint, .. } if endpoint.compress == Compression::Always));
+        let err = parse_str("[source]\nhost = \"h\"\ncompress = \"yes\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n")
+            .unwrap_err();
+        assert!(err.0.contains("compress") && err.0.contains("auto"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use cutover::imap::Compression;
+
 #[test]
 fn the_shipped_example_parses_with_its_documented_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
@@ -14,6 +16,18 @@ fn the_shipped_example_parses_with_its_documented_defaults() {
     assert_eq!(s.run.connections_per_user, 4);
     assert_eq!(s.run.max_in_flight_bytes, 96 * 1024 * 1024);
     assert!(text.contains("max_in_flight_bytes = 100663296"));
+    // COMPRESS=DEFLATE, beyond the local networks by default on both IMAP
+    // sides.
+    assert_eq!(s.source.compress, Compression::Auto);
+    assert!(
+        matches!(&s.target, cutover::settings::TargetSettings::Imap { endpoint, .. } if endpoint.compress == Compression::Auto),
+        "the example's IMAP target compresses beyond the local networks by default"
+    );
+    assert_eq!(
+        text.matches("# compress = \"auto\" ").count(),
+        2,
+        "compress is documented in [source] and [target]"
+    );
     // Pacing keys: every one documented with its default.
     let pace = &s.limits.pace;
     for (key, value) in [

@@ -176,6 +176,7 @@ fn status_size_agrees_with_fetched_sizes() {
             security: Security::Plain,
             ca_file: None,
             timeout: Duration::from_secs(30),
+            compress: cutover::imap::Compression::Always,
         })
         .unwrap();
         let job = UserJob {

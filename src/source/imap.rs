@@ -259,6 +259,11 @@ impl SourceSession {
         self.conn.has_capability("STATUS=SIZE")
     }
 
+    /// Whether this connection runs COMPRESS=DEFLATE.
+    pub fn is_compressed(&self) -> bool {
+        self.conn.is_compressed()
+    }
+
     /// Message count and total bytes of each folder by STATUS (MESSAGES
     /// SIZE), without opening them; `None` where the server refused one.
     /// Only on servers with STATUS=SIZE.

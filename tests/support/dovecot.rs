@@ -170,6 +170,9 @@ pub struct DovecotOptions {
     /// POSTing it to this OAuth 2.0 introspection URL (RFC 7662; the
     /// answer's `active` must be true and its `username` the login).
     pub oauth2_introspection_url: Option<String>,
+    /// Offer COMPRESS=DEFLATE (RFC 4978) after login: Dovecot's `imap_zlib`
+    /// plugin (shipped with Debian's dovecot-imapd).
+    pub compress: bool,
 }
 
 impl Default for DovecotOptions {
@@ -183,6 +186,7 @@ impl Default for DovecotOptions {
             process_limit: 1000,
             gmail: None,
             oauth2_introspection_url: None,
+            compress: false,
         }
     }
 }
@@ -264,6 +268,7 @@ pub struct Dovecot {
     tls: bool,
     gmail: Option<GmailLayout>,
     oauth2: Option<String>,
+    compress: bool,
     port: u16,
     imaps_port: Option<u16>,
     child: Option<Child>,
@@ -328,6 +333,7 @@ impl Dovecot {
             tls: opts.tls,
             gmail: opts.gmail.clone(),
             oauth2: opts.oauth2_introspection_url.clone(),
+            compress: opts.compress,
             port: 0,
             imaps_port: None,
             child: None,
@@ -1068,6 +1074,9 @@ impl Dovecot {
             "  mail_max_userip_connections = {}",
             self.max_userip_connections
         ));
+        if self.compress {
+            line("  mail_plugins = $mail_plugins imap_zlib");
+        }
         line("}");
         line("default_process_limit = 1000");
         line("default_client_limit = 10000");

@@ -12,6 +12,8 @@
 //! - [`emulator`]: starts the Graph emulator binary for a test.
 //! - [`hostile`]: generated hostile mail (NUL bytes, 100-deep MIME, ...).
 //! - [`hostile_server`]: a relay in front of Dovecot that misbehaves on cue.
+//! - [`relay`]: a relay that counts the bytes on the wire and can make the
+//!   server refuse COMPRESS.
 #![allow(dead_code, unused_imports)]
 
 pub mod dovecot;
@@ -20,6 +22,7 @@ pub mod hostile;
 pub mod hostile_server;
 pub mod imap;
 pub mod mailgen;
+pub mod relay;
 
 pub use dovecot::{Dovecot, DovecotOptions, FolderStatus, SessionStats, StoredMessage};
 pub use mailgen::{GenMessage, big_message, generate, message_id, odd_corpus};
