@@ -93,14 +93,10 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
 /// first 12 bytes of SHA-256 of its key. `find` looks a message up by it
 /// after a crash, so it must never change between versions.
 fn unique_name(message: &Upload) -> String {
-    unique_name_of(&message.key, message.internal_date)
-}
-
-fn unique_name_of(key: &str, internal_date: i64) -> String {
     use std::fmt::Write;
-    let digest = Sha256::digest(key.as_bytes());
+    let digest = Sha256::digest(message.key.as_bytes());
     let mut name = String::with_capacity(48);
-    let _ = write!(name, "{}.", internal_date.max(0));
+    let _ = write!(name, "{}.", message.internal_date.max(0));
     for b in &digest[..12] {
         let _ = write!(name, "{b:02x}");
     }
