@@ -89,10 +89,76 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     }
 }
 
+/// The deterministic part of a message's file name: INTERNALDATE and the
+/// first 12 bytes of SHA-256 of its key. `find` looks a message up by it
+/// after a crash, so it must never change between versions.
 fn unique_name(message: &Upload) -> String {
+    use std::fmt::Write;
     let digest = Sha256::digest(message.key.as_bytes());
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}.{hex}.cutover", message.internal_date.max(0))
+    let mut name = String::with_capacity(48);
+    let _ = write!(name, "{}.", message.internal_date.max(0));
+    for b in &digest[..12] {
+        let _ = write!(name, "{b:02x}");
+    }
+    name.push_str(".cutover");
+    name
+}
+
+/// What writing one message's file needs, owned so it can move to a
+/// blocking thread.
+struct MessageFile {
+    unique: String,
+    flags: String,
+    raw: bytes::Bytes,
+    internal_date: i64,
+}
+
+impl MessageFile {
+    fn of(message: &Upload) -> MessageFile {
+        MessageFile {
+            unique: unique_name(message),
+            flags: maildir_flags(&message.flags),
+            raw: message.raw.clone(),
+            internal_date: message.internal_date,
+        }
+    }
+}
+
+/// Writes each message into `dir/tmp`, dates it, and renames it into
+/// `dir/cur` (the rename is what makes it delivered, so a message is only
+/// reported stored once it is in `cur/`). One result per message, in order;
+/// on the first failure it stops, so a shorter list means the rest were
+/// not written (every write failure is fatal: disk full, permissions).
+fn write_files(dir: &Path, files: &[MessageFile]) -> Vec<Result<String>> {
+    use std::io::Write;
+    let tmp_dir = dir.join("tmp");
+    let cur_dir = dir.join("cur");
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let name = format!("{}:2,{}", f.unique, f.flags);
+        let tmp = tmp_dir.join(&f.unique);
+        let dest = cur_dir.join(&name);
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(f.internal_date.max(0) as u64);
+        let written = (|| {
+            let mut file = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+            file.write_all(&f.raw).map_err(|e| io("cannot write", &tmp, e))?;
+            file.set_modified(mtime)
+                .map_err(|e| io("cannot set the date of", &tmp, e))?;
+            drop(file);
+            std::fs::rename(&tmp, &dest).map_err(|e| io("cannot move", &dest, e))
+        })();
+        match written {
+            Ok(()) => out.push(Ok(name)),
+            Err(e) => {
+                // A half-written file in tmp/ is never read, but on a full
+                // disk its space is worth giving back.
+                let _ = std::fs::remove_file(&tmp);
+                out.push(Err(e));
+                break;
+            }
+        }
+    }
+    out
 }
 
 impl TargetSession for MaildirSession {
@@ -123,31 +189,28 @@ impl TargetSession for MaildirSession {
 
     fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<String>> {
         async move {
+            let mut results = self.upload_many(folder, std::slice::from_ref(message)).await;
+            results
+                .pop()
+                .unwrap_or_else(|| Err(Error::fatal("writing a message failed: no result")))
+        }
+        .boxed()
+    }
+
+    /// The whole batch in one blocking task: a thread hand-off per message
+    /// costs more than writing a typical message's file.
+    fn upload_many<'a>(&'a mut self, folder: &'a str, messages: &'a [Upload]) -> BoxFuture<'a, Vec<Result<String>>> {
+        async move {
+            if messages.is_empty() {
+                return Vec::new();
+            }
             let dir = self.base.join(folder);
-            let unique = unique_name(message);
-            let name = format!("{unique}:2,{}", maildir_flags(&message.flags));
-            let tmp = dir.join("tmp").join(&unique);
-            let dest = dir.join("cur").join(&name);
-            let raw = message.raw.clone();
-            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(message.internal_date.max(0) as u64);
-            let (tmp2, dest2) = (tmp.clone(), dest.clone());
-            tokio::task::spawn_blocking(move || -> std::result::Result<(), (String, PathBuf, std::io::Error)> {
-                let file = std::fs::File::create(&tmp2).map_err(|e| ("cannot create".to_owned(), tmp2.clone(), e))?;
-                use std::io::Write;
-                let mut w = std::io::BufWriter::new(&file);
-                w.write_all(&raw)
-                    .map_err(|e| ("cannot write".to_owned(), tmp2.clone(), e))?;
-                w.flush().map_err(|e| ("cannot write".to_owned(), tmp2.clone(), e))?;
-                drop(w);
-                file.set_modified(mtime)
-                    .map_err(|e| ("cannot set the date of".to_owned(), tmp2.clone(), e))?;
-                std::fs::rename(&tmp2, &dest2).map_err(|e| ("cannot move".to_owned(), dest2.clone(), e))?;
-                Ok(())
-            })
-            .await
-            .map_err(|e| Error::fatal(format!("writing a message failed: {e}")))?
-            .map_err(|(what, path, e)| io(&what, &path, e))?;
-            Ok(name)
+            // Owned copies for the blocking task: `Bytes` clones share the body.
+            let files: Vec<MessageFile> = messages.iter().map(MessageFile::of).collect();
+            match tokio::task::spawn_blocking(move || write_files(&dir, &files)).await {
+                Ok(results) => results,
+                Err(e) => vec![Err(Error::fatal(format!("writing messages failed: {e}")))],
+            }
         }
         .boxed()
     }
@@ -155,7 +218,17 @@ impl TargetSession for MaildirSession {
     fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
         async move {
             let cur = self.base.join(folder).join("cur");
-            let prefix = format!("{}:", unique_name(message));
+            let unique = unique_name(message);
+            // Most likely under the name it was written with; a mail client
+            // may since have changed its flags, hence the scan below.
+            let written = format!("{unique}:2,{}", maildir_flags(&message.flags));
+            if tokio::fs::symlink_metadata(cur.join(&written))
+                .await
+                .is_ok_and(|m| m.is_file())
+            {
+                return Ok(Some(written));
+            }
+            let prefix = format!("{unique}:");
             let mut entries = match tokio::fs::read_dir(&cur).await {
                 Ok(e) => e,
                 Err(_) => return Ok(None),
@@ -250,6 +323,98 @@ mod tests {
         assert_eq!(folder_dir(&tf(None, &["Archive", "2023"])), ".Archive.2023");
         assert_eq!(folder_dir(&tf(None, &["v1.2", "Écoles"])), ".v1_2.&AMk-coles");
         assert_eq!(folder_dir(&tf(Some(FolderRole::Inbox), &["Lists"])), ".Lists");
+    }
+
+    fn message(uid: u32, flags: &str, body: &str) -> Upload {
+        Upload {
+            raw: bytes::Bytes::from(body.to_owned()),
+            flags: crate::model::Flags::from_wire(flags),
+            internal_date: 1_600_000_000 + i64::from(uid),
+            message_id: None,
+            key: format!("user@example.test/INBOX/1700000000/{uid}"),
+            labels: Vec::new(),
+            source_size: body.len() as u64,
+        }
+    }
+
+    fn session(dir: &Path) -> MaildirSession {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        MaildirSession {
+            base: dir.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn file_names_stay_what_earlier_versions_wrote() {
+        // `find` recovers an interrupted run by this name: it must not change.
+        // sha256("user@example.test/INBOX/1700000000/42") starts 9de96cd04962402e3a2952c5.
+        assert_eq!(
+            unique_name(&message(42, "", "x")),
+            "1600000042.9de96cd04962402e3a2952c5.cutover"
+        );
+        let mut m = message(42, "", "x");
+        m.internal_date = -5;
+        assert_eq!(unique_name(&m), "0.9de96cd04962402e3a2952c5.cutover");
+    }
+
+    #[tokio::test]
+    async fn upload_many_writes_every_file_into_cur_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        let messages = vec![
+            message(1, "\\Seen", "Subject: one\r\n\r\nfirst"),
+            message(2, "\\Flagged \\Answered", "Subject: two\r\n\r\nsecond"),
+            message(3, "", "Subject: three\r\n\r\nthird"),
+        ];
+        let results = s.upload_many("", &messages).await;
+        let names: Vec<String> = results.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(names.len(), 3);
+        for (name, m) in names.iter().zip(&messages) {
+            assert_eq!(name, &format!("{}:2,{}", unique_name(m), maildir_flags(&m.flags)));
+            let path = dir.path().join("cur").join(name);
+            assert_eq!(std::fs::read(&path).unwrap(), m.raw.as_ref());
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            let secs = mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            assert_eq!(secs as i64, m.internal_date);
+        }
+        assert!(names[0].ends_with(":2,S"));
+        assert!(names[1].ends_with(":2,FR"));
+        assert!(names[2].ends_with(":2,"));
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        // Found again by key, as after a crash, also once a mail client
+        // changed its flags (and so its name).
+        assert_eq!(s.find("", &messages[1]).await.unwrap(), Some(names[1].clone()));
+        let cur = dir.path().join("cur");
+        let renamed = format!("{}:2,FRS", unique_name(&messages[1]));
+        std::fs::rename(cur.join(&names[1]), cur.join(&renamed)).unwrap();
+        assert_eq!(s.find("", &messages[1]).await.unwrap(), Some(renamed.clone()));
+        std::fs::rename(cur.join(&renamed), cur.join(&names[1])).unwrap();
+        // A single upload takes the same path and overwrites, not duplicates.
+        assert_eq!(s.upload("", &messages[0]).await.unwrap(), names[0]);
+        assert_eq!(std::fs::read_dir(dir.path().join("cur")).unwrap().count(), 3);
+    }
+
+    #[tokio::test]
+    async fn upload_many_stops_at_the_first_failure_and_reports_it_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        let messages = vec![message(1, "", "one"), message(2, "", "two"), message(3, "", "three")];
+        // The second message's tmp file cannot be created.
+        std::fs::create_dir(dir.path().join("tmp").join(unique_name(&messages[1]))).unwrap();
+        let results = s.upload_many("", &messages).await;
+        assert_eq!(results.len(), 2, "the third is unsettled: {results:?}");
+        let first = results[0].as_ref().unwrap();
+        assert!(dir.path().join("cur").join(first).is_file());
+        let e = results[1].as_ref().unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Fatal);
+        assert!(e.message.contains("cannot create"), "{}", e.message);
+        assert!(e.message.contains(&unique_name(&messages[1])), "{}", e.message);
+        // Nothing of the second or third reached cur/.
+        assert_eq!(s.find("", &messages[1]).await.unwrap(), None);
+        assert_eq!(s.find("", &messages[2]).await.unwrap(), None);
+        assert!(s.upload_many("", &[]).await.is_empty());
     }
 
     #[test]
