@@ -263,6 +263,9 @@ pub fn role_from_name(path: &[String]) -> Option<FolderRole> {
 /// The header block of a raw message: everything before the first empty
 /// line (CRLF or bare LF), or all of it when there is none.
 pub fn header_block(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"\n") || raw.starts_with(b"\r\n") {
+        return &[];
+    }
     let mut at = 0;
     while let Some(p) = raw[at..].iter().position(|&b| b == b'\n') {
         let line_end = at + p + 1;
@@ -299,4 +302,20 @@ pub fn message_id_from_header(header: &[u8]) -> Option<String> {
         _ => v,
     };
     (!v.is_empty()).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_block_ends_at_the_first_empty_line() {
+        assert_eq!(header_block(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n"), b"A: 1\r\nB: 2\r\n");
+        assert_eq!(header_block(b"A: 1\nB: 2\n\nbody"), b"A: 1\nB: 2\n");
+        assert_eq!(header_block(b"A: 1\r\n\nbody"), b"A: 1\r\n", "mixed line ends");
+        assert_eq!(header_block(b"A: 1\r\nno body"), b"A: 1\r\nno body");
+        assert_eq!(header_block(b"\r\nMessage-ID: <body@x>"), b"", "no header at all");
+        let raw = b"Subject: x\r\nMessage-ID:\r\n <id@host>\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(message_id_from_header(header_block(raw)).as_deref(), Some("<id@host>"));
+    }
 }

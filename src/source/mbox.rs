@@ -312,8 +312,7 @@ fn entry(from_line: &[u8], offset: u64, raw: &[u8]) -> Option<Entry> {
         return None;
     }
     let cleaned = clean(raw);
-    let header_end = find_header_end(&cleaned);
-    let header = &cleaned[..header_end];
+    let header = crate::model::header_block(&cleaned);
     let (gm_msgid, from_date) = parse_from_line(from_line);
     let mut flags = Vec::new();
     if !labels_all.iter().any(|l| l == "Unread") {
@@ -387,17 +386,6 @@ fn clean(raw: &[u8]) -> Vec<u8> {
         out.extend_from_slice(if quoted_from { &line[1..] } else { line });
     }
     out
-}
-
-fn find_header_end(msg: &[u8]) -> usize {
-    let mut pos = 0;
-    for line in msg.split_inclusive(|&b| b == b'\n') {
-        pos += line.len();
-        if line == b"\n" || line == b"\r\n" {
-            return pos;
-        }
-    }
-    msg.len()
 }
 
 /// An unfolded header value from the header block of `raw`.

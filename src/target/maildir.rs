@@ -288,24 +288,13 @@ fn read_inventory(dir: &Path) -> Result<Vec<Inventoried>> {
             std::fs::File::open(entry.path())
                 .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
                 .map_err(|e| io("cannot read", &entry.path(), e))?;
-            let end = find_header_end(&head).unwrap_or(head.len());
             out.push(Inventoried {
-                message_id: message_id_from_header(&head[..end]),
+                message_id: message_id_from_header(crate::model::header_block(&head)),
                 size: meta.len(),
             });
         }
     }
     Ok(out)
-}
-
-/// Where the header section ends (the first empty line), CRLF or LF.
-fn find_header_end(data: &[u8]) -> Option<usize> {
-    let crlf = data.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 2);
-    let lf = data.windows(2).position(|w| w == b"\n\n").map(|p| p + 1);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 #[cfg(test)]
