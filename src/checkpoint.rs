@@ -949,6 +949,15 @@ mod tests {
         }
     }
 
+    /// A message as a scan without headers sees it.
+    fn without_headers(uid: u32, size: u64) -> MessageMeta {
+        MessageMeta {
+            message_id: None,
+            subject: None,
+            ..meta(uid, "", size)
+        }
+    }
+
     fn setup() -> (tempfile::TempDir, Checkpoint, i64) {
         let dir = tempfile::tempdir().unwrap();
         let mut cp = Checkpoint::open(&dir.path().join("state.db")).unwrap();
@@ -1065,11 +1074,6 @@ mod tests {
     #[test]
     fn index_only_scans_rematch_by_the_message_id_each_copy_recorded() {
         let (_d, mut cp, f) = setup();
-        let without_headers = |uid, size| MessageMeta {
-            message_id: None,
-            subject: None,
-            ..meta(uid, "", size)
-        };
         cp.store_scan(
             f,
             1,
@@ -1127,11 +1131,6 @@ mod tests {
     #[test]
     fn headers_read_later_name_problem_items_once() {
         let (_d, mut cp, f) = setup();
-        let without_headers = |uid, size| MessageMeta {
-            message_id: None,
-            subject: None,
-            ..meta(uid, "", size)
-        };
         cp.store_scan(f, 1, 3, 2, &[without_headers(1, 10), without_headers(2, 20)], false)
             .unwrap();
         cp.apply(&[

@@ -9,9 +9,11 @@
 //! for the victim up to the moment of the fault.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use super::listener::Listener;
 use std::time::Duration;
 
 /// One way a server can misbehave.
@@ -61,41 +63,27 @@ struct Shared {
     /// (victim login, misbehaviour); `None` relays everything.
     script: Mutex<Option<(String, Misbehave)>>,
     hits: AtomicU64,
-    stop: AtomicBool,
 }
 
 pub struct HostileServer {
-    port: u16,
+    listener: Listener,
     shared: Arc<Shared>,
 }
 
 impl HostileServer {
     /// Listens on a free loopback port and relays to `upstream`.
     pub fn start(upstream: u16) -> HostileServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind hostile server");
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             upstream,
             script: Mutex::new(None),
             hits: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
         });
-        let s = shared.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if s.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || session(client, s));
-            }
-        });
-        HostileServer { port, shared }
+        let listener = Listener::spawn(shared.clone(), session);
+        HostileServer { listener, shared }
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.listener.port()
     }
 
     /// From now on, misbehave towards `victim` (or, with `None`, relay
@@ -107,14 +95,6 @@ impl HostileServer {
     /// How many times the misbehaviour was played.
     pub fn hits(&self) -> u64 {
         self.shared.hits.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for HostileServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the stop flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 

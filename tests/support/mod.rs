@@ -12,6 +12,7 @@
 //! - [`emulator`]: starts the Graph emulator binary for a test.
 //! - [`hostile`]: generated hostile mail (NUL bytes, 100-deep MIME, ...).
 //! - [`hostile_server`]: a relay in front of Dovecot that misbehaves on cue.
+//! - [`listener`]: the accept loop both relays share.
 //! - [`relay`]: a relay that counts the bytes on the wire and can make the
 //!   server refuse COMPRESS.
 #![allow(dead_code, unused_imports)]
@@ -21,6 +22,7 @@ pub mod emulator;
 pub mod hostile;
 pub mod hostile_server;
 pub mod imap;
+pub mod listener;
 pub mod mailgen;
 pub mod relay;
 

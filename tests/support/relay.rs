@@ -9,9 +9,11 @@
 //! will not start it, as a proxy in front of a server without it does.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use super::listener::Listener;
 
 /// Bytes of each client's stream kept for [`Relay::client_streams`]: the
 /// greeting-to-first-commands part where COMPRESS is negotiated.
@@ -24,11 +26,10 @@ struct Shared {
     to_client: AtomicU64,
     /// The first [`KEEP_BYTES`] each client sent, one entry per connection.
     streams: Mutex<Vec<Arc<Mutex<Vec<u8>>>>>,
-    stop: AtomicBool,
 }
 
 pub struct Relay {
-    port: u16,
+    listener: Listener,
     shared: Arc<Shared>,
 }
 
@@ -44,32 +45,19 @@ impl Relay {
     }
 
     fn launch(upstream: u16, refuse_compress: bool) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             upstream,
             refuse_compress,
             to_server: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
         });
-        let s = shared.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if s.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || session(client, s));
-            }
-        });
-        Relay { port, shared }
+        let listener = Listener::spawn(shared.clone(), session);
+        Relay { listener, shared }
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.listener.port()
     }
 
     /// Bytes clients sent, as they crossed the wire.
@@ -99,14 +87,6 @@ impl Relay {
             .iter()
             .filter(|s| s.windows(needle.len()).any(|w| w == needle))
             .count()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the stop flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
