@@ -96,6 +96,30 @@ pub struct Batch {
     pub bytes: u64,
 }
 
+/// Smallest batch size [`batch_bytes_within_budget`] picks (unless the
+/// configured size is smaller): below it round trips cost more than the
+/// memory saved.
+pub const MIN_SHARED_BATCH_BYTES: u64 = 256 * 1024;
+
+/// The batch size to fetch with: the configured `batch_bytes`, or less when
+/// the in-flight budget could not otherwise hold one batch for every
+/// connection of every mailbox running at once. A worker holds its batch's
+/// bytes until the target stored them, and a paced target (Graph's 150 MB
+/// per 5 minutes) drains them slowly: with batches too large for the
+/// budget, the first workers to fetch hold all of it and the other
+/// mailboxes wait, idle, for their turn.
+pub fn batch_bytes_within_budget(
+    configured: u64,
+    max_in_flight_bytes: u64,
+    mailboxes_at_once: usize,
+    connections_per_mailbox: usize,
+) -> u64 {
+    let connections = (mailboxes_at_once.max(1) as u64).saturating_mul(connections_per_mailbox.max(1) as u64);
+    (max_in_flight_bytes / connections)
+        .max(MIN_SHARED_BATCH_BYTES)
+        .min(configured)
+}
+
 /// Groups the copy list into per-folder batches of at most `max_messages`
 /// messages and about `max_bytes` bytes (a single larger message gets a
 /// batch of its own), keeping the newest-first order of first appearance.
@@ -131,6 +155,19 @@ pub fn batches(candidates: &[Candidate], copy: &[usize], max_messages: usize, ma
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn batches_shrink_so_every_connection_of_every_mailbox_holds_one() {
+        const MIB: u64 = 1024 * 1024;
+        // One mailbox, 8 connections: 96 MiB holds 8 batches of 8 MiB.
+        assert_eq!(batch_bytes_within_budget(8 * MIB, 96 * MIB, 1, 8), 8 * MIB);
+        // 20 mailboxes with 4 connections each share 96 MiB.
+        let shared = batch_bytes_within_budget(8 * MIB, 96 * MIB, 20, 4);
+        assert!(shared * 80 <= 96 * MIB && shared >= MIB, "{shared}");
+        // Never below the floor, never above what was configured.
+        assert_eq!(batch_bytes_within_budget(8 * MIB, MIB, 100, 10), MIN_SHARED_BATCH_BYTES);
+        assert_eq!(batch_bytes_within_budget(64 * 1024, MIB, 100, 10), 64 * 1024);
+    }
     use super::*;
 
     fn c(folder: usize, uid: u32, date: i64, size: u64, state: State) -> Candidate {

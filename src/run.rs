@@ -195,6 +195,9 @@ struct Shared {
     exclude: globset::GlobSet,
     stop: StopFlag,
     dry_run: bool,
+    /// Fetch batch size: `batch_bytes`, or less so that every connection
+    /// of every mailbox running at once fits in the in-flight budget.
+    batch_bytes: u64,
 }
 
 impl Shared {
@@ -241,7 +244,14 @@ pub async fn migrate(
         users: users.len(),
         target: target.describe(),
     });
+    let batch_bytes = plan::batch_bytes_within_budget(
+        settings.run.batch_bytes,
+        settings.run.max_in_flight_bytes,
+        settings.run.parallel_users.min(users.len()),
+        settings.run.connections_per_user,
+    );
     let shared = Arc::new(Shared {
+        batch_bytes,
         retry: RetryPolicy::new(settings.run.max_attempts),
         pace: PaceLimits::new(&settings.limits.pace),
         in_flight: Arc::new(Semaphore::new(in_flight_kib)),
@@ -824,7 +834,7 @@ async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) ->
         &candidates,
         &the_plan.copy,
         shared.settings.run.batch_messages,
-        shared.settings.run.batch_bytes,
+        shared.batch_bytes,
     );
     let mut queue = VecDeque::new();
     for b in batches {
