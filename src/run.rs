@@ -1193,10 +1193,9 @@ async fn copy_items(
     let mut batch_bytes = 0u64;
     let mut settled: std::collections::HashSet<u32> = std::collections::HashSet::new();
     let mut to_upload: Vec<(Upload, &Item)> = Vec::with_capacity(remaining.len());
-    let mut outcomes: Vec<(&Item, Result<String, Error>)> = Vec::new();
-    // Message-ID and body by UID: the checkpoint learns the Message-ID of
-    // each copy, and the Subject of each failure, from them.
-    let mut headers_from_body: HashMap<u32, (Option<String>, bytes::Bytes)> = HashMap::new();
+    // Each outcome keeps its upload: the checkpoint learns the Message-ID
+    // of each copy, and the Subject of each failure, from its body.
+    let mut outcomes: Vec<(&Item, Upload, Result<String, Error>)> = Vec::new();
     for item in remaining.iter() {
         let Some(raw) = bodies.remove(&item.uid) else {
             // Deleted on the source since the scan.
@@ -1210,7 +1209,6 @@ async fn copy_items(
         // The Message-ID comes from the body: rows scanned without headers
         // learn it here, and the checkpoint keeps it for re-matching.
         let message_id = crate::model::message_id_from_header(crate::model::header_block(&raw));
-        headers_from_body.insert(item.uid, (message_id.clone(), raw.clone()));
         let upload = Upload {
             raw,
             flags: item.flags.clone(),
@@ -1225,19 +1223,19 @@ async fn copy_items(
             // after sending it.
             match target.find(&work.target_ref, &upload).await {
                 Ok(Some(id)) => {
-                    outcomes.push((item, Ok(id)));
+                    outcomes.push((item, upload, Ok(id)));
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    outcomes.push((item, Err(e)));
+                    outcomes.push((item, upload, Err(e)));
                     break;
                 }
             }
         }
         to_upload.push((upload, item));
     }
-    let stopped_early = outcomes.last().is_some_and(|(_, r)| r.is_err());
+    let stopped_early = outcomes.last().is_some_and(|(_, _, r)| r.is_err());
     if !stopped_early && !to_upload.is_empty() {
         let uploads: Vec<Upload> = to_upload.iter().map(|(u, _)| u.clone()).collect();
         let upload_bytes: u64 = uploads.iter().map(|u| u.raw.len() as u64).sum();
@@ -1246,21 +1244,19 @@ async fn copy_items(
             .before_target_write(uploads.len() as u64, upload_bytes)
             .await;
         let results = target.upload_many(&work.target_ref, &uploads).await;
-        for (r, (_, item)) in results.into_iter().zip(&to_upload) {
-            outcomes.push((item, r));
+        for (r, (upload, item)) in results.into_iter().zip(to_upload) {
+            outcomes.push((item, upload, r));
         }
     }
     let mut result = Ok(());
-    for (item, outcome) in outcomes {
-        if matches!(&outcome, Err(e) if matches!(e.kind, ErrorKind::Item | ErrorKind::Refused))
-            && let Some((message_id, raw)) = headers_from_body.get(&item.uid)
-        {
+    for (item, upload, outcome) in outcomes {
+        if matches!(&outcome, Err(e) if matches!(e.kind, ErrorKind::Item | ErrorKind::Refused)) {
             shared.recorder.record(Record::Headers {
                 folder_id: work.folder_id,
                 headers: crate::model::Headers {
                     uid: item.uid,
-                    message_id: message_id.clone(),
-                    subject: crate::source::imap::subject_from_header(crate::model::header_block(raw)),
+                    message_id: upload.message_id.clone(),
+                    subject: crate::source::imap::subject_from_header(crate::model::header_block(&upload.raw)),
                 },
             });
         }
@@ -1271,7 +1267,7 @@ async fn copy_items(
                     folder_id: work.folder_id,
                     uid: item.uid,
                     target_id: id,
-                    message_id: headers_from_body.get(&item.uid).and_then(|(id, _)| id.clone()),
+                    message_id: upload.message_id,
                 });
                 batch_copied += 1;
                 batch_bytes += item.size;
