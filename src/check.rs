@@ -24,7 +24,7 @@ use crate::roster::UserJob;
 use crate::run::{StartError, build_target, exclude_set};
 use crate::settings::{Settings, TargetSettings};
 use crate::source::{ImapSource, SourceSession};
-use crate::target::{CANNOT_LIST, Target};
+use crate::target::Target;
 
 /// Messages fetched to measure the read rate, and at most how many bytes
 /// of each (a partial fetch, so a mailbox of big attachments stays cheap).
@@ -249,15 +249,17 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
                 target: ctx.target.describe(),
                 ..Default::default()
             };
-            match session.inventory(&inbox, None).await {
-                Ok(items) => {
-                    check.inbox_messages = Some(items.len() as u64);
-                    check.inbox_bytes = Some(items.iter().map(|i| i.size).sum());
+            // A target that cannot list is checked by opening it only.
+            if ctx.target.capabilities().list {
+                match session.inventory(&inbox, None).await {
+                    Ok(items) => {
+                        check.inbox_messages = Some(items.len() as u64);
+                        check.inbox_bytes = Some(items.iter().map(|i| i.size).sum());
+                    }
+                    Err(e) => out.problems.push(format!(
+                        "target: the mailbox cannot be opened: {e}; check that it exists and that the target login may open it"
+                    )),
                 }
-                Err(e) if e.message == CANNOT_LIST => {}
-                Err(e) => out.problems.push(format!(
-                    "target: the mailbox cannot be opened: {e}; check that it exists and that the target login may open it"
-                )),
             }
             session.close().await;
             out.target = Some(check);

@@ -55,6 +55,16 @@ impl FolderRole {
 }
 
 /// A source folder as listed by the server.
+/// The kinds of item a source reads or a target stores. Mail is all there
+/// is today; contacts and calendar events are declared here so a backend
+/// states what it carries instead of callers assuming.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ItemKind {
+    Mail,
+    Contact,
+    Event,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFolder {
     /// The name exactly as the server spells it on the wire (modified UTF-7),

@@ -13,11 +13,23 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::imap::MailboxState;
-use crate::model::{Headers, MessageMeta, ScanDepth, SourceFolder};
+use crate::model::{Headers, ItemKind, MessageMeta, ScanDepth, SourceFolder};
 use crate::roster::UserJob;
 
 pub use self::imap::{ImapSource, SourceSession};
 pub use self::mbox::{MboxSession, MboxSource};
+
+/// What a kind of source offers, declared so callers ask instead of
+/// matching on its variant. Per-session facts a server announces at login
+/// (Gmail's extensions, STATUS=SIZE) are asked of the [`Session`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Several sessions per mailbox read in parallel (an IMAP server); an
+    /// mbox file is read by one.
+    pub parallel_sessions: bool,
+    /// The kinds of item it reads.
+    pub kinds: &'static [ItemKind],
+}
 
 /// Where mail is read from, shared by every mailbox of a run.
 #[derive(Clone)]
@@ -50,10 +62,18 @@ impl Source {
         }
     }
 
-    /// Whether several sessions per mailbox add anything (an mbox file is
-    /// read by one).
-    pub fn is_remote(&self) -> bool {
-        matches!(self, Source::Imap(_))
+    /// What this kind of source offers; see [`Capabilities`].
+    pub fn capabilities(&self) -> Capabilities {
+        match self {
+            Source::Imap(_) => Capabilities {
+                parallel_sessions: true,
+                kinds: &[ItemKind::Mail],
+            },
+            Source::Mbox(_) => Capabilities {
+                parallel_sessions: false,
+                kinds: &[ItemKind::Mail],
+            },
+        }
     }
 }
 

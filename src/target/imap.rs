@@ -127,6 +127,10 @@ impl Target for ImapTarget {
         .boxed()
     }
 
+    fn capabilities(&self) -> crate::target::Capabilities {
+        crate::target::Capabilities::MAIL_APPEND_ONLY
+    }
+
     fn describe(&self) -> String {
         format!("IMAP {}:{}", self.endpoint.host, self.endpoint.port)
     }

@@ -44,6 +44,10 @@ impl Target for MaildirTarget {
         .boxed()
     }
 
+    fn capabilities(&self) -> crate::target::Capabilities {
+        crate::target::Capabilities::MAIL_APPEND_ONLY
+    }
+
     fn describe(&self) -> String {
         format!("Maildir {}", self.root.display())
     }

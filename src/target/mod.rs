@@ -11,12 +11,45 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::error::{Error, Result};
-use crate::model::{TargetFolder, Upload};
+use crate::model::{ItemKind, TargetFolder, Upload};
 use crate::roster::UserJob;
 
-/// What the default [`TargetSession::inventory`] answers, so callers can
-/// tell "this kind of target cannot list" from a real failure.
-pub const CANNOT_LIST: &str = "this target cannot be verified (it cannot list a folder's messages)";
+/// What a kind of target can do beyond storing a message, declared up front
+/// so that callers ask instead of trying an operation and matching on the
+/// error (the way rclone's backends declare their features). `verify` and
+/// `check` list only where [`Capabilities::list`] is set; the one-way sync
+/// moves, re-flags, deletes and renames only where the target says it can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Lists a folder's messages read-only ([`TargetSession::inventory`]).
+    pub list: bool,
+    /// Moves a stored message to another folder without uploading it again.
+    pub move_messages: bool,
+    /// Changes a stored message's read state, flag or keywords in place.
+    pub update_flags: bool,
+    /// Deletes a stored message.
+    pub delete: bool,
+    /// Renames a folder in place, keeping what it holds.
+    pub rename_folders: bool,
+    /// The kinds of item it stores.
+    pub kinds: &'static [ItemKind],
+}
+
+impl Capabilities {
+    /// Stores mail and lists it; nothing is changed after the upload.
+    pub const MAIL_APPEND_ONLY: Capabilities = Capabilities {
+        list: true,
+        move_messages: false,
+        update_flags: false,
+        delete: false,
+        rename_folders: false,
+        kinds: &[ItemKind::Mail],
+    };
+
+    pub fn stores(&self, kind: ItemKind) -> bool {
+        self.kinds.contains(&kind)
+    }
+}
 
 /// One message as a target's folder listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +68,9 @@ pub trait Target: Send + Sync {
 
     /// One line for logs and the run header ("IMAP 127.0.0.1:143").
     fn describe(&self) -> String;
+
+    /// What this kind of target can do; see [`Capabilities`].
+    fn capabilities(&self) -> Capabilities;
 }
 
 /// Writes into one mailbox.
@@ -90,15 +126,15 @@ pub trait TargetSession: Send {
     /// may be approximated by `PR_MESSAGE_SIZE` (`singleValueExtendedProperties`
     /// id `Integer 0x0E08`); verify matches on Message-ID first.
     ///
-    /// The default refuses, so a target without a listing still compiles
-    /// and `verify` names it instead of guessing.
+    /// Only called where [`Capabilities::list`] is declared; the default,
+    /// for a target that cannot list, refuses with a fatal error.
     fn inventory<'a>(
         &'a mut self,
         folder: &'a TargetFolder,
         known: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
         let _ = (folder, known);
-        async move { Err(Error::item(CANNOT_LIST)) }.boxed()
+        async move { Err(Error::fatal("this target cannot list a folder's messages")) }.boxed()
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;

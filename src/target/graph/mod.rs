@@ -274,6 +274,10 @@ impl Target for GraphTarget {
         .boxed()
     }
 
+    fn capabilities(&self) -> crate::target::Capabilities {
+        crate::target::Capabilities::MAIL_APPEND_ONLY
+    }
+
     fn describe(&self) -> String {
         let s = &self.inner.settings;
         format!(
