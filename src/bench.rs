@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
 use crate::roster::UserJob;
-use crate::source::ImapSource;
+use crate::source::Source;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchRow {
@@ -45,7 +45,7 @@ pub struct BenchReport {
 type Job = (usize, String, Vec<u32>);
 
 pub async fn bench(
-    source: &ImapSource,
+    source: &Source,
     users: &[UserJob],
     connection_counts: &[usize],
     seconds: u64,
@@ -108,7 +108,7 @@ struct Tally {
 }
 
 async fn measure(
-    source: &ImapSource,
+    source: &Source,
     users: &[UserJob],
     jobs: &[Job],
     connections: usize,

@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::build::{self, StartError};
 use crate::error::Error;
 use crate::model::{FolderRole, TargetFolder};
 use crate::progress::human_bytes;
 use crate::report::human_duration;
 use crate::roster::UserJob;
-use crate::run::{StartError, build_target, exclude_set};
+use crate::scope;
 use crate::settings::{Settings, TargetSettings};
-use crate::source::{ImapSource, SourceSession};
+use crate::source::{Session, Source};
 use crate::target::Target;
 
 /// Messages fetched to measure the read rate, and at most how many bytes
@@ -121,23 +122,18 @@ pub struct TargetCheck {
 
 struct Ctx {
     settings: Settings,
-    source: ImapSource,
+    source: Source,
     target: Arc<dyn Target>,
-    exclude: globset::GlobSet,
+    scope: scope::Rules,
     /// Why the Maildir root cannot be written, checked once for everyone.
     maildir_problem: Option<String>,
 }
 
 /// Checks every user; `Err` only when the check cannot start.
 pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckReport, StartError> {
-    if settings.mbox.is_some() {
-        return Err(StartError(
-            "cutover check reads an IMAP source; with [source] kind = \"mbox\" run cutover migrate (and cutover status or report)".into(),
-        ));
-    }
-    let source = crate::run::imap_source(&settings)?;
-    let target = build_target(&settings.target)?;
-    let exclude = exclude_set(&settings)?;
+    let source = build::source(&settings)?;
+    let target = build::target(&settings.target)?;
+    let scope = build::scope_rules(&settings)?;
     let maildir_problem = match &settings.target {
         TargetSettings::Maildir { path } => maildir_writable(path).err(),
         _ => None,
@@ -147,10 +143,10 @@ pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckRepor
         settings,
         source,
         target,
-        exclude,
+        scope,
         maildir_problem,
     });
-    let results = crate::run::each_user(
+    let results = build::each_user(
         users,
         parallel,
         |user| {
@@ -203,7 +199,7 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
             session.logout().await;
             match result {
                 Ok(source) => {
-                    let limits = &ctx.settings.limits;
+                    let limits = &ctx.scope.limits;
                     if source.too_large > 0 {
                         out.warnings.push(format!(
                             "{} larger than max_message_bytes ({}) will be skipped; raise [limits] max_message_bytes (up to 150 MiB) to copy them",
@@ -272,25 +268,20 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
     out
 }
 
-async fn check_source(ctx: &Ctx, session: &mut SourceSession) -> Result<SourceCheck, Error> {
-    let max_bytes = ctx.settings.limits.max_message_bytes;
+async fn check_source(ctx: &Ctx, session: &mut Session) -> Result<SourceCheck, Error> {
+    let max_bytes = ctx.scope.limits.max_message_bytes;
     let folders = session.folders().await?;
     let mut out = SourceCheck {
         compressed: session.is_compressed(),
         ..Default::default()
     };
     let names: Vec<String> = folders.iter().map(|f| f.wire_name.clone()).collect();
-    let status = if session.has_status_size() {
-        out.size_method = "STATUS=SIZE".into();
-        session.folder_sizes(&names).await?
-    } else {
-        out.size_method = "RFC822.SIZE".into();
-        vec![None; names.len()]
-    };
+    out.size_method = session.size_method().into();
+    let status = session.folder_sizes(&names).await?;
     for (folder, status) in folders.iter().zip(status) {
         let mut fc = FolderCheck {
             folder: folder.display(),
-            excluded: ctx.exclude.is_match(folder.display()),
+            excluded: ctx.scope.excludes(&folder.display()),
             ..Default::default()
         };
         match status {
@@ -320,11 +311,7 @@ async fn check_source(ctx: &Ctx, session: &mut SourceSession) -> Result<SourceCh
     // only the folders the label rules copy from count, so a message is
     // not counted once per label.
     let roles: Vec<_> = folders.iter().map(|f| f.role).collect();
-    let counted = if crate::labels::label_based(roles.iter().copied(), session.has_gmail_extensions()) {
-        crate::labels::counted_folders(&roles, &ctx.settings.labels)
-    } else {
-        vec![true; roles.len()]
-    };
+    let counted = ctx.scope.counted_folders(&roles, session.has_gmail_extensions());
     for (fc, counted) in out.folders.iter().zip(counted) {
         if !fc.excluded && counted {
             out.messages += fc.messages;
@@ -332,7 +319,7 @@ async fn check_source(ctx: &Ctx, session: &mut SourceSession) -> Result<SourceCh
             out.too_large += fc.too_large;
         }
     }
-    out.over_item_cap = out.messages.saturating_sub(ctx.settings.limits.max_items);
+    out.over_item_cap = ctx.scope.over_item_cap(out.messages);
 
     // The read rate, from the newest messages of the biggest folder.
     if let Some((i, _)) = out

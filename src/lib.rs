@@ -13,11 +13,13 @@
 //! message, CSV/JSON/HTML).
 
 pub mod bench;
+pub mod build;
 pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod error;
 pub mod event;
+pub mod headers;
 pub mod imap;
 pub mod labels;
 pub mod model;
@@ -28,6 +30,7 @@ pub mod progress;
 pub mod report;
 pub mod roster;
 pub mod run;
+pub mod scope;
 pub mod secret;
 pub mod settings;
 pub mod shard;

@@ -46,6 +46,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
             if let Some(state) = state {
                 settings.state_path = state;
             }
+            let migration = match cutover::build::migration(&settings, users.len()) {
+                Ok(m) => m,
+                Err(e) => return fail(&e),
+            };
             let mode = if json {
                 Mode::Json
             } else if cli.quiet {
@@ -66,7 +70,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 wait_for_signal().await;
                 std::process::exit(130);
             });
-            let outcome = run::migrate(settings, users, events, stop, dry_run).await;
+            let outcome = run::migrate(migration, users, events, stop, dry_run).await;
             let _ = display.await;
             match outcome {
                 Ok(Outcome::Done) => ExitCode::SUCCESS,
@@ -90,10 +94,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             if connections.is_empty() || connections.contains(&0) {
                 return fail(&"--connections takes positive counts, e.g. 1,2,4,8");
             }
-            if settings.mbox.is_some() {
-                return fail(&"cutover bench measures an IMAP source; [source] kind = \"mbox\" has none");
-            }
-            let source = match cutover::run::imap_source(&settings) {
+            let source = match cutover::build::source(&settings) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };

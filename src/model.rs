@@ -166,6 +166,24 @@ pub struct MessageMeta {
     pub gm_msgid: Option<u64>,
 }
 
+/// Which source message an upload is: the mailbox, the folder's wire
+/// name, its UIDVALIDITY and the UID. Its text form
+/// (`user/folder/uidvalidity/uid`) is what targets stamp and name copies
+/// by, so it must never change for the same message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MessageKey {
+    pub user: String,
+    pub folder: String,
+    pub uid_validity: u32,
+    pub uid: u32,
+}
+
+impl fmt::Display for MessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}/{}", self.user, self.folder, self.uid_validity, self.uid)
+    }
+}
+
 /// A message on its way to a target: the exact source bytes plus what the
 /// target must keep besides them.
 #[derive(Clone, Debug)]
@@ -174,9 +192,9 @@ pub struct Upload {
     pub flags: Flags,
     pub internal_date: i64,
     pub message_id: Option<String>,
-    /// Stable key of the message within its mailbox (user, folder,
-    /// UIDVALIDITY, UID), for targets that name items deterministically.
-    pub key: String,
+    /// Stable identity of the source message, for targets that name or
+    /// stamp items deterministically.
+    pub key: MessageKey,
     /// Labels of a label-based source (Gmail) the message carries: Outlook
     /// categories on Graph, keywords on an IMAP target (see `labels`).
     pub labels: Vec<String>,
@@ -268,64 +286,4 @@ pub fn role_from_name(path: &[String]) -> Option<FolderRole> {
         "all mail" | "alle nachrichten" => FolderRole::All,
         _ => return None,
     })
-}
-
-/// The header block of a raw message: everything before the first empty
-/// line (CRLF or bare LF), or all of it when there is none.
-pub fn header_block(raw: &[u8]) -> &[u8] {
-    if raw.starts_with(b"\n") || raw.starts_with(b"\r\n") {
-        return &[];
-    }
-    let mut at = 0;
-    while let Some(p) = raw[at..].iter().position(|&b| b == b'\n') {
-        let line_end = at + p + 1;
-        match raw.get(line_end..) {
-            Some([b'\n', ..]) | Some([b'\r', b'\n', ..]) => return &raw[..line_end],
-            _ => at = line_end,
-        }
-    }
-    raw
-}
-
-/// The Message-ID from a header block (unfolded, angle brackets kept).
-pub fn message_id_from_header(header: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(header);
-    let mut value: Option<String> = None;
-    for line in text.split('\n') {
-        let line = line.trim_end_matches('\r');
-        if let Some(v) = value.as_mut() {
-            if line.starts_with([' ', '\t']) {
-                v.push_str(line.trim());
-                continue;
-            }
-            break;
-        }
-        if let Some((name, rest)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("message-id")
-        {
-            value = Some(rest.trim().to_owned());
-        }
-    }
-    let v = value?;
-    let v = match (v.find('<'), v.rfind('>')) {
-        (Some(a), Some(b)) if a < b => v[a..=b].to_owned(),
-        _ => v,
-    };
-    (!v.is_empty()).then_some(v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_header_block_ends_at_the_first_empty_line() {
-        assert_eq!(header_block(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n"), b"A: 1\r\nB: 2\r\n");
-        assert_eq!(header_block(b"A: 1\nB: 2\n\nbody"), b"A: 1\nB: 2\n");
-        assert_eq!(header_block(b"A: 1\r\n\nbody"), b"A: 1\r\n", "mixed line ends");
-        assert_eq!(header_block(b"A: 1\r\nno body"), b"A: 1\r\nno body");
-        assert_eq!(header_block(b"\r\nMessage-ID: <body@x>"), b"", "no header at all");
-        let raw = b"Subject: x\r\nMessage-ID:\r\n <id@host>\r\n\r\nMessage-ID: <body@x>\r\n";
-        assert_eq!(message_id_from_header(header_block(raw)).as_deref(), Some("<id@host>"));
-    }
 }

@@ -94,6 +94,41 @@ impl Default for Caps {
     }
 }
 
+/// The run-wide budget of message bytes held in memory at once, across
+/// every mailbox and connection: a batch reserves its bytes before it is
+/// fetched and gives them back once the target stored it. Counted in KiB
+/// (the semaphore's unit) in this one place, so memory stays bounded by
+/// `max_in_flight_bytes` whatever the mailboxes hold.
+#[derive(Clone, Debug)]
+pub struct InFlightBudget {
+    kib: Arc<Semaphore>,
+    capacity_kib: u32,
+}
+
+impl InFlightBudget {
+    /// A budget of `max_bytes` (at least 1 MiB).
+    pub fn new(max_bytes: u64) -> InFlightBudget {
+        let capacity_kib = (max_bytes / 1024).clamp(1024, u64::from(u32::MAX >> 4)) as u32;
+        InFlightBudget {
+            kib: Arc::new(Semaphore::new(capacity_kib as usize)),
+            capacity_kib,
+        }
+    }
+
+    /// Holds `bytes` of the budget until the permit is dropped; a batch
+    /// larger than the whole budget takes all of it.
+    pub async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, Error> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity_kib);
+        self.kib
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| Error::fatal("run is shutting down"))
+    }
+}
+
 /// Limits shared by every mailbox of a run: how many connections may be
 /// open where, how fast logins may come, how many messages and bytes per
 /// second may be read and written, and when a mailbox may go on after a
@@ -570,5 +605,24 @@ mod tests {
         let start = std::time::Instant::now();
         Budget::new(1000, Duration::from_millis(100)).take(550).await;
         assert!(start.elapsed() >= Duration::from_millis(40), "{:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn in_flight_budget_holds_bytes_until_released_and_caps_one_reservation() {
+        let budget = InFlightBudget::new(2 * 1024 * 1024);
+        let first = budget.reserve(1024 * 1024).await.unwrap();
+        let second = budget.reserve(1024 * 1024).await.unwrap();
+        // Full: a third reservation waits until one is given back.
+        let third = tokio::time::timeout(Duration::from_millis(50), budget.reserve(1)).await;
+        assert!(third.is_err(), "the budget was over-committed");
+        drop(first);
+        let third = budget.reserve(1).await.unwrap();
+        drop((second, third));
+        // One batch larger than the whole budget takes all of it, not more.
+        let all = tokio::time::timeout(Duration::from_secs(1), budget.reserve(100 * 1024 * 1024)).await;
+        assert!(
+            all.is_ok(),
+            "a reservation over the budget must take the whole budget, not wait forever"
+        );
     }
 }

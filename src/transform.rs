@@ -1,8 +1,54 @@
-//! Pure translations between the source's and the target's vocabulary:
-//! where a source folder goes, and which flags a message carries. No I/O, no
-//! async; targets apply the result in their own protocol.
+//! The transform stage between fetch and upload, and the pure translations
+//! between the source's and the targets' vocabulary: where a source folder
+//! goes, which flags and labels a message carries, and how each kind of
+//! target spells them (IMAP keywords, Maildir info letters, Outlook read
+//! state, follow-up flag and categories). No I/O, no async: targets apply
+//! the result in their own protocol.
 
-use crate::model::{Flags, FolderRole, SourceFolder, TargetFolder};
+use bytes::Bytes;
+
+use crate::model::{Flags, FolderRole, Headers, MessageKey, SourceFolder, TargetFolder, Upload};
+
+/// What the source says about a message besides its bytes: its flags as
+/// the scan saw them, whether a label-based source shows it starred, and
+/// the labels it carries.
+#[derive(Clone, Debug, Default)]
+pub struct Marks {
+    pub flags: Flags,
+    pub starred: bool,
+    pub labels: Vec<String>,
+}
+
+/// Builds the upload of one fetched message: the exact source bytes, the
+/// flags to set (`\Flagged` added for a starred message), the labels, and
+/// the Message-ID read once from its header block (what re-matches the
+/// copy after a UIDVALIDITY change).
+pub fn upload(raw: Bytes, key: MessageKey, marks: Marks, internal_date: i64, source_size: u64) -> Upload {
+    let message_id = crate::headers::message_id(crate::headers::block(&raw));
+    let mut flags = marks.flags;
+    if marks.starred && !flags.flagged() {
+        flags.0.push("\\Flagged".to_owned());
+    }
+    Upload {
+        raw,
+        flags,
+        internal_date,
+        message_id,
+        key,
+        labels: marks.labels,
+        source_size,
+    }
+}
+
+/// What a report names a message by when it could not be copied: its
+/// Message-ID and decoded Subject, from the body that was fetched.
+pub fn report_headers(upload: &Upload, uid: u32) -> Headers {
+    Headers {
+        uid,
+        message_id: upload.message_id.clone(),
+        subject: crate::headers::subject(crate::headers::block(&upload.raw)),
+    }
+}
 
 /// Maps each source folder to its target folder. A folder with a role maps
 /// to the target's folder for that role whatever it is called; a folder

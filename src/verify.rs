@@ -25,16 +25,17 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::build::{self, StartError};
 use crate::checkpoint::{Checkpoint, FolderRow, format_time};
 use crate::error::Error;
 use crate::labels;
 use crate::model::{MessageMeta, SkipReason, SourceFolder, TargetFolder};
-use crate::plan::{self, Candidate, State};
+use crate::plan::{Candidate, State};
 use crate::progress::human_bytes;
 use crate::roster::UserJob;
-use crate::run::{StartError, build_target, exclude_set};
+use crate::scope;
 use crate::settings::Settings;
-use crate::source::ImapSource;
+use crate::source::Source;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform;
 
@@ -131,24 +132,24 @@ pub struct ExtraItem {
 
 /// Everything a per-user comparison shares.
 struct Ctx {
-    settings: Settings,
-    source: ImapSource,
+    source: Source,
     target: Arc<dyn Target>,
-    exclude: globset::GlobSet,
+    scope: scope::Rules,
     db: Option<Mutex<Checkpoint>>,
 }
 
 /// Compares source and target for every user; `Err` only when it cannot
 /// start at all (a user that cannot be compared is reported in its entry).
 pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyReport, StartError> {
-    if settings.mbox.is_some() {
-        return Err(StartError(
-            "cutover verify reads an IMAP source; with [source] kind = \"mbox\" run cutover migrate (and cutover status or report)".into(),
-        ));
+    let source = build::source(&settings)?;
+    let target = build::target(&settings.target)?;
+    if !target.capabilities().list {
+        return Err(StartError(format!(
+            "{} cannot list a folder's messages, so cutover verify cannot compare it with the source",
+            target.describe()
+        )));
     }
-    let source = crate::run::imap_source(&settings)?;
-    let target = build_target(&settings.target)?;
-    let exclude = exclude_set(&settings)?;
+    let scope = build::scope_rules(&settings)?;
     // Without a state DB nothing was migrated yet; the rules still apply.
     let db = if Path::new(&settings.state_path).is_file() {
         Some(Mutex::new(Checkpoint::open_existing(&settings.state_path)?))
@@ -157,10 +158,9 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyRep
     };
     let parallel = settings.run.parallel_users;
     let ctx = Arc::new(Ctx {
-        settings,
         source,
         target,
-        exclude,
+        scope,
         db,
     });
     let failed = |email, message| UserVerify {
@@ -168,7 +168,7 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyRep
         error: Some(message),
         ..Default::default()
     };
-    let results = crate::run::each_user(
+    let results = build::each_user(
         users,
         parallel,
         |user| {
@@ -254,7 +254,7 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
     let mut scanned = Vec::new();
     for folder in listed {
         let state = session.examine(&folder.wire_name).await?;
-        if ctx.exclude.is_match(folder.display()) {
+        if ctx.scope.excludes(&folder.display()) {
             out.source_messages += u64::from(state.exists);
             out.out_of_scope += u64::from(state.exists);
             out.folders.push(FolderVerify {
@@ -280,10 +280,9 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
     let gmail_ext = session.has_gmail_extensions();
     session.logout().await;
 
-    // The plan over the fresh scan, with the checkpoint's states: what a
-    // migrate now would leave out is out of scope.
-    let mut candidates = Vec::new();
-    let mut keys = Vec::new();
+    // The scope over the fresh scan, with the checkpoint's states: what a
+    // migrate now would leave out is out of scope, by the same decision.
+    let mut messages = Vec::new();
     for (fi, s) in scanned.iter().enumerate() {
         let row = known
             .folders
@@ -294,69 +293,30 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
                 .and_then(|r| known.states.get(&(r.id, m.uid)).copied())
                 .map(|st| if st == State::Gone { State::Pending } else { st })
                 .unwrap_or(State::Pending);
-            candidates.push(Candidate {
-                folder: fi,
-                uid: m.uid,
-                internal_date: m.internal_date,
-                size: m.size,
-                state,
+            messages.push(scope::Message {
+                candidate: Candidate {
+                    folder: fi,
+                    uid: m.uid,
+                    internal_date: m.internal_date,
+                    size: m.size,
+                    state,
+                },
+                gm_msgid: m.gm_msgid,
+                message_id: m.message_id.as_deref(),
             });
-            keys.push(labels::match_key(
-                m.gm_msgid,
-                m.message_id.as_deref(),
-                m.size,
-                m.internal_date,
-            ));
         }
     }
-    // On a label-based source (Gmail) the same rules as migrate's: copies
-    // of a message made from another folder, and Spam and Trash, are out
-    // of scope.
-    let mut label_skips: Vec<(usize, SkipReason)> = Vec::new();
-    if labels::label_based(scanned.iter().map(|s| s.folder.role), gmail_ext) {
-        let label_folders: Vec<labels::Folder> = scanned
-            .iter()
-            .map(|s| labels::Folder {
-                role: s.folder.role,
-                name: s.folder.display(),
-            })
-            .collect();
-        let copies: Vec<labels::Copy> = candidates
-            .iter()
-            .zip(keys)
-            .map(|(c, key)| labels::Copy {
-                folder: c.folder,
-                key,
-                state: c.state,
-            })
-            .collect();
-        let decisions = labels::decide(&label_folders, &copies, &ctx.settings.labels);
-        for (i, d) in decisions.iter().enumerate() {
-            match d {
-                labels::Decision::Copy { .. } => {}
-                labels::Decision::Duplicate => label_skips.push((i, SkipReason::Duplicate)),
-                labels::Decision::Excluded => label_skips.push((i, SkipReason::Excluded)),
-            }
-        }
-    }
-    let mut skipped: HashMap<(usize, u32), SkipReason> = HashMap::new();
-    for &(i, reason) in &label_skips {
-        skipped.insert((candidates[i].folder, candidates[i].uid), reason);
-    }
-    let candidates: Vec<Candidate> = candidates
-        .into_iter()
-        .filter(|c| !skipped.contains_key(&(c.folder, c.uid)))
+    let scope_folders: Vec<scope::Folder> = scanned
+        .iter()
+        .map(|s| scope::Folder {
+            role: s.folder.role,
+            name: s.folder.display(),
+        })
         .collect();
-    let the_plan = plan::plan(
-        &candidates,
-        plan::Limits {
-            max_items: ctx.settings.limits.max_items,
-            max_message_bytes: ctx.settings.limits.max_message_bytes,
-        },
-    );
-    for &(i, reason) in &the_plan.skip {
-        skipped.insert((candidates[i].folder, candidates[i].uid), reason);
-    }
+    let label_based = labels::label_based(scanned.iter().map(|s| s.folder.role), gmail_ext);
+    let decided = scope::decide(&ctx.scope, &scope_folders, label_based, &messages);
+    let skipped: HashMap<(usize, u32), SkipReason> = scope::skipped_by_key(&decided, &messages);
+    drop(messages);
 
     // Group source folders by where they land.
     let all: Vec<SourceFolder> = scanned.iter().map(|s| s.folder.clone()).collect();

@@ -143,7 +143,13 @@ Content-Type: text/plain; charset=utf-8\r\n\r\nHello from {subject}.\r\n"
 
 fn upload(raw: String, flags: &str, internal_date: i64, message_id: Option<&str>) -> Upload {
     // One key per distinct message, as run.rs gives one per source UID.
-    let key = format!("{USER}/INBOX/1/{:x}", Sha256::digest(raw.as_bytes()));
+    let digest = Sha256::digest(raw.as_bytes());
+    let key = cutover::model::MessageKey {
+        user: USER.into(),
+        folder: "INBOX".into(),
+        uid_validity: 1,
+        uid: u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]),
+    };
     Upload {
         source_size: raw.len() as u64,
         raw: raw.into_bytes().into(),

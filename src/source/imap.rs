@@ -10,9 +10,7 @@ use tokio_rustls::rustls;
 
 use crate::error::Result;
 use crate::imap::{Conn, Endpoint, MailboxState, parse_internal_date, utf7};
-use crate::model::{
-    Flags, FolderRole, Headers, MessageMeta, ScanDepth, SourceFolder, message_id_from_header, role_from_name,
-};
+use crate::model::{Flags, FolderRole, Headers, MessageMeta, ScanDepth, SourceFolder, role_from_name};
 use crate::oauth::TokenSource;
 use crate::roster::UserJob;
 
@@ -362,8 +360,8 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
             // The only section the scan asks for is the Message-ID and
             // Subject headers.
             AttributeValue::BodySection { data: Some(data), .. } => {
-                message_id = message_id_from_header(data);
-                subject = subject_from_header(data);
+                message_id = crate::headers::message_id(data);
+                subject = crate::headers::subject(data);
             }
             _ => {}
         }
@@ -376,31 +374,6 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
         message_id,
         subject,
         gm_msgid,
-    })
-}
-
-/// Longest subject kept, in characters: enough to recognise a message in a
-/// report, without letting one odd header bloat the state DB.
-const SUBJECT_MAX_CHARS: usize = 200;
-
-/// The decoded Subject (RFC 2047 encoded words, any charset mail-parser
-/// knows) from a header block, on one line and shortened.
-pub fn subject_from_header(header: &[u8]) -> Option<String> {
-    let parsed = mail_parser::MessageParser::new().parse_headers(header)?;
-    let subject: String = parsed
-        .subject()?
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    if subject.is_empty() {
-        return None;
-    }
-    Some(match subject.char_indices().nth(SUBJECT_MAX_CHARS) {
-        Some((at, _)) => format!("{}…", &subject[..at]),
-        None => subject,
     })
 }
 
@@ -464,36 +437,6 @@ mod tests {
     fn uid_sets_are_compact() {
         assert_eq!(uid_set(&[5, 1, 2, 3, 9, 12, 13]), "1:3,5,9,12:13");
         assert_eq!(uid_set(&[7]), "7");
-    }
-
-    #[test]
-    fn message_ids_unfold_and_keep_brackets() {
-        assert_eq!(
-            message_id_from_header(b"Message-ID: <a@b>\r\n\r\n").as_deref(),
-            Some("<a@b>")
-        );
-        assert_eq!(
-            message_id_from_header(b"message-id:\r\n <long@host>\r\n\r\n").as_deref(),
-            Some("<long@host>")
-        );
-        assert_eq!(message_id_from_header(b"\r\n"), None);
-    }
-
-    #[test]
-    fn subjects_are_decoded_and_kept_short() {
-        assert_eq!(
-            subject_from_header(
-                b"Message-ID: <a@b>\r\nSubject: =?UTF-8?B?w4ljb2xlcw==?= et\r\n =?ISO-8859-1?Q?caf=E9?=\r\n\r\n"
-            )
-            .as_deref(),
-            Some("Écoles et café")
-        );
-        assert_eq!(subject_from_header(b"Message-ID: <a@b>\r\n\r\n"), None);
-        let long = format!("Subject: {}\r\n\r\n", "x".repeat(500));
-        assert_eq!(
-            subject_from_header(long.as_bytes()).unwrap().chars().count(),
-            SUBJECT_MAX_CHARS + 1
-        );
     }
 
     #[test]

@@ -168,6 +168,34 @@ impl MboxSession {
             .collect()
     }
 
+    /// Message count and bytes of each label, from the index.
+    pub fn folder_sizes(&self, names: &[String]) -> Vec<Option<(u32, u64)>> {
+        names
+            .iter()
+            .map(|n| {
+                let (_, uids) = self.index.folders.get(n)?;
+                let bytes = uids.iter().map(|&u| self.index.entries[u as usize - 1].meta.size).sum();
+                Some((uids.len() as u32, bytes))
+            })
+            .collect()
+    }
+
+    /// Sizes of the examined label's messages, from the index.
+    pub fn message_sizes(&self) -> Vec<u64> {
+        self.scan(1).iter().map(|m| m.size).collect()
+    }
+
+    /// Reads the first `max_each` bytes' worth of the last `count` messages
+    /// of the examined label: a sample of the file's read rate.
+    pub async fn fetch_sample(&self, count: u32, max_each: u64) -> Result<u64> {
+        let metas = self.scan(1);
+        let uids: Vec<u32> = metas.iter().rev().take(count as usize).map(|m| m.uid).collect();
+        let mut bytes = 0u64;
+        self.fetch_bodies(&uids, |_, body| bytes += (body.len() as u64).min(max_each))
+            .await?;
+        Ok(bytes)
+    }
+
     /// Reads the messages `uids` back from the file.
     pub async fn fetch_bodies(&self, uids: &[u32], mut each: impl FnMut(u32, Bytes)) -> Result<()> {
         let wanted: Vec<(u32, u64, u64)> = uids
@@ -305,14 +333,14 @@ fn is_folder_label(label: &str) -> bool {
 /// One index entry from a message's `From_` line and bytes; `None` for a
 /// chat transcript.
 fn entry(from_line: &[u8], offset: u64, raw: &[u8]) -> Option<Entry> {
-    let labels_all = header_value(raw, "x-gmail-labels")
+    let labels_all = crate::headers::value(raw, "x-gmail-labels")
         .map(|v| split_labels(&v))
         .unwrap_or_default();
     if labels_all.iter().any(|l| l == "Chat") {
         return None;
     }
     let cleaned = clean(raw);
-    let header = crate::model::header_block(&cleaned);
+    let header = crate::headers::block(&cleaned);
     let (gm_msgid, from_date) = parse_from_line(from_line);
     let mut flags = Vec::new();
     if !labels_all.iter().any(|l| l == "Unread") {
@@ -336,8 +364,8 @@ fn entry(from_line: &[u8], offset: u64, raw: &[u8]) -> Option<Entry> {
             flags: Flags(flags),
             internal_date,
             size: cleaned.len() as u64,
-            message_id: crate::model::message_id_from_header(header),
-            subject: super::imap::subject_from_header(header),
+            message_id: crate::headers::message_id(header),
+            subject: crate::headers::subject(header),
             gm_msgid,
         },
         labels: labels_all.into_iter().filter(|l| is_folder_label(l)).collect(),
@@ -386,31 +414,6 @@ fn clean(raw: &[u8]) -> Vec<u8> {
         out.extend_from_slice(if quoted_from { &line[1..] } else { line });
     }
     out
-}
-
-/// An unfolded header value from the header block of `raw`.
-fn header_value(raw: &[u8], name: &str) -> Option<String> {
-    let mut value: Option<String> = None;
-    for line in raw.split_inclusive(|&b| b == b'\n') {
-        if line == b"\n" || line == b"\r\n" {
-            break;
-        }
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\r', '\n']);
-        if let Some(v) = value.as_mut() {
-            if text.starts_with([' ', '\t']) {
-                v.push_str(text.trim_start());
-                continue;
-            }
-            break;
-        }
-        if let Some((n, rest)) = text.split_once(':')
-            && n.trim().eq_ignore_ascii_case(name)
-        {
-            value = Some(rest.trim().to_owned());
-        }
-    }
-    value
 }
 
 /// `Inbox,"Work, Stuff",Important` → the labels, quotes removed.

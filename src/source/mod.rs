@@ -141,6 +141,60 @@ impl Session {
         }
     }
 
+    /// COMPRESS=DEFLATE is on for this session.
+    pub fn is_compressed(&self) -> bool {
+        match self {
+            Session::Imap(s) => s.is_compressed(),
+            Session::Mbox(_) => false,
+        }
+    }
+
+    /// How [`Session::folder_sizes`] counts, for `check`'s report.
+    pub fn size_method(&self) -> &'static str {
+        match self {
+            Session::Imap(s) if s.has_status_size() => "STATUS=SIZE",
+            Session::Imap(_) => "RFC822.SIZE",
+            Session::Mbox(_) => "mbox index",
+        }
+    }
+
+    /// Message count and bytes of each folder where the source has them
+    /// cheaply (STATUS=SIZE, the mbox index); `None` for a folder whose
+    /// sizes must be read message by message ([`Session::message_sizes`]).
+    pub async fn folder_sizes(&mut self, wire_names: &[String]) -> Result<Vec<Option<(u32, u64)>>> {
+        match self {
+            Session::Imap(s) if s.has_status_size() => s.folder_sizes(wire_names).await,
+            Session::Imap(_) => Ok(vec![None; wire_names.len()]),
+            Session::Mbox(s) => Ok(s.folder_sizes(wire_names)),
+        }
+    }
+
+    /// The size of every message of the examined folder.
+    pub async fn message_sizes(&mut self) -> Result<Vec<u64>> {
+        match self {
+            Session::Imap(s) => s.message_sizes().await,
+            Session::Mbox(s) => Ok(s.message_sizes()),
+        }
+    }
+
+    /// How many messages of the examined folder are larger than `bytes`.
+    pub async fn count_larger(&mut self, bytes: u64) -> Result<u64> {
+        match self {
+            Session::Imap(s) => s.count_larger(bytes).await,
+            Session::Mbox(s) => Ok(s.message_sizes().into_iter().filter(|&n| n > bytes).count() as u64),
+        }
+    }
+
+    /// Reads up to `max_each` bytes of the last `count` messages of the
+    /// examined folder (which holds `exists`); returns the bytes read: a
+    /// sample of the source's read rate.
+    pub async fn fetch_sample(&mut self, exists: u32, count: u32, max_each: u64) -> Result<u64> {
+        match self {
+            Session::Imap(s) => s.fetch_sample(exists, count, max_each).await,
+            Session::Mbox(s) => s.fetch_sample(count, max_each).await,
+        }
+    }
+
     pub async fn fetch_bodies(&mut self, uids: &[u32], each: impl FnMut(u32, Bytes)) -> Result<()> {
         match self {
             Session::Imap(s) => s.fetch_bodies(uids, each).await,

@@ -13,7 +13,6 @@ use tokio_rustls::rustls;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quote, utf7};
-use crate::model::message_id_from_header;
 use crate::model::role_from_name;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::oauth::TokenSource;
@@ -408,7 +407,7 @@ impl TargetSession for ImapTargetSession {
                                 match a {
                                     AttributeValue::Rfc822Size(s) => item.size = u64::from(*s),
                                     AttributeValue::BodySection { data: Some(d), .. } => {
-                                        item.message_id = message_id_from_header(d);
+                                        item.message_id = crate::headers::message_id(d);
                                     }
                                     _ => {}
                                 }

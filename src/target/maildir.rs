@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::imap::utf7;
-use crate::model::message_id_from_header;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::roster::UserJob;
 use crate::target::{Inventoried, Target, TargetSession};
@@ -98,7 +97,7 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
 /// after a crash, so it must never change between versions.
 fn unique_name(message: &Upload) -> String {
     use std::fmt::Write;
-    let digest = Sha256::digest(message.key.as_bytes());
+    let digest = Sha256::digest(message.key.to_string().as_bytes());
     let mut name = String::with_capacity(48);
     let _ = write!(name, "{}.", message.internal_date.max(0));
     for b in &digest[..12] {
@@ -293,7 +292,7 @@ fn read_inventory(dir: &Path) -> Result<Vec<Inventoried>> {
                 .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
                 .map_err(|e| io("cannot read", &entry.path(), e))?;
             out.push(Inventoried {
-                message_id: message_id_from_header(crate::model::header_block(&head)),
+                message_id: crate::headers::message_id(crate::headers::block(&head)),
                 size: meta.len(),
             });
         }
@@ -324,7 +323,12 @@ mod tests {
             flags: crate::model::Flags::from_wire(flags),
             internal_date: 1_600_000_000 + i64::from(uid),
             message_id: None,
-            key: format!("user@example.test/INBOX/1700000000/{uid}"),
+            key: crate::model::MessageKey {
+                user: "user@example.test".into(),
+                folder: "INBOX".into(),
+                uid_validity: 1_700_000_000,
+                uid,
+            },
             labels: Vec::new(),
             source_size: body.len() as u64,
         }

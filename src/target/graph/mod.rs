@@ -1049,7 +1049,11 @@ async fn encode_base64(raw: Bytes) -> Bytes {
 
 /// cutover's stamp for a message: its source key and size.
 fn stamp_of(message: &Upload) -> json::Stamp {
-    json::Stamp::new(&message.key, message.source_size, message.message_id.as_deref())
+    json::Stamp::new(
+        &message.key.to_string(),
+        message.source_size,
+        message.message_id.as_deref(),
+    )
 }
 
 /// The message's flags with its labels (from a label-based source such as

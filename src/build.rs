@@ -1,0 +1,172 @@
+//! The one layer that turns settings into built values: the source, the
+//! target, the scope rules, the copy's limits and budgets. Every command
+//! that touches mailboxes (`migrate`, `check`, `verify`, `bench`) builds
+//! here and runs over the users the same way ([`each_user`]), so none of
+//! them wires a backend of its own and none reaches into another's code.
+//! Below this layer nothing reads [`Settings`]: backends and the pipeline
+//! receive what was built for them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use crate::checkpoint::CheckpointError;
+use crate::pace::{InFlightBudget, Limits as PaceLimits, RetryPolicy};
+use crate::plan;
+use crate::roster::UserJob;
+use crate::scope;
+use crate::settings::{Settings, TargetSettings};
+use crate::source::{ImapSource, MboxSource, Source};
+use crate::target::{Target, graph::GraphTarget, imap::ImapTarget, maildir::MaildirTarget};
+
+/// Why a command could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+impl From<CheckpointError> for StartError {
+    fn from(e: CheckpointError) -> Self {
+        StartError(e.0)
+    }
+}
+
+/// The source the settings describe: an IMAP server (logging in with OAuth
+/// tokens when `[source] auth = "xoauth2"`) or each user's Takeout mbox.
+pub fn source(settings: &Settings) -> Result<Source, StartError> {
+    if let Some(path) = &settings.mbox {
+        return Ok(Source::Mbox(MboxSource::new(path.clone())));
+    }
+    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
+    Ok(Source::Imap(match &settings.source_tokens {
+        Some(tokens) => source.with_tokens(crate::oauth::TokenSource::new(tokens.clone(), settings.source.timeout)),
+        None => source,
+    }))
+}
+
+/// The target the settings describe.
+pub fn target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartError> {
+    Ok(match settings {
+        TargetSettings::Imap {
+            endpoint,
+            login,
+            password,
+            tokens,
+        } => {
+            let target = ImapTarget::new(endpoint.clone(), login.clone(), password.clone())
+                .map_err(|e| StartError(e.message))?;
+            Arc::new(match tokens {
+                Some(t) => target.with_tokens(crate::oauth::TokenSource::new(t.clone(), endpoint.timeout)),
+                None => target,
+            })
+        }
+        TargetSettings::Maildir { path } => Arc::new(MaildirTarget::new(path.clone())),
+        TargetSettings::Graph(graph) => Arc::new(GraphTarget::new(graph.clone()).map_err(|e| StartError(e.message))?),
+    })
+}
+
+/// The scope rules: `[limits] exclude` (globs matched case-insensitively
+/// against a folder's display path), the label rules and the plan's limits.
+pub fn scope_rules(settings: &Settings) -> Result<scope::Rules, StartError> {
+    let mut globs = globset::GlobSetBuilder::new();
+    for pattern in &settings.limits.exclude {
+        let glob = globset::GlobBuilder::new(pattern)
+            .case_insensitive(true)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| StartError(format!("exclude pattern {pattern:?}: {e}")))?;
+        globs.add(glob);
+    }
+    Ok(scope::Rules {
+        exclude: globs.build().map_err(|e| StartError(e.to_string()))?,
+        labels: settings.labels,
+        limits: plan::Limits {
+            max_items: settings.limits.max_items,
+            max_message_bytes: settings.limits.max_message_bytes,
+        },
+    })
+}
+
+/// How the copy runs: parallelism, batches, budgets, retries and pacing.
+#[derive(Clone)]
+pub struct Copy {
+    pub parallel_users: usize,
+    pub connections_per_user: usize,
+    pub batch_messages: usize,
+    /// Fetch batch size: `batch_bytes`, or less so that every connection
+    /// of every mailbox running at once fits in the in-flight budget.
+    pub batch_bytes: u64,
+    pub in_flight: InFlightBudget,
+    pub retry: RetryPolicy,
+    pub pace: PaceLimits,
+}
+
+/// Everything `run::migrate` needs, built.
+pub struct Migration {
+    pub source: Source,
+    pub target: Arc<dyn Target>,
+    pub scope: scope::Rules,
+    pub copy: Copy,
+    pub state_path: PathBuf,
+    /// The shard this run is, as the state DB records it.
+    pub shard: Option<String>,
+}
+
+/// Builds a migration of `users` mailboxes.
+pub fn migration(settings: &Settings, users: usize) -> Result<Migration, StartError> {
+    let run = &settings.run;
+    Ok(Migration {
+        source: source(settings)?,
+        target: target(&settings.target)?,
+        scope: scope_rules(settings)?,
+        copy: Copy {
+            parallel_users: run.parallel_users,
+            connections_per_user: run.connections_per_user,
+            batch_messages: run.batch_messages,
+            batch_bytes: plan::batch_bytes_within_budget(
+                run.batch_bytes,
+                run.max_in_flight_bytes,
+                run.parallel_users.min(users),
+                run.connections_per_user,
+            ),
+            in_flight: InFlightBudget::new(run.max_in_flight_bytes),
+            retry: RetryPolicy::new(run.max_attempts),
+            pace: PaceLimits::new(&settings.limits.pace),
+        },
+        state_path: settings.state_path.clone(),
+        shard: settings.shard.map(|s| s.to_string()),
+    })
+}
+
+/// Runs `work` for every user of the users file, at most `parallel` at
+/// once, each on a task of its own so a panic in one mailbox cannot take
+/// the others down. Results come back in the users file's order; a task
+/// that panicked yields `on_panic(email, reason)`.
+pub async fn each_user<T, Fut>(
+    users: Vec<UserJob>,
+    parallel: usize,
+    work: impl Fn(UserJob) -> Fut,
+    on_panic: impl Fn(String, String) -> T,
+) -> Vec<T>
+where
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut results: Vec<(usize, T)> = futures::stream::iter(users.into_iter().enumerate())
+        .map(|(i, user)| {
+            let email = user.email.clone();
+            let task = tokio::spawn(work(user));
+            let on_panic = &on_panic;
+            async move {
+                let result = task
+                    .await
+                    .unwrap_or_else(|e| on_panic(email, format!("internal error: {e}")));
+                (i, result)
+            }
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}

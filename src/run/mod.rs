@@ -1,0 +1,345 @@
+//! The migrate operation: for each user, scan the source into the
+//! checkpoint ([`scan`]), decide the scope, then fetch, transform and upload
+//! in parallel batches ([`copy`]), recording each message only once the
+//! target confirmed it ([`settle`]). Several mailboxes run at once; within a
+//! mailbox several connections fetch disjoint UID batches; bytes in flight
+//! are capped across the whole run, so memory is bounded by configuration,
+//! not by mailbox size.
+//!
+//! Everything here receives built values ([`build::Migration`]); nothing
+//! reads the settings.
+
+mod copy;
+mod recorder;
+mod scan;
+mod settle;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::Instrument;
+
+use crate::build::{self, Migration, StartError};
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::error::{Error, ErrorKind};
+use crate::event::{Event, Events};
+use crate::pace::Held;
+use crate::roster::UserJob;
+use crate::source::Session as SourceSession;
+use crate::target::TargetSession;
+
+use self::recorder::Recorder;
+
+/// How a run ended, as the exit code tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every user done.
+    Done,
+    /// Some users failed or were partly copied; the others finished.
+    Partial,
+    /// Stopped by a signal; the next run resumes.
+    Interrupted,
+}
+
+/// Set by a signal handler; checked between batches so that what is in
+/// flight finishes and is recorded before the run stops.
+#[derive(Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Everything the per-user tasks share.
+struct Shared {
+    run: Migration,
+    db: Mutex<Checkpoint>,
+    recorder: Recorder,
+    events: Events,
+    stop: StopFlag,
+    dry_run: bool,
+}
+
+impl Shared {
+    /// Runs a short checkpoint operation from async code.
+    fn db<T>(&self, f: impl FnOnce(&mut Checkpoint) -> Result<T, CheckpointError>) -> Result<T, Error> {
+        tokio::task::block_in_place(|| {
+            let mut cp = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut cp).map_err(|e| Error::fatal(e.0))
+        })
+    }
+}
+
+/// Result of one user's sync.
+struct UserResult {
+    state: &'static str,
+    copied: u64,
+    bytes: u64,
+    failed: u64,
+    error: Option<String>,
+}
+
+impl UserResult {
+    fn failed(error: String) -> UserResult {
+        UserResult {
+            state: "failed",
+            copied: 0,
+            bytes: 0,
+            failed: 0,
+            error: Some(error),
+        }
+    }
+}
+
+#[derive(Default)]
+struct UserStats {
+    copied: u64,
+    bytes: u64,
+    failed: u64,
+    /// Every planned batch was processed (not cut short by a stop).
+    complete: bool,
+}
+
+/// The migrate command: copies everything not yet copied for every user.
+pub async fn migrate(
+    run: Migration,
+    users: Vec<UserJob>,
+    events: Events,
+    stop: StopFlag,
+    dry_run: bool,
+) -> Result<Outcome, StartError> {
+    let _lock = checkpoint::lock(&run.state_path)?;
+    let db = Checkpoint::open(&run.state_path)?;
+    if !dry_run {
+        db.claim_shard(run.shard.as_deref())?;
+    }
+    let (recorder, recorder_thread) = Recorder::start(&run.state_path)?;
+    events.send(Event::RunStarted {
+        users: users.len(),
+        target: run.target.describe(),
+    });
+    let parallel = run.copy.parallel_users;
+    let shared = Arc::new(Shared {
+        run,
+        db: Mutex::new(db),
+        recorder: recorder.clone(),
+        events: events.clone(),
+        stop: stop.clone(),
+        dry_run,
+    });
+
+    let results: Vec<UserResult> = build::each_user(
+        users,
+        parallel,
+        |user| {
+            let shared = shared.clone();
+            // Every log line of this mailbox carries its address.
+            let span = tracing::info_span!("mailbox", user = %user.email);
+            async move { sync_user(&shared, &user).await }.instrument(span)
+        },
+        |_, reason| UserResult::failed(reason),
+    )
+    .await;
+
+    let flushed = recorder.flush().await;
+    drop(recorder);
+    drop(shared);
+    let _ = recorder_thread.join();
+    if let Err(e) = flushed {
+        return Err(StartError(e.message));
+    }
+    let interrupted = stop.stopped();
+    let users_failed = results.iter().filter(|r| r.state != "done").count();
+    events.send(Event::RunFinished {
+        users_done: results.len() - users_failed,
+        users_failed,
+        copied: results.iter().map(|r| r.copied).sum(),
+        bytes: results.iter().map(|r| r.bytes).sum(),
+        interrupted,
+    });
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else if users_failed > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Done
+    })
+}
+
+async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
+    let email = user.email.clone();
+    shared.events.send(Event::UserStarted { user: email.clone() });
+    if shared.dry_run {
+        let mut stats = UserStats::default();
+        let error = copy::copy_mailbox(shared, user, &mut stats)
+            .await
+            .err()
+            .map(|e| e.message);
+        if let Some(e) = &error {
+            shared.events.send(Event::UserFinished {
+                user: email.clone(),
+                state: "failed".to_owned(),
+                copied: 0,
+                bytes: 0,
+                failed: 0,
+                error: Some(e.clone()),
+            });
+        }
+        return match error {
+            Some(e) => UserResult::failed(e),
+            None => UserResult {
+                state: "done",
+                copied: 0,
+                bytes: 0,
+                failed: 0,
+                error: None,
+            },
+        };
+    }
+    let sync_id = match shared.db(|cp| {
+        cp.set_user_state(&email, "syncing", None)?;
+        cp.begin_sync(&email)
+    }) {
+        Ok(id) => id,
+        Err(e) => return finish(shared, None, user, UserResult::failed(e.message)),
+    };
+    let mut stats = UserStats::default();
+    let result = copy::copy_mailbox(shared, user, &mut stats).await;
+    let flushed = shared.recorder.flush().await;
+    let (state, error) = match (result, flushed) {
+        (Err(e), _) | (Ok(()), Err(e)) => ("failed", Some(e.message)),
+        (Ok(()), Ok(())) if shared.stop.stopped() && !stats.complete => (
+            "interrupted",
+            Some("stopped before the end; run migrate again to resume".to_owned()),
+        ),
+        (Ok(()), Ok(())) if stats.failed > 0 => (
+            "partial",
+            Some(format!(
+                "{} messages failed; run migrate again to retry them",
+                stats.failed
+            )),
+        ),
+        (Ok(()), Ok(())) => ("done", None),
+    };
+    finish(
+        shared,
+        Some(sync_id),
+        user,
+        UserResult {
+            state,
+            copied: stats.copied,
+            bytes: stats.bytes,
+            failed: stats.failed,
+            error,
+        },
+    )
+}
+
+fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) -> UserResult {
+    if let Some(id) = sync_id {
+        let _ = shared.db(|cp| cp.finish_sync(id, &user.email, r.state, r.copied, r.bytes, r.error.as_deref()));
+    } else {
+        let _ = shared.db(|cp| cp.set_user_state(&user.email, r.state, r.error.as_deref()));
+    }
+    // A mailbox that failed is an error even for `-q`; a partial or
+    // interrupted one resumes on the next run.
+    match &r.error {
+        Some(e) if r.state == "failed" => tracing::error!(user = %user.email, state = r.state, "{e}"),
+        Some(e) => tracing::warn!(user = %user.email, state = r.state, "{e}"),
+        None => {}
+    }
+    shared.events.send(Event::UserFinished {
+        user: user.email.clone(),
+        state: r.state.to_owned(),
+        copied: r.copied,
+        bytes: r.bytes,
+        failed: r.failed,
+        error: r.error.clone(),
+    });
+    r
+}
+
+/// Runs `op` until it succeeds, waiting between attempts as the retry
+/// policy says (a throttling delay in full); gives up with the last error.
+async fn with_retries<T, Fut: Future<Output = Result<T, Error>>>(
+    shared: &Shared,
+    email: &str,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, Error> {
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                attempt += 1;
+                match shared.run.copy.retry.delay(attempt, &e) {
+                    Some(d) => {
+                        note_wait(shared, email, d, &e);
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// A source connection with the connection slots (per host, per user) it
+/// holds while open.
+type HeldSource = Held<SourceSession>;
+
+/// Opens a source connection within the connection caps and the login
+/// rate, after any wait a server asked this user for.
+/// With `retry` false, one attempt only (the caller decides what a refusal
+/// means).
+async fn open_source(shared: &Shared, user: &UserJob, retry: bool) -> Result<HeldSource, Error> {
+    let pace = &shared.run.copy.pace;
+    let host = shared.run.source.host_key(user);
+    let slot = pace.source_connection(&host, &user.email).await;
+    let gate = pace.user_gate(&user.email);
+    let attempt = || async {
+        gate.wait().await;
+        pace.before_login().await;
+        shared.run.source.open(user).await
+    };
+    let session = if retry {
+        with_retries(shared, &user.email, attempt).await
+    } else {
+        attempt().await
+    }
+    .map_err(|e| e.context("source"))?;
+    Ok(Held::new(session, slot))
+}
+
+async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
+    with_retries(shared, &user.email, || shared.run.target.open(user)).await
+}
+
+/// Before a retry: logs the wait; when the server pushed back, holds back
+/// every connection of the user for as long, and counts it for `status`.
+fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
+    tracing::info!(user = %email, delay_ms = delay.as_millis() as u64, "waiting before retry: {e}");
+    if matches!(e.kind, ErrorKind::Throttled(_)) {
+        tracing::warn!(user = %email, delay_ms = delay.as_millis() as u64, "the server asked to slow down: {e}");
+        shared.run.copy.pace.user_gate(email).push_delay(delay);
+        record_throttle(shared, email, e);
+        shared.events.send(Event::Throttled {
+            user: email.to_owned(),
+            delay_ms: delay.as_millis() as u64,
+            reason: e.message.clone(),
+        });
+    }
+}
+
+/// Counts a push-back against the user in the checkpoint, for `status`.
+fn record_throttle(shared: &Shared, email: &str, e: &Error) {
+    if let Err(db) = shared.db(|cp| cp.note_throttle(email, &e.message)) {
+        tracing::warn!(user = %email, "cannot record the throttling: {db}");
+    }
+}

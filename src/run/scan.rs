@@ -1,0 +1,146 @@
+//! The scan step of a mailbox: list folders, then read the metadata of what
+//! is new in each one (nothing at all for a folder whose UIDNEXT and message
+//! count did not change) into the checkpoint; and, once the scope is known,
+//! the headers of skipped and failed messages so reports can name them.
+
+use std::collections::HashMap;
+
+use crate::checkpoint::{FolderRow, Record};
+use crate::error::Error;
+use crate::event::Event;
+use crate::labels;
+use crate::model::{FolderRole, Headers, ScanDepth, SourceFolder};
+use crate::roster::UserJob;
+
+use super::{HeldSource, Shared};
+
+/// Most UIDs asked for in one header FETCH, so memory and command length
+/// stay bounded however many messages a mailbox skips.
+const HEADERS_PER_FETCH: usize = 2000;
+
+/// Scans every folder in scope and returns it with its checkpoint row.
+pub(super) async fn scan(
+    shared: &Shared,
+    user: &UserJob,
+    session: &mut HeldSource,
+) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
+    let email = &user.email;
+    let listed: Vec<SourceFolder> = session
+        .folders()
+        .await?
+        .into_iter()
+        .filter(|f| !shared.run.scope.excludes(&f.display()))
+        .collect();
+    let entries: Vec<(String, String, Option<FolderRole>)> = listed
+        .iter()
+        .map(|f| (f.wire_name.clone(), f.display(), f.role))
+        .collect();
+    let rows = shared.db(|cp| cp.sync_folder_list(email, &entries))?;
+    // Message-IDs before copying only where copies are matched by them: on
+    // a label-based source without Gmail's message ids. Everywhere else the
+    // scan stays in the server's index and each copy records the Message-ID
+    // from the body it fetched.
+    let label_keys_need_ids =
+        labels::matched_by_message_id(listed.iter().map(|f| f.role), session.has_gmail_extensions());
+    let by_wire: HashMap<&str, &FolderRow> = rows.iter().map(|r| (r.wire_name.as_str(), r)).collect();
+    let mut out = Vec::new();
+    for folder in listed {
+        let row = (*by_wire
+            .get(folder.wire_name.as_str())
+            .ok_or_else(|| Error::fatal("folder vanished from the checkpoint"))?)
+        .clone();
+        let state = session.examine(&folder.wire_name).await?;
+        let uid_next = state.uid_next.unwrap_or(0);
+        let changed_validity = row.uid_validity != 0 && row.uid_validity != state.uid_validity;
+        let unchanged = !changed_validity
+            && row.uid_validity != 0
+            && uid_next != 0
+            && uid_next == row.uid_next
+            && state.exists == row.exists;
+        let mut new = 0;
+        if !unchanged {
+            let from = if changed_validity || row.uid_validity == 0 {
+                1
+            } else {
+                row.max_uid + 1
+            };
+            // After a UIDVALIDITY change every message is re-matched to its
+            // earlier copy by Message-ID.
+            let depth = if changed_validity || label_keys_need_ids {
+                ScanDepth::Headers
+            } else {
+                ScanDepth::Index
+            };
+            let metas = if state.exists == 0 {
+                Vec::new()
+            } else {
+                session.scan(from, depth).await?
+            };
+            new = metas.len();
+            if changed_validity {
+                tracing::warn!(user = %email, folder = %folder.display(), "UIDVALIDITY changed; re-matching earlier copies by Message-ID and size");
+            }
+            let id = row.id;
+            shared.db(|cp| cp.store_scan(id, state.uid_validity, uid_next, state.exists, &metas, changed_validity))?;
+        }
+        shared.events.send(Event::FolderScanned {
+            user: email.clone(),
+            folder: folder.display(),
+            messages: state.exists,
+            new,
+        });
+        let mut row = row;
+        row.uid_validity = state.uid_validity;
+        out.push((folder, row));
+    }
+    shared.db(|cp| cp.set_last_scan(email))?;
+    Ok(out)
+}
+
+/// Reads the Message-ID and Subject of the skipped and failed messages the
+/// scan did not read headers of, so reports name them.
+pub(super) async fn read_missing_headers(
+    shared: &Shared,
+    user: &UserJob,
+    folders: &[(SourceFolder, FolderRow)],
+    session: &mut HeldSource,
+) -> Result<(), Error> {
+    shared.recorder.flush().await?;
+    let missing = shared.db(|cp| cp.missing_headers(&user.email))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(user = %user.email, messages = missing.len(), "reading headers of skipped and failed messages");
+    for (folder, row) in folders {
+        let uids: Vec<u32> = missing
+            .iter()
+            .filter(|(id, _)| *id == row.id)
+            .map(|&(_, uid)| uid)
+            .collect();
+        if uids.is_empty() {
+            continue;
+        }
+        let state = session.examine(&folder.wire_name).await?;
+        if state.uid_validity != row.uid_validity {
+            continue;
+        }
+        for chunk in uids.chunks(HEADERS_PER_FETCH) {
+            let mut found: HashMap<u32, Headers> =
+                session.headers(chunk).await?.into_iter().map(|h| (h.uid, h)).collect();
+            // A message gone from the source is recorded without a Subject
+            // too, so it is not asked for on every run.
+            for &uid in chunk {
+                let headers = found.remove(&uid).unwrap_or(Headers {
+                    uid,
+                    message_id: None,
+                    subject: None,
+                });
+                shared.recorder.record(Record::Headers {
+                    folder_id: row.id,
+                    headers,
+                });
+            }
+        }
+    }
+    shared.recorder.flush().await
+}
