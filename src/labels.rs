@@ -261,7 +261,7 @@ pub fn counted_folders(roles: &[Option<FolderRole>], rules: &Rules) -> Vec<bool>
 /// in modified UTF-7 (as IMAP writes folder names) with every character an
 /// atom may not hold replaced by `_` ("Projects 2024" → "Projects_2024").
 pub fn keyword(label: &str) -> String {
-    crate::imap::utf7::encode(label)
+    crate::utf7::encode(label)
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() && !"(){%*\"\\]".contains(c) {

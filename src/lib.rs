@@ -38,4 +38,5 @@ pub mod source;
 pub mod status;
 pub mod target;
 pub mod transform;
+pub mod utf7;
 pub mod verify;

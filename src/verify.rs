@@ -370,7 +370,7 @@ async fn compare_groups(
             target: known_ref
                 .as_deref()
                 .filter(|r| !r.is_empty())
-                .map(crate::imap::utf7::decode)
+                .map(crate::utf7::decode)
                 .unwrap_or_else(|| tf.display()),
             target_messages: inventory.len() as u64,
             target_bytes: inventory.iter().map(|i| i.size).sum(),

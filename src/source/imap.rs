@@ -9,10 +9,11 @@ use bytes::Bytes;
 use tokio_rustls::rustls;
 
 use crate::error::Result;
-use crate::imap::{Conn, Endpoint, MailboxState, parse_internal_date, utf7};
+use crate::imap::{Conn, Endpoint, MailboxState, parse_internal_date};
 use crate::model::{Flags, FolderRole, Headers, MessageMeta, ScanDepth, SourceFolder, role_from_name};
 use crate::oauth::TokenSource;
 use crate::roster::UserJob;
+use crate::utf7;
 
 /// Connects to the source server for one user at a time.
 #[derive(Clone)]

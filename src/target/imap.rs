@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use tokio_rustls::rustls;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quote, utf7};
+use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quote};
 use crate::model::role_from_name;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::oauth::TokenSource;
@@ -20,6 +20,7 @@ use crate::roster::UserJob;
 use crate::secret::Secret;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform::{append_flags, escape_separator};
+use crate::utf7;
 
 pub struct ImapTarget {
     endpoint: Endpoint,

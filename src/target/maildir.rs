@@ -10,11 +10,11 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::imap::utf7;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::roster::UserJob;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform::maildir_flags;
+use crate::utf7;
 
 pub struct MaildirTarget {
     root: PathBuf,

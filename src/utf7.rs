@@ -1,6 +1,10 @@
 //! Modified UTF-7 (RFC 3501 §5.1.3), the encoding IMAP uses for folder names:
 //! printable ASCII stands for itself (`&` as `&-`), everything else is UTF-16
 //! in a base64 variant with `,` for `/`, between `&` and `-`.
+//!
+//! A module of its own, beside [`imap`](crate::imap) rather than inside
+//! it: Gmail labels, the Maildir target's folder names and verification
+//! use the encoding without any IMAP connection.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 

@@ -1,0 +1,312 @@
+//! Turning what went wrong into the crate's error classes: a timeout, a
+//! failed read or write, a failed connect, a refused login, a tagged NO or
+//! BAD and an untagged BYE each become an [`Error`] whose
+//! [`ErrorKind`](crate::error::ErrorKind) tells the caller what to do
+//! (retry now, back off, skip the item, stop). It also decides how much of
+//! a server's words goes into a message: enough to tell the admin what
+//! happened, never a whole answer or the raw bytes of someone's mail.
+
+use std::time::Duration;
+
+use async_imap::imap_proto::Status;
+
+use crate::error::{Error, Result};
+
+pub(super) async fn timed<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| Error::transient(format!("{what}: no complete answer within {}s", limit.as_secs())))
+}
+
+pub(super) fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::transient(format!("{what}: {}", describe_io_error(&e.to_string())))
+}
+
+/// The library's words for a failed read, kept short: a parse failure is
+/// reported with the raw bytes it choked on (up to megabytes of someone's
+/// mail), which belong in no log or report.
+fn describe_io_error(text: &str) -> String {
+    if text.contains("during parsing") || text.contains("Unable to parse") {
+        return "the server sent a response that is not valid IMAP; dropping the connection".into();
+    }
+    const MAX: usize = 300;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// The server's own words from a refused login (or other command), without the library's
+/// debug framing ("code: None, info: Some(\"...\")").
+pub(super) fn describe_login_error(e: &async_imap::error::Error) -> String {
+    let text = match e {
+        async_imap::error::Error::No(s) | async_imap::error::Error::Bad(s) => s.clone(),
+        other => return other.to_string(),
+    };
+    const OPEN: &str = "info: Some(\"";
+    match (text.find(OPEN), text.rfind("\")")) {
+        (Some(a), Some(b)) if a + OPEN.len() <= b => text[a + OPEN.len()..b].replace("\\\"", "\""),
+        _ => text,
+    }
+}
+
+/// What of a server's words goes into an error: enough to tell the admin
+/// what happened, never a whole (possibly huge, possibly private) answer.
+pub(super) fn excerpt(text: &str) -> String {
+    const MAX: usize = 300;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
+}
+
+/// Classifies a tagged NO/BAD. Throttling answers (RFC 5530 codes,
+/// Exchange's "Request is throttled. Suggested Backoff Time: N
+/// milliseconds") become [`ErrorKind::Throttled`](crate::error::ErrorKind);
+/// `[UNAVAILABLE]`/`[SERVERBUG]` are transient; anything else about one
+/// command is the caller's to judge, reported as an item error.
+pub fn classify_status(verb: &str, status: &Status, info: &str) -> Error {
+    let word = match status {
+        Status::No => "NO",
+        Status::Bad => "BAD",
+        _ => "error",
+    };
+    let message = format!("{verb} answered {word} {}", excerpt(info));
+    if let Some(delay) = suggested_backoff(info) {
+        return Error::throttled(delay, message);
+    }
+    let upper = info.to_ascii_uppercase();
+    if upper.contains("[THROTTLED]") || upper.contains("[LIMIT]") || upper.contains("[UNAVAILABLE]") {
+        return Error::throttled(Duration::from_secs(10), message);
+    }
+    // Gmail: "Account exceeded command or bandwidth limits".
+    if upper.contains("BANDWIDTH") || upper.contains("EXCEEDED COMMAND") {
+        return Error::throttled(Duration::from_secs(30), message);
+    }
+    if upper.contains("[SERVERBUG]") || upper.contains("[INUSE]") {
+        return Error::transient(message);
+    }
+    Error::item(message)
+}
+
+/// A failed TCP connect. A refusal means the server (or a load balancer in
+/// front of it) is turning connections away, often because too many are
+/// open: that is push-back, met with a growing wait. Anything else
+/// (unreachable, reset) is a passing fault.
+pub(super) fn classify_connect_error(where_: &str, e: &std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        return Error::throttled(
+            Duration::from_secs(2),
+            format!("{where_} refused the connection (too many connections, or the server is down)"),
+        );
+    }
+    Error::transient(format!("cannot connect to {where_}: {e}"))
+}
+
+/// A login refused for now rather than for bad credentials: the server is
+/// busy or limits connections (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]`,
+/// `[INUSE]`, Exchange's suggested backoff, "too many connections").
+pub(super) fn login_pushback(e: &async_imap::error::Error, detail: &str) -> Option<Error> {
+    let raw = match e {
+        async_imap::error::Error::No(s) | async_imap::error::Error::Bad(s) => s.as_str(),
+        _ => return None,
+    };
+    let upper = raw.to_ascii_uppercase();
+    let message = format!("LOGIN answered {detail}");
+    if let Some(delay) = suggested_backoff(raw) {
+        return Some(Error::throttled(delay, message));
+    }
+    let busy = [
+        "UNAVAILABLE",
+        "THROTTL",
+        "[LIMIT]",
+        "\"LIMIT\"",
+        "INUSE",
+        "TOO MANY",
+        "BANDWIDTH",
+        "MAXIMUM NUMBER OF CONNECTIONS",
+    ];
+    busy.iter()
+        .any(|w| upper.contains(w))
+        .then(|| Error::throttled(Duration::from_secs(10), message))
+}
+
+pub(super) fn classify_bye(verb: &str, info: &str) -> Error {
+    let message = format!("{verb}: the server said BYE {info}");
+    if let Some(delay) = suggested_backoff(info) {
+        return Error::throttled(delay, message);
+    }
+    let lower = info.to_ascii_lowercase();
+    // Gmail ends a session over its bandwidth limit with "Session expired".
+    if lower.contains("throttl")
+        || lower.contains("bandwidth")
+        || lower.contains("too many")
+        || lower.contains("limit")
+        || lower.contains("[unavailable]")
+        || lower.contains("session expired")
+        || lower.contains("maximum number of connections")
+    {
+        return Error::throttled(Duration::from_secs(30), message);
+    }
+    Error::transient(message)
+}
+
+/// Exchange: "Request is throttled. Suggested Backoff Time: 299961 milliseconds".
+fn suggested_backoff(info: &str) -> Option<Duration> {
+    let lower = info.to_ascii_lowercase();
+    let at = lower.find("suggested backoff time:")?;
+    let rest = lower[at + "suggested backoff time:".len()..].trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let n: u64 = digits.parse().ok()?;
+    Some(Duration::from_millis(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_failures_do_not_carry_the_servers_bytes() {
+        let e = io_error(
+            "FETCH",
+            "Error(Error { input: [42, 32], code: TakeWhile1 }) during parsing of \"* 1 FETCH secret mail\"",
+        );
+        assert!(!e.message.contains("secret mail"), "{}", e.message);
+        assert!(e.message.contains("not valid IMAP"), "{}", e.message);
+        let long = "x".repeat(5000);
+        assert!(io_error("LIST", &long).message.len() < 320);
+    }
+
+    #[test]
+    fn throttling_answers_are_recognised() {
+        let e = classify_status(
+            "APPEND",
+            &Status::Bad,
+            "Request is throttled. Suggested Backoff Time: 299961 milliseconds",
+        );
+        assert_eq!(
+            e.kind,
+            crate::error::ErrorKind::Throttled(Duration::from_millis(299_961))
+        );
+        let e = classify_status("FETCH", &Status::No, "[THROTTLED] slow down");
+        assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
+        let e = classify_status(
+            "APPEND",
+            &Status::No,
+            "Maximum size of appendable message has been exceeded",
+        );
+        assert_eq!(e.kind, crate::error::ErrorKind::Item);
+        let e = classify_status("FETCH", &Status::No, "[UNAVAILABLE] try later");
+        assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
+        let e = classify_status("FETCH", &Status::No, "[LIMIT] too many commands");
+        assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
+        let e = classify_status(
+            "FETCH",
+            &Status::No,
+            "[OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)",
+        );
+        assert_eq!(e.kind, crate::error::ErrorKind::Throttled(Duration::from_secs(30)));
+        let e = classify_status("SELECT", &Status::No, "[SERVERBUG] internal error");
+        assert_eq!(e.kind, crate::error::ErrorKind::Transient);
+    }
+
+    #[test]
+    fn a_bye_that_pushes_back_is_throttling_and_any_other_bye_is_transient() {
+        use crate::error::ErrorKind;
+        let e = classify_bye(
+            "FETCH",
+            "Request is throttled. Suggested Backoff Time: 1500 milliseconds",
+        );
+        assert_eq!(e.kind, ErrorKind::Throttled(Duration::from_millis(1500)));
+        // Gmail over its bandwidth limit.
+        assert!(matches!(
+            classify_bye("FETCH", "Session expired").kind,
+            ErrorKind::Throttled(_)
+        ));
+        assert!(matches!(
+            classify_bye("FETCH", "Account exceeded bandwidth limits").kind,
+            ErrorKind::Throttled(_)
+        ));
+        // Dovecot's per user and IP connection cap.
+        assert!(matches!(
+            classify_bye(
+                "LOGIN",
+                "Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)"
+            )
+            .kind,
+            ErrorKind::Throttled(_)
+        ));
+        assert!(matches!(
+            classify_bye("greeting", "[UNAVAILABLE] Server shutting down").kind,
+            ErrorKind::Throttled(_)
+        ));
+        assert_eq!(
+            classify_bye("FETCH", "Disconnected for inactivity.").kind,
+            ErrorKind::Transient
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_is_push_back_other_connect_failures_are_transient() {
+        use crate::error::ErrorKind;
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = classify_connect_error("imap.example:993", &refused);
+        assert!(matches!(e.kind, ErrorKind::Throttled(_)), "{e:?}");
+        assert!(e.message.contains("imap.example:993 refused the connection"));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(classify_connect_error("h:1", &reset).kind, ErrorKind::Transient);
+    }
+
+    #[test]
+    fn a_busy_login_refusal_is_retried_a_wrong_password_is_not() {
+        use crate::error::ErrorKind;
+        let busy = async_imap::error::Error::No(
+            "code: Some(Unavailable), info: Some(\"[UNAVAILABLE] Temporary authentication failure.\")".into(),
+        );
+        let e = login_pushback(&busy, &describe_login_error(&busy)).expect("push-back");
+        assert!(matches!(e.kind, ErrorKind::Throttled(_)));
+        let exchange = async_imap::error::Error::Bad(
+            "code: None, info: Some(\"Request is throttled. Suggested Backoff Time: 2000 milliseconds\")".into(),
+        );
+        let e = login_pushback(&exchange, &describe_login_error(&exchange)).expect("push-back");
+        assert_eq!(e.kind, ErrorKind::Throttled(Duration::from_millis(2000)));
+        let full = async_imap::error::Error::No(
+            "code: None, info: Some(\"Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)\")"
+                .into(),
+        );
+        assert!(login_pushback(&full, &describe_login_error(&full)).is_some());
+        let wrong = async_imap::error::Error::No(
+            "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into(),
+        );
+        assert!(login_pushback(&wrong, &describe_login_error(&wrong)).is_none());
+    }
+
+    #[test]
+    fn login_errors_keep_only_the_servers_words() {
+        let e = async_imap::error::Error::No(
+            "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into(),
+        );
+        assert_eq!(
+            describe_login_error(&e),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+    }
+
+    #[test]
+    fn a_long_server_answer_is_cut_in_errors() {
+        let info = "é".repeat(10_000);
+        let e = classify_status("APPEND", &Status::No, &info);
+        assert!(e.message.len() < 400, "{}", e.message.len());
+        assert!(e.message.ends_with("(20000 bytes in all)"), "{}", e.message);
+        let short = classify_status("APPEND", &Status::No, "[OVERQUOTA] mailbox full");
+        assert_eq!(short.message, "APPEND answered NO [OVERQUOTA] mailbox full");
+    }
+}
