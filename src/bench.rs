@@ -54,7 +54,7 @@ pub async fn bench(
     let mut jobs: Vec<Job> = Vec::new();
     let mut compressed = false;
     for (ui, user) in users.iter().enumerate() {
-        let mut session = source.open(user).await?;
+        let mut session = source.open(&user.source_login()).await?;
         compressed |= session.is_compressed();
         for folder in session.folders().await? {
             let state = session.examine(&folder.wire_name).await?;
@@ -124,7 +124,7 @@ async fn measure(
         let users = users.to_vec();
         tasks.push(tokio::spawn(async move {
             let user = &users[c % users.len()];
-            let mut session = match source.open(user).await {
+            let mut session = match source.open(&user.source_login()).await {
                 Ok(s) => s,
                 Err(e) => {
                     record_error(&tally, &e);

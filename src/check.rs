@@ -193,7 +193,7 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
         email: user.email.clone(),
         ..Default::default()
     };
-    match ctx.source.open(user).await {
+    match ctx.source.open(&user.source_login()).await {
         Ok(mut session) => {
             let result = check_source(ctx, &mut session).await;
             session.logout().await;

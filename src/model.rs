@@ -166,6 +166,30 @@ pub struct MessageMeta {
     pub gm_msgid: Option<u64>,
 }
 
+/// What a source needs to open one mailbox, and nothing more: the address
+/// that keys the mailbox everywhere, the login as the users file gives it
+/// (admin forms such as `user*admin` included), its secret, and the
+/// UserRoot column (a folder whose children are the mailbox's folders).
+#[derive(Clone, Debug)]
+pub struct SourceLogin {
+    pub email: String,
+    pub login: String,
+    pub secret: crate::secret::Secret,
+    pub user_root: Option<String>,
+}
+
+/// What a target needs to open one mailbox: the address, and the per-user
+/// login and secret of the users file (TargetUserName, TargetPassword)
+/// where the target's own settings do not supply them; the users file
+/// line, to say where a missing one should go.
+#[derive(Clone, Debug)]
+pub struct TargetLogin {
+    pub email: String,
+    pub login: Option<String>,
+    pub secret: Option<crate::secret::Secret>,
+    pub users_file_line: u64,
+}
+
 /// Which source message an upload is: the mailbox, the folder's wire
 /// name, its UIDVALIDITY and the UID. Its text form
 /// (`user/folder/uidvalidity/uid`) is what targets stamp and name copies

@@ -27,6 +27,28 @@ pub struct UserJob {
     pub line: u64,
 }
 
+impl UserJob {
+    /// What the source is opened with.
+    pub fn source_login(&self) -> crate::model::SourceLogin {
+        crate::model::SourceLogin {
+            email: self.email.clone(),
+            login: self.username.clone(),
+            secret: self.password.clone(),
+            user_root: self.user_root.clone(),
+        }
+    }
+
+    /// What the target is opened with.
+    pub fn target_login(&self) -> crate::model::TargetLogin {
+        crate::model::TargetLogin {
+            email: self.email.clone(),
+            login: self.target_username.clone(),
+            secret: self.target_password.clone(),
+            users_file_line: self.line,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RosterError {
     pub file: String,

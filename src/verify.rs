@@ -245,7 +245,11 @@ struct Scanned {
 
 async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
     let known = load_known(ctx, &user.email)?;
-    let mut session = ctx.source.open(user).await.map_err(|e| e.context("source"))?;
+    let mut session = ctx
+        .source
+        .open(&user.source_login())
+        .await
+        .map_err(|e| e.context("source"))?;
     let listed = session.folders().await?;
     let mut out = UserVerify {
         email: user.email.clone(),

@@ -188,7 +188,7 @@ fn status_size_agrees_with_fetched_sizes() {
             target_password: None,
             line: 2,
         };
-        let mut session = source.open(&job).await.unwrap();
+        let mut session = source.open(&job.source_login()).await.unwrap();
         assert!(session.has_status_size());
         let folders = session.folders().await.unwrap();
         let names: Vec<String> = folders.iter().map(|f| f.wire_name.clone()).collect();

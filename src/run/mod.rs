@@ -300,13 +300,14 @@ type HeldSource = Held<SourceSession>;
 /// means).
 async fn open_source(shared: &Shared, user: &UserJob, retry: bool) -> Result<HeldSource, Error> {
     let pace = &shared.run.copy.pace;
-    let host = shared.run.source.host_key(user);
+    let login = user.source_login();
+    let host = shared.run.source.host_key(&login);
     let slot = pace.source_connection(&host, &user.email).await;
     let gate = pace.user_gate(&user.email);
     let attempt = || async {
         gate.wait().await;
         pace.before_login().await;
-        shared.run.source.open(user).await
+        shared.run.source.open(&login).await
     };
     let session = if retry {
         with_retries(shared, &user.email, attempt).await

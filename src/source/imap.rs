@@ -10,9 +10,8 @@ use tokio_rustls::rustls;
 
 use crate::error::Result;
 use crate::imap::{Conn, Endpoint, MailboxState, parse_internal_date};
-use crate::model::{Flags, FolderRole, Headers, MessageMeta, ScanDepth, SourceFolder, role_from_name};
+use crate::model::{Flags, FolderRole, Headers, MessageMeta, ScanDepth, SourceFolder, SourceLogin, role_from_name};
 use crate::oauth::TokenSource;
-use crate::roster::UserJob;
 use crate::utf7;
 
 /// Connects to the source server for one user at a time.
@@ -46,18 +45,18 @@ impl ImapSource {
     }
 
     /// Logs in as the user's UserName, as given (admin forms included).
-    pub async fn open(&self, user: &UserJob) -> Result<SourceSession> {
+    pub async fn open(&self, user: &SourceLogin) -> Result<SourceSession> {
         let conn = match &self.tokens {
             Some(tokens) => {
-                let token = tokens.token(&user.username).await?;
-                let conn = Conn::login_xoauth2(&self.endpoint, &self.tls, &user.username, &token).await;
+                let token = tokens.token(&user.login).await?;
+                let conn = Conn::login_xoauth2(&self.endpoint, &self.tls, &user.login, &token).await;
                 if conn.is_err() {
                     // A refused token is not reused by the next login.
-                    tokens.reject(&user.username).await;
+                    tokens.reject(&user.login).await;
                 }
                 conn?
             }
-            None => Conn::login(&self.endpoint, &self.tls, &user.username, &user.password).await?,
+            None => Conn::login(&self.endpoint, &self.tls, &user.login, &user.secret).await?,
         };
         Ok(SourceSession {
             conn,

@@ -35,8 +35,8 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::imap::MailboxState;
+use crate::model::SourceLogin;
 use crate::model::{Flags, FolderRole, MessageMeta, SourceFolder};
-use crate::roster::UserJob;
 
 /// Where each user's export is: a path template with `{email}`.
 #[derive(Clone)]
@@ -89,7 +89,7 @@ impl MboxSource {
     }
 
     /// Opens the user's export, reading it through once per run.
-    pub async fn open(&self, user: &UserJob) -> Result<MboxSession> {
+    pub async fn open(&self, user: &SourceLogin) -> Result<MboxSession> {
         let path = self.path_for(&user.email);
         let cached = self
             .indexes
@@ -520,14 +520,11 @@ a chat\r\n";
     async fn bodies_are_read_back_by_uid() {
         let (_d, p) = write(MBOX);
         let src = MboxSource::new(p);
-        let user = UserJob {
+        let user = SourceLogin {
             email: "a@b".into(),
-            username: "a@b".into(),
-            password: crate::secret::Secret::new("x"),
+            login: "a@b".into(),
+            secret: crate::secret::Secret::new("x"),
             user_root: None,
-            target_username: None,
-            target_password: None,
-            line: 2,
         };
         let mut s = src.open(&user).await.unwrap();
         s.examine("Spam").unwrap();

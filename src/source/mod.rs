@@ -13,8 +13,7 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::imap::MailboxState;
-use crate::model::{Headers, ItemKind, MessageMeta, ScanDepth, SourceFolder};
-use crate::roster::UserJob;
+use crate::model::{Headers, ItemKind, MessageMeta, ScanDepth, SourceFolder, SourceLogin};
 
 pub use self::imap::{ImapSource, SourceSession};
 pub use self::mbox::{MboxSession, MboxSource};
@@ -46,7 +45,7 @@ pub enum Session {
 }
 
 impl Source {
-    pub async fn open(&self, user: &UserJob) -> Result<Session> {
+    pub async fn open(&self, user: &SourceLogin) -> Result<Session> {
         Ok(match self {
             Source::Imap(s) => Session::Imap(Box::new(s.open(user).await?)),
             Source::Mbox(s) => Session::Mbox(s.open(user).await?),
@@ -55,7 +54,7 @@ impl Source {
 
     /// What the per-host connection cap counts against: the server, or the
     /// user's own file for an mbox (no server to spare).
-    pub fn host_key(&self, user: &UserJob) -> String {
+    pub fn host_key(&self, user: &SourceLogin) -> String {
         match self {
             Source::Imap(s) => format!("{}:{}", s.endpoint().host, s.endpoint().port),
             Source::Mbox(s) => format!("mbox:{}", s.path_for(&user.email).display()),
