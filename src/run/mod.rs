@@ -9,6 +9,7 @@
 //! Everything here receives built values ([`build::Migration`]); nothing
 //! reads the settings.
 
+mod batch;
 mod copy;
 mod recorder;
 mod scan;

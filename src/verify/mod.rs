@@ -39,6 +39,9 @@ use crate::source::Source;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform;
 
+mod render;
+pub use render::render_table;
+
 #[derive(Debug, Default, Serialize)]
 pub struct VerifyReport {
     pub users: Vec<UserVerify>,
@@ -533,109 +536,6 @@ fn missing_status(known: &Known, s: &Scanned, m: &MessageMeta) -> String {
         Some(State::Gone) => "recorded as deleted on the source, but it is there: run cutover migrate".into(),
         Some(State::Skipped(r)) => format!("skipped ({r}) by an earlier run; run cutover migrate"),
     }
-}
-
-/// Table for people: one line per folder, then every missing message and
-/// the first extra ones.
-pub fn render_table(report: &VerifyReport) -> String {
-    const EXTRA_SHOWN: usize = 10;
-    let header = [
-        "USER",
-        "FOLDER",
-        "TARGET",
-        "SOURCE",
-        "SKIPPED",
-        "EXPECTED",
-        "TARGET MSGS",
-        "MISSING",
-        "EXTRA",
-        "EXPECTED SIZE",
-        "TARGET SIZE",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    for u in &report.users {
-        if let Some(e) = &u.error {
-            let mut row = vec![u.email.clone(), format!("NOT VERIFIED: {e}")];
-            row.resize(header.len(), String::new());
-            rows.push(row);
-            continue;
-        }
-        for f in &u.folders {
-            let skipped: u64 = f.skipped.values().sum();
-            rows.push(if f.excluded {
-                let mut row = vec![
-                    u.email.clone(),
-                    f.source.join(" + "),
-                    "(excluded)".into(),
-                    f.source_messages.to_string(),
-                    f.source_messages.to_string(),
-                    "0".into(),
-                ];
-                row.resize(header.len(), String::new());
-                row
-            } else {
-                vec![
-                    u.email.clone(),
-                    f.source.join(" + "),
-                    f.target.clone(),
-                    f.source_messages.to_string(),
-                    skipped.to_string(),
-                    f.in_scope.to_string(),
-                    f.target_messages.to_string(),
-                    f.missing.to_string(),
-                    f.extra.to_string(),
-                    human_bytes(f.in_scope_bytes),
-                    human_bytes(f.target_bytes),
-                ]
-            });
-        }
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    for u in &report.users {
-        for m in &u.missing {
-            out.push_str(&format!(
-                "{}: MISSING {} UID {} ({}, {}, {}{}): {}\n",
-                u.email,
-                m.folder,
-                m.uid,
-                m.date,
-                human_bytes(m.size),
-                m.message_id.as_deref().unwrap_or("no Message-ID"),
-                m.subject.as_deref().map(|s| format!(", \"{s}\"")).unwrap_or_default(),
-                m.status
-            ));
-        }
-        for e in u.extra.iter().take(EXTRA_SHOWN) {
-            out.push_str(&format!(
-                "{}: extra in target {}: {} ({})\n",
-                u.email,
-                e.folder,
-                e.message_id.as_deref().unwrap_or("no Message-ID"),
-                human_bytes(e.size)
-            ));
-        }
-        if u.extra.len() > EXTRA_SHOWN {
-            out.push_str(&format!(
-                "{}: ... and {} more extra messages (all of them with --json)\n",
-                u.email,
-                u.extra.len() - EXTRA_SHOWN
-            ));
-        }
-    }
-    let t = &report.totals;
-    out.push_str(&format!(
-        "verified {} users: {} complete, {} with missing messages ({} missing), {} could not be verified; {} extra messages in the target\n",
-        t.users, t.complete, t.incomplete, t.missing, t.errors, t.extra
-    ));
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,352 @@
+//! One mailbox's batch queue at work: each worker holds a source and a
+//! target connection and takes fetch batches off the queue: reserve the
+//! batch's bytes, fetch, transform, upload, and settle each message. A
+//! batch that fails part-way resumes with what is left of it, looking up
+//! in the target what may already be there.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tracing::Instrument;
+
+use crate::checkpoint::Record;
+use crate::error::{Error, ErrorKind};
+use crate::event::Event;
+use crate::model::{MessageKey, SkipReason, Upload};
+use crate::roster::UserJob;
+use crate::target::TargetSession;
+use crate::transform::{self, Marks};
+
+use super::settle::{Fate, Place, settle};
+use super::{HeldSource, Shared, open_source, open_target};
+
+/// One item of a batch, with what the copy loop needs to know about it.
+#[derive(Clone)]
+pub(super) struct Item {
+    pub uid: u32,
+    pub size: u64,
+    pub marks: Marks,
+    pub internal_date: i64,
+    pub was_in_flight: bool,
+}
+
+pub(super) struct Work {
+    pub folder_id: i64,
+    pub folder_display: String,
+    pub wire_name: String,
+    pub uid_validity: u32,
+    pub target_ref: String,
+    pub items: Vec<Item>,
+    pub bytes: u64,
+}
+
+impl Work {
+    fn place<'a>(&'a self, user: &'a str) -> Place<'a> {
+        Place {
+            user,
+            folder_id: self.folder_id,
+            folder: &self.folder_display,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct WorkerStats {
+    pub copied: u64,
+    pub bytes: u64,
+    pub failed: u64,
+}
+
+/// The batches of one mailbox, and how many workers still take them.
+pub(super) struct Queue {
+    pub batches: VecDeque<Work>,
+    pub workers: usize,
+}
+
+/// One connection pair working through the mailbox's batch queue. When the
+/// server turns away this worker's connection (too many connections) while
+/// other workers are still at it, this one hands its batch back and stops:
+/// the mailbox goes on with the connections the server allows.
+pub(super) async fn worker(
+    shared: &Shared,
+    user: &UserJob,
+    queue: Arc<Mutex<Queue>>,
+    conns: Option<(HeldSource, Box<dyn TargetSession>)>,
+) -> Result<WorkerStats, Error> {
+    let (mut source, mut target) = match conns {
+        Some((s, t)) => (Some(s), Some(t)),
+        None => (None, None),
+    };
+    let mut stats = WorkerStats::default();
+    let result = async {
+        loop {
+            if shared.stop.stopped() {
+                return Ok(());
+            }
+            let next = {
+                let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                let next = q.batches.pop_front();
+                if next.is_none() {
+                    q.workers -= 1;
+                }
+                next
+            };
+            let Some(work) = next else { return Ok(()) };
+            if source.is_none() {
+                match open_source(shared, user, false).await {
+                    Ok(s) => source = Some(s),
+                    Err(e) if matches!(e.kind, ErrorKind::Throttled(_)) => {
+                        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                        if q.workers > 1 {
+                            q.workers -= 1;
+                            q.batches.push_front(work);
+                            let left = q.workers;
+                            drop(q);
+                            tracing::info!(user = %user.email, connections = left, "the source turned a connection away; going on with fewer: {e}");
+                            super::record_throttle(shared, &user.email, &e);
+                            return Ok(());
+                        }
+                    }
+                    // The batch's own retries take it from here.
+                    Err(_) => {}
+                }
+            }
+            let span = tracing::info_span!("batch", folder = %work.folder_display);
+            copy_batch(shared, user, &work, &mut source, &mut target, &mut stats)
+                .instrument(span)
+                .await?;
+        }
+    }
+    .await;
+    if let Some(s) = source {
+        let (session, _slot) = s.into_parts();
+        session.logout().await;
+    }
+    if let Some(t) = target {
+        t.close().await;
+    }
+    result.map(|()| stats)
+}
+
+async fn copy_batch(
+    shared: &Shared,
+    user: &UserJob,
+    work: &Work,
+    source: &mut Option<HeldSource>,
+    target: &mut Option<Box<dyn TargetSession>>,
+    stats: &mut WorkerStats,
+) -> Result<(), Error> {
+    let email = &user.email;
+    // In flight before upload, durably: if the run dies mid-batch, the next
+    // run looks these up in the target instead of sending them twice.
+    for item in &work.items {
+        settle(shared, work.place(email), item.uid, Fate::InFlight);
+    }
+    shared.recorder.flush().await?;
+
+    let mut remaining: Vec<Item> = work.items.clone();
+    let mut attempt = 0;
+    let gate = shared.run.copy.pace.user_gate(email);
+    while !remaining.is_empty() {
+        let attempt_result = async {
+            // After a push-back, every connection of the user waits it out.
+            gate.wait().await;
+            // The source connection (and its slots) comes before the memory
+            // budget, so a worker waiting for a slot never holds bytes that
+            // the workers holding slots need.
+            if source.is_none() {
+                *source = Some(open_source(shared, user, true).await?);
+            }
+            // Memory bound: the batch's bytes are reserved before they are
+            // fetched, and only while this attempt runs.
+            let _reserved = shared.run.copy.in_flight.reserve(work.bytes).await?;
+            copy_items(shared, user, work, &mut remaining, source, target, stats).await
+        }
+        .await;
+        match attempt_result {
+            Ok(()) => break,
+            Err(e) if e.kind == ErrorKind::Fatal => return Err(e),
+            Err(e) => {
+                // What is left may have reached the target before the
+                // failure: look each one up before sending it again.
+                for item in remaining.iter_mut() {
+                    item.was_in_flight = true;
+                }
+                // Drop connections that failed; the next attempt reconnects
+                // and resumes with what is left of the batch.
+                if source.as_ref().is_some_and(|s| s.conn_broken()) || e.is_retryable() {
+                    if let Some(s) = source.take() {
+                        drop(s);
+                    }
+                    if let Some(t) = target.take() {
+                        t.close().await;
+                    }
+                }
+                attempt += 1;
+                match shared.run.copy.retry.delay(attempt, &e) {
+                    Some(d) => {
+                        super::note_wait(shared, email, d, &e);
+                        tokio::time::sleep(d).await;
+                    }
+                    None => {
+                        for item in remaining.drain(..) {
+                            stats.failed += 1;
+                            let fate = Fate::Failed {
+                                reason: e.message.clone(),
+                            };
+                            settle(shared, work.place(email), item.uid, fate);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fetches what is left of a batch and uploads it; on return with an error
+/// `remaining` holds exactly the items not yet settled.
+async fn copy_items(
+    shared: &Shared,
+    user: &UserJob,
+    work: &Work,
+    remaining: &mut Vec<Item>,
+    source_slot: &mut Option<HeldSource>,
+    target_slot: &mut Option<Box<dyn TargetSession>>,
+    stats: &mut WorkerStats,
+) -> Result<(), Error> {
+    let email = &user.email;
+    if source_slot.is_none() {
+        *source_slot = Some(open_source(shared, user, true).await?);
+    }
+    if target_slot.is_none() {
+        *target_slot = Some(open_target(shared, user).await?);
+    }
+    let source = source_slot.as_mut().expect("just opened");
+    if source.examined() != Some(work.wire_name.as_str()) {
+        let state = source.examine(&work.wire_name).await?;
+        if state.uid_validity != work.uid_validity {
+            // UIDs of this batch no longer mean the same messages; the next
+            // run's scan re-matches them. Nothing here is failed or lost.
+            tracing::warn!(user = %email, folder = %work.folder_display, "UIDVALIDITY changed during the run; these messages are left for the next run");
+            remaining.clear();
+            return Ok(());
+        }
+    }
+    let uids: Vec<u32> = remaining.iter().map(|i| i.uid).collect();
+    let fetch_bytes: u64 = remaining.iter().map(|i| i.size).sum();
+    shared
+        .run
+        .copy
+        .pace
+        .before_source_read(uids.len() as u64, fetch_bytes)
+        .await;
+    tracing::debug!(user = %email, folder = %work.folder_display, messages = uids.len(), bytes = work.bytes, "fetching batch");
+    let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
+    source
+        .fetch_bodies(&uids, |uid, body| {
+            bodies.insert(uid, body);
+        })
+        .await?;
+
+    let target = target_slot.as_mut().expect("just opened");
+    let mut settled: HashSet<u32> = HashSet::new();
+    let mut to_upload: Vec<(Upload, &Item)> = Vec::with_capacity(remaining.len());
+    // Each outcome keeps its upload: the checkpoint learns the Message-ID
+    // of each copy, and the Subject of each failure, from its body.
+    let mut outcomes: Vec<(&Item, Upload, Result<String, Error>)> = Vec::new();
+    for item in remaining.iter() {
+        let Some(raw) = bodies.remove(&item.uid) else {
+            // Deleted on the source since the scan.
+            settle(shared, work.place(email), item.uid, Fate::Gone);
+            settled.insert(item.uid);
+            continue;
+        };
+        let key = MessageKey {
+            user: email.clone(),
+            folder: work.wire_name.clone(),
+            uid_validity: work.uid_validity,
+            uid: item.uid,
+        };
+        let upload = transform::upload(raw, key, item.marks.clone(), item.internal_date, item.size);
+        if item.was_in_flight {
+            // It may already be there: a run died, or a connection failed,
+            // after sending it.
+            match target.find(&work.target_ref, &upload).await {
+                Ok(Some(id)) => {
+                    outcomes.push((item, upload, Ok(id)));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    outcomes.push((item, upload, Err(e)));
+                    break;
+                }
+            }
+        }
+        to_upload.push((upload, item));
+    }
+    let stopped_early = outcomes.last().is_some_and(|(_, _, r)| r.is_err());
+    if !stopped_early && !to_upload.is_empty() {
+        let uploads: Vec<Upload> = to_upload.iter().map(|(u, _)| u.clone()).collect();
+        let upload_bytes: u64 = uploads.iter().map(|u| u.raw.len() as u64).sum();
+        shared
+            .run
+            .copy
+            .pace
+            .before_target_write(uploads.len() as u64, upload_bytes)
+            .await;
+        let results = target.upload_many(&work.target_ref, &uploads).await;
+        for (r, (upload, item)) in results.into_iter().zip(to_upload) {
+            outcomes.push((item, upload, r));
+        }
+    }
+    let (mut batch_copied, mut batch_bytes) = (0u64, 0u64);
+    let mut result = Ok(());
+    for (item, upload, outcome) in outcomes {
+        if matches!(&outcome, Err(e) if matches!(e.kind, ErrorKind::Item | ErrorKind::Refused)) {
+            shared.recorder.record(Record::Headers {
+                folder_id: work.folder_id,
+                headers: transform::report_headers(&upload, item.uid),
+            });
+        }
+        let fate = match outcome {
+            Ok(target_id) => {
+                batch_copied += 1;
+                batch_bytes += item.size;
+                Fate::Copied {
+                    target_id,
+                    message_id: upload.message_id,
+                }
+            }
+            Err(e) if e.kind == ErrorKind::Item => {
+                stats.failed += 1;
+                tracing::warn!(user = %email, folder = %work.folder_display, uid = item.uid, "message failed: {e}");
+                Fate::Failed { reason: e.message }
+            }
+            Err(e) if e.kind == ErrorKind::Refused => Fate::Skipped {
+                reason: SkipReason::TargetRefused,
+                size: item.size,
+                announce: Some(e.message),
+            },
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        settle(shared, work.place(email), item.uid, fate);
+        settled.insert(item.uid);
+    }
+    remaining.retain(|i| !settled.contains(&i.uid));
+    stats.copied += batch_copied;
+    stats.bytes += batch_bytes;
+    if batch_copied > 0 {
+        shared.events.send(Event::BatchCopied {
+            user: email.clone(),
+            folder: work.folder_display.clone(),
+            messages: batch_copied,
+            bytes: batch_bytes,
+        });
+    }
+    result
+}
