@@ -69,7 +69,7 @@ const SIZE_LIMIT: usize = 32 * 1024;
 
 /// A target from its settings, as `cutover migrate` builds it.
 fn build(settings: &TargetSettings) -> Arc<dyn Target> {
-    cutover::run::build_target(settings).unwrap_or_else(|e| panic!("cannot build the target: {e}"))
+    cutover::build::target(settings).unwrap_or_else(|e| panic!("cannot build the target: {e}"))
 }
 
 fn maildir_target(root: &Path) -> Arc<dyn Target> {
@@ -554,7 +554,12 @@ fn upload(folder: &str, uid: u32, raw: Vec<u8>, internal_date: i64, flags: &str)
         raw: raw.into(),
         flags: Flags::from_wire(flags),
         internal_date,
-        key: format!("{USER}/{folder}/1700000000/{uid}"),
+        key: cutover::model::MessageKey {
+            user: USER.into(),
+            folder: folder.into(),
+            uid_validity: 1_700_000_000,
+            uid,
+        },
         labels: Vec::new(),
     }
 }
@@ -864,7 +869,7 @@ impl Fixture {
                 // Maildir names a message's file after its key (stable:
                 // `find` depends on it); a directory of that name in tmp/
                 // makes writing the file fail.
-                let digest = Sha256::digest(like.key.as_bytes());
+                let digest = Sha256::digest(like.key.to_string().as_bytes());
                 let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
                 let name = format!("{}.{hex}.cutover", like.internal_date.max(0));
                 let in_the_way = mailbox.join(reference).join("tmp").join(name);
