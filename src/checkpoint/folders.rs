@@ -1,0 +1,83 @@
+//! The folders of a mailbox as the checkpoint knows them: what the source
+//! lists (folders that vanished are kept so their copies stay counted),
+//! where each scan left off, and the folder each one became on the target.
+
+use rusqlite::params;
+
+use super::{Checkpoint, Result, db_err};
+use crate::model::FolderRole;
+
+/// A folder as the checkpoint knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderRow {
+    pub id: i64,
+    pub wire_name: String,
+    pub path: String,
+    pub role: Option<FolderRole>,
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub exists: u32,
+    pub max_uid: u32,
+    pub target_ref: Option<String>,
+}
+
+impl Checkpoint {
+    pub fn folders(&self, email: &str) -> Result<Vec<FolderRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, wire_name, path, role, uid_validity, uid_next, exists_count, max_uid, target_ref
+                 FROM folders WHERE email = ?1 AND present = 1 ORDER BY id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![email], |r| {
+                Ok(FolderRow {
+                    id: r.get(0)?,
+                    wire_name: r.get(1)?,
+                    path: r.get(2)?,
+                    role: r.get::<_, Option<String>>(3)?.as_deref().and_then(FolderRole::parse),
+                    uid_validity: r.get(4)?,
+                    uid_next: r.get(5)?,
+                    exists: r.get(6)?,
+                    max_uid: r.get(7)?,
+                    target_ref: r.get(8)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Records the folders the source lists now; folders that vanished are
+    /// kept (their copies stay counted) but no longer scanned.
+    pub fn sync_folder_list(
+        &mut self,
+        email: &str,
+        listed: &[(String, String, Option<FolderRole>)],
+    ) -> Result<Vec<FolderRow>> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(db_err(&path))?;
+        tx.execute("UPDATE folders SET present = 0 WHERE email = ?1", params![email])
+            .map_err(db_err(&path))?;
+        for (wire, display, role) in listed {
+            tx.execute(
+                "INSERT INTO folders (email, wire_name, path, role, present) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (email, wire_name) DO UPDATE SET path = excluded.path, role = excluded.role, present = 1",
+                params![email, wire, display, role.map(FolderRole::as_str)],
+            )
+            .map_err(db_err(&path))?;
+        }
+        tx.commit().map_err(db_err(&path))?;
+        self.folders(email)
+    }
+
+    pub fn set_target_ref(&self, folder_id: i64, target_ref: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE folders SET target_ref = ?2 WHERE id = ?1",
+                params![folder_id, target_ref],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,313 @@
+//! The messages scans found and the state each is in: storing a scan
+//! (re-matching earlier copies after a UIDVALIDITY change so nothing is
+//! copied twice or dropped) and reading a mailbox back for planning.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+
+use super::{Checkpoint, Result, db_err};
+use crate::model::{MessageMeta, SkipReason};
+use crate::plan::State;
+
+/// A message row, as the planner and the copy loop need it.
+#[derive(Clone, Debug)]
+pub struct MessageRow {
+    pub folder_id: i64,
+    pub uid: u32,
+    pub internal_date: i64,
+    pub size: u64,
+    pub flags: String,
+    pub message_id: Option<String>,
+    /// Gmail's X-GM-MSGID, on sources with X-GM-EXT-1.
+    pub gm_msgid: Option<u64>,
+    pub state: State,
+}
+
+pub fn state_to_db(state: State) -> (&'static str, Option<&'static str>) {
+    match state {
+        State::Pending => ("pending", None),
+        State::Copied => ("copied", None),
+        State::Skipped(r) => ("skipped", Some(r.as_str())),
+        State::Failed => ("failed", None),
+        State::InFlight => ("inflight", None),
+        State::Gone => ("gone", None),
+    }
+}
+
+fn state_from_db(state: &str, reason: Option<&str>) -> State {
+    match state {
+        "copied" => State::Copied,
+        "skipped" => State::Skipped(reason.and_then(SkipReason::parse).unwrap_or(SkipReason::TargetRefused)),
+        "failed" => State::Failed,
+        "inflight" => State::InFlight,
+        "gone" => State::Gone,
+        _ => State::Pending,
+    }
+}
+
+/// A copied or skipped message's record (state, reason, target id, copy
+/// time), carried over to its new UID after a UIDVALIDITY change.
+type CarriedState = (String, Option<String>, Option<String>, Option<i64>);
+
+/// The key that recognises the same message after a UIDVALIDITY change:
+/// Message-ID and size, or the date and size when there is no Message-ID.
+fn rematch_key(message_id: Option<&str>, size: u64, internal_date: i64) -> String {
+    match message_id {
+        Some(id) if !id.is_empty() => format!("{id}\u{0}{size}"),
+        _ => format!("\u{0}{internal_date}\u{0}{size}"),
+    }
+}
+
+impl Checkpoint {
+    /// Stores what a scan of one folder found. `metas` are the messages
+    /// above the previous `max_uid` (or all of them after a UIDVALIDITY
+    /// change, in which case earlier copies are re-matched by Message-ID and
+    /// size so nothing is copied twice and nothing is dropped).
+    pub fn store_scan(
+        &mut self,
+        folder_id: i64,
+        uid_validity: u32,
+        uid_next: u32,
+        exists: u32,
+        metas: &[MessageMeta],
+        full_rescan: bool,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let mut carried: HashMap<String, Vec<CarriedState>> = HashMap::new();
+        if full_rescan {
+            {
+                let mut stmt = tx
+                    .prepare("SELECT message_id, size, internal_date, state, reason, target_id, copied_at FROM messages WHERE folder_id = ?1")
+                    .map_err(&e)?;
+                let mut rows = stmt.query(params![folder_id]).map_err(&e)?;
+                while let Some(r) = rows.next().map_err(&e)? {
+                    let state: String = r.get(3).map_err(&e)?;
+                    if state != "copied" && state != "skipped" {
+                        continue;
+                    }
+                    let mid: Option<String> = r.get(0).map_err(&e)?;
+                    let size: i64 = r.get(1).map_err(&e)?;
+                    let date: i64 = r.get(2).map_err(&e)?;
+                    carried
+                        .entry(rematch_key(mid.as_deref(), size as u64, date))
+                        .or_default()
+                        .push((
+                            state,
+                            r.get(4).map_err(&e)?,
+                            r.get(5).map_err(&e)?,
+                            r.get(6).map_err(&e)?,
+                        ));
+                }
+            }
+            tx.execute("DELETE FROM messages WHERE folder_id = ?1", params![folder_id])
+                .map_err(&e)?;
+        }
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages (folder_id, uid, internal_date, size, flags, message_id, state, reason, target_id, copied_at, subject, gm_msgid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (folder_id, uid) DO UPDATE SET flags = excluded.flags,
+                        subject = COALESCE(excluded.subject, subject)",
+                )
+                .map_err(&e)?;
+            for m in metas {
+                let key = rematch_key(m.message_id.as_deref(), m.size, m.internal_date);
+                // A row recorded without its Message-ID (skipped before its
+                // headers were read) is keyed by date and size.
+                let prior = carried.get_mut(&key).and_then(|v| v.pop()).or_else(|| {
+                    m.message_id.as_ref()?;
+                    carried
+                        .get_mut(&rematch_key(None, m.size, m.internal_date))
+                        .and_then(|v| v.pop())
+                });
+                let (state, reason, target_id, copied_at) =
+                    prior.unwrap_or_else(|| ("pending".to_owned(), None, None, None));
+                insert
+                    .execute(params![
+                        folder_id,
+                        m.uid,
+                        m.internal_date,
+                        m.size as i64,
+                        m.flags.to_wire(),
+                        m.message_id,
+                        state,
+                        reason,
+                        target_id,
+                        copied_at,
+                        m.subject,
+                        m.gm_msgid.map(|id| id as i64)
+                    ])
+                    .map_err(&e)?;
+            }
+        }
+        let max_uid = metas.iter().map(|m| m.uid).max().unwrap_or(0);
+        tx.execute(
+            "UPDATE folders SET uid_validity = ?2, uid_next = ?3, exists_count = ?4,
+                max_uid = CASE WHEN ?5 THEN ?6 ELSE MAX(max_uid, ?6) END
+             WHERE id = ?1",
+            params![folder_id, uid_validity, uid_next, exists, full_rescan, max_uid],
+        )
+        .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(())
+    }
+
+    /// Every message of the user's present folders. Without
+    /// `with_message_ids` their Message-IDs are left out (`None`): planning
+    /// needs them only on label-based sources, and half a million of them
+    /// would weigh on every resync's memory for nothing.
+    pub fn messages(&self, email: &str, with_message_ids: bool) -> Result<Vec<MessageRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags,
+                    CASE WHEN ?2 THEN m.message_id END, m.state, m.reason, m.gm_msgid
+                 FROM messages m JOIN folders f ON f.id = m.folder_id
+                 WHERE f.email = ?1 AND f.present = 1",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![email, with_message_ids], |r| {
+                let state: String = r.get(6)?;
+                let reason: Option<String> = r.get(7)?;
+                Ok(MessageRow {
+                    folder_id: r.get(0)?,
+                    uid: r.get(1)?,
+                    internal_date: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    flags: r.get(4)?,
+                    message_id: r.get(5)?,
+                    gm_msgid: r.get::<_, Option<i64>>(8)?.map(|id| id as u64),
+                    state: state_from_db(&state, reason.as_deref()),
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Record;
+    use crate::checkpoint::tests::{meta, setup, without_headers};
+    use crate::model::MessageMeta;
+
+    #[test]
+    fn copied_survives_uidvalidity_change_by_message_id_and_size() {
+        let (_d, mut cp, f) = setup();
+        cp.store_scan(
+            f,
+            1,
+            4,
+            3,
+            &[meta(1, "<a@x>", 10), meta(2, "<b@x>", 20), meta(3, "<c@x>", 30)],
+            false,
+        )
+        .unwrap();
+        cp.apply(&[
+            Record::Copied {
+                folder_id: f,
+                uid: 1,
+                target_id: "t1".into(),
+                message_id: None,
+            },
+            Record::Copied {
+                folder_id: f,
+                uid: 2,
+                target_id: "t2".into(),
+                message_id: None,
+            },
+        ])
+        .unwrap();
+        // New UIDVALIDITY: same messages renumbered, plus one new.
+        cp.store_scan(
+            f,
+            2,
+            5,
+            4,
+            &[
+                meta(11, "<a@x>", 10),
+                meta(12, "<b@x>", 20),
+                meta(13, "<c@x>", 30),
+                meta(14, "<d@x>", 40),
+            ],
+            true,
+        )
+        .unwrap();
+        let rows = cp.messages("a@x.test", true).unwrap();
+        let state = |uid| rows.iter().find(|r| r.uid == uid).unwrap().state;
+        assert_eq!(state(11), State::Copied);
+        assert_eq!(state(12), State::Copied);
+        assert_eq!(state(13), State::Pending);
+        assert_eq!(state(14), State::Pending);
+        assert_eq!(rows.len(), 4);
+        let folder = &cp.folders("a@x.test").unwrap()[0];
+        assert_eq!((folder.uid_validity, folder.max_uid), (2, 14));
+    }
+
+    /// A scan without headers leaves Message-IDs to the copies; after a
+    /// UIDVALIDITY change (scanned with headers) the copies are re-matched
+    /// by the Message-ID their copy recorded, and a skipped message whose
+    /// headers were never read by its date and size.
+    #[test]
+    fn index_only_scans_rematch_by_the_message_id_each_copy_recorded() {
+        let (_d, mut cp, f) = setup();
+        cp.store_scan(
+            f,
+            1,
+            4,
+            3,
+            &[without_headers(1, 10), without_headers(2, 20), without_headers(3, 30)],
+            false,
+        )
+        .unwrap();
+        cp.apply(&[
+            Record::Copied {
+                folder_id: f,
+                uid: 1,
+                target_id: "t1".into(),
+                message_id: Some("<a@x>".into()),
+            },
+            Record::Skipped {
+                folder_id: f,
+                uid: 2,
+                reason: SkipReason::TooLarge,
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            cp.messages("a@x.test", true).unwrap()[0].message_id.as_deref(),
+            Some("<a@x>")
+        );
+        // The skipped one is what a report would name without a Subject.
+        assert_eq!(cp.missing_headers("a@x.test").unwrap(), vec![(f, 2)]);
+        // The server renumbers: UID + 10, INTERNALDATE kept.
+        let renumbered = |uid: u32, mid, size| MessageMeta {
+            internal_date: meta(uid, mid, size).internal_date,
+            ..meta(uid + 10, mid, size)
+        };
+        cp.store_scan(
+            f,
+            2,
+            5,
+            3,
+            &[
+                renumbered(1, "<a@x>", 10),
+                renumbered(2, "<b@x>", 20),
+                renumbered(3, "<c@x>", 30),
+            ],
+            true,
+        )
+        .unwrap();
+        let rows = cp.messages("a@x.test", true).unwrap();
+        let state = |uid| rows.iter().find(|r| r.uid == uid).unwrap().state;
+        assert_eq!(state(11), State::Copied);
+        assert_eq!(state(12), State::Skipped(SkipReason::TooLarge));
+        assert_eq!(state(13), State::Pending);
+    }
+}

@@ -1,0 +1,164 @@
+//! The state changes a run makes to its messages, and how a batch of them
+//! is applied: in one transaction, so a commit covers thousands of
+//! messages and a crash loses at most the batch in progress (those are
+//! still in flight, and the next run looks for them before sending again).
+
+use rusqlite::params;
+
+use super::{Checkpoint, Result, db_err, now};
+use crate::model::{Headers, SkipReason};
+
+/// One state change, written in batches by the recorder.
+#[derive(Clone, Debug)]
+pub enum Record {
+    InFlight {
+        folder_id: i64,
+        uid: u32,
+    },
+    Copied {
+        folder_id: i64,
+        uid: u32,
+        target_id: String,
+        /// From the copied body, for a row the scan did not read headers
+        /// of: what re-matches the copy after a UIDVALIDITY change. A
+        /// Message-ID already recorded is kept.
+        message_id: Option<String>,
+    },
+    /// The Message-ID and Subject of a message a report names (skipped or
+    /// failed) whose headers the scan did not read. Recorded once: a
+    /// message without a Subject gets an empty one, so it is not asked for
+    /// again.
+    Headers {
+        folder_id: i64,
+        headers: Headers,
+    },
+    Failed {
+        folder_id: i64,
+        uid: u32,
+        reason: String,
+    },
+    Skipped {
+        folder_id: i64,
+        uid: u32,
+        reason: SkipReason,
+    },
+    Gone {
+        folder_id: i64,
+        uid: u32,
+    },
+}
+
+impl Checkpoint {
+    /// Applies a batch of records in one transaction.
+    pub fn apply(&mut self, records: &[Record]) -> Result<()> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut set = tx
+                .prepare_cached(
+                    "UPDATE messages SET state = ?3, reason = ?4, target_id = COALESCE(?5, target_id),
+                        copied_at = COALESCE(?6, copied_at), message_id = COALESCE(message_id, ?7)
+                     WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let mut describe = tx
+                .prepare_cached(
+                    "UPDATE messages SET message_id = COALESCE(message_id, ?3), subject = COALESCE(?4, subject, '')
+                     WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let none = None::<String>;
+            let t = now();
+            for r in records {
+                match r {
+                    Record::InFlight { folder_id, uid } => {
+                        set.execute(params![folder_id, uid, "inflight", none, none, None::<i64>, none])
+                    }
+                    Record::Copied {
+                        folder_id,
+                        uid,
+                        target_id,
+                        message_id,
+                    } => set.execute(params![folder_id, uid, "copied", none, target_id, Some(t), message_id]),
+                    Record::Failed { folder_id, uid, reason } => {
+                        set.execute(params![folder_id, uid, "failed", reason, none, None::<i64>, none])
+                    }
+                    Record::Skipped { folder_id, uid, reason } => set.execute(params![
+                        folder_id,
+                        uid,
+                        "skipped",
+                        reason.as_str(),
+                        none,
+                        None::<i64>,
+                        none
+                    ]),
+                    Record::Gone { folder_id, uid } => {
+                        set.execute(params![folder_id, uid, "gone", none, none, None::<i64>, none])
+                    }
+                    Record::Headers { folder_id, headers } => {
+                        describe.execute(params![folder_id, headers.uid, headers.message_id, headers.subject])
+                    }
+                }
+                .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::tests::{setup, without_headers};
+
+    #[test]
+    fn headers_read_later_name_problem_items_once() {
+        let (_d, mut cp, f) = setup();
+        cp.store_scan(f, 1, 3, 2, &[without_headers(1, 10), without_headers(2, 20)], false)
+            .unwrap();
+        cp.apply(&[
+            Record::Skipped {
+                folder_id: f,
+                uid: 1,
+                reason: SkipReason::TooLarge,
+            },
+            Record::Failed {
+                folder_id: f,
+                uid: 2,
+                reason: "refused".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(cp.missing_headers("a@x.test").unwrap(), vec![(f, 1), (f, 2)]);
+        cp.apply(&[
+            Record::Headers {
+                folder_id: f,
+                headers: Headers {
+                    uid: 1,
+                    message_id: Some("<big@x>".into()),
+                    subject: Some("Holiday photos".into()),
+                },
+            },
+            // No Subject at all: recorded as looked at, reported as none.
+            Record::Headers {
+                folder_id: f,
+                headers: Headers {
+                    uid: 2,
+                    message_id: None,
+                    subject: None,
+                },
+            },
+        ])
+        .unwrap();
+        assert!(cp.missing_headers("a@x.test").unwrap().is_empty());
+        let items = cp.problem_items("a@x.test").unwrap();
+        assert_eq!(items[0].subject.as_deref(), Some("Holiday photos"));
+        assert_eq!(items[0].message_id.as_deref(), Some("<big@x>"));
+        assert_eq!(
+            (items[1].subject.as_deref(), items[1].message_id.as_deref()),
+            (None, None)
+        );
+    }
+}

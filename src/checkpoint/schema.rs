@@ -1,0 +1,128 @@
+//! The tables of the state DB, and the upgrade of a DB an earlier version
+//! wrote: a new version opens an old DB in place, never asking for a fresh
+//! one (which would mean copying every mailbox again).
+
+use rusqlite::{Connection, params};
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    email TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT,
+    last_scan INTEGER,
+    last_sync INTEGER
+);
+CREATE TABLE IF NOT EXISTS folders (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    wire_name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    role TEXT,
+    uid_validity INTEGER NOT NULL DEFAULT 0,
+    uid_next INTEGER NOT NULL DEFAULT 0,
+    exists_count INTEGER NOT NULL DEFAULT 0,
+    max_uid INTEGER NOT NULL DEFAULT 0,
+    target_ref TEXT,
+    present INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (email, wire_name)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    folder_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    internal_date INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    message_id TEXT,
+    subject TEXT,
+    gm_msgid INTEGER,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
+    target_id TEXT,
+    copied_at INTEGER,
+    PRIMARY KEY (folder_id, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS syncs (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    started INTEGER NOT NULL,
+    finished INTEGER,
+    state TEXT NOT NULL DEFAULT 'running',
+    copied INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+";
+
+/// Brings a state DB written by an earlier version up to [`SCHEMA`]:
+/// columns added since are added here (SQLite has no ADD COLUMN IF NOT
+/// EXISTS), so an upgrade never needs a fresh state DB.
+pub(super) fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
+    let has_subject: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'subject'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_subject {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN subject TEXT")?;
+    }
+    // Server push-back per user, for `status`.
+    for (column, ty) in [
+        ("throttled", "INTEGER NOT NULL DEFAULT 0"),
+        ("last_throttle", "INTEGER"),
+        ("last_throttle_reason", "TEXT"),
+    ] {
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('users') WHERE name = ?1",
+            params![column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE users ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    // Facts about the DB itself (which shard it was made for).
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    let has_gm_msgid: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'gm_msgid'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_gm_msgid {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN gm_msgid INTEGER")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::tests::meta;
+    use crate::checkpoint::{Checkpoint, Record};
+    use crate::model::FolderRole;
+
+    #[test]
+    fn an_old_state_db_gains_the_subject_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&SCHEMA.replace("    subject TEXT,\n", "")).unwrap();
+        }
+        let mut cp = Checkpoint::open(&path).unwrap();
+        let f = cp
+            .sync_folder_list("a@x.test", &[("INBOX".into(), "INBOX".into(), Some(FolderRole::Inbox))])
+            .unwrap()[0]
+            .id;
+        cp.store_scan(f, 1, 2, 1, &[meta(1, "<a>", 10)], false).unwrap();
+        cp.apply(&[Record::Failed {
+            folder_id: f,
+            uid: 1,
+            reason: "boom".into(),
+        }])
+        .unwrap();
+        let items = cp.problem_items("a@x.test").unwrap();
+        assert_eq!(items[0].subject.as_deref(), Some("Subject 1"));
+        drop(cp);
+        assert!(Checkpoint::open(&path).is_ok(), "opening again is a no-op");
+    }
+}
