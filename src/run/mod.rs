@@ -11,7 +11,6 @@
 
 mod batch;
 mod copy;
-mod recorder;
 mod scan;
 mod settle;
 
@@ -21,15 +20,13 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::build::{self, Migration, StartError};
-use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::checkpoint::{self, Checkpoint, CheckpointError, Recorder};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Events};
 use crate::pace::Held;
 use crate::roster::UserJob;
 use crate::source::Session as SourceSession;
 use crate::target::TargetSession;
-
-use self::recorder::Recorder;
 
 /// How a run ended, as the exit code tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
