@@ -6,7 +6,6 @@
 //! line number.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 
 use crate::secret::Secret;
@@ -49,27 +48,17 @@ impl UserJob {
     }
 }
 
-#[derive(Debug)]
+/// Why a users file was refused: every problem found, each naming its
+/// line, so the admin fixes them all in one go.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "users file {file} was refused, nothing was copied; fix these and run again:{}",
+    problems.iter().map(|p| format!("\n  {p}")).collect::<String>()
+)]
 pub struct RosterError {
     pub file: String,
     pub problems: Vec<String>,
 }
-
-impl fmt::Display for RosterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "users file {} was refused, nothing was copied; fix these and run again:",
-            self.file
-        )?;
-        for p in &self.problems {
-            write!(f, "\n  {p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for RosterError {}
 
 const REQUIRED: [&str; 3] = ["emailaddress", "username", "password"];
 const OPTIONAL: [&str; 3] = ["userroot", "targetusername", "targetpassword"];
