@@ -107,6 +107,16 @@ fn build(profile_dir: &Path) {
         .arg(Path::new(WORKSPACE_ROOT).join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
+    // What Cargo set for this test process describes this package, not the
+    // build: a build script that reads one of them (ring's reads
+    // CARGO_MANIFEST_DIR) would otherwise rerun here and again, with the
+    // variable gone, in the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if is_set_by_cargo_for_run(&name) {
+            command.env_remove(&*name);
+        }
+    }
     // `cargo test` builds with the test profile into debug/, `cargo bench`
     // with the bench profile into release/: those directories' own profiles.
     match profile_dir.file_name().and_then(OsStr::to_str) {
@@ -122,6 +132,24 @@ fn build(profile_dir: &Path) {
     eprintln!("building the Graph emulator: {command:?}");
     let status = command.status().expect("run cargo to build the Graph emulator");
     assert!(status.success(), "`cargo build -p graph-emulator` failed: {status}");
+}
+
+/// The variables Cargo sets when it runs a test, bench or example (as
+/// opposed to the user's configuration, such as `CARGO_HOME` or
+/// `CARGO_TARGET_DIR`, which the nested build keeps).
+fn is_set_by_cargo_for_run(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_EXE_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || [
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .contains(&name)
 }
 
 /// The emulator's command line, built up by the test: every emulator listens
