@@ -29,7 +29,7 @@
 //!   `imap_zlib` plugin), as Gmail does; cutover then uses it unless the
 //!   config says `compress = false`.
 //! - `--target graph` starts the Graph emulator (`graph-emulator`, built
-//!   with `cargo build --release --bin graph-emulator`; found next to the lab
+//!   with `cargo build --release -p graph-emulator`; found next to the lab
 //!   executable or given with `--emulator`) with Exchange Online's real
 //!   per-mailbox limits, its clock sped up by `--time-scale` (0.1 runs a
 //!   10-minute window in 1 minute), and one mailbox per lab user. The config
@@ -216,7 +216,7 @@ fn emulator_path(args: &Args) -> Result<PathBuf, String> {
         .collect();
     candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
         format!(
-            "graph-emulator not found (looked for {}); build it with `cargo build --release --bin graph-emulator` or pass --emulator PATH",
+            "graph-emulator not found (looked for {}); build it with `cargo build --release -p graph-emulator` or pass --emulator PATH",
             candidates
                 .iter()
                 .map(|p| p.display().to_string())

@@ -18,32 +18,28 @@ use serde_json::{Value, json};
 use common::*;
 use support::{Dovecot, DovecotOptions, mailgen};
 
-use support::emulator::{CLIENT, TENANT};
+use support::emulator::{CLIENT, RunningEmulator, TENANT};
 const GRAPH_SECRET: &str = "graph-fault-s3cret";
 
 struct Emulator {
-    child: Child,
+    _server: RunningEmulator,
     base: String,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Emulator {
     fn start(mailboxes: &str) -> Emulator {
-        let (child, base) = support::emulator::start(
-            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-                .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
-                .args(["--client-secret", GRAPH_SECRET, "--seed", "5", "--mailboxes", mailboxes])
-                // Retry-After and throttle windows in emulated seconds, 20x faster.
-                .args(["--time-scale", "0.05"])
-                .stderr(Stdio::null()),
-        );
-        Emulator { child, base }
+        let server = support::emulator::Emulator::new()
+            .client_secret(GRAPH_SECRET)
+            .seed(5)
+            .mailboxes(mailboxes)
+            // Retry-After and throttle windows in emulated seconds, 20x faster.
+            .time_scale(0.05)
+            .quiet()
+            .start();
+        Emulator {
+            base: server.base_url.clone(),
+            _server: server,
+        }
     }
 
     fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Value {

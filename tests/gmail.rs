@@ -15,7 +15,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -328,33 +328,28 @@ fn folders_mode_to_imap_localized_copies_once_per_label_and_never_from_all_mail(
 
 /// A Graph emulator on a free loopback port.
 struct Emu {
-    child: Child,
+    _server: RunningEmulator,
     base: String,
 }
 
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-use support::emulator::{CLIENT, TENANT};
+use support::emulator::{CLIENT, Emulator, RunningEmulator, TENANT};
 const GRAPH_SECRET: &str = "s3cret-value";
 
 impl Emu {
     fn start() -> Emu {
-        let (child, base) = support::emulator::start(
-            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-                .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
-                .args(["--client-secret", GRAPH_SECRET, "--seed", "7", "--page-size", "1000"])
-                // Throttling is tested elsewhere (graph_target.rs): here a
-                // higher request budget, the same on both sides, keeps the
-                // test fast without ever being over it.
-                .args(["--rate-limit-requests", "200000"])
-                .stderr(Stdio::inherit()),
-        );
-        Emu { child, base }
+        let server = Emulator::new()
+            .client_secret(GRAPH_SECRET)
+            .seed(7)
+            .args(["--page-size", "1000"])
+            // Throttling is tested elsewhere (graph_target.rs): here a
+            // higher request budget, the same on both sides, keeps the
+            // test fast without ever being over it.
+            .args(["--rate-limit-requests", "200000"])
+            .start();
+        Emu {
+            base: server.base_url.clone(),
+            _server: server,
+        }
     }
 
     fn dump(&self, email: &str) -> Value {

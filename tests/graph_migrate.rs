@@ -1,6 +1,6 @@
 //! Exchange Online end to end: the real `cutover` binary copies real IMAP
 //! mailboxes (a Dovecot source started by the test) into the Graph
-//! emulator (`src/bin/graph-emulator`, spawned by the test), and the
+//! emulator (`tools/graph-emulator`, spawned by the test), and the
 //! emulator's dump of every mailbox is compared with the source message by
 //! message, in both write modes.
 //!
@@ -16,7 +16,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -28,12 +28,12 @@ use sha2::{Digest, Sha256};
 use support::dovecot::{Dovecot, DovecotOptions, StoredMessage};
 use support::mailgen::{self, GenMessage};
 
-use support::emulator::{CLIENT, TENANT};
+use support::emulator::{CLIENT, Emulator, RunningEmulator, TENANT};
 const SECRET: &str = "graph-s3cret-value";
 const SECRET_ENV: &str = "CUTOVER_TEST_GRAPH_SECRET";
 /// Every emulated duration (throttle windows, Retry-After, token lifetime)
 /// runs at this fraction of real time.
-const TIME_SCALE: &str = "0.01";
+const TIME_SCALE: f64 = 0.01;
 /// cutover's own request and upload budgets on the same scaled clock: the
 /// documented 10,000 requests and 150 MB, over windows 0.01 times as long.
 const SCALED_BUDGET: &str = "limits_time_scale = 0.01\n";
@@ -60,35 +60,27 @@ fn user(n: usize) -> (String, String) {
 // --- the emulator ------------------------------------------------------------
 
 struct Emu {
-    child: Child,
+    _server: RunningEmulator,
     base: String,
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
 }
 
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Emu {
     fn start(extra: &[&str]) -> Emu {
-        let (child, base) = support::emulator::start(
-            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-                .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
-                .args(["--client-secret", SECRET, "--seed", "7", "--time-scale", TIME_SCALE])
-                .args(extra)
-                .stderr(Stdio::inherit()),
-        );
+        let server = Emulator::new()
+            .client_secret(SECRET)
+            .seed(7)
+            .time_scale(TIME_SCALE)
+            .args(extra)
+            .start();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         Emu {
-            child,
-            base,
+            base: server.base_url.clone(),
+            _server: server,
             rt,
             http: reqwest::Client::new(),
         }

@@ -1,4 +1,4 @@
-//! The Graph target against the Graph emulator (`src/bin/graph-emulator`):
+//! The Graph target against the Graph emulator (`tools/graph-emulator`):
 //! folders, both write modes, large attachments, the automatic fallback to
 //! json, throttling without Retry-After violations, transient faults
 //! without duplicates, token renewal and the lookup after a crash.
@@ -8,7 +8,6 @@
 
 mod support;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
@@ -24,7 +23,7 @@ use cutover::settings::{GraphCredential, GraphSettings, GraphWriteMode};
 use cutover::target::Target;
 use cutover::target::graph::GraphTarget;
 
-use support::emulator::{CLIENT, TENANT};
+use support::emulator::{CLIENT, Emulator, RunningEmulator, TENANT};
 const SECRET: &str = "s3cret-value";
 const USER: &str = "alice@contoso.test";
 
@@ -33,38 +32,23 @@ fn data(name: &str) -> PathBuf {
 }
 
 struct Emu {
-    child: Child,
+    _server: RunningEmulator,
     base: String,
     http: reqwest::Client,
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Emu {
     fn start(extra: &[&str]) -> Emu {
         let cert = data("graph-test-cert.pem");
-        let (child, base) = support::emulator::start(
-            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-                .args(["--listen", "127.0.0.1:0", "--tenant-id", TENANT, "--client-id", CLIENT])
-                .args([
-                    "--client-secret",
-                    SECRET,
-                    "--client-cert",
-                    cert.to_str().unwrap(),
-                    "--seed",
-                    "11",
-                ])
-                .args(extra)
-                .stderr(Stdio::inherit()),
-        );
+        let server = Emulator::new()
+            .client_secret(SECRET)
+            .client_cert(&cert)
+            .seed(11)
+            .args(extra)
+            .start();
         Emu {
-            child,
-            base,
+            base: server.base_url.clone(),
+            _server: server,
             http: reqwest::Client::new(),
         }
     }

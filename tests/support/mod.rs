@@ -9,7 +9,7 @@
 //!   point is to migrate against the IMAP semantics a production server has).
 //! - [`mailgen`]: deterministic message generator and the odd-MIME corpus.
 //! - [`imap`]: a tiny blocking IMAP client for raw protocol checks in tests.
-//! - [`emulator`]: starts the Graph emulator binary for a test.
+//! - [`emulator`]: finds (or builds) the Graph emulator and starts it for a test.
 //! - [`hostile`]: generated hostile mail (NUL bytes, 100-deep MIME, ...).
 //! - [`hostile_server`]: a relay in front of Dovecot that misbehaves on cue.
 //! - [`listener`]: the accept loop both relays share.

@@ -6,8 +6,9 @@
 //! strictly — it refuses what Graph refuses, throttles as Outlook does and
 //! records every request a client sends before a Retry-After has passed — so
 //! a product that passes against it does not depend on leniency. It is test
-//! support, not part of the migration path, and shares no code with the
-//! product (`src/lib.rs`).
+//! support, not part of the migration path: its own package in the
+//! workspace, sharing no code with the product, so the shipped `cutover`
+//! binary carries no HTTP server.
 //!
 //! Layout: `config` (CLI), `http` (request/response plumbing), `auth`
 //! (tokens), `graph` (pipeline and routing), `folders`, `messages`,

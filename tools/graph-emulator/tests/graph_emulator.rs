@@ -1,12 +1,14 @@
-//! Integration tests of the Graph emulator (`src/bin/graph-emulator`).
+//! Integration tests of the Graph emulator (`tools/graph-emulator`).
 //!
 //! Each test starts the real binary on port 0, reads the port from its first
 //! stdout line and talks HTTP to it with reqwest, asserting the documented
 //! Graph behaviour the product relies on.
 
-mod support;
+// The same harness cutover's own tests start the emulator with.
+#[allow(dead_code)]
+#[path = "../../../tests/support/emulator.rs"]
+mod emulator;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -15,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use support::emulator::{CLIENT, TENANT};
+use emulator::{CLIENT, Emulator, RunningEmulator, TENANT};
 const SECRET: &str = "s3cret-value";
 const USER: &str = "alice@contoso.test";
 
@@ -70,17 +72,10 @@ E0yl\n\
 -----END CERTIFICATE-----";
 
 struct Emu {
-    child: Child,
+    _server: RunningEmulator,
     base: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Emu {
@@ -89,30 +84,19 @@ impl Emu {
         let cert_path = dir.path().join("cert.pem");
         std::fs::write(&cert_path, TEST_CERT).unwrap();
         let port_file = dir.path().join("port");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_graph-emulator"));
-        cmd.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            CLIENT,
-            "--client-secret",
-            SECRET,
-            "--client-cert",
-            cert_path.to_str().unwrap(),
-            "--seed",
-            "7",
-            "--port-file",
-            port_file.to_str().unwrap(),
-        ])
-        .args(extra)
-        .stderr(Stdio::inherit());
-        let (child, base) = support::emulator::start(&mut cmd);
+        let server = Emulator::new()
+            .client_secret(SECRET)
+            .client_cert(&cert_path)
+            .seed(7)
+            .arg("--port-file")
+            .arg(&port_file)
+            .args(extra)
+            .start();
+        let base = server.base_url.clone();
         let port = std::fs::read_to_string(&port_file).unwrap();
         assert!(base.ends_with(&format!(":{port}")), "port file matches");
         Emu {
-            child,
+            _server: server,
             base,
             http: reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap(),
             _dir: dir,
