@@ -33,7 +33,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1021,24 +1020,22 @@ fn imap_stored(server: &Dovecot, wire: &str) -> Vec<Stored> {
 
 /// A Graph emulator on a free loopback port, stopped when dropped.
 struct Emulator {
-    child: Child,
+    /// Keeps the process alive; it is killed when this is dropped.
+    _running: support::emulator::RunningEmulator,
     base: String,
     http: reqwest::Client,
 }
 
 impl Emulator {
     fn start(max_receive_size: usize) -> Emulator {
-        let (child, base) = support::emulator::start(
-            Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
-                .args(["--listen", "127.0.0.1:0", "--seed", "7"])
-                .args(["--tenant-id", support::emulator::TENANT])
-                .args(["--client-id", support::emulator::CLIENT])
-                .args(["--client-secret", GRAPH_SECRET])
-                .args(["--max-receive-size-bytes", &max_receive_size.to_string()]),
-        );
+        let running = support::emulator::Emulator::new()
+            .seed(7)
+            .client_secret(GRAPH_SECRET)
+            .args(["--max-receive-size-bytes", &max_receive_size.to_string()])
+            .start();
         Emulator {
-            child,
-            base,
+            base: running.base_url.clone(),
+            _running: running,
             http: reqwest::Client::new(),
         }
     }
@@ -1056,13 +1053,6 @@ impl Emulator {
         }
         assert!(resp.status().is_success(), "dump: {}", resp.status());
         resp.json().await.unwrap()
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
