@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod error;
 pub mod event;
+pub mod http;
 pub mod imap;
 pub mod labels;
 pub mod model;

@@ -54,7 +54,7 @@ impl ImapSource {
                 let conn = Conn::login_xoauth2(&self.endpoint, &self.tls, &user.username, &token).await;
                 if conn.is_err() {
                     // A refused token is not reused by the next login.
-                    tokens.reject(&user.username).await;
+                    tokens.reject(&user.username, &token).await;
                 }
                 conn?
             }
