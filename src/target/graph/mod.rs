@@ -86,10 +86,14 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Characters left as they are in a query value.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
+// Helpers every part of the target uses.
+
+/// `s` as one URL path segment (a mailbox, a folder or message id).
 fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
+/// A Graph answer's JSON body as `T`; `what` names the request.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body)
         .map_err(|e| Error::transient(format!("{what}: Graph answered with an unreadable body ({e})")))
@@ -100,6 +104,8 @@ fn stamp_of(message: &Upload) -> json::Stamp {
     json::Stamp::new(&message.key, message.source_size, message.message_id.as_deref())
 }
 
+/// The Graph target of a run; sessions for each mailbox come from
+/// [`Target::open`].
 pub struct GraphTarget {
     inner: Arc<Inner>,
 }
@@ -258,6 +264,8 @@ impl Target for GraphTarget {
     }
 }
 
+/// One session writing into one mailbox. Its methods are spread over the
+/// modules by concern ([`folders`], [`write`], [`lookup`]).
 struct GraphSession {
     inner: Arc<Inner>,
     mailbox: Arc<Mailbox>,
