@@ -24,11 +24,11 @@
 //! Tokens stay in [`Secret`]: never logged, never in an error (a failing
 //! command's output is not shown, as it may hold a token).
 
-pub mod command;
+mod command;
 pub mod config;
 pub mod entra;
 pub mod google;
-pub mod jwt;
+mod jwt;
 
 use std::collections::HashMap;
 use std::sync::Arc;

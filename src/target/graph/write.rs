@@ -21,6 +21,8 @@
 //! before the error is reported, so a retry never leaves a half-made copy
 //! behind.
 
+use std::sync::atomic::Ordering;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -32,8 +34,6 @@ use super::config::GraphWriteMode;
 use super::failure::{Failure, mailbox_missing};
 use super::lookup::Found;
 use super::{GraphSession, json, parse, seg, stamp_of};
-use std::sync::atomic::Ordering;
-
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Flags, Upload};
 
