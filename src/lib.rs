@@ -20,6 +20,7 @@ pub mod cli;
 pub mod error;
 pub mod event;
 pub mod headers;
+pub mod http;
 pub mod imap;
 pub mod labels;
 pub mod model;

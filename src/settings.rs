@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::imap::{Compression, Endpoint, Security, is_loopback_host};
+use crate::oauth::config::{OAuthKeys, token_settings};
 use crate::secret::Secret;
 
 /// Largest message size an admin may allow (Exchange Online's ceiling).
@@ -53,59 +54,9 @@ pub enum TargetSettings {
     Graph(GraphSettings),
 }
 
-/// `[target] kind = "graph"`: an Entra ID app (client credentials) writing
-/// into Exchange Online mailboxes through Microsoft Graph.
-#[derive(Debug, Clone)]
-pub struct GraphSettings {
-    pub tenant_id: String,
-    pub client_id: String,
-    pub credential: GraphCredential,
-    /// Graph's base URL without a trailing slash; the token scope is
-    /// `{endpoint}/.default`.
-    pub endpoint: String,
-    /// Entra ID's base URL without a trailing slash.
-    pub authority: String,
-    pub write_mode: GraphWriteMode,
-    /// Requests in flight at once per target mailbox.
-    pub max_concurrent_requests: usize,
-    /// Requests per target mailbox in any 10-minute window.
-    pub requests_per_10_minutes: u32,
-    /// Request body bytes (POST, PATCH, PUT) per mailbox in any 5 minutes.
-    pub upload_bytes_per_5_minutes: u32,
-    /// Multiplies the 10-minute and 5-minute windows of the two budgets
-    /// above (1 for Exchange Online; the Graph emulator's `--time-scale`
-    /// when it runs Exchange's limits on a faster clock).
-    pub limits_time_scale: f64,
-    /// Limit on each request (a large upload gets extra time per MiB).
-    pub timeout: Duration,
-}
-
-/// How the app proves who it is to Entra ID.
-#[derive(Debug, Clone)]
-pub enum GraphCredential {
-    ClientSecret(Secret),
-    /// A certificate registered with the app and its private key; each
-    /// token request carries a freshly signed JWT client assertion.
-    Certificate {
-        certificate_pem: String,
-        private_key_pem: Secret,
-        /// Where the certificate came from, for error messages.
-        certificate_file: PathBuf,
-    },
-}
-
-/// How messages are written into Exchange Online.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GraphWriteMode {
-    /// importMime, switching to json for the rest of the run when the
-    /// tenant refuses it.
-    Auto,
-    /// Byte-identical import (Graph beta, needs Mail-Advanced.ReadWrite.All).
-    ImportMime,
-    /// JSON message plus MAPI properties (needs only Mail.ReadWrite).
-    Json,
-}
+/// The Graph target's options are its own; these names stay for callers
+/// that reach them through the settings.
+pub use crate::target::graph::config::{GraphCredential, GraphSettings, GraphWriteMode};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -178,7 +129,9 @@ struct SourceSection {
     oauth_tenant_id: Option<String>,
     oauth_client_id: Option<String>,
     oauth_client_secret_env: Option<String>,
-    #[serde(default = "default_graph_authority")]
+    oauth_certificate_file: Option<PathBuf>,
+    oauth_private_key_file: Option<PathBuf>,
+    #[serde(default = "default_oauth_authority")]
     oauth_authority: String,
     oauth_service_account_file: Option<PathBuf>,
     #[serde(default)]
@@ -194,7 +147,7 @@ struct SourceSection {
 enum TargetSection {
     Imap(ImapTargetSection),
     Maildir(MaildirTargetSection),
-    Graph(GraphTargetSection),
+    Graph(crate::target::graph::config::GraphTargetSection),
 }
 
 #[derive(Deserialize)]
@@ -217,7 +170,9 @@ struct ImapTargetSection {
     oauth_tenant_id: Option<String>,
     oauth_client_id: Option<String>,
     oauth_client_secret_env: Option<String>,
-    #[serde(default = "default_graph_authority")]
+    oauth_certificate_file: Option<PathBuf>,
+    oauth_private_key_file: Option<PathBuf>,
+    #[serde(default = "default_oauth_authority")]
     oauth_authority: String,
     oauth_service_account_file: Option<PathBuf>,
 }
@@ -226,33 +181,6 @@ struct ImapTargetSection {
 #[serde(deny_unknown_fields)]
 struct MaildirTargetSection {
     path: PathBuf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GraphTargetSection {
-    tenant_id: String,
-    client_id: String,
-    client_secret_env: Option<String>,
-    client_secret_file: Option<PathBuf>,
-    certificate_file: Option<PathBuf>,
-    private_key_file: Option<PathBuf>,
-    #[serde(default = "default_graph_endpoint")]
-    endpoint: String,
-    #[serde(default = "default_graph_authority")]
-    authority: String,
-    #[serde(default = "default_graph_write_mode")]
-    write_mode: GraphWriteMode,
-    #[serde(default = "default_graph_concurrency")]
-    max_concurrent_requests: usize,
-    #[serde(default = "default_graph_requests")]
-    requests_per_10_minutes: u32,
-    #[serde(default = "default_graph_upload_bytes")]
-    upload_bytes_per_5_minutes: u32,
-    #[serde(default = "default_graph_limits_time_scale")]
-    limits_time_scale: f64,
-    #[serde(default = "default_graph_timeout")]
-    timeout_seconds: u64,
 }
 
 #[derive(Deserialize)]
@@ -358,31 +286,8 @@ fn default_security() -> Security {
 fn default_timeout() -> u64 {
     60
 }
-fn default_graph_endpoint() -> String {
-    "https://graph.microsoft.com".into()
-}
-fn default_graph_authority() -> String {
-    "https://login.microsoftonline.com".into()
-}
-fn default_graph_write_mode() -> GraphWriteMode {
-    GraphWriteMode::Auto
-}
-// Exchange Online's documented limits per app and mailbox: 4 concurrent
-// requests, 10,000 requests per 10 minutes, 150 MB uploaded per 5 minutes.
-fn default_graph_concurrency() -> usize {
-    4
-}
-fn default_graph_requests() -> u32 {
-    10_000
-}
-fn default_graph_upload_bytes() -> u32 {
-    157_286_400
-}
-fn default_graph_limits_time_scale() -> f64 {
-    1.0
-}
-fn default_graph_timeout() -> u64 {
-    120
+fn default_oauth_authority() -> String {
+    crate::oauth::entra::ENTRA_AUTHORITY.into()
 }
 fn default_max_items() -> u64 {
     500_000
@@ -465,6 +370,8 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             tenant_id: &src.oauth_tenant_id,
             client_id: &src.oauth_client_id,
             client_secret_env: &src.oauth_client_secret_env,
+            certificate_file: &src.oauth_certificate_file,
+            private_key_file: &src.oauth_private_key_file,
             authority: &src.oauth_authority,
             service_account_file: &src.oauth_service_account_file,
         },
@@ -536,6 +443,8 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     tenant_id: &t.oauth_tenant_id,
                     client_id: &t.oauth_client_id,
                     client_secret_env: &t.oauth_client_secret_env,
+                    certificate_file: &t.oauth_certificate_file,
+                    private_key_file: &t.oauth_private_key_file,
                     authority: &t.oauth_authority,
                     service_account_file: &t.oauth_service_account_file,
                 },
@@ -575,7 +484,9 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             }
         }
         TargetSection::Maildir(m) => TargetSettings::Maildir { path: resolve(&m.path) },
-        TargetSection::Graph(g) => TargetSettings::Graph(graph_settings(g, &resolve, env).map_err(bad)?),
+        TargetSection::Graph(g) => {
+            TargetSettings::Graph(crate::target::graph::config::graph_settings(g, &resolve, env).map_err(bad)?)
+        }
     };
 
     let limits = file.limits;
@@ -660,237 +571,6 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         },
         shard: None,
     })
-}
-
-/// Validates `[target] kind = "graph"` and reads its secret (from the
-/// environment or a file) into a [`Secret`].
-fn graph_settings(
-    g: GraphTargetSection,
-    resolve: &dyn Fn(&Path) -> PathBuf,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<GraphSettings, String> {
-    let tenant_id = g.tenant_id.trim().to_owned();
-    if tenant_id.is_empty()
-        || !tenant_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    {
-        return Err(format!(
-            "[target] tenant_id = {:?} is not a tenant id; use the Directory (tenant) ID GUID or the tenant's domain (contoso.onmicrosoft.com) from the app registration's overview page",
-            g.tenant_id
-        ));
-    }
-    let client_id = g.client_id.trim().to_owned();
-    if client_id.is_empty() || client_id.contains(char::is_whitespace) {
-        return Err(format!(
-            "[target] client_id = {:?} is not a client id; use the Application (client) ID GUID from the app registration's overview page",
-            g.client_id
-        ));
-    }
-
-    let certificate = g.certificate_file.is_some() || g.private_key_file.is_some();
-    let chosen = [
-        g.client_secret_env.is_some(),
-        g.client_secret_file.is_some(),
-        certificate,
-    ]
-    .iter()
-    .filter(|&&b| b)
-    .count();
-    if chosen != 1 {
-        return Err(format!(
-            "[target] needs exactly one credential for the app, found {chosen}: set client_secret_env (an environment variable holding the client secret), client_secret_file (a file holding it), or certificate_file and private_key_file (a certificate uploaded to the app registration, with its PKCS#8 private key)"
-        ));
-    }
-    let read = |what: &str, p: &Path| -> Result<String, String> {
-        std::fs::read_to_string(p).map_err(|e| format!("[target] {what} {} cannot be read: {e}", p.display()))
-    };
-    let credential = if let Some(var) = &g.client_secret_env {
-        let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            format!("[target] client_secret_env names {var}, which is not set (or empty) in the environment")
-        })?;
-        GraphCredential::ClientSecret(Secret::new(value.trim()))
-    } else if let Some(file) = &g.client_secret_file {
-        let file = resolve(file);
-        let value = read("client_secret_file", &file)?;
-        if value.trim().is_empty() {
-            return Err(format!(
-                "[target] client_secret_file {} is empty; put the client secret's value in it",
-                file.display()
-            ));
-        }
-        GraphCredential::ClientSecret(Secret::new(value.trim()))
-    } else {
-        let (Some(cert), Some(key)) = (&g.certificate_file, &g.private_key_file) else {
-            return Err("[target] certificate_file and private_key_file go together: set both (the certificate uploaded to the app registration, and its private key)".into());
-        };
-        let (cert, key) = (resolve(cert), resolve(key));
-        let certificate_pem = read("certificate_file", &cert)?;
-        if !certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(format!(
-                "[target] certificate_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                cert.display()
-            ));
-        }
-        let private_key_pem = Secret::new(read("private_key_file", &key)?);
-        if private_key_pem.expose().contains("ENCRYPTED PRIVATE KEY") {
-            return Err(format!(
-                "[target] private_key_file {} is encrypted; store it unencrypted with owner-only permissions (openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-plain.pem)",
-                key.display()
-            ));
-        }
-        if !private_key_pem.expose().contains("PRIVATE KEY-----") {
-            return Err(format!(
-                "[target] private_key_file {} holds no PEM private key (-----BEGIN PRIVATE KEY-----)",
-                key.display()
-            ));
-        }
-        GraphCredential::Certificate {
-            certificate_pem,
-            private_key_pem,
-            certificate_file: cert,
-        }
-    };
-
-    let endpoint = http_base_url("endpoint", &g.endpoint)?;
-    let authority = http_base_url("authority", &g.authority)?;
-    if !(1..=64).contains(&g.max_concurrent_requests) {
-        return Err(format!(
-            "[target] max_concurrent_requests = {} is out of range (1 to 64; Exchange Online allows 4 per mailbox)",
-            g.max_concurrent_requests
-        ));
-    }
-    if g.requests_per_10_minutes == 0 {
-        return Err("[target] requests_per_10_minutes must be at least 1".into());
-    }
-    if g.upload_bytes_per_5_minutes < 1024 * 1024 {
-        return Err("[target] upload_bytes_per_5_minutes must be at least 1048576 (1 MiB)".into());
-    }
-    if !(g.limits_time_scale.is_finite() && g.limits_time_scale >= 0.000_1 && g.limits_time_scale <= 1.0) {
-        return Err(format!(
-            "[target] limits_time_scale = {} is out of range (0.0001 to 1; leave it at 1 for Exchange Online, set it to the Graph emulator's --time-scale otherwise)",
-            g.limits_time_scale
-        ));
-    }
-    if g.timeout_seconds == 0 {
-        return Err("[target] timeout_seconds must be at least 1".into());
-    }
-    Ok(GraphSettings {
-        tenant_id,
-        client_id,
-        credential,
-        endpoint,
-        authority,
-        write_mode: g.write_mode,
-        max_concurrent_requests: g.max_concurrent_requests,
-        requests_per_10_minutes: g.requests_per_10_minutes,
-        upload_bytes_per_5_minutes: g.upload_bytes_per_5_minutes,
-        limits_time_scale: g.limits_time_scale,
-        timeout: Duration::from_secs(g.timeout_seconds),
-    })
-}
-
-/// An https base URL (plain http only to loopback, as for IMAP), returned
-/// without a trailing slash.
-fn http_base_url(key: &str, value: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(value.trim()).map_err(|e| format!("[target] {key} = {value:?} is not a URL: {e}"))?;
-    let host = url.host_str().unwrap_or("");
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback_host(host) => {}
-        "http" => {
-            return Err(format!(
-                "[target] {key} = {value:?}: plain http is only allowed to loopback addresses; use https"
-            ));
-        }
-        other => {
-            return Err(format!("[target] {key} = {value:?}: scheme {other} is not http(s)"));
-        }
-    }
-    if host.is_empty()
-        || url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return Err(format!(
-            "[target] {key} = {value:?} must be a plain base URL such as https://graph.microsoft.com"
-        ));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
-/// The OAuth keys of `[source]` or an IMAP `[target]`.
-struct OAuthKeys<'a> {
-    section: &'a str,
-    xoauth2: bool,
-    token_command: &'a Option<String>,
-    tenant_id: &'a Option<String>,
-    client_id: &'a Option<String>,
-    client_secret_env: &'a Option<String>,
-    authority: &'a str,
-    service_account_file: &'a Option<PathBuf>,
-}
-
-/// `auth = "xoauth2"`: a token command, Microsoft client credentials
-/// (Exchange Online IMAP) or a Google service account (Gmail Workspace).
-fn token_settings(
-    k: OAuthKeys<'_>,
-    resolve: &dyn Fn(&Path) -> PathBuf,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<crate::oauth::TokenSettings>, String> {
-    let section = k.section;
-    let microsoft = k.tenant_id.is_some() || k.client_id.is_some() || k.client_secret_env.is_some();
-    let google = k.service_account_file.is_some();
-    if !k.xoauth2 {
-        if k.token_command.is_some() || microsoft || google {
-            return Err(format!(
-                "[{section}] token_command and oauth_* keys need auth = \"xoauth2\""
-            ));
-        }
-        return Ok(None);
-    }
-    let ways = usize::from(k.token_command.is_some()) + usize::from(microsoft) + usize::from(google);
-    if ways > 1 {
-        return Err(format!(
-            "[{section}] set one of token_command, the Microsoft oauth_* keys or oauth_service_account_file, not several"
-        ));
-    }
-    if let Some(file) = k.service_account_file {
-        let path = resolve(file);
-        let json = std::fs::read_to_string(&path)
-            .map_err(|e| format!("[{section}] oauth_service_account_file {}: {e}", path.display()))?;
-        let account = crate::oauth::GoogleServiceAccount::from_json(&json, &path)
-            .map_err(|e| format!("[{section}] oauth_service_account_file: {e}"))?;
-        return Ok(Some(crate::oauth::TokenSettings::Google(std::sync::Arc::new(account))));
-    }
-    if let Some(command) = k.token_command {
-        if command.trim().is_empty() {
-            return Err(format!("[{section}] token_command is empty"));
-        }
-        return Ok(Some(crate::oauth::TokenSettings::Command(command.clone())));
-    }
-    if !microsoft {
-        return Err(format!(
-            "[{section}] auth = \"xoauth2\" needs token_command (a program printing a token for $CUTOVER_LOGIN), oauth_tenant_id, oauth_client_id and oauth_client_secret_env (Microsoft client credentials), or oauth_service_account_file (a Google service account with domain-wide delegation)"
-        ));
-    }
-    let (Some(tenant_id), Some(client_id), Some(var)) = (k.tenant_id, k.client_id, k.client_secret_env) else {
-        return Err(format!(
-            "[{section}] Microsoft client credentials need oauth_tenant_id, oauth_client_id and oauth_client_secret_env"
-        ));
-    };
-    let secret = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-        format!("[{section}] oauth_client_secret_env names {var}, which is not set (or empty) in the environment")
-    })?;
-    Ok(Some(crate::oauth::TokenSettings::Microsoft {
-        tenant_id: tenant_id.clone(),
-        client_id: client_id.clone(),
-        client_secret: Secret::new(secret),
-        authority: http_base_url("oauth_authority", k.authority)
-            .map_err(|e| e.replacen("[target]", &format!("[{section}]"), 1))?,
-        scope: "https://outlook.office365.com/.default".into(),
-    }))
 }
 
 fn endpoint(
@@ -1029,12 +709,11 @@ mod tests {
         ))
         .unwrap();
         match s.source_tokens {
-            Some(crate::oauth::TokenSettings::Microsoft {
-                scope,
-                authority,
-                client_secret,
-                ..
-            }) => {
+            Some(crate::oauth::TokenSettings::Microsoft(app)) => {
+                let (scope, authority) = (&app.scope, &app.authority);
+                let crate::oauth::entra::ClientAuth::Secret(client_secret) = &app.auth else {
+                    panic!("{app:?}")
+                };
                 assert_eq!(scope, "https://outlook.office365.com/.default");
                 assert_eq!(authority, "https://login.microsoftonline.com");
                 assert_eq!(client_secret.expose(), "s3cret");
@@ -1060,6 +739,84 @@ mod tests {
             let err = parse_str(&format!("{base}{extra}{tail}")).unwrap_err();
             assert!(err.0.contains(want), "{extra:?}: {}", err.0);
         }
+    }
+
+    #[test]
+    fn xoauth2_microsoft_logins_can_use_a_certificate_on_either_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        for name in ["graph-test-cert.pem", "graph-test-key.pem", "graph-other-cert.pem"] {
+            std::fs::copy(data.join(name), dir.path().join(name)).unwrap();
+        }
+        let config = dir.path().join("cutover.toml");
+        let env = |v: &str| (v == "PW").then(|| "s3cret".to_owned());
+        let app = "oauth_tenant_id = \"t\"\noauth_client_id = \"c\"\n";
+        let cert =
+            "oauth_certificate_file = \"graph-test-cert.pem\"\noauth_private_key_file = \"graph-test-key.pem\"\n";
+        let maildir = "[target]\nkind = \"maildir\"\npath = \"x\"\n";
+        let certificate = |tokens: &Option<crate::oauth::TokenSettings>| match tokens {
+            Some(crate::oauth::TokenSettings::Microsoft(app)) => {
+                assert_eq!(app.scope, "https://outlook.office365.com/.default");
+                matches!(app.auth, crate::oauth::entra::ClientAuth::Certificate(_))
+            }
+            _ => false,
+        };
+
+        let s = parse(
+            &format!("[source]\nhost = \"h\"\nauth = \"xoauth2\"\n{app}{cert}{maildir}"),
+            &config,
+            &env,
+        )
+        .unwrap();
+        assert!(certificate(&s.source_tokens), "{:?}", s.source_tokens);
+        assert!(!format!("{s:?}").contains("PRIVATE KEY"), "no key in debug output");
+        let s = parse(
+            &format!(
+                "[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nauth = \"xoauth2\"\n{app}{cert}"
+            ),
+            &config,
+            &env,
+        )
+        .unwrap();
+        let TargetSettings::Imap { tokens, .. } = &s.target else {
+            panic!("not imap")
+        };
+        assert!(certificate(tokens), "{tokens:?}");
+
+        for (extra, want) in [
+            (
+                format!("{app}oauth_client_secret_env = \"PW\"\n{cert}"),
+                "[source] set oauth_client_secret_env or oauth_certificate_file with oauth_private_key_file, not both",
+            ),
+            (
+                format!("{app}oauth_certificate_file = \"graph-test-cert.pem\"\n"),
+                "[source] oauth_certificate_file and oauth_private_key_file go together",
+            ),
+            (
+                format!(
+                    "{app}oauth_certificate_file = \"graph-other-cert.pem\"\noauth_private_key_file = \"graph-test-key.pem\"\n"
+                ),
+                "[source] oauth_private_key_file does not belong to the certificate",
+            ),
+            (
+                format!(
+                    "{app}oauth_certificate_file = \"nope.pem\"\noauth_private_key_file = \"graph-test-key.pem\"\n"
+                ),
+                "[source] oauth_certificate_file",
+            ),
+            (cert.to_owned(), "need oauth_tenant_id, oauth_client_id"),
+        ] {
+            let err = parse(
+                &format!("[source]\nhost = \"h\"\nauth = \"xoauth2\"\n{extra}{maildir}"),
+                &config,
+                &env,
+            )
+            .unwrap_err();
+            assert!(err.0.contains(want), "{extra:?}: {}", err.0);
+            assert!(!err.0.contains("PRIVATE KEY-----"), "no key material: {}", err.0);
+        }
+        let err = parse(&format!("[source]\nhost = \"h\"\n{cert}{maildir}"), &config, &env).unwrap_err();
+        assert!(err.0.contains("need auth = \"xoauth2\""), "{}", err.0);
     }
 
     #[test]
@@ -1089,145 +846,6 @@ mod tests {
             parse_str("[source]\nhost = \"h\"\ngmail_labels = \"tags\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n")
                 .unwrap_err();
         assert!(err.0.contains("gmail_labels"), "{}", err.0);
-    }
-
-    const GRAPH: &str = "[source]\nhost = \"h\"\n[target]\nkind = \"graph\"\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n";
-
-    #[test]
-    fn graph_target_gets_documented_defaults() {
-        let s = parse_str(&format!("{GRAPH}client_secret_env = \"PW\"\n")).unwrap();
-        let TargetSettings::Graph(g) = &s.target else {
-            panic!("not graph")
-        };
-        assert_eq!(g.tenant_id, "contoso.onmicrosoft.com");
-        assert_eq!(g.client_id, "11111111-2222-3333-4444-555555555555");
-        assert!(matches!(&g.credential, GraphCredential::ClientSecret(secret) if secret.expose() == "s3cret"));
-        assert_eq!(g.endpoint, "https://graph.microsoft.com");
-        assert_eq!(g.authority, "https://login.microsoftonline.com");
-        assert_eq!(g.write_mode, GraphWriteMode::Auto);
-        assert_eq!(g.max_concurrent_requests, 4);
-        assert_eq!(g.requests_per_10_minutes, 10_000);
-        assert_eq!(g.upload_bytes_per_5_minutes, 157_286_400);
-        assert_eq!(g.limits_time_scale, 1.0);
-        assert_eq!(g.timeout, Duration::from_secs(120));
-        // The secret never shows in the settings' debug output.
-        assert!(!format!("{s:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn graph_keys_are_parsed_and_checked() {
-        let s = parse_str(&format!(
-            "{GRAPH}client_secret_env = \"PW\"\nendpoint = \"http://127.0.0.1:8080/\"\nauthority = \"http://localhost:8080\"\nwrite_mode = \"import-mime\"\nmax_concurrent_requests = 2\nrequests_per_10_minutes = 600\nupload_bytes_per_5_minutes = 10485760\nlimits_time_scale = 0.05\ntimeout_seconds = 30\n"
-        ))
-        .unwrap();
-        let TargetSettings::Graph(g) = &s.target else {
-            panic!("not graph")
-        };
-        assert_eq!(g.endpoint, "http://127.0.0.1:8080");
-        assert_eq!(g.authority, "http://localhost:8080");
-        assert_eq!(g.write_mode, GraphWriteMode::ImportMime);
-        assert_eq!(
-            (
-                g.max_concurrent_requests,
-                g.requests_per_10_minutes,
-                g.upload_bytes_per_5_minutes
-            ),
-            (2, 600, 10_485_760)
-        );
-        assert_eq!(g.limits_time_scale, 0.05);
-        assert_eq!(g.timeout, Duration::from_secs(30));
-
-        for (extra, named) in [
-            (
-                "client_secret_env = \"PW\"\nendpoint = \"http://graph.example.com\"\n",
-                "loopback",
-            ),
-            ("client_secret_env = \"PW\"\nwrite_mode = \"mime\"\n", "import-mime"),
-            (
-                "client_secret_env = \"PW\"\nmax_concurrent_requests = 0\n",
-                "max_concurrent_requests",
-            ),
-            (
-                "client_secret_env = \"PW\"\nlimits_time_scale = 2.0\n",
-                "limits_time_scale",
-            ),
-            (
-                "client_secret_env = \"PW\"\nclient_secrt_file = \"x\"\n",
-                "client_secrt_file",
-            ),
-            ("client_secret_env = \"MISSING\"\n", "MISSING"),
-            ("", "exactly one credential"),
-            (
-                "client_secret_env = \"PW\"\nclient_secret_file = \"s\"\n",
-                "exactly one credential",
-            ),
-            ("certificate_file = \"c.pem\"\n", "private_key_file"),
-        ] {
-            let err = parse_str(&format!("{GRAPH}{extra}")).unwrap_err();
-            assert!(err.0.contains(named), "{extra:?} gave {err}");
-        }
-        let err = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"graph\"\ntenant_id = \"a/b\"\nclient_id = \"c\"\nclient_secret_env = \"PW\"\n").unwrap_err();
-        assert!(err.0.contains("tenant_id"), "{err}");
-    }
-
-    #[test]
-    fn graph_secret_and_certificate_files_are_read_relative_to_the_config() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("secret.txt"), "from-file\n").unwrap();
-        std::fs::write(
-            dir.path().join("cert.pem"),
-            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("key.pem"),
-            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("enc.pem"),
-            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n-----END ENCRYPTED PRIVATE KEY-----\n",
-        )
-        .unwrap();
-        let config = dir.path().join("cutover.toml");
-        let env = |_: &str| None;
-
-        let s = parse(&format!("{GRAPH}client_secret_file = \"secret.txt\"\n"), &config, &env).unwrap();
-        let TargetSettings::Graph(g) = &s.target else {
-            panic!("not graph")
-        };
-        assert!(matches!(&g.credential, GraphCredential::ClientSecret(secret) if secret.expose() == "from-file"));
-
-        let s = parse(
-            &format!("{GRAPH}certificate_file = \"cert.pem\"\nprivate_key_file = \"key.pem\"\n"),
-            &config,
-            &env,
-        )
-        .unwrap();
-        let TargetSettings::Graph(g) = &s.target else {
-            panic!("not graph")
-        };
-        let GraphCredential::Certificate {
-            certificate_pem,
-            private_key_pem,
-            certificate_file,
-        } = &g.credential
-        else {
-            panic!("not a certificate")
-        };
-        assert!(certificate_pem.contains("BEGIN CERTIFICATE"));
-        assert!(private_key_pem.expose().contains("BEGIN PRIVATE KEY"));
-        assert_eq!(certificate_file, &dir.path().join("cert.pem"));
-
-        let err = parse(
-            &format!("{GRAPH}certificate_file = \"cert.pem\"\nprivate_key_file = \"enc.pem\"\n"),
-            &config,
-            &env,
-        )
-        .unwrap_err();
-        assert!(err.0.contains("encrypted"), "{err}");
-        let err = parse(&format!("{GRAPH}client_secret_file = \"nope.txt\"\n"), &config, &env).unwrap_err();
-        assert!(err.0.contains("nope.txt"), "{err}");
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl ImapSource {
                 let conn = Conn::login_xoauth2(&self.endpoint, &self.tls, &user.login, &token).await;
                 if conn.is_err() {
                     // A refused token is not reused by the next login.
-                    tokens.reject(&user.login).await;
+                    tokens.reject(&user.login, &token).await;
                 }
                 conn?
             }

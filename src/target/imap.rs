@@ -76,7 +76,7 @@ impl Target for ImapTarget {
                     let token = tokens.token(&login).await.map_err(|e| e.context("target"))?;
                     let conn = Conn::login_xoauth2(&self.endpoint, &self.tls, &login, &token).await;
                     if conn.is_err() {
-                        tokens.reject(&login).await;
+                        tokens.reject(&login, &token).await;
                     }
                     conn.map_err(|e| e.context("target"))?
                 }

@@ -1,29 +1,9 @@
-//! The shapes of Microsoft Graph and Entra ID requests and responses, as
-//! serde types and nothing else, so the wire format is in one place and
-//! the rest of the module works with typed values. Field names follow
-//! Graph's camelCase (Entra ID's token endpoint uses snake_case).
+//! The shapes of Microsoft Graph requests and responses, as serde types and
+//! nothing else, so the wire format is in one place and the rest of the
+//! module works with typed values. Field names follow Graph's camelCase.
+//! (Entra ID's token endpoint is [`crate::oauth::entra`]'s.)
 
 use serde::{Deserialize, Serialize};
-
-// --- Entra ID token endpoint -------------------------------------------------
-
-/// A successful client-credentials token response. `access_token` is moved
-/// into a `Secret` as soon as it is parsed.
-#[derive(Deserialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    /// Seconds; Entra ID grants 60 to 90 minutes.
-    pub expires_in: u64,
-}
-
-/// Entra ID's error body (`{"error":"invalid_client","error_description":"AADSTS7000215: ..."}`).
-#[derive(Deserialize, Default)]
-pub struct TokenError {
-    #[serde(default)]
-    pub error: String,
-    #[serde(default)]
-    pub error_description: String,
-}
 
 // --- Errors ------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::config::GraphSettings;
 use crate::pace::{Budget, NotBefore};
-use crate::settings::GraphSettings;
 
 /// Added to every Retry-After: the header has whole seconds and the server
 /// may have rounded down, so waiting exactly that long could be early.
@@ -79,7 +79,7 @@ impl MailboxLimits {
 mod tests {
     use super::*;
     use crate::secret::Secret;
-    use crate::settings::{GraphCredential, GraphWriteMode};
+    use crate::target::graph::config::{GraphCredential, GraphWriteMode};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

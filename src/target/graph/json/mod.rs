@@ -1,0 +1,311 @@
+//! MIME → Graph message JSON, for `write_mode = "json"` (tenants that do
+//! not grant Mail-Advanced.ReadWrite.All for importMime).
+//!
+//! Graph ignores `receivedDateTime`, `sentDateTime` and
+//! `internetMessageHeaders` on creation but honours MAPI properties set in
+//! the create request, so the message carries them as
+//! `singleValueExtendedProperties`: PR_MESSAGE_FLAGS (0x0E07: read or not,
+//! and never the "unsent" bit, so the item is not a draft), the delivery
+//! time (0x0E06 = INTERNALDATE), the submit time (0x0039 = Date header),
+//! the original header block (0x007D) and the threading headers (0x1042,
+//! 0x1039). The body is re-rendered by Exchange from the JSON, so this mode
+//! is not byte-identical; importMime is.
+//!
+//! A pure function over bytes, with no I/O, so it can be unit-tested and
+//! benchmarked. It also decides which attachments ride in the create
+//! request (each at most 3 MiB, while the whole request stays under 4 MiB)
+//! and which must be added afterwards, one request or upload session each.
+//! Reading the attachments out of the MIME ([`attachments`], where attached
+//! messages stay `.eml` files) and cutover's stamp ([`stamp`]) have modules
+//! of their own.
+
+mod attachments;
+mod stamp;
+
+use mail_parser::{Addr, Address, HeaderName, MessageParser, PartType};
+
+pub use self::attachments::Attachment;
+pub use self::stamp::{KEY_PROPERTY, MESSAGE_ID_PROPERTY, SIZE_PROPERTY, Stamp};
+use super::api::{EmailAddress, ExtendedProperty, FollowupFlag, ItemBody, NewMessage, Recipient};
+use crate::model::Flags;
+
+/// Largest attachment sent inside a JSON request (create or
+/// `POST /attachments`); larger ones go through an upload session.
+pub const ATTACHMENT_INLINE_MAX: usize = 3 * 1024 * 1024;
+/// Graph's limit on a JSON request's size.
+pub const REQUEST_MAX: usize = 4 * 1024 * 1024;
+
+/// A message ready to create: the request body, plus the attachments that
+/// did not fit in it.
+#[derive(Debug)]
+pub struct JsonMessage {
+    /// The JSON body of `POST /mailFolders/{id}/messages`.
+    pub request: Vec<u8>,
+    /// Attachments to add after creation, in the message's order.
+    pub deferred: Vec<Attachment>,
+}
+
+/// IMAP keywords that become Outlook categories: user keywords, not system
+/// flags (`\Seen`) nor the `$`-prefixed conventions (`$Forwarded`,
+/// `$MDNSent`, `$Label1`), which are client state rather than labels.
+pub fn categories(flags: &Flags) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in &flags.0 {
+        if f.is_empty() || f.starts_with('$') || f.starts_with('\\') {
+            continue;
+        }
+        if !out.iter().any(|c| c.eq_ignore_ascii_case(f)) {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// The Graph follow-up flag status for IMAP `\Flagged`.
+pub fn flag_status(flags: &Flags) -> &'static str {
+    if flags.flagged() { "flagged" } else { "notFlagged" }
+}
+
+/// `<id>` as Graph's internetMessageId spells it, from a Message-ID with
+/// or without brackets.
+pub fn bracketed_message_id(id: &str) -> Option<String> {
+    let id = id.trim();
+    let bare = id.trim_start_matches('<').trim_end_matches('>').trim();
+    (!bare.is_empty()).then(|| format!("<{bare}>"))
+}
+
+/// Builds the create request for one message. `internal_date` is the
+/// source's INTERNALDATE (unix seconds; 0 when unknown).
+///
+/// Hostile MIME must fail this one message, never the run: should the MIME
+/// parser panic on a structure it does not expect (fuzzing found inputs
+/// that trip its internal assertions), the message is refused with a
+/// reason instead.
+pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
+    std::panic::catch_unwind(|| build_unguarded(raw, flags, internal_date))
+        .unwrap_or_else(|_| Err("the MIME structure of this message is too broken to convert to Graph JSON".to_owned()))
+}
+
+fn build_unguarded(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
+    build_stamped(raw, flags, internal_date, None)
+}
+
+/// [`build`], with cutover's [`Stamp`] among the extended properties.
+pub fn build_stamped(
+    raw: &[u8],
+    flags: &Flags,
+    internal_date: i64,
+    stamp: Option<&Stamp>,
+) -> Result<JsonMessage, String> {
+    let msg = MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| "the message could not be parsed as MIME (no header block)".to_owned())?;
+    let root = msg.root_part();
+
+    let date_header = msg.date().map(|d| d.to_timestamp()).and_then(system_time);
+    let received = system_time(internal_date)
+        .filter(|_| internal_date > 0)
+        .or_else(|| date_header.clone());
+    let sent = date_header.or_else(|| received.clone());
+
+    // PR_MESSAGE_FLAGS: MSGFLAG_READ or nothing. Setting it at creation is
+    // what keeps Exchange from adding MSGFLAG_UNSENT (a draft).
+    let mut props = vec![ExtendedProperty {
+        id: "Integer 0x0E07",
+        value: if flags.seen() { "1" } else { "0" }.into(),
+    }];
+    if let Some(r) = received {
+        props.push(ExtendedProperty {
+            id: "SystemTime 0x0E06",
+            value: r,
+        });
+    }
+    if let Some(s) = sent {
+        props.push(ExtendedProperty {
+            id: "SystemTime 0x0039",
+            value: s,
+        });
+    }
+    let header_end = (root.raw_body_offset() as usize).min(raw.len());
+    let header_block = text_of(&raw[..header_end]);
+    let header_block = header_block.trim_end_matches(['\r', '\n']);
+    if !header_block.is_empty() {
+        props.push(ExtendedProperty {
+            id: "String 0x007D",
+            value: format!("{header_block}\r\n\r\n"),
+        });
+    }
+    if let Some(v) = msg
+        .header_raw(HeaderName::InReplyTo)
+        .map(unfold)
+        .filter(|v| !v.is_empty())
+    {
+        props.push(ExtendedProperty {
+            id: "String 0x1042",
+            value: v,
+        });
+    }
+    if let Some(v) = msg
+        .header_raw(HeaderName::References)
+        .map(unfold)
+        .filter(|v| !v.is_empty())
+    {
+        props.push(ExtendedProperty {
+            id: "String 0x1039",
+            value: v,
+        });
+    }
+    if let Some(stamp) = stamp {
+        props.extend(stamp.properties());
+    }
+
+    let first = |a: Option<&Address>| a.and_then(|a| a.iter().find_map(recipient));
+    let all = |a: Option<&Address>| {
+        a.map(|a| a.iter().filter_map(recipient).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let mut message = NewMessage {
+        // The first Message-ID header, as the source scan and verify read
+        // it, should a message carry several.
+        internet_message_id: msg
+            .header_values(HeaderName::MessageId)
+            .find_map(|v| v.as_text())
+            .and_then(bracketed_message_id),
+        subject: msg.subject().unwrap_or_default().to_owned(),
+        body: body(&msg),
+        from: first(msg.from()),
+        sender: first(msg.sender()),
+        to_recipients: all(msg.to()),
+        cc_recipients: all(msg.cc()),
+        bcc_recipients: all(msg.bcc()),
+        reply_to: all(msg.reply_to()),
+        importance: importance(&msg),
+        is_read: flags.seen(),
+        flag: flags.flagged().then(|| FollowupFlag {
+            flag_status: "flagged".into(),
+        }),
+        categories: categories(flags),
+        single_value_extended_properties: props,
+        attachments: Vec::new(),
+    };
+
+    // Attachments ride along while the request stays under the limit; the
+    // rest are added after creation.
+    let attachments = attachments::attachments(raw, &msg);
+    let mut size = serde_json::to_vec(&message).map_err(|e| e.to_string())?.len();
+    let mut deferred = Vec::new();
+    for a in attachments {
+        if a.bytes.len() <= ATTACHMENT_INLINE_MAX {
+            let wire = a.to_wire();
+            let len = serde_json::to_vec(&wire).map_err(|e| e.to_string())?.len() + 1;
+            if size + len < REQUEST_MAX {
+                size += len;
+                message.attachments.push(wire);
+                continue;
+            }
+        }
+        deferred.push(a);
+    }
+    if !deferred.is_empty() {
+        // Not complete until the deferred attachments are added: marked
+        // pending, and given its final stamp after the last one.
+        for p in &mut message.single_value_extended_properties {
+            if p.id == KEY_PROPERTY {
+                p.value = Stamp::pending(&p.value);
+            }
+        }
+    }
+    let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
+    Ok(JsonMessage { request, deferred })
+}
+
+/// A MAPI SystemTime value (UTC, second precision) from unix seconds, or
+/// `None` outside what FILETIME and Graph accept.
+fn system_time(unix: i64) -> Option<String> {
+    let t = chrono::DateTime::from_timestamp(unix, 0)?;
+    let year = chrono::Datelike::year(&t);
+    (1601..=9999)
+        .contains(&year)
+        .then(|| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// Header bytes as text: UTF-8 when valid, else Latin-1 (every byte kept
+/// as one character), never replacement characters.
+fn text_of(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => bytes.iter().map(|&b| b as char).collect(),
+    }
+}
+
+/// A raw header value on one line.
+fn unfold(raw: &str) -> String {
+    raw.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn recipient(a: &Addr) -> Option<Recipient> {
+    let address = a.address()?.trim();
+    if address.is_empty() {
+        return None;
+    }
+    let name = a.name().map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+    Some(Recipient {
+        email_address: EmailAddress {
+            name,
+            address: address.to_owned(),
+        },
+    })
+}
+
+/// Importance from `Importance:`, else `X-Priority:` (1-2 high, 4-5 low),
+/// else `Priority:`.
+fn importance(msg: &mail_parser::Message) -> &'static str {
+    let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
+    if let Some(v) = header("Importance") {
+        if v.starts_with("high") {
+            return "high";
+        }
+        if v.starts_with("low") {
+            return "low";
+        }
+    }
+    if let Some(v) = header("X-Priority") {
+        match v.chars().next() {
+            Some('1' | '2') => return "high",
+            Some('4' | '5') => return "low",
+            _ => {}
+        }
+    }
+    match header("Priority").as_deref() {
+        Some("urgent") => "high",
+        Some("non-urgent") => "low",
+        _ => "normal",
+    }
+}
+
+/// The body: HTML when the message has any (text parts beside it are
+/// converted), else plain text. Several body parts (text, then an inline
+/// image, then more text) are joined in order.
+fn body(msg: &mail_parser::Message) -> ItemBody {
+    let has_html = msg.html_bodies().any(|p| matches!(p.body, PartType::Html(_)));
+    if has_html {
+        let content: Vec<String> = (0..msg.html_body_count())
+            .filter_map(|i| msg.body_html(i).map(|c| c.into_owned()))
+            .collect();
+        ItemBody {
+            content_type: "html",
+            content: content.join("\n"),
+        }
+    } else {
+        let content: Vec<String> = (0..msg.text_body_count())
+            .filter_map(|i| msg.body_text(i).map(|c| c.into_owned()))
+            .collect();
+        ItemBody {
+            content_type: "text",
+            content: content.join("\n"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

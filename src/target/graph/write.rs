@@ -1,0 +1,536 @@
+//! Writing messages into Exchange Online, one of two ways
+//! ([`GraphWriteMode`]):
+//!
+//! - **importMime** (Graph beta): the exact source bytes, stored as a
+//!   delivered, non-draft message; read state, flag and categories are then
+//!   PATCHed where they differ from what Exchange derived.
+//! - **json**: the message re-created from parsed MIME with MAPI properties
+//!   for the dates and the non-draft state ([`json`]); large attachments
+//!   are added afterwards, through upload sessions above 3 MiB.
+//!
+//! `auto` uses importMime and, the first time the tenant refuses it (no
+//! Mail-Advanced.ReadWrite.All, or no beta endpoint), switches the whole run
+//! to json and says so once; a single message importMime refuses is tried
+//! as json too.
+//!
+//! Exactly once: a create that failed in a way that may have stored the
+//! message anyway (timeout, reset, 5xx) is looked up ([`super::lookup`])
+//! before it is sent again. The stamp is set in the json create request or
+//! in the PATCH that follows an import, and only once the copy is complete;
+//! a message whose follow-up steps failed (PATCH, attachments) is deleted
+//! before the error is reported, so a retry never leaves a half-made copy
+//! behind.
+
+use std::sync::atomic::Ordering;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use reqwest::Method;
+
+use super::api::{self, CreatedMessage, MessagePatch, UploadSession};
+use super::client::{Body, Call};
+use super::config::GraphWriteMode;
+use super::failure::{Failure, mailbox_missing};
+use super::lookup::Found;
+use super::{GraphSession, json, parse, seg, stamp_of};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Flags, Upload};
+
+/// Upload-session ranges: a multiple of 320 KiB, at most 4 MiB.
+const CHUNK_BYTES: usize = 12 * 320 * 1024;
+/// Messages above this size are base64-encoded or converted off the async
+/// threads.
+const BLOCKING_ABOVE: usize = 1024 * 1024;
+
+/// The answer to a create that may have been retried.
+enum Created {
+    /// Created now; the answer's body.
+    New(Bytes),
+    /// An earlier attempt had stored it after all.
+    Existing(Found),
+}
+
+impl GraphSession {
+    /// `upload`: writes `message` into `folder`, making the folder again
+    /// (once) if it was deleted in Exchange since it was made.
+    pub(super) async fn upload_to(&mut self, folder: &str, message: &Upload) -> Result<String> {
+        let mut folder = self.current_folder(folder);
+        let mut recreated = false;
+        loop {
+            match self.write(&folder, message).await {
+                Ok(id) => return Ok(id),
+                // The folder was deleted in Exchange since it was made.
+                Err(f) if f.code == "ErrorItemNotFound" && !recreated => match self.recreate_folder(&folder).await? {
+                    Some(fresh) => {
+                        folder = fresh;
+                        recreated = true;
+                    }
+                    None => return Err(f.error),
+                },
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    /// Writes one message with the mode in force.
+    async fn write(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+        if self.inner.json_now() {
+            return self.write_json(folder, message).await;
+        }
+        let auto = self.inner.settings.write_mode == GraphWriteMode::Auto;
+        match self.write_mime(folder, message).await {
+            Ok(id) => Ok(id),
+            Err(f) if import_unavailable(&f) && auto => {
+                self.inner.fall_back_to_json(&f);
+                self.write_json(folder, message).await
+            }
+            Err(f) if f.status == Some(403) => Err(Failure::plain(Error::fatal(format!(
+                "{}; importMime needs the application permission Mail-Advanced.ReadWrite.All: grant it with admin consent, or set [target] write_mode = \"auto\" or \"json\"",
+                f.error
+            )))),
+            // importMime refused this one message (bad MIME, over its size
+            // limit): json may still take it, with attachments split off.
+            Err(f)
+                if auto
+                    && matches!(f.error.kind, ErrorKind::Item | ErrorKind::Refused)
+                    && f.code != "ErrorItemNotFound" =>
+            {
+                tracing::info!(user = %self.email, "importMime refused a message ({}); copying it as JSON instead", f.error);
+                self.write_json(folder, message).await.map_err(|mut j| {
+                    j.error.message = format!(
+                        "{} (importMime had refused it too: {})",
+                        j.error.message, f.error.message
+                    );
+                    j
+                })
+            }
+            Err(f) => Err(f),
+        }
+    }
+
+    async fn write_mime(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+        let encoded = encode_base64(message.raw.clone()).await;
+        let url = format!("{}/mailFolders/{}/importMime", self.beta_users, seg(folder));
+        let call = Call {
+            method: Method::POST,
+            url,
+            body: Body::Base64Mime(encoded),
+            what: "import message",
+            authorized: true,
+            idempotent: false,
+        };
+        let (id, state) = match self.create(&call, folder, message).await? {
+            Created::New(body) => {
+                let created: CreatedMessage = parse(&body, "import message").map_err(Failure::plain)?;
+                (created.id.clone(), Some(created))
+            }
+            Created::Existing(Found::Complete(id)) => return Ok(id),
+            Created::Existing(Found::Unfinished(id)) => (id, None),
+        };
+        // Always sent: besides read state and flag it carries the stamp
+        // that lets a later run find this message (importMime takes no
+        // properties, and the MIME is not to be rewritten).
+        let mut patch = state_patch(&with_labels(message), state.as_ref());
+        patch.single_value_extended_properties = Some(stamp_of(message).properties());
+        if let Err(e) = self.patch(&id, &patch).await {
+            self.discard(&id).await;
+            return Err(Failure::plain(e));
+        }
+        if let Some(created) = &state {
+            self.check_received_date(created, message);
+        }
+        Ok(id)
+    }
+
+    async fn write_json(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+        let built = build_json(message)
+            .await
+            .map_err(|e| Failure::plain(Error::item(format!("cannot convert the message to Graph JSON: {e}"))))?;
+        let url = format!("{}/mailFolders/{}/messages", self.users, seg(folder));
+        let call = Call {
+            method: Method::POST,
+            url,
+            body: Body::Json(built.request.into()),
+            what: "create message",
+            authorized: true,
+            idempotent: false,
+        };
+        let id = match self.create(&call, folder, message).await? {
+            Created::New(body) => {
+                parse::<api::IdOnly>(&body, "create message")
+                    .map_err(Failure::plain)?
+                    .id
+            }
+            // Found rather than made: a finished copy (a pending one is
+            // deleted by the lookup and never found).
+            Created::Existing(Found::Complete(id)) => return Ok(id),
+            Created::Existing(Found::Unfinished(id)) => {
+                self.finish(&id, message).await.map_err(Failure::plain)?;
+                return Ok(id);
+            }
+        };
+        if built.deferred.is_empty() {
+            return Ok(id);
+        }
+        for attachment in built.deferred {
+            if let Err(e) = self.add_attachment(&id, attachment).await {
+                self.discard(&id).await;
+                return Err(Failure::plain(e));
+            }
+        }
+        // Complete now: the final stamp replaces the pending one.
+        let patch = MessagePatch {
+            single_value_extended_properties: Some(stamp_of(message).properties()),
+            ..MessagePatch::default()
+        };
+        if let Err(e) = self.patch(&id, &patch).await {
+            self.discard(&id).await;
+            return Err(Failure::plain(e));
+        }
+        Ok(id)
+    }
+
+    /// Completes a copy found unstamped (an import cut short before its
+    /// PATCH): read state, flag, categories and stamp.
+    pub(super) async fn finish(&self, id: &str, message: &Upload) -> Result<()> {
+        let mut patch = state_patch(&with_labels(message), None);
+        patch.single_value_extended_properties = Some(stamp_of(message).properties());
+        self.patch(id, &patch).await
+    }
+
+    /// Sends a create; after a failure that may have stored the message
+    /// anyway, looks it up before sending again.
+    async fn create(
+        &mut self,
+        call: &Call<'_>,
+        folder: &str,
+        message: &Upload,
+    ) -> std::result::Result<Created, Failure> {
+        let mut attempt = 0;
+        loop {
+            let f = match self.send(call).await {
+                Ok(reply) => return Ok(Created::New(reply.body)),
+                Err(f) if f.maybe_applied && f.error.is_retryable() => f,
+                Err(f) => return Err(f),
+            };
+            if let Some(found) = self.lookup(folder, message).await.map_err(Failure::plain)? {
+                tracing::debug!(user = %self.email, "an interrupted create had stored the message; using it");
+                return Ok(Created::Existing(found));
+            }
+            attempt += 1;
+            match self.inner.http.retry.delay(attempt, &f.error) {
+                // The gate already holds everyone back for a throttle.
+                Some(_) if matches!(f.error.kind, ErrorKind::Throttled(_)) => {}
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(f),
+            }
+        }
+    }
+
+    async fn patch(&self, id: &str, patch: &MessagePatch) -> Result<()> {
+        let url = format!("{}/messages/{}", self.users, seg(id));
+        let body = serde_json::to_vec(patch).expect("serializes");
+        let call = Call {
+            method: Method::PATCH,
+            url,
+            body: Body::Json(body.into()),
+            what: "set read state, flag and categories",
+            authorized: true,
+            idempotent: true,
+        };
+        self.send(&call).await?;
+        Ok(())
+    }
+
+    /// Deletes a half-made copy; a failure only leaves it behind, which is
+    /// logged.
+    pub(super) async fn discard(&self, id: &str) {
+        let url = format!("{}/messages/{}", self.users, seg(id));
+        let call = Call {
+            method: Method::DELETE,
+            url,
+            body: Body::Empty,
+            what: "delete incomplete copy",
+            authorized: true,
+            idempotent: true,
+        };
+        if let Err(f) = self.send(&call).await
+            && f.status != Some(404)
+        {
+            tracing::warn!(user = %self.email, "an incomplete copy of a message could not be deleted and may remain in the target folder: {}", f.error);
+        }
+    }
+
+    async fn add_attachment(&self, message_id: &str, attachment: json::Attachment) -> Result<()> {
+        let what = format!("add attachment {}", attachment.name);
+        let small = attachment.bytes.len() <= json::ATTACHMENT_INLINE_MAX;
+        let body = if small { Some(attachment.to_json()) } else { None };
+        if let Some(body) = body.filter(|b| b.len() < json::REQUEST_MAX) {
+            let url = format!("{}/messages/{}/attachments", self.users, seg(message_id));
+            let call = Call {
+                method: Method::POST,
+                url,
+                body: Body::Json(body.into()),
+                what: &what,
+                authorized: true,
+                idempotent: false,
+            };
+            self.send(&call).await?;
+            return Ok(());
+        }
+        self.upload_session(message_id, attachment, &what).await
+    }
+
+    /// Large attachments: an upload session, then the bytes in sequential
+    /// ranges sent to the session's URL without the Graph token (the URL
+    /// carries its own credential).
+    async fn upload_session(&self, message_id: &str, attachment: json::Attachment, what: &str) -> Result<()> {
+        let total = attachment.bytes.len();
+        let request = api::UploadSessionRequest {
+            attachment_item: api::AttachmentItem {
+                attachment_type: "file",
+                name: &attachment.name,
+                size: total as u64,
+                content_type: &attachment.content_type,
+                is_inline: attachment.is_inline,
+                content_id: attachment.content_id.as_deref(),
+            },
+        };
+        let url = format!(
+            "{}/messages/{}/attachments/createUploadSession",
+            self.users,
+            seg(message_id)
+        );
+        let body = serde_json::to_vec(&request).expect("serializes");
+        let call = Call {
+            method: Method::POST,
+            url,
+            body: Body::Json(body.into()),
+            what,
+            authorized: true,
+            idempotent: false,
+        };
+        let reply = self.send(&call).await?;
+        let session: UploadSession = parse(&reply.body, what)?;
+        check_upload_url(&session.upload_url).map_err(|e| e.context(what))?;
+        let data = Bytes::from(attachment.bytes);
+        let mut start = 0;
+        while start < total {
+            let end = (start + CHUNK_BYTES).min(total);
+            let range = format!("bytes {}-{}/{}", start, end - 1, total);
+            let call = Call {
+                method: Method::PUT,
+                url: session.upload_url.clone(),
+                body: Body::Chunk {
+                    data: data.slice(start..end),
+                    range,
+                },
+                what,
+                authorized: false,
+                idempotent: true,
+            };
+            self.send(&call).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// importMime has no documented rule for the received date. If it did
+    /// not keep INTERNALDATE, say so once: the admin may prefer json.
+    fn check_received_date(&self, created: &CreatedMessage, message: &Upload) {
+        let Some(received) = created
+            .received_date_time
+            .as_deref()
+            .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok())
+        else {
+            return;
+        };
+        if message.internal_date > 0
+            && (received.timestamp() - message.internal_date).abs() > 86_400
+            && !self.inner.warned_dates.swap(true, Ordering::SeqCst)
+        {
+            tracing::warn!(
+                user = %self.email,
+                "importMime stored a received date ({received}) that is not the source's INTERNALDATE; Outlook sorts by received date. If that matters, set [target] write_mode = \"json\", which sets the received date explicitly"
+            );
+        }
+    }
+}
+
+/// The PATCH that brings a created message to the source's read state,
+/// flag and categories. `created` is what Exchange made of it, or `None`
+/// when unknown (then everything that matters is set).
+fn state_patch(flags: &Flags, created: Option<&CreatedMessage>) -> MessagePatch {
+    let mut patch = MessagePatch::default();
+    let want_read = flags.seen();
+    if created.and_then(|c| c.is_read) != Some(want_read) {
+        patch.is_read = Some(want_read);
+    }
+    let want_flag = json::flag_status(flags);
+    let have_flag = created.map(|c| c.flag.as_ref().map_or("notFlagged", |f| f.flag_status.as_str()));
+    if have_flag.is_none_or(|have| have != want_flag) {
+        patch.flag = Some(api::FollowupFlag {
+            flag_status: want_flag.into(),
+        });
+    }
+    let want: Vec<String> = json::categories(flags);
+    let have: Vec<String> = created.and_then(|c| c.categories.clone()).unwrap_or_default();
+    let same = want.len() == have.len() && want.iter().all(|w| have.iter().any(|h| h.eq_ignore_ascii_case(w)));
+    if !same && (created.is_some() || !want.is_empty()) {
+        patch.categories = Some(want);
+    }
+    patch
+}
+
+/// Whether a failed importMime means the app cannot use importMime at all
+/// (permission missing, beta endpoint absent) rather than this message.
+fn import_unavailable(f: &Failure) -> bool {
+    let text = format!("{} {}", f.code, f.message).to_lowercase();
+    let mentions_endpoint = [
+        "importmime",
+        "segment",
+        "not supported",
+        "unsupported",
+        "not implemented",
+    ]
+    .iter()
+    .any(|w| text.contains(w));
+    match f.status {
+        Some(403 | 405 | 501) => true,
+        Some(404) => mentions_endpoint || (f.code != "ErrorItemNotFound" && !mailbox_missing(&f.code)),
+        Some(400) => mentions_endpoint,
+        _ => false,
+    }
+}
+
+/// Upload URLs come from the server; they get message bytes (not the
+/// token), and still only over https, or http to loopback.
+fn check_upload_url(url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| Error::transient("Graph returned an unreadable upload URL"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if crate::imap::is_loopback_host(parsed.host_str().unwrap_or("")) => Ok(()),
+        _ => Err(Error::item(
+            "Graph returned an upload URL that is not https; the attachment was not sent",
+        )),
+    }
+}
+
+async fn encode_base64(raw: Bytes) -> Bytes {
+    if raw.len() <= BLOCKING_ABOVE {
+        return Bytes::from(STANDARD.encode(&raw));
+    }
+    tokio::task::spawn_blocking(move || Bytes::from(STANDARD.encode(&raw)))
+        .await
+        .expect("base64 encoding does not panic")
+}
+
+/// The message's flags with its labels (from a label-based source such as
+/// Gmail) added as keywords, which become Outlook categories.
+fn with_labels(message: &Upload) -> Flags {
+    let mut flags = message.flags.clone();
+    for label in &message.labels {
+        if !flags.has(label) {
+            flags.0.push(label.clone());
+        }
+    }
+    flags
+}
+
+async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
+    let stamp = stamp_of(message);
+    if message.raw.len() <= BLOCKING_ABOVE {
+        return json::build_stamped(&message.raw, &with_labels(message), message.internal_date, Some(&stamp));
+    }
+    let (raw, flags, date) = (message.raw.clone(), with_labels(message), message.internal_date);
+    tokio::task::spawn_blocking(move || json::build_stamped(&raw, &flags, date, Some(&stamp)))
+        .await
+        .map_err(|e| format!("conversion failed: {e}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(status: u16, code: &str, message: &str) -> Failure {
+        let body = serde_json::to_vec(&serde_json::json!({"error": {"code": code, "message": message}})).unwrap();
+        super::super::failure::classify(status, None, &body, "import message")
+    }
+
+    #[test]
+    fn import_mime_unavailable_is_told_apart_from_a_bad_message() {
+        assert!(import_unavailable(&failure(
+            403,
+            "ErrorAccessDenied",
+            "Access is denied. Check credentials and try again."
+        )));
+        assert!(import_unavailable(&failure(
+            400,
+            "BadRequest",
+            "Resource not found for the segment 'importMime'."
+        )));
+        assert!(import_unavailable(&failure(404, "UnknownError", "")));
+        assert!(import_unavailable(&failure(405, "", "")));
+        assert!(!import_unavailable(&failure(
+            400,
+            "ErrorMimeContentInvalidBase64String",
+            "Invalid base64 string for MIME content."
+        )));
+        assert!(!import_unavailable(&failure(
+            404,
+            "ErrorItemNotFound",
+            "The specified object was not found in the store."
+        )));
+        assert!(!import_unavailable(&failure(
+            404,
+            "ErrorInvalidUser",
+            "The requested user is invalid."
+        )));
+        assert!(!import_unavailable(&failure(429, "ApplicationThrottled", "")));
+        assert!(!import_unavailable(&failure(500, "", "")));
+    }
+
+    fn created(is_read: bool, flag: Option<&str>, categories: &[&str]) -> CreatedMessage {
+        CreatedMessage {
+            id: "m1".into(),
+            is_read: Some(is_read),
+            flag: flag.map(|f| api::FollowupFlag { flag_status: f.into() }),
+            categories: Some(categories.iter().map(|c| c.to_string()).collect()),
+            received_date_time: None,
+        }
+    }
+
+    #[test]
+    fn only_differences_are_patched() {
+        let flags = Flags::from_wire("\\Seen \\Flagged Work");
+        assert!(state_patch(&flags, Some(&created(true, Some("flagged"), &["work"]))).is_empty());
+        let p = state_patch(&flags, Some(&created(false, Some("notFlagged"), &[])));
+        assert_eq!(p.is_read, Some(true));
+        assert_eq!(p.flag.unwrap().flag_status, "flagged");
+        assert_eq!(p.categories, Some(vec!["Work".to_owned()]));
+        // Unread and unflagged, as Exchange created it: nothing to do.
+        assert!(state_patch(&Flags::default(), Some(&created(false, None, &[]))).is_empty());
+        // Exchange added a category the source does not have: removed.
+        let p = state_patch(&Flags::default(), Some(&created(false, None, &["Imported"])));
+        assert_eq!(p.categories, Some(vec![]));
+        // State unknown (found after an interrupted create): set it all.
+        let p = state_patch(&Flags::from_wire("\\Seen"), None);
+        assert_eq!(
+            (p.is_read, p.flag.map(|f| f.flag_status), p.categories),
+            (Some(true), Some("notFlagged".into()), None)
+        );
+    }
+
+    #[test]
+    fn upload_urls_must_be_https_or_loopback() {
+        assert!(
+            check_upload_url(
+                "https://outlook.office.com/api/gv1.0/users('x')/messages('y')/AttachmentSessions('z')?authtoken=t"
+            )
+            .is_ok()
+        );
+        assert!(check_upload_url("http://127.0.0.1:9999/upload/1").is_ok());
+        assert!(check_upload_url("http://attacker.example/upload").is_err());
+    }
+}
