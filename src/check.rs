@@ -235,7 +235,7 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
     if let Some(p) = &ctx.maildir_problem {
         out.problems.push(format!("target: {p}"));
     }
-    match ctx.target.open(user).await {
+    match ctx.target.open(&user.target_login()).await {
         Ok(mut session) => {
             let inbox = TargetFolder {
                 anchor: Some(FolderRole::Inbox),

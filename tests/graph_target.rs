@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use cutover::error::ErrorKind;
+use cutover::model::TargetLogin;
 use cutover::model::{Flags, FolderRole, TargetFolder, Upload};
-use cutover::roster::UserJob;
 use cutover::secret::Secret;
 use cutover::settings::{GraphCredential, GraphSettings, GraphWriteMode};
 use cutover::target::Target;
@@ -97,15 +97,12 @@ impl Emu {
     }
 }
 
-fn user(email: &str) -> UserJob {
-    UserJob {
+fn user(email: &str) -> TargetLogin {
+    TargetLogin {
         email: email.into(),
-        username: email.into(),
-        password: Secret::new("unused"),
-        user_root: None,
-        target_username: None,
-        target_password: None,
-        line: 2,
+        login: None,
+        secret: None,
+        users_file_line: 2,
     }
 }
 

@@ -43,8 +43,8 @@ use sha2::{Digest, Sha256};
 
 use cutover::error::ErrorKind;
 use cutover::imap::{Compression, Endpoint, Security};
+use cutover::model::TargetLogin;
 use cutover::model::{Flags, FolderRole, TargetFolder, Upload};
-use cutover::roster::UserJob;
 use cutover::secret::Secret;
 use cutover::settings::{GraphCredential, GraphSettings, GraphWriteMode, TargetSettings};
 use cutover::target::{Inventoried, Target};
@@ -699,7 +699,7 @@ enum Store {
 /// One target with its store and a user.
 struct Fixture {
     target: Arc<dyn Target>,
-    user: UserJob,
+    user: TargetLogin,
     store: Store,
     failure: Failure,
     sizes: SizeRule,
@@ -707,15 +707,12 @@ struct Fixture {
     describes_as: &'static str,
 }
 
-fn user_job() -> UserJob {
-    UserJob {
+fn user_job() -> TargetLogin {
+    TargetLogin {
         email: USER.into(),
-        username: USER.into(),
-        password: Secret::new("unused"),
-        user_root: None,
-        target_username: None,
-        target_password: None,
-        line: 2,
+        login: None,
+        secret: None,
+        users_file_line: 2,
     }
 }
 

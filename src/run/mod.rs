@@ -317,7 +317,8 @@ async fn open_source(shared: &Shared, user: &UserJob, retry: bool) -> Result<Hel
 }
 
 async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
-    with_retries(shared, &user.email, || shared.run.target.open(user)).await
+    let login = user.target_login();
+    with_retries(shared, &user.email, || shared.run.target.open(&login)).await
 }
 
 /// Before a retry: logs the wait; when the server pushed back, holds back

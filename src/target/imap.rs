@@ -13,10 +13,10 @@ use tokio_rustls::rustls;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quote};
+use crate::model::TargetLogin;
 use crate::model::role_from_name;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::oauth::TokenSource;
-use crate::roster::UserJob;
 use crate::secret::Secret;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform::{append_flags, escape_separator};
@@ -50,14 +50,14 @@ impl ImapTarget {
         })
     }
 
-    fn credentials(&self, user: &UserJob) -> Result<(String, Secret)> {
+    fn credentials(&self, user: &TargetLogin) -> Result<(String, Secret)> {
         match (&self.login, &self.password) {
             (Some(template), Some(password)) => Ok((template.replace("{email}", &user.email), password.clone())),
-            _ => match (&user.target_username, &user.target_password) {
+            _ => match (&user.login, &user.secret) {
                 (Some(u), Some(p)) => Ok((u.clone(), p.clone())),
                 _ => Err(Error::fatal(format!(
                     "no target login for {} (users file line {}): fill TargetUserName and TargetPassword, or set [target] login and password_env",
-                    user.email, user.line
+                    user.email, user.users_file_line
                 ))),
             },
         }
@@ -65,13 +65,13 @@ impl ImapTarget {
 }
 
 impl Target for ImapTarget {
-    fn open<'a>(&'a self, user: &'a UserJob) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
         async move {
             let mut conn = match &self.tokens {
                 Some(tokens) => {
                     let login = match &self.login {
                         Some(template) => template.replace("{email}", &user.email),
-                        None => user.target_username.clone().unwrap_or_else(|| user.email.clone()),
+                        None => user.login.clone().unwrap_or_else(|| user.email.clone()),
                     };
                     let token = tokens.token(&login).await.map_err(|e| e.context("target"))?;
                     let conn = Conn::login_xoauth2(&self.endpoint, &self.tls, &login, &token).await;

@@ -10,8 +10,8 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::model::TargetLogin;
 use crate::model::{FolderRole, TargetFolder, Upload};
-use crate::roster::UserJob;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform::maildir_flags;
 use crate::utf7;
@@ -27,7 +27,7 @@ impl MaildirTarget {
 }
 
 impl Target for MaildirTarget {
-    fn open<'a>(&'a self, user: &'a UserJob) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
         async move {
             if user.email.contains(['/', '\0']) || user.email.starts_with('.') {
                 return Err(Error::fatal(format!(

@@ -11,8 +11,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::error::{Error, Result};
+use crate::model::TargetLogin;
 use crate::model::{ItemKind, TargetFolder, Upload};
-use crate::roster::UserJob;
 
 /// What a kind of target can do beyond storing a message, declared up front
 /// so that callers ask instead of trying an operation and matching on the
@@ -64,7 +64,7 @@ pub struct Inventoried {
 pub trait Target: Send + Sync {
     /// Opens a session writing into one user's mailbox. `run` opens several
     /// per mailbox for parallel uploads.
-    fn open<'a>(&'a self, user: &'a UserJob) -> BoxFuture<'a, Result<Box<dyn TargetSession>>>;
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> BoxFuture<'a, Result<Box<dyn TargetSession>>>;
 
     /// One line for logs and the run header ("IMAP 127.0.0.1:143").
     fn describe(&self) -> String;

@@ -336,7 +336,7 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         }
     }
 
-    let mut target = ctx.target.open(user).await?;
+    let mut target = ctx.target.open(&user.target_login()).await?;
     let result = compare_groups(&mut out, target.as_mut(), &groups, &scanned, &skipped, &known).await;
     target.close().await;
     result?;

@@ -58,9 +58,9 @@ use self::config::{GRAPH_KEYS, GraphSettings, GraphWriteMode};
 use self::failure::Failure;
 use self::throttle::MailboxLimits;
 use crate::error::{Error, Result};
+use crate::model::TargetLogin;
 use crate::model::{TargetFolder, Upload};
 use crate::oauth::{EntraApp, TokenSettings, TokenSource};
-use crate::roster::UserJob;
 use crate::target::{Inventoried, Target, TargetSession};
 
 /// Characters left as they are in a URL path segment (RFC 3986 pchar);
@@ -216,13 +216,13 @@ fn mode_name(mode: GraphWriteMode) -> &'static str {
 }
 
 impl Target for GraphTarget {
-    fn open<'a>(&'a self, user: &'a UserJob) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
         async move {
             let email = user.email.trim().to_owned();
             if email.is_empty() {
                 return Err(Error::fatal(format!(
                     "users file line {}: EmailAddress is empty",
-                    user.line
+                    user.users_file_line
                 )));
             }
             let inner = self.inner.clone();
