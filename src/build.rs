@@ -16,7 +16,7 @@ use crate::pace::{InFlightBudget, Limits as PaceLimits, RetryPolicy};
 use crate::plan;
 use crate::roster::UserJob;
 use crate::scope;
-use crate::settings::{Settings, TargetSettings};
+use crate::settings::{Settings, SourceSettings, TargetSettings};
 use crate::source::{ImapSource, MboxSource, Source};
 use crate::target::{Target, graph::GraphTarget, imap::ImapTarget, maildir::MaildirTarget};
 
@@ -34,14 +34,16 @@ impl From<CheckpointError> for StartError {
 /// The source the settings describe: an IMAP server (logging in with OAuth
 /// tokens when `[source] auth = "xoauth2"`) or each user's Takeout mbox.
 pub fn source(settings: &Settings) -> Result<Source, StartError> {
-    if let Some(path) = &settings.mbox {
-        return Ok(Source::Mbox(MboxSource::new(path.clone())));
-    }
-    let source = ImapSource::new(settings.source.clone()).map_err(|e| StartError(e.message))?;
-    Ok(Source::Imap(match &settings.source_tokens {
-        Some(tokens) => source.with_tokens(crate::oauth::TokenSource::new(tokens.clone(), settings.source.timeout)),
-        None => source,
-    }))
+    Ok(match &settings.source {
+        SourceSettings::Mbox { path } => Source::Mbox(MboxSource::new(path.clone())),
+        SourceSettings::Imap { endpoint, tokens } => {
+            let source = ImapSource::new(endpoint.clone()).map_err(|e| StartError(e.message))?;
+            Source::Imap(match tokens {
+                Some(tokens) => source.with_tokens(crate::oauth::TokenSource::new(tokens.clone(), endpoint.timeout)),
+                None => source,
+            })
+        }
+    })
 }
 
 /// The target the settings describe.

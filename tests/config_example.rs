@@ -10,7 +10,7 @@ fn the_shipped_example_parses_with_its_documented_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let s = cutover::settings::parse(&text, &path, &|_| None).expect("config.example.toml parses");
-    assert_eq!(s.source.port, 993);
+    assert_eq!(s.source.endpoint().unwrap().port, 993);
     assert_eq!(s.limits.max_items, 500_000);
     assert_eq!(s.limits.max_message_bytes, 36_700_160);
     assert_eq!(s.run.connections_per_user, 4);
@@ -18,7 +18,7 @@ fn the_shipped_example_parses_with_its_documented_defaults() {
     assert!(text.contains("max_in_flight_bytes = 100663296"));
     // COMPRESS=DEFLATE, beyond the local networks by default on both IMAP
     // sides.
-    assert_eq!(s.source.compress, Compression::Auto);
+    assert_eq!(s.source.endpoint().unwrap().compress, Compression::Auto);
     assert!(
         matches!(&s.target, cutover::settings::TargetSettings::Imap { endpoint, .. } if endpoint.compress == Compression::Auto),
         "the example's IMAP target compresses beyond the local networks by default"

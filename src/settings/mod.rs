@@ -1,0 +1,395 @@
+//! Reads `cutover.toml` into validated, built values. Every key has a
+//! default documented in `config.example.toml`; an unknown key is an error
+//! that names it, so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::imap::{Compression, Endpoint, Security, is_loopback_host};
+use crate::oauth::config::{OAuthKeys, token_settings};
+use crate::secret::Secret;
+
+mod file;
+use file::*;
+
+/// Largest message size an admin may allow (Exchange Online's ceiling).
+pub const MAX_MESSAGE_BYTES_CEILING: u64 = 150 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Settings {
+    pub source: SourceSettings,
+    /// How a label-based source (Gmail, or any server with an All Mail
+    /// folder) is copied: `[source] gmail_labels`, `copy_junk`, `copy_trash`.
+    pub labels: crate::labels::Rules,
+    pub target: TargetSettings,
+    pub limits: Limits,
+    pub state_path: PathBuf,
+    pub run: RunSettings,
+    /// The shard this run is (`--shard K/N`, from the command line, never
+    /// the config file); `None` for a run over the whole users file.
+    pub shard: Option<crate::shard::Shard>,
+}
+
+/// Where mail is read from.
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    Imap {
+        endpoint: Endpoint,
+        /// `[source] auth = "xoauth2"`: where the OAuth tokens come from;
+        /// `None` logs in with the users file's passwords.
+        tokens: Option<crate::oauth::TokenSettings>,
+    },
+    /// `[source] kind = "mbox"`: each user's Google Takeout export, a path
+    /// with `{email}` (relative paths resolved against the config file).
+    Mbox { path: PathBuf },
+}
+
+impl SourceSettings {
+    /// The IMAP server, for an IMAP source.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match self {
+            SourceSettings::Imap { endpoint, .. } => Some(endpoint),
+            SourceSettings::Mbox { .. } => None,
+        }
+    }
+
+    /// Where the IMAP source's OAuth tokens come from, if it uses them.
+    pub fn tokens(&self) -> Option<&crate::oauth::TokenSettings> {
+        match self {
+            SourceSettings::Imap { tokens, .. } => tokens.as_ref(),
+            SourceSettings::Mbox { .. } => None,
+        }
+    }
+
+    /// The Takeout path template, for an mbox source.
+    pub fn mbox_path(&self) -> Option<&Path> {
+        match self {
+            SourceSettings::Mbox { path } => Some(path),
+            SourceSettings::Imap { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum TargetSettings {
+    Imap {
+        endpoint: Endpoint,
+        /// Login template such as `{email}*admin`; `None` means the users
+        /// file's TargetUserName/TargetPassword columns.
+        login: Option<String>,
+        password: Option<Secret>,
+        /// `auth = "xoauth2"`: where the tokens come from.
+        tokens: Option<crate::oauth::TokenSettings>,
+    },
+    Maildir {
+        path: PathBuf,
+    },
+    /// Exchange Online through Microsoft Graph.
+    Graph(GraphSettings),
+}
+
+/// The Graph target's options are its own; these names stay for callers
+/// that reach them through the settings.
+pub use crate::target::graph::config::{GraphCredential, GraphSettings, GraphWriteMode};
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_items: u64,
+    pub max_message_bytes: u64,
+    pub exclude: Vec<String>,
+    /// Connection caps, login rate and read/write rates for `pace`.
+    pub pace: crate::pace::Caps,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub parallel_users: usize,
+    pub connections_per_user: usize,
+    pub batch_messages: usize,
+    pub batch_bytes: u64,
+    pub max_in_flight_bytes: u64,
+    pub max_attempts: u32,
+}
+
+/// Why a config was refused; always names the file and what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text; `env` looks up environment variables (injected so
+/// tests need not touch the process environment).
+pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let file: File = toml::from_str(text).map_err(|e| {
+        ConfigError(format!(
+            "config {} is invalid: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })?;
+    let bad = |msg: String| ConfigError(format!("config {}: {msg}", path.display()));
+    // Relative paths in the config are relative to the config file, so a
+    // run behaves the same from any working directory.
+    let base = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+
+    let labels = crate::labels::Rules {
+        mode: file.source.gmail_labels,
+        keep_junk: file.source.copy_junk,
+        keep_trash: file.source.copy_trash,
+    };
+    if file.source.auth == SourceAuth::Xoauth2 && file.source.kind == SourceKind::Mbox {
+        return Err(bad(
+            "[source] auth = \"xoauth2\" is for an IMAP source, not kind = \"mbox\"".into(),
+        ));
+    }
+    let src = &file.source;
+    let source_tokens = token_settings(
+        OAuthKeys {
+            section: "source",
+            xoauth2: src.auth == SourceAuth::Xoauth2,
+            token_command: &src.token_command,
+            tenant_id: &src.oauth_tenant_id,
+            client_id: &src.oauth_client_id,
+            client_secret_env: &src.oauth_client_secret_env,
+            certificate_file: &src.oauth_certificate_file,
+            private_key_file: &src.oauth_private_key_file,
+            authority: &src.oauth_authority,
+            service_account_file: &src.oauth_service_account_file,
+        },
+        &resolve,
+        env,
+    )
+    .map_err(bad)?;
+    let source = match file.source.kind {
+        SourceKind::Imap => {
+            if file.source.path.is_some() {
+                return Err(bad(
+                    "[source] path is for kind = \"mbox\" (a Google Takeout export); an IMAP source needs host".into(),
+                ));
+            }
+            let host = file.source.host.ok_or_else(|| {
+                bad("[source] host is missing: the IMAP server to copy from (or kind = \"mbox\" with path for a Google Takeout export)".into())
+            })?;
+            let endpoint = endpoint(
+                "source",
+                host,
+                file.source.port,
+                file.source.security,
+                file.source.ca_file.map(|p| resolve(&p)),
+                file.source.timeout_seconds,
+                file.source.compress,
+            )
+            .map_err(bad)?;
+            SourceSettings::Imap {
+                endpoint,
+                tokens: source_tokens,
+            }
+        }
+        SourceKind::Mbox => {
+            if file.source.host.is_some() {
+                return Err(bad(
+                    "[source] host is for an IMAP source; kind = \"mbox\" reads path".into()
+                ));
+            }
+            let path = file.source.path.ok_or_else(|| {
+                bad("[source] kind = \"mbox\" needs path, the Takeout .mbox of each user with {email}, e.g. \"takeout/{email}.mbox\"".into())
+            })?;
+            SourceSettings::Mbox { path: resolve(&path) }
+        }
+    };
+
+    let target = match file.target {
+        TargetSection::Imap(t) => {
+            let endpoint = endpoint(
+                "target",
+                t.host,
+                t.port,
+                t.security,
+                t.ca_file.map(|p| resolve(&p)),
+                t.timeout_seconds,
+                t.compress,
+            )
+            .map_err(bad)?;
+            let tokens = token_settings(
+                OAuthKeys {
+                    section: "target",
+                    xoauth2: t.auth == SourceAuth::Xoauth2,
+                    token_command: &t.token_command,
+                    tenant_id: &t.oauth_tenant_id,
+                    client_id: &t.oauth_client_id,
+                    client_secret_env: &t.oauth_client_secret_env,
+                    certificate_file: &t.oauth_certificate_file,
+                    private_key_file: &t.oauth_private_key_file,
+                    authority: &t.oauth_authority,
+                    service_account_file: &t.oauth_service_account_file,
+                },
+                &resolve,
+                env,
+            )
+            .map_err(bad)?;
+            if tokens.is_some() && t.password_env.is_some() {
+                return Err(bad(
+                    "[target] auth = \"xoauth2\" logs in with tokens: remove password_env (login, default \"{email}\", names the mailbox)".into(),
+                ));
+            }
+            let password = match &t.password_env {
+                Some(var) => Some(Secret::new(env(var).ok_or_else(|| {
+                    bad(format!(
+                        "[target] password_env names {var}, which is not set in the environment"
+                    ))
+                })?)),
+                None => None,
+            };
+            if let Some(login) = &t.login
+                && password.is_none()
+                && tokens.is_none()
+            {
+                return Err(bad(format!(
+                    "[target] login = {login:?} needs password_env (the variable holding that login's password)"
+                )));
+            }
+            if t.login.is_none() && password.is_some() {
+                return Err(bad("[target] password_env is set but login is not; set login (e.g. \"{email}*admin\") or remove password_env to use the users file's TargetUserName/TargetPassword".into()));
+            }
+            TargetSettings::Imap {
+                endpoint,
+                login: t.login,
+                password,
+                tokens,
+            }
+        }
+        TargetSection::Maildir(m) => TargetSettings::Maildir { path: resolve(&m.path) },
+        TargetSection::Graph(g) => {
+            TargetSettings::Graph(crate::target::graph::config::graph_settings(g, &resolve, env).map_err(bad)?)
+        }
+    };
+
+    let limits = file.limits;
+    if limits.max_message_bytes == 0 || limits.max_message_bytes > MAX_MESSAGE_BYTES_CEILING {
+        return Err(bad(format!(
+            "[limits] max_message_bytes = {} is out of range (1 to {MAX_MESSAGE_BYTES_CEILING}, 150 MiB)",
+            limits.max_message_bytes
+        )));
+    }
+    if limits.max_items == 0 {
+        return Err(bad("[limits] max_items must be at least 1".into()));
+    }
+    for glob in &limits.exclude {
+        globset::Glob::new(glob).map_err(|e| bad(format!("[limits] exclude pattern {glob:?} is invalid: {e}")))?;
+    }
+
+    let r = file.run;
+    for (name, v) in [
+        ("parallel_users", r.parallel_users),
+        ("connections_per_user", r.connections_per_user),
+        ("batch_messages", r.batch_messages),
+    ] {
+        if v == 0 {
+            return Err(bad(format!("[run] {name} must be at least 1")));
+        }
+    }
+    if r.connections_per_user > 64 {
+        return Err(bad(
+            "[run] connections_per_user above 64 would trip every server's limits".into(),
+        ));
+    }
+    for (name, v) in [
+        (
+            "max_connections_per_source_host",
+            limits.max_connections_per_source_host,
+        ),
+        ("max_connections_per_user", limits.max_connections_per_user),
+        ("logins_per_second", limits.logins_per_second as usize),
+    ] {
+        if v == 0 {
+            return Err(bad(format!("[limits] {name} must be at least 1")));
+        }
+    }
+    if r.connections_per_user > limits.max_connections_per_user {
+        return Err(bad(format!(
+            "[run] connections_per_user = {} is above [limits] max_connections_per_user = {}; lower the first or raise the cap (Gmail allows about 15 per account, Dovecot 10 per user and IP by default)",
+            r.connections_per_user, limits.max_connections_per_user
+        )));
+    }
+    if r.max_in_flight_bytes < 1024 * 1024 {
+        return Err(bad("[run] max_in_flight_bytes must be at least 1048576 (1 MiB)".into()));
+    }
+
+    Ok(Settings {
+        source,
+        labels,
+        target,
+        limits: Limits {
+            max_items: limits.max_items,
+            max_message_bytes: limits.max_message_bytes,
+            exclude: limits.exclude,
+            pace: crate::pace::Caps {
+                connections_per_source_host: limits.max_connections_per_source_host,
+                connections_per_user: limits.max_connections_per_user,
+                logins_per_second: limits.logins_per_second,
+                source_messages_per_second: limits.source_messages_per_second,
+                source_bytes_per_second: limits.source_bytes_per_second,
+                target_messages_per_second: limits.target_messages_per_second,
+                target_bytes_per_second: limits.target_bytes_per_second,
+            },
+        },
+        state_path: resolve(&file.state.path),
+        run: RunSettings {
+            parallel_users: r.parallel_users,
+            connections_per_user: r.connections_per_user,
+            batch_messages: r.batch_messages,
+            batch_bytes: r.batch_bytes.max(1),
+            max_in_flight_bytes: r.max_in_flight_bytes,
+            max_attempts: r.max_attempts.max(1),
+        },
+        shard: None,
+    })
+}
+
+fn endpoint(
+    section: &str,
+    host: String,
+    port: Option<u16>,
+    security: Security,
+    ca_file: Option<PathBuf>,
+    timeout_seconds: u64,
+    compress: Compression,
+) -> Result<Endpoint, String> {
+    if host.trim().is_empty() {
+        return Err(format!("[{section}] host is empty"));
+    }
+    if security == Security::Plain && !is_loopback_host(&host) {
+        return Err(format!(
+            "[{section}] security = \"plain\" is only allowed to loopback addresses (host is {host}); use \"tls\" or \"starttls\""
+        ));
+    }
+    if let Some(ca) = &ca_file
+        && !ca.is_file()
+    {
+        return Err(format!("[{section}] ca_file {} does not exist", ca.display()));
+    }
+    if timeout_seconds == 0 {
+        return Err(format!("[{section}] timeout_seconds must be at least 1"));
+    }
+    let port = port.unwrap_or(match security {
+        Security::Tls => 993,
+        _ => 143,
+    });
+    Ok(Endpoint {
+        host,
+        port,
+        security,
+        ca_file,
+        timeout: Duration::from_secs(timeout_seconds),
+        compress,
+    })
+}
+
+#[cfg(test)]
+mod tests;
