@@ -128,6 +128,39 @@ pub fn append_flags(flags: &Flags, labels: &[String]) -> String {
     out.join(" ")
 }
 
+/// IMAP keywords that become Outlook categories: user keywords, not system
+/// flags (`\Seen`) nor the `$`-prefixed conventions (`$Forwarded`,
+/// `$MDNSent`, `$Label1`), which are client state rather than labels.
+pub fn outlook_categories(flags: &Flags) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in &flags.0 {
+        if f.is_empty() || f.starts_with('$') || f.starts_with('\\') {
+            continue;
+        }
+        if !out.iter().any(|c| c.eq_ignore_ascii_case(f)) {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// The Graph follow-up flag status for IMAP `\Flagged`.
+pub fn outlook_flag_status(flags: &Flags) -> &'static str {
+    if flags.flagged() { "flagged" } else { "notFlagged" }
+}
+
+/// A message's flags with its labels (from a label-based source such as
+/// Gmail) added as keywords, which become Outlook categories.
+pub fn flags_with_labels(flags: &Flags, labels: &[String]) -> Flags {
+    let mut flags = flags.clone();
+    for label in labels {
+        if !flags.has(label) {
+            flags.0.push(label.clone());
+        }
+    }
+    flags
+}
+
 /// Maildir info letters (sorted, as the spec requires) for system flags.
 pub fn maildir_flags(flags: &Flags) -> String {
     let mut letters: Vec<char> = Vec::new();

@@ -131,7 +131,10 @@ impl GraphSession {
         // Always sent: besides read state and flag it carries the stamp
         // that lets a later run find this message (importMime takes no
         // properties, and the MIME is not to be rewritten).
-        let mut patch = state_patch(&with_labels(message), state.as_ref());
+        let mut patch = state_patch(
+            &crate::transform::flags_with_labels(&message.flags, &message.labels),
+            state.as_ref(),
+        );
         patch.single_value_extended_properties = Some(stamp_of(message).properties());
         if let Err(e) = self.patch(&id, &patch).await {
             self.discard(&id).await;
@@ -194,7 +197,10 @@ impl GraphSession {
     /// Completes a copy found unstamped (an import cut short before its
     /// PATCH): read state, flag, categories and stamp.
     pub(super) async fn finish(&self, id: &str, message: &Upload) -> Result<()> {
-        let mut patch = state_patch(&with_labels(message), None);
+        let mut patch = state_patch(
+            &crate::transform::flags_with_labels(&message.flags, &message.labels),
+            None,
+        );
         patch.single_value_extended_properties = Some(stamp_of(message).properties());
         self.patch(id, &patch).await
     }
@@ -426,24 +432,21 @@ async fn encode_base64(raw: Bytes) -> Bytes {
         .expect("base64 encoding does not panic")
 }
 
-/// The message's flags with its labels (from a label-based source such as
-/// Gmail) added as keywords, which become Outlook categories.
-fn with_labels(message: &Upload) -> Flags {
-    let mut flags = message.flags.clone();
-    for label in &message.labels {
-        if !flags.has(label) {
-            flags.0.push(label.clone());
-        }
-    }
-    flags
-}
-
 async fn build_json(message: &Upload) -> std::result::Result<json::JsonMessage, String> {
     let stamp = stamp_of(message);
     if message.raw.len() <= BLOCKING_ABOVE {
-        return json::build_stamped(&message.raw, &with_labels(message), message.internal_date, Some(&stamp));
+        return json::build_stamped(
+            &message.raw,
+            &crate::transform::flags_with_labels(&message.flags, &message.labels),
+            message.internal_date,
+            Some(&stamp),
+        );
     }
-    let (raw, flags, date) = (message.raw.clone(), with_labels(message), message.internal_date);
+    let (raw, flags, date) = (
+        message.raw.clone(),
+        crate::transform::flags_with_labels(&message.flags, &message.labels),
+        message.internal_date,
+    );
     tokio::task::spawn_blocking(move || json::build_stamped(&raw, &flags, date, Some(&stamp)))
         .await
         .map_err(|e| format!("conversion failed: {e}"))?

@@ -45,26 +45,7 @@ pub struct JsonMessage {
     pub deferred: Vec<Attachment>,
 }
 
-/// IMAP keywords that become Outlook categories: user keywords, not system
-/// flags (`\Seen`) nor the `$`-prefixed conventions (`$Forwarded`,
-/// `$MDNSent`, `$Label1`), which are client state rather than labels.
-pub fn categories(flags: &Flags) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for f in &flags.0 {
-        if f.is_empty() || f.starts_with('$') || f.starts_with('\\') {
-            continue;
-        }
-        if !out.iter().any(|c| c.eq_ignore_ascii_case(f)) {
-            out.push(f.clone());
-        }
-    }
-    out
-}
-
-/// The Graph follow-up flag status for IMAP `\Flagged`.
-pub fn flag_status(flags: &Flags) -> &'static str {
-    if flags.flagged() { "flagged" } else { "notFlagged" }
-}
+pub use crate::transform::{outlook_categories as categories, outlook_flag_status as flag_status};
 
 /// `<id>` as Graph's internetMessageId spells it, from a Message-ID with
 /// or without brackets.
