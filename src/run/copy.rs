@@ -60,9 +60,23 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     let mut the_scope = scope::decide(&shared.run.scope, &scope_folders, label_based, &messages);
     let candidates: Vec<Candidate> = messages.iter().map(|m| m.candidate).collect();
     drop(messages);
-    let place_of = |i: usize| {
+    // Records message `i` as left out for `reason`; `announce` also tells
+    // the progress view, with that text.
+    let skip = |i: usize, reason: SkipReason, announce: Option<String>| {
         let (folder, row) = &folders[candidates[i].folder];
-        (row.id, folder.display())
+        let display = folder.display();
+        let place = Place {
+            user: email,
+            folder_id: row.id,
+            folder: &display,
+        };
+        let size = candidates[i].size;
+        settle(
+            shared,
+            place,
+            candidates[i].uid,
+            Fate::Skipped { reason, size, announce },
+        );
     };
 
     if label_based {
@@ -72,18 +86,7 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
         for &(i, reason) in &the_scope.by_labels {
             let state = candidates[i].state;
             if !shared.dry_run && !matches!(state, State::Copied | State::Gone) && state != State::Skipped(reason) {
-                let (folder_id, folder) = place_of(i);
-                let place = Place {
-                    user: email,
-                    folder_id,
-                    folder: &folder,
-                };
-                let fate = Fate::Skipped {
-                    reason,
-                    size: candidates[i].size,
-                    announce: None,
-                };
-                settle(shared, place, candidates[i].uid, fate);
+                skip(i, reason, None);
             }
         }
         tracing::info!(
@@ -114,18 +117,7 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     for &(i, reason) in &the_scope.by_plan {
         if candidates[i].state != State::Skipped(reason) {
             newly_skipped += 1;
-            let (folder_id, folder) = place_of(i);
-            let place = Place {
-                user: email,
-                folder_id,
-                folder: &folder,
-            };
-            let fate = Fate::Skipped {
-                reason,
-                size: candidates[i].size,
-                announce: Some(reason.as_str().to_owned()),
-            };
-            settle(shared, place, candidates[i].uid, fate);
+            skip(i, reason, Some(reason.as_str().to_owned()));
         }
     }
     if let Err(e) = super::scan::read_missing_headers(shared, user, &folders, &mut session).await {
@@ -169,19 +161,8 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     for b in batches {
         let (folder, row) = &folders[b.folder];
         if let Some(reason) = refused_folders.get(&b.folder) {
-            let display = folder.display();
             for &i in &b.items {
-                let place = Place {
-                    user: email,
-                    folder_id: row.id,
-                    folder: &display,
-                };
-                let fate = Fate::Skipped {
-                    reason: SkipReason::TargetRefused,
-                    size: candidates[i].size,
-                    announce: Some(reason.clone()),
-                };
-                settle(shared, place, candidates[i].uid, fate);
+                skip(i, SkipReason::TargetRefused, Some(reason.clone()));
             }
             continue;
         }
