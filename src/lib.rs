@@ -3,14 +3,16 @@
 //! until the MX record is switched.
 //!
 //! Data flows one way: users CSV ([`roster`]) → scan ([`source`]) →
-//! [`plan`] → fetch ([`source`]) → [`transform`] → upload ([`target`]) →
-//! [`checkpoint`]. [`run`] is the one place that wires them.
+//! [`scope`] (with [`labels`] and [`plan`]) → fetch ([`source`]) →
+//! [`transform`] → upload ([`target`]) → [`checkpoint`]. [`build`] turns
+//! the [`settings`] into built values once; [`run`] wires the migration.
 //!
-//! Around the migration, operator commands read what it left: [`check`]
-//! before (can every user log in, how much is there, how long will it
-//! take), [`verify`] after (does the target hold everything in scope) and
-//! [`report`] for the record (per-user statistics, every skipped or failed
-//! message, CSV/JSON/HTML).
+//! Around the migration, operator commands build the same way and decide
+//! scope the same way: [`check`] before (can every user log in, how much is
+//! there, how long will it take), [`verify`] after (does the target hold
+//! everything in scope), [`bench`] to size the source, and [`report`] for
+//! the record (per-user statistics, every skipped or failed message,
+//! CSV/JSON/HTML). ARCHITECTURE.md has the map.
 
 pub mod bench;
 pub mod build;

@@ -663,6 +663,43 @@ fn a_takeout_mbox_of_the_same_mail_gives_the_same_result() {
 }
 
 #[test]
+fn check_and_verify_read_a_takeout_export_as_migrate_does() {
+    let (email, password) = user(1);
+    let mb = mailbox();
+    let (kept, _, _) = counts(&mb);
+    let extra = from_lines_message();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("takeout")).unwrap();
+    std::fs::write(dir.path().join(format!("takeout/{email}.mbox")), takeout(&mb, &extra)).unwrap();
+    let target = imap_target(&email, &password);
+    let config = write_mbox_config(dir.path(), &target, "categories");
+    let users = write_users(dir.path(), &email, &password);
+    let u = users.to_str().unwrap();
+
+    // check sizes the export from its index, counting each message once.
+    let out = run(&["check", "--json", "--users", u], &config, &[]);
+    assert!(out.status.success(), "check: {}", explain(&out));
+    let checked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(checked["totals"]["messages"], (kept + 1) as u64, "{checked}");
+    assert_eq!(checked["users"][0]["source"]["size_method"], "mbox index", "{checked}");
+
+    migrate(&config, &users, &[]);
+    // verify applies migrate's scope to a fresh read of the export.
+    let out = run(&["verify", "--json", "--users", u], &config, &[]);
+    assert!(out.status.success(), "verify: {}", explain(&out));
+    let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verified["totals"]["missing"], 0, "{verified}");
+    assert_eq!(verified["totals"]["complete"], 1, "{verified}");
+
+    // A message lost from the target is missing, and verify says so.
+    target.doveadm(&["expunge", "-u", &email, "mailbox", "INBOX", "uid", "1"]);
+    let out = run(&["verify", "--json", "--users", u], &config, &[]);
+    assert_eq!(out.status.code(), Some(1), "verify: {}", explain(&out));
+    let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verified["totals"]["missing"], 1, "{verified}");
+}
+
+#[test]
 fn a_takeout_import_killed_mid_file_resumes_without_loss_or_duplicates() {
     let (email, password) = user(1);
     let mb = mailbox();
