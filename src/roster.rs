@@ -77,9 +77,11 @@ pub fn read_users_file(path: &Path) -> Result<Vec<UserJob>, RosterError> {
 /// Parses the CSV bytes; on failure returns every problem found.
 pub fn parse_users(data: &[u8]) -> Result<Vec<UserJob>, Vec<String>> {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    // Fields are trimmed one by one below: passwords are kept as written,
+    // spaces included, or the login would fail.
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
-        .trim(csv::Trim::All)
+        .trim(csv::Trim::None)
         .from_reader(data);
     let headers = match reader.byte_headers() {
         Ok(h) => h.clone(),
@@ -87,15 +89,32 @@ pub fn parse_users(data: &[u8]) -> Result<Vec<UserJob>, Vec<String>> {
     };
     let mut columns: HashMap<String, usize> = HashMap::new();
     let mut problems = Vec::new();
+    // A file without its header line has a user where the header should
+    // be: say so instead of listing that user's fields (and password) as
+    // unknown columns.
+    if headers
+        .iter()
+        .any(|raw| looks_like_address(String::from_utf8_lossy(raw).trim()))
+    {
+        return Err(vec![
+            "line 1 is a user, not the header: add the header line EmailAddress,UserName,Password (and optionally UserRoot, TargetUserName, TargetPassword) as the first line".to_owned(),
+        ]);
+    }
     for (i, raw) in headers.iter().enumerate() {
         let name = String::from_utf8_lossy(raw).trim().to_ascii_lowercase();
         if name.is_empty() {
             continue;
         }
         if !REQUIRED.contains(&name.as_str()) && !OPTIONAL.contains(&name.as_str()) {
+            // Only a cell that looks like a misspelt column name is shown;
+            // anything else may be a password.
+            let shown = if plausible_column_name(&name) {
+                format!("{:?}", String::from_utf8_lossy(raw).trim())
+            } else {
+                format!("number {} (its text is not shown: it may be a password)", i + 1)
+            };
             problems.push(format!(
-                "line 1: unknown column {:?} (expected EmailAddress, UserName, Password, and optionally UserRoot, TargetUserName, TargetPassword)",
-                String::from_utf8_lossy(raw)
+                "line 1: unknown column {shown} (expected EmailAddress, UserName, Password, and optionally UserRoot, TargetUserName, TargetPassword)"
             ));
             continue;
         }
@@ -130,7 +149,7 @@ pub fn parse_users(data: &[u8]) -> Result<Vec<UserJob>, Vec<String>> {
             }
         };
         let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
-        if record.iter().all(|f| f.is_empty()) {
+        if record.iter().all(|f| f.trim_ascii().is_empty()) {
             continue;
         }
         if record.len() < headers.len() {
@@ -146,7 +165,8 @@ pub fn parse_users(data: &[u8]) -> Result<Vec<UserJob>, Vec<String>> {
                 return Ok(None);
             };
             let raw = record.get(i).unwrap_or_default();
-            match std::str::from_utf8(raw) {
+            let secret = name == "password" || name == "targetpassword";
+            match std::str::from_utf8(raw).map(|s| if secret { s } else { s.trim() }) {
                 Ok("") => Ok(None),
                 Ok(s) => Ok(Some(s.to_owned())),
                 Err(_) => Err(format!(
@@ -253,6 +273,35 @@ fn looks_like_address(s: &str) -> bool {
     }
 }
 
+/// Whether an unknown header cell looks like a misspelt column name (a few
+/// letters off one of ours), so that showing it cannot leak a password.
+fn plausible_column_name(name: &str) -> bool {
+    name.len() <= 20
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '_' || c == '-')
+        && REQUIRED
+            .iter()
+            .chain(&OPTIONAL)
+            .any(|known| edit_distance(&name.replace([' ', '_', '-'], ""), known) <= 3)
+}
+
+/// Levenshtein distance between two short ASCII strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<u8> = b.bytes().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 fn display_column(name: &str) -> &'static str {
     match name {
         "emailaddress" => "EmailAddress",
@@ -311,5 +360,44 @@ mod tests {
     fn secrets_stay_out_of_debug_output() {
         let users = parse_users(b"EmailAddress,UserName,Password\na@x.test,a,TopSecret1\n").unwrap();
         assert!(!format!("{users:?}").contains("TopSecret1"));
+    }
+
+    #[test]
+    fn a_file_without_its_header_never_shows_a_field_of_the_first_user() {
+        for csv in [
+            "alice@x.test,alice,S3cretPw!\nbob@x.test,bob,Other1\n",
+            "alice,alice@x.test,hunter2\n",
+        ] {
+            let problems = parse_users(csv.as_bytes()).unwrap_err();
+            let text = problems.join("\n");
+            assert!(text.contains("not the header"), "{text}");
+            for field in ["S3cretPw!", "hunter2", "alice", "Other1"] {
+                assert!(!text.contains(field), "{field:?} shown in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_columns_are_named_only_when_they_look_like_a_misspelt_name() {
+        let problems = parse_users(b"EmailAddress,UserName,Pasword,Tr0ub4dor&3\na@x.test,a,p,q\n").unwrap_err();
+        let text = problems.join("\n");
+        assert!(text.contains("unknown column \"Pasword\""), "{text}");
+        assert!(text.contains("unknown column number 4"), "{text}");
+        assert!(!text.contains("Tr0ub4dor&3"), "{text}");
+        // A plain word far from every column name is not shown either.
+        let problems = parse_users(b"EmailAddress,UserName,Password,correcthorse\na@x.test,a,p,q\n").unwrap_err();
+        assert!(!problems.join("\n").contains("correcthorse"), "{problems:?}");
+    }
+
+    #[test]
+    fn passwords_keep_their_spaces_other_fields_are_trimmed() {
+        let csv = "EmailAddress , UserName,Password,TargetUserName,TargetPassword\n \
+                   a@x.test , a ,  two  spaces ,t , pw \n";
+        let users = parse_users(csv.as_bytes()).unwrap();
+        assert_eq!(users[0].email, "a@x.test");
+        assert_eq!(users[0].username, "a");
+        assert_eq!(users[0].password.expose(), "  two  spaces ");
+        assert_eq!(users[0].target_username.as_deref(), Some("t"));
+        assert_eq!(users[0].target_password.as_ref().map(|p| p.expose()), Some(" pw "));
     }
 }

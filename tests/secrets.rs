@@ -101,3 +101,61 @@ fn passwords_appear_in_no_log_output_state_or_report_even_at_trace_level() {
     );
     println!("secrets searched: {searched} (output, file) pairs, none found");
 }
+
+#[test]
+fn a_bad_users_file_never_shows_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cutover.toml"),
+        "[source]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n\n[target]\nkind = \"maildir\"\npath = \"mail\"\n",
+    )
+    .unwrap();
+    let secrets = ["S3cretPw!", "hunter2", "Tr0ub4dor&3", " spaced pw ", "p\u{e4}ss"];
+    let cases: [(&str, Vec<u8>); 6] = [
+        (
+            "no header",
+            b"alice@x.test,alice,S3cretPw!\nbob@x.test,bob,hunter2\n".to_vec(),
+        ),
+        ("login first", b"alice,alice@x.test,hunter2\n".to_vec()),
+        (
+            "password as a column",
+            b"EmailAddress,UserName,Password,Tr0ub4dor&3\na@x.test,a,S3cretPw!,x\n".to_vec(),
+        ),
+        (
+            "short row",
+            b"EmailAddress,UserName,Password\na@x.test,S3cretPw!\n".to_vec(),
+        ),
+        (
+            "empty address",
+            b"EmailAddress,UserName,Password\n,a,hunter2\nnot-an-address,b,S3cretPw!\n".to_vec(),
+        ),
+        (
+            "invalid UTF-8 in a later column",
+            [&b"EmailAddress,UserName,Password,TargetPassword\na@x.test,a, spaced pw ,p\xe4ss\xff\n"[..]].concat(),
+        ),
+    ];
+    let mut found = Vec::new();
+    for (name, csv) in &cases {
+        std::fs::write(dir.path().join("users.csv"), csv).unwrap();
+        for command in ["check", "migrate", "verify", "bench"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+                .args(["-vvv", command, "--config", "cutover.toml", "--users", "users.csv"])
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{name}, {command}: {}", explain(&out));
+            let text = [out.stdout, out.stderr].concat();
+            assert!(
+                String::from_utf8_lossy(&text).contains("users file"),
+                "{name}, {command}: the error names the users file: {}",
+                String::from_utf8_lossy(&text)
+            );
+            for secret in secrets {
+                if text.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                    found.push(format!("{secret:?} shown by {command} for {name}"));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
