@@ -115,14 +115,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
             shard,
             state,
         } => {
-            let settings = match settings::load(&config) {
+            let state_path = match settings::load_state_path(&config) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };
             let paths = match (state.is_empty(), shard) {
                 (false, _) => state,
-                (true, Some(shard)) => vec![shard.state_path(&settings.state_path)],
-                (true, None) => vec![settings.state_path],
+                (true, Some(shard)) => vec![shard.state_path(&state_path)],
+                (true, None) => vec![state_path],
             };
             match status::collect_many(&paths) {
                 Ok(report) => match print_result(json, &report, || status::render_table(&report)) {
@@ -183,11 +183,11 @@ async fn dispatch(cli: Cli) -> ExitCode {
                     }
                 },
             };
-            let settings = match settings::load(&config) {
+            let state_path = match settings::load_state_path(&config) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };
-            let collected = match report::collect(&settings.state_path) {
+            let collected = match report::collect(&state_path) {
                 Ok(r) => r,
                 Err(e) => return fail(&e),
             };

@@ -159,3 +159,45 @@ fn a_bad_users_file_never_shows_a_password() {
     }
     assert!(found.is_empty(), "{found:#?}");
 }
+
+#[test]
+fn status_and_report_read_the_state_db_without_any_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every secret this config names is missing from the environment.
+    std::fs::write(
+        dir.path().join("cutover.toml"),
+        "[source]\nhost = \"imap.example.test\"\nauth = \"xoauth2\"\noauth_tenant_id = \"11111111-2222-4333-8444-555555555555\"\n\
+         oauth_client_id = \"aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee\"\noauth_client_secret_env = \"CUTOVER_TEST_UNSET_SOURCE_SECRET\"\n\n\
+         [target]\nkind = \"imap\"\nhost = \"imap.example.test\"\nlogin = \"{email}*admin\"\n\
+         password_env = \"CUTOVER_TEST_UNSET_TARGET_PW\"\n\n[state]\npath = \"state.db\"\n",
+    )
+    .unwrap();
+    cutover::checkpoint::Checkpoint::open(&dir.path().join("state.db")).unwrap();
+    for args in [
+        &["status", "--config", "cutover.toml"][..],
+        &["status", "--json", "--config", "cutover.toml"],
+        &["report", "--config", "cutover.toml", "--output", "report.csv"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(args)
+            .env_remove("CUTOVER_TEST_UNSET_SOURCE_SECRET")
+            .env_remove("CUTOVER_TEST_UNSET_TARGET_PW")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", explain(&out));
+    }
+    // migrate still needs them, and says which.
+    std::fs::write(
+        dir.path().join("users.csv"),
+        "EmailAddress,UserName,Password\na@x.test,a,p\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["migrate", "--config", "cutover.toml", "--users", "users.csv"])
+        .env_remove("CUTOVER_TEST_UNSET_TARGET_PW")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
+}

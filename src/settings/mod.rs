@@ -117,26 +117,48 @@ pub struct RunSettings {
 pub struct ConfigError(pub String);
 
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
-    parse(&text, path, &|name| std::env::var(name).ok())
+    parse(&read(path)?, path, &|name| std::env::var(name).ok())
 }
 
-/// Parses config text; `env` looks up environment variables (injected so
-/// tests need not touch the process environment).
-pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-    let file: File = toml::from_str(text).map_err(|e| {
+/// The state DB's path alone, for the commands that only read the state DB
+/// (`status`, `report`): the file is checked as [`load`] checks its syntax
+/// and keys, but no secret is looked up or read, so these commands run
+/// without the migration's credentials.
+pub fn load_state_path(path: &Path) -> Result<PathBuf, ConfigError> {
+    let file = file_of(&read(path)?, path)?;
+    Ok(relative_to(path, &file.state.path))
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))
+}
+
+fn file_of(text: &str, path: &Path) -> Result<File, ConfigError> {
+    toml::from_str(text).map_err(|e| {
         ConfigError(format!(
             "config {} is invalid: {}",
             path.display(),
             e.to_string().trim_end()
         ))
-    })?;
+    })
+}
+
+/// Relative paths in the config are relative to the config file, so a run
+/// behaves the same from any working directory.
+fn relative_to(config: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// Parses config text; `env` looks up environment variables (injected so
+/// tests need not touch the process environment).
+pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let file = file_of(text, path)?;
     let bad = |msg: String| ConfigError(format!("config {}: {msg}", path.display()));
-    // Relative paths in the config are relative to the config file, so a
-    // run behaves the same from any working directory.
-    let base = path.parent().unwrap_or(Path::new("."));
-    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let resolve = |p: &Path| relative_to(path, p);
 
     let labels = crate::labels::Rules {
         mode: file.source.gmail_labels,
