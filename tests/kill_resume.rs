@@ -47,8 +47,13 @@ fn sigkill_at_random_moments_never_loses_or_duplicates() {
         .collect();
     lab.source.deliver(&user(2).0, "Hostile", &hostile);
     // Small batches and several connections: many commits and uploads in
-    // flight at any moment, so kills land mid-batch.
-    lab.write_config("[run]\nconnections_per_user = 3\nbatch_messages = 25\nparallel_users = 2\n");
+    // flight at any moment, so kills land mid-batch. Reads are paced so the
+    // copy takes longer than the 20 kills can (3,200 messages at 300/s
+    // against at most 20 × 400 ms), whatever the machine's speed: every
+    // kill lands on a running copy.
+    lab.write_config(
+        "[run]\nconnections_per_user = 3\nbatch_messages = 25\nparallel_users = 2\n\n[limits]\nsource_messages_per_second = 300\n",
+    );
     lab.write_users(&[user(1), user(2)]);
 
     let mut rng = fastrand::Rng::with_seed(2026);
