@@ -294,10 +294,15 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
         .with_ansi(std::io::stderr().is_terminal());
     let file_layer = match &cli.log_file {
         Some(path) => {
+            // Logs name mailboxes and folders: private to their owner, even
+            // when the file was there before.
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
+                .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)).map(|()| f))
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
             Some(
                 tracing_subscriber::fmt::layer()

@@ -201,3 +201,29 @@ fn status_and_report_read_the_state_db_without_any_credential() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
 }
+
+#[test]
+fn the_log_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("existing.log");
+    std::fs::write(&existing, "").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for log in [dir.path().join("new.log"), existing] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args([
+                "-v",
+                "--log-file",
+                log.to_str().unwrap(),
+                "status",
+                "--config",
+                "missing.toml",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", log.display());
+    }
+}

@@ -132,36 +132,91 @@ impl MessageFile {
 /// reported stored once it is in `cur/`). One result per message, in order;
 /// on the first failure it stops, so a shorter list means the rest were
 /// not written (every write failure is fatal: disk full, permissions).
+///
+/// Mail is private to its owner (files 0600) and durable before it is
+/// reported stored, since the checkpoint then records it as copied: every
+/// file's data is synced before its rename, and the directory after the
+/// renames. The syncs come after all the batch's writes, so the first one
+/// carries most of the batch to disk and the rest are cheap.
 fn write_files(dir: &Path, files: &[MessageFile]) -> Vec<Result<String>> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp_dir = dir.join("tmp");
     let cur_dir = dir.join("cur");
-    let mut out = Vec::with_capacity(files.len());
+    let mut written = Vec::with_capacity(files.len());
+    let mut failure = None;
     for f in files {
-        let name = format!("{}:2,{}", f.unique, f.flags);
         let tmp = tmp_dir.join(&f.unique);
-        let dest = cur_dir.join(&name);
         let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(f.internal_date.max(0) as u64);
-        let written = (|| {
-            let mut file = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+        let file = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io("cannot create", &tmp, e))?;
             file.write_all(&f.raw).map_err(|e| io("cannot write", &tmp, e))?;
             file.set_modified(mtime)
                 .map_err(|e| io("cannot set the date of", &tmp, e))?;
-            drop(file);
-            std::fs::rename(&tmp, &dest).map_err(|e| io("cannot move", &dest, e))
+            Ok(file)
         })();
-        match written {
-            Ok(()) => out.push(Ok(name)),
+        match file {
+            Ok(file) => written.push((file, tmp, f)),
             Err(e) => {
                 // A half-written file in tmp/ is never read, but on a full
                 // disk its space is worth giving back.
                 let _ = std::fs::remove_file(&tmp);
-                out.push(Err(e));
+                failure = Some(e);
                 break;
             }
         }
     }
+    let mut names = Vec::with_capacity(written.len());
+    let mut pending = written.into_iter();
+    for (file, tmp, f) in pending.by_ref() {
+        let name = format!("{}:2,{}", f.unique, f.flags);
+        let dest = cur_dir.join(&name);
+        let delivered = file
+            .sync_all()
+            .map_err(|e| io("cannot sync", &tmp, e))
+            .and_then(|()| std::fs::rename(&tmp, &dest).map_err(|e| io("cannot move", &dest, e)));
+        if let Err(e) = delivered {
+            let _ = std::fs::remove_file(&tmp);
+            failure = Some(e);
+            break;
+        }
+        names.push(name);
+    }
+    for (_, tmp, _) in pending {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let mut out: Vec<Result<String>> = Vec::with_capacity(files.len());
+    if !names.is_empty() {
+        // The renames themselves are durable once the directory is synced;
+        // until then a crash could lose them, so none counts as stored.
+        match std::fs::File::open(&cur_dir).and_then(|d| d.sync_all()) {
+            Ok(()) => out.extend(names.into_iter().map(Ok)),
+            Err(e) => {
+                out.push(Err(io("cannot sync", &cur_dir, e)));
+                return out;
+            }
+        }
+    }
+    if let Some(e) = failure {
+        out.push(Err(e));
+    }
     out
+}
+
+/// Creates `path` and its missing parents, private to their owner (0700).
+async fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&owned))
+        .await
+        .map_err(|e| Error::fatal(format!("cannot create {}: {e}", path.display())))?
+        .map_err(|e| io("cannot create", path, e))
 }
 
 impl TargetSession for MaildirSession {
@@ -174,16 +229,20 @@ impl TargetSession for MaildirSession {
             let dir = folder_dir(folder);
             let path = self.base.join(&dir);
             for sub in ["cur", "new", "tmp"] {
-                let p = path.join(sub);
-                tokio::fs::create_dir_all(&p)
-                    .await
-                    .map_err(|e| io("cannot create", &p, e))?;
+                create_private_dir(&path.join(sub)).await?;
             }
             if !dir.is_empty() {
                 let marker = path.join("maildirfolder");
-                tokio::fs::write(&marker, b"")
-                    .await
-                    .map_err(|e| io("cannot create", &marker, e))?;
+                let created = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&marker)
+                };
+                created.map_err(|e| io("cannot create", &marker, e))?;
             }
             Ok(dir)
         }
@@ -391,6 +450,32 @@ mod tests {
         // A single upload takes the same path and overwrites, not duplicates.
         assert_eq!(s.upload("", &messages[0]).await.unwrap(), names[0]);
         assert_eq!(std::fs::read_dir(dir.path().join("cur")).unwrap().count(), 3);
+    }
+
+    #[tokio::test]
+    async fn mail_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let mut s = MaildirSession {
+            base: root.path().join("user@example.test"),
+        };
+        let folder = TargetFolder {
+            anchor: None,
+            path: vec!["Projects".into()],
+        };
+        let dir = s.ensure_folder(&folder, None).await.unwrap();
+        let name = s
+            .upload(&dir, &message(1, "", "Subject: private\r\n\r\nbody"))
+            .await
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mailbox = root.path().join("user@example.test");
+        assert_eq!(mode(&mailbox), 0o700, "the mailbox");
+        for sub in ["cur", "new", "tmp"] {
+            assert_eq!(mode(&mailbox.join(&dir).join(sub)), 0o700, "{sub}/");
+        }
+        assert_eq!(mode(&mailbox.join(&dir).join("maildirfolder")), 0o600);
+        assert_eq!(mode(&mailbox.join(&dir).join("cur").join(&name)), 0o600, "the message");
     }
 
     #[tokio::test]
