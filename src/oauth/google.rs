@@ -52,11 +52,21 @@ impl GoogleServiceAccount {
             KeyError::NotRsa => format!("the private_key in {name} is not an RSA key"),
             KeyError::Unusable(e) => format!("the private_key in {name} is not a usable RSA key ({e})"),
         })?;
+        let token_uri = parsed
+            .token_uri
+            .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into());
+        // The assertion it is sent is as good as the key for an hour: only
+        // over https (plain http to loopback, for tests).
+        let url = reqwest::Url::parse(&token_uri).map_err(|e| format!("the token_uri in {name} is not a URL: {e}"))?;
+        let loopback = url.host_str().is_some_and(crate::imap::is_loopback_host);
+        if !(url.scheme() == "https" || url.scheme() == "http" && loopback) {
+            return Err(format!(
+                "the token_uri in {name} must be an https URL (it is {token_uri:?}); use the key file as Google Cloud issued it"
+            ));
+        }
         Ok(GoogleServiceAccount {
             client_email: parsed.client_email,
-            token_uri: parsed
-                .token_uri
-                .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+            token_uri,
             signer,
         })
     }
@@ -125,5 +135,37 @@ impl GoogleServiceAccount {
         let parsed: TokenResponse = serde_json::from_slice(&answer.body)
             .map_err(|_| Error::fatal(format!("the token response from {host} is not OAuth JSON")))?;
         Ok(parsed.into_token())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_file(token_uri: Option<&str>) -> String {
+        let mut json = serde_json::json!({
+            "client_email": "cutover@project.iam.gserviceaccount.com",
+            "private_key": include_str!("../../tests/data/graph-test-key.pem"),
+        });
+        if let Some(uri) = token_uri {
+            json["token_uri"] = uri.into();
+        }
+        json.to_string()
+    }
+
+    #[test]
+    fn the_token_uri_of_a_key_file_must_be_https() {
+        let file = std::path::Path::new("sa.json");
+        let default = GoogleServiceAccount::from_json(&key_file(None), file).unwrap();
+        assert_eq!(default.token_uri, "https://oauth2.googleapis.com/token");
+        assert!(GoogleServiceAccount::from_json(&key_file(Some("https://oauth2.example.com/t")), file).is_ok());
+        assert!(GoogleServiceAccount::from_json(&key_file(Some("http://127.0.0.1:9/token")), file).is_ok());
+        for bad in ["http://oauth2.example.com/token", "ftp://x/y", "not a url"] {
+            let e = GoogleServiceAccount::from_json(&key_file(Some(bad)), file).err();
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains("token_uri in sa.json")),
+                "{bad}: {e:?}"
+            );
+        }
     }
 }

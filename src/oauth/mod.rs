@@ -96,8 +96,12 @@ impl TokenSource {
     /// With an HTTP client of its own; `timeout` bounds each token request
     /// and each run of a token command.
     pub fn new(settings: TokenSettings, timeout: Duration) -> TokenSource {
+        // A token request carries the app's secret or a signed assertion:
+        // it goes to the configured endpoint only, never where a redirect
+        // points.
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         TokenSource::with_client(settings, http, timeout)
@@ -279,5 +283,43 @@ mod tests {
         source.reject("u", &first).await;
         assert_eq!(source.token("u").await.unwrap(), second);
         assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 2);
+    }
+
+    /// A token endpoint that answers with a redirect: the request must not
+    /// follow it (it would carry the signed assertion to another server).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn token_requests_never_follow_a_redirect() {
+        use std::io::{Read, Write};
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let elsewhere_port = elsewhere.local_addr().unwrap().port();
+        elsewhere.set_nonblocking(true).unwrap();
+        let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = endpoint.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in endpoint.incoming().take(1) {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 8192];
+                let _ = stream.read(&mut buf);
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{elsewhere_port}/token\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        let key = include_str!("../../tests/data/graph-test-key.pem");
+        let json = serde_json::json!({
+            "client_email": "cutover@project.iam.gserviceaccount.com",
+            "private_key": key,
+            "token_uri": format!("http://127.0.0.1:{port}/token"),
+        })
+        .to_string();
+        let account = GoogleServiceAccount::from_json(&json, std::path::Path::new("key.json")).unwrap();
+        let source = TokenSource::new(TokenSettings::Google(Arc::new(account)), Duration::from_secs(5));
+        assert!(source.token("user@example.com").await.is_err());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            elsewhere.accept().is_err(),
+            "the token request followed the redirect to another server"
+        );
     }
 }
