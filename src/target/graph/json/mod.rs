@@ -63,21 +63,24 @@ pub fn bracketed_message_id(id: &str) -> Option<String> {
 /// that trip its internal assertions), the message is refused with a
 /// reason instead.
 pub fn build(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
-    std::panic::catch_unwind(|| build_unguarded(raw, flags, internal_date))
-        .unwrap_or_else(|_| Err("the MIME structure of this message is too broken to convert to Graph JSON".to_owned()))
-}
-
-fn build_unguarded(raw: &[u8], flags: &Flags, internal_date: i64) -> Result<JsonMessage, String> {
     build_stamped(raw, flags, internal_date, None)
 }
 
-/// [`build`], with cutover's [`Stamp`] among the extended properties.
+/// [`build`], with cutover's [`Stamp`] among the extended properties: what
+/// the Graph target sends, under the same guard.
 pub fn build_stamped(
     raw: &[u8],
     flags: &Flags,
     internal_date: i64,
     stamp: Option<&Stamp>,
 ) -> Result<JsonMessage, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        convert(raw, flags, internal_date, stamp)
+    }))
+    .unwrap_or_else(|_| Err("the MIME structure of this message is too broken to convert to Graph JSON".to_owned()))
+}
+
+fn convert(raw: &[u8], flags: &Flags, internal_date: i64, stamp: Option<&Stamp>) -> Result<JsonMessage, String> {
     let msg = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| "the message could not be parsed as MIME (no header block)".to_owned())?;

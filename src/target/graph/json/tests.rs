@@ -293,3 +293,14 @@ fn categories_and_message_ids_are_normalised() {
     assert_eq!(bracketed_message_id(" a@b ").as_deref(), Some("<a@b>"));
     assert_eq!(bracketed_message_id("<>"), None);
 }
+
+#[test]
+fn the_stamped_conversion_the_target_sends_fails_one_message_on_a_parser_panic() {
+    // Trips an internal assertion of the MIME parser in debug builds.
+    let raw = include_bytes!("../../../../tests/corpus/fuzz/graph_json/mail-parser-multipart-debug-assert.eml");
+    let stamp = Stamp::new("u@example.com/INBOX/7/42", raw.len() as u64, None);
+    match build_stamped(raw, &Flags::default(), 0, Some(&stamp)) {
+        Ok(_) => {} // release builds parse it
+        Err(e) => assert!(e.contains("too broken"), "{e}"),
+    }
+}
