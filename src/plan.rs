@@ -77,9 +77,6 @@ pub fn plan(candidates: &[Candidate], limits: Limits) -> Plan {
         out.in_scope += 1;
         match c.state {
             State::Copied => out.already_copied += 1,
-            State::Skipped(SkipReason::TargetRefused) => {
-                out.skip.push((i, SkipReason::TargetRefused));
-            }
             _ if c.size > limits.max_message_bytes => out.skip.push((i, SkipReason::TooLarge)),
             _ => out.copy.push(i),
         }
@@ -236,6 +233,16 @@ mod tests {
         assert_eq!(p.skip.len(), 7);
         assert!(p.skip.iter().all(|(_, r)| *r == SkipReason::OverItemCap));
         assert_eq!(p.in_scope, 3);
+    }
+
+    #[test]
+    fn a_message_the_target_refused_is_tried_again() {
+        // Refused by the target's size limit on an earlier run: the limit
+        // may have been raised since, so it is planned like any other.
+        let cands = [c(0, 1, 100, 10, State::Skipped(SkipReason::TargetRefused))];
+        let p = plan(&cands, LIMITS);
+        assert_eq!(p.copy, [0]);
+        assert!(p.skip.is_empty());
     }
 
     #[test]

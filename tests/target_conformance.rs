@@ -60,7 +60,7 @@ const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "admin-secret-42";
 const GRAPH_SECRET: &str = "s3cret-value";
 /// The emulator's MaxReceiveSize (and Dovecot's `quota_max_mail_size` in
-/// [`imap_size_refusal_known_deviation`]). Every ordinary test message is
+/// [`imap_size_refusal_is_that_message_alone`]). Every ordinary test message is
 /// far below it.
 const SIZE_LIMIT: usize = 32 * 1024;
 
@@ -146,17 +146,12 @@ conformance!(imap => Fixture::imap());
 conformance!(graph => Fixture::graph(GraphWriteMode::Auto));
 conformance!(graph_json => Fixture::graph(GraphWriteMode::Json));
 
-/// KNOWN DEVIATION, kept as a runnable reproduction: a message over
-/// Dovecot's size limit in a batch. Dovecot answers `NO [LIMIT] Mail size
-/// is larger than the maximum size allowed by server configuration`; the
-/// IMAP client classifies `[LIMIT]` as throttling, so `upload_many`
-/// returns a single `Throttled` result for the whole batch instead of a
-/// refusal of that one message and the others stored. Run with
-/// `--ignored`; remove the `ignore` once the refusal is classified as the
-/// message's.
+/// A message over Dovecot's size limit in a batch: Dovecot answers `NO
+/// [LIMIT] Mail size is larger than the maximum size allowed by server
+/// configuration`, which refuses that one message (not a push-back that
+/// would fail the whole batch); the others are stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known deviation: Dovecot's [LIMIT] size refusal is classified as throttling"]
-async fn imap_size_refusal_known_deviation() {
+async fn imap_size_refusal_is_that_message_alone() {
     let fx = Fixture::imap_with_size_limit().await;
     let target = fx.target.clone();
     contract::upload_many_with_a_failure(&*target, &fx).await;
@@ -666,13 +661,9 @@ enum Failure {
     /// The target refuses a zero-byte message (Dovecot: "Can't save a zero
     /// byte message"): an item error, the rest of the batch goes on.
     ///
-    /// The IMAP fixture uses this rather than [`Failure::OverSize`]
-    /// because of a KNOWN DEVIATION: Dovecot refuses an oversized APPEND
-    /// with `NO [LIMIT] Mail size is larger than the maximum size allowed
-    /// by server configuration`, which the IMAP client classifies as
-    /// throttling (`[LIMIT]`), so the whole batch comes back as one
-    /// `Throttled` result and nothing settles. See
-    /// [`imap_size_refusal_known_deviation`] (ignored until fixed).
+    /// The IMAP fixture's server runs without a size limit; the size
+    /// refusal is covered on a server with one by
+    /// [`imap_size_refusal_is_that_message_alone`].
     Empty,
     /// Maildir has no size limit and refuses nothing, so its only failure
     /// is a write that fails (here: something already in the way of the
@@ -807,18 +798,10 @@ impl Fixture {
         )
     }
 
-    /// Whether the id `find` returned names what `upload` returned.
-    ///
-    /// KNOWN DEVIATION (IMAP): `upload` answers `UIDVALIDITY:UID` (from
-    /// APPENDUID) but `find` answers the bare UID, so a message recovered
-    /// by `find` is recorded under another form of id than one uploaded
-    /// normally. Accepted here as the same UID until the target returns
-    /// one form; every other target must return exactly the same id.
+    /// Whether the id `find` returned names what `upload` returned: the
+    /// same id, on every target.
     fn same_id(&self, uploaded: &str, found: &str) -> bool {
-        match self.store {
-            Store::Imap { .. } => uploaded == found || uploaded.split_once(':').is_some_and(|(_, uid)| uid == found),
-            _ => uploaded == found,
-        }
+        uploaded == found
     }
 
     /// Every folder of the mailbox, as the store names it.

@@ -84,6 +84,12 @@ pub fn classify_status(verb: &str, status: &Status, info: &str) -> Error {
         return Error::throttled(delay, message);
     }
     let upper = info.to_ascii_uppercase();
+    // An APPEND over a limit is about that one message (Dovecot: "[LIMIT]
+    // Mail size is larger than ..."), not the server asking to slow down:
+    // the target decides what it means.
+    if verb == "APPEND" && (upper.contains("[LIMIT]") || upper.contains("[TOOBIG]")) {
+        return Error::item(message);
+    }
     if upper.contains("[THROTTLED]") || upper.contains("[LIMIT]") || upper.contains("[UNAVAILABLE]") {
         return Error::throttled(Duration::from_secs(10), message);
     }
@@ -208,6 +214,9 @@ mod tests {
         assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
         let e = classify_status("FETCH", &Status::No, "[LIMIT] too many commands");
         assert!(matches!(e.kind, crate::error::ErrorKind::Throttled(_)));
+        // A message over the server's size limit is that message's problem.
+        let e = classify_status("APPEND", &Status::No, "[LIMIT] Mail size is larger than 1000 bytes");
+        assert_eq!(e.kind, crate::error::ErrorKind::Item);
         let e = classify_status(
             "FETCH",
             &Status::No,

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::checkpoint::Record;
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
-use crate::model::{MessageKey, SkipReason, Upload};
+use crate::model::{MessageKey, Upload};
 use crate::roster::UserJob;
 use crate::target::TargetSession;
 use crate::transform::{self, Marks};
@@ -319,16 +319,13 @@ async fn copy_items(
                     message_id: upload.message_id,
                 }
             }
-            Err(e) if e.kind == ErrorKind::Item => {
+            // A refusal (over the target's size limit) can change with the
+            // target's settings: a failure, tried again on every run.
+            Err(e) if matches!(e.kind, ErrorKind::Item | ErrorKind::Refused) => {
                 stats.failed += 1;
                 tracing::warn!(user = %email, folder = %work.folder_display, uid = item.uid, "message failed: {e}");
                 Fate::Failed { reason: e.message }
             }
-            Err(e) if e.kind == ErrorKind::Refused => Fate::Skipped {
-                reason: SkipReason::TargetRefused,
-                size: item.size,
-                announce: Some(e.message),
-            },
             Err(e) => {
                 result = Err(e);
                 break;

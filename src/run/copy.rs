@@ -161,8 +161,18 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     for b in batches {
         let (folder, row) = &folders[b.folder];
         if let Some(reason) = refused_folders.get(&b.folder) {
+            // The rest of the mailbox goes on; these fail, and are tried
+            // again on every run until the target takes the folder.
+            let display = folder.display();
             for &i in &b.items {
-                skip(i, SkipReason::TargetRefused, Some(reason.clone()));
+                stats.failed += 1;
+                let place = Place {
+                    user: email,
+                    folder_id: row.id,
+                    folder: &display,
+                };
+                let reason = reason.clone();
+                settle(shared, place, candidates[i].uid, Fate::Failed { reason });
             }
             continue;
         }

@@ -121,6 +121,7 @@ impl Target for ImapTarget {
                 roles,
                 existing,
                 selected: None,
+                selected_validity: 0,
             });
             Ok(session)
         }
@@ -142,6 +143,9 @@ struct ImapTargetSession {
     roles: HashMap<FolderRole, String>,
     existing: std::collections::HashSet<String>,
     selected: Option<String>,
+    /// UIDVALIDITY of the selected folder: ids are `UIDVALIDITY:UID`, as
+    /// APPENDUID gives them.
+    selected_validity: u32,
 }
 
 fn default_role_name(role: FolderRole) -> &'static str {
@@ -216,10 +220,14 @@ fn reserved_name(message: &str) -> bool {
 }
 
 /// Exchange: "Maximum size of appendable message has been exceeded";
-/// RFC 7889 / RFC 5530: [TOOBIG].
+/// RFC 7889 / RFC 5530: [TOOBIG]; Dovecot: "[LIMIT] Mail size is larger
+/// than ...".
 fn too_big(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("maximum size of appendable message") || m.contains("[toobig]") || m.contains("message too large")
+    m.contains("maximum size of appendable message")
+        || m.contains("[toobig]")
+        || m.contains("message too large")
+        || (m.contains("[limit]") && m.contains("size"))
 }
 
 impl TargetSession for ImapTargetSession {
@@ -261,7 +269,7 @@ impl TargetSession for ImapTargetSession {
                     }
                     Err(e) if e.kind == ErrorKind::Item && too_big(&e.message) => {
                         return Err(Error::refused(format!(
-                            "target refused the message size: {}",
+                            "target refused the message size: {}; raise the target's message size limit and run again to copy it",
                             e.message
                         )));
                     }
@@ -307,8 +315,9 @@ impl TargetSession for ImapTargetSession {
     fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
         async move {
             if self.selected.as_deref() != Some(folder) {
-                self.conn.select(folder).await?;
+                let state = self.conn.select(folder).await?;
                 self.selected = Some(folder.to_owned());
+                self.selected_validity = state.uid_validity;
             }
             // Same size, INTERNALDATE within a day either way (SEARCH dates
             // ignore time and zone), and the Message-ID when there is a
@@ -363,7 +372,8 @@ impl TargetSession for ImapTargetSession {
                     Ok(())
                 })
                 .await?;
-            Ok(found.map(|uid| uid.to_string()))
+            // The same form of id an upload returns.
+            Ok(found.map(|uid| format!("{}:{uid}", self.selected_validity)))
         }
         .boxed()
     }
