@@ -161,17 +161,13 @@ impl Checkpoint {
     /// needs them only on label-based sources, and half a million of them
     /// would weigh on every resync's memory for nothing.
     pub fn messages(&self, email: &str, with_message_ids: bool) -> Result<Vec<MessageRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags,
-                    CASE WHEN ?2 THEN m.message_id END, m.state, m.reason, m.gm_msgid
-                 FROM messages m JOIN folders f ON f.id = m.folder_id
-                 WHERE f.email = ?1 AND f.present = 1",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![email, with_message_ids], |r| {
+        self.query_rows(
+            "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags,
+                CASE WHEN ?2 THEN m.message_id END, m.state, m.reason, m.gm_msgid
+             FROM messages m JOIN folders f ON f.id = m.folder_id
+             WHERE f.email = ?1 AND f.present = 1",
+            params![email, with_message_ids],
+            |r| {
                 let state: String = r.get(6)?;
                 let reason: Option<String> = r.get(7)?;
                 Ok(MessageRow {
@@ -184,9 +180,8 @@ impl Checkpoint {
                     gm_msgid: r.get::<_, Option<i64>>(8)?.map(|id| id as u64),
                     state: state_from_db(&state, reason.as_deref()),
                 })
-            })
-            .map_err(self.err())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+            },
+        )
     }
 }
 
