@@ -189,7 +189,7 @@ impl Checkpoint {
 mod tests {
     use super::*;
     use crate::checkpoint::Record;
-    use crate::checkpoint::tests::{meta, setup, without_headers};
+    use crate::checkpoint::tests::{copied, meta, setup, without_headers};
     use crate::model::MessageMeta;
 
     #[test]
@@ -204,21 +204,7 @@ mod tests {
             false,
         )
         .unwrap();
-        cp.apply(&[
-            Record::Copied {
-                folder_id: f,
-                uid: 1,
-                target_id: "t1".into(),
-                message_id: None,
-            },
-            Record::Copied {
-                folder_id: f,
-                uid: 2,
-                target_id: "t2".into(),
-                message_id: None,
-            },
-        ])
-        .unwrap();
+        cp.apply(&[copied(f, 1, "t1", None), copied(f, 2, "t2", None)]).unwrap();
         // New UIDVALIDITY: same messages renumbered, plus one new.
         cp.store_scan(
             f,
@@ -262,12 +248,7 @@ mod tests {
         )
         .unwrap();
         cp.apply(&[
-            Record::Copied {
-                folder_id: f,
-                uid: 1,
-                target_id: "t1".into(),
-                message_id: Some("<a@x>".into()),
-            },
+            copied(f, 1, "t1", Some("<a@x>")),
             Record::Skipped {
                 folder_id: f,
                 uid: 2,

@@ -175,6 +175,16 @@ mod tests {
         }
     }
 
+    /// What the copy loop records once the target confirmed a message.
+    pub(super) fn copied(folder_id: i64, uid: u32, target_id: &str, message_id: Option<&str>) -> Record {
+        Record::Copied {
+            folder_id,
+            uid,
+            target_id: target_id.into(),
+            message_id: message_id.map(str::to_owned),
+        }
+    }
+
     /// A message as a scan without headers sees it.
     pub(super) fn without_headers(uid: u32, size: u64) -> MessageMeta {
         MessageMeta {

@@ -197,7 +197,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use crate::checkpoint::Record;
-    use crate::checkpoint::tests::{meta, setup};
+    use crate::checkpoint::tests::{copied, meta, setup};
     use crate::model::SkipReason;
 
     #[test]
@@ -218,12 +218,7 @@ mod tests {
         )
         .unwrap();
         cp.apply(&[
-            Record::Copied {
-                folder_id: f,
-                uid: 1,
-                target_id: "t".into(),
-                message_id: None,
-            },
+            copied(f, 1, "t", None),
             Record::Skipped {
                 folder_id: f,
                 uid: 2,
