@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 
 use crate::shard::Shard;
 
@@ -128,22 +128,12 @@ does not exist or cannot be opened, messages over max_message_bytes, mailboxes o
 The estimate comes from a timed fetch of a few messages (at most 256 KiB of each).\n\n\
 Exit codes: 0 every user is ready, 1 a migrate would fail for some user, 2 the check could not start.\n\n\
 Examples:\n  cutover check --config cutover.toml --users users.csv\n  \
-cutover check --config cutover.toml --users users.csv --json > check.json"
+cutover check --config cutover.toml --users users.csv --json > check.json",
+        mut_args(json_help(
+            "One JSON document: {users: [{email, ready, problems, warnings, source: {folders, ...}, target, estimated_seconds}], totals}"
+        ))
     )]
-    Check {
-        /// The configuration file (see config.example.toml).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Users CSV, as for migrate.
-        #[arg(long, value_name = "FILE")]
-        users: PathBuf,
-        /// One JSON document: {users: [{email, ready, problems, warnings, source: {folders, ...}, target, estimated_seconds}], totals}.
-        #[arg(long)]
-        json: bool,
-        /// Only the users of shard K of N (as for migrate).
-        #[arg(long, value_name = "K/N")]
-        shard: Option<Shard>,
-    },
+    Check(UsersReport),
     /// After the final resync: compare source and target folder by folder
     /// (counts, Message-IDs, sizes) and list what the target lacks.
     #[command(
@@ -154,22 +144,10 @@ are only read.\n\n\
 Exit codes: 0 nothing in scope is missing, 1 something is missing (or a user could not be \
 verified), 2 the verification could not start.\n\n\
 Examples:\n  cutover verify --config cutover.toml --users users.csv\n  \
-cutover verify --config cutover.toml --users users.csv --json > verify.json"
+cutover verify --config cutover.toml --users users.csv --json > verify.json",
+        mut_args(json_help("One JSON document: {users: [{email, complete, folders, missing, extra, ...}], totals}"))
     )]
-    Verify {
-        /// The configuration file (see config.example.toml).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Users CSV, as for migrate.
-        #[arg(long, value_name = "FILE")]
-        users: PathBuf,
-        /// One JSON document: {users: [{email, complete, folders, missing, extra, ...}], totals}.
-        #[arg(long)]
-        json: bool,
-        /// Only the users of shard K of N (as for migrate).
-        #[arg(long, value_name = "K/N")]
-        shard: Option<Shard>,
-    },
+    Verify(UsersReport),
     /// Write a report of the migration from the checkpoint: per-user
     /// statistics, every sync, every skipped or failed message.
     #[command(
@@ -203,6 +181,31 @@ cutover completions fish > ~/.config/fish/completions/cutover.fish")]
         #[arg(value_enum)]
         shell: Shell,
     },
+}
+
+/// The flags of `check` and `verify`, which read the config and the users
+/// file, look at every user's mailboxes and report per user. Each command
+/// words its own `--json` help, since their documents differ.
+#[derive(Args, Debug)]
+pub struct UsersReport {
+    /// The configuration file (see config.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Users CSV, as for migrate.
+    #[arg(long, value_name = "FILE")]
+    pub users: PathBuf,
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only the users of shard K of N (as for migrate).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+}
+
+/// Words the `--json` help of one command that shares [`UsersReport`]
+/// (`mut_args`, unlike `mut_arg`, keeps the flags in their order).
+fn json_help(help: &'static str) -> impl FnMut(Arg) -> Arg {
+    move |arg| if arg.get_id() == "json" { arg.help(help) } else { arg }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -39,6 +39,7 @@ pub mod settings;
 pub mod shard;
 pub mod source;
 pub mod status;
+pub mod table;
 pub mod target;
 pub mod transform;
 pub mod utf7;

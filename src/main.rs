@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use cutover::cli::{Cli, Command, ReportFormat, Shell};
+use cutover::cli::{Cli, Command, ReportFormat, Shell, UsersReport};
 use cutover::event::Events;
 use cutover::progress::{self, Mode};
 use cutover::run::{self, Outcome, StopFlag};
@@ -138,35 +138,15 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Check {
-            config,
-            users,
-            json,
-            shard,
-        } => {
-            let (settings, users) = match load_both(&config, &users, shard) {
-                Ok(v) => v,
-                Err(code) => return code,
-            };
-            match check::check(settings, users).await {
-                Ok(report) => print_verdict(json, &report, || check::render_table(&report), report.ready()),
-                Err(e) => fail(&e),
-            }
-        }
-        Command::Verify {
-            config,
-            users,
-            json,
-            shard,
-        } => {
-            let (settings, users) = match load_both(&config, &users, shard) {
-                Ok(v) => v,
-                Err(code) => return code,
-            };
-            match verify::verify(settings, users).await {
-                Ok(report) => print_verdict(json, &report, || verify::render_table(&report), report.complete()),
-                Err(e) => fail(&e),
-            }
+        Command::Check(args) => users_report(args, check::check, check::render_table, check::CheckReport::ready).await,
+        Command::Verify(args) => {
+            users_report(
+                args,
+                verify::verify,
+                verify::render_table,
+                verify::VerifyReport::complete,
+            )
+            .await
         }
         Command::Report { config, format, output } => {
             let format = match format {
@@ -236,6 +216,25 @@ fn load_both(
         }
     }
     Ok((settings, users))
+}
+
+/// `check` and `verify`: loads the config and the users file, looks at
+/// every user with `run`, prints the report; the exit code is 0 when it
+/// `passed`, 1 when not, 2 when the command could not start.
+async fn users_report<R: serde::Serialize, E: std::fmt::Display, F: Future<Output = Result<R, E>>>(
+    args: UsersReport,
+    run: impl FnOnce(settings::Settings, Vec<roster::UserJob>) -> F,
+    table: impl FnOnce(&R) -> String,
+    passed: impl FnOnce(&R) -> bool,
+) -> ExitCode {
+    let (settings, users) = match load_both(&args.config, &args.users, args.shard) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match run(settings, users).await {
+        Ok(report) => print_verdict(args.json, &report, || table(&report), passed(&report)),
+        Err(e) => fail(&e),
+    }
 }
 
 /// Prints a result as pretty JSON or as its table.

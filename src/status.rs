@@ -140,7 +140,7 @@ pub fn render_table(report: &StatusReport) -> String {
         "LAST SYNC",
         "LAST ERROR",
     ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for u in &report.users {
         let s = &u.status;
         let skipped = if s.skipped_by_reason.is_empty() {
@@ -178,14 +178,7 @@ pub fn render_table(report: &StatusReport) -> String {
         String::new(),
         String::new(),
     ]);
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in &rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&crate::table::aligned(&header, &rows));
     for u in &report.users {
         for item in &u.items {
             out.push_str(&format!(

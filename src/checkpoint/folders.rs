@@ -23,15 +23,11 @@ pub struct FolderRow {
 
 impl Checkpoint {
     pub fn folders(&self, email: &str) -> Result<Vec<FolderRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, wire_name, path, role, uid_validity, uid_next, exists_count, max_uid, target_ref
-                 FROM folders WHERE email = ?1 AND present = 1 ORDER BY id",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![email], |r| {
+        self.query_rows(
+            "SELECT id, wire_name, path, role, uid_validity, uid_next, exists_count, max_uid, target_ref
+             FROM folders WHERE email = ?1 AND present = 1 ORDER BY id",
+            params![email],
+            |r| {
                 Ok(FolderRow {
                     id: r.get(0)?,
                     wire_name: r.get(1)?,
@@ -43,9 +39,8 @@ impl Checkpoint {
                     max_uid: r.get(7)?,
                     target_ref: r.get(8)?,
                 })
-            })
-            .map_err(self.err())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+            },
+        )
     }
 
     /// Records the folders the source lists now; folders that vanished are

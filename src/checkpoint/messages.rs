@@ -161,17 +161,13 @@ impl Checkpoint {
     /// needs them only on label-based sources, and half a million of them
     /// would weigh on every resync's memory for nothing.
     pub fn messages(&self, email: &str, with_message_ids: bool) -> Result<Vec<MessageRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags,
-                    CASE WHEN ?2 THEN m.message_id END, m.state, m.reason, m.gm_msgid
-                 FROM messages m JOIN folders f ON f.id = m.folder_id
-                 WHERE f.email = ?1 AND f.present = 1",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![email, with_message_ids], |r| {
+        self.query_rows(
+            "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags,
+                CASE WHEN ?2 THEN m.message_id END, m.state, m.reason, m.gm_msgid
+             FROM messages m JOIN folders f ON f.id = m.folder_id
+             WHERE f.email = ?1 AND f.present = 1",
+            params![email, with_message_ids],
+            |r| {
                 let state: String = r.get(6)?;
                 let reason: Option<String> = r.get(7)?;
                 Ok(MessageRow {
@@ -184,9 +180,8 @@ impl Checkpoint {
                     gm_msgid: r.get::<_, Option<i64>>(8)?.map(|id| id as u64),
                     state: state_from_db(&state, reason.as_deref()),
                 })
-            })
-            .map_err(self.err())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+            },
+        )
     }
 }
 
@@ -194,7 +189,7 @@ impl Checkpoint {
 mod tests {
     use super::*;
     use crate::checkpoint::Record;
-    use crate::checkpoint::tests::{meta, setup, without_headers};
+    use crate::checkpoint::tests::{copied, meta, setup, without_headers};
     use crate::model::MessageMeta;
 
     #[test]
@@ -209,21 +204,7 @@ mod tests {
             false,
         )
         .unwrap();
-        cp.apply(&[
-            Record::Copied {
-                folder_id: f,
-                uid: 1,
-                target_id: "t1".into(),
-                message_id: None,
-            },
-            Record::Copied {
-                folder_id: f,
-                uid: 2,
-                target_id: "t2".into(),
-                message_id: None,
-            },
-        ])
-        .unwrap();
+        cp.apply(&[copied(f, 1, "t1", None), copied(f, 2, "t2", None)]).unwrap();
         // New UIDVALIDITY: same messages renumbered, plus one new.
         cp.store_scan(
             f,
@@ -267,12 +248,7 @@ mod tests {
         )
         .unwrap();
         cp.apply(&[
-            Record::Copied {
-                folder_id: f,
-                uid: 1,
-                target_id: "t1".into(),
-                message_id: Some("<a@x>".into()),
-            },
+            copied(f, 1, "t1", Some("<a@x>")),
             Record::Skipped {
                 folder_id: f,
                 uid: 2,

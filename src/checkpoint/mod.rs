@@ -133,6 +133,19 @@ impl Checkpoint {
     fn err(&self) -> impl Fn(rusqlite::Error) -> CheckpointError + '_ {
         db_err(&self.path)
     }
+
+    /// Runs a read query (its statement cached) and turns every row into a
+    /// value with `row`; any error names the DB.
+    fn query_rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err())?;
+        let rows = stmt.query_map(params, row).map_err(self.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+    }
 }
 
 /// A Unix time as the checkpoint's readers show it (UTC, RFC 3339).
@@ -159,6 +172,16 @@ mod tests {
             message_id: Some(mid.to_owned()),
             subject: Some(format!("Subject {uid}")),
             gm_msgid: None,
+        }
+    }
+
+    /// What the copy loop records once the target confirmed a message.
+    pub(super) fn copied(folder_id: i64, uid: u32, target_id: &str, message_id: Option<&str>) -> Record {
+        Record::Copied {
+            folder_id,
+            uid,
+            target_id: target_id.into(),
+            message_id: message_id.map(str::to_owned),
         }
     }
 

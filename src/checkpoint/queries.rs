@@ -63,12 +63,7 @@ pub struct SyncRecord {
 
 impl Checkpoint {
     pub fn user_emails(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT email FROM users ORDER BY email")
-            .map_err(self.err())?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+        self.query_rows("SELECT email FROM users ORDER BY email", [], |r| r.get(0))
     }
 
     pub fn user_status(&self, email: &str) -> Result<UserStatus> {
@@ -141,37 +136,28 @@ impl Checkpoint {
     /// without a Subject or Message-ID. Copies a label-based source shows in
     /// several folders are left out, as in [`Checkpoint::problem_items`].
     pub fn missing_headers(&self, email: &str) -> Result<Vec<(i64, u32)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT m.folder_id, m.uid FROM messages m JOIN folders f ON f.id = m.folder_id
-                 WHERE f.email = ?1 AND f.present = 1 AND m.state IN ('skipped', 'failed') AND m.subject IS NULL
-                   AND NOT (m.state = 'skipped' AND m.reason = 'copied from another folder')
-                 ORDER BY m.folder_id, m.uid",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![email], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.err())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+        self.query_rows(
+            "SELECT m.folder_id, m.uid FROM messages m JOIN folders f ON f.id = m.folder_id
+             WHERE f.email = ?1 AND f.present = 1 AND m.state IN ('skipped', 'failed') AND m.subject IS NULL
+               AND NOT (m.state = 'skipped' AND m.reason = 'copied from another folder')
+             ORDER BY m.folder_id, m.uid",
+            params![email],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// Every skipped or failed message of a user, except the copies a
     /// label-based source (Gmail) shows in several folders: those are not
     /// problems, only counted (the message itself was copied once).
     pub fn problem_items(&self, email: &str) -> Result<Vec<ProblemItem>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason, NULLIF(m.subject, '')
-                 FROM messages m JOIN folders f ON f.id = m.folder_id
-                 WHERE f.email = ?1 AND m.state IN ('skipped', 'failed')
-                   AND NOT (m.state = 'skipped' AND m.reason = 'copied from another folder')
-                 ORDER BY f.path, m.uid",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![email], |r| {
+        self.query_rows(
+            "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason, NULLIF(m.subject, '')
+             FROM messages m JOIN folders f ON f.id = m.folder_id
+             WHERE f.email = ?1 AND m.state IN ('skipped', 'failed')
+               AND NOT (m.state = 'skipped' AND m.reason = 'copied from another folder')
+             ORDER BY f.path, m.uid",
+            params![email],
+            |r| {
                 Ok(ProblemItem {
                     email: email.to_owned(),
                     folder: r.get(0)?,
@@ -183,21 +169,16 @@ impl Checkpoint {
                     reason: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
                     subject: r.get(7)?,
                 })
-            })
-            .map_err(self.err())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+            },
+        )
     }
 
     /// Every sync of a user, oldest first.
     pub fn syncs(&self, email: &str) -> Result<Vec<SyncRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, started, finished, state, copied, bytes, error FROM syncs WHERE email = ?1 ORDER BY started, id",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![email], |r| {
+        self.query_rows(
+            "SELECT id, started, finished, state, copied, bytes, error FROM syncs WHERE email = ?1 ORDER BY started, id",
+            params![email],
+            |r| {
                 Ok(SyncRecord {
                     id: r.get(0)?,
                     email: email.to_owned(),
@@ -208,16 +189,15 @@ impl Checkpoint {
                     bytes: r.get::<_, i64>(5)? as u64,
                     error: r.get(6)?,
                 })
-            })
-            .map_err(self.err())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.err())
+            },
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::checkpoint::Record;
-    use crate::checkpoint::tests::{meta, setup};
+    use crate::checkpoint::tests::{copied, meta, setup};
     use crate::model::SkipReason;
 
     #[test]
@@ -238,12 +218,7 @@ mod tests {
         )
         .unwrap();
         cp.apply(&[
-            Record::Copied {
-                folder_id: f,
-                uid: 1,
-                target_id: "t".into(),
-                message_id: None,
-            },
+            copied(f, 1, "t", None),
             Record::Skipped {
                 folder_id: f,
                 uid: 2,

@@ -101,7 +101,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::tests::{meta, setup};
+    use crate::checkpoint::tests::{copied, meta, setup};
     use crate::error::ErrorKind;
     use crate::plan::State;
 
@@ -119,12 +119,7 @@ mod tests {
             .unwrap();
         let (recorder, handle) = Recorder::start(&dir.path().join("state.db")).unwrap();
         recorder.record(Record::InFlight { folder_id: f, uid: 1 });
-        recorder.record(Record::Copied {
-            folder_id: f,
-            uid: 1,
-            target_id: "t1".into(),
-            message_id: None,
-        });
+        recorder.record(copied(f, 1, "t1", None));
         recorder.record(Record::InFlight { folder_id: f, uid: 2 });
         block_on(recorder.flush()).unwrap();
         let rows = cp.messages("a@x.test", false).unwrap();

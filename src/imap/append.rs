@@ -22,29 +22,12 @@ impl Conn {
     /// APPEND with flags and INTERNALDATE, byte-identical. Uses LITERAL+
     /// when offered (one round trip instead of two) and returns the
     /// APPENDUID (UIDVALIDITY, UID) when the server reports it.
-    pub async fn append(
-        &mut self,
-        wire_name: &str,
-        flags: &str,
-        internal_date: &str,
-        raw: &[u8],
-    ) -> Result<Option<(u32, u32)>> {
+    pub async fn append(&mut self, wire_name: &str, flags: &str, internal_date: &str, raw: &[u8]) -> AppendResult {
         let result = self.append_inner(wire_name, flags, internal_date, raw).await;
-        if let Err(e) = &result
-            && e.is_retryable()
-        {
-            self.broken = true;
-        }
-        result
+        self.broken_if_retryable(result)
     }
 
-    async fn append_inner(
-        &mut self,
-        wire_name: &str,
-        flags: &str,
-        internal_date: &str,
-        raw: &[u8],
-    ) -> Result<Option<(u32, u32)>> {
+    async fn append_inner(&mut self, wire_name: &str, flags: &str, internal_date: &str, raw: &[u8]) -> AppendResult {
         let t = self.timeout;
         let non_sync = self.has_capability("LITERAL+");
         let binary = raw.contains(&0);

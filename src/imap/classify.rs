@@ -29,15 +29,19 @@ fn describe_io_error(text: &str) -> String {
     if text.contains("during parsing") || text.contains("Unable to parse") {
         return "the server sent a response that is not valid IMAP; dropping the connection".into();
     }
-    const MAX: usize = 300;
-    if text.len() <= MAX {
-        return text.to_owned();
+    match shortened(text) {
+        Some(head) => format!("{head}..."),
+        None => text.to_owned(),
     }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+}
+
+/// How many bytes of a server's (or the library's) words a message keeps.
+const EXCERPT_MAX: usize = 300;
+
+/// The first [`EXCERPT_MAX`] bytes of `text`, cut at a character boundary;
+/// `None` when `text` is short enough to keep whole.
+fn shortened(text: &str) -> Option<&str> {
+    (text.len() > EXCERPT_MAX).then(|| &text[..text.floor_char_boundary(EXCERPT_MAX)])
 }
 
 /// The server's own words from a refused login (or other command), without the library's
@@ -57,15 +61,10 @@ pub(super) fn describe_login_error(e: &async_imap::error::Error) -> String {
 /// What of a server's words goes into an error: enough to tell the admin
 /// what happened, never a whole (possibly huge, possibly private) answer.
 pub(super) fn excerpt(text: &str) -> String {
-    const MAX: usize = 300;
-    if text.len() <= MAX {
-        return text.to_owned();
+    match shortened(text) {
+        Some(head) => format!("{head}… ({} bytes in all)", text.len()),
+        None => text.to_owned(),
     }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes in all)", &text[..end], text.len())
 }
 
 /// Classifies a tagged NO/BAD. Throttling answers (RFC 5530 codes,

@@ -182,18 +182,25 @@ impl Conn {
         self.broken
     }
 
-    /// Runs one tagged command and returns its untagged responses. A NO or
-    /// BAD is classified by [`classify_status`]; a transport failure marks
-    /// the connection broken.
-    pub async fn command(&mut self, command: &str) -> Result<Vec<Response<'static>>> {
-        let verb = command.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        let result = self.command_inner(command, &verb).await;
+    /// Passes a command's result on, marking the connection broken when
+    /// the failure is retryable (a timeout, a transport failure, a BYE):
+    /// the connection is then in an unknown state and must not be reused.
+    pub(super) fn broken_if_retryable<T>(&mut self, result: Result<T>) -> Result<T> {
         if let Err(e) = &result
             && e.is_retryable()
         {
             self.broken = true;
         }
         result
+    }
+
+    /// Runs one tagged command and returns its untagged responses. A NO or
+    /// BAD is classified by [`classify_status`]; a transport failure marks
+    /// the connection broken.
+    pub async fn command(&mut self, command: &str) -> Result<Vec<Response<'static>>> {
+        let verb = command.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let result = self.command_inner(command, &verb).await;
+        self.broken_if_retryable(result)
     }
 
     async fn command_inner(&mut self, command: &str, verb: &str) -> Result<Vec<Response<'static>>> {
@@ -350,12 +357,7 @@ impl Conn {
             }
         }
         .await;
-        if let Err(e) = &result
-            && e.is_retryable()
-        {
-            self.broken = true;
-        }
-        result
+        self.broken_if_retryable(result)
     }
 
     pub async fn logout(mut self) {

@@ -31,12 +31,7 @@ impl Conn {
             return Ok(Vec::new());
         }
         let result = self.status_sizes_inner(wire_names).await;
-        if let Err(e) = &result
-            && e.is_retryable()
-        {
-            self.broken = true;
-        }
-        result
+        self.broken_if_retryable(result)
     }
 
     async fn status_sizes_inner(&mut self, wire_names: &[String]) -> Result<Vec<Option<(u32, u64)>>> {

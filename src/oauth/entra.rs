@@ -429,6 +429,10 @@ mod tests {
         assert!(!err.message.contains("PRIVATE"), "no key material in errors: {err}");
     }
 
+    /// Entra ID's answer for a tenant id that does not exist.
+    const TENANT_NOT_FOUND: &[u8] =
+        br#"{"error":"invalid_request","error_description":"AADSTS90002: Tenant 'x' not found."}"#;
+
     #[test]
     fn token_errors_tell_the_admin_what_to_fix() {
         let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1\r\nCorrelation ID: 2"}"#;
@@ -439,12 +443,7 @@ mod tests {
             "{e}"
         );
         assert!(!e.message.contains("Trace ID"));
-        let e = classify_token_error(
-            400,
-            None,
-            br#"{"error":"invalid_request","error_description":"AADSTS90002: Tenant 'x' not found."}"#,
-            &KEYS,
-        );
+        let e = classify_token_error(400, None, TENANT_NOT_FOUND, &KEYS);
         assert!(e.message.contains("tenant_id"), "{e}");
         assert_eq!(
             classify_token_error(429, Some(Duration::from_secs(7)), b"", &KEYS).kind,
@@ -462,12 +461,7 @@ mod tests {
             prefix: "oauth_",
             scope_advice: "x",
         };
-        let e = classify_token_error(
-            400,
-            None,
-            br#"{"error":"invalid_request","error_description":"AADSTS90002: Tenant 'x' not found."}"#,
-            &imap,
-        );
+        let e = classify_token_error(400, None, TENANT_NOT_FOUND, &imap);
         assert!(e.message.contains("check oauth_tenant_id"), "{e}");
         let other = include_str!("../../tests/data/graph-other-cert.pem");
         let err = CertificateSigner::from_pem(other, &Secret::new(KEY), std::path::Path::new("other.pem"), &imap)

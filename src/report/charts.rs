@@ -42,17 +42,9 @@ pub(super) fn throughput_svg(report: &Report) -> String {
         // would only pull the scale down to zero.
         .filter(|s| s.bytes_per_second.is_some() && s.copied > 0)
         .collect();
-    let mut svg = format!(
-        "<svg id=\"throughput\" viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"Throughput per sync\" xmlns=\"http://www.w3.org/2000/svg\">"
-    );
+    let mut svg = svg_start("throughput", "Throughput per sync", W, H);
     if points.is_empty() {
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">No sync has copied anything yet.</text></svg>",
-            W / 2.0,
-            H / 2.0
-        );
-        return svg;
+        return svg_empty(svg, W, H, "No sync has copied anything yet.");
     }
     let mib = |s: &SyncReport| s.bytes_per_second.unwrap_or(0.0) / (1024.0 * 1024.0);
     let y_max_raw = points.iter().map(|s| mib(s)).fold(0.0, f64::max);
@@ -154,17 +146,9 @@ pub(super) fn reasons_svg(reasons: &BTreeMap<String, u64>) -> String {
     const BAR: f64 = 26.0;
     const GAP: f64 = 10.0;
     let h = (reasons.len().max(1) as f64) * (BAR + GAP) + 20.0;
-    let mut svg = format!(
-        "<svg id=\"reasons\" viewBox=\"0 0 {W} {h}\" width=\"100%\" role=\"img\" aria-label=\"Skipped items by reason\" xmlns=\"http://www.w3.org/2000/svg\">"
-    );
+    let mut svg = svg_start("reasons", "Skipped items by reason", W, h);
     if reasons.is_empty() {
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">No message was skipped.</text></svg>",
-            W / 2.0,
-            h / 2.0
-        );
-        return svg;
+        return svg_empty(svg, W, h, "No message was skipped.");
     }
     let max = reasons.values().copied().max().unwrap_or(1).max(1) as f64;
     let colors = ["#d97706", "#2f6fdb", "#7c3aed", "#c73a3a", "#2f855a"];
@@ -190,6 +174,25 @@ pub(super) fn reasons_svg(reasons: &BTreeMap<String, u64>) -> String {
         );
     }
     svg.push_str("</svg>");
+    svg
+}
+
+/// Opens a chart: an `<svg>` of `w` by `h` that scales to the page's width,
+/// named `label` for screen readers.
+fn svg_start(id: &str, label: &str, w: f64, h: f64) -> String {
+    format!(
+        "<svg id=\"{id}\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"{label}\" xmlns=\"http://www.w3.org/2000/svg\">"
+    )
+}
+
+/// Closes a chart that has nothing to show, with `message` in its middle.
+fn svg_empty(mut svg: String, w: f64, h: f64, message: &str) -> String {
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{message}</text></svg>",
+        w / 2.0,
+        h / 2.0
+    );
     svg
 }
 

@@ -132,6 +132,24 @@ fn card(out: &mut String, label: &str, value: &str, sub: &str) {
     );
 }
 
+/// Opens a sortable table: its headings (numeric columns sort as numbers
+/// and align right) and the start of its body.
+fn table_head(out: &mut String, id: &str, columns: &[(&str, bool)]) {
+    let _ = write!(
+        out,
+        "<div class=\"scroll\"><table class=\"sortable\" id=\"{id}\"><thead><tr>"
+    );
+    for &(name, numeric) in columns {
+        let _ = write!(
+            out,
+            "<th{}>{}</th>",
+            if numeric { " data-type=\"num\" class=\"n\"" } else { "" },
+            esc(name)
+        );
+    }
+    out.push_str("</tr></thead><tbody>\n");
+}
+
 fn state_badge(state: &str) -> String {
     let class: String = state.chars().filter(char::is_ascii_alphanumeric).collect();
     format!("<span class=\"state {class}\">{}</span>", esc(state))
@@ -208,32 +226,27 @@ pub fn render_html(report: &Report) -> String {
 
     // Users.
     out.push_str("<h2>Users</h2><p class=\"muted\">Click a column heading to sort.</p>\n");
-    out.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"users\"><thead><tr>");
-    for (name, numeric) in [
-        ("User", false),
-        ("State", false),
-        ("Folders", true),
-        ("Source items", true),
-        ("Copied", true),
-        ("Skipped", true),
-        ("Failed", true),
-        ("Source size", true),
-        ("Copied size", true),
-        ("Rate", true),
-        ("Syncs", true),
-        ("First start", false),
-        ("Last end", false),
-        ("Sync time", true),
-        ("Last error", false),
-    ] {
-        let _ = write!(
-            out,
-            "<th{}>{}</th>",
-            if numeric { " data-type=\"num\" class=\"n\"" } else { "" },
-            esc(name)
-        );
-    }
-    out.push_str("</tr></thead><tbody>\n");
+    table_head(
+        &mut out,
+        "users",
+        &[
+            ("User", false),
+            ("State", false),
+            ("Folders", true),
+            ("Source items", true),
+            ("Copied", true),
+            ("Skipped", true),
+            ("Failed", true),
+            ("Source size", true),
+            ("Copied size", true),
+            ("Rate", true),
+            ("Syncs", true),
+            ("First start", false),
+            ("Last end", false),
+            ("Sync time", true),
+            ("Last error", false),
+        ],
+    );
     for u in &report.users {
         let s = &u.status;
         let skipped_title: Vec<String> = s.skipped_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
@@ -279,26 +292,22 @@ pub fn render_html(report: &Report) -> String {
     out.push_str("</div></section>\n");
 
     // Syncs.
-    out.push_str("<h2>Syncs</h2>\n<div class=\"scroll\"><table class=\"sortable\" id=\"syncs\"><thead><tr>");
-    for (name, numeric) in [
-        ("User", false),
-        ("Started", false),
-        ("Finished", false),
-        ("Duration", true),
-        ("State", false),
-        ("Copied", true),
-        ("Bytes", true),
-        ("Rate", true),
-        ("Error", false),
-    ] {
-        let _ = write!(
-            out,
-            "<th{}>{}</th>",
-            if numeric { " data-type=\"num\" class=\"n\"" } else { "" },
-            esc(name)
-        );
-    }
-    out.push_str("</tr></thead><tbody>\n");
+    out.push_str("<h2>Syncs</h2>\n");
+    table_head(
+        &mut out,
+        "syncs",
+        &[
+            ("User", false),
+            ("Started", false),
+            ("Finished", false),
+            ("Duration", true),
+            ("State", false),
+            ("Copied", true),
+            ("Bytes", true),
+            ("Rate", true),
+            ("Error", false),
+        ],
+    );
     for s in report.users.iter().flat_map(|u| &u.syncs) {
         let _ = writeln!(
             out,
@@ -338,24 +347,19 @@ pub fn render_html(report: &Report) -> String {
             String::new()
         }
     );
-    out.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"items\"><thead><tr>");
-    for (name, numeric) in [
-        ("User", false),
-        ("Folder", false),
-        ("Date", false),
-        ("Subject", false),
-        ("Size", true),
-        ("State", false),
-        ("Reason", false),
-    ] {
-        let _ = write!(
-            out,
-            "<th{}>{}</th>",
-            if numeric { " data-type=\"num\" class=\"n\"" } else { "" },
-            esc(name)
-        );
-    }
-    out.push_str("</tr></thead><tbody>\n");
+    table_head(
+        &mut out,
+        "items",
+        &[
+            ("User", false),
+            ("Folder", false),
+            ("Date", false),
+            ("Subject", false),
+            ("Size", true),
+            ("State", false),
+            ("Reason", false),
+        ],
+    );
     for i in items.iter().take(HTML_ITEM_LIMIT) {
         let _ = writeln!(
             out,

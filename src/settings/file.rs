@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::imap::{Compression, Security};
+use crate::oauth::config::OAuthKeys;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,40 +38,115 @@ pub(super) enum SourceKind {
     Mbox,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SourceSection {
-    #[serde(default)]
-    pub(super) kind: SourceKind,
-    /// Required for kind = "imap".
-    pub(super) host: Option<String>,
-    /// Required for kind = "mbox".
-    pub(super) path: Option<PathBuf>,
+/// Declares a section that connects to an IMAP server (`[source]` and an
+/// IMAP `[target]`) with the connection and OAuth keys both share, between
+/// the section's own keys. serde's `flatten` would drop
+/// `deny_unknown_fields`, so the shared keys are written into each struct
+/// instead; the field order is the order an unknown-key message lists.
+/// Each section also gets `oauth_keys`, its OAuth keys for
+/// [`crate::oauth::config::token_settings`], and `endpoint_keys`, its
+/// connection keys for `settings::endpoint`.
+macro_rules! imap_section {
+    (
+        $(#[$attr:meta])*
+        struct $name:ident {
+            { $($head:tt)* }
+            connection;
+            { $($middle:tt)* }
+            oauth;
+            { $($tail:tt)* }
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            $($head)*
+            pub(super) port: Option<u16>,
+            #[serde(default = "default_security")]
+            pub(super) security: Security,
+            pub(super) ca_file: Option<PathBuf>,
+            #[serde(default = "default_timeout")]
+            pub(super) timeout_seconds: u64,
+            #[serde(default)]
+            pub(super) compress: Compression,
+            $($middle)*
+            #[serde(default)]
+            pub(super) auth: SourceAuth,
+            pub(super) token_command: Option<String>,
+            pub(super) oauth_tenant_id: Option<String>,
+            pub(super) oauth_client_id: Option<String>,
+            pub(super) oauth_client_secret_env: Option<String>,
+            pub(super) oauth_certificate_file: Option<PathBuf>,
+            pub(super) oauth_private_key_file: Option<PathBuf>,
+            #[serde(default = "default_oauth_authority")]
+            pub(super) oauth_authority: String,
+            pub(super) oauth_service_account_file: Option<PathBuf>,
+            $($tail)*
+        }
+
+        impl $name {
+            /// The OAuth keys, named by `section` in their messages.
+            pub(super) fn oauth_keys<'a>(&'a self, section: &'a str) -> OAuthKeys<'a> {
+                OAuthKeys {
+                    section,
+                    xoauth2: self.auth == SourceAuth::Xoauth2,
+                    token_command: &self.token_command,
+                    tenant_id: &self.oauth_tenant_id,
+                    client_id: &self.oauth_client_id,
+                    client_secret_env: &self.oauth_client_secret_env,
+                    certificate_file: &self.oauth_certificate_file,
+                    private_key_file: &self.oauth_private_key_file,
+                    authority: &self.oauth_authority,
+                    service_account_file: &self.oauth_service_account_file,
+                }
+            }
+
+            /// The connection keys, as written (`ca_file` not yet resolved).
+            pub(super) fn endpoint_keys(&self) -> EndpointKeys {
+                EndpointKeys {
+                    port: self.port,
+                    security: self.security,
+                    ca_file: self.ca_file.clone(),
+                    timeout_seconds: self.timeout_seconds,
+                    compress: self.compress,
+                }
+            }
+        }
+    };
+}
+
+/// The connection keys of an IMAP section, apart from its host.
+pub(super) struct EndpointKeys {
     pub(super) port: Option<u16>,
-    #[serde(default = "default_security")]
     pub(super) security: Security,
     pub(super) ca_file: Option<PathBuf>,
-    #[serde(default = "default_timeout")]
     pub(super) timeout_seconds: u64,
-    #[serde(default)]
     pub(super) compress: Compression,
-    #[serde(default)]
-    pub(super) auth: SourceAuth,
-    pub(super) token_command: Option<String>,
-    pub(super) oauth_tenant_id: Option<String>,
-    pub(super) oauth_client_id: Option<String>,
-    pub(super) oauth_client_secret_env: Option<String>,
-    pub(super) oauth_certificate_file: Option<PathBuf>,
-    pub(super) oauth_private_key_file: Option<PathBuf>,
-    #[serde(default = "default_oauth_authority")]
-    pub(super) oauth_authority: String,
-    pub(super) oauth_service_account_file: Option<PathBuf>,
-    #[serde(default)]
-    pub(super) gmail_labels: crate::labels::LabelMode,
-    #[serde(default)]
-    pub(super) copy_junk: bool,
-    #[serde(default)]
-    pub(super) copy_trash: bool,
+}
+
+imap_section! {
+    struct SourceSection {
+        {
+            #[serde(default)]
+            pub(super) kind: SourceKind,
+            /// Required for kind = "imap".
+            pub(super) host: Option<String>,
+            /// Required for kind = "mbox".
+            pub(super) path: Option<PathBuf>,
+        }
+        connection;
+        {}
+        oauth;
+        {
+            #[serde(default)]
+            pub(super) gmail_labels: crate::labels::LabelMode,
+            #[serde(default)]
+            pub(super) copy_junk: bool,
+            #[serde(default)]
+            pub(super) copy_trash: bool,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -81,31 +157,19 @@ pub(super) enum TargetSection {
     Graph(crate::target::graph::config::GraphTargetSection),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ImapTargetSection {
-    pub(super) host: String,
-    pub(super) port: Option<u16>,
-    #[serde(default = "default_security")]
-    pub(super) security: Security,
-    pub(super) ca_file: Option<PathBuf>,
-    #[serde(default = "default_timeout")]
-    pub(super) timeout_seconds: u64,
-    #[serde(default)]
-    pub(super) compress: Compression,
-    pub(super) login: Option<String>,
-    pub(super) password_env: Option<String>,
-    #[serde(default)]
-    pub(super) auth: SourceAuth,
-    pub(super) token_command: Option<String>,
-    pub(super) oauth_tenant_id: Option<String>,
-    pub(super) oauth_client_id: Option<String>,
-    pub(super) oauth_client_secret_env: Option<String>,
-    pub(super) oauth_certificate_file: Option<PathBuf>,
-    pub(super) oauth_private_key_file: Option<PathBuf>,
-    #[serde(default = "default_oauth_authority")]
-    pub(super) oauth_authority: String,
-    pub(super) oauth_service_account_file: Option<PathBuf>,
+imap_section! {
+    struct ImapTargetSection {
+        {
+            pub(super) host: String,
+        }
+        connection;
+        {
+            pub(super) login: Option<String>,
+            pub(super) password_env: Option<String>,
+        }
+        oauth;
+        {}
+    }
 }
 
 #[derive(Deserialize)]

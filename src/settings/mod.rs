@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::imap::{Compression, Endpoint, Security, is_loopback_host};
-use crate::oauth::config::{OAuthKeys, token_settings};
+use crate::imap::{Endpoint, Security, is_loopback_host};
+use crate::oauth::config::token_settings;
 use crate::secret::Secret;
 
 mod file;
@@ -170,24 +170,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             "[source] auth = \"xoauth2\" is for an IMAP source, not kind = \"mbox\"".into(),
         ));
     }
-    let src = &file.source;
-    let source_tokens = token_settings(
-        OAuthKeys {
-            section: "source",
-            xoauth2: src.auth == SourceAuth::Xoauth2,
-            token_command: &src.token_command,
-            tenant_id: &src.oauth_tenant_id,
-            client_id: &src.oauth_client_id,
-            client_secret_env: &src.oauth_client_secret_env,
-            certificate_file: &src.oauth_certificate_file,
-            private_key_file: &src.oauth_private_key_file,
-            authority: &src.oauth_authority,
-            service_account_file: &src.oauth_service_account_file,
-        },
-        &resolve,
-        env,
-    )
-    .map_err(bad)?;
+    let source_tokens = token_settings(file.source.oauth_keys("source"), &resolve, env).map_err(bad)?;
     let source = match file.source.kind {
         SourceKind::Imap => {
             if file.source.path.is_some() {
@@ -195,19 +178,10 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     "[source] path is for kind = \"mbox\" (a Google Takeout export); an IMAP source needs host".into(),
                 ));
             }
-            let host = file.source.host.ok_or_else(|| {
+            let host = file.source.host.clone().ok_or_else(|| {
                 bad("[source] host is missing: the IMAP server to copy from (or kind = \"mbox\" with path for a Google Takeout export)".into())
             })?;
-            let endpoint = endpoint(
-                "source",
-                host,
-                file.source.port,
-                file.source.security,
-                file.source.ca_file.map(|p| resolve(&p)),
-                file.source.timeout_seconds,
-                file.source.compress,
-            )
-            .map_err(bad)?;
+            let endpoint = endpoint("source", host, file.source.endpoint_keys(), &resolve).map_err(bad)?;
             SourceSettings::Imap {
                 endpoint,
                 tokens: source_tokens,
@@ -228,33 +202,8 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 
     let target = match file.target {
         TargetSection::Imap(t) => {
-            let endpoint = endpoint(
-                "target",
-                t.host,
-                t.port,
-                t.security,
-                t.ca_file.map(|p| resolve(&p)),
-                t.timeout_seconds,
-                t.compress,
-            )
-            .map_err(bad)?;
-            let tokens = token_settings(
-                OAuthKeys {
-                    section: "target",
-                    xoauth2: t.auth == SourceAuth::Xoauth2,
-                    token_command: &t.token_command,
-                    tenant_id: &t.oauth_tenant_id,
-                    client_id: &t.oauth_client_id,
-                    client_secret_env: &t.oauth_client_secret_env,
-                    certificate_file: &t.oauth_certificate_file,
-                    private_key_file: &t.oauth_private_key_file,
-                    authority: &t.oauth_authority,
-                    service_account_file: &t.oauth_service_account_file,
-                },
-                &resolve,
-                env,
-            )
-            .map_err(bad)?;
+            let endpoint = endpoint("target", t.host.clone(), t.endpoint_keys(), &resolve).map_err(bad)?;
+            let tokens = token_settings(t.oauth_keys("target"), &resolve, env).map_err(bad)?;
             if tokens.is_some() && t.password_env.is_some() {
                 return Err(bad(
                     "[target] auth = \"xoauth2\" logs in with tokens: remove password_env (login, default \"{email}\", names the mailbox)".into(),
@@ -374,15 +323,22 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     })
 }
 
+/// Checks an IMAP section's host and connection keys and builds its
+/// endpoint; a relative `ca_file` is resolved against the config file.
 fn endpoint(
     section: &str,
     host: String,
-    port: Option<u16>,
-    security: Security,
-    ca_file: Option<PathBuf>,
-    timeout_seconds: u64,
-    compress: Compression,
+    keys: EndpointKeys,
+    resolve: &dyn Fn(&Path) -> PathBuf,
 ) -> Result<Endpoint, String> {
+    let EndpointKeys {
+        port,
+        security,
+        ca_file,
+        timeout_seconds,
+        compress,
+    } = keys;
+    let ca_file = ca_file.map(|p| resolve(&p));
     if host.trim().is_empty() {
         return Err(format!("[{section}] host is empty"));
     }

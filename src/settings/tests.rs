@@ -1,6 +1,7 @@
 //! Settings are checked as documented in `config.example.toml`.
 
 use super::*;
+use crate::imap::Compression;
 
 fn parse_str(text: &str) -> Result<Settings, ConfigError> {
     parse(text, Path::new("/etc/cutover/cutover.toml"), &|v| {

@@ -18,7 +18,7 @@ use crate::model::role_from_name;
 use crate::model::{FolderRole, TargetFolder, Upload};
 use crate::oauth::TokenSource;
 use crate::secret::Secret;
-use crate::target::{Inventoried, Target, TargetSession};
+use crate::target::{Inventoried, Pending, Target, TargetSession};
 use crate::transform::{append_flags, escape_separator};
 use crate::utf7;
 
@@ -65,7 +65,7 @@ impl ImapTarget {
 }
 
 impl Target for ImapTarget {
-    fn open<'a>(&'a self, user: &'a TargetLogin) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> Pending<'a, Box<dyn TargetSession>> {
         async move {
             let mut conn = match &self.tokens {
                 Some(tokens) => {
@@ -231,11 +231,7 @@ fn too_big(message: &str) -> bool {
 }
 
 impl TargetSession for ImapTargetSession {
-    fn ensure_folder<'a>(
-        &'a mut self,
-        folder: &'a TargetFolder,
-        known: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<String>> {
+    fn ensure_folder<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, String> {
         async move {
             if let Some(k) = known {
                 return Ok(k.to_owned());
@@ -247,7 +243,7 @@ impl TargetSession for ImapTargetSession {
         .boxed()
     }
 
-    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<String>> {
+    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, String> {
         async move {
             let flags = append_flags(&message.flags, &message.labels);
             let date = format_internal_date(message.internal_date);
@@ -312,7 +308,7 @@ impl TargetSession for ImapTargetSession {
         .boxed()
     }
 
-    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
+    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, Option<String>> {
         async move {
             if self.selected.as_deref() != Some(folder) {
                 let state = self.conn.select(folder).await?;
@@ -378,11 +374,7 @@ impl TargetSession for ImapTargetSession {
         .boxed()
     }
 
-    fn inventory<'a>(
-        &'a mut self,
-        folder: &'a TargetFolder,
-        known: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
+    fn inventory<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, Vec<Inventoried>> {
         async move {
             let wire = match known {
                 Some(k) => k.to_owned(),

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::model::TargetLogin;
 use crate::model::{FolderRole, TargetFolder, Upload};
-use crate::target::{Inventoried, Target, TargetSession};
+use crate::target::{Inventoried, Pending, Target, TargetSession};
 use crate::transform::maildir_flags;
 use crate::utf7;
 
@@ -27,7 +27,7 @@ impl MaildirTarget {
 }
 
 impl Target for MaildirTarget {
-    fn open<'a>(&'a self, user: &'a TargetLogin) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> Pending<'a, Box<dyn TargetSession>> {
         async move {
             if user.email.contains(['/', '\0']) || user.email.starts_with('.') {
                 return Err(Error::fatal(format!(
@@ -220,11 +220,7 @@ async fn create_private_dir(path: &Path) -> Result<()> {
 }
 
 impl TargetSession for MaildirSession {
-    fn ensure_folder<'a>(
-        &'a mut self,
-        folder: &'a TargetFolder,
-        _known: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<String>> {
+    fn ensure_folder<'a>(&'a mut self, folder: &'a TargetFolder, _known: Option<&'a str>) -> Pending<'a, String> {
         async move {
             let dir = folder_dir(folder);
             let path = self.base.join(&dir);
@@ -249,7 +245,7 @@ impl TargetSession for MaildirSession {
         .boxed()
     }
 
-    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<String>> {
+    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, String> {
         async move {
             let mut results = self.upload_many(folder, std::slice::from_ref(message)).await;
             results
@@ -277,7 +273,7 @@ impl TargetSession for MaildirSession {
         .boxed()
     }
 
-    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
+    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, Option<String>> {
         async move {
             let cur = self.base.join(folder).join("cur");
             let unique = unique_name(message);
@@ -306,11 +302,7 @@ impl TargetSession for MaildirSession {
         .boxed()
     }
 
-    fn inventory<'a>(
-        &'a mut self,
-        folder: &'a TargetFolder,
-        known: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
+    fn inventory<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, Vec<Inventoried>> {
         async move {
             let dir = self.base.join(known.map_or_else(|| folder_dir(folder), str::to_owned));
             tokio::task::spawn_blocking(move || read_inventory(&dir))

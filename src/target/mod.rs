@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 use crate::model::TargetLogin;
 use crate::model::{ItemKind, TargetFolder, Upload};
 
+/// A target operation under way: the traits below are used as trait
+/// objects, so each operation returns its result as a boxed future.
+pub type Pending<'a, T> = BoxFuture<'a, Result<T>>;
+
 /// What a kind of target can do beyond storing a message, declared up front
 /// so that callers ask instead of trying an operation and matching on the
 /// error (the way rclone's backends declare their features). `verify` and
@@ -64,7 +68,7 @@ pub struct Inventoried {
 pub trait Target: Send + Sync {
     /// Opens a session writing into one user's mailbox. `run` opens several
     /// per mailbox for parallel uploads.
-    fn open<'a>(&'a self, user: &'a TargetLogin) -> BoxFuture<'a, Result<Box<dyn TargetSession>>>;
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> Pending<'a, Box<dyn TargetSession>>;
 
     /// One line for logs and the run header ("IMAP 127.0.0.1:143").
     fn describe(&self) -> String;
@@ -78,15 +82,11 @@ pub trait TargetSession: Send {
     /// Makes sure the folder exists and returns the target's reference to
     /// it, which the checkpoint keeps. `known` is the reference a previous
     /// run stored, so a resync does not rediscover folders.
-    fn ensure_folder<'a>(
-        &'a mut self,
-        folder: &'a TargetFolder,
-        known: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<String>>;
+    fn ensure_folder<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, String>;
 
     /// Stores one message; returns the target's id for it once the target
     /// confirmed it.
-    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<String>>;
+    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, String>;
 
     /// Stores several messages of one folder: one result per message, in
     /// order. A result list shorter than `messages` means the rest are
@@ -109,7 +109,7 @@ pub trait TargetSession: Send {
     }
 
     /// Looks for a message an interrupted run may already have stored.
-    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>>;
+    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, Option<String>>;
 
     /// Read-only listing of one folder for `cutover verify` and `cutover
     /// check`: the Message-ID (angle brackets kept, as the source scan keeps
@@ -128,11 +128,7 @@ pub trait TargetSession: Send {
     ///
     /// Only called where [`Capabilities::list`] is declared; the default,
     /// for a target that cannot list, refuses with a fatal error.
-    fn inventory<'a>(
-        &'a mut self,
-        folder: &'a TargetFolder,
-        known: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
+    fn inventory<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, Vec<Inventoried>> {
         let _ = (folder, known);
         async move { Err(Error::fatal("this target cannot list a folder's messages")) }.boxed()
     }

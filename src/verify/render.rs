@@ -20,7 +20,7 @@ pub fn render_table(report: &VerifyReport) -> String {
         "EXPECTED SIZE",
         "TARGET SIZE",
     ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for u in &report.users {
         if let Some(e) = &u.error {
             let mut row = vec![u.email.clone(), format!("NOT VERIFIED: {e}")];
@@ -58,15 +58,7 @@ pub fn render_table(report: &VerifyReport) -> String {
             });
         }
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = crate::table::aligned(&header, &rows);
     for u in &report.users {
         for m in &u.missing {
             out.push_str(&format!(

@@ -61,7 +61,7 @@ use crate::error::{Error, Result};
 use crate::model::TargetLogin;
 use crate::model::{TargetFolder, Upload};
 use crate::oauth::{EntraApp, TokenSettings, TokenSource};
-use crate::target::{Inventoried, Target, TargetSession};
+use crate::target::{Inventoried, Pending, Target, TargetSession};
 
 /// Characters left as they are in a URL path segment (RFC 3986 pchar);
 /// everything else, `/` included, is percent-encoded.
@@ -216,7 +216,7 @@ fn mode_name(mode: GraphWriteMode) -> &'static str {
 }
 
 impl Target for GraphTarget {
-    fn open<'a>(&'a self, user: &'a TargetLogin) -> BoxFuture<'a, Result<Box<dyn TargetSession>>> {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> Pending<'a, Box<dyn TargetSession>> {
         async move {
             let email = user.email.trim().to_owned();
             if email.is_empty() {
@@ -306,27 +306,19 @@ impl GraphSession {
 }
 
 impl TargetSession for GraphSession {
-    fn ensure_folder<'a>(
-        &'a mut self,
-        folder: &'a TargetFolder,
-        known: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<String>> {
+    fn ensure_folder<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, String> {
         self.ensure(folder, known).boxed()
     }
 
-    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<String>> {
+    fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, String> {
         self.upload_to(folder, message).boxed()
     }
 
-    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> BoxFuture<'a, Result<Option<String>>> {
+    fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, Option<String>> {
         self.find_copy(folder, message).boxed()
     }
 
-    fn inventory<'a>(
-        &'a mut self,
-        folder: &'a TargetFolder,
-        known: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<Inventoried>>> {
+    fn inventory<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, Vec<Inventoried>> {
         self.inventory_of(folder, known).boxed()
     }
 
