@@ -249,18 +249,54 @@ async fn copy_items(
         })
         .await?;
 
-    let target = target_slot.as_mut().expect("just opened");
+    // A message missing from the answer is gone only if the folder no
+    // longer has it; one the server still lists but did not send, or sent
+    // empty (BODY[] NIL), fails and is tried again on the next run.
+    let missing: Vec<u32> = remaining
+        .iter()
+        .filter(|i| !bodies.contains_key(&i.uid))
+        .map(|i| i.uid)
+        .collect();
+    let still_there: HashSet<u32> = if missing.is_empty() {
+        HashSet::new()
+    } else {
+        source.present(&missing).await?.into_iter().collect()
+    };
     let mut settled: HashSet<u32> = HashSet::new();
+    for item in remaining.iter() {
+        let fate = match bodies.get(&item.uid) {
+            None if still_there.contains(&item.uid) => Fate::Failed {
+                reason: format!(
+                    "the source did not send message UID {} although it still lists it; run again to retry it",
+                    item.uid
+                ),
+            },
+            None => Fate::Gone,
+            Some(raw) if raw.is_empty() => Fate::Failed {
+                reason: format!(
+                    "the source sent an empty body for message UID {} (listed at {} bytes); run again to retry it, or check the message on the source",
+                    item.uid, item.size
+                ),
+            },
+            Some(_) => continue,
+        };
+        if matches!(fate, Fate::Failed { .. }) {
+            stats.failed += 1;
+            tracing::warn!(user = %email, folder = %work.folder_display, uid = item.uid, "message failed: the source did not send its body");
+        }
+        bodies.remove(&item.uid);
+        settle(shared, work.place(email), item.uid, fate);
+        settled.insert(item.uid);
+    }
+
+    let target = target_slot.as_mut().expect("just opened");
     let mut to_upload: Vec<(Upload, &Item)> = Vec::with_capacity(remaining.len());
     // Each outcome keeps its upload: the checkpoint learns the Message-ID
     // of each copy, and the Subject of each failure, from its body.
     let mut outcomes: Vec<(&Item, Upload, Result<String, Error>)> = Vec::new();
     for item in remaining.iter() {
         let Some(raw) = bodies.remove(&item.uid) else {
-            // Deleted on the source since the scan.
-            settle(shared, work.place(email), item.uid, Fate::Gone);
-            settled.insert(item.uid);
-            continue;
+            continue; // settled above
         };
         let key = MessageKey {
             user: email.clone(),

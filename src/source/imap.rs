@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use async_imap::imap_proto::{AttributeValue, Response};
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
 use bytes::Bytes;
 use tokio_rustls::rustls;
 
@@ -207,6 +207,27 @@ impl SourceSession {
                 Ok(())
             })
             .await?;
+        Ok(out)
+    }
+
+    /// Which of `uids` the examined folder still holds (`UID SEARCH UID`):
+    /// how a message missing from a FETCH answer is told apart from one
+    /// deleted on the source.
+    pub async fn present(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        if uids.is_empty() {
+            return Ok(out);
+        }
+        for r in self.conn.command(&format!("UID SEARCH UID {}", uid_set(uids))).await? {
+            if let Response::MailboxData(MailboxDatum::Search(found)) = r {
+                out.extend(found);
+            }
+        }
+        // A server answers a UID range with its own UIDs in that range:
+        // only the ones asked about count.
+        out.retain(|u| uids.contains(u));
+        out.sort_unstable();
+        out.dedup();
         Ok(out)
     }
 

@@ -168,6 +168,12 @@ impl MboxSession {
             .collect()
     }
 
+    /// Which of `uids` the examined label holds.
+    pub fn present(&self, uids: &[u32]) -> Vec<u32> {
+        let held: std::collections::HashSet<u32> = self.scan(1).iter().map(|m| m.uid).collect();
+        uids.iter().copied().filter(|u| held.contains(u)).collect()
+    }
+
     /// Message count and bytes of each label, from the index.
     pub fn folder_sizes(&self, names: &[String]) -> Vec<Option<(u32, u64)>> {
         names

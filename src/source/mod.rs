@@ -140,6 +140,14 @@ impl Session {
         }
     }
 
+    /// Which of `uids` the examined folder still holds.
+    pub async fn present(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        match self {
+            Session::Imap(s) => s.present(uids).await,
+            Session::Mbox(s) => Ok(s.present(uids)),
+        }
+    }
+
     /// COMPRESS=DEFLATE is on for this session.
     pub fn is_compressed(&self) -> bool {
         match self {
