@@ -100,6 +100,8 @@ impl Conn {
                         if out.is_empty() {
                             return Err(e);
                         }
+                        // The rest are unsettled; the last result says why.
+                        out.push(Err(e));
                         return Ok(out);
                     }
                     r => out.push(r),

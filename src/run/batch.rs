@@ -332,8 +332,16 @@ async fn copy_items(
             .pace
             .before_target_write(uploads.len() as u64, upload_bytes)
             .await;
-        let results = target.upload_many(&work.target_ref, &uploads).await;
-        for (r, (upload, item)) in results.into_iter().zip(to_upload) {
+        let mut results = target.upload_many(&work.target_ref, &uploads).await.into_iter();
+        // Every upload ends in an outcome: one the target left unanswered
+        // (the connection failed) may or may not be stored, so it is tried
+        // again, looked up first.
+        for (upload, item) in to_upload {
+            let r = results.next().unwrap_or_else(|| {
+                Err(Error::transient(
+                    "the target did not answer this upload (the connection failed); trying again",
+                ))
+            });
             outcomes.push((item, upload, r));
         }
     }
