@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_imap::imap_proto::{self, Response, ResponseCode, Status};
 use tokio::io::AsyncWriteExt;
 
-use super::classify::{classify_bye, classify_status, excerpt, io_error, timed};
+use super::classify::{answer_text, classify_bye, classify_status, excerpt, io_error, timed};
 use super::conn::Conn;
 use super::wire::{first_append_uid, quote};
 use crate::error::{Error, Result};
@@ -49,7 +49,7 @@ impl Conn {
             match resp.parsed() {
                 Response::Continue(_) => {}
                 Response::Done { status, outcome, .. } => {
-                    let info = outcome.information.as_deref().unwrap_or("");
+                    let info = &answer_text(outcome.code.as_ref(), outcome.information.as_deref());
                     return Err(classify_status("APPEND", status, info));
                 }
                 other => {
@@ -216,7 +216,7 @@ impl Conn {
                     let Some(i) = tags.iter().position(|t| t == tag) else {
                         continue;
                     };
-                    let info = outcome.information.as_deref().unwrap_or("");
+                    let info = &answer_text(outcome.code.as_ref(), outcome.information.as_deref());
                     results[i] = Some(match status {
                         Status::Ok => Ok(first_append_uid(outcome.code.as_ref())),
                         _ => Err(classify_status("APPEND", status, info)),
@@ -227,7 +227,7 @@ impl Conn {
                     status: Status::Bye,
                     outcome,
                 } => {
-                    let info = outcome.information.as_deref().unwrap_or("");
+                    let info = &answer_text(outcome.code.as_ref(), outcome.information.as_deref());
                     return Err(classify_bye("APPEND", info));
                 }
                 _ => {}

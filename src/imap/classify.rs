@@ -67,6 +67,23 @@ pub(super) fn excerpt(text: &str) -> String {
     }
 }
 
+/// The text of a tagged answer with the response code the parser took out
+/// of it put back where callers look for it: `[TRYCREATE]` (the folder is
+/// gone), `[ALERT]`, `[PARSE]`, `[READ-ONLY]`. Codes the parser does not
+/// know stay in the text anyway.
+pub fn answer_text(code: Option<&async_imap::imap_proto::ResponseCode<'_>>, information: Option<&str>) -> String {
+    use async_imap::imap_proto::ResponseCode;
+    let info = information.unwrap_or("");
+    let known = match code {
+        Some(ResponseCode::TryCreate) => "[TRYCREATE] ",
+        Some(ResponseCode::Alert) => "[ALERT] ",
+        Some(ResponseCode::Parse) => "[PARSE] ",
+        Some(ResponseCode::ReadOnly) => "[READ-ONLY] ",
+        _ => "",
+    };
+    format!("{known}{info}")
+}
+
 /// Classifies a tagged NO/BAD. Throttling answers (RFC 5530 codes,
 /// Exchange's "Request is throttled. Suggested Backoff Time: N
 /// milliseconds") become [`ErrorKind::Throttled`](crate::error::ErrorKind);
@@ -316,5 +333,16 @@ mod tests {
         assert!(e.message.ends_with("(20000 bytes in all)"), "{}", e.message);
         let short = classify_status("APPEND", &Status::No, "[OVERQUOTA] mailbox full");
         assert_eq!(short.message, "APPEND answered NO [OVERQUOTA] mailbox full");
+    }
+
+    #[test]
+    fn response_codes_the_parser_takes_out_are_put_back() {
+        use async_imap::imap_proto::ResponseCode;
+        assert_eq!(
+            answer_text(Some(&ResponseCode::TryCreate), Some("Mailbox doesn't exist: Gone")),
+            "[TRYCREATE] Mailbox doesn't exist: Gone"
+        );
+        assert_eq!(answer_text(None, Some("[LIMIT] too big")), "[LIMIT] too big");
+        assert_eq!(answer_text(Some(&ResponseCode::UidNext(4)), None), "");
     }
 }

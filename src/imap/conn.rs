@@ -13,7 +13,9 @@ use std::time::Duration;
 use async_imap::imap_proto::{self, Response, ResponseCode, Status};
 use tokio_rustls::rustls;
 
-use super::classify::{classify_bye, classify_status, describe_login_error, excerpt, io_error, login_pushback, timed};
+use super::classify::{
+    answer_text, classify_bye, classify_status, describe_login_error, excerpt, io_error, login_pushback, timed,
+};
 use super::endpoint::{Endpoint, connect};
 use super::guard::{Guarded, MAX_UNTAGGED_BYTES};
 use super::wire::quote;
@@ -230,7 +232,7 @@ impl Conn {
                     status,
                     outcome,
                 } if done == tag => {
-                    let info = outcome.information.as_deref().unwrap_or("");
+                    let info = &answer_text(outcome.code.as_ref(), outcome.information.as_deref());
                     return match status {
                         Status::Ok => {
                             untagged.push(owned(resp.borrow_owner())?);
@@ -243,7 +245,7 @@ impl Conn {
                     status: Status::Bye,
                     outcome,
                 } => {
-                    let info = outcome.information.as_deref().unwrap_or("");
+                    let info = &answer_text(outcome.code.as_ref(), outcome.information.as_deref());
                     self.broken = true;
                     return Err(classify_bye(verb, info));
                 }
@@ -330,7 +332,7 @@ impl Conn {
                         status,
                         outcome,
                     } if *done == tag => {
-                        let info = outcome.information.as_deref().unwrap_or("");
+                        let info = &answer_text(outcome.code.as_ref(), outcome.information.as_deref());
                         return match status {
                             Status::Ok => Ok(()),
                             _ => Err(classify_status("FETCH", status, info)),
@@ -340,7 +342,7 @@ impl Conn {
                         status: Status::Bye,
                         outcome,
                     } => {
-                        let info = outcome.information.as_deref().unwrap_or("");
+                        let info = &answer_text(outcome.code.as_ref(), outcome.information.as_deref());
                         return Err(classify_bye("FETCH", info));
                     }
                     other => {
