@@ -23,6 +23,7 @@ pub struct FolderRow {
 
 impl Checkpoint {
     pub fn folders(&self, email: &str) -> Result<Vec<FolderRow>> {
+        let email = &super::user_key(email);
         self.query_rows(
             "SELECT id, wire_name, path, role, uid_validity, uid_next, exists_count, max_uid, target_ref
              FROM folders WHERE email = ?1 AND present = 1 ORDER BY id",
@@ -50,6 +51,7 @@ impl Checkpoint {
         email: &str,
         listed: &[(String, String, Option<FolderRole>)],
     ) -> Result<Vec<FolderRow>> {
+        let email = &super::user_key(email);
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(db_err(&path))?;
         tx.execute("UPDATE folders SET present = 0 WHERE email = ?1", params![email])

@@ -161,6 +161,7 @@ impl Checkpoint {
     /// needs them only on label-based sources, and half a million of them
     /// would weigh on every resync's memory for nothing.
     pub fn messages(&self, email: &str, with_message_ids: bool) -> Result<Vec<MessageRow>> {
+        let email = &super::user_key(email);
         self.query_rows(
             "SELECT m.folder_id, m.uid, m.internal_date, m.size, m.flags,
                 CASE WHEN ?2 THEN m.message_id END, m.state, m.reason, m.gm_msgid

@@ -42,6 +42,14 @@ use schema::{SCHEMA, migrate_schema};
 
 /// Why the state DB could not be opened, read or written, in words for the
 /// admin (the path, SQLite's reason and what to do about it).
+/// How a mailbox is keyed in the state DB: its address in lower case
+/// (ASCII, as SQLite's `lower()` upgrades older DBs), so a users file
+/// written again with other capitals finds the same mailbox instead of
+/// copying it again.
+pub(crate) fn user_key(email: &str) -> String {
+    email.trim().to_ascii_lowercase()
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CheckpointError(pub String);

@@ -67,6 +67,7 @@ impl Checkpoint {
     }
 
     pub fn user_status(&self, email: &str) -> Result<UserStatus> {
+        let email = &super::user_key(email);
         type UserRow = (String, Option<i64>, Option<String>, i64, Option<i64>, Option<String>);
         let (state, last_sync, last_error, throttled, last_throttle, last_throttle_reason): UserRow = self
             .conn
@@ -136,6 +137,7 @@ impl Checkpoint {
     /// without a Subject or Message-ID. Copies a label-based source shows in
     /// several folders are left out, as in [`Checkpoint::problem_items`].
     pub fn missing_headers(&self, email: &str) -> Result<Vec<(i64, u32)>> {
+        let email = &super::user_key(email);
         self.query_rows(
             "SELECT m.folder_id, m.uid FROM messages m JOIN folders f ON f.id = m.folder_id
              WHERE f.email = ?1 AND f.present = 1 AND m.state IN ('skipped', 'failed') AND m.subject IS NULL
@@ -150,6 +152,7 @@ impl Checkpoint {
     /// label-based source (Gmail) shows in several folders: those are not
     /// problems, only counted (the message itself was copied once).
     pub fn problem_items(&self, email: &str) -> Result<Vec<ProblemItem>> {
+        let email = &super::user_key(email);
         self.query_rows(
             "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason, NULLIF(m.subject, '')
              FROM messages m JOIN folders f ON f.id = m.folder_id
@@ -175,6 +178,7 @@ impl Checkpoint {
 
     /// Every sync of a user, oldest first.
     pub fn syncs(&self, email: &str) -> Result<Vec<SyncRecord>> {
+        let email = &super::user_key(email);
         self.query_rows(
             "SELECT id, started, finished, state, copied, bytes, error FROM syncs WHERE email = ?1 ORDER BY started, id",
             params![email],

@@ -90,6 +90,13 @@ pub(super) fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
     if !has_gm_msgid {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN gm_msgid INTEGER")?;
     }
+    // Mailboxes are keyed by their address in lower case (`user_key`);
+    // earlier versions kept it as the users file wrote it.
+    conn.execute_batch(
+        "UPDATE OR IGNORE users SET email = lower(email) WHERE email <> lower(email);
+         UPDATE OR IGNORE folders SET email = lower(email) WHERE email <> lower(email);
+         UPDATE syncs SET email = lower(email) WHERE email <> lower(email);",
+    )?;
     Ok(())
 }
 
@@ -124,5 +131,36 @@ mod tests {
         assert_eq!(items[0].subject.as_deref(), Some("Subject 1"));
         drop(cp);
         assert!(Checkpoint::open(&path).is_ok(), "opening again is a no-op");
+    }
+
+    #[test]
+    fn a_mailbox_is_found_whatever_the_capitals_of_its_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let folder = [("INBOX".to_owned(), "INBOX".to_owned(), Some(FolderRole::Inbox))];
+        {
+            // A DB an earlier version wrote, keyed as the users file had it.
+            let mut cp = Checkpoint::open(&path).unwrap();
+            cp.conn
+                .execute_batch(
+                    "INSERT INTO users (email, state) VALUES ('Alice@Example.COM', 'done');
+                     INSERT INTO folders (email, wire_name, path, role) VALUES ('Alice@Example.COM', 'INBOX', 'INBOX', 'inbox');
+                     INSERT INTO syncs (email, started, state) VALUES ('Alice@Example.COM', 1, 'done');",
+                )
+                .unwrap();
+            let f = cp.folders("alice@example.com").unwrap();
+            assert!(f.is_empty(), "not upgraded yet");
+            let _ = &mut cp;
+        }
+        let mut cp = Checkpoint::open(&path).unwrap();
+        for email in ["alice@example.com", "ALICE@example.com", "Alice@Example.COM"] {
+            assert_eq!(cp.folders(email).unwrap().len(), 1, "{email}");
+            assert_eq!(cp.syncs(email).unwrap().len(), 1, "{email}");
+        }
+        let before = cp.folders("alice@example.com").unwrap()[0].id;
+        let again = cp.sync_folder_list("ALICE@EXAMPLE.COM", &folder).unwrap();
+        assert_eq!(again[0].id, before, "the same folder, not a new one");
+        cp.set_user_state("Alice@example.com", "done", None).unwrap();
+        assert_eq!(cp.user_emails().unwrap(), ["alice@example.com"]);
     }
 }

@@ -8,6 +8,7 @@ use super::{Checkpoint, CheckpointError, Result, now};
 
 impl Checkpoint {
     pub fn ensure_user(&self, email: &str) -> Result<()> {
+        let email = &super::user_key(email);
         self.conn
             .execute("INSERT OR IGNORE INTO users (email) VALUES (?1)", params![email])
             .map_err(self.err())?;
@@ -15,6 +16,7 @@ impl Checkpoint {
     }
 
     pub fn set_user_state(&self, email: &str, state: &str, error: Option<&str>) -> Result<()> {
+        let email = &super::user_key(email);
         self.ensure_user(email)?;
         self.conn
             .execute(
@@ -26,6 +28,7 @@ impl Checkpoint {
     }
 
     pub fn begin_sync(&self, email: &str) -> Result<i64> {
+        let email = &super::user_key(email);
         self.ensure_user(email)?;
         self.conn
             .execute(
@@ -45,6 +48,7 @@ impl Checkpoint {
         bytes: u64,
         error: Option<&str>,
     ) -> Result<()> {
+        let email = &super::user_key(email);
         let t = now();
         self.conn
             .execute(
@@ -62,6 +66,7 @@ impl Checkpoint {
     }
 
     pub fn set_last_scan(&self, email: &str) -> Result<()> {
+        let email = &super::user_key(email);
         self.conn
             .execute(
                 "UPDATE users SET last_scan = ?2 WHERE email = ?1",
@@ -74,6 +79,7 @@ impl Checkpoint {
     /// Counts one push-back from a server against a user (shown by
     /// `status`): when, and the server's words.
     pub fn note_throttle(&self, email: &str, reason: &str) -> Result<()> {
+        let email = &super::user_key(email);
         self.ensure_user(email)?;
         self.conn
             .execute(
