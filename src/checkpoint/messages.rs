@@ -85,7 +85,10 @@ impl Checkpoint {
                 let mut rows = stmt.query(params![folder_id]).map_err(&e)?;
                 while let Some(r) = rows.next().map_err(&e)? {
                     let state: String = r.get(3).map_err(&e)?;
-                    if state != "copied" && state != "skipped" {
+                    // In flight: an upload may have reached the target
+                    // before the run stopped, so the renumbered message is
+                    // looked up there before it is sent again.
+                    if state != "copied" && state != "skipped" && state != "inflight" {
                         continue;
                     }
                     let mid: Option<String> = r.get(0).map_err(&e)?;
@@ -230,6 +233,24 @@ mod tests {
         assert_eq!(rows.len(), 4);
         let folder = &cp.folders("a@x.test").unwrap()[0];
         assert_eq!((folder.uid_validity, folder.max_uid), (2, 14));
+    }
+
+    #[test]
+    fn in_flight_survives_uidvalidity_change() {
+        let (_d, mut cp, f) = setup();
+        cp.store_scan(f, 1, 3, 2, &[meta(1, "<a@x>", 10), meta(2, "<b@x>", 20)], false)
+            .unwrap();
+        cp.apply(&[Record::InFlight { folder_id: f, uid: 1 }]).unwrap();
+        cp.store_scan(f, 2, 13, 2, &[meta(11, "<a@x>", 10), meta(12, "<b@x>", 20)], true)
+            .unwrap();
+        let rows = cp.messages("a@x.test", true).unwrap();
+        let state = |uid| rows.iter().find(|r| r.uid == uid).unwrap().state;
+        assert_eq!(
+            state(11),
+            State::InFlight,
+            "looked up in the target before it is sent again"
+        );
+        assert_eq!(state(12), State::Pending);
     }
 
     /// A scan without headers leaves Message-IDs to the copies; after a
