@@ -362,8 +362,26 @@ impl Conn {
         self.broken_if_retryable(result)
     }
 
+    /// Logs out and waits (up to two seconds) for the server to close the
+    /// connection. A server counts the session against its limits until
+    /// then (Dovecot's process_limit, per-user connection caps), so the
+    /// caller's connection slot is freed only after it: a new login never
+    /// overlaps the old session.
     pub async fn logout(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+        use tokio::io::AsyncReadExt;
+        let answered = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+        if matches!(answered, Ok(Ok(()))) {
+            let stream = self.session.get_mut();
+            let closed = async {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), closed).await;
+        }
         if let Some(t) = self.session.get_ref().deflate_totals() {
             tracing::debug!(
                 server = %self.server,

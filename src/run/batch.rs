@@ -119,8 +119,7 @@ pub(super) async fn worker(
     }
     .await;
     if let Some(s) = source {
-        let (session, _slot) = s.into_parts();
-        session.logout().await;
+        super::release_source(s).await;
     }
     if let Some(t) = target {
         t.close().await;
@@ -176,7 +175,7 @@ async fn copy_batch(
                 // and resumes with what is left of the batch.
                 if source.as_ref().is_some_and(|s| s.conn_broken()) || e.is_retryable() {
                     if let Some(s) = source.take() {
-                        drop(s);
+                        super::release_source(s).await;
                     }
                     if let Some(t) = target.take() {
                         t.close().await;

@@ -109,7 +109,7 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
             already_copied: the_scope.already_copied,
             skipped,
         });
-        session.into_parts().0.logout().await;
+        super::release_source(session).await;
         stats.complete = true;
         return Ok(());
     }
@@ -123,7 +123,7 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     if let Err(e) = super::scan::read_missing_headers(shared, user, &folders, &mut session).await {
         tracing::warn!(user = %email, "could not read the Subject of skipped or failed messages for the report; the next run tries again: {e}");
         if session.conn_broken() {
-            drop(session);
+            super::release_source(session).await;
             session = open_source(shared, user, true).await?;
         }
     }
@@ -137,7 +137,7 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     });
     tracing::info!(user = %email, to_copy = the_scope.copy.len(), already = the_scope.already_copied, "planned");
     if the_scope.copy.is_empty() {
-        session.into_parts().0.logout().await;
+        super::release_source(session).await;
         stats.complete = true;
         return Ok(());
     }

@@ -316,6 +316,22 @@ async fn open_source(shared: &Shared, user: &UserJob, retry: bool) -> Result<Hel
     Ok(Held::new(session, slot))
 }
 
+/// Lets go of a source connection and then of its slots: a working one
+/// logs out (and waits for the server to close it); a broken one is
+/// dropped and its slots held a moment longer, since the server ends that
+/// session only once it notices the connection is gone. Either way the
+/// server has let go before another login may take the slot.
+async fn release_source(held: HeldSource) {
+    let (session, slot) = held.into_parts();
+    if session.conn_broken() {
+        drop(session);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    } else {
+        session.logout().await;
+    }
+    drop(slot);
+}
+
 async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
     let login = user.target_login();
     with_retries(shared, &user.email, || shared.run.target.open(&login)).await
