@@ -192,14 +192,21 @@ impl ImapTargetSession {
                 Ok(_) => {}
                 // Created meanwhile by another session, or it already existed.
                 Err(e) if e.kind == ErrorKind::Item && already_exists(&e.message) => {}
+                // A folder the server will not create (a reserved name,
+                // no permission, a name it cannot hold) costs that folder,
+                // not the mailbox: its messages fail with this reason and
+                // are tried again on every run.
                 Err(e) if e.kind == ErrorKind::Item => {
-                    let refused = reserved_name(&e.message);
-                    let msg = format!("target refused to create folder {}: {}", utf7::decode(&name), e.message);
-                    return Err(if refused {
-                        Error::refused(msg)
+                    let advice = if reserved_name(&e.message) {
+                        "the name is reserved on the target"
                     } else {
-                        Error::fatal(msg)
-                    });
+                        "check the target login's rights and the server's folder namespace"
+                    };
+                    return Err(Error::refused(format!(
+                        "target refused to create folder {}: {} ({advice})",
+                        utf7::decode(&name),
+                        e.message
+                    )));
                 }
                 Err(e) => return Err(e),
             }

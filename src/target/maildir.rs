@@ -77,11 +77,22 @@ fn folder_dir(folder: &TargetFolder) -> String {
     }
     parts.extend(folder.path.iter().map(|p| utf7::encode(&p.replace(['.', '/'], "_"))));
     if parts.is_empty() {
-        String::new()
-    } else {
-        format!(".{}", parts.join("."))
+        return String::new();
     }
+    let name = format!(".{}", parts.join("."));
+    if name.len() <= MAX_DIR_NAME {
+        return name;
+    }
+    // Too long for one directory entry (modified UTF-7 makes non-ASCII
+    // names about 2.7 times longer): the start of the name, then a hash of
+    // all of it, so the folder is kept, always under the same name.
+    let digest = Sha256::digest(name.as_bytes());
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}~{hash}", &name[..MAX_DIR_NAME - 1 - hash.len()])
 }
+
+/// The longest directory name Linux file systems take (bytes).
+const MAX_DIR_NAME: usize = 255;
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     let msg = format!("{what} {}: {e}", path.display());
@@ -442,6 +453,26 @@ mod tests {
         // A single upload takes the same path and overwrites, not duplicates.
         assert_eq!(s.upload("", &messages[0]).await.unwrap(), names[0]);
         assert_eq!(std::fs::read_dir(dir.path().join("cur")).unwrap().count(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_folder_name_too_long_for_a_directory_is_shortened_not_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = MaildirSession {
+            base: root.path().to_path_buf(),
+        };
+        // 120 non-ASCII characters: over 255 bytes in modified UTF-7.
+        let long = |last: char| TargetFolder {
+            anchor: None,
+            path: vec!["Projekte".into(), format!("{}{last}", "Ü".repeat(119))],
+        };
+        let a = s.ensure_folder(&long('a'), None).await.unwrap();
+        let b = s.ensure_folder(&long('b'), None).await.unwrap();
+        assert!(a.len() <= MAX_DIR_NAME && b.len() <= MAX_DIR_NAME, "{a}");
+        assert_ne!(a, b, "two long names stay two folders");
+        assert_eq!(folder_dir(&long('a')), a, "always the same name");
+        let name = s.upload(&a, &message(1, "", "Subject: x\r\n\r\nbody")).await.unwrap();
+        assert!(root.path().join(&a).join("cur").join(name).is_file());
     }
 
     #[tokio::test]
