@@ -156,7 +156,7 @@ async fn measure(
                 let mut messages = 0u64;
                 let mut bytes = 0u64;
                 let result = session
-                    .fetch_bodies(&uids, |_, body| {
+                    .fetch_bodies(&uids, u64::MAX, |_, body| {
                         messages += 1;
                         bytes += body.len() as u64;
                     })

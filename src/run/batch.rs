@@ -243,9 +243,13 @@ async fn copy_items(
     tracing::debug!(user = %email, folder = %work.folder_display, messages = uids.len(), bytes = work.bytes, "fetching batch");
     let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
     source
-        .fetch_bodies(&uids, |uid, body| {
-            bodies.insert(uid, body);
-        })
+        .fetch_bodies(
+            &uids,
+            fetch_bytes.saturating_mul(2).saturating_add(1 << 20),
+            |uid, body| {
+                bodies.insert(uid, body);
+            },
+        )
         .await?;
 
     // A message missing from the answer is gone only if the folder no

@@ -234,11 +234,17 @@ impl SourceSession {
     /// Fetches the bodies of `uids` (in the examined folder), handing each
     /// to `each` as it arrives. UIDs the server no longer has are simply not
     /// handed over; the caller notices them missing.
-    pub async fn fetch_bodies(&mut self, uids: &[u32], mut each: impl FnMut(u32, Bytes)) -> Result<()> {
+    ///
+    /// Answers for UIDs that were not asked for are dropped, and the bodies
+    /// may add up to `most` bytes: a server that announced small sizes and
+    /// sends big literals cannot take more memory than was reserved.
+    pub async fn fetch_bodies(&mut self, uids: &[u32], most: u64, mut each: impl FnMut(u32, Bytes)) -> Result<()> {
         if uids.is_empty() {
             return Ok(());
         }
         let command = format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids));
+        let asked: std::collections::HashSet<u32> = uids.iter().copied().collect();
+        let mut received = 0u64;
         self.conn
             .fetch_each(&command, |resp| {
                 if let Response::Fetch(_, attrs) = resp {
@@ -258,7 +264,15 @@ impl SourceSession {
                             _ => {}
                         }
                     }
-                    if let (Some(uid), Some(body)) = (uid, body) {
+                    if let (Some(uid), Some(body)) = (uid, body)
+                        && asked.contains(&uid)
+                    {
+                        received += body.len() as u64;
+                        if received > most {
+                            return Err(crate::error::Error::transient(format!(
+                                "FETCH: the server sent more than the {most} bytes its sizes announced for these messages; dropping the connection"
+                            )));
+                        }
                         each(uid, body);
                     }
                 }

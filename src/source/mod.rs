@@ -202,9 +202,11 @@ impl Session {
         }
     }
 
-    pub async fn fetch_bodies(&mut self, uids: &[u32], each: impl FnMut(u32, Bytes)) -> Result<()> {
+    /// Reads the bodies of `uids`, at most `most` bytes in all (an mbox
+    /// file has the sizes its index measured).
+    pub async fn fetch_bodies(&mut self, uids: &[u32], most: u64, each: impl FnMut(u32, Bytes)) -> Result<()> {
         match self {
-            Session::Imap(s) => s.fetch_bodies(uids, each).await,
+            Session::Imap(s) => s.fetch_bodies(uids, most, each).await,
             Session::Mbox(s) => s.fetch_bodies(uids, each).await,
         }
     }
