@@ -68,8 +68,14 @@ pub fn message_id(header: &[u8]) -> Option<String> {
 /// dropped, cut to [`SUBJECT_MAX_CHARS`]: for reports only.
 pub fn subject(header: &[u8]) -> Option<String> {
     let parsed = mail_parser::MessageParser::new().parse_headers(header)?;
-    let subject: String = parsed
-        .subject()?
+    tidy_subject(parsed.subject()?)
+}
+
+/// A decoded subject in the form [`subject`] gives: white space folded,
+/// control characters dropped, cut to [`SUBJECT_MAX_CHARS`]. Lets a
+/// subject another system decoded (Exchange's) be compared with ours.
+pub fn tidy_subject(subject: &str) -> Option<String> {
+    let subject: String = subject
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")

@@ -649,6 +649,75 @@ Content-Type: text/plain; charset=utf-8\r\n\r\nNo id here: {subject}.\r\n"
     }
 }
 
+/// The decoded MIME of every message the emulator holds for `USER`.
+async fn stored_mime(emu: &Emu) -> Vec<Vec<u8>> {
+    emu.dump(USER).await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| STANDARD.decode(m["mimeBase64"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_whose_answer_was_lost_is_found_whichever_message_id_exchange_indexed() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::ImportMime);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let f = s.ensure_folder(&folder(None, &["Lost answers"]), None).await.unwrap();
+    // Two Message-ID headers: cutover reads the first, a MIME parser on
+    // the server side may index the other.
+    let raw = message("<first@example.com>", "Two ids").replacen(
+        "MIME-Version",
+        "Message-ID: <second@example.com>\r\nMIME-Version",
+        1,
+    );
+    let twice = upload(raw.clone(), "\\Seen", 1_600_000_000, Some("<first@example.com>"));
+    // The import is stored, its answer never arrives.
+    emu.faults(json!({"fail_next": [{"drop": "reset_after", "on": "importMime", "count": 1}]}))
+        .await;
+    let id = s.upload(&f, &twice).await.unwrap();
+    let stored = stored_mime(&emu).await;
+    assert_eq!(stored, vec![raw.into_bytes()], "stored once, not sent again");
+    let dump = emu.dump(USER).await;
+    assert_eq!(dump["messages"][0]["id"], id);
+    assert_eq!(dump["messages"][0]["isRead"], true, "the copy found was finished");
+    assert_eq!(count(&emu.stats().await, "messages.importMime"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_import_is_never_adopted_by_another_message_sharing_its_message_id() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::ImportMime);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let f = s.ensure_folder(&folder(None, &["Twins"]), None).await.unwrap();
+    let shared = "<shared.twin@example.com>";
+    let twin_a = upload(message(shared, "twin a"), "", 1_600_000_300, Some(shared));
+    let twin_b = upload(message(shared, "twin b"), "", 1_600_000_400, Some(shared));
+    // twin a is imported but never finished: the PATCH that stamps it is
+    // refused and so is the delete of the incomplete copy (as if the run
+    // had been killed in between).
+    emu.faults(json!({"fail_next": [
+        {"status": 400, "on": "PATCH ", "count": 1},
+        {"status": 400, "on": "DELETE ", "count": 1},
+    ]}))
+    .await;
+    assert!(s.upload(&f, &twin_a).await.is_err(), "twin a left unfinished");
+    assert_eq!(stored_mime(&emu).await.len(), 1);
+    // twin b's import is cut off before it is stored: the lookup that
+    // follows sees only twin a's unfinished copy with that Message-ID.
+    emu.faults(json!({"fail_next": [{"drop": "reset", "on": "importMime", "count": 1}]}))
+        .await;
+    s.upload(&f, &twin_b).await.unwrap();
+    let stored = stored_mime(&emu).await;
+    assert_eq!(stored.len(), 2, "twin b has a copy of its own");
+    assert!(stored.contains(&twin_a.raw.to_vec()) && stored.contains(&twin_b.raw.to_vec()));
+    // A rerun finishes twin a's copy rather than importing it again.
+    let mut fresh = target.open(&user(USER)).await.unwrap();
+    assert!(fresh.find(&f, &twin_a).await.unwrap().is_some());
+    assert_eq!(stored_mime(&emu).await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_mailbox_is_fatal_with_advice() {
     let emu = Emu::start(&["--mailboxes", USER]);

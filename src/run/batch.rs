@@ -27,7 +27,9 @@ pub(super) struct Item {
     pub size: u64,
     pub marks: Marks,
     pub internal_date: i64,
-    pub was_in_flight: bool,
+    /// An earlier attempt may have stored it (it was in flight, or failed
+    /// after being sent): looked up in the target before it is sent.
+    pub may_be_in_target: bool,
 }
 
 pub(super) struct Work {
@@ -169,7 +171,7 @@ async fn copy_batch(
                 // What is left may have reached the target before the
                 // failure: look each one up before sending it again.
                 for item in remaining.iter_mut() {
-                    item.was_in_flight = true;
+                    item.may_be_in_target = true;
                 }
                 // Drop connections that failed; the next attempt reconnects
                 // and resumes with what is left of the batch.
@@ -308,7 +310,7 @@ async fn copy_items(
             uid: item.uid,
         };
         let upload = transform::upload(raw, key, item.marks.clone(), item.internal_date, item.size);
-        if item.was_in_flight {
+        if item.may_be_in_target {
             // It may already be there: a run died, or a connection failed,
             // after sending it.
             match target.find(&work.target_ref, &upload).await {

@@ -198,7 +198,9 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
                             labels,
                         },
                         internal_date: r.internal_date,
-                        was_in_flight: r.state == State::InFlight,
+                        // A failure may come after the target stored the
+                        // message (its answer lost, the retries spent).
+                        may_be_in_target: matches!(r.state, State::InFlight | State::Failed),
                     }
                 })
                 .collect(),

@@ -90,6 +90,9 @@ pub struct ListedMessage {
     pub id: String,
     #[serde(default)]
     pub internet_message_id: Option<String>,
+    /// Only when asked for with `$select` (a lookup compares it).
+    #[serde(default)]
+    pub subject: Option<String>,
     #[serde(default)]
     pub single_value_extended_properties: Vec<PropertyValue>,
 }

@@ -8,10 +8,14 @@
 //! have none. A copy still being made carries the pending form of the
 //! stamp and is deleted when found, so that it is made again whole. An
 //! importMime cut short before the PATCH that stamps it is unstamped: it is
-//! found by Message-ID (or by its exact bytes) and finished.
+//! found by its exact bytes (or, on a server that rewrites them, by a
+//! Message-ID no other message in the folder has, with the same subject)
+//! and finished.
 //!
 //! The inventory reads, for cutover's copies, the Message-ID and size the
 //! source had (from the stamp), and Exchange's own for other messages.
+
+use std::collections::HashSet;
 
 use percent_encoding::utf8_percent_encode;
 
@@ -81,8 +85,9 @@ impl GraphSession {
     /// tells apart messages sharing a Message-ID or having none. Then, for
     /// an importMime cut short between the import and the PATCH that adds
     /// the stamp: an unstamped message with the same bytes (among those
-    /// with the same Message-ID, or the newest ones for a message without
-    /// one), else the first unstamped one with the same Message-ID.
+    /// with the same Message-ID, then among the newest ones), else one
+    /// matched by Message-ID and subject, only when no other message in the
+    /// folder has that Message-ID.
     pub(super) async fn lookup(&self, folder: &str, message: &Upload) -> Result<Option<Found>> {
         let stamp = stamp_of(message);
         let Some(stamped) = self.stamped(folder, &stamp.key, 1).await? else {
@@ -102,48 +107,92 @@ impl GraphSession {
             tracing::debug!(user = %self.email, "deleting an incomplete copy left by an interrupted run");
             self.discard(&id).await;
         }
+        let by_id = message.message_id.as_deref().and_then(json::bracketed_message_id);
+        let mut compared: HashSet<String> = HashSet::new();
+        // Those sharing the Message-ID first: an unstamped one with exactly
+        // these bytes is the copy.
+        let mut sharing = None;
+        if let Some(id) = &by_id {
+            let filter = format!("internetMessageId eq '{}'", id.replace('\'', "''"));
+            let Some(page) = self
+                .candidates(
+                    folder,
+                    &format!("$filter={}", utf8_percent_encode(&filter, QUERY_VALUE)),
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            if let Some(found) = self.same_bytes(&page, &message.raw, &mut compared).await? {
+                return Ok(Some(Found::Unfinished(found)));
+            }
+            sharing = Some(page);
+        }
+        // Then the newest unstamped messages, whatever their Message-ID:
+        // a message without one, or with several Message-ID headers of
+        // which Exchange indexed another than the first.
+        let Some(newest) = self.candidates(folder, "$orderby=createdDateTime%20desc").await? else {
+            return Ok(None);
+        };
+        if let Some(found) = self.same_bytes(&newest, &message.raw, &mut compared).await? {
+            return Ok(Some(Found::Unfinished(found)));
+        }
+        // Last, for a server that gives back other bytes than it was sent:
+        // the Message-ID alone is not enough (several source messages may
+        // share it), so it must be the only message with that Message-ID
+        // in the folder, cutover's own copies included, and have this
+        // message's subject.
+        let Some(sharing) = sharing else {
+            return Ok(None);
+        };
+        let subject = crate::headers::subject(crate::headers::block(&message.raw));
+        let only = match sharing.value.as_slice() {
+            [only] if only.property(json::KEY_PROPERTY).is_none() => only,
+            _ => return Ok(None),
+        };
+        let same_subject = only.subject.as_deref().and_then(crate::headers::tidy_subject) == subject;
+        Ok(same_subject.then(|| Found::Unfinished(only.id.clone())))
+    }
+
+    /// Up to [`LOOKUP_CANDIDATES`] messages of `folder` chosen by `query`
+    /// (a `$filter` or `$orderby`), with id, Message-ID, subject and stamp;
+    /// `None` when the folder does not exist.
+    async fn candidates(&self, folder: &str, query: &str) -> Result<Option<MessagePage>> {
         let expand = utf8_percent_encode(
             &format!("singleValueExtendedProperties($filter=id eq '{}')", json::KEY_PROPERTY),
             QUERY_VALUE,
         )
         .to_string();
-        let by_id = message.message_id.as_deref().and_then(json::bracketed_message_id);
-        let url = match &by_id {
-            Some(id) => {
-                let filter = format!("internetMessageId eq '{}'", id.replace('\'', "''"));
-                format!(
-                    "{}/mailFolders/{}/messages?$filter={}&$select=id,internetMessageId&$expand={expand}&$top={LOOKUP_CANDIDATES}",
-                    self.users,
-                    seg(folder),
-                    utf8_percent_encode(&filter, QUERY_VALUE)
-                )
+        let url = format!(
+            "{}/mailFolders/{}/messages?{query}&$select=id,internetMessageId,subject&$expand={expand}&$top={LOOKUP_CANDIDATES}",
+            self.users,
+            seg(folder),
+        );
+        match self.send(&Call::get(url, "look up unfinished import")).await {
+            Ok(reply) => Ok(Some(parse(&reply.body, "look up message")?)),
+            Err(f) if f.code == "ErrorItemNotFound" => Ok(None),
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// The first unstamped message of `page` whose MIME is exactly `raw`
+    /// (stamped ones are other source messages' finished copies); each id
+    /// is read at most once per lookup.
+    async fn same_bytes(
+        &self,
+        page: &MessagePage,
+        raw: &[u8],
+        compared: &mut HashSet<String>,
+    ) -> Result<Option<String>> {
+        for candidate in &page.value {
+            if candidate.property(json::KEY_PROPERTY).is_some() || !compared.insert(candidate.id.clone()) {
+                continue;
             }
-            None => format!(
-                "{}/mailFolders/{}/messages?$orderby=createdDateTime%20desc&$select=id,internetMessageId&$expand={expand}&$top={LOOKUP_CANDIDATES}",
-                self.users,
-                seg(folder)
-            ),
-        };
-        let page: MessagePage = match self.send(&Call::get(url, "look up unfinished import")).await {
-            Ok(reply) => parse(&reply.body, "look up message")?,
-            Err(f) if f.code == "ErrorItemNotFound" => return Ok(None),
-            Err(f) => return Err(f.error),
-        };
-        // Stamped candidates are other source messages' copies. Of the
-        // rest, one with exactly these bytes is the best match (two source
-        // messages may share a Message-ID); else, by Message-ID, the first.
-        let unstamped: Vec<String> = page
-            .value
-            .into_iter()
-            .filter(|c| c.property(json::KEY_PROPERTY).is_none())
-            .map(|c| c.id)
-            .collect();
-        for id in &unstamped {
-            if self.same_mime(id, &message.raw).await? {
-                return Ok(Some(Found::Unfinished(id.clone())));
+            if self.same_mime(&candidate.id, raw).await? {
+                return Ok(Some(candidate.id.clone()));
             }
         }
-        Ok(by_id.and(unstamped.into_iter().next()).map(Found::Unfinished))
+        Ok(None)
     }
 
     /// The ids of the messages in `folder` whose stamp is `key` (at most

@@ -10,12 +10,32 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Deterministic "fail the next N requests with STATUS".
+/// Deterministic "fail the next N requests with STATUS" (or drop their
+/// connection), optionally only requests whose `METHOD /path` contains
+/// `on` (`"importMime"`, `"PATCH "`): a test can then fail exactly the step
+/// it is about, such as an import whose answer is lost.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailNext {
-    pub status: u16,
+    /// The error status to answer with; or, without it, `drop`.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Drop the connection instead of answering: `"reset"` before the
+    /// request is processed, `"reset_after"` once it has been.
+    #[serde(default)]
+    pub drop: Option<DropKind>,
     pub count: u32,
+    /// Only requests whose `METHOD /path` contains this text.
+    #[serde(default)]
+    pub on: Option<String>,
+}
+
+/// How a `fail_next` entry drops a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropKind {
+    Reset,
+    ResetAfter,
 }
 
 /// The fault configuration; a POST replaces it whole.
@@ -81,8 +101,12 @@ impl FaultConfig {
             return Err("latency_ms must be [min, max] with min <= max".into());
         }
         for f in &self.fail_next {
-            if !(400..=599).contains(&f.status) {
-                return Err(format!("fail_next status {} is not an error status", f.status));
+            match (f.status, f.drop) {
+                (Some(status), None) if !(400..=599).contains(&status) => {
+                    return Err(format!("fail_next status {status} is not an error status"));
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => return Err("each fail_next entry needs either a status or a drop".into()),
             }
         }
         Ok(())
@@ -95,16 +119,26 @@ impl FaultConfig {
             .filter(|d| !d.is_zero())
     }
 
-    /// Decides the fault for one request; consumes `fail_next` first.
-    /// `allow_reset` is false inside `$batch`, where no connection can be dropped.
-    pub fn decide(&mut self, rng: &mut fastrand::Rng, allow_reset: bool) -> Fault {
-        if let Some(first) = self.fail_next.first_mut() {
-            let status = first.status;
-            first.count = first.count.saturating_sub(1);
-            if first.count == 0 {
-                self.fail_next.remove(0);
+    /// Decides the fault for one request (`request` is its `METHOD /path`);
+    /// the first matching `fail_next` entry goes first. `allow_reset` is
+    /// false inside `$batch`, where no connection can be dropped.
+    pub fn decide(&mut self, rng: &mut fastrand::Rng, allow_reset: bool, request: &str) -> Fault {
+        let queued = self
+            .fail_next
+            .iter()
+            .position(|f| (allow_reset || f.drop.is_none()) && f.on.as_deref().is_none_or(|on| request.contains(on)));
+        if let Some(i) = queued {
+            let entry = &mut self.fail_next[i];
+            let fault = match (entry.status, entry.drop) {
+                (Some(status), _) => Fault::Status(status),
+                (None, Some(DropKind::ResetAfter)) => Fault::ResetAfter,
+                (None, _) => Fault::Reset,
+            };
+            entry.count = entry.count.saturating_sub(1);
+            if entry.count == 0 {
+                self.fail_next.remove(i);
             }
-            return Fault::Status(status);
+            return fault;
         }
         let draw = rng.f64();
         let mut acc = 0.0;
@@ -125,5 +159,63 @@ impl FaultConfig {
             }
         }
         Fault::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(entries: serde_json::Value) -> FaultConfig {
+        let config: FaultConfig = serde_json::from_value(serde_json::json!({ "fail_next": entries })).unwrap();
+        config.validate().unwrap();
+        config
+    }
+
+    #[test]
+    fn queued_faults_hit_only_the_requests_they_name() {
+        let mut config = queue(serde_json::json!([
+            {"drop": "reset_after", "on": "importMime", "count": 1},
+            {"status": 400, "on": "PATCH ", "count": 2},
+        ]));
+        let mut rng = fastrand::Rng::with_seed(1);
+        assert_eq!(config.decide(&mut rng, true, "GET /v1.0/users/a/messages"), Fault::None);
+        assert_eq!(
+            config.decide(&mut rng, true, "PATCH /v1.0/users/a/messages/1"),
+            Fault::Status(400)
+        );
+        // Inside $batch no connection is dropped: the entry waits.
+        assert_eq!(
+            config.decide(&mut rng, false, "POST /beta/users/a/mailFolders/x/importMime"),
+            Fault::None
+        );
+        assert_eq!(
+            config.decide(&mut rng, true, "POST /beta/users/a/mailFolders/x/importMime"),
+            Fault::ResetAfter
+        );
+        assert_eq!(
+            config.decide(&mut rng, true, "POST /beta/users/a/mailFolders/x/importMime"),
+            Fault::None
+        );
+        assert_eq!(
+            config.decide(&mut rng, true, "PATCH /v1.0/users/a/messages/1"),
+            Fault::Status(400)
+        );
+        assert_eq!(
+            config.decide(&mut rng, true, "PATCH /v1.0/users/a/messages/1"),
+            Fault::None
+        );
+    }
+
+    #[test]
+    fn a_queued_fault_needs_a_status_or_a_drop() {
+        for bad in [
+            serde_json::json!([{"count": 1}]),
+            serde_json::json!([{"status": 503, "drop": "reset", "count": 1}]),
+            serde_json::json!([{"status": 200, "count": 1}]),
+        ] {
+            let config: FaultConfig = serde_json::from_value(serde_json::json!({ "fail_next": bad })).unwrap();
+            assert!(config.validate().is_err(), "{bad}");
+        }
     }
 }
