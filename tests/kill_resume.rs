@@ -95,23 +95,43 @@ fn sigterm_stops_gracefully_and_the_next_run_resumes() {
     let lab = Lab::new(1);
     let (email, _) = user(1);
     lab.source.deliver(&email, "INBOX", &mailgen::generate(77, 2500, 3000));
-    lab.write_config("[run]\nconnections_per_user = 2\nbatch_messages = 20\n");
+    // Reads paced (2,500 messages take over 8 s), so the signal always
+    // lands on a running copy: a run that ended first proves nothing.
+    lab.write_config(
+        "[run]\nconnections_per_user = 2\nbatch_messages = 20\n\n[limits]\nsource_messages_per_second = 300\n",
+    );
     lab.write_users(&[user(1)]);
     let mut child = spawn_migrate(&lab);
-    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before SIGTERM was sent"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing was copied within 60 s"
+        );
+        let copied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            user_status(&status_json(&lab.path("cutover.toml")), &email)["copied"].as_u64()
+        }))
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+        if copied > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let pid = child.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());
     let status = child.wait().unwrap();
-    if status.code() == Some(0) {
-        eprintln!("the run finished before SIGTERM arrived; nothing to resume");
-    } else {
-        assert_eq!(status.code(), Some(130), "interrupted exit code");
-        let json = status_json(&lab.path("cutover.toml"));
-        let u = user_status(&json, &email);
-        assert_eq!(u["state"], "interrupted");
-        assert!(u["copied"].as_u64().unwrap() < 2500);
-    }
+    assert_eq!(status.code(), Some(130), "interrupted exit code");
+    let json = status_json(&lab.path("cutover.toml"));
+    let u = user_status(&json, &email);
+    assert_eq!(u["state"], "interrupted");
+    assert!(u["copied"].as_u64().unwrap() < 2500, "stopped mid-copy");
     let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
