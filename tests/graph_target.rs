@@ -686,6 +686,39 @@ async fn an_import_whose_answer_was_lost_is_found_whichever_message_id_exchange_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_commits_after_the_client_timed_out_is_not_sent_twice() {
+    for mode in [GraphWriteMode::ImportMime, GraphWriteMode::Json] {
+        let emu = Emu::start(&[]);
+        let mut settings = emu.settings(mode);
+        settings.timeout = Duration::from_secs(1);
+        let target = GraphTarget::new(settings).unwrap();
+        let mut s = target.open(&user(USER)).await.unwrap();
+        let f = s.ensure_folder(&folder(None, &["Late"]), None).await.unwrap();
+        let late = upload(
+            message("<late@example.com>", "Late"),
+            "\\Seen",
+            1_600_000_000,
+            Some("<late@example.com>"),
+        );
+        // The create is carried out 1.3 s after it arrived: after the
+        // client's 1 s timeout, before anything it could do next.
+        let create = if mode == GraphWriteMode::ImportMime {
+            "importMime"
+        } else {
+            "POST /v1.0"
+        };
+        emu.faults(json!({"fail_next": [{"slow_ms": 1300, "on": create, "count": 1}]}))
+            .await;
+        let id = s.upload(&f, &late).await.unwrap();
+        let dump = emu.dump(USER).await;
+        let messages = dump["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 1, "{mode:?}: stored once, not sent again: {dump:#}");
+        assert_eq!(messages[0]["id"], id, "{mode:?}");
+        assert_eq!(messages[0]["isRead"], true, "{mode:?}: the late copy was finished");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfinished_import_is_never_adopted_by_another_message_sharing_its_message_id() {
     let emu = Emu::start(&[]);
     let target = emu.target(GraphWriteMode::ImportMime);

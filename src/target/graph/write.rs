@@ -22,6 +22,7 @@
 //! behind.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -206,7 +207,11 @@ impl GraphSession {
     }
 
     /// Sends a create; after a failure that may have stored the message
-    /// anyway, looks it up before sending again.
+    /// anyway, waits, then looks it up before sending again.
+    ///
+    /// The wait comes first: a create whose answer timed out may still be
+    /// committed by Exchange moments later, and a lookup made at once would
+    /// miss it and send the message a second time.
     async fn create(
         &mut self,
         call: &Call<'_>,
@@ -220,16 +225,19 @@ impl GraphSession {
                 Err(f) if f.maybe_applied && f.error.is_retryable() => f,
                 Err(f) => return Err(f),
             };
+            attempt += 1;
+            let Some(delay) = self.inner.http.retry.delay(attempt, &f.error) else {
+                // Attempts spent: the message fails, and is looked up
+                // before the next run sends it again.
+                return Err(f);
+            };
+            // The gate already holds everyone back for a throttle.
+            if !matches!(f.error.kind, ErrorKind::Throttled(_)) {
+                tokio::time::sleep(delay.max(LATE_COMMIT_WAIT)).await;
+            }
             if let Some(found) = self.lookup(folder, message).await.map_err(Failure::plain)? {
                 tracing::debug!(user = %self.email, "an interrupted create had stored the message; using it");
                 return Ok(Created::Existing(found));
-            }
-            attempt += 1;
-            match self.inner.http.retry.delay(attempt, &f.error) {
-                // The gate already holds everyone back for a throttle.
-                Some(_) if matches!(f.error.kind, ErrorKind::Throttled(_)) => {}
-                Some(d) => tokio::time::sleep(d).await,
-                None => return Err(f),
             }
         }
     }
@@ -388,6 +396,11 @@ fn state_patch(flags: &Flags, created: Option<&CreatedMessage>) -> MessagePatch 
     }
     patch
 }
+
+/// The least time between a create whose outcome is unknown (its answer
+/// timed out or its connection dropped) and the lookup that decides
+/// whether to send it again: time for a late commit to become visible.
+const LATE_COMMIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether a failed importMime means the app cannot use importMime at all
 /// (permission missing, beta endpoint absent) rather than this message.

@@ -24,6 +24,11 @@ pub struct FailNext {
     /// request is processed, `"reset_after"` once it has been.
     #[serde(default)]
     pub drop: Option<DropKind>,
+    /// Or: hold the request this many milliseconds (real time), then
+    /// process and answer it. With a client timeout shorter than that, a
+    /// create commits after the client gave up on it ("slow success").
+    #[serde(default)]
+    pub slow_ms: Option<u64>,
     pub count: u32,
     /// Only requests whose `METHOD /path` contains this text.
     #[serde(default)]
@@ -75,6 +80,9 @@ pub enum Fault {
     /// Process the request, then drop the connection.
     ResetAfter,
     Status(u16),
+    /// Process the request after this long, whether or not the client
+    /// still waits for the answer.
+    Slow(Duration),
 }
 
 impl FaultConfig {
@@ -101,12 +109,12 @@ impl FaultConfig {
             return Err("latency_ms must be [min, max] with min <= max".into());
         }
         for f in &self.fail_next {
-            match (f.status, f.drop) {
-                (Some(status), None) if !(400..=599).contains(&status) => {
+            match (f.status, f.drop, f.slow_ms) {
+                (Some(status), None, None) if !(400..=599).contains(&status) => {
                     return Err(format!("fail_next status {status} is not an error status"));
                 }
-                (Some(_), None) | (None, Some(_)) => {}
-                _ => return Err("each fail_next entry needs either a status or a drop".into()),
+                (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => {}
+                _ => return Err("each fail_next entry needs exactly one of status, drop and slow_ms".into()),
             }
         }
         Ok(())
@@ -129,10 +137,11 @@ impl FaultConfig {
             .position(|f| (allow_reset || f.drop.is_none()) && f.on.as_deref().is_none_or(|on| request.contains(on)));
         if let Some(i) = queued {
             let entry = &mut self.fail_next[i];
-            let fault = match (entry.status, entry.drop) {
-                (Some(status), _) => Fault::Status(status),
-                (None, Some(DropKind::ResetAfter)) => Fault::ResetAfter,
-                (None, _) => Fault::Reset,
+            let fault = match (entry.status, entry.drop, entry.slow_ms) {
+                (Some(status), _, _) => Fault::Status(status),
+                (None, _, Some(ms)) => Fault::Slow(Duration::from_millis(ms)),
+                (None, Some(DropKind::ResetAfter), None) => Fault::ResetAfter,
+                (None, _, None) => Fault::Reset,
             };
             entry.count = entry.count.saturating_sub(1);
             if entry.count == 0 {
@@ -213,6 +222,7 @@ mod tests {
             serde_json::json!([{"count": 1}]),
             serde_json::json!([{"status": 503, "drop": "reset", "count": 1}]),
             serde_json::json!([{"status": 200, "count": 1}]),
+            serde_json::json!([{"slow_ms": 100, "drop": "reset", "count": 1}]),
         ] {
             let config: FaultConfig = serde_json::from_value(serde_json::json!({ "fail_next": bad })).unwrap();
             assert!(config.validate().is_err(), "{bad}");

@@ -214,8 +214,12 @@ impl Drop for Slot {
 }
 
 /// Handles one `/v1.0` or `/beta` request (or one request inside `$batch`).
+///
+/// The work runs in a task of its own, so a request the client gave up on
+/// (timed out, closed its connection) is still carried out, as a real
+/// server would.
 pub fn handle(app: Arc<App>, req: Req, in_batch: bool) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
-    Box::pin(async move {
+    let work = tokio::spawn(async move {
         let mut ev = Event {
             method: req.method.to_string(),
             kind: "other",
@@ -235,7 +239,8 @@ pub fn handle(app: Arc<App>, req: Req, in_batch: bool) -> Pin<Box<dyn Future<Out
             Outcome::Resp(r) => Outcome::Resp(stamp(&req, r)),
             Outcome::Reset => Outcome::Reset,
         }
-    })
+    });
+    Box::pin(async move { work.await.unwrap_or(Outcome::Reset) })
 }
 
 /// Error body of an injected failure.
@@ -293,6 +298,11 @@ async fn inject(app: &App, req: &Req, in_batch: bool, ev: &mut Event) -> Option<
         Fault::Status(s) => {
             ev.fault = Some(s.to_string());
             Some(Outcome::Resp(fault_response(app, req, s)))
+        }
+        Fault::Slow(d) => {
+            ev.fault = Some("slow".into());
+            tokio::time::sleep(d).await;
+            None
         }
     }
 }
