@@ -330,6 +330,54 @@ fn verify_finds_what_the_target_lacks_and_ignores_what_the_rules_skip() {
 }
 
 #[test]
+fn verify_counts_a_copy_of_another_size_as_missing() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    let msgs = mailgen::generate(331, 6, 3000);
+    lab.source.deliver(&email, "INBOX", &msgs);
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password)]);
+    let (c, u) = (config.to_str().unwrap(), users.to_str().unwrap());
+    assert_eq!(migrate(&config, &users).status.code(), Some(0));
+
+    // One copy in the target is replaced by a truncated one: same
+    // Message-ID, half the bytes.
+    let victim = lab.target.messages(&email).into_iter().next().unwrap();
+    let victim_id = mailgen::message_id(&victim.raw).unwrap();
+    lab.target.doveadm(&[
+        "expunge",
+        "-u",
+        &email,
+        "mailbox",
+        "INBOX",
+        "uid",
+        &victim.uid.to_string(),
+    ]);
+    let truncated = GenMessage {
+        raw: victim.raw[..victim.raw.len() / 2].to_vec(),
+        flags: Vec::new(),
+        internal_date: 1_700_000_000,
+    };
+    lab.target.deliver(&email, "INBOX", &[truncated]);
+
+    let out = cutover(&["verify", "--config", c, "--users", u, "--json"], &config);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a truncated copy is not complete: {}",
+        explain(&out)
+    );
+    let v = json_of(&out);
+    let uv = &v["users"][0];
+    assert_eq!(uv["missing_count"], 1, "{uv:#}");
+    assert_eq!(uv["extra_count"], 0, "{uv:#}");
+    let entry = find(&uv["missing"], "message_id", &victim_id);
+    let status = entry["status"].as_str().unwrap();
+    assert!(status.contains("may be truncated or altered"), "{status}");
+    assert_eq!(find(&uv["folders"], "target", "INBOX")["size_differs"], 1);
+}
+
+#[test]
 fn verify_reads_a_maildir_target_and_names_users_it_cannot_check() {
     let source = Dovecot::start(DovecotOptions {
         users: vec![user(1)],

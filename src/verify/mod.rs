@@ -107,8 +107,9 @@ pub struct FolderVerify {
     pub target_bytes: u64,
     /// In scope and found in the target.
     pub present: u64,
-    /// Found by Message-ID, but with another size (a target that rewrites
-    /// messages, such as Exchange, reports its own sizes).
+    /// Found by Message-ID, but with another size: counted missing, since
+    /// the copy may be truncated or altered (cutover's own Graph copies
+    /// carry the source's size, so they match exactly).
     pub size_differs: u64,
     pub missing: u64,
     pub extra: u64,
@@ -415,13 +416,20 @@ async fn compare_groups(
         }
         let out_unmatched: Vec<&MessageMeta> = out_of_scope.into_iter().filter(|m| !pool.take_exact(m)).collect();
         for (fi, m) in unmatched {
-            if pool.take_by_id(m) {
-                fv.present += 1;
-                fv.size_differs += 1;
-                continue;
-            }
-            fv.missing += 1;
             let s = &scanned[fi];
+            // A copy with the Message-ID but another size is not the
+            // message: it may have been cut short or altered on the way.
+            let status = match pool.take_by_id(m) {
+                Some(found) => {
+                    fv.size_differs += 1;
+                    format!(
+                        "the target has a message with this Message-ID but {found} bytes, the source {} bytes: the copy may be truncated or altered; delete it in the target and run cutover migrate",
+                        m.size
+                    )
+                }
+                None => missing_status(known, s, m),
+            };
+            fv.missing += 1;
             out.missing.push(MissingItem {
                 folder: s.folder.display(),
                 uid: m.uid,
@@ -429,12 +437,12 @@ async fn compare_groups(
                 size: m.size,
                 message_id: m.message_id.clone(),
                 subject: m.subject.clone(),
-                status: missing_status(known, s, m),
+                status,
             });
         }
         // Skipped messages an earlier run did copy are not extra.
         for m in out_unmatched {
-            pool.take_by_id(m);
+            let _ = pool.take_by_id(m);
         }
         for item in pool.rest() {
             fv.extra += 1;
@@ -498,12 +506,15 @@ impl<'a> Pool<'a> {
         }
     }
 
-    /// Same Message-ID, any size.
-    fn take_by_id(&mut self, m: &MessageMeta) -> bool {
-        match m.message_id.as_deref().and_then(|id| self.by_id.get_mut(id)) {
-            Some(list) => take_from(&mut self.items, list),
-            None => false,
+    /// Same Message-ID, any size: the size of the item taken.
+    fn take_by_id(&mut self, m: &MessageMeta) -> Option<u64> {
+        let list = self.by_id.get_mut(m.message_id.as_deref()?)?;
+        while let Some(i) = list.pop() {
+            if let Some(item) = self.items[i].take() {
+                return Some(item.size);
+            }
         }
+        None
     }
 
     fn rest(self) -> impl Iterator<Item = &'a Inventoried> {
@@ -573,10 +584,10 @@ mod tests {
         let mut pool = Pool::new(&inventory);
         assert!(pool.take_exact(&meta(1, Some("<a>"), 10)));
         assert!(!pool.take_exact(&meta(2, Some("<b>"), 20)));
-        assert!(pool.take_by_id(&meta(2, Some("<b>"), 20)));
+        assert_eq!(pool.take_by_id(&meta(2, Some("<b>"), 20)), Some(99));
         assert!(pool.take_exact(&meta(3, None, 5)));
         assert!(!pool.take_exact(&meta(4, None, 5)));
-        assert!(!pool.take_by_id(&meta(5, Some("<c>"), 1)));
+        assert_eq!(pool.take_by_id(&meta(5, Some("<c>"), 1)), None);
         let rest: Vec<&Inventoried> = pool.rest().collect();
         assert_eq!(rest, vec![&inv(Some("<a>"), 10)], "the duplicate is extra");
     }
