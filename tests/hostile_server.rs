@@ -122,3 +122,61 @@ fn hostile_servers_are_dropped_and_the_run_goes_on() {
     assert_eq!((lost_total, duplicated_total), (0, 0), "lost, duplicated");
     assert_copied_exactly(&lab.source.messages(&victim), &lab.target.messages(&victim), &[]);
 }
+
+/// The items of `email` in `status --json`, by state.
+fn states(lab: &Lab, email: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let status = status_json(&lab.path("cutover.toml"));
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for item in user_status(&status, email)["items"].as_array().unwrap() {
+        out.entry(item["state"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push(item["reason"].as_str().unwrap_or("").to_owned());
+    }
+    out
+}
+
+#[test]
+fn bodies_a_server_leaves_out_or_sends_empty_fail_and_are_copied_later() {
+    let lab = Lab::new(1);
+    let (email, _) = user(1);
+    let relay = HostileServer::start(lab.source.port());
+    lab.write_config("[run]\nmax_attempts = 1\nbatch_messages = 10\n");
+    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
+        &format!("port = {}\nsecurity = \"plain\"\n", lab.source.port()),
+        &format!("port = {}\nsecurity = \"plain\"\ntimeout_seconds = 5\n", relay.port()),
+        1,
+    );
+    std::fs::write(lab.path("cutover.toml"), config).unwrap();
+    lab.write_users(&[user(1)]);
+    lab.source.deliver(&email, "INBOX", &mailgen::generate(950, 6, 2000));
+
+    // The answer leaves every message out although the folder has them:
+    // none is gone, each failed with the reason.
+    relay.script(Some((&email, Misbehave::OmitsBodies)));
+    let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
+    assert!(relay.hits() > 0, "the misbehaviour never played");
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let by_state = states(&lab, &email);
+    assert!(!by_state.contains_key("gone"), "{by_state:#?}");
+    let failed = by_state.get("failed").cloned().unwrap_or_default();
+    assert_eq!(failed.len(), 6, "{by_state:#?}");
+    assert!(failed.iter().all(|r| r.contains("did not send")), "{failed:#?}");
+
+    // BODY[] NIL for each: nothing is copied as an empty message.
+    let hits = relay.hits();
+    relay.script(Some((&email, Misbehave::NilBodies)));
+    let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
+    assert!(relay.hits() > hits, "the misbehaviour never played");
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let by_state = states(&lab, &email);
+    let failed = by_state.get("failed").cloned().unwrap_or_default();
+    assert_eq!(failed.len(), 6, "{by_state:#?}");
+    assert!(failed.iter().all(|r| r.contains("empty body")), "{failed:#?}");
+    assert!(lab.target.messages(&email).is_empty(), "no empty copy was stored");
+
+    // The server behaves again: every message arrives, once.
+    relay.script(None);
+    let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+}

@@ -37,6 +37,12 @@ pub enum Misbehave {
     EndlessFetch,
     /// Half a response, then nothing (the connection stays open).
     StopsMidResponse,
+    /// A FETCH answered `OK` with no message in it, while the folder still
+    /// has them all (not in [`ALL`](Misbehave::ALL): the session goes on).
+    OmitsBodies,
+    /// A FETCH answered with `BODY[] NIL` for every message asked for
+    /// (not in [`ALL`](Misbehave::ALL): the session goes on).
+    NilBodies,
 }
 
 impl Misbehave {
@@ -152,6 +158,20 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
         if victim && text.contains("BODY.PEEK[]") {
             let mode = script.unwrap().1;
             shared.hits.fetch_add(1, Ordering::Relaxed);
+            if matches!(mode, Misbehave::OmitsBodies | Misbehave::NilBodies) {
+                // Answered here, in place of the server; the session goes on.
+                let mut answer = String::new();
+                if mode == Misbehave::NilBodies {
+                    for uid in uid_set(&text) {
+                        answer.push_str(&format!("* {uid} FETCH (UID {uid} BODY[] NIL)\r\n"));
+                    }
+                }
+                answer.push_str(&format!("{tag} OK Fetch completed.\r\n"));
+                if to_client.lock().unwrap().write_all(answer.as_bytes()).is_err() {
+                    break;
+                }
+                continue;
+            }
             if mode == Misbehave::UnexpectedUntagged {
                 let noise = b"* OK [ALERT] Maintenance tonight at 22:00\r\n* 3 RECENT\r\n\
                     * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Odd)\r\n\
@@ -175,11 +195,28 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
     let _ = up.shutdown(Shutdown::Both);
 }
 
+/// The UIDs of a `UID FETCH <set> ...` command line (ranges expanded).
+fn uid_set(command: &str) -> Vec<u32> {
+    let set = command.split_whitespace().nth(3).unwrap_or("");
+    let mut uids = Vec::new();
+    for part in set.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    uids.extend(a.min(b)..=a.max(b));
+                }
+            }
+            None => uids.extend(part.parse::<u32>().ok()),
+        }
+    }
+    uids
+}
+
 fn misbehave(mode: Misbehave, tag: &str, out: &Mutex<TcpStream>) {
     let mut out = out.lock().unwrap();
     let _ = out.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = match mode {
-        Misbehave::UnexpectedUntagged => Ok(()),
+        Misbehave::UnexpectedUntagged | Misbehave::OmitsBodies | Misbehave::NilBodies => Ok(()),
         Misbehave::GarbageUntagged => out.write_all(b"* 1 FETCH (UID ((( \x01\x02 garbage\r\n"),
         Misbehave::LiteralShorterThanSent => {
             let mut r = b"* 1 FETCH (UID 1 BODY[] {10}\r\n".to_vec();
