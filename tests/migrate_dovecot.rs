@@ -417,3 +417,37 @@ fn dry_run_plans_without_writing_and_json_mode_streams_events() {
     assert_eq!(skipped["reason"], "too large");
     assert_eq!(lab.target.messages(&email).len(), 12);
 }
+
+#[test]
+fn a_target_without_literal_plus_dropping_mid_batch_loses_nothing() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    lab.source.deliver(&email, "INBOX", &mailgen::generate(611, 30, 2000));
+    // The target offers no LITERAL+ (one APPEND at a time, each waiting
+    // for the server's go-ahead) and drops the connection when the 4th
+    // APPEND of the run arrives: the 4th and the rest of its batch are
+    // never answered.
+    let relay = support::relay::Relay::without_literal_plus_dropping_at_append(lab.target.port(), 4);
+    lab.write_config("[run]\nbatch_messages = 10\nconnections_per_user = 1\nmax_attempts = 3\n");
+    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
+        &format!("port = {}\n", lab.target.port()),
+        &format!("port = {}\n", relay.port()),
+        1,
+    );
+    std::fs::write(lab.path("cutover.toml"), config).unwrap();
+    let users = lab.write_users(&[(email.clone(), password)]);
+    let out = migrate(&lab.path("cutover.toml"), &users);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert!(relay.dropped(), "the connection was never dropped");
+    assert!(
+        relay.connections_sending(b"+}\r\n") == 0 && relay.connections_sending(b"}\r\n") > 0,
+        "the client used synchronizing literals only"
+    );
+    // Every message arrived once in this same run: none was left in flight
+    // and counted done.
+    let (src, dst) = (lab.source.messages(&email), lab.target.messages(&email));
+    assert_eq!(lost_and_duplicated(&src, &dst, &[]), (0, 0));
+    assert_copied_exactly(&src, &dst, &[]);
+    let status = status_json(&lab.path("cutover.toml"));
+    assert_eq!(user_status(&status, &email)["copied"], 30, "{status:#}");
+}

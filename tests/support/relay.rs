@@ -3,6 +3,10 @@
 //! what really crossed the wire (was a COMPRESS command sent? did the
 //! server's answers shrink?) instead of trusting the client's own account.
 //!
+//! [`Relay::without_literal_plus_dropping_at_append`] plays a server
+//! without LITERAL+ whose connection drops in the middle of a batch of
+//! APPENDs.
+//!
 //! [`Relay::refusing_compress`] also turns every `COMPRESS DEFLATE` a
 //! client sends into `COMPRESS DEFLATX`, which the server behind it then
 //! refuses with its own NO: a server that advertises compression but
@@ -22,6 +26,12 @@ const KEEP_BYTES: usize = 64 * 1024;
 struct Shared {
     upstream: u16,
     refuse_compress: bool,
+    /// Hide LITERAL+ from the client (capabilities rewritten to LITERAL-
+    /// variants it must not use), so it sends synchronizing literals.
+    hide_literal_plus: bool,
+    /// Counts APPEND commands down; the one that takes it from 1 to 0 is
+    /// never passed on, and its connection is cut (0: never).
+    drop_at_append: AtomicU64,
     to_server: AtomicU64,
     to_client: AtomicU64,
     /// The first [`KEEP_BYTES`] each client sent, one entry per connection.
@@ -44,10 +54,25 @@ impl Relay {
         Relay::launch(upstream, true)
     }
 
+    /// A server without LITERAL+ whose connection drops, once, when the
+    /// `nth` APPEND command arrives (that command is never carried out):
+    /// every later connection is relayed faithfully.
+    pub fn without_literal_plus_dropping_at_append(upstream: u16, nth: u64) -> Relay {
+        let relay = Relay::launch_with(upstream, false, true, nth);
+        assert!(nth > 0);
+        relay
+    }
+
     fn launch(upstream: u16, refuse_compress: bool) -> Relay {
+        Relay::launch_with(upstream, refuse_compress, false, 0)
+    }
+
+    fn launch_with(upstream: u16, refuse_compress: bool, hide_literal_plus: bool, drop_at_append: u64) -> Relay {
         let shared = Arc::new(Shared {
             upstream,
             refuse_compress,
+            hide_literal_plus,
+            drop_at_append: AtomicU64::new(drop_at_append),
             to_server: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
@@ -58,6 +83,11 @@ impl Relay {
 
     pub fn port(&self) -> u16 {
         self.listener.port()
+    }
+
+    /// Whether the connection drop set up at creation has happened.
+    pub fn dropped(&self) -> bool {
+        self.shared.hide_literal_plus && self.shared.drop_at_append.load(Ordering::SeqCst) == 0
     }
 
     /// Bytes clients sent, as they crossed the wire.
@@ -111,6 +141,14 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
                     Ok(n) => n,
                 };
                 shared.to_client.fetch_add(n as u64, Ordering::SeqCst);
+                if shared.hide_literal_plus {
+                    // "LITERAL+" becomes "LITERAL_", an unknown capability.
+                    let mut at = 0;
+                    while let Some(i) = buf[at..n].windows(8).position(|w| w.eq_ignore_ascii_case(b"LITERAL+")) {
+                        buf[at + i + 7] = b'_';
+                        at += i + 8;
+                    }
+                }
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
@@ -128,7 +166,7 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
         let room = KEEP_BYTES.saturating_sub(kept.len());
         kept.extend_from_slice(&data[..data.len().min(room)]);
     };
-    if shared.refuse_compress {
+    if shared.refuse_compress || shared.hide_literal_plus {
         let mut reader = BufReader::new(client.try_clone().unwrap());
         let mut line = Vec::new();
         loop {
@@ -139,8 +177,21 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
             }
             record(&line);
             let upper = line.to_ascii_uppercase();
-            if let Some(at) = upper.windows(16).position(|w| w == b"COMPRESS DEFLATE") {
+            if shared.refuse_compress
+                && let Some(at) = upper.windows(16).position(|w| w == b"COMPRESS DEFLATE")
+            {
                 line[at + 15] = b'X';
+            }
+            let is_append = upper.split(|b| *b == b' ').nth(1).is_some_and(|verb| verb == b"APPEND");
+            if is_append
+                && shared
+                    .drop_at_append
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    == Ok(1)
+            {
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = up.shutdown(Shutdown::Both);
+                break;
             }
             if up.write_all(&line).is_err() {
                 break;
