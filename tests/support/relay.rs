@@ -32,6 +32,14 @@ struct Shared {
     /// Counts APPEND commands down; the one that takes it from 1 to 0 is
     /// never passed on, and its connection is cut (0: never).
     drop_at_append: AtomicU64,
+    /// How long the server side of a session outlives its end (0: not at
+    /// all): the server's close reaches the client only after it, as with
+    /// a server slow to tear a session down.
+    linger_ms: u64,
+    /// Sessions open now, and the most ever open at once; a session
+    /// counts until the server side has let go, linger included.
+    live: AtomicU64,
+    max_live: AtomicU64,
     to_server: AtomicU64,
     to_client: AtomicU64,
     /// The first [`KEEP_BYTES`] each client sent, one entry per connection.
@@ -58,21 +66,38 @@ impl Relay {
     /// `nth` APPEND command arrives (that command is never carried out):
     /// every later connection is relayed faithfully.
     pub fn without_literal_plus_dropping_at_append(upstream: u16, nth: u64) -> Relay {
-        let relay = Relay::launch_with(upstream, false, true, nth);
+        let relay = Relay::launch_with(upstream, false, true, nth, 0);
         assert!(nth > 0);
         relay
     }
 
-    fn launch(upstream: u16, refuse_compress: bool) -> Relay {
-        Relay::launch_with(upstream, refuse_compress, false, 0)
+    /// A server slow to let go: each session lives on for `linger` after
+    /// it ends, and the client hears the close only then. With
+    /// [`Relay::max_sessions`] a test sees whether a client opened a new
+    /// session before the server had let go of an old one.
+    pub fn lingering(upstream: u16, linger: std::time::Duration) -> Relay {
+        Relay::launch_with(upstream, false, false, 0, linger.as_millis() as u64)
     }
 
-    fn launch_with(upstream: u16, refuse_compress: bool, hide_literal_plus: bool, drop_at_append: u64) -> Relay {
+    fn launch(upstream: u16, refuse_compress: bool) -> Relay {
+        Relay::launch_with(upstream, refuse_compress, false, 0, 0)
+    }
+
+    fn launch_with(
+        upstream: u16,
+        refuse_compress: bool,
+        hide_literal_plus: bool,
+        drop_at_append: u64,
+        linger_ms: u64,
+    ) -> Relay {
         let shared = Arc::new(Shared {
             upstream,
             refuse_compress,
             hide_literal_plus,
             drop_at_append: AtomicU64::new(drop_at_append),
+            linger_ms,
+            live: AtomicU64::new(0),
+            max_live: AtomicU64::new(0),
             to_server: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
@@ -83,6 +108,12 @@ impl Relay {
 
     pub fn port(&self) -> u16 {
         self.listener.port()
+    }
+
+    /// The most sessions that were open at once, each counted until the
+    /// server side let go of it.
+    pub fn max_sessions(&self) -> u64 {
+        self.shared.max_live.load(Ordering::SeqCst)
     }
 
     /// Whether the connection drop set up at creation has happened.
@@ -128,7 +159,10 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
     let _ = upstream.set_nodelay(true);
     let kept = Arc::new(Mutex::new(Vec::new()));
     shared.streams.lock().unwrap().push(kept.clone());
-    // Server → client.
+    let live = shared.live.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.max_live.fetch_max(live, Ordering::SeqCst);
+    // Server → client; the session ends when the server has closed its
+    // side (and, lingering, a moment later).
     {
         let mut from = upstream.try_clone().unwrap();
         let mut to = client.try_clone().unwrap();
@@ -153,6 +187,11 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
                     break;
                 }
             }
+            if shared.linger_ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(shared.linger_ms));
+            }
+            // Counted out before the client can hear of the close.
+            shared.live.fetch_sub(1, Ordering::SeqCst);
             let _ = to.shutdown(Shutdown::Write);
         });
     }
