@@ -180,3 +180,27 @@ fn bodies_a_server_leaves_out_or_sends_empty_fail_and_are_copied_later() {
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
 }
+
+#[test]
+fn a_large_message_over_a_slow_link_takes_the_time_it_needs() {
+    let lab = Lab::new(1);
+    let (email, _) = user(1);
+    let relay = HostileServer::start(lab.source.port());
+    // 2 s to answer, but a 1.5 MB message at about 200 KiB/s takes 7 s:
+    // the answer keeps coming, so it is waited for.
+    lab.write_config("[run]\nmax_attempts = 1\n");
+    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
+        &format!("port = {}\nsecurity = \"plain\"\n", lab.source.port()),
+        &format!("port = {}\nsecurity = \"plain\"\ntimeout_seconds = 2\n", relay.port()),
+        1,
+    );
+    std::fs::write(lab.path("cutover.toml"), config).unwrap();
+    lab.write_users(&[user(1)]);
+    lab.source
+        .deliver(&email, "INBOX", &[mailgen::big_message(1_500_000, 17)]);
+    relay.script(Some((&email, Misbehave::SlowLink)));
+    let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
+    assert!(relay.hits() > 0, "the slow link never played");
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+}

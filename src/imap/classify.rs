@@ -6,6 +6,7 @@
 //! a server's words goes into a message: enough to tell the admin what
 //! happened, never a whole answer or the raw bytes of someone's mail.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_imap::imap_proto::Status;
@@ -16,6 +17,61 @@ pub(super) async fn timed<T>(limit: Duration, what: &str, fut: impl Future<Outpu
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| Error::transient(format!("{what}: no complete answer within {}s", limit.as_secs())))
+}
+
+/// The least average rate a long answer must keep up once its first
+/// `limit` has passed: 16 KiB/s, about 130 kbit/s.
+pub(super) const MIN_ANSWER_BYTES_PER_SECOND: u64 = 16 * 1024;
+
+/// Like [`timed`], for answers that may be large (a FETCH bringing a
+/// 150 MB message over a slow link): it fails when nothing at all arrived
+/// for `limit`, or when, past the first `limit`, the answer has come at
+/// less than [`MIN_ANSWER_BYTES_PER_SECOND`] on average. An answer that
+/// keeps coming at a usable rate gets the time its size needs; a server
+/// that stalls or trickles is still dropped. `received` counts the bytes
+/// read from the connection.
+pub(super) async fn timed_while_receiving<T>(
+    limit: Duration,
+    what: &str,
+    received: &AtomicU64,
+    fut: impl Future<Output = T>,
+) -> Result<T> {
+    let started = tokio::time::Instant::now();
+    let first = received.load(Ordering::Relaxed);
+    let mut last = first;
+    let mut fut = std::pin::pin!(fut);
+    // Checked every `step`: often enough that a stall is caught about
+    // `limit` after the last byte.
+    let step = (limit / 4).max(Duration::from_millis(50));
+    let mut last_progress = started;
+    loop {
+        if let Ok(out) = tokio::time::timeout(step, &mut fut).await {
+            return Ok(out);
+        }
+        let now_received = received.load(Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        if now_received != last {
+            last = now_received;
+            last_progress = now;
+        }
+        if now.duration_since(last_progress) >= limit {
+            return Err(Error::transient(format!(
+                "{what}: nothing received for {}s",
+                limit.as_secs()
+            )));
+        }
+        let elapsed = now.duration_since(started);
+        if let Some(past) = elapsed.checked_sub(limit) {
+            let needed = (past.as_secs_f64() * MIN_ANSWER_BYTES_PER_SECOND as f64) as u64;
+            if now_received - first < needed {
+                return Err(Error::transient(format!(
+                    "{what}: the answer came at under {} KiB/s for {}s; dropping the connection (raise timeout_seconds for a link this slow)",
+                    MIN_ANSWER_BYTES_PER_SECOND / 1024,
+                    elapsed.as_secs()
+                )));
+            }
+        }
+    }
 }
 
 pub(super) fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -194,6 +250,66 @@ fn suggested_backoff(info: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A response that arrives in `chunks` pieces of `bytes` each, one every
+    /// `every`, then completes.
+    async fn answer(received: &AtomicU64, chunks: u32, bytes: u64, every: Duration) {
+        for _ in 0..chunks {
+            tokio::time::sleep(every).await;
+            received.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_answer_that_keeps_coming_gets_the_time_its_size_needs() {
+        let received = AtomicU64::new(0);
+        // 150 MB at 1 MB/s: 150 s against a 60 s limit.
+        let out = timed_while_receiving(
+            Duration::from_secs(60),
+            "FETCH",
+            &received,
+            answer(&received, 150, 1_000_000, Duration::from_secs(1)),
+        )
+        .await;
+        assert!(out.is_ok(), "{out:?}");
+        // The fixed deadline gives up on the same answer.
+        let received = AtomicU64::new(0);
+        assert!(
+            timed(
+                Duration::from_secs(60),
+                "FETCH",
+                answer(&received, 150, 1_000_000, Duration::from_secs(1))
+            )
+            .await
+            .is_err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_or_trickling_server_is_still_dropped() {
+        let limit = Duration::from_secs(60);
+        let received = AtomicU64::new(0);
+        let started = tokio::time::Instant::now();
+        let silent = timed_while_receiving(limit, "FETCH", &received, std::future::pending::<()>()).await;
+        let e = silent.unwrap_err();
+        assert!(e.message.contains("nothing received for 60s"), "{}", e.message);
+        assert!(started.elapsed() <= limit + limit / 4, "{:?}", started.elapsed());
+
+        // One byte a second, forever: under the least rate once the first
+        // minute has passed.
+        let received = AtomicU64::new(0);
+        let started = tokio::time::Instant::now();
+        let trickle = timed_while_receiving(
+            limit,
+            "FETCH",
+            &received,
+            answer(&received, u32::MAX, 1, Duration::from_secs(1)),
+        )
+        .await;
+        let e = trickle.unwrap_err();
+        assert!(e.message.contains("KiB/s"), "{}", e.message);
+        assert!(started.elapsed() <= limit * 2, "{:?}", started.elapsed());
+    }
 
     #[test]
     fn parse_failures_do_not_carry_the_servers_bytes() {

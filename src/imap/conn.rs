@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use async_imap::imap_proto::{self, Response, ResponseCode, Status};
@@ -15,6 +16,7 @@ use tokio_rustls::rustls;
 
 use super::classify::{
     answer_text, classify_bye, classify_status, describe_login_error, excerpt, io_error, login_pushback, timed,
+    timed_while_receiving,
 };
 use super::endpoint::{Endpoint, connect};
 use super::guard::{Guarded, MAX_UNTAGGED_BYTES};
@@ -34,6 +36,9 @@ pub struct Conn {
     exists: u32,
     /// `host:port`, for log lines.
     server: String,
+    /// Bytes read from the server so far (see [`Guarded`]): lets a FETCH
+    /// bringing a large message take the time its size needs.
+    received: Arc<AtomicU64>,
 }
 
 /// What EXAMINE or SELECT reported.
@@ -123,7 +128,9 @@ impl Conn {
             .await?
             .map_err(|e| io_error("CAPABILITY", e))?;
         let capabilities = caps.iter().map(capability_name).collect();
+        let received = session.get_ref().received.clone();
         let mut conn = Conn {
+            received,
             session,
             capabilities,
             timeout: t,
@@ -322,7 +329,9 @@ impl Conn {
                 .await?
                 .map_err(|e| io_error("FETCH", e))?;
             loop {
-                let resp = timed(t, "FETCH", self.session.read_response())
+                // A response may carry a 150 MB literal: it gets the time
+                // its size needs as long as it keeps coming.
+                let resp = timed_while_receiving(t, "FETCH", &self.received, self.session.read_response())
                     .await?
                     .map_err(|e| io_error("FETCH", e))?
                     .ok_or_else(|| Error::transient("FETCH: the server closed the connection"))?;

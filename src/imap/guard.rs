@@ -9,6 +9,8 @@
 
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -179,6 +181,10 @@ pub struct Guarded {
     pub(super) deflate: Option<Box<deflate::Deflate>>,
     /// The server's address, for [`Compression::Auto`](super::Compression::Auto).
     pub(super) peer: Option<IpAddr>,
+    /// Bytes read from the server so far (after inflating), shared with
+    /// the connection so a read deadline can tell a slow answer that keeps
+    /// coming from a server that went silent.
+    pub(super) received: Arc<AtomicU64>,
 }
 
 impl Guarded {
@@ -188,6 +194,7 @@ impl Guarded {
             guard: ResponseGuard::default(),
             deflate: None,
             peer,
+            received: Arc::default(),
         }
     }
 
@@ -212,7 +219,11 @@ impl AsyncRead for Guarded {
             None => Pin::new(&mut this.inner).poll_read(cx, buf),
         };
         match polled {
-            Poll::Ready(Ok(())) => Poll::Ready(this.guard.check(&buf.filled()[before..])),
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                this.received.fetch_add(read.len() as u64, Ordering::Relaxed);
+                Poll::Ready(this.guard.check(read))
+            }
             other => other,
         }
     }

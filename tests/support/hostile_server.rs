@@ -43,6 +43,9 @@ pub enum Misbehave {
     /// A FETCH answered with `BODY[] NIL` for every message asked for
     /// (not in [`ALL`](Misbehave::ALL): the session goes on).
     NilBodies,
+    /// The real answers, but from the first FETCH of bodies on at about
+    /// 200 KiB/s, as over a slow link (not in [`ALL`](Misbehave::ALL)).
+    SlowLink,
 }
 
 impl Misbehave {
@@ -109,12 +112,14 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
         return;
     };
     let hijacked = Arc::new(AtomicBool::new(false));
+    let slow = Arc::new(AtomicBool::new(false));
     let to_client = Arc::new(Mutex::new(client.try_clone().unwrap()));
     // Server → client, until the session is hijacked.
     {
         let mut up = upstream.try_clone().unwrap();
         let to_client = to_client.clone();
         let hijacked = hijacked.clone();
+        let slow = slow.clone();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -125,7 +130,16 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
                 if hijacked.load(Ordering::SeqCst) {
                     continue;
                 }
-                if to_client.lock().unwrap().write_all(&buf[..n]).is_err() {
+                let sent = if slow.load(Ordering::SeqCst) {
+                    // 8 KiB every 40 ms: about 200 KiB/s.
+                    buf[..n].chunks(8 * 1024).try_for_each(|chunk| {
+                        std::thread::sleep(Duration::from_millis(40));
+                        to_client.lock().unwrap().write_all(chunk)
+                    })
+                } else {
+                    to_client.lock().unwrap().write_all(&buf[..n])
+                };
+                if sent.is_err() {
                     break;
                 }
             }
@@ -158,6 +172,13 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
         if victim && text.contains("BODY.PEEK[]") {
             let mode = script.unwrap().1;
             shared.hits.fetch_add(1, Ordering::Relaxed);
+            if mode == Misbehave::SlowLink {
+                slow.store(true, Ordering::SeqCst);
+                if up.write_all(&line).is_err() {
+                    break;
+                }
+                continue;
+            }
             if matches!(mode, Misbehave::OmitsBodies | Misbehave::NilBodies) {
                 // Answered here, in place of the server; the session goes on.
                 let mut answer = String::new();
@@ -216,7 +237,7 @@ fn misbehave(mode: Misbehave, tag: &str, out: &Mutex<TcpStream>) {
     let mut out = out.lock().unwrap();
     let _ = out.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = match mode {
-        Misbehave::UnexpectedUntagged | Misbehave::OmitsBodies | Misbehave::NilBodies => Ok(()),
+        Misbehave::UnexpectedUntagged | Misbehave::OmitsBodies | Misbehave::NilBodies | Misbehave::SlowLink => Ok(()),
         Misbehave::GarbageUntagged => out.write_all(b"* 1 FETCH (UID ((( \x01\x02 garbage\r\n"),
         Misbehave::LiteralShorterThanSent => {
             let mut r = b"* 1 FETCH (UID 1 BODY[] {10}\r\n".to_vec();
