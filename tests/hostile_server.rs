@@ -204,3 +204,42 @@ fn a_large_message_over_a_slow_link_takes_the_time_it_needs() {
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
 }
+
+#[test]
+fn a_server_that_understates_sizes_cannot_overrun_the_memory_budget() {
+    let lab = Lab::new(1);
+    let (email, _) = user(1);
+    let relay = HostileServer::start(lab.source.port());
+    lab.write_config("[run]\nmax_attempts = 2\nbatch_messages = 10\n");
+    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
+        &format!("port = {}\nsecurity = \"plain\"\n", lab.source.port()),
+        &format!("port = {}\nsecurity = \"plain\"\ntimeout_seconds = 5\n", relay.port()),
+        1,
+    );
+    std::fs::write(lab.path("cutover.toml"), config).unwrap();
+    lab.write_users(&[user(1)]);
+    // Three 2 MB messages the server says are 200 KB each: the batch's
+    // bodies (6 MB) are far over what was reserved for them.
+    let big: Vec<_> = (0..3).map(|i| mailgen::big_message(2_000_000, 40 + i)).collect();
+    lab.source.deliver(&email, "INBOX", &big);
+    relay.script(Some((&email, Misbehave::UnderstatesSizes)));
+    let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
+    assert!(relay.hits() > 0, "the sizes were never understated");
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let by_state = states(&lab, &email);
+    let failed = by_state.get("failed").cloned().unwrap_or_default();
+    assert_eq!(failed.len(), 3, "{by_state:#?}");
+    assert!(
+        failed
+            .iter()
+            .all(|r| r.contains("more than the") && r.contains("sizes announced")),
+        "{failed:#?}"
+    );
+    assert!(lab.target.messages(&email).is_empty());
+
+    // A rerun against the same server fails them again, as loudly: they
+    // are never dropped from the run or counted done.
+    let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    assert_eq!(states(&lab, &email).get("failed").map(Vec::len), Some(3));
+}

@@ -46,6 +46,9 @@ pub enum Misbehave {
     /// The real answers, but from the first FETCH of bodies on at about
     /// 200 KiB/s, as over a slow link (not in [`ALL`](Misbehave::ALL)).
     SlowLink,
+    /// Every RFC822.SIZE the server reports, from login on, is a tenth of
+    /// the truth; the bodies are sent whole (not in [`ALL`](Misbehave::ALL)).
+    UnderstatesSizes,
 }
 
 impl Misbehave {
@@ -113,6 +116,7 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
     };
     let hijacked = Arc::new(AtomicBool::new(false));
     let slow = Arc::new(AtomicBool::new(false));
+    let understate = Arc::new(AtomicBool::new(false));
     let to_client = Arc::new(Mutex::new(client.try_clone().unwrap()));
     // Server → client, until the session is hijacked.
     {
@@ -120,6 +124,7 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
         let to_client = to_client.clone();
         let hijacked = hijacked.clone();
         let slow = slow.clone();
+        let understate = understate.clone();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -130,14 +135,20 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
                 if hijacked.load(Ordering::SeqCst) {
                     continue;
                 }
+                let rewritten;
+                let mut data = &buf[..n];
+                if understate.load(Ordering::SeqCst) {
+                    rewritten = understate_sizes(data);
+                    data = &rewritten;
+                }
                 let sent = if slow.load(Ordering::SeqCst) {
                     // 8 KiB every 40 ms: about 200 KiB/s.
-                    buf[..n].chunks(8 * 1024).try_for_each(|chunk| {
+                    data.chunks(8 * 1024).try_for_each(|chunk| {
                         std::thread::sleep(Duration::from_millis(40));
                         to_client.lock().unwrap().write_all(chunk)
                     })
                 } else {
-                    to_client.lock().unwrap().write_all(&buf[..n])
+                    to_client.lock().unwrap().write_all(data)
                 };
                 if sent.is_err() {
                     break;
@@ -169,6 +180,16 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
         }
         let script = shared.script.lock().unwrap().clone();
         let victim = matches!((&script, &login), (Some((v, _)), Some(l)) if v == l);
+        if victim && script.as_ref().is_some_and(|(_, m)| *m == Misbehave::UnderstatesSizes) {
+            understate.store(true, Ordering::SeqCst);
+            shared
+                .hits
+                .fetch_add(u64::from(text.contains("RFC822.SIZE")), Ordering::Relaxed);
+            if up.write_all(&line).is_err() {
+                break;
+            }
+            continue;
+        }
         if victim && text.contains("BODY.PEEK[]") {
             let mode = script.unwrap().1;
             shared.hits.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +237,23 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
     let _ = up.shutdown(Shutdown::Both);
 }
 
+/// `data` with every `RFC822.SIZE n` turned into a tenth of `n`.
+fn understate_sizes(data: &[u8]) -> Vec<u8> {
+    const KEY: &[u8] = b"RFC822.SIZE ";
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        out.extend_from_slice(&rest[..at + KEY.len()]);
+        rest = &rest[at + KEY.len()..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let n: u64 = std::str::from_utf8(&rest[..digits]).unwrap_or("0").parse().unwrap_or(0);
+        out.extend_from_slice((n / 10).to_string().as_bytes());
+        rest = &rest[digits..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 /// The UIDs of a `UID FETCH <set> ...` command line (ranges expanded).
 fn uid_set(command: &str) -> Vec<u32> {
     let set = command.split_whitespace().nth(3).unwrap_or("");
@@ -237,7 +275,11 @@ fn misbehave(mode: Misbehave, tag: &str, out: &Mutex<TcpStream>) {
     let mut out = out.lock().unwrap();
     let _ = out.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = match mode {
-        Misbehave::UnexpectedUntagged | Misbehave::OmitsBodies | Misbehave::NilBodies | Misbehave::SlowLink => Ok(()),
+        Misbehave::UnexpectedUntagged
+        | Misbehave::OmitsBodies
+        | Misbehave::NilBodies
+        | Misbehave::SlowLink
+        | Misbehave::UnderstatesSizes => Ok(()),
         Misbehave::GarbageUntagged => out.write_all(b"* 1 FETCH (UID ((( \x01\x02 garbage\r\n"),
         Misbehave::LiteralShorterThanSent => {
             let mut r = b"* 1 FETCH (UID 1 BODY[] {10}\r\n".to_vec();
