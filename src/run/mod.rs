@@ -316,20 +316,29 @@ async fn open_source(shared: &Shared, user: &UserJob, retry: bool) -> Result<Hel
     Ok(Held::new(session, slot))
 }
 
+/// How long a server may still count a session after closing its
+/// connection: Dovecot's process for it exits, and is counted against
+/// `process_limit`, a moment after the close.
+const SESSION_TEARDOWN_GRACE: Duration = Duration::from_millis(250);
+
 /// Lets go of a source connection and then of its slots: a working one
 /// logs out (and waits for the server to close it); a broken one is
-/// dropped and its slots held a moment longer, since the server ends that
-/// session only once it notices the connection is gone. Either way the
-/// server has let go before another login may take the slot.
+/// dropped, since the server ends that session only once it notices the
+/// connection is gone. Either way the slots are held a moment longer, so
+/// the server has let go before another login may take them. Done in the
+/// background: the caller goes on at once.
 async fn release_source(held: HeldSource) {
     let (session, slot) = held.into_parts();
-    if session.conn_broken() {
-        drop(session);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    } else {
-        session.logout().await;
-    }
-    drop(slot);
+    tokio::spawn(async move {
+        if session.conn_broken() {
+            drop(session);
+            tokio::time::sleep(SESSION_TEARDOWN_GRACE * 2).await;
+        } else {
+            session.logout().await;
+            tokio::time::sleep(SESSION_TEARDOWN_GRACE).await;
+        }
+        drop(slot);
+    });
 }
 
 async fn open_target(shared: &Shared, user: &UserJob) -> Result<Box<dyn TargetSession>, Error> {
