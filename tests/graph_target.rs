@@ -442,6 +442,57 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_mode_lands_a_body_too_large_for_one_request_with_its_original_attached() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::Json);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let f = s.ensure_folder(&folder(None, &["Large"]), None).await.unwrap();
+    let mut cases = Vec::new();
+    for (i, (html, mb)) in [(false, 5), (true, 5)].into_iter().enumerate() {
+        let mut raw = format!(
+            "From: Ann <ann@example.com>\r\nTo: Alice <alice@contoso.test>\r\nSubject: Large {i}\r\n\
+Date: Tue, 30 Apr 2019 12:00:00 +0200\r\nMessage-ID: <large.{i}@example.com>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/{}; charset=utf-8\r\n\r\n",
+            if html { "html" } else { "plain" }
+        );
+        while raw.len() < mb * 1024 * 1024 + 500_000 {
+            raw.push_str(if html {
+                "<p>A long report line.</p>\r\n"
+            } else {
+                "A long report line.\r\n"
+            });
+        }
+        let id = format!("<large.{i}@example.com>");
+        let up = upload(raw.clone(), "\\Seen", 1_600_000_000 + i as i64, Some(&id));
+        let stored = s.upload(&f, &up).await.unwrap();
+        cases.push((stored, raw, html));
+    }
+    let dump = emu.dump(USER).await;
+    let messages = dump["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "both landed: {dump:#}");
+    for (id, raw, html) in cases {
+        let m = messages.iter().find(|m| m["id"] == id.as_str()).unwrap();
+        assert_eq!(m["isDraft"], false);
+        assert_eq!(m["isRead"], true);
+        let attachments = m["attachments"].as_array().unwrap();
+        let original = attachments
+            .iter()
+            .find(|a| a["name"] == "original.eml")
+            .unwrap_or_else(|| panic!("{m:#}"));
+        assert_eq!(
+            original["size"].as_u64(),
+            Some(raw.len() as u64),
+            "the complete original"
+        );
+        assert_eq!(attachments.iter().any(|a| a["name"] == "body.html"), html);
+    }
+    assert!(
+        count(&emu.stats().await, "attachments.createUploadSession") >= 2,
+        "through upload sessions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_falls_back_to_json_once_when_import_mime_is_forbidden() {
     let emu = Emu::start(&["--mail-advanced", "false"]);
     let target = emu.target(GraphWriteMode::Auto);

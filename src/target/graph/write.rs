@@ -160,6 +160,14 @@ impl GraphSession {
             authorized: true,
             idempotent: false,
         };
+        if built.cut_to_fit {
+            tracing::warn!(
+                user = %self.email,
+                message = %message.key,
+                "the message's body or header block is too large for one Graph request: it is created with them cut short and its complete original attached as {}",
+                json::ORIGINAL_NAME
+            );
+        }
         let id = match self.create(&call, folder, message).await? {
             Created::New(body) => {
                 parse::<api::IdOnly>(&body, "create message")

@@ -35,6 +35,18 @@ pub const ATTACHMENT_INLINE_MAX: usize = 3 * 1024 * 1024;
 /// Graph's limit on a JSON request's size.
 pub const REQUEST_MAX: usize = 4 * 1024 * 1024;
 
+/// What a create request is cut down to when a message's body or header
+/// block would push it over [`REQUEST_MAX`]: room for the rest.
+const REQUEST_FIT: usize = REQUEST_MAX - 64 * 1024;
+
+/// Exchange Online's default largest item (MaxReceiveSize 35 MB).
+const ITEM_DEFAULT_MAX: usize = 35 * 1024 * 1024;
+
+/// Name of the complete original attached to a message cut to fit.
+pub const ORIGINAL_NAME: &str = "original.eml";
+/// Name of the complete HTML body attached to a message cut to fit.
+pub const HTML_BODY_NAME: &str = "body.html";
+
 /// A message ready to create: the request body, plus the attachments that
 /// did not fit in it.
 #[derive(Debug)]
@@ -43,6 +55,11 @@ pub struct JsonMessage {
     pub request: Vec<u8>,
     /// Attachments to add after creation, in the message's order.
     pub deferred: Vec<Attachment>,
+    /// The body or header block was too large for one request: the item
+    /// carries a shortened body and header block, and the complete
+    /// original as [`ORIGINAL_NAME`] (and a large HTML body as
+    /// [`HTML_BODY_NAME`] while the item stays under 35 MB).
+    pub cut_to_fit: bool,
 }
 
 pub use crate::transform::{outlook_categories as categories, outlook_flag_status as flag_status};
@@ -173,6 +190,11 @@ fn convert(raw: &[u8], flags: &Flags, internal_date: i64, stamp: Option<&Stamp>)
         attachments: Vec::new(),
     };
 
+    // A body or header block too large for one request: cut to fit, with
+    // the whole original attached (added after creation).
+    let whole = fit_request(&mut message, raw)?;
+    let cut_to_fit = !whole.is_empty();
+
     // Attachments ride along while the request stays under the limit; the
     // rest are added after creation.
     let attachments = attachments::attachments(raw, &msg);
@@ -190,6 +212,7 @@ fn convert(raw: &[u8], flags: &Flags, internal_date: i64, stamp: Option<&Stamp>)
         }
         deferred.push(a);
     }
+    deferred.extend(whole);
     if !deferred.is_empty() {
         // Not complete until the deferred attachments are added: marked
         // pending, and given its final stamp after the last one.
@@ -200,7 +223,95 @@ fn convert(raw: &[u8], flags: &Flags, internal_date: i64, stamp: Option<&Stamp>)
         }
     }
     let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
-    Ok(JsonMessage { request, deferred })
+    Ok(JsonMessage {
+        request,
+        deferred,
+        cut_to_fit,
+    })
+}
+
+/// The words a message cut to fit starts with.
+const CUT_NOTE: &str = "[This message was too large for one Exchange request (4 MB for the body and headers of a new item). Its complete original is attached as original.eml: open it to read the message as it was.]";
+
+/// Makes the create request fit [`REQUEST_FIT`] when the body, the header
+/// block (PR_TRANSPORT_MESSAGE_HEADERS) or the recipient lists push it
+/// over: they are cut, the more the larger they are, and the complete
+/// original (with a large HTML body, that body too) is returned to be
+/// attached. Nothing is returned when the message fits as it is.
+fn fit_request(message: &mut NewMessage, raw: &[u8]) -> Result<Vec<Attachment>, String> {
+    let size = |m: &NewMessage| serde_json::to_vec(m).map(|v| v.len()).map_err(|e| e.to_string());
+    if size(message)? < REQUEST_FIT {
+        return Ok(Vec::new());
+    }
+    let attachment = |name: &str, content_type: &str, bytes: Vec<u8>| Attachment {
+        name: name.to_owned(),
+        content_type: content_type.to_owned(),
+        content_id: None,
+        is_inline: false,
+        bytes,
+    };
+    let mut whole = Vec::new();
+    let body = std::mem::take(&mut message.body.content);
+    let html = message.body.content_type == "html";
+    // The HTML as a file of its own is handy (a browser opens it), but it
+    // doubles the item: only while both stay under Exchange's default
+    // 35 MB item limit. The original carries it in any case.
+    if html && body.len() + raw.len() <= ITEM_DEFAULT_MAX {
+        whole.push(attachment(HTML_BODY_NAME, "text/html", body.clone().into_bytes()));
+    }
+    whole.push(attachment(ORIGINAL_NAME, "message/rfc822", raw.to_vec()));
+    let headers_at = message
+        .single_value_extended_properties
+        .iter()
+        .position(|p| p.id == "String 0x007D");
+    let headers = headers_at
+        .map(|i| message.single_value_extended_properties[i].value.clone())
+        .unwrap_or_default();
+    let mut keep = REQUEST_FIT / 2;
+    loop {
+        message.body.content = if html {
+            format!("<p>{CUT_NOTE}</p>")
+        } else {
+            format!("{CUT_NOTE}\r\n\r\n{}", prefix(&body, keep))
+        };
+        if let Some(i) = headers_at {
+            message.single_value_extended_properties[i].value = prefix_lines(&headers, keep / 4);
+        }
+        // Past the first rounds, long recipient lists are cut too (the
+        // original keeps them all).
+        let most = (keep / 256).max(1);
+        message.to_recipients.truncate(most);
+        message.cc_recipients.truncate(most);
+        message.bcc_recipients.truncate(most);
+        message.reply_to.truncate(most);
+        if size(message)? < REQUEST_FIT {
+            return Ok(whole);
+        }
+        if keep < 1024 {
+            return Err("the message's fields are too large for a Graph request even cut short".to_owned());
+        }
+        keep /= 2;
+    }
+}
+
+/// The start of `s`, at most `bytes` long, cut at a character boundary.
+fn prefix(s: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The whole lines of `s` that fit in `bytes`, ending with the blank line
+/// a header block ends with.
+fn prefix_lines(s: &str, bytes: usize) -> String {
+    let start = prefix(s, bytes);
+    let cut = match start.rfind('\n') {
+        Some(i) if start.len() < s.len() => &start[..=i],
+        _ => start,
+    };
+    format!("{}\r\n\r\n", cut.trim_end_matches(['\r', '\n']))
 }
 
 /// A MAPI SystemTime value (UTC, second precision) from unix seconds, or

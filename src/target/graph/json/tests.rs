@@ -304,3 +304,96 @@ fn the_stamped_conversion_the_target_sends_fails_one_message_on_a_parser_panic()
         Err(e) => assert!(e.contains("too broken"), "{e}"),
     }
 }
+
+/// A message whose body (text or HTML) is `body_bytes` long and whose
+/// header block carries `header_bytes` more in folded X-Trace lines.
+fn oversized(html: bool, body_bytes: usize, header_bytes: usize) -> Vec<u8> {
+    let mut raw = String::from(
+        "From: Ann <ann@example.com>\r\nTo: Bob <bob@example.com>\r\nSubject: Large\r\n\
+Date: Tue, 30 Apr 2019 12:00:00 +0200\r\nMessage-ID: <large@example.com>\r\nMIME-Version: 1.0\r\n",
+    );
+    while raw.len() < header_bytes {
+        raw.push_str("X-Trace: ");
+        raw.push_str(&"t".repeat(900));
+        raw.push_str("\r\n");
+    }
+    raw.push_str(if html {
+        "Content-Type: text/html; charset=utf-8\r\n\r\n<html><body>"
+    } else {
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    });
+    let line = if html {
+        "<p>Grüße, a line of the report.</p>\r\n"
+    } else {
+        "Grüße, a line of the report.\r\n"
+    };
+    while raw.len() < header_bytes + body_bytes {
+        raw.push_str(line);
+    }
+    if html {
+        raw.push_str("</body></html>\r\n");
+    }
+    raw.into_bytes()
+}
+
+#[test]
+fn a_body_or_header_block_too_large_for_one_request_is_cut_with_the_original_attached() {
+    let mb = 1024 * 1024;
+    for (html, body, headers) in [
+        (false, 5 * mb, 0),
+        (true, 5 * mb, 0),
+        (false, 20 * mb, 0),
+        (true, 20 * mb, 0),
+        (false, 40 * mb, 0),
+        (true, 40 * mb, 0),
+        (false, 3 * mb, 2 * mb),
+    ] {
+        let raw = oversized(html, body, headers);
+        let what = format!("html {html}, body {body}, headers {headers}");
+        let built = build(&raw, &Flags::default(), 1_556_704_800).unwrap();
+        assert!(built.cut_to_fit, "{what}");
+        assert!(
+            built.request.len() < REQUEST_MAX,
+            "{what}: {} bytes",
+            built.request.len()
+        );
+        let v: Value = serde_json::from_slice(&built.request).unwrap();
+        let content = v["body"]["content"].as_str().unwrap();
+        assert!(
+            content.contains("original.eml"),
+            "{what}: the body says where the rest is"
+        );
+        assert_eq!(v["subject"], "Large", "{what}");
+        assert_eq!(v["internetMessageId"], "<large@example.com>", "{what}");
+        let original = built.deferred.iter().find(|a| a.name == ORIGINAL_NAME).unwrap();
+        assert_eq!(original.bytes, raw, "{what}: the original, byte for byte");
+        assert_eq!(original.content_type, "message/rfc822");
+        let headers_kept = prop(&v, "String 0x007D").unwrap();
+        assert!(
+            headers_kept.starts_with("From: Ann") && headers_kept.ends_with("\r\n\r\n"),
+            "{what}"
+        );
+        let page = built.deferred.iter().find(|a| a.name == HTML_BODY_NAME);
+        if html && body < 15 * mb {
+            let page = page.unwrap();
+            assert!(page.bytes.len() >= body - 1024, "{what}: the whole HTML body");
+            assert!(String::from_utf8_lossy(&page.bytes).contains("Grüße"), "{what}");
+        } else {
+            // Twice the body would pass Exchange's 35 MB item limit: the
+            // original carries the HTML alone.
+            assert!(page.is_none(), "{what}");
+        }
+        if !html {
+            assert!(
+                content.contains("Grüße, a line of the report."),
+                "{what}: the text is kept as far as it fits"
+            );
+        }
+    }
+    // A message that fits is left alone, a 2 MB header block included.
+    for raw in [oversized(false, 100_000, 0), oversized(false, 10_000, 2 * mb)] {
+        let built = build(&raw, &Flags::default(), 1).unwrap();
+        assert!(!built.cut_to_fit && built.deferred.is_empty());
+        assert!(built.request.len() < REQUEST_MAX);
+    }
+}
