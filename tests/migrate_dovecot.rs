@@ -451,3 +451,48 @@ fn a_target_without_literal_plus_dropping_mid_batch_loses_nothing() {
     let status = status_json(&lab.path("cutover.toml"));
     assert_eq!(user_status(&status, &email)["copied"], 30, "{status:#}");
 }
+
+#[test]
+fn a_folder_the_target_refuses_to_create_fails_alone() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    let msgs = mailgen::generate(621, 12, 2000);
+    lab.source.deliver(&email, "INBOX", &msgs[..5]);
+    lab.source.deliver(&email, "Refused/Box", &msgs[5..8]);
+    lab.source.deliver(&email, "Fine", &msgs[8..]);
+    let relay = support::relay::Relay::refusing_create(lab.target.port(), "Refused");
+    lab.write_config("");
+    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
+        &format!("port = {}\n", lab.target.port()),
+        &format!("port = {}\n", relay.port()),
+        1,
+    );
+    std::fs::write(lab.path("cutover.toml"), config).unwrap();
+    let users = lab.write_users(&[(email.clone(), password)]);
+    let out = migrate(&lab.path("cutover.toml"), &users);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    // The other folders are copied in full.
+    let copied = lab.target.messages(&email);
+    let source = lab.source.messages(&email);
+    let outside: Vec<_> = source
+        .iter()
+        .filter(|m| !m.folder.starts_with("Refused"))
+        .cloned()
+        .collect();
+    assert_copied_exactly(&outside, &copied, &[]);
+    // The refused folder's messages failed, each with the server's reason.
+    let status = status_json(&lab.path("cutover.toml"));
+    let u = user_status(&status, &email);
+    let failed: Vec<&str> = u["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] == "failed")
+        .map(|i| i["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(failed.len(), 3, "{u:#}");
+    assert!(
+        failed.iter().all(|r| r.contains("does not allow that mailbox name")),
+        "{failed:#?}"
+    );
+}

@@ -36,6 +36,9 @@ struct Shared {
     /// all): the server's close reaches the client only after it, as with
     /// a server slow to tear a session down.
     linger_ms: u64,
+    /// CREATE commands naming a mailbox that contains this text are
+    /// answered NO here and never reach the server.
+    refuse_create: Option<String>,
     /// Sessions open now, and the most ever open at once; a session
     /// counts until the server side has let go, linger included.
     live: AtomicU64,
@@ -46,6 +49,16 @@ struct Shared {
     streams: Mutex<Vec<Arc<Mutex<Vec<u8>>>>>,
 }
 
+/// How a relay misbehaves (all off: a faithful relay).
+#[derive(Default)]
+struct Options {
+    refuse_compress: bool,
+    hide_literal_plus: bool,
+    drop_at_append: u64,
+    linger_ms: u64,
+    refuse_create: Option<String>,
+}
+
 pub struct Relay {
     listener: Listener,
     shared: Arc<Shared>,
@@ -54,21 +67,33 @@ pub struct Relay {
 impl Relay {
     /// Listens on a free loopback port and relays everything to `upstream`.
     pub fn start(upstream: u16) -> Relay {
-        Relay::launch(upstream, false)
+        Relay::launch(upstream, Options::default())
     }
 
     /// Like [`Relay::start`], but the server never gets a valid COMPRESS.
     pub fn refusing_compress(upstream: u16) -> Relay {
-        Relay::launch(upstream, true)
+        Relay::launch(
+            upstream,
+            Options {
+                refuse_compress: true,
+                ..Options::default()
+            },
+        )
     }
 
     /// A server without LITERAL+ whose connection drops, once, when the
     /// `nth` APPEND command arrives (that command is never carried out):
     /// every later connection is relayed faithfully.
     pub fn without_literal_plus_dropping_at_append(upstream: u16, nth: u64) -> Relay {
-        let relay = Relay::launch_with(upstream, false, true, nth, 0);
         assert!(nth > 0);
-        relay
+        Relay::launch(
+            upstream,
+            Options {
+                hide_literal_plus: true,
+                drop_at_append: nth,
+                ..Options::default()
+            },
+        )
     }
 
     /// A server slow to let go: each session lives on for `linger` after
@@ -76,26 +101,36 @@ impl Relay {
     /// [`Relay::max_sessions`] a test sees whether a client opened a new
     /// session before the server had let go of an old one.
     pub fn lingering(upstream: u16, linger: std::time::Duration) -> Relay {
-        Relay::launch_with(upstream, false, false, 0, linger.as_millis() as u64)
+        Relay::launch(
+            upstream,
+            Options {
+                linger_ms: linger.as_millis() as u64,
+                ..Options::default()
+            },
+        )
     }
 
-    fn launch(upstream: u16, refuse_compress: bool) -> Relay {
-        Relay::launch_with(upstream, refuse_compress, false, 0, 0)
+    /// A server that refuses to CREATE any mailbox whose name contains
+    /// `fragment` (`NO [CANNOT]`), as servers do for names they do not
+    /// allow; everything else is relayed.
+    pub fn refusing_create(upstream: u16, fragment: &str) -> Relay {
+        Relay::launch(
+            upstream,
+            Options {
+                refuse_create: Some(fragment.to_owned()),
+                ..Options::default()
+            },
+        )
     }
 
-    fn launch_with(
-        upstream: u16,
-        refuse_compress: bool,
-        hide_literal_plus: bool,
-        drop_at_append: u64,
-        linger_ms: u64,
-    ) -> Relay {
+    fn launch(upstream: u16, o: Options) -> Relay {
         let shared = Arc::new(Shared {
             upstream,
-            refuse_compress,
-            hide_literal_plus,
-            drop_at_append: AtomicU64::new(drop_at_append),
-            linger_ms,
+            refuse_compress: o.refuse_compress,
+            hide_literal_plus: o.hide_literal_plus,
+            drop_at_append: AtomicU64::new(o.drop_at_append),
+            linger_ms: o.linger_ms,
+            refuse_create: o.refuse_create,
             live: AtomicU64::new(0),
             max_live: AtomicU64::new(0),
             to_server: AtomicU64::new(0),
@@ -205,8 +240,12 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
         let room = KEEP_BYTES.saturating_sub(kept.len());
         kept.extend_from_slice(&data[..data.len().min(room)]);
     };
-    if shared.refuse_compress || shared.hide_literal_plus {
+    if shared.refuse_compress || shared.hide_literal_plus || shared.refuse_create.is_some() {
         let mut reader = BufReader::new(client.try_clone().unwrap());
+        // Answers given here instead of the server's: the server is idle
+        // for this client then (it waits for the answer), so nothing
+        // interleaves.
+        let mut client_writer = client.try_clone().unwrap();
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -221,7 +260,19 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
             {
                 line[at + 15] = b'X';
             }
-            let is_append = upper.split(|b| *b == b' ').nth(1).is_some_and(|verb| verb == b"APPEND");
+            let verb = upper.split(|b| *b == b' ').nth(1).unwrap_or_default();
+            if verb == b"CREATE"
+                && let Some(fragment) = &shared.refuse_create
+                && line.windows(fragment.len()).any(|w| w == fragment.as_bytes())
+            {
+                let tag = String::from_utf8_lossy(line.split(|b| *b == b' ').next().unwrap_or_default()).into_owned();
+                let refusal = format!("{tag} NO [CANNOT] This server does not allow that mailbox name\r\n");
+                if client_writer.write_all(refusal.as_bytes()).is_err() {
+                    break;
+                }
+                continue;
+            }
+            let is_append = verb == b"APPEND";
             if is_append
                 && shared
                     .drop_at_append
