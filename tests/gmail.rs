@@ -766,3 +766,53 @@ fn a_takeout_import_killed_mid_file_resumes_without_loss_or_duplicates() {
         assert_eq!(copies[0].folder, main_folder(p), "{id}");
     }
 }
+
+#[test]
+fn indexing_a_takeout_file_keeps_memory_bounded_whatever_one_message_weighs() {
+    let (email, password) = user(1);
+    let target = Dovecot::start(DovecotOptions {
+        users: vec![(email.clone(), password.clone())],
+        master: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("takeout")).unwrap();
+    // A 300 MB message whose body has no line break, then an ordinary one:
+    // the index must not hold either body.
+    let mut mbox = b"From 1 Wed Feb 16 22:59:48 +0000 2022\r\nX-Gmail-Labels: Inbox\r\nSubject: huge\r\n\r\n".to_vec();
+    mbox.resize(mbox.len() + 300_000_000, b'x');
+    mbox.extend_from_slice(
+        b"\r\n\r\nFrom 2 Wed Feb 16 22:59:49 +0000 2022\r\nX-Gmail-Labels: Inbox\r\nSubject: small\r\n\r\nhello\r\n",
+    );
+    std::fs::write(dir.path().join(format!("takeout/{email}.mbox")), &mbox).unwrap();
+    drop(mbox);
+    let config = write_mbox_config(dir.path(), &target, "folders");
+    std::fs::write(
+        dir.path().join("users.csv"),
+        format!("EmailAddress,UserName,Password\r\n{email},{email},{password}\r\n"),
+    )
+    .unwrap();
+    let rss_file = dir.path().join("rss.txt");
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .arg(env!("CARGO_BIN_EXE_cutover"))
+        .args(["migrate", "--dry-run", "--json", "--config"])
+        .arg(&config)
+        .args(["--users", "users.csv"])
+        .env("CUTOVER_TEST_ADMIN_PW", ADMIN_PASSWORD)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let rss_kib: u64 = std::fs::read_to_string(&rss_file)
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap();
+    assert!(
+        rss_kib < 100 * 1024,
+        "peak memory {rss_kib} KiB while indexing a 300 MB message"
+    );
+}

@@ -4,8 +4,10 @@
 //! checkpoint as an IMAP source.
 //!
 //! The file may be many gigabytes: it is never loaded. One pass reads it
-//! message by message (memory bounded by the largest message) and keeps
-//! only an index — offset, length and metadata of each message. Bodies are
+//! in pieces of at most 1 MiB, keeping of each message only its header
+//! block (up to 4 MiB) and counts (memory bounded whatever the size of a
+//! message, or a file without line breaks), and builds an index — offset,
+//! length and metadata of each message. Bodies are
 //! read back from their offsets when a batch is copied.
 //!
 //! Format, as Takeout writes it: each message starts with a `From_` line
@@ -239,7 +241,115 @@ fn file_error(path: &Path, e: &std::io::Error) -> Error {
     ))
 }
 
-/// Reads the whole file once, message by message.
+/// Longest piece of a line the indexer reads at once: a file without line
+/// breaks (or with a line of gigabytes) is read in pieces of this size.
+const READ_PIECE: u64 = 1 << 20;
+/// Most of a message's header block the indexer keeps to read its labels,
+/// dates and Message-ID; a longer header block is counted, not kept.
+const HEADER_KEPT_MAX: usize = 4 << 20;
+
+/// The message the indexer is reading: what an [`Entry`] needs, without
+/// the body (memory stays bounded whatever the size of a message).
+struct Reading {
+    from_line: Vec<u8>,
+    offset: u64,
+    /// The header block, up to [`HEADER_KEPT_MAX`], with its blank line.
+    header: Vec<u8>,
+    /// Bytes of the header block past [`HEADER_KEPT_MAX`], not kept.
+    header_dropped: u64,
+    in_header: bool,
+    /// Every byte of the message in the file.
+    len: u64,
+    /// Bytes of the body (after the header block's blank line).
+    body_len: u64,
+    /// Body lines quoted as `>From ` (one `>` is removed from each).
+    body_quoted: u64,
+    /// The last bytes of the message, to drop the blank line before the
+    /// next separator.
+    tail: Vec<u8>,
+}
+
+impl Reading {
+    fn new(from_line: Vec<u8>, offset: u64) -> Reading {
+        Reading {
+            from_line,
+            offset,
+            header: Vec::new(),
+            header_dropped: 0,
+            in_header: true,
+            len: 0,
+            body_len: 0,
+            body_quoted: 0,
+            tail: Vec::new(),
+        }
+    }
+
+    /// One piece of the message: a whole line, or a part of a long one
+    /// (`line_start` says whether it begins a line).
+    fn add(&mut self, piece: &[u8], line_start: bool) {
+        self.len += piece.len() as u64;
+        self.tail.extend_from_slice(piece);
+        if self.tail.len() > 3 {
+            self.tail.drain(..self.tail.len() - 3);
+        }
+        if self.in_header {
+            let room = HEADER_KEPT_MAX - self.header.len();
+            let kept = piece.len().min(room);
+            self.header.extend_from_slice(&piece[..kept]);
+            self.header_dropped += (piece.len() - kept) as u64;
+            if line_start && (piece == b"\n" || piece == b"\r\n") {
+                self.in_header = false;
+            }
+            return;
+        }
+        self.body_len += piece.len() as u64;
+        if line_start && is_quoted_from(piece) {
+            self.body_quoted += 1;
+        }
+    }
+
+    /// The entry for it; `separator`: a `From_` line follows, so the blank
+    /// line before it belongs to the mbox.
+    fn finish(mut self, separator: bool) -> Option<Entry> {
+        let trimmed = if separator || self.tail.ends_with(b"\n\n") || self.tail.ends_with(b"\n\r\n") {
+            if self.tail.ends_with(b"\n\r\n") {
+                2
+            } else if self.tail.ends_with(b"\n\n") {
+                1
+            } else {
+                0
+            }
+        } else {
+            0
+        };
+        if self.in_header {
+            // No body: the blank line trimmed is the header's.
+            let keep = self.header.len().saturating_sub(trimmed as usize);
+            self.header.truncate(keep);
+        } else {
+            self.body_len = self.body_len.saturating_sub(trimmed);
+        }
+        entry(
+            &self.from_line,
+            self.offset,
+            &self.header,
+            self.len - trimmed,
+            self.header_dropped + self.body_len - self.body_quoted,
+        )
+    }
+}
+
+/// Whether a line is an mboxrd-quoted `From ` line (`>From `, `>>From `).
+fn is_quoted_from(line: &[u8]) -> bool {
+    line.starts_with(b">") && {
+        let stripped = line.iter().position(|&b| b != b'>').map_or(&[][..], |p| &line[p..]);
+        stripped.starts_with(b"From ")
+    }
+}
+
+/// Reads the whole file once, message by message, keeping of each only
+/// its header block and counts: memory is bounded by
+/// [`HEADER_KEPT_MAX`] and [`READ_PIECE`], not by the size of a message.
 fn build_index(path: &Path) -> Result<Index> {
     let file = File::open(path).map_err(|e| file_error(path, &e))?;
     let meta = file.metadata().map_err(|e| file_error(path, &e))?;
@@ -253,32 +363,32 @@ fn build_index(path: &Path) -> Result<Index> {
     let mut entries = Vec::new();
     let mut pos: u64 = 0;
     let mut line = Vec::new();
-    // The message being read: its From_ line, start offset and bytes.
-    let mut current: Option<(Vec<u8>, u64, Vec<u8>)> = None;
+    let mut current: Option<Reading> = None;
     let mut previous_empty = true;
+    let mut line_start = true;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|e| file_error(path, &e))?;
+        let n = (&mut reader)
+            .take(READ_PIECE)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| file_error(path, &e))?;
         let at_end = n == 0;
-        let separator = !at_end && previous_empty && line.starts_with(b"From ");
+        let separator = !at_end && line_start && previous_empty && line.starts_with(b"From ");
         if at_end || separator {
-            if let Some((from_line, offset, mut raw)) = current.take() {
-                // The empty line before a separator belongs to the mbox.
-                if separator || raw.ends_with(b"\n\n") || raw.ends_with(b"\n\r\n") {
-                    trim_last_empty_line(&mut raw);
-                }
-                if let Some(e) = entry(&from_line, offset, &raw) {
-                    entries.push(e);
-                }
+            if let Some(reading) = current.take()
+                && let Some(e) = reading.finish(separator)
+            {
+                entries.push(e);
             }
             if at_end {
                 break;
             }
-            current = Some((line.clone(), pos + n as u64, Vec::new()));
-        } else if let Some((_, _, raw)) = current.as_mut() {
-            raw.extend_from_slice(&line);
+            current = Some(Reading::new(line.clone(), pos + n as u64));
+        } else if let Some(reading) = current.as_mut() {
+            reading.add(&line, line_start);
         }
-        previous_empty = line == b"\n" || line == b"\r\n";
+        previous_empty = line_start && (line == b"\n" || line == b"\r\n");
+        line_start = line.ends_with(b"\n");
         pos += n as u64;
     }
     let mut folders: BTreeMap<String, (Option<FolderRole>, Vec<u32>)> = BTreeMap::new();
@@ -307,14 +417,6 @@ fn build_index(path: &Path) -> Result<Index> {
     })
 }
 
-fn trim_last_empty_line(raw: &mut Vec<u8>) {
-    if raw.ends_with(b"\r\n") && raw.len() >= 3 && raw[raw.len() - 3] == b'\n' {
-        raw.truncate(raw.len() - 2);
-    } else if raw.ends_with(b"\n\n") {
-        raw.truncate(raw.len() - 1);
-    }
-}
-
 /// The folder a label shows as over IMAP, with its role; `None` name for
 /// labels that are not folders.
 fn label_folder(label: &str) -> (String, Option<FolderRole>) {
@@ -338,14 +440,18 @@ fn is_folder_label(label: &str) -> bool {
 
 /// One index entry from a message's `From_` line and bytes; `None` for a
 /// chat transcript.
-fn entry(from_line: &[u8], offset: u64, raw: &[u8]) -> Option<Entry> {
-    let labels_all = crate::headers::value(raw, "x-gmail-labels")
+/// The entry of a message from its `From_` line, where it starts, its
+/// header block as in the file (as much as was kept), its length in the
+/// file and the length the rest (the body, and any header bytes not kept)
+/// will have once unquoted.
+fn entry(from_line: &[u8], offset: u64, header_raw: &[u8], len: u64, body_len: u64) -> Option<Entry> {
+    let labels_all = crate::headers::value(header_raw, "x-gmail-labels")
         .map(|v| split_labels(&v))
         .unwrap_or_default();
     if labels_all.iter().any(|l| l == "Chat") {
         return None;
     }
-    let cleaned = clean(raw);
+    let cleaned = clean(header_raw);
     let header = crate::headers::block(&cleaned);
     let (gm_msgid, from_date) = parse_from_line(from_line);
     let mut flags = Vec::new();
@@ -364,12 +470,12 @@ fn entry(from_line: &[u8], offset: u64, raw: &[u8]) -> Option<Entry> {
         .unwrap_or(0);
     Some(Entry {
         offset,
-        len: raw.len() as u64,
+        len,
         meta: MessageMeta {
             uid: 0,
             flags: Flags(flags),
             internal_date,
-            size: cleaned.len() as u64,
+            size: cleaned.len() as u64 + body_len,
             message_id: crate::headers::message_id(header),
             subject: crate::headers::subject(header),
             gm_msgid,
@@ -413,11 +519,7 @@ fn clean(raw: &[u8]) -> Vec<u8> {
                 }
             }
         }
-        let quoted_from = line.starts_with(b">") && {
-            let stripped = line.iter().position(|&b| b != b'>').map_or(&[][..], |p| &line[p..]);
-            stripped.starts_with(b"From ")
-        };
-        out.extend_from_slice(if quoted_from { &line[1..] } else { line });
+        out.extend_from_slice(if is_quoted_from(line) { &line[1..] } else { line });
     }
     out
 }
@@ -498,6 +600,35 @@ a chat\r\n";
         let second = &index.entries[1];
         assert_eq!(second.meta.flags, Flags::default(), "Unread: not seen");
         assert_eq!(second.meta.uid, 2);
+    }
+
+    #[test]
+    fn sizes_come_from_counts_not_from_bodies_held_in_memory() {
+        // A body of one 3 MiB line with a quoted From in it, a body line
+        // quoted twice, a long header block, and a last message without a
+        // line break at all (a separator-less file).
+        let mut mbox = b"From 1 Wed Feb 16 22:59:48 +0000 2022\r\nX-Gmail-Labels: Inbox\r\nSubject: long\r\n".to_vec();
+        for i in 0..2000 {
+            mbox.extend_from_slice(format!("X-Trace-{i}: {}\r\n", "t".repeat(3000)).as_bytes());
+        }
+        mbox.extend_from_slice(b"\r\n");
+        mbox.extend_from_slice(&vec![b'x'; 3 << 20]);
+        mbox.extend_from_slice(b">From inside a long line\r\n>>From quoted twice\r\n\r\n");
+        mbox.extend_from_slice(b"From 2 Wed Feb 16 22:59:49 +0000 2022\r\nX-Gmail-Labels: Inbox\r\n\r\n");
+        mbox.extend_from_slice(&vec![b'y'; 2 << 20]);
+        let (_d, p) = write(&mbox);
+        let index = build_index(&p).unwrap();
+        assert_eq!(index.entries.len(), 2);
+        for e in &index.entries {
+            let raw = &mbox[e.offset as usize..(e.offset + e.len) as usize];
+            assert_eq!(
+                e.meta.size,
+                clean(raw).len() as u64,
+                "size as if the message were read whole"
+            );
+        }
+        assert_eq!(index.entries[0].meta.subject.as_deref(), Some("long"));
+        assert_eq!(index.entries[1].len, 25 + (2 << 20), "to the end of the file");
     }
 
     #[test]
