@@ -24,12 +24,12 @@ pub(super) async fn timed<T>(limit: Duration, what: &str, fut: impl Future<Outpu
 pub(super) const MIN_ANSWER_BYTES_PER_SECOND: u64 = 16 * 1024;
 
 /// Like [`timed`], for answers that may be large (a FETCH bringing a
-/// 150 MB message over a slow link): it fails when nothing at all arrived
-/// for `limit`, or when, past the first `limit`, the answer has come at
-/// less than [`MIN_ANSWER_BYTES_PER_SECOND`] on average. An answer that
-/// keeps coming at a usable rate gets the time its size needs; a server
-/// that stalls or trickles is still dropped. `received` counts the bytes
-/// read from the connection.
+/// 150 MB message over a slow link): it fails when no literal byte arrived
+/// for `limit`, or when, past the first `limit`, the literal bytes have
+/// come at less than [`MIN_ANSWER_BYTES_PER_SECOND`] on average. An answer
+/// whose message keeps coming at a usable rate gets the time its size
+/// needs; a server that stalls, trickles or sends an endless line is still
+/// dropped. `received` counts the literal bytes read from the connection.
 pub(super) async fn timed_while_receiving<T>(
     limit: Duration,
     what: &str,
@@ -56,7 +56,7 @@ pub(super) async fn timed_while_receiving<T>(
         }
         if now.duration_since(last_progress) >= limit {
             return Err(Error::transient(format!(
-                "{what}: nothing received for {}s",
+                "{what}: no complete answer within {}s",
                 limit.as_secs()
             )));
         }
@@ -71,6 +71,44 @@ pub(super) async fn timed_while_receiving<T>(
                 )));
             }
         }
+    }
+}
+
+/// The deadline of a whole command, whatever number of answers it brings:
+/// once its first `limit` has passed, its answers together must keep
+/// coming at [`MIN_ANSWER_BYTES_PER_SECOND`] on average. A server that
+/// trickles small answers, each in time, cannot hold a command open for
+/// ever.
+pub(super) struct CommandDeadline {
+    started: tokio::time::Instant,
+    first: u64,
+    limit: Duration,
+}
+
+impl CommandDeadline {
+    pub(super) fn start(limit: Duration, received: &AtomicU64) -> CommandDeadline {
+        CommandDeadline {
+            started: tokio::time::Instant::now(),
+            first: received.load(Ordering::Relaxed),
+            limit,
+        }
+    }
+
+    /// Fails once the command's answers have fallen behind the least rate.
+    pub(super) fn check(&self, what: &str, received: &AtomicU64) -> Result<()> {
+        let elapsed = self.started.elapsed();
+        let Some(past) = elapsed.checked_sub(self.limit) else {
+            return Ok(());
+        };
+        let needed = (past.as_secs_f64() * MIN_ANSWER_BYTES_PER_SECOND as f64) as u64;
+        if received.load(Ordering::Relaxed) - self.first < needed {
+            return Err(Error::transient(format!(
+                "{what}: the answers came at under {} KiB/s for {}s; dropping the connection",
+                MIN_ANSWER_BYTES_PER_SECOND / 1024,
+                elapsed.as_secs()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -286,13 +324,43 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_command_whose_answers_trickle_in_is_dropped() {
+        let limit = Duration::from_secs(60);
+        let received = AtomicU64::new(0);
+        let deadline = CommandDeadline::start(limit, &received);
+        // A small answer every 50 s: each in time, the whole far too slow.
+        let mut failed_after = None;
+        for answer in 1..100u64 {
+            tokio::time::sleep(Duration::from_secs(50)).await;
+            received.fetch_add(40, Ordering::Relaxed);
+            if deadline.check("LIST", &received).is_err() {
+                failed_after = Some(answer);
+                break;
+            }
+        }
+        assert_eq!(
+            failed_after,
+            Some(2),
+            "dropped at the first answer past the first minute"
+        );
+        // Plenty of answers at a good rate pass, however long they take.
+        let received = AtomicU64::new(0);
+        let deadline = CommandDeadline::start(limit, &received);
+        for _ in 0..600 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            received.fetch_add(100_000, Ordering::Relaxed);
+            deadline.check("UID SEARCH", &received).unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_silent_or_trickling_server_is_still_dropped() {
         let limit = Duration::from_secs(60);
         let received = AtomicU64::new(0);
         let started = tokio::time::Instant::now();
         let silent = timed_while_receiving(limit, "FETCH", &received, std::future::pending::<()>()).await;
         let e = silent.unwrap_err();
-        assert!(e.message.contains("nothing received for 60s"), "{}", e.message);
+        assert!(e.message.contains("no complete answer within 60s"), "{}", e.message);
         assert!(started.elapsed() <= limit + limit / 4, "{:?}", started.elapsed());
 
         // One byte a second, forever: under the least rate once the first

@@ -15,8 +15,8 @@ use async_imap::imap_proto::{self, Response, ResponseCode, Status};
 use tokio_rustls::rustls;
 
 use super::classify::{
-    answer_text, classify_bye, classify_status, describe_login_error, excerpt, io_error, login_pushback, timed,
-    timed_while_receiving,
+    CommandDeadline, answer_text, classify_bye, classify_status, describe_login_error, excerpt, io_error,
+    login_pushback, timed, timed_while_receiving,
 };
 use super::endpoint::{Endpoint, connect};
 use super::guard::{Guarded, MAX_UNTAGGED_BYTES};
@@ -36,9 +36,12 @@ pub struct Conn {
     exists: u32,
     /// `host:port`, for log lines.
     server: String,
-    /// Bytes read from the server so far (see [`Guarded`]): lets a FETCH
-    /// bringing a large message take the time its size needs.
+    /// Bytes read from the server so far (see [`Guarded`]): the command
+    /// deadline's measure.
     received: Arc<AtomicU64>,
+    /// Literal bytes read so far: lets a FETCH bringing a large message
+    /// take the time its size needs.
+    literal_received: Arc<AtomicU64>,
 }
 
 /// What EXAMINE or SELECT reported.
@@ -129,8 +132,10 @@ impl Conn {
             .map_err(|e| io_error("CAPABILITY", e))?;
         let capabilities = caps.iter().map(capability_name).collect();
         let received = session.get_ref().received.clone();
+        let literal_received = session.get_ref().literal_received.clone();
         let mut conn = Conn {
             received,
+            literal_received,
             session,
             capabilities,
             timeout: t,
@@ -228,11 +233,13 @@ impl Conn {
         let t = self.timeout;
         let mut untagged = Vec::new();
         let mut kept = 0usize;
+        let deadline = CommandDeadline::start(t, &self.received);
         loop {
             let resp = timed(t, verb, self.session.read_response())
                 .await?
                 .map_err(|e| io_error(verb, e))?
                 .ok_or_else(|| Error::transient(format!("{verb}: the server closed the connection")))?;
+            deadline.check(verb, &self.received)?;
             match resp.parsed() {
                 Response::Done {
                     tag: done,
@@ -325,16 +332,18 @@ impl Conn {
         let result = async {
             let t = self.timeout;
             let mut answers = 0u64;
+            let deadline = CommandDeadline::start(t, &self.received);
             let tag = timed(t, "FETCH", self.session.run_command(command))
                 .await?
                 .map_err(|e| io_error("FETCH", e))?;
             loop {
                 // A response may carry a 150 MB literal: it gets the time
                 // its size needs as long as it keeps coming.
-                let resp = timed_while_receiving(t, "FETCH", &self.received, self.session.read_response())
+                let resp = timed_while_receiving(t, "FETCH", &self.literal_received, self.session.read_response())
                     .await?
                     .map_err(|e| io_error("FETCH", e))?
                     .ok_or_else(|| Error::transient("FETCH: the server closed the connection"))?;
+                deadline.check("FETCH", &self.received)?;
                 match resp.parsed() {
                     Response::Done {
                         tag: done,

@@ -99,6 +99,8 @@ pub const MAX_UNTAGGED_BYTES: usize = 64 * 1024 * 1024;
 struct ResponseGuard {
     line: u64,
     literal_left: u64,
+    /// Literal bytes read so far: the progress of a large message.
+    literal_read: u64,
     response: u64,
     /// The last bytes of the current line, to find a `{N}` at its end.
     tail: Vec<u8>,
@@ -111,6 +113,7 @@ impl ResponseGuard {
             if self.literal_left > 0 {
                 let n = (self.literal_left).min(data.len() as u64);
                 self.literal_left -= n;
+                self.literal_read += n;
                 self.response += n;
                 data = &data[n as usize..];
                 continue;
@@ -182,9 +185,12 @@ pub struct Guarded {
     /// The server's address, for [`Compression::Auto`](super::Compression::Auto).
     pub(super) peer: Option<IpAddr>,
     /// Bytes read from the server so far (after inflating), shared with
-    /// the connection so a read deadline can tell a slow answer that keeps
-    /// coming from a server that went silent.
+    /// the connection for its command deadline.
     pub(super) received: Arc<AtomicU64>,
+    /// Of those, the bytes inside literals: a FETCH answer bringing a large
+    /// message may take longer while they keep coming. Only literals count:
+    /// a line must arrive within the read timeout, whatever its length.
+    pub(super) literal_received: Arc<AtomicU64>,
 }
 
 impl Guarded {
@@ -195,6 +201,7 @@ impl Guarded {
             deflate: None,
             peer,
             received: Arc::default(),
+            literal_received: Arc::default(),
         }
     }
 
@@ -222,7 +229,11 @@ impl AsyncRead for Guarded {
             Poll::Ready(Ok(())) => {
                 let read = &buf.filled()[before..];
                 this.received.fetch_add(read.len() as u64, Ordering::Relaxed);
-                Poll::Ready(this.guard.check(read))
+                let literal_before = this.guard.literal_read;
+                let checked = this.guard.check(read);
+                this.literal_received
+                    .fetch_add(this.guard.literal_read - literal_before, Ordering::Relaxed);
+                Poll::Ready(checked)
             }
             other => other,
         }
