@@ -25,76 +25,64 @@ pub(super) const MIN_ANSWER_BYTES_PER_SECOND: u64 = 16 * 1024;
 
 /// Like [`timed`], for answers that may be large (a FETCH bringing a
 /// 150 MB message over a slow link): it fails when no literal byte arrived
-/// for `limit`, or when, past the first `limit`, the literal bytes have
-/// come at less than [`MIN_ANSWER_BYTES_PER_SECOND`] on average. An answer
-/// whose message keeps coming at a usable rate gets the time its size
-/// needs; a server that stalls, trickles or sends an endless line is still
-/// dropped. `received` counts the literal bytes read from the connection.
+/// for `limit`, or when the literal bytes fall behind [`AnswerRate`]. An
+/// answer whose message keeps coming at a usable rate gets the time its
+/// size needs; a server that stalls, trickles or sends an endless line is
+/// still dropped. `received` counts the literal bytes read from the
+/// connection.
 pub(super) async fn timed_while_receiving<T>(
     limit: Duration,
     what: &str,
     received: &AtomicU64,
     fut: impl Future<Output = T>,
 ) -> Result<T> {
-    let started = tokio::time::Instant::now();
-    let first = received.load(Ordering::Relaxed);
-    let mut last = first;
+    let rate = AnswerRate::start(limit, received);
+    let mut last = received.load(Ordering::Relaxed);
+    let mut last_progress = tokio::time::Instant::now();
     let mut fut = std::pin::pin!(fut);
     // Checked every `step`: often enough that a stall is caught about
     // `limit` after the last byte.
     let step = (limit / 4).max(Duration::from_millis(50));
-    let mut last_progress = started;
     loop {
         if let Ok(out) = tokio::time::timeout(step, &mut fut).await {
             return Ok(out);
         }
         let now_received = received.load(Ordering::Relaxed);
-        let now = tokio::time::Instant::now();
         if now_received != last {
             last = now_received;
-            last_progress = now;
+            last_progress = tokio::time::Instant::now();
         }
-        if now.duration_since(last_progress) >= limit {
+        if last_progress.elapsed() >= limit {
             return Err(Error::transient(format!(
                 "{what}: no complete answer within {}s",
                 limit.as_secs()
             )));
         }
-        let elapsed = now.duration_since(started);
-        if let Some(past) = elapsed.checked_sub(limit) {
-            let needed = (past.as_secs_f64() * MIN_ANSWER_BYTES_PER_SECOND as f64) as u64;
-            if now_received - first < needed {
-                return Err(Error::transient(format!(
-                    "{what}: the answer came at under {} KiB/s for {}s; dropping the connection (raise timeout_seconds for a link this slow)",
-                    MIN_ANSWER_BYTES_PER_SECOND / 1024,
-                    elapsed.as_secs()
-                )));
-            }
-        }
+        rate.check(what, received)?;
     }
 }
 
-/// The deadline of a whole command, whatever number of answers it brings:
-/// once its first `limit` has passed, its answers together must keep
-/// coming at [`MIN_ANSWER_BYTES_PER_SECOND`] on average. A server that
-/// trickles small answers, each in time, cannot hold a command open for
-/// ever.
-pub(super) struct CommandDeadline {
+/// The least rate an answer, or the answers of a whole command, must keep:
+/// once the first `limit` has passed, the bytes received since the start
+/// must come at [`MIN_ANSWER_BYTES_PER_SECOND`] on average. A server that
+/// trickles, a byte at a time or small answers each in time, cannot hold a
+/// command open for ever.
+pub(super) struct AnswerRate {
     started: tokio::time::Instant,
     first: u64,
     limit: Duration,
 }
 
-impl CommandDeadline {
-    pub(super) fn start(limit: Duration, received: &AtomicU64) -> CommandDeadline {
-        CommandDeadline {
+impl AnswerRate {
+    pub(super) fn start(limit: Duration, received: &AtomicU64) -> AnswerRate {
+        AnswerRate {
             started: tokio::time::Instant::now(),
             first: received.load(Ordering::Relaxed),
             limit,
         }
     }
 
-    /// Fails once the command's answers have fallen behind the least rate.
+    /// Fails once the bytes received have fallen behind the least rate.
     pub(super) fn check(&self, what: &str, received: &AtomicU64) -> Result<()> {
         let elapsed = self.started.elapsed();
         let Some(past) = elapsed.checked_sub(self.limit) else {
@@ -103,7 +91,7 @@ impl CommandDeadline {
         let needed = (past.as_secs_f64() * MIN_ANSWER_BYTES_PER_SECOND as f64) as u64;
         if received.load(Ordering::Relaxed) - self.first < needed {
             return Err(Error::transient(format!(
-                "{what}: the answers came at under {} KiB/s for {}s; dropping the connection",
+                "{what}: the answer came at under {} KiB/s for {}s; dropping the connection (raise timeout_seconds for a link this slow)",
                 MIN_ANSWER_BYTES_PER_SECOND / 1024,
                 elapsed.as_secs()
             )));
@@ -327,13 +315,13 @@ mod tests {
     async fn a_command_whose_answers_trickle_in_is_dropped() {
         let limit = Duration::from_secs(60);
         let received = AtomicU64::new(0);
-        let deadline = CommandDeadline::start(limit, &received);
+        let rate = AnswerRate::start(limit, &received);
         // A small answer every 50 s: each in time, the whole far too slow.
         let mut failed_after = None;
         for answer in 1..100u64 {
             tokio::time::sleep(Duration::from_secs(50)).await;
             received.fetch_add(40, Ordering::Relaxed);
-            if deadline.check("LIST", &received).is_err() {
+            if rate.check("LIST", &received).is_err() {
                 failed_after = Some(answer);
                 break;
             }
@@ -345,11 +333,11 @@ mod tests {
         );
         // Plenty of answers at a good rate pass, however long they take.
         let received = AtomicU64::new(0);
-        let deadline = CommandDeadline::start(limit, &received);
+        let rate = AnswerRate::start(limit, &received);
         for _ in 0..600 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             received.fetch_add(100_000, Ordering::Relaxed);
-            deadline.check("UID SEARCH", &received).unwrap();
+            rate.check("UID SEARCH", &received).unwrap();
         }
     }
 

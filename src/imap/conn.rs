@@ -15,8 +15,8 @@ use async_imap::imap_proto::{self, Response, ResponseCode, Status};
 use tokio_rustls::rustls;
 
 use super::classify::{
-    CommandDeadline, answer_text, classify_bye, classify_status, describe_login_error, excerpt, io_error,
-    login_pushback, timed, timed_while_receiving,
+    AnswerRate, answer_text, classify_bye, classify_status, describe_login_error, excerpt, io_error, login_pushback,
+    timed, timed_while_receiving,
 };
 use super::endpoint::{Endpoint, connect};
 use super::guard::{Guarded, MAX_UNTAGGED_BYTES};
@@ -233,13 +233,13 @@ impl Conn {
         let t = self.timeout;
         let mut untagged = Vec::new();
         let mut kept = 0usize;
-        let deadline = CommandDeadline::start(t, &self.received);
+        let rate = AnswerRate::start(t, &self.received);
         loop {
             let resp = timed(t, verb, self.session.read_response())
                 .await?
                 .map_err(|e| io_error(verb, e))?
                 .ok_or_else(|| Error::transient(format!("{verb}: the server closed the connection")))?;
-            deadline.check(verb, &self.received)?;
+            rate.check(verb, &self.received)?;
             match resp.parsed() {
                 Response::Done {
                     tag: done,
@@ -332,7 +332,7 @@ impl Conn {
         let result = async {
             let t = self.timeout;
             let mut answers = 0u64;
-            let deadline = CommandDeadline::start(t, &self.received);
+            let rate = AnswerRate::start(t, &self.received);
             let tag = timed(t, "FETCH", self.session.run_command(command))
                 .await?
                 .map_err(|e| io_error("FETCH", e))?;
@@ -343,7 +343,7 @@ impl Conn {
                     .await?
                     .map_err(|e| io_error("FETCH", e))?
                     .ok_or_else(|| Error::transient("FETCH: the server closed the connection"))?;
-                deadline.check("FETCH", &self.received)?;
+                rate.check("FETCH", &self.received)?;
                 match resp.parsed() {
                     Response::Done {
                         tag: done,

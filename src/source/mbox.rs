@@ -258,8 +258,6 @@ struct Reading {
     /// Bytes of the header block past [`HEADER_KEPT_MAX`], not kept.
     header_dropped: u64,
     in_header: bool,
-    /// Every byte of the message in the file.
-    len: u64,
     /// Bytes of the body (after the header block's blank line).
     body_len: u64,
     /// Body lines quoted as `>From ` (one `>` is removed from each).
@@ -277,7 +275,6 @@ impl Reading {
             header: Vec::new(),
             header_dropped: 0,
             in_header: true,
-            len: 0,
             body_len: 0,
             body_quoted: 0,
             tail: Vec::new(),
@@ -287,7 +284,6 @@ impl Reading {
     /// One piece of the message: a whole line, or a part of a long one
     /// (`line_start` says whether it begins a line).
     fn add(&mut self, piece: &[u8], line_start: bool) {
-        self.len += piece.len() as u64;
         self.tail.extend_from_slice(piece);
         if self.tail.len() > 3 {
             self.tail.drain(..self.tail.len() - 3);
@@ -308,17 +304,14 @@ impl Reading {
         }
     }
 
-    /// The entry for it; `separator`: a `From_` line follows, so the blank
-    /// line before it belongs to the mbox.
-    fn finish(mut self, separator: bool) -> Option<Entry> {
-        let trimmed = if separator || self.tail.ends_with(b"\n\n") || self.tail.ends_with(b"\n\r\n") {
-            if self.tail.ends_with(b"\n\r\n") {
-                2
-            } else if self.tail.ends_with(b"\n\n") {
-                1
-            } else {
-                0
-            }
+    /// The entry for it. A blank line that ends it belongs to the mbox
+    /// (it comes before the next `From_` line, or ends the file).
+    fn finish(mut self) -> Option<Entry> {
+        let len = self.header.len() as u64 + self.header_dropped + self.body_len;
+        let trimmed = if self.tail.ends_with(b"\n\r\n") {
+            2
+        } else if self.tail.ends_with(b"\n\n") {
+            1
         } else {
             0
         };
@@ -333,7 +326,7 @@ impl Reading {
             &self.from_line,
             self.offset,
             &self.header,
-            self.len - trimmed,
+            len - trimmed,
             self.header_dropped + self.body_len - self.body_quoted,
         )
     }
@@ -376,7 +369,7 @@ fn build_index(path: &Path) -> Result<Index> {
         let separator = !at_end && line_start && previous_empty && line.starts_with(b"From ");
         if at_end || separator {
             if let Some(reading) = current.take()
-                && let Some(e) = reading.finish(separator)
+                && let Some(e) = reading.finish()
             {
                 entries.push(e);
             }
@@ -438,12 +431,10 @@ fn is_folder_label(label: &str) -> bool {
     !matches!(label, "Opened" | "Unread" | "Archived" | "Chat" | "") && !label.starts_with("Category ")
 }
 
-/// One index entry from a message's `From_` line and bytes; `None` for a
-/// chat transcript.
-/// The entry of a message from its `From_` line, where it starts, its
-/// header block as in the file (as much as was kept), its length in the
-/// file and the length the rest (the body, and any header bytes not kept)
-/// will have once unquoted.
+/// The index entry of a message from its `From_` line, where it starts,
+/// its header block as in the file (as much as was kept), its length in
+/// the file and the length the rest (the body, and any header bytes not
+/// kept) will have once unquoted; `None` for a chat transcript.
 fn entry(from_line: &[u8], offset: u64, header_raw: &[u8], len: u64, body_len: u64) -> Option<Entry> {
     let labels_all = crate::headers::value(header_raw, "x-gmail-labels")
         .map(|v| split_labels(&v))

@@ -471,15 +471,14 @@ struct Pool<'a> {
 }
 
 /// Takes the first item of `list` not taken yet.
-fn take_from(items: &mut [Option<&Inventoried>], list: &mut Vec<usize>) -> bool {
+fn take_from<'a>(items: &mut [Option<&'a Inventoried>], list: &mut Vec<usize>) -> Option<&'a Inventoried> {
     while let Some(i) = list.pop() {
-        if items[i].take().is_some() {
-            return true;
+        if let Some(item) = items[i].take() {
+            return Some(item);
         }
     }
-    false
+    None
 }
-
 impl<'a> Pool<'a> {
     fn new(inventory: &'a [Inventoried]) -> Pool<'a> {
         let mut exact: HashMap<(Option<String>, u64), Vec<usize>> = HashMap::new();
@@ -501,7 +500,7 @@ impl<'a> Pool<'a> {
     /// Same Message-ID (or both without one) and same size.
     fn take_exact(&mut self, m: &MessageMeta) -> bool {
         match self.exact.get_mut(&(m.message_id.clone(), m.size)) {
-            Some(list) => take_from(&mut self.items, list),
+            Some(list) => take_from(&mut self.items, list).is_some(),
             None => false,
         }
     }
@@ -509,12 +508,7 @@ impl<'a> Pool<'a> {
     /// Same Message-ID, any size: the size of the item taken.
     fn take_by_id(&mut self, m: &MessageMeta) -> Option<u64> {
         let list = self.by_id.get_mut(m.message_id.as_deref()?)?;
-        while let Some(i) = list.pop() {
-            if let Some(item) = self.items[i].take() {
-                return Some(item.size);
-            }
-        }
-        None
+        take_from(&mut self.items, list).map(|item| item.size)
     }
 
     fn rest(self) -> impl Iterator<Item = &'a Inventoried> {

@@ -127,14 +127,19 @@ impl FaultConfig {
             .filter(|d| !d.is_zero())
     }
 
-    /// Decides the fault for one request (`request` is its `METHOD /path`);
-    /// the first matching `fail_next` entry goes first. `allow_reset` is
-    /// false inside `$batch`, where no connection can be dropped.
-    pub fn decide(&mut self, rng: &mut fastrand::Rng, allow_reset: bool, request: &str) -> Fault {
-        let queued = self
-            .fail_next
-            .iter()
-            .position(|f| (allow_reset || f.drop.is_none()) && f.on.as_deref().is_none_or(|on| request.contains(on)));
+    /// Decides the fault for one request (`request` makes its
+    /// `METHOD /path`, only while something is queued); the first matching
+    /// `fail_next` entry goes first. `allow_reset` is false inside
+    /// `$batch`, where no connection can be dropped.
+    pub fn decide(&mut self, rng: &mut fastrand::Rng, allow_reset: bool, request: impl FnOnce() -> String) -> Fault {
+        let queued = if self.fail_next.is_empty() {
+            None
+        } else {
+            let request = request();
+            self.fail_next.iter().position(|f| {
+                (allow_reset || f.drop.is_none()) && f.on.as_deref().is_none_or(|on| request.contains(on))
+            })
+        };
         if let Some(i) = queued {
             let entry = &mut self.fail_next[i];
             let fault = match (entry.status, entry.drop, entry.slow_ms) {
@@ -188,30 +193,36 @@ mod tests {
             {"status": 400, "on": "PATCH ", "count": 2},
         ]));
         let mut rng = fastrand::Rng::with_seed(1);
-        assert_eq!(config.decide(&mut rng, true, "GET /v1.0/users/a/messages"), Fault::None);
         assert_eq!(
-            config.decide(&mut rng, true, "PATCH /v1.0/users/a/messages/1"),
+            config.decide(&mut rng, true, || "GET /v1.0/users/a/messages".to_owned()),
+            Fault::None
+        );
+        assert_eq!(
+            config.decide(&mut rng, true, || "PATCH /v1.0/users/a/messages/1".to_owned()),
             Fault::Status(400)
         );
         // Inside $batch no connection is dropped: the entry waits.
         assert_eq!(
-            config.decide(&mut rng, false, "POST /beta/users/a/mailFolders/x/importMime"),
+            config.decide(&mut rng, false, || "POST /beta/users/a/mailFolders/x/importMime"
+                .to_owned()),
             Fault::None
         );
         assert_eq!(
-            config.decide(&mut rng, true, "POST /beta/users/a/mailFolders/x/importMime"),
+            config.decide(&mut rng, true, || "POST /beta/users/a/mailFolders/x/importMime"
+                .to_owned()),
             Fault::ResetAfter
         );
         assert_eq!(
-            config.decide(&mut rng, true, "POST /beta/users/a/mailFolders/x/importMime"),
+            config.decide(&mut rng, true, || "POST /beta/users/a/mailFolders/x/importMime"
+                .to_owned()),
             Fault::None
         );
         assert_eq!(
-            config.decide(&mut rng, true, "PATCH /v1.0/users/a/messages/1"),
+            config.decide(&mut rng, true, || "PATCH /v1.0/users/a/messages/1".to_owned()),
             Fault::Status(400)
         );
         assert_eq!(
-            config.decide(&mut rng, true, "PATCH /v1.0/users/a/messages/1"),
+            config.decide(&mut rng, true, || "PATCH /v1.0/users/a/messages/1".to_owned()),
             Fault::None
         );
     }

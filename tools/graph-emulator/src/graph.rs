@@ -279,8 +279,8 @@ async fn inject(app: &App, req: &Req, in_batch: bool, ev: &mut Event) -> Option<
     let (latency, fault) = {
         let mut rng = app.rng.lock().unwrap();
         let mut faults = app.faults.lock().unwrap();
-        let request = format!("{} /{}", req.method, req.segments.join("/"));
-        (faults.latency(&mut rng), faults.decide(&mut rng, !in_batch, &request))
+        let request = || format!("{} /{}", req.method, req.segments.join("/"));
+        (faults.latency(&mut rng), faults.decide(&mut rng, !in_batch, request))
     };
     if let Some(d) = latency {
         tokio::time::sleep(d).await;
