@@ -692,7 +692,7 @@ fn check_and_verify_read_a_takeout_export_as_migrate_does() {
     assert_eq!(verified["totals"]["complete"], 1, "{verified}");
 
     // A message lost from the target is missing, and verify says so.
-    target.doveadm(&["expunge", "-u", &email, "mailbox", "INBOX", "uid", "1"]);
+    target.expunge(&email, "INBOX", 1);
     let out = run(&["verify", "--json", "--users", u], &config, &[]);
     assert_eq!(out.status.code(), Some(1), "verify: {}", explain(&out));
     let verified: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -689,12 +689,7 @@ Content-Type: text/plain; charset=utf-8\r\n\r\nNo id here: {subject}.\r\n"
             );
         }
         if mode == GraphWriteMode::ImportMime {
-            let raws: Vec<Vec<u8>> = dump["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| STANDARD.decode(m["mimeBase64"].as_str().unwrap()).unwrap())
-                .collect();
+            let raws = stored_mime(&emu).await;
             assert!(raws.contains(&first.raw.to_vec()) && raws.contains(&twin_a.raw.to_vec()));
         }
     }

@@ -46,13 +46,12 @@ fn hostile_servers_are_dropped_and_the_run_goes_on() {
     let (victim, _) = user(1);
     let (bystander, _) = user(2);
     let relay = HostileServer::start(lab.source.port());
-    lab.write_config("[run]\nmax_attempts = 2\nbatch_messages = 10\nparallel_users = 2\n");
-    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
-        &format!("port = {}\nsecurity = \"plain\"\n", lab.source.port()),
-        &format!("port = {}\nsecurity = \"plain\"\ntimeout_seconds = 2\n", relay.port()),
-        1,
+    lab.write_config_via(
+        relay.port(),
+        lab.target.port(),
+        "timeout_seconds = 2\n",
+        "[run]\nmax_attempts = 2\nbatch_messages = 10\nparallel_users = 2\n",
     );
-    std::fs::write(lab.path("cutover.toml"), config).unwrap();
     lab.write_users(&[user(1), user(2)]);
 
     let mut cases = 0;
@@ -123,30 +122,17 @@ fn hostile_servers_are_dropped_and_the_run_goes_on() {
     assert_copied_exactly(&lab.source.messages(&victim), &lab.target.messages(&victim), &[]);
 }
 
-/// The items of `email` in `status --json`, by state.
-fn states(lab: &Lab, email: &str) -> std::collections::BTreeMap<String, Vec<String>> {
-    let status = status_json(&lab.path("cutover.toml"));
-    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for item in user_status(&status, email)["items"].as_array().unwrap() {
-        out.entry(item["state"].as_str().unwrap_or("").to_owned())
-            .or_default()
-            .push(item["reason"].as_str().unwrap_or("").to_owned());
-    }
-    out
-}
-
 #[test]
 fn bodies_a_server_leaves_out_or_sends_empty_fail_and_are_copied_later() {
     let lab = Lab::new(1);
     let (email, _) = user(1);
     let relay = HostileServer::start(lab.source.port());
-    lab.write_config("[run]\nmax_attempts = 1\nbatch_messages = 10\n");
-    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
-        &format!("port = {}\nsecurity = \"plain\"\n", lab.source.port()),
-        &format!("port = {}\nsecurity = \"plain\"\ntimeout_seconds = 5\n", relay.port()),
-        1,
+    lab.write_config_via(
+        relay.port(),
+        lab.target.port(),
+        "timeout_seconds = 5\n",
+        "[run]\nmax_attempts = 1\nbatch_messages = 10\n",
     );
-    std::fs::write(lab.path("cutover.toml"), config).unwrap();
     lab.write_users(&[user(1)]);
     lab.source.deliver(&email, "INBOX", &mailgen::generate(950, 6, 2000));
 
@@ -156,7 +142,7 @@ fn bodies_a_server_leaves_out_or_sends_empty_fail_and_are_copied_later() {
     let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
     assert!(relay.hits() > 0, "the misbehaviour never played");
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    let by_state = states(&lab, &email);
+    let by_state = items_by_state(&lab.path("cutover.toml"), &email);
     assert!(!by_state.contains_key("gone"), "{by_state:#?}");
     let failed = by_state.get("failed").cloned().unwrap_or_default();
     assert_eq!(failed.len(), 6, "{by_state:#?}");
@@ -168,7 +154,7 @@ fn bodies_a_server_leaves_out_or_sends_empty_fail_and_are_copied_later() {
     let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
     assert!(relay.hits() > hits, "the misbehaviour never played");
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    let by_state = states(&lab, &email);
+    let by_state = items_by_state(&lab.path("cutover.toml"), &email);
     let failed = by_state.get("failed").cloned().unwrap_or_default();
     assert_eq!(failed.len(), 6, "{by_state:#?}");
     assert!(failed.iter().all(|r| r.contains("empty body")), "{failed:#?}");
@@ -188,13 +174,12 @@ fn a_large_message_over_a_slow_link_takes_the_time_it_needs() {
     let relay = HostileServer::start(lab.source.port());
     // 2 s to answer, but a 1.5 MB message at about 200 KiB/s takes 7 s:
     // the answer keeps coming, so it is waited for.
-    lab.write_config("[run]\nmax_attempts = 1\n");
-    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
-        &format!("port = {}\nsecurity = \"plain\"\n", lab.source.port()),
-        &format!("port = {}\nsecurity = \"plain\"\ntimeout_seconds = 2\n", relay.port()),
-        1,
+    lab.write_config_via(
+        relay.port(),
+        lab.target.port(),
+        "timeout_seconds = 2\n",
+        "[run]\nmax_attempts = 1\n",
     );
-    std::fs::write(lab.path("cutover.toml"), config).unwrap();
     lab.write_users(&[user(1)]);
     lab.source
         .deliver(&email, "INBOX", &[mailgen::big_message(1_500_000, 17)]);
@@ -210,13 +195,12 @@ fn a_server_that_understates_sizes_cannot_overrun_the_memory_budget() {
     let lab = Lab::new(1);
     let (email, _) = user(1);
     let relay = HostileServer::start(lab.source.port());
-    lab.write_config("[run]\nmax_attempts = 2\nbatch_messages = 10\n");
-    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
-        &format!("port = {}\nsecurity = \"plain\"\n", lab.source.port()),
-        &format!("port = {}\nsecurity = \"plain\"\ntimeout_seconds = 5\n", relay.port()),
-        1,
+    lab.write_config_via(
+        relay.port(),
+        lab.target.port(),
+        "timeout_seconds = 5\n",
+        "[run]\nmax_attempts = 2\nbatch_messages = 10\n",
     );
-    std::fs::write(lab.path("cutover.toml"), config).unwrap();
     lab.write_users(&[user(1)]);
     // Three 2 MB messages the server says are 200 KB each: the batch's
     // bodies (6 MB) are far over what was reserved for them.
@@ -226,7 +210,7 @@ fn a_server_that_understates_sizes_cannot_overrun_the_memory_budget() {
     let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
     assert!(relay.hits() > 0, "the sizes were never understated");
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    let by_state = states(&lab, &email);
+    let by_state = items_by_state(&lab.path("cutover.toml"), &email);
     let failed = by_state.get("failed").cloned().unwrap_or_default();
     assert_eq!(failed.len(), 3, "{by_state:#?}");
     assert!(
@@ -241,5 +225,10 @@ fn a_server_that_understates_sizes_cannot_overrun_the_memory_budget() {
     // are never dropped from the run or counted done.
     let out = migrate(&lab.path("cutover.toml"), &lab.path("users.csv"));
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    assert_eq!(states(&lab, &email).get("failed").map(Vec::len), Some(3));
+    assert_eq!(
+        items_by_state(&lab.path("cutover.toml"), &email)
+            .get("failed")
+            .map(Vec::len),
+        Some(3)
+    );
 }

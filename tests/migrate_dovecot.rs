@@ -428,13 +428,12 @@ fn a_target_without_literal_plus_dropping_mid_batch_loses_nothing() {
     // APPEND of the run arrives: the 4th and the rest of its batch are
     // never answered.
     let relay = support::relay::Relay::without_literal_plus_dropping_at_append(lab.target.port(), 4);
-    lab.write_config("[run]\nbatch_messages = 10\nconnections_per_user = 1\nmax_attempts = 3\n");
-    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
-        &format!("port = {}\n", lab.target.port()),
-        &format!("port = {}\n", relay.port()),
-        1,
+    lab.write_config_via(
+        lab.source.port(),
+        relay.port(),
+        "",
+        "[run]\nbatch_messages = 10\nconnections_per_user = 1\nmax_attempts = 3\n",
     );
-    std::fs::write(lab.path("cutover.toml"), config).unwrap();
     let users = lab.write_users(&[(email.clone(), password)]);
     let out = migrate(&lab.path("cutover.toml"), &users);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
@@ -461,13 +460,7 @@ fn a_folder_the_target_refuses_to_create_fails_alone() {
     lab.source.deliver(&email, "Refused/Box", &msgs[5..8]);
     lab.source.deliver(&email, "Fine", &msgs[8..]);
     let relay = support::relay::Relay::refusing_create(lab.target.port(), "Refused");
-    lab.write_config("");
-    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
-        &format!("port = {}\n", lab.target.port()),
-        &format!("port = {}\n", relay.port()),
-        1,
-    );
-    std::fs::write(lab.path("cutover.toml"), config).unwrap();
+    lab.write_config_via(lab.source.port(), relay.port(), "", "");
     let users = lab.write_users(&[(email.clone(), password)]);
     let out = migrate(&lab.path("cutover.toml"), &users);
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
@@ -481,16 +474,9 @@ fn a_folder_the_target_refuses_to_create_fails_alone() {
         .collect();
     assert_copied_exactly(&outside, &copied, &[]);
     // The refused folder's messages failed, each with the server's reason.
-    let status = status_json(&lab.path("cutover.toml"));
-    let u = user_status(&status, &email);
-    let failed: Vec<&str> = u["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["state"] == "failed")
-        .map(|i| i["reason"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(failed.len(), 3, "{u:#}");
+    let by_state = items_by_state(&lab.path("cutover.toml"), &email);
+    let failed = by_state.get("failed").cloned().unwrap_or_default();
+    assert_eq!(failed.len(), 3, "{by_state:#?}");
     assert!(
         failed.iter().all(|r| r.contains("does not allow that mailbox name")),
         "{failed:#?}"

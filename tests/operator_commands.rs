@@ -268,15 +268,7 @@ fn verify_finds_what_the_target_lacks_and_ignores_what_the_rules_skip() {
         .find(|m| m.folder == "INBOX")
         .unwrap();
     let lost_id = mailgen::message_id(&lost.raw).unwrap();
-    lab.target.doveadm(&[
-        "expunge",
-        "-u",
-        &email,
-        "mailbox",
-        "INBOX",
-        "uid",
-        &lost.uid.to_string(),
-    ]);
+    lab.target.expunge(&email, "INBOX", lost.uid);
     let new = mailgen::generate(323, 2, 1500);
     lab.source.deliver(&email, "Archive/2023", &new);
     let direct = mailgen::generate(324, 1, 1500);
@@ -344,15 +336,7 @@ fn verify_counts_a_copy_of_another_size_as_missing() {
     // Message-ID, half the bytes.
     let victim = lab.target.messages(&email).into_iter().next().unwrap();
     let victim_id = mailgen::message_id(&victim.raw).unwrap();
-    lab.target.doveadm(&[
-        "expunge",
-        "-u",
-        &email,
-        "mailbox",
-        "INBOX",
-        "uid",
-        &victim.uid.to_string(),
-    ]);
+    lab.target.expunge(&email, "INBOX", victim.uid);
     let truncated = GenMessage {
         raw: victim.raw[..victim.raw.len() / 2].to_vec(),
         flags: Vec::new(),

@@ -73,16 +73,13 @@ fn a_connection_slot_is_freed_only_once_the_server_let_go() {
     // contended, so a slot freed before the server let go is taken at
     // once and the server sees a fourth session.
     let relay = support::relay::Relay::lingering(lab.source.port(), std::time::Duration::from_millis(300));
-    lab.write_config(
+    lab.write_config_via(
+        relay.port(),
+        lab.target.port(),
+        "",
         "[run]\nparallel_users = 3\nconnections_per_user = 2\nbatch_messages = 5\n\
          [limits]\nmax_connections_per_source_host = 3\nmax_connections_per_user = 2\n",
     );
-    let config = std::fs::read_to_string(lab.path("cutover.toml")).unwrap().replacen(
-        &format!("port = {}\n", lab.source.port()),
-        &format!("port = {}\n", relay.port()),
-        1,
-    );
-    std::fs::write(lab.path("cutover.toml"), config).unwrap();
     let users = lab.write_users(&rows);
     let out = migrate(&lab.path("cutover.toml"), &users);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));

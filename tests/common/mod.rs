@@ -45,13 +45,18 @@ impl Lab {
     }
 
     pub fn write_config(&self, extra: &str) -> PathBuf {
+        self.write_config_via(self.source.port(), self.target.port(), "", extra)
+    }
+
+    /// Like [`Lab::write_config`], with the source and the target reached
+    /// on other ports (a relay in front of either) and `source_extra` lines
+    /// (`timeout_seconds = 2\n`) added to `[source]`.
+    pub fn write_config_via(&self, source_port: u16, target_port: u16, source_extra: &str, extra: &str) -> PathBuf {
         let config = format!(
-            "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
-             [target]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+            "[source]\nhost = \"127.0.0.1\"\nport = {source_port}\nsecurity = \"plain\"\n{source_extra}\n\
+             [target]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {target_port}\nsecurity = \"plain\"\n\
              login = \"{{email}}*admin\"\npassword_env = \"CUTOVER_TEST_ADMIN_PW\"\n\n\
-             [state]\npath = \"state.db\"\n{extra}",
-            self.source.port(),
-            self.target.port()
+             [state]\npath = \"state.db\"\n{extra}"
         );
         let p = self.path("cutover.toml");
         std::fs::write(&p, config).unwrap();
@@ -99,6 +104,19 @@ pub fn status_json(config: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+/// The reasons of `email`'s items in `status --json`, by state ("failed",
+/// "skipped", ...).
+pub fn items_by_state(config: &Path, email: &str) -> BTreeMap<String, Vec<String>> {
+    let status = status_json(config);
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in user_status(&status, email)["items"].as_array().unwrap() {
+        out.entry(item["state"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push(item["reason"].as_str().unwrap_or("").to_owned());
+    }
+    out
 }
 
 pub fn user_status<'a>(status: &'a serde_json::Value, email: &str) -> &'a serde_json::Value {

@@ -416,6 +416,11 @@ impl Dovecot {
     /// Runs `doveadm -c <conf> ARGS...` and returns its stdout. Panics with
     /// stderr when doveadm fails. Global options go first, e.g.
     /// `&["-f", "tab", "mailbox", "status", ...]`.
+    /// Deletes message `uid` of `mailbox` for `user` (doveadm expunge).
+    pub fn expunge(&self, user: &str, mailbox: &str, uid: u32) {
+        self.doveadm(&["expunge", "-u", user, "mailbox", mailbox, "uid", &uid.to_string()]);
+    }
+
     pub fn doveadm(&self, args: &[&str]) -> String {
         let out = self.doveadm_output(args);
         if !out.status.success() {
