@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
                         uid,
                         target_id: format!("target-{uid}"),
                         message_id: Some(format!("<{uid}@bench.example>")),
+                        converted: None,
                     })
                     .collect();
                 (d, cp, records)

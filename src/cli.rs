@@ -135,25 +135,32 @@ cutover check --config cutover.toml --users users.csv --json > check.json",
     )]
     Check(UsersReport),
     /// After the final resync: compare source and target folder by folder
-    /// (counts, Message-IDs, sizes) and list what the target lacks.
+    /// (counts, Message-IDs, sizes, then every message's content) and list
+    /// what the target lacks or holds altered.
     #[command(
         after_help = "Messages the migration rules leave out (too large, over the item cap, \
 refused by the target, excluded folders) are out of scope and never reported missing. Messages in \
 the target but not in the source are listed as extra and do not fail the check. Source and target \
-are only read.\n\n\
+are only read. A message found in the target is read on both sides and compared: bytes on IMAP \
+and Maildir; on Graph the text of its body and each attachment's name, size and SHA-256. A copy \
+that differs counts as missing. --quick compares the listings only (one request per 500 messages \
+on Graph instead of two or more per message).\n\n\
+Messages the state DB records as copied that the target lacks or holds altered are recorded there \
+as failed, so the next migrate copies them again (not while a migrate is running).\n\n\
 Exit codes: 0 nothing in scope is missing, 1 something is missing (or a user could not be \
 verified), 2 the verification could not start.\n\n\
 Examples:\n  cutover verify --config cutover.toml --users users.csv\n  \
+cutover verify --config cutover.toml --users users.csv --quick\n  \
 cutover verify --config cutover.toml --users users.csv --json > verify.json",
         mut_args(json_help("One JSON document: {users: [{email, complete, folders, missing, extra, ...}], totals}"))
     )]
-    Verify(UsersReport),
+    Verify(VerifyArgs),
     /// Write a report of the migration from the checkpoint: per-user
-    /// statistics, every sync, every skipped or failed message.
+    /// statistics, every sync, every skipped, failed or converted message.
     #[command(
         after_help = "Formats: csv writes three files for spreadsheets: --output report.csv holds \
-one row per user, report.syncs.csv next to it one row per sync, report.items.csv one row per skipped \
-or failed message (UTF-8 with BOM, times in UTC); json writes one document; html writes one self-contained page with a sortable user table \
+one row per user, report.syncs.csv next to it one row per sync, report.items.csv one row per skipped, \
+failed or converted (copied in another form) message (UTF-8 with BOM, times in UTC); json writes one document; html writes one self-contained page with a sortable user table \
 and charts (it loads nothing from the network). Files are created readable by their owner only \
 (0600) and never contain passwords.\n\n\
 Examples:\n  cutover report --config cutover.toml --output report.html\n  \
@@ -200,6 +207,18 @@ pub struct UsersReport {
     /// Only the users of shard K of N (as for migrate).
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
+}
+
+/// The flags of `verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: UsersReport,
+    /// Compare the folder listings only (counts, Message-IDs, sizes), not
+    /// every message's content: much faster, but a copy with the right
+    /// size and Message-ID and a cut body passes.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// Words the `--json` help of one command that shares [`UsersReport`]

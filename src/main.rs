@@ -140,9 +140,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Check(args) => users_report(args, check::check, check::render_table, check::CheckReport::ready).await,
         Command::Verify(args) => {
+            let depth = if args.quick {
+                verify::Depth::Quick
+            } else {
+                verify::Depth::Content
+            };
             users_report(
-                args,
-                verify::verify,
+                args.common,
+                |settings, users| verify::verify(settings, users, depth),
                 verify::render_table,
                 verify::VerifyReport::complete,
             )

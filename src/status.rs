@@ -25,7 +25,7 @@ pub struct StatusReport {
 pub struct UserEntry {
     #[serde(flatten)]
     pub status: UserStatus,
-    /// Every skipped or failed message, with its reason.
+    /// Every skipped, failed or converted message, with its reason.
     pub items: Vec<ProblemItem>,
     /// The state DB this user's figures come from.
     pub state_db: String,

@@ -820,3 +820,262 @@ fn import_mime_faults_leave_no_gap_and_no_duplicate() {
 fn json_faults_leave_no_gap_and_no_duplicate() {
     faults_leave_no_gap_and_no_duplicate("json");
 }
+
+/// A large attachment's upload range that Exchange took but whose answer
+/// the client never got: in json mode the copy is finished by finding the
+/// attachment or sending it through a new upload session, not by deleting
+/// the message and creating it again. `fault` is the one `fail_next` entry
+/// for the first `PUT /_upload/…`; `message_bytes` the size of the
+/// source message holding the attachment (it picks how many ranges there
+/// are); `timeout_seconds` the client's Graph timeout; `sessions` the
+/// upload sessions it should take.
+fn a_lost_upload_answer_does_not_recreate_the_message(
+    name: &str,
+    fault: Value,
+    message_bytes: usize,
+    timeout_seconds: u64,
+    sessions: u64,
+) {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    let mut msgs = mailgen::generate(900, 4, 1500);
+    msgs.push(mailgen::big_message(message_bytes, 9));
+    lab.source.deliver(&email, "INBOX", &msgs);
+    let source = lab.source.messages(&email);
+    assert_eq!(source.len(), 5);
+
+    let emu = Emu::start(&[]);
+    let dir = lab.setup(name, &emu, "json", &[(email.clone(), password)], "");
+    let config = dir.join("cutover.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "timeout_seconds = 20\n",
+        &format!("timeout_seconds = {timeout_seconds}\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    emu.faults(json!({ "fail_next": [fault] }));
+
+    let out = migrate(&dir);
+    assert_eq!(out.status.code(), Some(0), "{name}: {}", explain(&out));
+    // A slow range is counted once its late answer is sent, which can be
+    // after the run ended.
+    let injected = |stats: &Value| -> u64 {
+        stats["total"]["faults_injected"]
+            .as_object()
+            .map_or(0, |f| f.values().filter_map(Value::as_u64).sum())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stats = emu.stats();
+    while injected(&stats) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        stats = emu.stats();
+    }
+    let total = &stats["total"];
+    assert_eq!(
+        injected(&stats),
+        1,
+        "{name}: the upload fault did happen, once: {total:#}"
+    );
+    // Every message once, the attachment with the source's bytes (size
+    // and SHA-256 of the decoded content).
+    let dump = emu.dump(&email);
+    assert_copied("json", &source, &dump);
+    let big = dump["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"].as_str().unwrap().starts_with("Large attachment"))
+        .unwrap();
+    let attachments = big["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1, "{name}: {attachments:#?}");
+    assert_eq!(attachments[0]["createdVia"], "upload-session");
+    // Made once: the copy was finished, not discarded and made again.
+    assert_eq!(
+        (
+            total["by_kind"]["messages.create"].as_u64(),
+            total["by_kind"]["messages.delete"].as_u64().unwrap_or(0)
+        ),
+        (Some(source.len() as u64), 0),
+        "{name}: messages created and deleted: {total:#}"
+    );
+    assert_eq!(
+        total["by_kind"]["attachments.createUploadSession"].as_u64(),
+        Some(sessions),
+        "{name}: upload sessions: {total:#}"
+    );
+}
+
+/// The first range of a two-range attachment is committed and its
+/// connection dropped: the repeat is refused (416), the attachment is not
+/// on the message, so it is sent again through a fresh upload session.
+#[test]
+fn an_upload_range_committed_before_its_connection_dropped_does_not_recreate_the_message() {
+    a_lost_upload_answer_does_not_recreate_the_message(
+        "upload-reset-after",
+        json!({"drop": "reset_after", "on": "PUT /_upload/", "count": 1}),
+        6 * 1024 * 1024,
+        20,
+        2,
+    );
+}
+
+/// The only range of an attachment is committed but answered after the
+/// client's timeout (2 s plus 1 s per MiB): the repeat finds the session
+/// gone (404), and the attachment is found on the message, complete.
+#[test]
+fn an_upload_range_answered_after_the_client_timed_out_does_not_recreate_the_message() {
+    a_lost_upload_answer_does_not_recreate_the_message(
+        "upload-slow",
+        json!({"slow_ms": 8000, "on": "PUT /_upload/", "count": 1}),
+        9 * 1024 * 1024 / 2,
+        2,
+        1,
+    );
+}
+
+/// A copy whose body Exchange lost half of, a copy missing its
+/// attachment and a message the mailbox is too small for: each fails
+/// `verify` (exit 1) and is named with what differs, while the listing
+/// alone (`--quick`, which is all verify read before) sees nothing wrong
+/// in the first two. Once the damaged copies are deleted, migrate copies
+/// them again (verify recorded them as failed) and verify passes.
+#[test]
+fn verify_reads_content_and_finds_a_cut_body_a_lost_attachment_and_a_refused_message() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    let long_text = format!(
+        "From: Ann <ann@example.org>\r\nTo: {email}\r\nSubject: Minutes\r\nMessage-ID: <minutes.1@example.org>\r\n\
+Date: Tue, 3 Mar 2026 10:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
+        "Item discussed and agreed by everyone present. ".repeat(200)
+    );
+    let with_attachment = format!(
+        "From: Bob <bob@example.org>\r\nTo: {email}\r\nSubject: Contract\r\nMessage-ID: <contract.1@example.org>\r\n\
+Date: Tue, 3 Mar 2026 11:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+--b1\r\nContent-Type: text/plain\r\n\r\nThe signed contract is attached.\r\n\
+--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"contract.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b1--\r\n",
+        "JVBERi0xLjQKJcfsj6IK".repeat(400)
+    );
+    let plain = mailgen::generate(91, 5, 1500);
+    let mut inbox: Vec<GenMessage> = plain;
+    for raw in [long_text, with_attachment] {
+        inbox.push(GenMessage {
+            raw: raw.into_bytes(),
+            ..inbox[0].clone()
+        });
+    }
+    lab.source.deliver(&email, "INBOX", &inbox);
+    let emu = Emu::start(&[]);
+    let dir = lab.setup("verify-content", &emu, "json", &[(email.clone(), password)], "");
+    let out = migrate(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let (code, v) = verify(&dir);
+    assert_eq!(code, Some(0), "a faithful copy passes: {v:#}");
+
+    // Exchange loses half a body and an attachment.
+    let dump = emu.dump(&email);
+    let by_id = |id: &str| {
+        dump["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["internetMessageId"] == id)
+            .unwrap_or_else(|| panic!("{id} in the target"))
+            .clone()
+    };
+    let minutes = by_id("<minutes.1@example.org>");
+    let contract = by_id("<contract.1@example.org>");
+    let minutes_body = minutes["body"]["content"].as_str().unwrap().to_owned();
+    let half = &minutes_body[..minutes_body.len() / 2];
+    let (status, _) = emu.call(
+        reqwest::Method::PATCH,
+        &format!(
+            "{}/_emulator/mailboxes/{email}/messages/{}",
+            emu.base,
+            minutes["id"].as_str().unwrap()
+        ),
+        None,
+        Some(json!({ "bodyContent": half })),
+    );
+    assert_eq!(status, 200);
+    let token = emu.token();
+    let users = format!("{}/v1.0/users/{email}", emu.base);
+    let attachment = contract["attachments"][0]["id"].as_str().unwrap();
+    let (status, _) = emu.call(
+        reqwest::Method::DELETE,
+        &format!(
+            "{users}/messages/{}/attachments/{attachment}",
+            contract["id"].as_str().unwrap()
+        ),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 204);
+
+    // The listing alone does not see it.
+    let out = command(&dir, "verify").arg("--quick").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "--quick compares listings only: {}",
+        explain(&out)
+    );
+
+    let (code, v) = verify(&dir);
+    assert_eq!(code, Some(1), "{v:#}");
+    let uv = &v["users"][0];
+    assert_eq!(uv["missing_count"], 2, "{uv:#}");
+    assert_eq!(uv["folders"][0]["content_differs"], 2, "{uv:#}");
+    let status_of = |id: &str| {
+        uv["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["message_id"] == id)
+            .map(|m| m["status"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("{id} missing: {uv:#}"))
+    };
+    let minutes_status = status_of("<minutes.1@example.org>");
+    assert!(minutes_status.contains("body is cut short"), "{minutes_status}");
+    let contract_status = status_of("<contract.1@example.org>");
+    assert!(
+        contract_status.contains("attachment \"contract.pdf\"") && contract_status.contains("missing"),
+        "{contract_status}"
+    );
+
+    // The admin deletes the damaged copies; migrate copies them again.
+    for m in [&minutes, &contract] {
+        let (status, _) = emu.call(
+            reqwest::Method::DELETE,
+            &format!("{users}/messages/{}", m["id"].as_str().unwrap()),
+            Some(&token),
+            None,
+        );
+        assert_eq!(status, 204);
+    }
+    let out = migrate(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let (code, v) = verify(&dir);
+    assert_eq!(code, Some(0), "copied again: {v:#}");
+
+    // A message larger than the mailbox takes: missing, exit 1.
+    let (status, _) = emu.call(
+        reqwest::Method::POST,
+        &format!("{}/_emulator/mailboxes", emu.base),
+        None,
+        Some(json!({ "address": email, "maxReceiveSizeBytes": 400_000 })),
+    );
+    assert!(status == 200 || status == 201, "{status}");
+    lab.source
+        .deliver(&email, "INBOX", &[mailgen::big_message(600 * 1024, 7)]);
+    let out = migrate(&dir);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a refused message fails the run: {}",
+        explain(&out)
+    );
+    let (code, v) = verify(&dir);
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(v["users"][0]["missing_count"], 1, "{v:#}");
+}

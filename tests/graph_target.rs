@@ -490,6 +490,60 @@ Content-Type: text/{}; charset=utf-8\r\n\r\n",
         count(&emu.stats().await, "attachments.createUploadSession") >= 2,
         "through upload sessions"
     );
+    // Both are reported as converted, once, with what was done.
+    let conversions = s.take_conversions();
+    assert_eq!(conversions.len(), 2, "{conversions:?}");
+    assert!(
+        conversions.iter().all(|(_, why)| why.contains("original.eml")),
+        "{conversions:?}"
+    );
+    assert!(s.take_conversions().is_empty(), "taken once");
+}
+
+/// A message whose importMime request (base64) would be larger than the
+/// mailbox's upload budget for a whole window is throttled by Exchange
+/// every time: it goes through json and upload sessions instead, and is
+/// reported as converted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_mime_sends_a_message_larger_than_the_upload_window_as_json() {
+    let limit: u32 = 4 * 1024 * 1024;
+    // Windows of 3 s instead of 5 minutes, on both sides.
+    let emu = Emu::start(&["--upload-limit-bytes", &limit.to_string(), "--time-scale", "0.01"]);
+    let mut settings = emu.settings(GraphWriteMode::ImportMime);
+    settings.upload_bytes_per_5_minutes = limit;
+    settings.limits_time_scale = 0.01;
+    let target = GraphTarget::new(settings).unwrap();
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let f = s.ensure_folder(&folder(None, &["Large"]), None).await.unwrap();
+    let payload: Vec<u8> = (0..3_200_000u32).map(|i| (i % 251) as u8).collect();
+    let raw = format!(
+        "From: Ann <ann@example.com>\r\nTo: Alice <alice@contoso.test>\r\nSubject: Scans\r\n\
+Date: Tue, 30 Apr 2019 12:00:00 +0200\r\nMessage-ID: <scans.1@example.com>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nScans attached.\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"scans.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        STANDARD.encode(&payload)
+    );
+    assert!(raw.len() as u64 / 3 * 4 > u64::from(limit), "too large for one import");
+    let up = upload(raw, "\\Seen", 1_600_000_000, Some("<scans.1@example.com>"));
+    let id = match tokio::time::timeout(Duration::from_secs(20), s.upload(&f, &up)).await {
+        Ok(r) => r.unwrap(),
+        Err(_) => panic!("throttled again and again: {:#}", emu.stats().await),
+    };
+    let dump = emu.dump(USER).await;
+    let m = dump["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(m["createdVia"], "json");
+    let sha: String = Sha256::digest(&payload).iter().map(|x| format!("{x:02x}")).collect();
+    assert_eq!(m["attachments"][0]["sha256"], sha);
+    assert_eq!(count(&emu.stats().await, "messages.importMime"), 0);
+    let conversions = s.take_conversions();
+    assert_eq!(conversions.len(), 1);
+    assert!(conversions[0].1.contains("copied as JSON"), "{conversions:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

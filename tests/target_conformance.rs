@@ -122,6 +122,7 @@ macro_rules! conformance {
             conformance!(@cases $fixture;
                 ensure_folder,
                 upload_and_inventory,
+                content_reads_back,
                 upload_many_with_a_failure,
                 find_after_a_lost_answer,
                 flags_labels_and_dates_survive,
@@ -270,6 +271,60 @@ mod contract {
 
         let stored = fx.stored(&r).await;
         assert_stored_once(&stored, &uploads);
+    }
+
+    /// Every stored message reads back as its source's content, and a
+    /// source that differs (another message, an attachment more) does not:
+    /// what `cutover verify` relies on.
+    pub async fn content_reads_back(target: &dyn Target, fx: &Fixture) {
+        let f = folder(None, &["Content"]);
+        let mut s = target.open(&fx.user).await.unwrap();
+        let r = s.ensure_folder(&f, None).await.unwrap();
+        let uploads = messages("content", 33, 8);
+        for u in &uploads {
+            s.upload(&r, u).await.unwrap();
+        }
+        let listed = s.inventory(&f, Some(&r)).await.unwrap();
+        assert_eq!(listed.len(), uploads.len());
+        let mut attachments_seen = 0;
+        for u in &uploads {
+            let item = listed
+                .iter()
+                .find(|i| i.message_id == u.message_id)
+                .expect("listed by Message-ID");
+            assert!(!item.id.is_empty(), "the listing names each message");
+            assert_eq!(
+                s.compare_content(&f, Some(&r), item, &u.raw).await.unwrap(),
+                None,
+                "{:?} reads back as it was sent",
+                u.message_id
+            );
+            let text = String::from_utf8_lossy(&u.raw);
+            if text.contains("Content-Disposition: attachment") {
+                attachments_seen += 1;
+            }
+            // Another message's content: not this copy.
+            let other =
+                &uploads[(uploads.iter().position(|x| x.message_id == u.message_id).unwrap() + 1) % uploads.len()];
+            let why = s
+                .compare_content(&f, Some(&r), item, &other.raw)
+                .await
+                .unwrap()
+                .expect("another message is not the copy");
+            assert!(!why.is_empty());
+        }
+        assert!(attachments_seen > 0, "the generated mail has attachments to compare");
+        // A source with one more attachment than the copy has.
+        let u = &uploads[0];
+        let item = listed.iter().find(|i| i.message_id == u.message_id).unwrap();
+        let more = with_extra_attachment(&u.raw);
+        let why = s
+            .compare_content(&f, Some(&r), item, &more)
+            .await
+            .unwrap()
+            .expect("a source with another attachment is not the copy");
+        assert!(!why.is_empty());
+        s.close().await;
     }
 
     /// A batch with one message the target must refuse or fail: one result
@@ -568,6 +623,31 @@ fn messages(folder: &str, seed: u64, n: usize) -> Vec<Upload> {
         .collect()
 }
 
+/// `raw` wrapped in multipart/mixed with one more attachment after it.
+fn with_extra_attachment(raw: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, _) = text.split_once("\r\n\r\n").expect("a header block");
+    let kept: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("from:")
+                || l.starts_with("to:")
+                || l.starts_with("subject:")
+                || l.starts_with("message-id:")
+                || l.starts_with("date:")
+        })
+        .collect();
+    format!(
+        "{}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer-b\"\r\n\r\n\
+--outer-b\r\nContent-Type: text/plain\r\n\r\nThe body.\r\n\
+--outer-b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"more.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAECAwQ=\r\n--outer-b--\r\n",
+        kept.join("\r\n")
+    )
+    .into_bytes()
+}
+
 /// The same message with its Message-ID header removed.
 fn without_message_id(u: &Upload) -> Upload {
     let raw = replace_message_id(&u.raw, None);
@@ -600,7 +680,13 @@ fn replace_message_id(raw: &[u8], id: Option<&str>) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn sorted(mut items: Vec<Inventoried>) -> Vec<Inventoried> {
+/// By Message-ID and size, the target's own ids left out: what the
+/// contract says about a listing.
+fn sorted(items: Vec<Inventoried>) -> Vec<Inventoried> {
+    let mut items: Vec<Inventoried> = items
+        .into_iter()
+        .map(|i| Inventoried { id: String::new(), ..i })
+        .collect();
     items.sort_by(|a, b| (&a.message_id, a.size).cmp(&(&b.message_id, b.size)));
     items
 }
@@ -788,6 +874,7 @@ impl Fixture {
             uploads
                 .iter()
                 .map(|u| Inventoried {
+                    id: String::new(),
                     message_id: u.message_id.clone(),
                     size: match self.sizes {
                         SizeRule::Stored => u.raw.len() as u64,

@@ -190,6 +190,7 @@ mod tests {
             uid,
             target_id: target_id.into(),
             message_id: message_id.map(str::to_owned),
+            converted: None,
         }
     }
 

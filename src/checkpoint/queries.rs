@@ -30,7 +30,8 @@ pub struct UserStatus {
     pub last_throttle_reason: Option<String>,
 }
 
-/// A message that was skipped or failed, for status and reports.
+/// A message that was skipped, failed or converted (copied in another
+/// form, its reason says how), for status and reports.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ProblemItem {
     pub email: String,
@@ -148,15 +149,18 @@ impl Checkpoint {
         )
     }
 
-    /// Every skipped or failed message of a user, except the copies a
-    /// label-based source (Gmail) shows in several folders: those are not
-    /// problems, only counted (the message itself was copied once).
+    /// Every skipped, failed or converted message of a user (a converted
+    /// one was copied in another form, which its reason says), except the
+    /// copies a label-based source (Gmail) shows in several folders: those
+    /// are not problems, only counted (the message itself was copied once).
     pub fn problem_items(&self, email: &str) -> Result<Vec<ProblemItem>> {
         let email = &super::user_key(email);
         self.query_rows(
-            "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id, m.state, m.reason, NULLIF(m.subject, '')
+            "SELECT f.path, m.uid, m.internal_date, m.size, m.message_id,
+                    CASE m.state WHEN 'copied' THEN 'converted' ELSE m.state END, m.reason, NULLIF(m.subject, '')
              FROM messages m JOIN folders f ON f.id = m.folder_id
-             WHERE f.email = ?1 AND m.state IN ('skipped', 'failed')
+             WHERE f.email = ?1
+               AND (m.state IN ('skipped', 'failed') OR (m.state = 'copied' AND m.reason IS NOT NULL))
                AND NOT (m.state = 'skipped' AND m.reason = 'copied from another folder')
              ORDER BY f.path, m.uid",
             params![email],

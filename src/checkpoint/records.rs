@@ -23,6 +23,10 @@ pub enum Record {
         /// of: what re-matches the copy after a UIDVALIDITY change. A
         /// Message-ID already recorded is kept.
         message_id: Option<String>,
+        /// How the target changed the message's form when it stored it
+        /// (a body cut to fit, the original attached): the report lists
+        /// it as converted, with this text.
+        converted: Option<String>,
     },
     /// The Message-ID and Subject of a message a report names (skipped or
     /// failed) whose headers the scan did not read. Recorded once: a
@@ -80,7 +84,16 @@ impl Checkpoint {
                         uid,
                         target_id,
                         message_id,
-                    } => set.execute(params![folder_id, uid, "copied", none, target_id, Some(t), message_id]),
+                        converted,
+                    } => set.execute(params![
+                        folder_id,
+                        uid,
+                        "copied",
+                        converted,
+                        target_id,
+                        Some(t),
+                        message_id
+                    ]),
                     Record::Failed { folder_id, uid, reason } => {
                         set.execute(params![folder_id, uid, "failed", reason, none, None::<i64>, none])
                     }
@@ -160,5 +173,33 @@ mod tests {
             (items[1].subject.as_deref(), items[1].message_id.as_deref()),
             (None, None)
         );
+    }
+
+    #[test]
+    fn a_converted_copy_is_listed_with_what_was_done_and_a_plain_one_is_not() {
+        let (_d, mut cp, f) = setup();
+        cp.store_scan(f, 1, 3, 2, &[without_headers(1, 10), without_headers(2, 20)], false)
+            .unwrap();
+        let copied = |uid: u32, converted: Option<&str>| Record::Copied {
+            folder_id: f,
+            uid,
+            target_id: format!("t{uid}"),
+            message_id: None,
+            converted: converted.map(str::to_owned),
+        };
+        // A failure first: copying it later clears the failure's reason.
+        cp.apply(&[Record::Failed {
+            folder_id: f,
+            uid: 1,
+            reason: "timed out".into(),
+        }])
+        .unwrap();
+        cp.apply(&[copied(1, None), copied(2, Some("body cut to fit, original attached"))])
+            .unwrap();
+        let items = cp.problem_items("a@x.test").unwrap();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!((items[0].uid, items[0].state.as_str()), (2, "converted"));
+        assert_eq!(items[0].reason, "body cut to fit, original attached");
+        assert_eq!(cp.user_status("a@x.test").unwrap().failed, 0);
     }
 }

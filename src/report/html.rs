@@ -10,7 +10,7 @@ use super::{Report, human_duration};
 use crate::checkpoint::ProblemItem;
 use crate::progress::human_bytes;
 
-/// At most this many skipped or failed messages are listed in the HTML
+/// At most this many skipped, failed or converted messages are listed in the HTML
 /// page (failed ones first); CSV and JSON always list all of them. A
 /// mailbox over its item cap can skip hundreds of thousands of messages,
 /// which no browser table survives.

@@ -2,11 +2,11 @@
 //! from the checkpoint alone: per user the state, what the source holds,
 //! what was copied, skipped (and why) and failed (and with what error), the
 //! bytes, every sync with its start, end, duration and rate, and every
-//! skipped or failed message. Three renderings of the same [`Report`]:
+//! skipped, failed or converted message. Three renderings of the same [`Report`]:
 //!
 //! - CSV for spreadsheets: `<output>` holds one row per user,
 //!   `<stem>.syncs.csv` one row per sync and `<stem>.items.csv` one row per
-//!   skipped or failed message (UTF-8 with a BOM so Excel reads accents,
+//!   skipped, failed or converted message (UTF-8 with a BOM so Excel reads accents,
 //!   times in UTC as `YYYY-MM-DD HH:MM:SS` so Excel reads them as dates,
 //!   cells that would start a formula prefixed with `'`).
 //! - JSON: the whole [`Report`], for tools.
@@ -64,7 +64,7 @@ pub struct Report {
     pub generated: String,
     pub totals: Totals,
     pub users: Vec<UserReport>,
-    /// Every skipped or failed message of every user.
+    /// Every skipped, failed or converted message of every user.
     pub items: Vec<ProblemItem>,
 }
 

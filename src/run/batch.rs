@@ -328,6 +328,7 @@ async fn copy_items(
         to_upload.push((upload, item));
     }
     let stopped_early = outcomes.last().is_some_and(|(_, _, r)| r.is_err());
+    let mut conversions: HashMap<u32, String> = HashMap::new();
     if !stopped_early && !to_upload.is_empty() {
         let uploads: Vec<Upload> = to_upload.iter().map(|(u, _)| u.clone()).collect();
         let upload_bytes: u64 = uploads.iter().map(|u| u.raw.len() as u64).sum();
@@ -338,6 +339,9 @@ async fn copy_items(
             .before_target_write(uploads.len() as u64, upload_bytes)
             .await;
         let mut results = target.upload_many(&work.target_ref, &uploads).await.into_iter();
+        for (key, note) in target.take_conversions() {
+            conversions.insert(key.uid, note);
+        }
         // Every upload ends in an outcome: one the target left unanswered
         // (the connection failed) may or may not be stored, so it is tried
         // again, looked up first.
@@ -366,6 +370,7 @@ async fn copy_items(
                 Fate::Copied {
                     target_id,
                     message_id: upload.message_id,
+                    converted: conversions.remove(&item.uid),
                 }
             }
             // A refusal (over the target's size limit) can change with the

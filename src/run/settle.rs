@@ -23,10 +23,12 @@ pub(super) enum Fate {
     /// An upload is about to start: if the run dies now, the next one looks
     /// the message up in the target before sending it again.
     InFlight,
-    /// The target confirmed it; `message_id` comes from the copied body.
+    /// The target confirmed it; `message_id` comes from the copied body,
+    /// `converted` says how the target changed its form, if it did.
     Copied {
         target_id: String,
         message_id: Option<String>,
+        converted: Option<String>,
     },
     /// This message failed; a rerun tries again.
     Failed { reason: String },
@@ -48,13 +50,18 @@ pub(super) fn settle(shared: &Shared, place: Place<'_>, uid: u32, fate: Fate) {
     let folder_id = place.folder_id;
     match fate {
         Fate::InFlight => shared.recorder.record(Record::InFlight { folder_id, uid }),
-        Fate::Copied { target_id, message_id } => {
+        Fate::Copied {
+            target_id,
+            message_id,
+            converted,
+        } => {
             tracing::trace!(user = %place.user, folder = %place.folder, uid, target_id = %target_id, "copied");
             shared.recorder.record(Record::Copied {
                 folder_id,
                 uid,
                 target_id,
                 message_id,
+                converted,
             });
         }
         Fate::Failed { reason } => {

@@ -122,6 +122,7 @@ impl Target for ImapTarget {
                 existing,
                 selected: None,
                 selected_validity: 0,
+                examined: None,
             });
             Ok(session)
         }
@@ -146,6 +147,9 @@ struct ImapTargetSession {
     /// UIDVALIDITY of the selected folder: ids are `UIDVALIDITY:UID`, as
     /// APPENDUID gives them.
     selected_validity: u32,
+    /// The folder `inventory` opened read-only (EXAMINE), which
+    /// `compare_content` reads from; cleared when `find` selects another.
+    examined: Option<String>,
 }
 
 fn default_role_name(role: FolderRole) -> &'static str {
@@ -360,6 +364,7 @@ impl TargetSession for ImapTargetSession {
         async move {
             if self.selected.as_deref() != Some(folder) {
                 let state = self.conn.select(folder).await?;
+                self.examined = None;
                 self.selected = Some(folder.to_owned());
                 self.selected_validity = state.uid_validity;
             }
@@ -453,11 +458,13 @@ impl TargetSession for ImapTargetSession {
             }
             // EXAMINE is read-only; a later `find` selects again.
             self.selected = None;
+            self.examined = None;
             let state = self
                 .conn
                 .examine(&wire)
                 .await
                 .map_err(|e| e.context(format!("opening target folder {}", utf7::decode(&wire))))?;
+            self.examined = Some(wire.clone());
             let mut out = Vec::with_capacity(state.exists as usize);
             if state.exists == 0 {
                 return Ok(out);
@@ -470,9 +477,11 @@ impl TargetSession for ImapTargetSession {
                             let mut item = Inventoried {
                                 message_id: None,
                                 size: 0,
+                                id: String::new(),
                             };
                             for a in attrs {
                                 match a {
+                                    AttributeValue::Uid(u) => item.id = u.to_string(),
                                     AttributeValue::Rfc822Size(s) => item.size = u64::from(*s),
                                     AttributeValue::BodySection { data: Some(d), .. } => {
                                         item.message_id = crate::headers::message_id(d);
@@ -487,6 +496,53 @@ impl TargetSession for ImapTargetSession {
                 )
                 .await?;
             Ok(out)
+        }
+        .boxed()
+    }
+
+    fn compare_content<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+        item: &'a Inventoried,
+        source: &'a [u8],
+    ) -> Pending<'a, Option<String>> {
+        async move {
+            let wire = match known {
+                Some(k) => k.to_owned(),
+                None => self.wire_name(folder),
+            };
+            if self.examined.as_deref() != Some(wire.as_str()) {
+                self.selected = None;
+                self.conn
+                    .examine(&wire)
+                    .await
+                    .map_err(|e| e.context(format!("opening target folder {}", utf7::decode(&wire))))?;
+                self.examined = Some(wire);
+            }
+            let uid: u32 = item
+                .id
+                .parse()
+                .map_err(|_| Error::fatal(format!("not an IMAP UID: {:?}", item.id)))?;
+            let mut body: Option<Vec<u8>> = None;
+            self.conn
+                .fetch_each(&format!("UID FETCH {uid} (UID BODY.PEEK[])"), |resp| {
+                    if let Response::Fetch(_, attrs) = resp
+                        && attrs.iter().any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+                    {
+                        for a in attrs {
+                            if let AttributeValue::BodySection { data, .. } = a {
+                                body = Some(data.as_deref().unwrap_or_default().to_vec());
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+            Ok(match body {
+                Some(bytes) => crate::target::compare_bytes(source, &bytes),
+                None => Some("the target no longer has the copy (expunged since it was listed?)".to_owned()),
+            })
         }
         .boxed()
     }

@@ -323,6 +323,28 @@ impl TargetSession for MaildirSession {
         .boxed()
     }
 
+    fn compare_content<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+        item: &'a Inventoried,
+        source: &'a [u8],
+    ) -> Pending<'a, Option<String>> {
+        async move {
+            let dir = self.base.join(known.map_or_else(|| folder_dir(folder), str::to_owned));
+            let path = dir.join(&item.id);
+            match tokio::fs::read(&path).await {
+                Ok(bytes) => Ok(crate::target::compare_bytes(source, &bytes)),
+                // A mail client moves new/ to cur/ and renames on a flag change.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(
+                    "the target no longer has the copy (moved or deleted since it was listed?)".to_owned(),
+                )),
+                Err(e) => Err(io("cannot read", &path, e)),
+            }
+        }
+        .boxed()
+    }
+
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         async {}.boxed()
     }
@@ -356,6 +378,7 @@ fn read_inventory(dir: &Path) -> Result<Vec<Inventoried>> {
             out.push(Inventoried {
                 message_id: crate::headers::message_id(crate::headers::block(&head)),
                 size: meta.len(),
+                id: format!("{sub}/{}", entry.file_name().to_string_lossy()),
             });
         }
     }
@@ -542,11 +565,13 @@ mod tests {
             vec![
                 Inventoried {
                     message_id: None,
-                    size: 19
+                    size: 19,
+                    id: "new/2".into(),
                 },
                 Inventoried {
                     message_id: Some("<a@x>".into()),
-                    size: 43
+                    size: 43,
+                    id: "cur/1:2,S".into(),
                 },
             ]
         );

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 
 use crate::error::{Error, Result};
 use crate::model::TargetLogin;
-use crate::model::{ItemKind, TargetFolder, Upload};
+use crate::model::{ItemKind, MessageKey, TargetFolder, Upload};
 
 /// A target operation under way: the traits below are used as trait
 /// objects, so each operation returns its result as a boxed future.
@@ -62,6 +62,9 @@ pub struct Inventoried {
     pub message_id: Option<String>,
     /// Size in bytes (RFC822.SIZE on IMAP, the file size on Maildir).
     pub size: u64,
+    /// The target's own reference to the message (IMAP UID, Maildir file
+    /// name, Graph id): what [`TargetSession::compare_content`] reads.
+    pub id: String,
 }
 
 /// A kind of target, shared by every mailbox of a run.
@@ -133,5 +136,57 @@ pub trait TargetSession: Send {
         async move { Err(Error::fatal("this target cannot list a folder's messages")) }.boxed()
     }
 
+    /// Reads what the target holds for `item` (from [`TargetSession::inventory`]
+    /// of the same folder) and compares it with the source message's bytes:
+    /// `None` when the copy carries the source's content, else what differs,
+    /// worded for the admin. Read-only, like `inventory`.
+    ///
+    /// IMAP and Maildir compare the bytes (line ends aside: servers store
+    /// CRLF or LF). Graph compares what Exchange made of the message: the
+    /// text of its body and each attachment's name, size and SHA-256, or
+    /// the MIME bytes where the item was imported and Graph returns them.
+    fn compare_content<'a>(
+        &'a mut self,
+        folder: &'a TargetFolder,
+        known: Option<&'a str>,
+        item: &'a Inventoried,
+        source: &'a [u8],
+    ) -> Pending<'a, Option<String>> {
+        let _ = (folder, known, item, source);
+        async move { Err(Error::fatal("this target cannot read a message back")) }.boxed()
+    }
+
+    /// The messages this session stored in another form than the source's
+    /// since the last call, each with a sentence for the report (Graph's
+    /// json mode: a body too large for one request cut short, with the
+    /// original attached). Most targets store the bytes: none.
+    fn take_conversions(&mut self) -> Vec<(MessageKey, String)> {
+        Vec::new()
+    }
+
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// Compares a copy's bytes with the source's, CRLF and LF taken as the same
+/// line end (Maildir and many IMAP servers store LF, the wire carries
+/// CRLF): `None` when equal, else what differs.
+pub fn compare_bytes(source: &[u8], target: &[u8]) -> Option<String> {
+    fn lines(b: &[u8]) -> impl Iterator<Item = u8> + '_ {
+        b.iter()
+            .enumerate()
+            .filter(move |&(i, &c)| !(c == b'\r' && b.get(i + 1) == Some(&b'\n')))
+            .map(|(_, &c)| c)
+    }
+    if lines(source).eq(lines(target)) {
+        return None;
+    }
+    let (s, t) = (lines(source).count(), lines(target).count());
+    let common = lines(source).zip(lines(target)).take_while(|(a, b)| a == b).count();
+    Some(if t < s && common == t {
+        format!("the copy is cut short: it holds the first {t} bytes of the source's {s} (line ends aside)")
+    } else {
+        format!(
+            "the copy's bytes differ from the source's from byte {common} on ({t} bytes against {s}, line ends aside)"
+        )
+    })
 }

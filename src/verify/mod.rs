@@ -2,7 +2,12 @@
 //! the target holds everything it should. For every user and folder it
 //! lists the source (a fresh metadata scan, never the checkpoint's memory of
 //! it) and the target (read-only, [`TargetSession::inventory`]) and compares
-//! counts, Message-ID sets and sizes.
+//! counts, Message-ID sets and sizes. Then, unless `--quick`, it reads every
+//! message found on both sides and compares content
+//! ([`TargetSession::compare_content`]): bytes on IMAP and Maildir; on
+//! Graph the body's text and every attachment's name, size and hash, since
+//! a listing there shows only what cutover stamped on the copy and would
+//! not notice a body cut short or an attachment gone.
 //!
 //! What "should" means is what `migrate` would copy: the plan's rules are
 //! applied to the fresh scan with the checkpoint's states, so messages
@@ -85,6 +90,11 @@ pub struct UserVerify {
     pub folders: Vec<FolderVerify>,
     pub missing: Vec<MissingItem>,
     pub extra: Vec<ExtraItem>,
+    /// Messages the checkpoint records as copied that the target lacks or
+    /// holds altered: (folder row, UID, why), recorded as failed so the
+    /// next migrate looks for them and copies them again.
+    #[serde(skip)]
+    not_copied: Vec<(i64, u32, String)>,
 }
 
 /// One target folder and the source folder(s) that go into it.
@@ -111,6 +121,10 @@ pub struct FolderVerify {
     /// the copy may be truncated or altered (cutover's own Graph copies
     /// carry the source's size, so they match exactly).
     pub size_differs: u64,
+    /// Found with the same Message-ID and size, but its content is not the
+    /// source's (a body cut short, an attachment missing or changed):
+    /// counted missing. Zero with `--quick`, which does not read content.
+    pub content_differs: u64,
     pub missing: u64,
     pub extra: u64,
 }
@@ -134,17 +148,32 @@ pub struct ExtraItem {
     pub size: u64,
 }
 
+/// How deep `verify` looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Listings only: counts, Message-IDs and sizes.
+    Quick,
+    /// Listings, then every message's content on both sides.
+    Content,
+}
+
 /// Everything a per-user comparison shares.
 struct Ctx {
     source: Source,
     target: Arc<dyn Target>,
     scope: scope::Rules,
     db: Option<Mutex<Checkpoint>>,
+    /// The run lock, when no migrate holds it: verify may then record what
+    /// it found missing, for the next migrate to copy again.
+    can_record: bool,
+    depth: Depth,
+    /// Source bytes read at once while comparing content.
+    read_bytes: u64,
 }
 
 /// Compares source and target for every user; `Err` only when it cannot
 /// start at all (a user that cannot be compared is reported in its entry).
-pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyReport, StartError> {
+pub async fn verify(settings: Settings, users: Vec<UserJob>, depth: Depth) -> Result<VerifyReport, StartError> {
     let source = build::source(&settings)?;
     let target = build::target(&settings.target)?;
     if !target.capabilities().list {
@@ -161,11 +190,18 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyRep
         None
     };
     let parallel = settings.run.parallel_users;
+    // Held until verify ends, so no migrate starts meanwhile.
+    let lock = db
+        .as_ref()
+        .and_then(|_| crate::checkpoint::lock(&settings.state_path).ok());
     let ctx = Arc::new(Ctx {
         source,
         target,
         scope,
         db,
+        can_record: lock.is_some(),
+        depth,
+        read_bytes: settings.run.max_in_flight_bytes.max(1 << 20),
     });
     let failed = |email, message| UserVerify {
         email,
@@ -201,6 +237,7 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>) -> Result<VerifyRep
         report.totals.extra += u.extra_count;
         report.users.push(u);
     }
+    drop(lock);
     Ok(report)
 }
 
@@ -286,7 +323,6 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         });
     }
     let gmail_ext = session.has_gmail_extensions();
-    session.logout().await;
 
     // The scope over the fresh scan, with the checkpoint's states: what a
     // migrate now would leave out is out of scope, by the same decision.
@@ -337,10 +373,29 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         }
     }
 
-    let mut target = ctx.target.open(&user.target_login()).await?;
-    let result = compare_groups(&mut out, target.as_mut(), &groups, &scanned, &skipped, &known).await;
+    let mut target = match ctx.target.open(&user.target_login()).await {
+        Ok(t) => t,
+        Err(e) => {
+            session.logout().await;
+            return Err(e);
+        }
+    };
+    let source = (ctx.depth == Depth::Content).then_some(&mut session);
+    let result = compare_groups(
+        &mut out,
+        target.as_mut(),
+        source,
+        ctx,
+        &groups,
+        &scanned,
+        &skipped,
+        &known,
+    )
+    .await;
     target.close().await;
+    session.logout().await;
     result?;
+    record_not_copied(ctx, &out)?;
     // INBOX first, then by name; excluded folders last.
     out.folders.sort_by(|a, b| {
         let key = |f: &FolderVerify| {
@@ -356,9 +411,12 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn compare_groups(
     out: &mut UserVerify,
     target: &mut dyn TargetSession,
+    mut source: Option<&mut crate::source::Session>,
+    ctx: &Ctx,
     groups: &[(TargetFolder, Vec<usize>)],
     scanned: &[Scanned],
     skipped: &HashMap<(usize, u32), SkipReason>,
@@ -407,14 +465,20 @@ async fn compare_groups(
         // Exact matches first, for everything, so a Message-ID-only match
         // never takes a copy another message matches exactly.
         let mut unmatched = Vec::new();
+        let mut found: Vec<(usize, &MessageMeta, &Inventoried)> = Vec::new();
         for &(fi, m) in &in_scope {
-            if pool.take_exact(m) {
-                fv.present += 1;
-            } else {
-                unmatched.push((fi, m));
+            match pool.take_exact(m) {
+                Some(item) => {
+                    fv.present += 1;
+                    found.push((fi, m, item));
+                }
+                None => unmatched.push((fi, m)),
             }
         }
-        let out_unmatched: Vec<&MessageMeta> = out_of_scope.into_iter().filter(|m| !pool.take_exact(m)).collect();
+        let out_unmatched: Vec<&MessageMeta> = out_of_scope
+            .into_iter()
+            .filter(|m| pool.take_exact(m).is_none())
+            .collect();
         for (fi, m) in unmatched {
             let s = &scanned[fi];
             // A copy with the Message-ID but another size is not the
@@ -427,7 +491,13 @@ async fn compare_groups(
                         m.size
                     )
                 }
-                None => missing_status(known, s, m),
+                None => {
+                    if let Some(row) = copied_row(known, s, m) {
+                        out.not_copied
+                            .push((row, m.uid, "recorded as copied, but the target lacks it".into()));
+                    }
+                    missing_status(known, s, m, ctx.can_record)
+                }
             };
             fv.missing += 1;
             out.missing.push(MissingItem {
@@ -439,6 +509,45 @@ async fn compare_groups(
                 subject: m.subject.clone(),
                 status,
             });
+        }
+        if let Some(source) = source.as_deref_mut() {
+            let differ = compare_content(
+                source,
+                target,
+                tf,
+                known_ref.as_deref(),
+                ctx.read_bytes,
+                scanned,
+                &found,
+            )
+            .await?;
+            for (fi, m, why) in differ {
+                let s = &scanned[fi];
+                if let Some(row) = copied_row(known, s, m) {
+                    out.not_copied
+                        .push((row, m.uid, format!("the copy in the target differs: {why}")));
+                }
+                fv.present -= 1;
+                fv.content_differs += 1;
+                fv.missing += 1;
+                out.missing.push(MissingItem {
+                    folder: s.folder.display(),
+                    uid: m.uid,
+                    date: format_time(m.internal_date),
+                    size: m.size,
+                    message_id: m.message_id.clone(),
+                    subject: m.subject.clone(),
+                    status: if ctx.can_record {
+                        format!(
+                            "the copy in the target is not the message: {why}. verify recorded it as failed: delete that copy in the target, then run cutover migrate to copy it again"
+                        )
+                    } else {
+                        format!(
+                            "the copy in the target is not the message: {why}. A migrate was running, so verify could not record it: delete that copy in the target, run cutover verify again once the migrate ended, then cutover migrate"
+                        )
+                    },
+                });
+            }
         }
         // Skipped messages an earlier run did copy are not extra.
         for m in out_unmatched {
@@ -498,11 +607,9 @@ impl<'a> Pool<'a> {
     }
 
     /// Same Message-ID (or both without one) and same size.
-    fn take_exact(&mut self, m: &MessageMeta) -> bool {
-        match self.exact.get_mut(&(m.message_id.clone(), m.size)) {
-            Some(list) => take_from(&mut self.items, list).is_some(),
-            None => false,
-        }
+    fn take_exact(&mut self, m: &MessageMeta) -> Option<&'a Inventoried> {
+        let list = self.exact.get_mut(&(m.message_id.clone(), m.size))?;
+        take_from(&mut self.items, list)
     }
 
     /// Same Message-ID, any size: the size of the item taken.
@@ -516,7 +623,95 @@ impl<'a> Pool<'a> {
     }
 }
 
-fn missing_status(known: &Known, s: &Scanned, m: &MessageMeta) -> String {
+/// Records as failed the messages the checkpoint says were copied but the
+/// target lacks or holds altered: the next migrate then looks for each
+/// (adopting a faithful copy, should one have appeared) and copies it again.
+fn record_not_copied(ctx: &Ctx, out: &UserVerify) -> Result<(), Error> {
+    let (Some(db), true) = (&ctx.db, ctx.can_record) else {
+        return Ok(());
+    };
+    if out.not_copied.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<crate::checkpoint::Record> = out
+        .not_copied
+        .iter()
+        .map(|(folder_id, uid, reason)| crate::checkpoint::Record::Failed {
+            folder_id: *folder_id,
+            uid: *uid,
+            reason: format!("cutover verify: {reason}"),
+        })
+        .collect();
+    tokio::task::block_in_place(|| {
+        let mut cp = db.lock().unwrap_or_else(|p| p.into_inner());
+        cp.apply(&records).map_err(|e| Error::fatal(e.0))
+    })
+}
+
+/// Reads the source messages `found` in the target, a bounded number of
+/// bytes at a time, and has the target compare each with its copy: the
+/// ones whose copy differs, and how.
+async fn compare_content<'m>(
+    source: &mut crate::source::Session,
+    target: &mut dyn TargetSession,
+    folder: &TargetFolder,
+    known: Option<&str>,
+    read_bytes: u64,
+    scanned: &[Scanned],
+    found: &[(usize, &'m MessageMeta, &Inventoried)],
+) -> Result<Vec<(usize, &'m MessageMeta, String)>, Error> {
+    let mut differ = Vec::new();
+    let mut members: Vec<usize> = found.iter().map(|f| f.0).collect();
+    members.dedup();
+    for fi in members {
+        let s = &scanned[fi];
+        let mine: Vec<&(usize, &MessageMeta, &Inventoried)> = found.iter().filter(|f| f.0 == fi).collect();
+        source
+            .examine(&s.folder.wire_name)
+            .await
+            .map_err(|e| e.context(format!("source folder {}", s.folder.display())))?;
+        let mut at = 0;
+        while at < mine.len() {
+            // A batch of at most `read_bytes` (at least one message).
+            let mut end = at + 1;
+            let mut bytes = mine[at].1.size;
+            while end < mine.len() && bytes + mine[end].1.size <= read_bytes {
+                bytes += mine[end].1.size;
+                end += 1;
+            }
+            let batch = &mine[at..end];
+            let uids: Vec<u32> = batch.iter().map(|f| f.1.uid).collect();
+            let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
+            source
+                .fetch_bodies(&uids, bytes.saturating_mul(2).saturating_add(1 << 20), |uid, body| {
+                    bodies.insert(uid, body);
+                })
+                .await
+                .map_err(|e| e.context(format!("source folder {}", s.folder.display())))?;
+            for &&(fi, m, item) in batch {
+                // Expunged on the source since the scan: nothing to compare.
+                let Some(body) = bodies.remove(&m.uid) else { continue };
+                if let Some(why) = target
+                    .compare_content(folder, known, item, &body)
+                    .await
+                    .map_err(|e| e.context(format!("target folder {}", folder.display())))?
+                {
+                    differ.push((fi, m, why));
+                }
+            }
+            at = end;
+        }
+    }
+    Ok(differ)
+}
+
+/// The checkpoint's folder row of `m` when it records `m` as copied.
+fn copied_row(known: &Known, s: &Scanned, m: &MessageMeta) -> Option<i64> {
+    let row = known.folders.get(&s.folder.wire_name)?;
+    (row.uid_validity == s.uid_validity && known.states.get(&(row.id, m.uid)) == Some(&State::Copied)).then_some(row.id)
+}
+
+fn missing_status(known: &Known, s: &Scanned, m: &MessageMeta, can_record: bool) -> String {
     let Some(row) = known.folders.get(&s.folder.wire_name) else {
         return "not scanned yet (new folder since the last migrate): run cutover migrate".into();
     };
@@ -535,8 +730,11 @@ fn missing_status(known: &Known, s: &Scanned, m: &MessageMeta) -> String {
                 .unwrap_or("unknown error");
             format!("failed: {reason}; run cutover migrate to retry")
         }
+        Some(State::Copied) if can_record => {
+            "recorded as copied but not in the target (deleted or moved there after the copy?); verify recorded it as failed: run cutover migrate to copy it again".into()
+        }
         Some(State::Copied) => {
-            "recorded as copied but not in the target (deleted or moved there after the copy?)".into()
+            "recorded as copied but not in the target (deleted or moved there after the copy?); a migrate was running, so verify could not record it: run cutover verify again once it ended, then cutover migrate".into()
         }
         Some(State::Gone) => "recorded as deleted on the source, but it is there: run cutover migrate".into(),
         Some(State::Skipped(r)) => format!("skipped ({r}) by an earlier run; run cutover migrate"),
@@ -564,6 +762,7 @@ mod tests {
         Inventoried {
             message_id: id.map(str::to_owned),
             size,
+            id: String::new(),
         }
     }
 
@@ -576,11 +775,11 @@ mod tests {
             inv(None, 5),
         ];
         let mut pool = Pool::new(&inventory);
-        assert!(pool.take_exact(&meta(1, Some("<a>"), 10)));
-        assert!(!pool.take_exact(&meta(2, Some("<b>"), 20)));
+        assert!(pool.take_exact(&meta(1, Some("<a>"), 10)).is_some());
+        assert!(pool.take_exact(&meta(2, Some("<b>"), 20)).is_none());
         assert_eq!(pool.take_by_id(&meta(2, Some("<b>"), 20)), Some(99));
-        assert!(pool.take_exact(&meta(3, None, 5)));
-        assert!(!pool.take_exact(&meta(4, None, 5)));
+        assert!(pool.take_exact(&meta(3, None, 5)).is_some());
+        assert!(pool.take_exact(&meta(4, None, 5)).is_none());
         assert_eq!(pool.take_by_id(&meta(5, Some("<c>"), 1)), None);
         let rest: Vec<&Inventoried> = pool.rest().collect();
         assert_eq!(rest, vec![&inv(Some("<a>"), 10)], "the duplicate is extra");

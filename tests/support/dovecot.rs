@@ -58,6 +58,13 @@
 //!   two labels is two stored copies, so All Mail lists it twice: a client
 //!   must match copies by Message-ID and size either way.
 //!
+//! - cPanel-style layout ([`DovecotOptions::cpanel`]): the personal
+//!   namespace has `prefix = INBOX.` and separator `.`, as cPanel's Dovecot
+//!   (and Courier before it) announce: `NAMESPACE (("INBOX." ".")) NIL NIL`.
+//!   Every folder is a child of INBOX on the wire (`INBOX.Sent`); the
+//!   fixture's API still names it `Sent` (names are relative to the personal
+//!   namespace, see [`Dovecot::mailbox_name`]).
+//!
 //! Set `CUTOVER_FIXTURE_KEEP=1` to keep an instance's directory (config, logs,
 //! Maildirs) after it is dropped, for post-mortem debugging.
 //!
@@ -173,6 +180,23 @@ pub struct DovecotOptions {
     /// Offer COMPRESS=DEFLATE (RFC 4978) after login: Dovecot's `imap_zlib`
     /// plugin (shipped with Debian's dovecot-imapd).
     pub compress: bool,
+    /// Prefix of the personal (inbox) namespace: `""` (default) or
+    /// `"INBOX."` with the `.` separator (cPanel style, see
+    /// [`DovecotOptions::cpanel`]). Not with the Gmail layout.
+    pub prefix: String,
+}
+
+impl DovecotOptions {
+    /// cPanel-style Dovecot: `namespace inbox { prefix = INBOX. separator = .
+    /// inbox = yes }`, i.e. `NAMESPACE (("INBOX." ".")) NIL NIL`; set `users`
+    /// etc. with `..DovecotOptions::cpanel()`.
+    pub fn cpanel() -> DovecotOptions {
+        DovecotOptions {
+            separator: '.',
+            prefix: "INBOX.".to_string(),
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for DovecotOptions {
@@ -187,6 +211,7 @@ impl Default for DovecotOptions {
             gmail: None,
             oauth2_introspection_url: None,
             compress: false,
+            prefix: String::new(),
         }
     }
 }
@@ -269,6 +294,8 @@ pub struct Dovecot {
     gmail: Option<GmailLayout>,
     oauth2: Option<String>,
     compress: bool,
+    /// Personal namespace prefix (`""` or `"INBOX."`).
+    prefix: String,
     port: u16,
     imaps_port: Option<u16>,
     child: Option<Child>,
@@ -292,6 +319,11 @@ impl Dovecot {
         assert!(
             opts.gmail.is_none() || opts.separator == '/',
             "the Gmail layout uses the '/' separator"
+        );
+        assert!(
+            opts.prefix.is_empty() || (opts.prefix == "INBOX." && opts.separator == '.' && opts.gmail.is_none()),
+            "DovecotOptions::prefix must be \"\" or \"INBOX.\" (with the '.' separator, no Gmail layout), not {:?}",
+            opts.prefix
         );
         let dovecot_bin = find_binary("dovecot").unwrap_or_else(|| {
             panic!("dovecot not installed: run scripts/install-deps (needs Debian's dovecot-imapd)")
@@ -334,6 +366,7 @@ impl Dovecot {
             gmail: opts.gmail.clone(),
             oauth2: opts.oauth2_introspection_url.clone(),
             compress: opts.compress,
+            prefix: opts.prefix.clone(),
             port: 0,
             imaps_port: None,
             child: None,
@@ -386,6 +419,18 @@ impl Dovecot {
     /// The IMAP hierarchy separator this server uses.
     pub fn separator(&self) -> char {
         self.separator
+    }
+
+    /// The personal namespace's prefix: `""`, or `"INBOX."` (cPanel style).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The name a client uses on the wire (before modified UTF-7) for a
+    /// fixture folder name: `Sent` -> `INBOX.Sent` in the cPanel layout,
+    /// `A/B` -> `A.B` with the `.` separator.
+    pub fn mailbox_name(&self, folder: &str) -> String {
+        self.vname(folder)
     }
 
     /// The generated configuration, e.g. for `doveadm -c` or `doveconf -c`.
@@ -672,16 +717,30 @@ impl Dovecot {
     /// (Parents that were never created themselves, e.g. `A` after a raw
     /// `doveadm mailbox create A/B`, are not listed: they are `\NonExistent`.)
     pub fn folders(&self, user: &str) -> Vec<FolderStatus> {
-        let out = self.doveadm(&[
-            "-f",
-            "tab",
-            "mailbox",
-            "status",
-            "-u",
-            user,
-            "messages uidvalidity uidnext",
-            "*",
-        ]);
+        let status = |mask: &str| {
+            self.doveadm(&[
+                "-f",
+                "tab",
+                "mailbox",
+                "status",
+                "-u",
+                user,
+                "messages uidvalidity uidnext",
+                mask,
+            ])
+        };
+        let out = if self.prefix.is_empty() {
+            status("*")
+        } else {
+            // Under the `INBOX.` prefix `*` matches nothing: INBOX, then its
+            // children (same columns; the second header dropped).
+            let mut out = status("INBOX");
+            for row in status(&format!("{}*", self.prefix)).lines().skip(1) {
+                out.push_str(row);
+                out.push('\n');
+            }
+            out
+        };
         let mut rows = out.lines();
         let header: Vec<&str> = rows.next().unwrap_or_default().split('\t').collect();
         let col = |name: &str| {
@@ -917,7 +976,7 @@ impl Dovecot {
         // One mailbox per call: several names in one `mailbox status` are
         // ANDed into a search that matches nothing.
         for (name, _) in SPECIAL_USE {
-            self.doveadm(&["mailbox", "status", "-u", login, "messages", name]);
+            self.doveadm(&["mailbox", "status", "-u", login, "messages", &self.vname(name)]);
         }
     }
 
@@ -929,11 +988,12 @@ impl Dovecot {
         if self.separator == '/' {
             return folder.to_string();
         }
-        folder
+        let name = folder
             .split('/')
             .map(|c| c.replace('.', "\\2e"))
             .collect::<Vec<_>>()
-            .join(".")
+            .join(".");
+        format!("{}{name}", self.prefix)
     }
 
     /// Server name -> fixture folder name.
@@ -944,6 +1004,7 @@ impl Dovecot {
         if self.separator == '/' {
             return vname.to_string();
         }
+        let vname = vname.strip_prefix(self.prefix.as_str()).unwrap_or(vname);
         vname
             .split('.')
             .map(|c| c.replace("\\2e", "."))
@@ -1120,7 +1181,11 @@ impl Dovecot {
         line("");
         line("namespace inbox {");
         line("  inbox = yes");
-        line("  prefix =");
+        if self.prefix.is_empty() {
+            line("  prefix =");
+        } else {
+            line(&format!("  prefix = {}", self.prefix));
+        }
         line(&format!("  separator = {}", self.separator));
         if let Some(layout) = &self.gmail {
             line("}");

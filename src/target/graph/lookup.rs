@@ -222,7 +222,7 @@ impl GraphSession {
     }
 
     /// Whether the stored MIME of message `id` is exactly `raw`.
-    async fn same_mime(&self, id: &str, raw: &[u8]) -> Result<bool> {
+    pub(super) async fn same_mime(&self, id: &str, raw: &[u8]) -> Result<bool> {
         let url = format!("{}/messages/{}/$value", self.users, seg(id));
         match self.send(&Call::get(url, "compare message content")).await {
             Ok(reply) => Ok(reply.body.as_ref() == raw),
@@ -266,7 +266,11 @@ impl GraphSession {
                     Some(_) => m.property(json::MESSAGE_ID_PROPERTY).map(str::to_owned),
                     None => m.internet_message_id.as_deref().and_then(json::bracketed_message_id),
                 };
-                out.push(Inventoried { message_id, size });
+                out.push(Inventoried {
+                    message_id,
+                    size,
+                    id: m.id.clone(),
+                });
             }
             match page.next_link {
                 Some(next) => url = self.same_origin(next)?,

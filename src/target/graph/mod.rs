@@ -36,6 +36,7 @@
 
 mod api;
 mod client;
+mod compare;
 pub mod config;
 mod failure;
 mod folders;
@@ -59,7 +60,7 @@ use self::failure::Failure;
 use self::throttle::MailboxLimits;
 use crate::error::{Error, Result};
 use crate::model::TargetLogin;
-use crate::model::{TargetFolder, Upload};
+use crate::model::{MessageKey, TargetFolder, Upload};
 use crate::oauth::{EntraApp, TokenSettings, TokenSource};
 use crate::target::{Inventoried, Pending, Target, TargetSession};
 
@@ -236,6 +237,7 @@ impl Target for GraphTarget {
                 users,
                 beta_users,
                 children: HashMap::new(),
+                conversions: Vec::new(),
             };
             // Fail early, and with a clear reason, on a mailbox that does not
             // exist or that the app may not read; once per mailbox per run.
@@ -284,6 +286,9 @@ struct GraphSession {
     beta_users: String,
     /// (parent reference, lower-cased display name) → folder id.
     children: HashMap<(String, String), String>,
+    /// Messages stored in another form than the source's, for the report
+    /// ([`TargetSession::take_conversions`]).
+    conversions: Vec<(MessageKey, String)>,
 }
 
 impl GraphSession {
@@ -320,6 +325,20 @@ impl TargetSession for GraphSession {
 
     fn inventory<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, Vec<Inventoried>> {
         self.inventory_of(folder, known).boxed()
+    }
+
+    fn compare_content<'a>(
+        &'a mut self,
+        _folder: &'a TargetFolder,
+        _known: Option<&'a str>,
+        item: &'a Inventoried,
+        source: &'a [u8],
+    ) -> Pending<'a, Option<String>> {
+        self.compare_copy(item, source).boxed()
+    }
+
+    fn take_conversions(&mut self) -> Vec<(MessageKey, String)> {
+        std::mem::take(&mut self.conversions)
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {

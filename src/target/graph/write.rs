@@ -79,6 +79,28 @@ impl GraphSession {
         if self.inner.json_now() {
             return self.write_json(folder, message).await;
         }
+        // One importMime request carries the whole message, base64: larger
+        // than the mailbox's upload budget for a window (150 MB per 5
+        // minutes), Exchange throttles it every time. json sends it in
+        // pieces (attachments through upload sessions of 4 MiB ranges).
+        let request_bytes = (message.raw.len() as u64).div_ceil(3) * 4;
+        if request_bytes > u64::from(self.inner.settings.upload_bytes_per_5_minutes) {
+            tracing::info!(
+                user = %self.email,
+                message = %message.key,
+                "the message is too large for one importMime request within the upload budget ({request_bytes} bytes base64, {} per window): copying it as JSON",
+                self.inner.settings.upload_bytes_per_5_minutes
+            );
+            let id = self.write_json(folder, message).await?;
+            self.conversions.push((
+                message.key.clone(),
+                format!(
+                    "too large for one importMime request within Exchange's upload budget ({} bytes per 5 minutes): copied as JSON (body, headers and attachments kept; not byte-identical)",
+                    self.inner.settings.upload_bytes_per_5_minutes
+                ),
+            ));
+            return Ok(id);
+        }
         let auto = self.inner.settings.write_mode == GraphWriteMode::Auto;
         match self.write_mime(folder, message).await {
             Ok(id) => Ok(id),
@@ -200,6 +222,15 @@ impl GraphSession {
             self.discard(&id).await;
             return Err(Failure::plain(e));
         }
+        if built.cut_to_fit {
+            self.conversions.push((
+                message.key.clone(),
+                format!(
+                    "its body or header block was too large for one Graph request (4 MB): the item holds them cut short, with the complete original attached as {}",
+                    json::ORIGINAL_NAME
+                ),
+            ));
+        }
         Ok(id)
     }
 
@@ -307,6 +338,19 @@ impl GraphSession {
     /// Large attachments: an upload session, then the bytes in sequential
     /// ranges sent to the session's URL without the Graph token (the URL
     /// carries its own credential).
+    ///
+    /// A range's answer can be lost after Exchange took it (a dropped
+    /// connection, an answer later than the timeout). The client sends the
+    /// range again, and Exchange refuses the repeat: it expects the next
+    /// range (416), or the session ended with the final one (404). Graph
+    /// documents no way to ask an Outlook upload session how far it got
+    /// (`nextExpectedRanges` comes only in the answers), so the message's
+    /// attachments are read instead: the attachment is there (done), or it
+    /// is not and a new session sends it again, at most
+    /// [`UPLOAD_SESSIONS`] times. Attachments that appeared during the
+    /// upload are told apart from those the message had before by their
+    /// ids; one cut short or made twice is deleted. This keeps the copy
+    /// instead of deleting the message and creating it again.
     async fn upload_session(&self, message_id: &str, attachment: json::Attachment, what: &str) -> Result<()> {
         let total = attachment.bytes.len();
         let request = api::UploadSessionRequest {
@@ -319,16 +363,68 @@ impl GraphSession {
                 content_id: attachment.content_id.as_deref(),
             },
         };
+        let request = Bytes::from(serde_json::to_vec(&request).expect("serializes"));
+        // What the message had before, so that what this upload added can
+        // be told apart from an earlier attachment of the same name.
+        let before: Vec<String> = self
+            .attachments_of(message_id, what)
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        let data = Bytes::from(attachment.bytes);
+        let mut sessions = 0;
+        loop {
+            sessions += 1;
+            let lost = match self.send_ranges(message_id, &request, &data, what).await? {
+                None if sessions == 1 => return Ok(()),
+                // Sent whole after a lost answer: an earlier session may
+                // have completed it too, late.
+                None => {
+                    self.settle_attachment(message_id, &attachment.name, total, &before, what)
+                        .await?;
+                    return Ok(());
+                }
+                Some(lost) => lost,
+            };
+            tracing::debug!(user = %self.email, sessions, "an upload range's answer was lost; checking the attachments: {}", lost.error);
+            // As after a create: time for a late commit to become visible.
+            tokio::time::sleep(LATE_COMMIT_WAIT).await;
+            if self
+                .settle_attachment(message_id, &attachment.name, total, &before, what)
+                .await?
+            {
+                return Ok(());
+            }
+            if sessions >= UPLOAD_SESSIONS {
+                return Err(Error::transient(format!(
+                    "{what}: the upload's outcome stayed unknown through {UPLOAD_SESSIONS} upload sessions ({}); retrying",
+                    lost.error.message
+                )));
+            }
+        }
+    }
+
+    /// One upload session: creates it and sends every range. `None` once
+    /// the final range is acknowledged; the failure when a range is
+    /// refused in the way a repeat of an already taken range is (416), or
+    /// the session is gone (404) or in conflict (409).
+    async fn send_ranges(
+        &self,
+        message_id: &str,
+        request: &Bytes,
+        data: &Bytes,
+        what: &str,
+    ) -> Result<Option<Failure>> {
         let url = format!(
             "{}/messages/{}/attachments/createUploadSession",
             self.users,
             seg(message_id)
         );
-        let body = serde_json::to_vec(&request).expect("serializes");
         let call = Call {
             method: Method::POST,
             url,
-            body: Body::Json(body.into()),
+            body: Body::Json(request.clone()),
             what,
             authorized: true,
             idempotent: false,
@@ -336,11 +432,13 @@ impl GraphSession {
         let reply = self.send(&call).await?;
         let session: UploadSession = parse(&reply.body, what)?;
         check_upload_url(&session.upload_url).map_err(|e| e.context(what))?;
-        let data = Bytes::from(attachment.bytes);
+        let total = data.len();
         let mut start = 0;
         while start < total {
             let end = (start + CHUNK_BYTES).min(total);
             let range = format!("bytes {}-{}/{}", start, end - 1, total);
+            // Idempotent: the client repeats a range after a 5xx, a 429 or
+            // a lost answer, each within its own deadline.
             let call = Call {
                 method: Method::PUT,
                 url: session.upload_url.clone(),
@@ -352,10 +450,76 @@ impl GraphSession {
                 authorized: false,
                 idempotent: true,
             };
-            self.send(&call).await?;
-            start = end;
+            match self.send(&call).await {
+                Ok(_) => start = end,
+                Err(f) if matches!(f.status, Some(404 | 409 | 416)) => return Ok(Some(f)),
+                Err(f) => return Err(f.error),
+            }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// After a lost answer: whether the attachment `name` of `size` bytes
+    /// is on the message now, among the attachments not in `before`. One
+    /// whole copy is kept; others of that name added meanwhile (cut short,
+    /// or made twice) are deleted.
+    async fn settle_attachment(
+        &self,
+        message_id: &str,
+        name: &str,
+        size: usize,
+        before: &[String],
+        what: &str,
+    ) -> Result<bool> {
+        let added: Vec<ListedAttachment> = self
+            .attachments_of(message_id, what)
+            .await?
+            .into_iter()
+            .filter(|a| a.name == name && !before.contains(&a.id))
+            .collect();
+        // Exchange's size counts the attachment's properties too: a whole
+        // attachment is never smaller than its bytes.
+        let keep = added.iter().position(|a| a.size >= size as u64);
+        for (i, a) in added.iter().enumerate() {
+            if Some(i) == keep {
+                continue;
+            }
+            tracing::debug!(user = %self.email, "deleting an attachment an interrupted upload left behind");
+            let url = format!("{}/messages/{}/attachments/{}", self.users, seg(message_id), seg(&a.id));
+            let call = Call {
+                method: Method::DELETE,
+                url,
+                body: Body::Empty,
+                what,
+                authorized: true,
+                idempotent: true,
+            };
+            match self.send(&call).await {
+                Ok(_) => {}
+                Err(f) if f.status == Some(404) => {}
+                Err(f) => return Err(f.error),
+            }
+        }
+        Ok(keep.is_some())
+    }
+
+    /// The message's attachments: id, name and size.
+    async fn attachments_of(&self, message_id: &str, what: &str) -> Result<Vec<ListedAttachment>> {
+        let mut url = format!(
+            "{}/messages/{}/attachments?$select=id,name,size",
+            self.users,
+            seg(message_id)
+        );
+        let mut all = Vec::new();
+        loop {
+            let reply = self.send(&Call::get(url, what)).await?;
+            let page: AttachmentPage = parse(&reply.body, what)?;
+            all.extend(page.value);
+            match page.next_link {
+                Some(next) => url = self.same_origin(next)?,
+                None => return Ok(all),
+            }
+        }
     }
 
     /// importMime has no documented rule for the received date. If it did
@@ -403,6 +567,28 @@ fn state_patch(flags: &Flags, created: Option<&CreatedMessage>) -> MessagePatch 
         patch.categories = Some(want);
     }
     patch
+}
+
+/// Upload sessions one large attachment may take when range answers are
+/// lost, before the copy fails (and is made again, whole, later).
+const UPLOAD_SESSIONS: u32 = 3;
+
+/// One page of a message's attachments (`$select=id,name,size`).
+#[derive(serde::Deserialize)]
+struct AttachmentPage {
+    #[serde(default)]
+    value: Vec<ListedAttachment>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListedAttachment {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    size: u64,
 }
 
 /// The least time between a create whose outcome is unknown (its answer

@@ -5,6 +5,10 @@
 //! - `GET  /_emulator/mailboxes` — summary of every mailbox
 //! - `POST /_emulator/mailboxes` — `{"address", "maxReceiveSizeBytes"?}` create or update one
 //! - `GET  /_emulator/mailboxes/{user}[?mime=false]` — full dump
+//! - `PATCH /_emulator/mailboxes/{user}/messages/{id}` — `{"bodyContent"}`:
+//!   replace a stored message's body (and its MIME, if imported) the way
+//!   a fault in the service or a user's edit would, which Graph itself
+//!   refuses on a sent item; tests plant damage for `cutover verify` to find
 //! - `GET  /_emulator/stats` — counters, Retry-After violations and the limits in force
 //! - `POST /_emulator/reset` — forget mailboxes, stats, throttles, faults, uploads (tokens stay valid)
 //! - `GET|POST|DELETE /_emulator/faults` — fault configuration
@@ -33,6 +37,7 @@ pub fn handle(app: &Arc<App>, req: &Req) -> Resp {
         (&Method::GET, ["mailboxes"]) => list_mailboxes(app),
         (&Method::POST, ["mailboxes"]) => create_mailbox(app, req),
         (&Method::GET, ["mailboxes", user]) => dump(app, req, user),
+        (&Method::PATCH, ["mailboxes", user, "messages", id]) => tamper(app, req, user, id),
         (&Method::GET, ["stats"]) => stats(app),
         (&Method::POST, ["reset"]) => reset(app),
         (&Method::GET, ["faults"]) => faults_json(app),
@@ -207,6 +212,35 @@ fn message_dump(mb: &Mailbox, m: &Message, with_mime: bool) -> Value {
         "mimeBase64": if with_mime { m.mime.as_ref().map(|b| json!(STANDARD.encode(b))).unwrap_or(Value::Null) } else { Value::Null },
         "attachments": attachments,
     })
+}
+
+fn tamper(app: &App, req: &Req, user: &str, id: &str) -> Resp {
+    let body: Value = match serde_json::from_slice(&req.body) {
+        Ok(v) => v,
+        Err(e) => return err(400, &format!("invalid JSON: {e}")),
+    };
+    let Some(content) = body.get("bodyContent").and_then(Value::as_str) else {
+        return err(400, "bodyContent is required");
+    };
+    let mut store = app.store.lock().unwrap();
+    let Some(i) = store.find(user) else {
+        return err(404, &format!("no mailbox '{user}'"));
+    };
+    let Some(m) = store.mailboxes[i].messages.get_mut(id) else {
+        return err(404, &format!("no message '{id}'"));
+    };
+    if let Some(mime) = &m.mime {
+        // The imported MIME's body, replaced after its header block.
+        let end = mime
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(mime.len(), |p| p + 4);
+        let mut changed = mime[..end].to_vec();
+        changed.extend_from_slice(content.as_bytes());
+        m.mime = Some(changed.into());
+    }
+    m.body = content.to_owned();
+    Resp::plain_json(200, &json!({ "id": id, "bodyLength": content.len() }))
 }
 
 fn dump(app: &App, req: &Req, user: &str) -> Resp {

@@ -7,6 +7,7 @@
 //! `Authorization` header. The final PUT answers `201` with a `Location`
 //! header and an empty body; the others `200` with `nextExpectedRanges`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -16,8 +17,8 @@ use chrono::Utc;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::App;
 use crate::config::NonDraftAttachments;
+use crate::faults::Fault;
 use crate::graph::{Chain, Ctx};
 use crate::http::{Req, Resp, bad_value, graph_error, json_object, stamp, unknown_property};
 use crate::messages::{MAX_REQUEST_BYTES, item_not_found, locate, message_too_large};
@@ -25,6 +26,8 @@ use crate::mime::NewAttachment;
 use crate::odata::{self, Entity};
 use crate::stats::Event;
 use crate::store::{Attachment, AttachmentContent, KIND_ATTACHMENT, Lookup, Mailbox, Message};
+use crate::throttle::Key;
+use crate::{App, Outcome};
 
 /// Largest file a single `POST …/attachments` takes (3 MB, read as MiB).
 pub const MAX_INLINE_ATTACHMENT: u64 = 3 * 1024 * 1024;
@@ -484,40 +487,74 @@ fn content_range(v: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// `PUT` / `DELETE` on an upload URL (`/_upload/{token}`). Not a Graph path:
-/// no bearer token, no fault injection; still throttled per (app, mailbox),
-/// as the uploads count against the mailbox's limits.
-pub async fn handle_upload(app: std::sync::Arc<App>, req: Req) -> Resp {
-    let mut ev = Event {
-        method: req.method.to_string(),
-        kind: if req.method == Method::DELETE {
-            "upload.delete"
-        } else {
-            "upload.put"
-        },
-        ..Event::default()
-    };
-    let resp = upload_inner(&app, &req, &mut ev);
-    ev.status = Some(resp.status_u16());
-    app.stats.lock().unwrap().record(&ev);
-    stamp(&req, resp)
+/// no bearer token; still throttled per (app, mailbox), as the uploads
+/// count against the mailbox's limits.
+///
+/// A `PUT` is faulted like a Graph request (matched as
+/// `PUT /_upload/{token}`), with what each fault means for a range:
+/// `reset` drops the connection before the range is looked at; an error
+/// status answers without taking it; `reset_after` takes the range (the
+/// final one completes the attachment) and then drops the connection;
+/// `slow` takes it and answers only after the delay, when the client may
+/// have given up. After those two the client cannot know the range was
+/// committed, and a repeat of it is refused as any out-of-order range is
+/// (416; 404 once the final range has ended the session).
+///
+/// The work runs in a task of its own, so a range the client gave up on is
+/// still taken and counted, as a real server would.
+pub async fn handle_upload(app: Arc<App>, req: Req) -> Outcome {
+    let work = tokio::spawn(async move {
+        let mut ev = Event {
+            method: req.method.to_string(),
+            kind: if req.method == Method::DELETE {
+                "upload.delete"
+            } else {
+                "upload.put"
+            },
+            ..Event::default()
+        };
+        let outcome = upload_inner(&app, &req, &mut ev).await;
+        ev.status = match &outcome {
+            Outcome::Resp(r) => Some(r.status_u16()),
+            Outcome::Reset => None,
+        };
+        app.stats.lock().unwrap().record(&ev);
+        match outcome {
+            Outcome::Resp(r) => Outcome::Resp(stamp(&req, r)),
+            Outcome::Reset => Outcome::Reset,
+        }
+    });
+    work.await.unwrap_or(Outcome::Reset)
 }
 
 fn upload_error(req: &Req, status: u16, code: &str, message: &str) -> Resp {
     graph_error(req, status, code, message)
 }
 
-fn upload_inner(app: &std::sync::Arc<App>, req: &Req, ev: &mut Event) -> Resp {
+/// Holds an upload's throttling slot until dropped.
+struct UploadSlot<'a> {
+    app: &'a App,
+    key: Key,
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        self.app.throttle.lock().unwrap().release(&self.key);
+    }
+}
+
+async fn upload_inner(app: &Arc<App>, req: &Req, ev: &mut Event) -> Outcome {
     let token = req.segments.get(1).cloned().unwrap_or_default();
     let (key, address, expired) = {
         let uploads = app.uploads.lock().unwrap();
         match uploads.get(&token) {
             None => {
-                return upload_error(
+                return Outcome::Resp(upload_error(
                     req,
                     404,
                     "ErrorItemNotFound",
                     "The upload session was not found or has expired.",
-                );
+                ));
             }
             Some(s) => (
                 (s.app_id.clone(), s.mailbox_id.clone()),
@@ -529,29 +566,29 @@ fn upload_inner(app: &std::sync::Arc<App>, req: &Req, ev: &mut Event) -> Resp {
     ev.mailbox = Some(address.clone());
     if expired {
         app.uploads.lock().unwrap().remove(&token);
-        return upload_error(
+        return Outcome::Resp(upload_error(
             req,
             404,
             "ErrorItemNotFound",
             "The upload session was not found or has expired.",
-        );
+        ));
     }
     if req.headers.contains_key("authorization") {
         // The URL is pre-authenticated; the docs say not to send Authorization
         // and that doing so can fail with 401.
-        return upload_error(
+        return Outcome::Resp(upload_error(
             req,
             401,
             "InvalidAuthenticationToken",
             "Do not specify an Authorization header for a pre-authenticated upload URL.",
-        );
+        ));
     }
     if req.method == Method::DELETE {
         app.uploads.lock().unwrap().remove(&token);
-        return Resp::new(204);
+        return Outcome::Resp(Resp::new(204));
     }
     if req.method != Method::PUT {
-        return crate::http::method_not_allowed(req);
+        return Outcome::Resp(crate::http::method_not_allowed(req));
     }
     let upload = req.body.len() as u64;
     let admitted = app.throttle.lock().unwrap().admit(&key, upload, req.arrived);
@@ -564,17 +601,55 @@ fn upload_inner(app: &std::sync::Arc<App>, req: &Req, ev: &mut Event) -> Resp {
                     .record_violation(&address, &key.0, "PUT", &req.path, v);
             }
             ev.throttled = Some(t.reason.as_str());
-            return graph_error(req, 429, "ApplicationThrottled", t.reason.message())
-                .header("retry-after", &t.retry_after_secs.to_string());
+            return Outcome::Resp(
+                graph_error(req, 429, "ApplicationThrottled", t.reason.message())
+                    .header("retry-after", &t.retry_after_secs.to_string()),
+            );
         }
         Ok(c) => {
             ev.concurrent = c;
             ev.upload_bytes = upload;
         }
     }
+    // Faults are drawn after admission, as for Graph requests: a faulted
+    // range used a slot and counts.
+    let _slot = UploadSlot { app, key: key.clone() };
+    let fault = crate::graph::draw_fault(app, req, true).await;
+    match fault {
+        Fault::Reset => {
+            ev.fault = Some("reset".into());
+            return Outcome::Reset;
+        }
+        Fault::Status(status) => {
+            ev.fault = Some(status.to_string());
+            let resp = crate::graph::fault_response(app, req, status);
+            if let Some(secs) = resp
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                app.throttle.lock().unwrap().set_penalty(&key, secs, status);
+            }
+            return Outcome::Resp(resp);
+        }
+        Fault::None | Fault::ResetAfter | Fault::Slow(_) => {}
+    }
     let resp = put_chunk(app, req, &token);
-    app.throttle.lock().unwrap().release(&key);
-    resp
+    match fault {
+        Fault::ResetAfter => {
+            // Taken (committed), but the client never hears the answer.
+            ev.fault = Some(crate::graph::RESET_AFTER.into());
+            Outcome::Reset
+        }
+        Fault::Slow(delay) => {
+            // Taken now; the answer comes late.
+            ev.fault = Some("slow".into());
+            tokio::time::sleep(delay).await;
+            Outcome::Resp(resp)
+        }
+        _ => Outcome::Resp(resp),
+    }
 }
 
 fn put_chunk(app: &App, req: &Req, token: &str) -> Resp {

@@ -2,8 +2,9 @@
 //!
 //! Real Graph fails transiently (500/503/504, dropped connections, slow
 //! answers); the product's retry logic is only tested if the emulator does
-//! too. Faults apply to `/v1.0` and `/beta` requests only: the token
-//! endpoint, upload URLs and the admin API are never faulted.
+//! too. Faults apply to `/v1.0` and `/beta` requests and to `PUT`s on
+//! upload URLs (`PUT /_upload/{token}` for `on`): the token endpoint, an
+//! upload URL's `DELETE` and the admin API are never faulted.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,7 +27,8 @@ pub struct FailNext {
     pub drop: Option<DropKind>,
     /// Or: hold the request this many milliseconds (real time), then
     /// process and answer it. With a client timeout shorter than that, a
-    /// create commits after the client gave up on it ("slow success").
+    /// create commits after the client gave up on it ("slow success"). An
+    /// upload range is taken at once and only its answer is held.
     #[serde(default)]
     pub slow_ms: Option<u64>,
     pub count: u32,
@@ -80,8 +82,8 @@ pub enum Fault {
     /// Process the request, then drop the connection.
     ResetAfter,
     Status(u16),
-    /// Process the request after this long, whether or not the client
-    /// still waits for the answer.
+    /// Process the request after this long (an upload range: answer it
+    /// after this long), whether or not the client still waits.
     Slow(Duration),
 }
 
@@ -225,6 +227,23 @@ mod tests {
             config.decide(&mut rng, true, || "PATCH /v1.0/users/a/messages/1".to_owned()),
             Fault::None
         );
+    }
+
+    #[test]
+    fn upload_ranges_are_matched_by_their_upload_path() {
+        let mut config = queue(serde_json::json!([
+            {"slow_ms": 50, "on": "PUT /_upload", "count": 1},
+        ]));
+        let mut rng = fastrand::Rng::with_seed(1);
+        assert_eq!(
+            config.decide(&mut rng, true, || "PUT /v1.0/users/a/messages/1".to_owned()),
+            Fault::None
+        );
+        assert_eq!(
+            config.decide(&mut rng, true, || "PUT /_upload/tok3n".to_owned()),
+            Fault::Slow(Duration::from_millis(50))
+        );
+        assert!(config.fail_next.is_empty());
     }
 
     #[test]

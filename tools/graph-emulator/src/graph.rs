@@ -244,7 +244,7 @@ pub fn handle(app: Arc<App>, req: Req, in_batch: bool) -> Pin<Box<dyn Future<Out
 }
 
 /// Error body of an injected failure.
-fn fault_response(app: &App, req: &Req, status: u16) -> Resp {
+pub fn fault_response(app: &App, req: &Req, status: u16) -> Resp {
     let (code, message) = match status {
         429 => ("ApplicationThrottled", "Application is over its RequestRate limit."),
         500 => ("InternalServerError", "An internal server error occurred."),
@@ -268,24 +268,31 @@ fn fault_response(app: &App, req: &Req, status: u16) -> Resp {
 }
 
 /// The fault label of a request processed and then cut off.
-const RESET_AFTER: &str = "reset_after";
+pub const RESET_AFTER: &str = "reset_after";
 
 /// Retry-After (emulated seconds) on injected 503/429 unless configured.
 const DEFAULT_FAULT_RETRY_AFTER: u64 = 2;
 
-/// Applies latency and draws a fault. Returns a response (or reset) when the
-/// request fails here.
-async fn inject(app: &App, req: &Req, in_batch: bool, ev: &mut Event) -> Option<Outcome> {
+/// Applies the configured latency, then draws the fault for a request
+/// (matched against its `METHOD /path`). `allow_reset` is false inside
+/// `$batch`. Graph requests and upload-URL PUTs both come through here.
+pub async fn draw_fault(app: &App, req: &Req, allow_reset: bool) -> Fault {
     let (latency, fault) = {
         let mut rng = app.rng.lock().unwrap();
         let mut faults = app.faults.lock().unwrap();
         let request = || format!("{} /{}", req.method, req.segments.join("/"));
-        (faults.latency(&mut rng), faults.decide(&mut rng, !in_batch, request))
+        (faults.latency(&mut rng), faults.decide(&mut rng, allow_reset, request))
     };
     if let Some(d) = latency {
         tokio::time::sleep(d).await;
     }
-    match fault {
+    fault
+}
+
+/// Applies latency and draws a fault. Returns a response (or reset) when the
+/// request fails here.
+async fn inject(app: &App, req: &Req, in_batch: bool, ev: &mut Event) -> Option<Outcome> {
+    match draw_fault(app, req, !in_batch).await {
         Fault::None => None,
         Fault::Reset => {
             ev.fault = Some("reset".into());

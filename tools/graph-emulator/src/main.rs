@@ -57,14 +57,28 @@
 //!   hint to use an upload session; sessions take 3–150 MiB; attachments on
 //!   non-drafts follow `--nondraft-attachments` (default allow). Upload URLs
 //!   refuse `Authorization` (401), need `application/octet-stream` (415),
-//!   take ranges in order (gap or overlap: 416), at most 4 MiB each (413),
-//!   live 2 hours, and are throttled but never faulted.
+//!   take ranges in order (gap or overlap: 416, so a range sent again
+//!   after it was taken is refused too; after the final range the session
+//!   is gone: 404), at most 4 MiB each (413), live 2 hours, and are
+//!   throttled and faulted (below).
 //! - `$batch`: bodies follow OData JSON batch (JSON, text as a string, other
 //!   media base64url); dependants of a failed request get 424; 4 items run at
 //!   a time; responses are shuffled (seeded).
 //! - Faults are drawn after throttling admission: a faulted request used a
 //!   slot and counts. Injected 503/429 carry `Retry-After` (2 emulated
 //!   seconds unless `retry_after_secs` is set); 500/502/504 do not.
+//! - Fault targets: `/v1.0` and `/beta` requests (inside `$batch` no
+//!   connection is dropped) and `PUT`s on upload URLs, which `fail_next`'s
+//!   `on` matches as `PUT /_upload/{token}`; the random rates and latency
+//!   apply to both. Never faulted: the token endpoint, an upload URL's
+//!   `DELETE`, `/_emulator`. Fault kinds: `status` answers that error
+//!   without processing; `drop: "reset"` drops the connection before
+//!   processing; `drop: "reset_after"` processes, then drops it (an upload
+//!   range is committed; the final one completes the attachment);
+//!   `slow_ms` holds a Graph request that long and then processes it, but
+//!   takes an upload range at once and holds only its answer. Either way a
+//!   client with a shorter timeout gives up on a request that is carried
+//!   out.
 //! - `POST /_emulator/reset` keeps issued tokens valid.
 
 mod admin;
@@ -174,7 +188,7 @@ async fn route(app: Arc<App>, req: Req) -> Outcome {
         "_emulator" => Outcome::Resp(admin::handle(&app, &req)),
         "_upload" => {
             attachments::purge_expired(&app);
-            Outcome::Resp(attachments::handle_upload(app, req).await)
+            attachments::handle_upload(app, req).await
         }
         "v1.0" | "beta" => graph::handle(app, req, false).await,
         _ if req.segments.len() == 4

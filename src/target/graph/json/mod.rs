@@ -20,6 +20,7 @@
 //! of their own.
 
 mod attachments;
+pub mod content;
 mod stamp;
 
 use mail_parser::{Addr, Address, HeaderName, MessageParser, PartType};
@@ -98,9 +99,62 @@ pub fn build_stamped(
 }
 
 fn convert(raw: &[u8], flags: &Flags, internal_date: i64, stamp: Option<&Stamp>) -> Result<JsonMessage, String> {
-    let msg = MessageParser::default()
+    let msg = parse_mime(raw)?;
+    let (mut message, whole) = prepare(raw, &msg, flags, internal_date, stamp)?;
+    let cut_to_fit = !whole.is_empty();
+
+    // Attachments ride along while the request stays under the limit; the
+    // rest are added after creation.
+    let attachments = attachments::attachments(raw, &msg);
+    let mut size = serde_json::to_vec(&message).map_err(|e| e.to_string())?.len();
+    let mut deferred = Vec::new();
+    for a in attachments {
+        if a.bytes.len() <= ATTACHMENT_INLINE_MAX {
+            let wire = a.to_wire();
+            let len = serde_json::to_vec(&wire).map_err(|e| e.to_string())?.len() + 1;
+            if size + len < REQUEST_MAX {
+                size += len;
+                message.attachments.push(wire);
+                continue;
+            }
+        }
+        deferred.push(a);
+    }
+    deferred.extend(whole);
+    if !deferred.is_empty() {
+        // Not complete until the deferred attachments are added: marked
+        // pending, and given its final stamp after the last one.
+        for p in &mut message.single_value_extended_properties {
+            if p.id == KEY_PROPERTY {
+                p.value = Stamp::pending(&p.value);
+            }
+        }
+    }
+    let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
+    Ok(JsonMessage {
+        request,
+        deferred,
+        cut_to_fit,
+    })
+}
+
+fn parse_mime(raw: &[u8]) -> Result<mail_parser::Message<'_>, String> {
+    MessageParser::default()
         .parse(raw)
-        .ok_or_else(|| "the message could not be parsed as MIME (no header block)".to_owned())?;
+        .ok_or_else(|| "the message could not be parsed as MIME (no header block)".to_owned())
+}
+
+/// The message's fields as a create request holds them (without
+/// attachments), cut to fit one request when they must be; then the
+/// complete original (and large HTML body) to attach, empty when nothing
+/// was cut.
+fn prepare(
+    raw: &[u8],
+    msg: &mail_parser::Message,
+    flags: &Flags,
+    internal_date: i64,
+    stamp: Option<&Stamp>,
+) -> Result<(NewMessage, Vec<Attachment>), String> {
     let root = msg.root_part();
 
     let date_header = msg.date().map(|d| d.to_timestamp()).and_then(system_time);
@@ -173,14 +227,14 @@ fn convert(raw: &[u8], flags: &Flags, internal_date: i64, stamp: Option<&Stamp>)
             .find_map(|v| v.as_text())
             .and_then(bracketed_message_id),
         subject: msg.subject().unwrap_or_default().to_owned(),
-        body: body(&msg),
+        body: body(msg),
         from: first(msg.from()),
         sender: first(msg.sender()),
         to_recipients: all(msg.to()),
         cc_recipients: all(msg.cc()),
         bcc_recipients: all(msg.bcc()),
         reply_to: all(msg.reply_to()),
-        importance: importance(&msg),
+        importance: importance(msg),
         is_read: flags.seen(),
         flag: flags.flagged().then(|| FollowupFlag {
             flag_status: "flagged".into(),
@@ -193,41 +247,28 @@ fn convert(raw: &[u8], flags: &Flags, internal_date: i64, stamp: Option<&Stamp>)
     // A body or header block too large for one request: cut to fit, with
     // the whole original attached (added after creation).
     let whole = fit_request(&mut message, raw)?;
-    let cut_to_fit = !whole.is_empty();
+    Ok((message, whole))
+}
 
-    // Attachments ride along while the request stays under the limit; the
-    // rest are added after creation.
-    let attachments = attachments::attachments(raw, &msg);
-    let mut size = serde_json::to_vec(&message).map_err(|e| e.to_string())?.len();
-    let mut deferred = Vec::new();
-    for a in attachments {
-        if a.bytes.len() <= ATTACHMENT_INLINE_MAX {
-            let wire = a.to_wire();
-            let len = serde_json::to_vec(&wire).map_err(|e| e.to_string())?.len() + 1;
-            if size + len < REQUEST_MAX {
-                size += len;
-                message.attachments.push(wire);
-                continue;
-            }
+/// What a copy of `raw` holds in Exchange, for `cutover verify`: the forms
+/// its body and attachments may take. Under the same panic guard as
+/// [`build`].
+pub fn expected_content(raw: &[u8]) -> Result<content::Expected, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let msg = parse_mime(raw)?;
+        let attachments = attachments::attachments(raw, &msg);
+        let full = body(&msg);
+        let (cut, whole) = prepare(raw, &msg, &Flags::default(), 0, None)?;
+        let mut forms = vec![content::Form::new(&full, &attachments)];
+        if !whole.is_empty() {
+            // json mode cut it to fit; importMime keeps it whole.
+            let mut with_original = attachments;
+            with_original.extend(whole);
+            forms.insert(0, content::Form::new(&cut.body, &with_original));
         }
-        deferred.push(a);
-    }
-    deferred.extend(whole);
-    if !deferred.is_empty() {
-        // Not complete until the deferred attachments are added: marked
-        // pending, and given its final stamp after the last one.
-        for p in &mut message.single_value_extended_properties {
-            if p.id == KEY_PROPERTY {
-                p.value = Stamp::pending(&p.value);
-            }
-        }
-    }
-    let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
-    Ok(JsonMessage {
-        request,
-        deferred,
-        cut_to_fit,
-    })
+        Ok(content::Expected { forms })
+    }))
+    .unwrap_or_else(|_| Err("the MIME structure of this message is too broken to compare".to_owned()))
 }
 
 /// The words a message cut to fit starts with.
