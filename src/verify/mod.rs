@@ -141,6 +141,20 @@ pub struct MissingItem {
     pub status: String,
 }
 
+impl MissingItem {
+    fn of(s: &Scanned, m: &MessageMeta, status: String) -> MissingItem {
+        MissingItem {
+            folder: s.folder.display(),
+            uid: m.uid,
+            date: format_time(m.internal_date),
+            size: m.size,
+            message_id: m.message_id.clone(),
+            subject: m.subject.clone(),
+            status,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ExtraItem {
     pub folder: String,
@@ -500,15 +514,7 @@ async fn compare_groups(
                 }
             };
             fv.missing += 1;
-            out.missing.push(MissingItem {
-                folder: s.folder.display(),
-                uid: m.uid,
-                date: format_time(m.internal_date),
-                size: m.size,
-                message_id: m.message_id.clone(),
-                subject: m.subject.clone(),
-                status,
-            });
+            out.missing.push(MissingItem::of(s, m, status));
         }
         if let Some(source) = source.as_deref_mut() {
             let differ = compare_content(
@@ -530,14 +536,10 @@ async fn compare_groups(
                 fv.present -= 1;
                 fv.content_differs += 1;
                 fv.missing += 1;
-                out.missing.push(MissingItem {
-                    folder: s.folder.display(),
-                    uid: m.uid,
-                    date: format_time(m.internal_date),
-                    size: m.size,
-                    message_id: m.message_id.clone(),
-                    subject: m.subject.clone(),
-                    status: if ctx.can_record {
+                out.missing.push(MissingItem::of(
+                    s,
+                    m,
+                    if ctx.can_record {
                         format!(
                             "the copy in the target is not the message: {why}. verify recorded it as failed: delete that copy in the target, then run cutover migrate to copy it again"
                         )
@@ -546,7 +548,7 @@ async fn compare_groups(
                             "the copy in the target is not the message: {why}. A migrate was running, so verify could not record it: delete that copy in the target, run cutover verify again once the migrate ended, then cutover migrate"
                         )
                     },
-                });
+                ));
             }
         }
         // Skipped messages an earlier run did copy are not extra.

@@ -252,3 +252,25 @@ pub struct AttachmentItem<'a> {
 pub struct UploadSession {
     pub upload_url: String,
 }
+
+/// One page of `GET /messages/{id}/attachments?$select=id,name,size`.
+#[derive(Deserialize)]
+pub struct AttachmentPage {
+    #[serde(default)]
+    pub value: Vec<ListedAttachment>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+}
+
+/// An attachment as a listing shows it.
+#[derive(Deserialize)]
+pub struct ListedAttachment {
+    pub id: String,
+    /// `#microsoft.graph.fileAttachment`, `…itemAttachment`, …
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub size: u64,
+}

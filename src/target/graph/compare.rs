@@ -7,6 +7,7 @@
 
 use serde::Deserialize;
 
+use super::api::ListedAttachment;
 use super::client::Call;
 use super::{GraphSession, json, parse, seg};
 use crate::error::Result;
@@ -27,25 +28,6 @@ struct BodyRead {
     content_type: String,
     #[serde(default)]
     content: String,
-}
-
-#[derive(Deserialize)]
-struct AttachmentPage {
-    #[serde(default)]
-    value: Vec<AttachmentRead>,
-    #[serde(rename = "@odata.nextLink")]
-    next_link: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AttachmentRead {
-    id: String,
-    #[serde(rename = "@odata.type", default)]
-    odata_type: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    size: u64,
 }
 
 impl GraphSession {
@@ -74,30 +56,15 @@ impl GraphSession {
         // Exchange's hasAttachments leaves out inline ones: list them too
         // when the source has any.
         if read.has_attachments || expected.has_attachments() {
-            let mut url = format!(
-                "{}/messages/{}/attachments?$select=id,name,size",
-                self.users,
-                seg(&item.id)
-            );
-            loop {
-                let page: AttachmentPage = match self.send(&Call::get(url, "list a copy's attachments")).await {
-                    Ok(reply) => parse(&reply.body, "list a copy's attachments")?,
-                    Err(f) => return Err(f.error),
-                };
-                for a in page.value {
-                    attachments.push(self.attachment_summary(&item.id, a).await?);
-                }
-                match page.next_link {
-                    Some(next) => url = self.same_origin(next)?,
-                    None => break,
-                }
+            for a in self.attachments_of(&item.id, "list a copy's attachments").await? {
+                attachments.push(self.attachment_summary(&item.id, a).await?);
             }
         }
         Ok(expected.compare(&read.body.content_type, &read.body.content, &attachments))
     }
 
     /// A file attachment by its bytes (`$value`); an attached item by name.
-    async fn attachment_summary(&self, message: &str, a: AttachmentRead) -> Result<json::content::Summary> {
+    async fn attachment_summary(&self, message: &str, a: ListedAttachment) -> Result<json::content::Summary> {
         if !a.odata_type.ends_with("fileAttachment") {
             return Ok(json::content::Summary {
                 name: a.name,

@@ -29,7 +29,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use reqwest::Method;
 
-use super::api::{self, CreatedMessage, MessagePatch, UploadSession};
+use super::api::{self, AttachmentPage, CreatedMessage, ListedAttachment, MessagePatch, UploadSession};
 use super::client::{Body, Call};
 use super::config::GraphWriteMode;
 use super::failure::{Failure, mailbox_missing};
@@ -504,7 +504,7 @@ impl GraphSession {
     }
 
     /// The message's attachments: id, name and size.
-    async fn attachments_of(&self, message_id: &str, what: &str) -> Result<Vec<ListedAttachment>> {
+    pub(super) async fn attachments_of(&self, message_id: &str, what: &str) -> Result<Vec<ListedAttachment>> {
         let mut url = format!(
             "{}/messages/{}/attachments?$select=id,name,size",
             self.users,
@@ -574,23 +574,6 @@ fn state_patch(flags: &Flags, created: Option<&CreatedMessage>) -> MessagePatch 
 const UPLOAD_SESSIONS: u32 = 3;
 
 /// One page of a message's attachments (`$select=id,name,size`).
-#[derive(serde::Deserialize)]
-struct AttachmentPage {
-    #[serde(default)]
-    value: Vec<ListedAttachment>,
-    #[serde(rename = "@odata.nextLink")]
-    next_link: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct ListedAttachment {
-    id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    size: u64,
-}
-
 /// The least time between a create whose outcome is unknown (its answer
 /// timed out or its connection dropped) and the lookup that decides
 /// whether to send it again: time for a late commit to become visible.
