@@ -62,7 +62,7 @@ pub fn target(settings: &TargetSettings) -> Result<Arc<dyn Target>, StartError> 
                 None => target,
             })
         }
-        TargetSettings::Maildir { path } => Arc::new(MaildirTarget::new(path.clone())),
+        TargetSettings::Maildir { path, folder_names } => Arc::new(MaildirTarget::new(path.clone(), *folder_names)),
         TargetSettings::Graph(graph) => Arc::new(GraphTarget::new(graph.clone()).map_err(|e| StartError(e.message))?),
     })
 }

@@ -1,12 +1,14 @@
 //! `cutover check`: the dress rehearsal before the first migrate, in the
 //! spirit of Microsoft's Test-MigrationServerAvailability but for every
-//! user of the users file. Nothing is written anywhere: for each user it
+//! user of the users file. Nothing is left behind anywhere: for each user it
 //! logs in to the source and lists every folder with its message count and
 //! size (STATUS (MESSAGES SIZE) where the server offers STATUS=SIZE, else
 //! EXAMINE and the sum of RFC822.SIZE), opens the target mailbox read-only,
 //! and flags what would go wrong or be left out: a refused login, a target
 //! mailbox that does not exist or may not be opened, messages over
-//! `max_message_bytes`, mailboxes over `max_items`. A short timed fetch of
+//! `max_message_bytes`, mailboxes over `max_items`, an IMAP target that
+//! will not create folders where migrate puts them (tried with a scratch
+//! folder, deleted at once). A short timed fetch of
 //! a few message bodies measures the source's read rate, from which the
 //! volume gives an estimated copy time.
 
@@ -78,6 +80,9 @@ pub struct UserCheck {
 pub struct SourceCheck {
     /// "STATUS=SIZE" or "RFC822.SIZE" (EXAMINE and a size fetch per folder).
     pub size_method: String,
+    /// Where the mailbox's own folders were found (IMAP: the personal
+    /// namespace, announced or inferred, or the UserRoot).
+    pub folders_at: Option<String>,
     /// COMPRESS=DEFLATE was negotiated with the source (offered by the
     /// server and allowed by `[source] compress`).
     pub compressed: bool,
@@ -118,6 +123,9 @@ pub struct TargetCheck {
     /// cannot list a folder).
     pub inbox_messages: Option<u64>,
     pub inbox_bytes: Option<u64>,
+    /// Where a migrate will put folders (IMAP: the personal namespace, by
+    /// creating and deleting a scratch folder there).
+    pub folders: Option<String>,
 }
 
 struct Ctx {
@@ -135,7 +143,7 @@ pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckRepor
     let target = build::target(&settings.target)?;
     let scope = build::scope_rules(&settings)?;
     let maildir_problem = match &settings.target {
-        TargetSettings::Maildir { path } => maildir_writable(path).err(),
+        TargetSettings::Maildir { path, .. } => maildir_writable(path).err(),
         _ => None,
     };
     let parallel = settings.run.parallel_users;
@@ -245,6 +253,10 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
                 target: ctx.target.describe(),
                 ..Default::default()
             };
+            match session.rehearse_folders().await {
+                Ok(note) => check.folders = note,
+                Err(e) => out.problems.push(format!("target: {e}")),
+            }
             // A target that cannot list is checked by opening it only.
             if ctx.target.capabilities().list {
                 match session.inventory(&inbox, None).await {
@@ -273,6 +285,7 @@ async fn check_source(ctx: &Ctx, session: &mut Session) -> Result<SourceCheck, E
     let folders = session.folders().await?;
     let mut out = SourceCheck {
         compressed: session.is_compressed(),
+        folders_at: session.namespace_note(),
         ..Default::default()
     };
     let names: Vec<String> = folders.iter().map(|f| f.wire_name.clone()).collect();
@@ -412,6 +425,9 @@ pub fn render_table(report: &CheckReport) -> String {
                 s.size_method,
                 if s.compressed { ", COMPRESS=DEFLATE" } else { "" }
             ));
+            if let Some(at) = &s.folders_at {
+                out.push_str(&format!("  source folders: {at}\n"));
+            }
             let width = s
                 .folders
                 .iter()
@@ -446,6 +462,9 @@ pub fn render_table(report: &CheckReport) -> String {
                     human_bytes(t.inbox_bytes.unwrap_or(0))
                 )),
                 None => out.push_str(&format!("  target: {}, logged in\n", t.target)),
+            }
+            if let Some(f) = &t.folders {
+                out.push_str(&format!("  target folders: {f}\n"));
             }
         }
         for w in &u.warnings {

@@ -28,6 +28,11 @@ fn the_shipped_example_parses_with_its_documented_defaults() {
         2,
         "compress is documented in [source] and [target]"
     );
+    // The Maildir target's folder name spelling, with its default.
+    assert!(
+        text.contains("# folder_names = \"utf7\" "),
+        "[target] folder_names is not documented with its default"
+    );
     // Pacing keys: every one documented with its default.
     let pace = &s.limits.pace;
     for (key, value) in [

@@ -4,7 +4,8 @@
 //! each of them for every target, so a failure names both the target and
 //! the case (`imap::find_after_a_lost_answer`).
 //!
-//! Targets: Maildir in a temporary directory; IMAP on a real Dovecot
+//! Targets: Maildir in a temporary directory, once with folder names in
+//! modified UTF-7 (the default) and once in UTF-8; IMAP on a real Dovecot
 //! (`tests/support/dovecot.rs`) written through a master login; the Graph
 //! target against the Graph emulator (`graph-emulator`), once in the
 //! default write mode (`auto`, which is importMime there) and once in
@@ -46,7 +47,7 @@ use cutover::imap::{Compression, Endpoint, Security};
 use cutover::model::TargetLogin;
 use cutover::model::{Flags, FolderRole, TargetFolder, Upload};
 use cutover::secret::Secret;
-use cutover::settings::{GraphCredential, GraphSettings, GraphWriteMode, TargetSettings};
+use cutover::settings::{GraphCredential, GraphSettings, GraphWriteMode, MaildirFolderNames, TargetSettings};
 use cutover::target::{Inventoried, Target};
 
 use support::imap::{ImapConn, first_literal, internaldate, quote};
@@ -71,9 +72,10 @@ fn build(settings: &TargetSettings) -> Arc<dyn Target> {
     cutover::build::target(settings).unwrap_or_else(|e| panic!("cannot build the target: {e}"))
 }
 
-fn maildir_target(root: &Path) -> Arc<dyn Target> {
+fn maildir_target(root: &Path, folder_names: MaildirFolderNames) -> Arc<dyn Target> {
     build(&TargetSettings::Maildir {
         path: root.to_path_buf(),
+        folder_names,
     })
 }
 
@@ -142,7 +144,8 @@ macro_rules! conformance {
     };
 }
 
-conformance!(maildir => Fixture::maildir());
+conformance!(maildir => Fixture::maildir(MaildirFolderNames::Utf7));
+conformance!(maildir_utf8 => Fixture::maildir(MaildirFolderNames::Utf8));
 conformance!(imap => Fixture::imap());
 conformance!(graph => Fixture::graph(GraphWriteMode::Auto));
 conformance!(graph_json => Fixture::graph(GraphWriteMode::Json));
@@ -204,6 +207,7 @@ mod contract {
             );
             assert_eq!(s.ensure_folder(f, None).await.unwrap(), r, "{f:?} again");
             assert!(fx.has_folder(&r).await, "{f:?} -> {r:?} is not in the store");
+            fx.check_folder_name(f, &r);
             assert_eq!(s.inventory(f, Some(&r)).await.unwrap(), vec![], "{f:?} by reference");
             assert_eq!(s.inventory(f, None).await.unwrap(), vec![], "{f:?} by path");
             refs.push(r);
@@ -768,9 +772,17 @@ enum SizeRule {
 }
 
 enum Store {
-    Maildir { _root: tempfile::TempDir, mailbox: PathBuf },
-    Imap { server: Box<Dovecot> },
-    Graph { emulator: Emulator },
+    Maildir {
+        _root: tempfile::TempDir,
+        mailbox: PathBuf,
+        folder_names: MaildirFolderNames,
+    },
+    Imap {
+        server: Box<Dovecot>,
+    },
+    Graph {
+        emulator: Emulator,
+    },
 }
 
 /// One target with its store and a user.
@@ -794,14 +806,15 @@ fn user_job() -> TargetLogin {
 }
 
 impl Fixture {
-    async fn maildir() -> Fixture {
+    async fn maildir(folder_names: MaildirFolderNames) -> Fixture {
         let root = tempfile::tempdir().unwrap();
         Fixture {
-            target: maildir_target(root.path()),
+            target: maildir_target(root.path(), folder_names),
             user: user_job(),
             store: Store::Maildir {
                 mailbox: root.path().join(USER),
                 _root: root,
+                folder_names,
             },
             failure: Failure::Obstructed,
             sizes: SizeRule::Stored,
@@ -912,6 +925,29 @@ impl Fixture {
             Store::Maildir { mailbox, .. } => mailbox.join(reference).join("cur").is_dir(),
             Store::Imap { .. } => self.folders().await.contains(reference),
             Store::Graph { emulator } => graph_folder(&emulator.dump(USER).await, reference).is_some(),
+        }
+    }
+
+    /// Whether a folder's reference spells its name as the store should:
+    /// a Maildir folder outside the roles is `.` and its path joined by `.`,
+    /// in UTF-8 as it is, in modified UTF-7 all ASCII. Other stores name
+    /// folders their own way (checked by `has_folder`).
+    fn check_folder_name(&self, f: &TargetFolder, reference: &str) {
+        let Store::Maildir { folder_names, .. } = &self.store else {
+            return;
+        };
+        if !matches!(f.anchor, None | Some(FolderRole::Inbox)) || f.path.is_empty() {
+            return;
+        }
+        match folder_names {
+            MaildirFolderNames::Utf8 => assert_eq!(reference, format!(".{}", f.path.join(".")), "{f:?}"),
+            MaildirFolderNames::Utf7 => {
+                assert!(
+                    reference.is_ascii() && reference.starts_with('.'),
+                    "{f:?} -> {reference:?}"
+                );
+                assert_eq!(reference.matches('.').count(), f.path.len(), "{f:?} -> {reference:?}");
+            }
         }
     }
 

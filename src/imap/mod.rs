@@ -12,7 +12,9 @@
 //! - `guard`: the byte stream and the guard that bounds what a server may
 //!   send; `deflate` compresses it once COMPRESS=DEFLATE is on.
 //! - `conn`: the logged-in connection and its commands, with `append`
-//!   (the write path) and `status` (STATUS=SIZE, read beside the parser).
+//!   (the write path), `status` (STATUS=SIZE, read beside the parser) and
+//!   `namespace` (NAMESPACE, read the same way, and the mapping of folder
+//!   names to paths relative to the personal namespace).
 //! - `classify`: failures and NO/BAD/BYE answers as the crate's error
 //!   classes.
 //! - `wire`: IMAP syntax helpers (quoting, INTERNALDATE, APPENDUID).
@@ -26,6 +28,7 @@ mod conn;
 mod deflate;
 mod endpoint;
 mod guard;
+mod namespace;
 mod status;
 mod tls;
 mod wire;
@@ -35,5 +38,6 @@ pub use classify::classify_status;
 pub use conn::{Conn, ListedFolder, MailboxState};
 pub use endpoint::{Compression, Endpoint, Security, is_loopback_host};
 pub use guard::{Guarded, MAX_LINE_BYTES, MAX_LITERAL_BYTES, MAX_RESPONSE_BYTES, MAX_UNTAGGED_BYTES, Stream};
+pub use namespace::{Learnt, Namespace, Namespaces, Personal};
 pub use tls::tls_config;
 pub use wire::{format_internal_date, parse_internal_date, quote};

@@ -1,6 +1,6 @@
-//! STATUS (MESSAGES SIZE) for many folders at once (RFC 8438), the one
-//! command whose answers are read and parsed here rather than by the IMAP
-//! library: its parser does not know the SIZE attribute and would reject
+//! STATUS (MESSAGES SIZE) for many folders at once (RFC 8438), one of the
+//! two commands (with NAMESPACE) whose answers are read and parsed here
+//! rather than by the IMAP library: its parser does not know the SIZE attribute and would reject
 //! the answer. Kept apart from [`conn`](super::conn) because it writes and
 //! reads the raw stream, with its own framing of lines and literals.
 
@@ -113,7 +113,7 @@ impl Conn {
 
 /// Length of the first complete response line in `buf` (CRLF included),
 /// literals (`{n}` or `{n+}` before a CRLF, then n bytes) included.
-fn complete_response(buf: &[u8]) -> Option<usize> {
+pub(super) fn complete_response(buf: &[u8]) -> Option<usize> {
     let mut from = 0;
     loop {
         let at = from + buf[from..].windows(2).position(|w| w == b"\r\n")?;

@@ -57,6 +57,10 @@ pub(super) struct WorkerStats {
     pub copied: u64,
     pub bytes: u64,
     pub failed: u64,
+    /// Folders whose UIDVALIDITY this worker's session saw differ from the
+    /// scan's: their UIDs mean other messages here, so their batches were
+    /// set aside for a copy in one session ([`super::copy`]).
+    pub unstable: HashSet<i64>,
 }
 
 /// The batches of one mailbox, and how many workers still take them.
@@ -117,6 +121,12 @@ pub(super) async fn worker(
             copy_batch(shared, user, &work, &mut source, &mut target, &mut stats)
                 .instrument(span)
                 .await?;
+            if stats.unstable.contains(&work.folder_id) {
+                // The folder's other batches would meet the same: they go
+                // with it to the copy in one session.
+                let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                q.batches.retain(|w| w.folder_id != work.folder_id);
+            }
         }
     }
     .await;
@@ -129,7 +139,7 @@ pub(super) async fn worker(
     result.map(|()| stats)
 }
 
-async fn copy_batch(
+pub(super) async fn copy_batch(
     shared: &Shared,
     user: &UserJob,
     work: &Work,
@@ -227,9 +237,13 @@ async fn copy_items(
     if source.examined() != Some(work.wire_name.as_str()) {
         let state = source.examine(&work.wire_name).await?;
         if state.uid_validity != work.uid_validity {
-            // UIDs of this batch no longer mean the same messages; the next
-            // run's scan re-matches them. Nothing here is failed or lost.
-            tracing::warn!(user = %email, folder = %work.folder_display, "UIDVALIDITY changed during the run; these messages are left for the next run");
+            // UIDs of this batch no longer mean the same messages in this
+            // session (Courier makes up a new UIDVALIDITY in every session
+            // for a folder no client has opened read-write). The folder is
+            // copied again in one session, re-matched by Message-ID; until
+            // then these stay in flight, so nothing is sent twice.
+            tracing::info!(user = %email, folder = %work.folder_display, "the folder's UIDVALIDITY differs in this session; it is copied in one session instead");
+            stats.unstable.insert(work.folder_id);
             remaining.clear();
             return Ok(());
         }

@@ -2,21 +2,21 @@
 //! leaves out, create the target folders, then queue the fetch batches for
 //! one worker per connection pair ([`super::batch`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::FolderRow;
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::labels;
-use crate::model::{Flags, SkipReason, SourceFolder};
+use crate::model::{Flags, ScanDepth, SkipReason, SourceFolder};
 use crate::plan::{self, Candidate, State};
 use crate::roster::UserJob;
 use crate::scope;
 use crate::target::TargetSession;
 use crate::transform::{self, Marks};
 
-use super::batch::{Item, Queue, Work, worker};
+use super::batch::{Item, Queue, Work, WorkerStats, copy_batch, worker};
 use super::settle::{Fate, Place, settle};
 use super::{Shared, UserStats, open_source, open_target};
 
@@ -222,21 +222,130 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     }
     let results = futures::future::join_all(tasks).await;
     let mut fatal = None;
+    let mut unstable: HashSet<i64> = HashSet::new();
     for r in results {
         match r {
             Ok(w) => {
                 stats.copied += w.copied;
                 stats.bytes += w.bytes;
                 stats.failed += w.failed;
+                unstable.extend(w.unstable);
             }
             Err(e) => fatal = fatal.or(Some(e)),
         }
     }
     stats.complete = queue.lock().map(|q| q.batches.is_empty()).unwrap_or(false);
-    match fatal {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = fatal {
+        return Err(e);
     }
+    for (fi, (folder, row)) in folders.iter().enumerate() {
+        if !unstable.contains(&row.id) || shared.stop.stopped() {
+            continue;
+        }
+        let Some(target_ref) = target_refs.get(&fi) else {
+            continue;
+        };
+        copy_in_one_session(shared, user, folder, row, target_ref, stats).await?;
+    }
+    Ok(())
+}
+
+/// Copies what is left of a folder whose UIDVALIDITY changed between
+/// sessions of one run (Courier, for a folder no client has opened
+/// read-write, makes one up in every session): one session examines it,
+/// reads its messages with their Message-IDs, re-matches the copies made
+/// so far by Message-ID, size and date, and copies the rest without
+/// opening the folder again. What even that cannot reach (the connection
+/// failed and the next session saw yet another UIDVALIDITY) is left for
+/// the next run, and the user ends partial, saying so.
+async fn copy_in_one_session(
+    shared: &Shared,
+    user: &UserJob,
+    folder: &SourceFolder,
+    row: &FolderRow,
+    target_ref: &str,
+    stats: &mut UserStats,
+) -> Result<(), Error> {
+    let email = &user.email;
+    tracing::info!(user = %email, folder = %folder.display(), "copying a folder with an unstable UIDVALIDITY in one session");
+    let mut source = Some(open_source(shared, user, true).await?);
+    let session = source.as_mut().expect("just opened");
+    let state = session.examine(&folder.wire_name).await?;
+    let metas = if state.exists == 0 {
+        Vec::new()
+    } else {
+        session.scan(1, ScanDepth::Headers).await?
+    };
+    let (id, uid_next) = (row.id, state.uid_next.unwrap_or(0));
+    shared.db(|cp| cp.store_scan(id, state.uid_validity, uid_next, state.exists, &metas, true))?;
+    drop(metas);
+    let items: Vec<Item> = shared
+        .db(|cp| cp.messages(email, false))?
+        .into_iter()
+        .filter(|r| r.folder_id == row.id && matches!(r.state, State::Pending | State::InFlight | State::Failed))
+        .map(|r| Item {
+            uid: r.uid,
+            size: r.size,
+            marks: Marks {
+                flags: Flags::from_wire(&r.flags),
+                starred: false,
+                labels: Vec::new(),
+            },
+            internal_date: r.internal_date,
+            may_be_in_target: matches!(r.state, State::InFlight | State::Failed),
+        })
+        .collect();
+    let mut target = Some(open_target(shared, user).await?);
+    let mut worker_stats = WorkerStats::default();
+    let mut left = 0u64;
+    let (max_messages, max_bytes) = (shared.run.copy.batch_messages.max(1), shared.run.copy.batch_bytes);
+    let mut rest = items.as_slice();
+    while !rest.is_empty() {
+        // A batch by count and bytes, as the planner cuts them.
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && n < max_messages && (n == 0 || bytes + rest[n].size <= max_bytes) {
+            bytes += rest[n].size;
+            n += 1;
+        }
+        let (batch, after) = rest.split_at(n);
+        rest = after;
+        if shared.stop.stopped() || worker_stats.unstable.contains(&row.id) {
+            left += batch.len() as u64;
+            continue;
+        }
+        let work = Work {
+            folder_id: row.id,
+            folder_display: folder.display(),
+            wire_name: folder.wire_name.clone(),
+            uid_validity: state.uid_validity,
+            target_ref: target_ref.to_owned(),
+            items: batch.to_vec(),
+            bytes,
+        };
+        copy_batch(shared, user, &work, &mut source, &mut target, &mut worker_stats).await?;
+        if worker_stats.unstable.contains(&row.id) {
+            left += batch.len() as u64;
+        }
+    }
+    stats.copied += worker_stats.copied;
+    stats.bytes += worker_stats.bytes;
+    stats.failed += worker_stats.failed;
+    if let Some(s) = source {
+        super::release_source(s).await;
+    }
+    if let Some(t) = target {
+        t.close().await;
+    }
+    if left > 0 && !shared.stop.stopped() {
+        let reason = format!(
+            "{left} messages of folder {} were left for the next run: the source gives the folder a new UIDVALIDITY in every session (Courier does this for a folder no client has opened read-write) and the session reading it was lost; run migrate again, or open the folder once in a mail client to make its UIDs stable",
+            folder.display()
+        );
+        tracing::warn!(user = %email, "{reason}");
+        stats.left_behind.push((left, reason));
+    }
+    Ok(())
 }
 
 /// Target folder references by folder index, created once and remembered

@@ -100,6 +100,10 @@ struct UserStats {
     copied: u64,
     bytes: u64,
     failed: u64,
+    /// Messages in scope that this run could not reach, with why (a folder
+    /// whose UIDVALIDITY changed even within one session): the user ends
+    /// partial.
+    left_behind: Vec<(u64, String)>,
     /// Every planned batch was processed (not cut short by a stop).
     complete: bool,
 }
@@ -216,13 +220,17 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
             "interrupted",
             Some("stopped before the end; run migrate again to resume".to_owned()),
         ),
-        (Ok(()), Ok(())) if stats.failed > 0 => (
-            "partial",
-            Some(format!(
-                "{} messages failed; run migrate again to retry them",
-                stats.failed
-            )),
-        ),
+        (Ok(()), Ok(())) if stats.failed > 0 || !stats.left_behind.is_empty() => {
+            let mut why = Vec::new();
+            if stats.failed > 0 {
+                why.push(format!(
+                    "{} messages failed; run migrate again to retry them",
+                    stats.failed
+                ));
+            }
+            why.extend(stats.left_behind.iter().map(|(_, reason)| reason.clone()));
+            ("partial", Some(why.join("; ")))
+        }
         (Ok(()), Ok(())) => ("done", None),
     };
     finish(

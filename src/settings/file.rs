@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::imap::{Compression, Security};
 use crate::oauth::config::OAuthKeys;
+use crate::target::maildir::FolderNames;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +177,28 @@ imap_section! {
 #[serde(deny_unknown_fields)]
 pub(super) struct MaildirTargetSection {
     pub(super) path: PathBuf,
+    #[serde(default, deserialize_with = "folder_names")]
+    pub(super) folder_names: FolderNames,
+}
+
+/// `[target] folder_names`, read by hand: inside the `kind`-tagged
+/// `[target]` serde's own message names neither the key nor its line.
+fn folder_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FolderNames, D::Error> {
+    const VALUES: &str = "\"utf7\" (the default) or \"utf8\"";
+    struct Names;
+    impl serde::de::Visitor<'_> for Names {
+        type Value = FolderNames;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "[target] folder_names = {VALUES}")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FolderNames, E> {
+            FolderNames::ALL
+                .into_iter()
+                .find(|n| n.as_str() == v)
+                .ok_or_else(|| E::custom(format!("[target] folder_names = {v:?} is unknown: use {VALUES}")))
+        }
+    }
+    d.deserialize_str(Names)
 }
 
 #[derive(Deserialize)]

@@ -83,6 +83,8 @@ pub enum TargetSettings {
     },
     Maildir {
         path: PathBuf,
+        /// `folder_names`: how folder directories spell non-ASCII names.
+        folder_names: MaildirFolderNames,
     },
     /// Exchange Online through Microsoft Graph.
     Graph(GraphSettings),
@@ -91,6 +93,9 @@ pub enum TargetSettings {
 /// The Graph target's options are its own; these names stay for callers
 /// that reach them through the settings.
 pub use crate::target::graph::config::{GraphCredential, GraphSettings, GraphWriteMode};
+/// The Maildir target's `folder_names`, by the name callers of the
+/// settings know it.
+pub use crate::target::maildir::FolderNames as MaildirFolderNames;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -235,7 +240,10 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 tokens,
             }
         }
-        TargetSection::Maildir(m) => TargetSettings::Maildir { path: resolve(&m.path) },
+        TargetSection::Maildir(m) => TargetSettings::Maildir {
+            path: resolve(&m.path),
+            folder_names: m.folder_names,
+        },
         TargetSection::Graph(g) => {
             TargetSettings::Graph(crate::target::graph::config::graph_settings(g, &resolve, env).map_err(bad)?)
         }

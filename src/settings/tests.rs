@@ -17,7 +17,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(s.limits.max_items, 500_000);
     assert_eq!(s.limits.max_message_bytes, 36_700_160);
     assert_eq!(s.state_path, PathBuf::from("/etc/cutover/cutover.db"));
-    assert!(matches!(&s.target, TargetSettings::Maildir { path } if path == Path::new("/etc/cutover/out")));
+    assert!(matches!(&s.target, TargetSettings::Maildir { path, .. } if path == Path::new("/etc/cutover/out")));
     assert_eq!(
         s.source.endpoint().unwrap().compress,
         Compression::Auto,
@@ -267,4 +267,30 @@ fn limits_are_checked() {
     )
     .unwrap_err();
     assert!(err.0.contains("max_message_bytes"), "{err}");
+}
+
+#[test]
+fn maildir_folder_names_are_utf7_unless_set_to_utf8() {
+    let base = "[source]\nhost = \"h\"\n[target]\nkind = \"maildir\"\npath = \"x\"\n";
+    let names = |s: &Settings| match &s.target {
+        TargetSettings::Maildir { folder_names, .. } => *folder_names,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(names(&parse_str(base).unwrap()), MaildirFolderNames::Utf7);
+    let s = parse_str(&format!("{base}folder_names = \"utf8\"\n")).unwrap();
+    assert_eq!(names(&s), MaildirFolderNames::Utf8);
+    let s = parse_str(&format!("{base}folder_names = \"utf7\"\n")).unwrap();
+    assert_eq!(names(&s), MaildirFolderNames::Utf7);
+    for bad in ["\"utf-8\"", "\"UTF8\"", "\"\"", "8"] {
+        let err = parse_str(&format!("{base}folder_names = {bad}\n")).unwrap_err().0;
+        assert!(
+            err.contains("folder_names") && err.contains("\"utf7\"") && err.contains("\"utf8\""),
+            "{bad}: {err}"
+        );
+    }
+    // The key belongs to the Maildir target alone.
+    let err = parse_str("[source]\nhost = \"h\"\n[target]\nkind = \"imap\"\nhost = \"t\"\nfolder_names = \"utf8\"\n")
+        .unwrap_err()
+        .0;
+    assert!(err.contains("folder_names"), "{err}");
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio_rustls::rustls;
 
 use crate::error::Result;
-use crate::imap::{Conn, Endpoint, MailboxState, parse_internal_date};
+use crate::imap::{Conn, Endpoint, ListedFolder, MailboxState, Personal, parse_internal_date};
 use crate::model::{Flags, FolderRole, Headers, MessageMeta, ScanDepth, SourceFolder, SourceLogin, role_from_name};
 use crate::oauth::TokenSource;
 use crate::utf7;
@@ -62,6 +62,7 @@ impl ImapSource {
             conn,
             user_root: user.user_root.clone(),
             examined: None,
+            personal: None,
         })
     }
 }
@@ -70,6 +71,8 @@ pub struct SourceSession {
     conn: Conn,
     user_root: Option<String>,
     examined: Option<String>,
+    /// The personal namespace the last folder listing was read against.
+    personal: Option<Personal>,
 }
 
 /// Attributes of a LIST line that say what a folder is for.
@@ -95,31 +98,36 @@ impl SourceSession {
         self.conn.is_broken()
     }
 
-    /// Every selectable folder, decoded, with its role.
+    /// Every selectable folder of the mailbox, with its path relative to
+    /// the personal namespace (RFC 2342: `INBOX.Sent` on Courier is `Sent`,
+    /// as a mail client shows it) and its role. Folders of other users'
+    /// and shared namespaces are not the mailbox's own and are left out.
+    /// With a UserRoot, the folders below that root instead, the root
+    /// itself being the INBOX.
     pub async fn folders(&mut self) -> Result<Vec<SourceFolder>> {
         let listed = self.conn.list().await.map_err(|e| e.context("listing folders"))?;
+        let personal = match &self.user_root {
+            Some(_) => None,
+            None => {
+                let announced = self
+                    .conn
+                    .namespace()
+                    .await
+                    .map_err(|e| e.context("reading NAMESPACE"))?;
+                Some(Personal::new(announced.as_ref(), &listed))
+            }
+        };
         let mut out = Vec::new();
-        for f in listed {
+        for f in &listed {
             if f.attributes.iter().any(|a| a == "\\noselect" || a == "\\nonexistent") {
                 continue;
             }
-            let decoded = utf7::decode(&f.wire_name);
-            let mut path: Vec<String> = match &f.delimiter {
-                Some(d) if !d.is_empty() => decoded.split(d.as_str()).map(str::to_owned).collect(),
-                _ => vec![decoded.clone()],
+            let path = match (&self.user_root, &personal) {
+                (Some(root), _) => user_root_path(root, f, &listed),
+                (None, Some(personal)) => personal.relative_path(&f.wire_name, f.delimiter.as_deref()),
+                (None, None) => None,
             };
-            if let Some(root) = &self.user_root {
-                // Courier-style shared roots: only the user's subtree, shown
-                // relative to it.
-                let root_path: Vec<&str> = match &f.delimiter {
-                    Some(d) if !d.is_empty() => root.split(d.as_str()).collect(),
-                    _ => vec![root.as_str()],
-                };
-                if path.len() <= root_path.len() || !path.iter().zip(&root_path).all(|(a, b)| a == b) {
-                    continue;
-                }
-                path.drain(..root_path.len());
-            }
+            let Some(mut path) = path else { continue };
             if path.len() == 1 && path[0].eq_ignore_ascii_case("INBOX") {
                 path[0] = "INBOX".to_owned();
             }
@@ -129,12 +137,22 @@ impl SourceSession {
                 role_from_attributes(&f.attributes).or_else(|| role_from_name(&path))
             };
             out.push(SourceFolder {
-                wire_name: f.wire_name,
+                wire_name: f.wire_name.clone(),
                 path,
                 role,
             });
         }
+        self.personal = personal;
         Ok(out)
+    }
+
+    /// How the last listing placed the mailbox's folders (for `check`).
+    pub fn namespace_note(&self) -> Option<String> {
+        match (&self.user_root, &self.personal) {
+            (Some(root), _) => Some(format!("folders below the UserRoot \"{root}\", which is the INBOX")),
+            (None, Some(p)) => Some(p.describe()),
+            (None, None) => None,
+        }
     }
 
     /// Opens a folder read-only.
@@ -370,6 +388,35 @@ impl SourceSession {
     }
 }
 
+/// A folder's path below a UserRoot (Courier-style shared roots, an admin
+/// login's view of one user): relative to the root, the root itself being
+/// the INBOX unless it has a child called INBOX; `None` outside the root.
+fn user_root_path(root: &str, folder: &ListedFolder, listed: &[ListedFolder]) -> Option<Vec<String>> {
+    let split = |name: &str| -> Vec<String> {
+        match folder.delimiter.as_deref().filter(|d| !d.is_empty()) {
+            Some(d) => name.split(d).map(str::to_owned).collect(),
+            None => vec![name.to_owned()],
+        }
+    };
+    let root_path = split(root);
+    let mut path = split(&utf7::decode(&folder.wire_name));
+    let same = |a: &str, b: &str| a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"));
+    if path.len() < root_path.len() || !path.iter().zip(&root_path).all(|(a, b)| same(a, b)) {
+        return None;
+    }
+    if path.len() == root_path.len() {
+        let inbox_below = listed.iter().any(|other| {
+            let p = split(&utf7::decode(&other.wire_name));
+            p.len() == root_path.len() + 1
+                && p.iter().zip(&root_path).all(|(a, b)| same(a, b))
+                && p[root_path.len()].eq_ignore_ascii_case("INBOX")
+        });
+        return (!inbox_below).then(|| vec!["INBOX".to_owned()]);
+    }
+    path.drain(..root_path.len());
+    Some(path)
+}
+
 fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
     let mut uid = None;
     let mut flags = Flags::default();
@@ -466,6 +513,38 @@ mod tests {
         assert!(m.flags.seen());
         let m = parse_fetch(b"* 3 FETCH (UID 9 X-GM-LABELS ())\r\n").unwrap();
         assert_eq!(m.gm_msgid, None, "not Gmail: keyed by Message-ID and size");
+    }
+
+    fn listed(name: &str) -> ListedFolder {
+        ListedFolder {
+            wire_name: name.to_owned(),
+            delimiter: Some(".".to_owned()),
+            attributes: Vec::new(),
+        }
+    }
+
+    /// `UserRoot=INBOX` on a Courier-style server: the root is the INBOX
+    /// and is copied too (it used to be left out, silently).
+    #[test]
+    fn a_user_root_is_the_inbox_and_its_children_the_folders() {
+        let all = [
+            listed("INBOX"),
+            listed("INBOX.Sent"),
+            listed("INBOX.Archive.2024"),
+            listed("Other"),
+        ];
+        let path = |name: &str, root: &str| user_root_path(root, &listed(name), &all);
+        let p = |s: &str| s.split('/').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(path("INBOX", "INBOX"), Some(p("INBOX")));
+        assert_eq!(path("INBOX.Sent", "INBOX"), Some(p("Sent")));
+        assert_eq!(path("INBOX.Archive.2024", "inbox"), Some(p("Archive/2024")));
+        assert_eq!(path("Other", "INBOX"), None);
+        // A root with its own INBOX child: that child is the INBOX.
+        let shared = [listed("shared.b"), listed("shared.b.INBOX"), listed("shared.b.Sent")];
+        let path = |name: &str| user_root_path("shared.b", &listed(name), &shared);
+        assert_eq!(path("shared.b"), None);
+        assert_eq!(path("shared.b.INBOX"), Some(p("INBOX")));
+        assert_eq!(path("shared.b.Sent"), Some(p("Sent")));
     }
 
     #[test]

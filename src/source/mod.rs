@@ -148,6 +148,15 @@ impl Session {
         }
     }
 
+    /// Where the last folder listing found the mailbox's own folders (the
+    /// personal namespace, or the UserRoot), for `check`.
+    pub fn namespace_note(&self) -> Option<String> {
+        match self {
+            Session::Imap(s) => s.namespace_note(),
+            Session::Mbox(_) => None,
+        }
+    }
+
     /// COMPRESS=DEFLATE is on for this session.
     pub fn is_compressed(&self) -> bool {
         match self {

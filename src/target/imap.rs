@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use tokio_rustls::rustls;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::imap::{Conn, Endpoint, format_internal_date, parse_internal_date, quote};
+use crate::imap::{Conn, Endpoint, Personal, format_internal_date, parse_internal_date, quote};
 use crate::model::TargetLogin;
 use crate::model::role_from_name;
 use crate::model::{FolderRole, TargetFolder, Upload};
@@ -88,14 +88,28 @@ impl Target for ImapTarget {
                 }
             };
             let listed = conn.list().await?;
-            let delimiter = listed
-                .iter()
-                .find_map(|f| f.delimiter.as_deref().and_then(|d| d.chars().next()))
-                .unwrap_or('/');
-            let mut roles = HashMap::new();
+            // Folders go where a mail client looks for them: below the
+            // personal namespace's prefix (`INBOX.` on Courier, Cyrus with
+            // Debian's config, cPanel), with its separator.
+            let announced = conn
+                .namespace()
+                .await
+                .map_err(|e| e.context("target: reading NAMESPACE"))?;
+            let personal = Personal::new(announced.as_ref(), &listed);
+            let delimiter = personal.delimiter.unwrap_or('/');
+            let mut roles: HashMap<FolderRole, Vec<String>> = HashMap::new();
             let mut existing = std::collections::HashSet::new();
+            let own: Vec<(&crate::imap::ListedFolder, Vec<String>)> = listed
+                .iter()
+                .filter_map(|f| {
+                    let path = personal.relative_path(&f.wire_name, Some(&delimiter.to_string()))?;
+                    Some((f, path))
+                })
+                .collect();
             for f in &listed {
                 existing.insert(f.wire_name.clone());
+            }
+            for (f, path) in &own {
                 let role = f.attributes.iter().find_map(|a| match a.as_str() {
                     "\\sent" => Some(FolderRole::Sent),
                     "\\drafts" => Some(FolderRole::Drafts),
@@ -105,18 +119,19 @@ impl Target for ImapTarget {
                     _ => None,
                 });
                 if let Some(role) = role {
-                    roles.entry(role).or_insert_with(|| f.wire_name.clone());
+                    roles.entry(role).or_insert_with(|| path.clone());
                 }
             }
-            // Servers without SPECIAL-USE: recognise the usual names.
-            for f in &listed {
-                let path: Vec<String> = utf7::decode(&f.wire_name).split(delimiter).map(str::to_owned).collect();
-                if let Some(role) = role_from_name(&path) {
-                    roles.entry(role).or_insert_with(|| f.wire_name.clone());
+            // Servers without SPECIAL-USE: recognise the usual names at the
+            // top of the personal namespace.
+            for (_, path) in &own {
+                if let Some(role) = role_from_name(path) {
+                    roles.entry(role).or_insert_with(|| path.clone());
                 }
             }
             let session: Box<dyn TargetSession> = Box::new(ImapTargetSession {
                 conn,
+                personal,
                 delimiter,
                 roles,
                 existing,
@@ -140,8 +155,12 @@ impl Target for ImapTarget {
 
 struct ImapTargetSession {
     conn: Conn,
+    /// The personal namespace: where this mailbox's folders are created.
+    personal: Personal,
     delimiter: char,
-    roles: HashMap<FolderRole, String>,
+    /// The target's own folder for each role, relative to the personal
+    /// namespace.
+    roles: HashMap<FolderRole, Vec<String>>,
     existing: std::collections::HashSet<String>,
     selected: Option<String>,
     /// UIDVALIDITY of the selected folder: ids are `UIDVALIDITY:UID`, as
@@ -166,22 +185,20 @@ fn default_role_name(role: FolderRole) -> &'static str {
 }
 
 impl ImapTargetSession {
-    /// The wire name a target folder gets on this server.
+    /// The wire name a target folder gets on this server: below the
+    /// personal namespace, role folders at the target's own folder for
+    /// that role.
     fn wire_name(&self, folder: &TargetFolder) -> String {
         let mut parts: Vec<String> = Vec::new();
         if let Some(role) = folder.anchor {
-            let base = match role {
-                FolderRole::Inbox => "INBOX".to_owned(),
-                _ => self
-                    .roles
-                    .get(&role)
-                    .map(|w| utf7::decode(w))
-                    .unwrap_or_else(|| default_role_name(role).to_owned()),
-            };
-            parts.push(base);
+            match (role, self.roles.get(&role)) {
+                (FolderRole::Inbox, _) => parts.push("INBOX".to_owned()),
+                (_, Some(path)) => parts.extend(path.iter().cloned()),
+                (_, None) => parts.push(default_role_name(role).to_owned()),
+            }
         }
         parts.extend(folder.path.iter().map(|p| escape_separator(p, self.delimiter)));
-        utf7::encode(&parts.join(&self.delimiter.to_string()))
+        self.personal.wire_name(&parts)
     }
 
     async fn create_with_parents(&mut self, wire: &str) -> Result<()> {
@@ -189,7 +206,10 @@ impl ImapTargetSession {
         let parts: Vec<&str> = decoded.split(self.delimiter).collect();
         for depth in 1..=parts.len() {
             let name = utf7::encode(&parts[..depth].join(&self.delimiter.to_string()));
-            if self.existing.contains(&name) || name.eq_ignore_ascii_case("INBOX") {
+            // INBOX, and the namespace's own root (`INBOX.` is INBOX),
+            // are there already.
+            let namespace_root = self.personal.prefix.trim_end_matches(self.delimiter);
+            if self.existing.contains(&name) || name.eq_ignore_ascii_case("INBOX") || name == namespace_root {
                 continue;
             }
             match self.conn.command(&format!("CREATE {}", quote(&name))).await {
@@ -283,6 +303,38 @@ fn pick(stored: &[Stored], internal_date: i64, size: u64, header: &[u8]) -> Opti
 }
 
 impl TargetSession for ImapTargetSession {
+    /// Creates a scratch folder where migrate creates its top-level folders
+    /// (below the personal namespace) and deletes it at once: a server that
+    /// refuses (Cyrus with Debian's config refuses top-level names outside
+    /// `INBOX.` for a server without NAMESPACE; a login without the create
+    /// right) is caught before a migrate.
+    fn rehearse_folders(&mut self) -> Pending<'_, Option<String>> {
+        async move {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let scratch = self.personal.wire_name(&[format!("cutover-check-{stamp:x}")]);
+            let shown = utf7::decode(&scratch);
+            if let Err(e) = self.conn.command(&format!("CREATE {}", quote(&scratch))).await {
+                return Err(Error::refused(format!(
+                    "the target refused to create a folder where migrate puts them ({shown}): {}; give the target login the right to create folders in its mailbox, or check the server's folder namespace ({})",
+                    e.message,
+                    self.personal.describe()
+                )));
+            }
+            if let Err(e) = self.conn.command(&format!("DELETE {}", quote(&scratch))).await {
+                return Ok(Some(format!(
+                    "folders can be created ({}), but the scratch folder {shown} could not be deleted: {}; delete it by hand",
+                    self.personal.describe(),
+                    e.message
+                )));
+            }
+            Ok(Some(self.personal.describe()))
+        }
+        .boxed()
+    }
+
     fn ensure_folder<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, String> {
         async move {
             if let Some(k) = known {

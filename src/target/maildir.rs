@@ -2,6 +2,10 @@
 //! path, one file per message with its flags in the name and its
 //! INTERNALDATE as mtime. File names derive from the message's stable key,
 //! so storing a message twice overwrites rather than duplicates.
+//!
+//! Folder directories spell non-ASCII names in modified UTF-7 (Dovecot's
+//! Maildir++ convention) or in UTF-8 (Courier 5's), as `[target]
+//! folder_names` says ([`FolderNames`]).
 
 use std::path::{Path, PathBuf};
 
@@ -16,13 +20,40 @@ use crate::target::{Inventoried, Pending, Target, TargetSession};
 use crate::transform::maildir_flags;
 use crate::utf7;
 
+/// How the Maildir++ folder directories spell non-ASCII folder names
+/// (`[target] folder_names`). A Maildir is read back with the names it
+/// was written with, so the setting must stay the same for every run into
+/// the same tree: the other spelling would be other folders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FolderNames {
+    /// Modified UTF-7, as Dovecot stores them: `.Projets.&AMk-coles`.
+    #[default]
+    Utf7,
+    /// UTF-8, as Courier 5 stores them: `.Projets.Écoles`.
+    Utf8,
+}
+
+impl FolderNames {
+    /// Every value, the default first.
+    pub const ALL: [FolderNames; 2] = [FolderNames::Utf7, FolderNames::Utf8];
+
+    /// The value as `[target] folder_names` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FolderNames::Utf7 => "utf7",
+            FolderNames::Utf8 => "utf8",
+        }
+    }
+}
+
 pub struct MaildirTarget {
     root: PathBuf,
+    names: FolderNames,
 }
 
 impl MaildirTarget {
-    pub fn new(root: PathBuf) -> MaildirTarget {
-        MaildirTarget { root }
+    pub fn new(root: PathBuf, names: FolderNames) -> MaildirTarget {
+        MaildirTarget { root, names }
     }
 }
 
@@ -37,6 +68,7 @@ impl Target for MaildirTarget {
             }
             let session: Box<dyn TargetSession> = Box::new(MaildirSession {
                 base: self.root.join(&user.email),
+                names: self.names,
             });
             Ok(session)
         }
@@ -48,17 +80,24 @@ impl Target for MaildirTarget {
     }
 
     fn describe(&self) -> String {
-        format!("Maildir {}", self.root.display())
+        match self.names {
+            FolderNames::Utf7 => format!("Maildir {}", self.root.display()),
+            FolderNames::Utf8 => format!("Maildir {} (UTF-8 folder names)", self.root.display()),
+        }
     }
 }
 
 struct MaildirSession {
     base: PathBuf,
+    names: FolderNames,
 }
 
 /// Maildir++ folder directory name: ".Sent", ".Archive.2023"; the inbox is
-/// the base itself. '.' inside a name becomes '_' (it is the separator).
-fn folder_dir(folder: &TargetFolder) -> String {
+/// the base itself. '.' inside a name becomes '_' (it is the separator),
+/// and so does '/'. Non-ASCII names are spelled as `names` says; in
+/// modified UTF-7 '&' is `&-`, in UTF-8 it stays '&' (and a NUL, which no
+/// file name can hold, becomes '_').
+fn folder_dir(folder: &TargetFolder, names: FolderNames) -> String {
     let mut parts: Vec<String> = Vec::new();
     match folder.anchor {
         Some(FolderRole::Inbox) | None => {}
@@ -75,7 +114,10 @@ fn folder_dir(folder: &TargetFolder) -> String {
             .to_owned(),
         ),
     }
-    parts.extend(folder.path.iter().map(|p| utf7::encode(&p.replace(['.', '/'], "_"))));
+    parts.extend(folder.path.iter().map(|p| match names {
+        FolderNames::Utf7 => utf7::encode(&p.replace(['.', '/'], "_")),
+        FolderNames::Utf8 => p.replace(['.', '/', '\0'], "_"),
+    }));
     if parts.is_empty() {
         return String::new();
     }
@@ -84,11 +126,14 @@ fn folder_dir(folder: &TargetFolder) -> String {
         return name;
     }
     // Too long for one directory entry (modified UTF-7 makes non-ASCII
-    // names about 2.7 times longer): the start of the name, then a hash of
-    // all of it, so the folder is kept, always under the same name.
+    // names about 2.7 times longer, UTF-8 takes 2 to 4 bytes a character):
+    // the start of the name, then a hash of all of it, so the folder is
+    // kept, always under the same name. The cut never splits a UTF-8
+    // character (modified UTF-7 is ASCII: there it is the byte count).
     let digest = Sha256::digest(name.as_bytes());
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}~{hash}", &name[..MAX_DIR_NAME - 1 - hash.len()])
+    let cut = name.floor_char_boundary(MAX_DIR_NAME - 1 - hash.len());
+    format!("{}~{hash}", &name[..cut])
 }
 
 /// The longest directory name Linux file systems take (bytes).
@@ -233,7 +278,7 @@ async fn create_private_dir(path: &Path) -> Result<()> {
 impl TargetSession for MaildirSession {
     fn ensure_folder<'a>(&'a mut self, folder: &'a TargetFolder, _known: Option<&'a str>) -> Pending<'a, String> {
         async move {
-            let dir = folder_dir(folder);
+            let dir = folder_dir(folder, self.names);
             let path = self.base.join(&dir);
             for sub in ["cur", "new", "tmp"] {
                 create_private_dir(&path.join(sub)).await?;
@@ -315,7 +360,9 @@ impl TargetSession for MaildirSession {
 
     fn inventory<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, Vec<Inventoried>> {
         async move {
-            let dir = self.base.join(known.map_or_else(|| folder_dir(folder), str::to_owned));
+            let dir = self
+                .base
+                .join(known.map_or_else(|| folder_dir(folder, self.names), str::to_owned));
             tokio::task::spawn_blocking(move || read_inventory(&dir))
                 .await
                 .map_err(|e| Error::fatal(format!("reading a Maildir failed: {e}")))?
@@ -331,7 +378,9 @@ impl TargetSession for MaildirSession {
         source: &'a [u8],
     ) -> Pending<'a, Option<String>> {
         async move {
-            let dir = self.base.join(known.map_or_else(|| folder_dir(folder), str::to_owned));
+            let dir = self
+                .base
+                .join(known.map_or_else(|| folder_dir(folder, self.names), str::to_owned));
             let path = dir.join(&item.id);
             match tokio::fs::read(&path).await {
                 Ok(bytes) => Ok(crate::target::compare_bytes(source, &bytes)),
@@ -395,11 +444,85 @@ mod tests {
             anchor,
             path: path.iter().map(|s| s.to_string()).collect(),
         };
-        assert_eq!(folder_dir(&tf(Some(FolderRole::Inbox), &[])), "");
-        assert_eq!(folder_dir(&tf(Some(FolderRole::Sent), &[])), ".Sent");
-        assert_eq!(folder_dir(&tf(None, &["Archive", "2023"])), ".Archive.2023");
-        assert_eq!(folder_dir(&tf(None, &["v1.2", "Écoles"])), ".v1_2.&AMk-coles");
-        assert_eq!(folder_dir(&tf(Some(FolderRole::Inbox), &["Lists"])), ".Lists");
+        for names in [FolderNames::Utf7, FolderNames::Utf8] {
+            assert_eq!(folder_dir(&tf(Some(FolderRole::Inbox), &[]), names), "");
+            assert_eq!(folder_dir(&tf(Some(FolderRole::Sent), &[]), names), ".Sent");
+            assert_eq!(folder_dir(&tf(None, &["Archive", "2023"]), names), ".Archive.2023");
+            assert_eq!(folder_dir(&tf(Some(FolderRole::Inbox), &["Lists"]), names), ".Lists");
+            assert_eq!(folder_dir(&tf(None, &["a/b", "c.d"]), names), ".a_b.c_d");
+        }
+        let utf7 = |path: &[&str]| folder_dir(&tf(None, path), FolderNames::Utf7);
+        let utf8 = |path: &[&str]| folder_dir(&tf(None, path), FolderNames::Utf8);
+        assert_eq!(utf7(&["v1.2", "Écoles"]), ".v1_2.&AMk-coles");
+        assert_eq!(utf8(&["v1.2", "Écoles"]), ".v1_2.Écoles");
+        assert_eq!(
+            folder_dir(&tf(Some(FolderRole::Sent), &["Reçus"]), FolderNames::Utf8),
+            ".Sent.Reçus"
+        );
+        // '&' starts a modified UTF-7 run, so it is "&-" there; in UTF-8
+        // it is itself, and a name that looks encoded stays that name.
+        assert_eq!(utf7(&["R&D"]), ".R&-D");
+        assert_eq!(utf8(&["R&D"]), ".R&D");
+        assert_eq!(utf8(&["&AMk-coles"]), ".&AMk-coles");
+        assert_ne!(utf8(&["&AMk-coles"]), utf8(&["Écoles"]));
+        assert_eq!(utf8(&["nul\0here"]), ".nul_here");
+    }
+
+    /// A folder lands on disk spelled as `[target] folder_names` says, and
+    /// inventory, find and compare_content read it back by path and by
+    /// reference.
+    #[tokio::test]
+    async fn folder_names_are_spelled_as_configured_and_read_back() {
+        let folder = TargetFolder {
+            anchor: None,
+            path: vec!["Projets".into(), "Écoles".into()],
+        };
+        for (names, on_disk, not_on_disk) in [
+            (FolderNames::Utf8, ".Projets.Écoles", ".Projets.&AMk-coles"),
+            (FolderNames::Utf7, ".Projets.&AMk-coles", ".Projets.Écoles"),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            let target = MaildirTarget::new(root.path().to_path_buf(), names);
+            let user = TargetLogin {
+                email: "user@example.test".into(),
+                login: None,
+                secret: None,
+                users_file_line: 2,
+            };
+            let mailbox = root.path().join("user@example.test");
+            let mut s = target.open(&user).await.unwrap();
+            let dir = s.ensure_folder(&folder, None).await.unwrap();
+            assert_eq!(dir, on_disk, "{names:?}");
+            assert!(mailbox.join(on_disk).join("cur").is_dir(), "{names:?}");
+            assert!(mailbox.join(on_disk).join("maildirfolder").is_file(), "{names:?}");
+            assert!(!mailbox.join(not_on_disk).exists(), "{names:?}");
+            let m = message(7, "\\Seen", "Message-ID: <e@x>\r\n\r\nbody");
+            let name = s.upload(&dir, &m).await.unwrap();
+            assert!(mailbox.join(on_disk).join("cur").join(&name).is_file());
+            s.close().await;
+
+            // A fresh session, as the next run: the same folder by its path.
+            let mut s = target.open(&user).await.unwrap();
+            assert_eq!(s.ensure_folder(&folder, None).await.unwrap(), on_disk);
+            let by_path = s.inventory(&folder, None).await.unwrap();
+            let by_ref = s.inventory(&folder, Some(&dir)).await.unwrap();
+            assert_eq!(by_path, by_ref, "{names:?}");
+            assert_eq!(by_path.len(), 1, "{names:?}: {by_path:?}");
+            assert_eq!(by_path[0].message_id.as_deref(), Some("<e@x>"));
+            assert_eq!(by_path[0].id, format!("cur/{name}"));
+            assert_eq!(s.find(&dir, &m).await.unwrap(), Some(name));
+            assert_eq!(
+                s.compare_content(&folder, None, &by_path[0], &m.raw).await.unwrap(),
+                None,
+                "{names:?}"
+            );
+            let entries: Vec<String> = std::fs::read_dir(&mailbox)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with('.'))
+                .collect();
+            assert_eq!(entries, [on_disk], "{names:?}: one folder, nothing else");
+        }
     }
 
     fn message(uid: u32, flags: &str, body: &str) -> Upload {
@@ -425,6 +548,7 @@ mod tests {
         }
         MaildirSession {
             base: dir.to_path_buf(),
+            names: FolderNames::Utf7,
         }
     }
 
@@ -483,6 +607,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut s = MaildirSession {
             base: root.path().to_path_buf(),
+            names: FolderNames::Utf7,
         };
         // 120 non-ASCII characters: over 255 bytes in modified UTF-7.
         let long = |last: char| TargetFolder {
@@ -493,9 +618,41 @@ mod tests {
         let b = s.ensure_folder(&long('b'), None).await.unwrap();
         assert!(a.len() <= MAX_DIR_NAME && b.len() <= MAX_DIR_NAME, "{a}");
         assert_ne!(a, b, "two long names stay two folders");
-        assert_eq!(folder_dir(&long('a')), a, "always the same name");
+        assert_eq!(folder_dir(&long('a'), FolderNames::Utf7), a, "always the same name");
         let name = s.upload(&a, &message(1, "", "Subject: x\r\n\r\nbody")).await.unwrap();
         assert!(root.path().join(&a).join("cur").join(name).is_file());
+    }
+
+    #[tokio::test]
+    async fn a_utf8_folder_name_is_shortened_by_bytes_and_never_mid_character() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = MaildirSession {
+            base: root.path().to_path_buf(),
+            names: FolderNames::Utf8,
+        };
+        // 100 characters of 3 bytes: 300 bytes in UTF-8. ".Projekt." is 9
+        // bytes, so the byte cut (238) falls inside a character.
+        let long = |last: char| TargetFolder {
+            anchor: None,
+            path: vec!["Projekt".into(), format!("{}{last}", "日".repeat(99))],
+        };
+        // 120 two-byte characters fit in UTF-8 (241 bytes): kept whole.
+        let fits = TargetFolder {
+            anchor: None,
+            path: vec!["Projekte".into(), "Ü".repeat(119) + "a"],
+        };
+        let whole = s.ensure_folder(&fits, None).await.unwrap();
+        assert_eq!(whole, format!(".Projekte.{}a", "Ü".repeat(119)));
+        let a = s.ensure_folder(&long('a'), None).await.unwrap();
+        let b = s.ensure_folder(&long('b'), None).await.unwrap();
+        assert!(a.len() <= MAX_DIR_NAME && b.len() <= MAX_DIR_NAME, "{a}");
+        assert!(a.starts_with(".Projekt.日日日") && a.contains('~'), "{a}");
+        assert_ne!(a, b, "two long names stay two folders");
+        assert_eq!(folder_dir(&long('a'), FolderNames::Utf8), a, "always the same name");
+        assert_eq!(s.ensure_folder(&long('a'), None).await.unwrap(), a);
+        let name = s.upload(&a, &message(1, "", "Subject: x\r\n\r\nbody")).await.unwrap();
+        assert!(root.path().join(&a).join("cur").join(name).is_file());
+        assert_eq!(s.inventory(&long('a'), None).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -504,6 +661,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut s = MaildirSession {
             base: root.path().join("user@example.test"),
+            names: FolderNames::Utf7,
         };
         let folder = TargetFolder {
             anchor: None,

@@ -164,6 +164,17 @@ pub trait TargetSession: Send {
         Vec::new()
     }
 
+    /// For `cutover check`: tries what a migrate will do with folders and
+    /// says where they will go. `Ok` carries a note for the admin (`None`
+    /// when there is nothing to say); `Err` is why folders could not be
+    /// created, with the fix. Leaves nothing behind. The default, for
+    /// targets whose folders need no rehearsal (Graph creates under the
+    /// mailbox's root, a Maildir's directory is checked for writing
+    /// separately), says nothing.
+    fn rehearse_folders(&mut self) -> Pending<'_, Option<String>> {
+        async move { Ok(None) }.boxed()
+    }
+
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
