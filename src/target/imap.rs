@@ -318,7 +318,7 @@ impl TargetSession for ImapTargetSession {
             let shown = utf7::decode(&scratch);
             if let Err(e) = self.conn.command(&format!("CREATE {}", quote(&scratch))).await {
                 return Err(Error::refused(format!(
-                    "the target refused to create a folder where migrate puts them ({shown}): {}; give the target login the right to create folders in its mailbox, or check the server's folder namespace ({})",
+                    "the target refused to create a folder where migrate puts them ({shown}): {}; give the target login the right to create folders in its mailbox (and room in any folder-count quota), or check the server's folder namespace ({})",
                     e.message,
                     self.personal.describe()
                 )));

@@ -39,6 +39,9 @@ struct Shared {
     /// CREATE commands naming a mailbox that contains this text are
     /// answered NO here and never reach the server.
     refuse_create: Option<String>,
+    /// How long each new connection waits before it reaches the server
+    /// (0: not at all).
+    connect_delay_ms: u64,
     /// Sessions open now, and the most ever open at once; a session
     /// counts until the server side has let go, linger included.
     live: AtomicU64,
@@ -57,6 +60,7 @@ struct Options {
     drop_at_append: u64,
     linger_ms: u64,
     refuse_create: Option<String>,
+    connect_delay_ms: u64,
 }
 
 pub struct Relay {
@@ -123,6 +127,21 @@ impl Relay {
         )
     }
 
+    /// A server slow to answer a new connection: each one reaches the
+    /// server (and hears its greeting) only after `delay`, so sessions a
+    /// client opens one after another start in different seconds (Courier
+    /// makes up a time-based UIDVALIDITY per session for a folder without
+    /// saved UIDs); everything is relayed faithfully.
+    pub fn delaying_sessions(upstream: u16, delay: std::time::Duration) -> Relay {
+        Relay::launch(
+            upstream,
+            Options {
+                connect_delay_ms: delay.as_millis() as u64,
+                ..Options::default()
+            },
+        )
+    }
+
     fn launch(upstream: u16, o: Options) -> Relay {
         let shared = Arc::new(Shared {
             upstream,
@@ -131,6 +150,7 @@ impl Relay {
             drop_at_append: AtomicU64::new(o.drop_at_append),
             linger_ms: o.linger_ms,
             refuse_create: o.refuse_create,
+            connect_delay_ms: o.connect_delay_ms,
             live: AtomicU64::new(0),
             max_live: AtomicU64::new(0),
             to_server: AtomicU64::new(0),
@@ -187,6 +207,9 @@ impl Relay {
 }
 
 fn session(client: TcpStream, shared: Arc<Shared>) {
+    if shared.connect_delay_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(shared.connect_delay_ms));
+    }
     let Ok(upstream) = TcpStream::connect(("127.0.0.1", shared.upstream)) else {
         return;
     };
