@@ -828,6 +828,60 @@ fn a_target_that_refuses_folder_creation_is_flagged_by_check_and_costs_only_thos
     );
 }
 
+/// The one session that copies a folder without saved UIDs is lost
+/// half-way (its first body fetch cuts the connection), and the next
+/// session sees yet another UIDVALIDITY: that folder's messages cannot be
+/// reached in this run. The user ends partial naming the folder and how
+/// many messages were left, the run exits 1, nothing is copied twice, and
+/// the next run completes.
+#[test]
+fn courier_folder_left_by_a_lost_session_makes_the_user_partial_until_the_next_run() {
+    let courier = Courier::start(CourierOptions {
+        users: source_user(),
+        ..Default::default()
+    });
+    let all = messages(109, 12, true);
+    let unsaved = ["INBOX", "Direct Mail"];
+    for (folder, chunk) in unsaved.iter().zip(all.chunks(6)) {
+        courier.deliver_maildir(LOGIN, folder, chunk);
+    }
+    let want = courier.messages(LOGIN);
+    let dovecot = dovecot_target();
+    let target = imap_target(&dovecot);
+    let before = target.folders();
+    // Every EXAMINE a second late: no two openings of a folder share a
+    // UIDVALIDITY, so only the one-session copy can reach these folders;
+    // its first body fetch is the run's first, and is cut.
+    let relay =
+        Relay::slow_to_open_dropping_once(courier.port(), "EXAMINE", Duration::from_millis(1100), "BODY.PEEK[]", 1);
+    let source = Source::behind(relay, &courier, Counter::Courier(&courier));
+    let run = Run::new(source.relay.port(), &target, None);
+
+    let out = run.cutover("migrate");
+    assert_eq!(out.status.code(), Some(1), "first migrate: {}", explain(&out));
+    let status = status_json(&run.config());
+    let user = user_status(&status, EMAIL);
+    assert_eq!(user["state"], "partial", "{user:#}");
+    let said = user["last_error"].as_str().unwrap_or_default();
+    assert!(
+        unsaved
+            .iter()
+            .any(|f| said.contains(&format!("6 messages of folder {f} were left"))),
+        "the reason does not say how many messages of which folder were left: {said}"
+    );
+    let got = dovecot.messages(LOGIN);
+    assert_eq!(
+        got.len(),
+        6,
+        "one folder copied, the other left: {:?}",
+        by_folder(got.iter().map(|m| m.folder.as_str()))
+    );
+
+    let out = run.cutover("migrate");
+    assert_eq!(out.status.code(), Some(0), "second migrate: {}", explain(&out));
+    target.assert_holds(&want, &before);
+}
+
 /// `UserRoot=INBOX` (a users file written for Courier, whose folders are
 /// all below `INBOX.`): every folder is copied relative to that root, and
 /// the INBOX itself too.

@@ -42,6 +42,13 @@ struct Shared {
     /// How long each new connection waits before it reaches the server
     /// (0: not at all).
     connect_delay_ms: u64,
+    /// Commands with this verb (`EXAMINE`) wait this long before they reach
+    /// the server.
+    slow_verb: Option<(Vec<u8>, u64)>,
+    /// Counts client lines containing this text down; the one that takes
+    /// it from 1 to 0 is never passed on, and its connection is cut.
+    drop_at_line: Option<Vec<u8>>,
+    drop_at_line_count: AtomicU64,
     /// Sessions open now, and the most ever open at once; a session
     /// counts until the server side has let go, linger included.
     live: AtomicU64,
@@ -61,6 +68,8 @@ struct Options {
     linger_ms: u64,
     refuse_create: Option<String>,
     connect_delay_ms: u64,
+    slow_verb: Option<(Vec<u8>, u64)>,
+    drop_at_line: Option<(Vec<u8>, u64)>,
 }
 
 pub struct Relay {
@@ -142,6 +151,30 @@ impl Relay {
         )
     }
 
+    /// A server slow to open folders, whose connection drops once: every
+    /// `verb` command (`EXAMINE`) waits `delay` before it reaches the
+    /// server, and the `nth` client line containing `needle` is never
+    /// passed on and cuts its connection; everything else is relayed
+    /// faithfully. With Courier, a slow EXAMINE puts every opening of a
+    /// folder without saved UIDs in another second, so each gets another
+    /// UIDVALIDITY.
+    pub fn slow_to_open_dropping_once(
+        upstream: u16,
+        verb: &str,
+        delay: std::time::Duration,
+        needle: &str,
+        nth: u64,
+    ) -> Relay {
+        Relay::launch(
+            upstream,
+            Options {
+                slow_verb: Some((verb.as_bytes().to_ascii_uppercase(), delay.as_millis() as u64)),
+                drop_at_line: Some((needle.as_bytes().to_vec(), nth)),
+                ..Options::default()
+            },
+        )
+    }
+
     fn launch(upstream: u16, o: Options) -> Relay {
         let shared = Arc::new(Shared {
             upstream,
@@ -151,6 +184,9 @@ impl Relay {
             linger_ms: o.linger_ms,
             refuse_create: o.refuse_create,
             connect_delay_ms: o.connect_delay_ms,
+            slow_verb: o.slow_verb,
+            drop_at_line_count: AtomicU64::new(o.drop_at_line.as_ref().map_or(0, |(_, n)| *n)),
+            drop_at_line: o.drop_at_line.map(|(needle, _)| needle),
             live: AtomicU64::new(0),
             max_live: AtomicU64::new(0),
             to_server: AtomicU64::new(0),
@@ -263,7 +299,12 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
         let room = KEEP_BYTES.saturating_sub(kept.len());
         kept.extend_from_slice(&data[..data.len().min(room)]);
     };
-    if shared.refuse_compress || shared.hide_literal_plus || shared.refuse_create.is_some() {
+    if shared.refuse_compress
+        || shared.hide_literal_plus
+        || shared.refuse_create.is_some()
+        || shared.slow_verb.is_some()
+        || shared.drop_at_line.is_some()
+    {
         let mut reader = BufReader::new(client.try_clone().unwrap());
         // Answers given here instead of the server's: the server is idle
         // for this client then (it waits for the answer), so nothing
@@ -294,6 +335,22 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
                     break;
                 }
                 continue;
+            }
+            if let Some((slow, ms)) = &shared.slow_verb
+                && verb == slow.as_slice()
+            {
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
+            }
+            if let Some(needle) = &shared.drop_at_line
+                && line.windows(needle.len()).any(|w| w == needle.as_slice())
+                && shared
+                    .drop_at_line_count
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    == Ok(1)
+            {
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = up.shutdown(Shutdown::Both);
+                break;
             }
             let is_append = verb == b"APPEND";
             if is_append
