@@ -65,6 +65,8 @@ pub enum Event {
         copied: u64,
         bytes: u64,
         failed: u64,
+        /// Copies made before whose flags were changed to the source's.
+        flags_updated: u64,
         error: Option<String>,
     },
     RunFinished {

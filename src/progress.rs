@@ -213,6 +213,7 @@ impl Board {
                 state,
                 copied,
                 failed,
+                flags_updated,
                 error,
                 ..
             } => {
@@ -227,9 +228,14 @@ impl Board {
                 let took = elapsed
                     .map(|d| format!(" in {}", human_duration(d)))
                     .unwrap_or_default();
+                let flags = if *flags_updated > 0 {
+                    format!(", {flags_updated} flag changes written")
+                } else {
+                    String::new()
+                };
                 Some(match error {
-                    Some(e) => format!("{user}: {state} ({copied} copied, {failed} failed{took}): {e}"),
-                    None => format!("{user}: {state} ({copied} copied, {failed} failed{took})"),
+                    Some(e) => format!("{user}: {state} ({copied} copied, {failed} failed{flags}{took}): {e}"),
+                    None => format!("{user}: {state} ({copied} copied, {failed} failed{flags}{took})"),
                 })
             }
             Event::RunFinished { .. } => None,
@@ -568,6 +574,7 @@ mod tests {
                     copied: 3,
                     bytes: 300,
                     failed: 1,
+                    flags_updated: 0,
                     error: Some("target refused a message".into()),
                 },
                 at(t0, 90),

@@ -670,6 +670,90 @@ async fn server_faults_and_expired_tokens_cause_no_duplicates() {
     assert_eq!(stats["total"]["by_status"]["401"], 1);
 }
 
+/// A resync's flag change on a copy: read state, follow-up flag and
+/// categories replaced by what an upload with the new marks sets (labels
+/// as categories, `$` keywords left out), the id and the stamp kept, in
+/// both write modes; a copy Exchange no longer has is that message's
+/// failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_flags_replaces_read_state_flag_and_categories() {
+    for mode in [GraphWriteMode::ImportMime, GraphWriteMode::Json] {
+        let emu = Emu::start(&[]);
+        let target = emu.target(mode);
+        assert!(target.capabilities().update_flags);
+        let mut s = target.open(&user(USER)).await.unwrap();
+        let f = s.ensure_folder(&folder(None, &["Resynced"]), None).await.unwrap();
+        let mut stored = upload(
+            message("<flags.1@example.com>", "Flags change"),
+            "\\Flagged Work",
+            1_600_000_000,
+            Some("<flags.1@example.com>"),
+        );
+        stored.labels = vec!["Clients".into()];
+        let id = s.upload(&f, &stored).await.unwrap();
+        let copy = |dump: &Value| {
+            let all = dump["messages"].as_array().unwrap();
+            assert_eq!(all.len(), 1, "{mode:?}: one copy, never a second");
+            all[0].clone()
+        };
+        let before = copy(&emu.dump(USER).await);
+        assert_eq!(
+            (&before["isRead"], &before["flag"]["flagStatus"], &before["categories"]),
+            (&json!(false), &json!("flagged"), &json!(["Work", "Clients"])),
+            "{mode:?}: as uploaded"
+        );
+
+        // \Seen added, \Flagged taken away, a keyword and a label for the old ones.
+        let new_id = s
+            .update_flags(
+                &f,
+                &id,
+                &Flags::from_wire("\\Seen \\Answered Home $Forwarded"),
+                &["Family".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(new_id, id, "{mode:?}: Graph keeps the id");
+        let after = copy(&emu.dump(USER).await);
+        assert_eq!(after["id"], id);
+        assert_eq!(after["isRead"], true, "{mode:?}");
+        assert_eq!(after["flag"]["flagStatus"], "notFlagged", "{mode:?}");
+        assert_eq!(after["categories"], json!(["Home", "Family"]), "{mode:?}");
+        assert_eq!(after["folderId"], before["folderId"], "{mode:?}: not moved");
+        // Nothing left: every category removed.
+        s.update_flags(&f, &id, &Flags::from_wire("\\Flagged"), &[])
+            .await
+            .unwrap();
+        let last = copy(&emu.dump(USER).await);
+        assert_eq!(
+            (&last["isRead"], &last["flag"]["flagStatus"], &last["categories"]),
+            (&json!(false), &json!("flagged"), &json!([])),
+            "{mode:?}"
+        );
+        // The stamp is untouched: a later run still finds the copy.
+        let mut fresh = target.open(&user(USER)).await.unwrap();
+        assert_eq!(fresh.find(&f, &stored).await.unwrap(), Some(id.clone()), "{mode:?}");
+
+        // An id of the same form that names no message (deleted, or moved
+        // to another folder, which gives it a new id): 404 ErrorItemNotFound.
+        let mut gone = id.clone();
+        let last_char = gone.pop().unwrap();
+        gone.push(if last_char == 'A' { 'B' } else { 'A' });
+        let e = fresh
+            .update_flags(&f, &gone, &Flags::from_wire("\\Seen"), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Item, "{mode:?}: {e:?}");
+        assert!(e.message.contains("no longer has it"), "{e}");
+        let stats = emu.stats().await;
+        assert_eq!(
+            count(&stats, "messages.patch") as usize,
+            if mode == GraphWriteMode::ImportMime { 4 } else { 3 },
+            "{mode:?}: one PATCH per update (and the import's own)"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_looks_up_by_message_id() {
     let emu = Emu::start(&[]);

@@ -482,3 +482,98 @@ fn a_folder_the_target_refuses_to_create_fails_alone() {
         "{failed:#?}"
     );
 }
+
+/// Flags changed on the source after the copy — read, unread, flagged,
+/// answered, a keyword — reach the copies on the next run, without a body
+/// fetched; a further run writes nothing. With CONDSTORE only what changed
+/// since the last HIGHESTMODSEQ is read (nothing when it did not move);
+/// without it (hidden by a relay) every message's flags are read.
+#[test]
+fn flag_changes_on_the_source_reach_the_copies_with_and_without_condstore() {
+    use support::relay::Relay;
+    for condstore in [true, false] {
+        let lab = Lab::new(1);
+        let (email, password) = user(1);
+        fill_standard_mailbox(&lab.source, &email, 120, 21);
+        let relay = if condstore {
+            Relay::start(lab.source.port())
+        } else {
+            Relay::hiding_capabilities(lab.source.port(), &["CONDSTORE", "QRESYNC"])
+        };
+        let config = lab.write_config_via(relay.port(), lab.target.port(), "", "");
+        let users = lab.write_users(&[(email.clone(), password.clone())]);
+        let out = migrate(&config, &users);
+        assert_eq!(out.status.code(), Some(0), "first copy: {}", explain(&out));
+        assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+
+        // A week of reading and filing flags on the source.
+        let flags = |verb: &str, flags: &str, query: &[&str]| {
+            let mut args = vec!["flags", verb, "-u", email.as_str(), flags];
+            args.extend_from_slice(query);
+            lab.source.doveadm(&args);
+        };
+        flags("add", "\\Seen", &["mailbox", "INBOX", "all"]);
+        flags("add", "\\Flagged $Forwarded", &["mailbox", "Archive", "uid", "1:3"]);
+        flags("remove", "\\Seen", &["mailbox", "Sent", "all"]);
+        flags("add", "\\Answered ProjectX", &["mailbox", "Archive/2023", "uid", "2"]);
+        let copies: HashMap<(String, Vec<u8>), Vec<String>> = lab
+            .target
+            .messages(&email)
+            .into_iter()
+            .map(|m| ((m.folder, m.raw), m.flags))
+            .collect();
+        let differing = lab
+            .source
+            .messages(&email)
+            .into_iter()
+            .filter(|m| copies.get(&(m.folder.clone(), m.raw.clone())) != Some(&m.flags))
+            .count();
+        assert!(differing > 10, "the source's flags changed: {differing} differ");
+
+        let streams_before = relay.client_streams().len();
+        let before = lab.source.session_stats();
+        let out = migrate(&config, &users);
+        assert_eq!(out.status.code(), Some(0), "resync: {}", explain(&out));
+        assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+        let stats = lab
+            .source
+            .wait_for_sessions(before.sessions + 1, std::time::Duration::from_secs(5));
+        assert_eq!(stats.body_count, before.body_count, "the resync fetched bodies");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("flag changes written"),
+            "the summary does not count them: {said}"
+        );
+        let sent: String = relay.client_streams()[streams_before..]
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        if condstore {
+            assert!(sent.contains("CHANGEDSINCE"), "CONDSTORE was not used: {sent}");
+        } else {
+            assert!(
+                !sent.contains("CHANGEDSINCE") && sent.contains("(UID FLAGS)"),
+                "without CONDSTORE every flag is read: {sent}"
+            );
+        }
+
+        // Nothing changed since: nothing written, and with CONDSTORE not
+        // even a flag read.
+        let streams_before = relay.client_streams().len();
+        let out = migrate(&config, &users);
+        assert_eq!(out.status.code(), Some(0), "no-op resync: {}", explain(&out));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !said.contains("flag changes written"),
+            "a no-op resync wrote flags: {said}"
+        );
+        let sent: String = relay.client_streams()[streams_before..]
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        if condstore {
+            assert!(!sent.contains("(UID FLAGS)"), "a no-op resync read flags: {sent}");
+        }
+        assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+    }
+}

@@ -6,19 +6,38 @@
 //!
 //! Targets: Maildir in a temporary directory, once with folder names in
 //! modified UTF-7 (the default) and once in UTF-8; IMAP on a real Dovecot
-//! (`tests/support/dovecot.rs`) written through a master login; the Graph
-//! target against the Graph emulator (`graph-emulator`), once in the
-//! default write mode (`auto`, which is importMime there) and once in
-//! `json`, whose guarantees differ (no byte-identical copy).
+//! (`tests/support/dovecot.rs`, module `imap`) written through a master
+//! login; IMAP on a real Cyrus IMAP 3.6 (`tests/support/cyrus.rs`), once
+//! with Debian's configuration (`cyrus_debian`: every folder below
+//! `INBOX.`, `.` as the separator, a top-level CREATE refused) and once
+//! with upstream's (`cyrus_upstream`: flat, `/`), written with the user's
+//! own login from the users file (TargetUserName, TargetPassword: Cyrus
+//! has no master login that LOGIN takes); the Graph target against the
+//! Graph emulator (`graph-emulator`), once in the default write mode
+//! (`auto`, which is importMime there) and once in `json`, whose
+//! guarantees differ (no byte-identical copy).
 //!
 //! What the cases check is read back *independently* of the code under
 //! test, through each store's own means ([`Fixture`]'s probe):
 //!
-//! | target  | folders              | bytes           | flags, keywords and date                            |
-//! |---------|----------------------|-----------------|-----------------------------------------------------|
-//! | Maildir | directories          | the files       | info letters of the file name, mtime                |
-//! | IMAP    | `LIST` (tiny client) | `BODY.PEEK[]`   | `FETCH (FLAGS INTERNALDATE)`                        |
-//! | Graph   | emulator dump        | importMime only | `isRead`, `flag`, `categories`, `receivedDateTime`  |
+//! | target                | folders                           | bytes           | flags, keywords and date                            |
+//! |-----------------------|-----------------------------------|-----------------|-----------------------------------------------------|
+//! | Maildir               | directories                       | the files       | info letters of the file name, mtime                |
+//! | IMAP (Dovecot, Cyrus) | `LIST` (tiny client, as the user) | `BODY.PEEK[]`   | `FETCH (FLAGS INTERNALDATE)`                        |
+//! | Graph                 | emulator dump                     | importMime only | `isRead`, `flag`, `categories`, `receivedDateTime`  |
+//!
+//! The IMAP probe works on any fixture server ([`MailServer`]) and names
+//! folders as the fixtures do: relative to the personal namespace, UTF-8,
+//! `/` between levels (`INBOX.Archive.2024` on Cyrus with Debian's config
+//! reads back as `Archive/2024`, as `Archive/2024` does on Dovecot), so
+//! one check says where a folder landed on every server.
+//!
+//! A message too large for the target is refused on its own
+//! ([`imap_size_refusal_is_that_message_alone`] on Dovecot with
+//! `quota_max_mail_size`, [`cyrus_debian_size_refusal_is_that_message_alone`]
+//! and [`cyrus_upstream_size_refusal_is_that_message_alone`] on Cyrus with
+//! `maxmessagesize`); the IMAP instantiations' batch case fails a zero-byte
+//! message instead, which both servers refuse.
 //!
 //! Keywords and labels are read back on IMAP and Graph only: the Maildir
 //! target stores the system flags in the file name and has nowhere for
@@ -50,13 +69,16 @@ use cutover::secret::Secret;
 use cutover::settings::{GraphCredential, GraphSettings, GraphWriteMode, MaildirFolderNames, TargetSettings};
 use cutover::target::{Inventoried, Target};
 
-use support::imap::{ImapConn, first_literal, internaldate, quote};
+use support::imap::{ImapConn, ListEntry, mutf7_decode};
 use support::mailgen;
-use support::{Dovecot, DovecotOptions};
+use support::{Cyrus, CyrusConfig, CyrusOptions, Dovecot, DovecotOptions, MailServer};
 
 /// The mailbox every case writes into.
 const USER: &str = "conformance@example.test";
 const USER_PASSWORD: &str = "pw-conformance-1";
+/// The user's login on Cyrus, whose fixture takes no `@` or `.` in a login
+/// (Cyrus maps those into mailbox names).
+const CYRUS_LOGIN: &str = "conformance";
 const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "admin-secret-42";
 const GRAPH_SECRET: &str = "s3cret-value";
@@ -79,7 +101,22 @@ fn maildir_target(root: &Path, folder_names: MaildirFolderNames) -> Arc<dyn Targ
     })
 }
 
-fn imap_target(port: u16) -> Arc<dyn Target> {
+/// How the IMAP target logs in.
+#[derive(Clone, Copy, Debug)]
+enum ImapLogin {
+    /// One login for every user in the target settings: Dovecot's master
+    /// user (`{email}*admin`).
+    Master,
+    /// Each user's own login from the users file (TargetUserName,
+    /// TargetPassword, see [`Fixture::user`]): no login in the settings.
+    PerUser,
+}
+
+fn imap_target(port: u16, how: ImapLogin) -> Arc<dyn Target> {
+    let (login, password) = match how {
+        ImapLogin::Master => (Some(format!("{{email}}*{ADMIN}")), Some(Secret::new(ADMIN_PASSWORD))),
+        ImapLogin::PerUser => (None, None),
+    };
     build(&TargetSettings::Imap {
         endpoint: Endpoint {
             host: "127.0.0.1".into(),
@@ -89,8 +126,8 @@ fn imap_target(port: u16) -> Arc<dyn Target> {
             timeout: Duration::from_secs(30),
             compress: Compression::Auto,
         },
-        login: Some(format!("{{email}}*{ADMIN}")),
-        password: Some(Secret::new(ADMIN_PASSWORD)),
+        login,
+        password,
         tokens: None,
     })
 }
@@ -147,6 +184,8 @@ macro_rules! conformance {
 conformance!(maildir => Fixture::maildir(MaildirFolderNames::Utf7));
 conformance!(maildir_utf8 => Fixture::maildir(MaildirFolderNames::Utf8));
 conformance!(imap => Fixture::imap());
+conformance!(cyrus_debian => Fixture::cyrus(CyrusConfig::Debian));
+conformance!(cyrus_upstream => Fixture::cyrus(CyrusConfig::Upstream));
 conformance!(graph => Fixture::graph(GraphWriteMode::Auto));
 conformance!(graph_json => Fixture::graph(GraphWriteMode::Json));
 
@@ -157,6 +196,30 @@ conformance!(graph_json => Fixture::graph(GraphWriteMode::Json));
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_size_refusal_is_that_message_alone() {
     let fx = Fixture::imap_with_size_limit().await;
+    let target = fx.target.clone();
+    contract::upload_many_with_a_failure(&*target, &fx).await;
+    fx.finish();
+}
+
+/// A message over Cyrus's `maxmessagesize` in a batch (Debian's config):
+/// refused on its own, the others stored. Cyrus announces the limit as
+/// `APPENDLIMIT=32768` and answers an APPEND over it with `NO [TOOBIG]
+/// Message size exceeds fixed limit` before the literal when the literal
+/// is synchronizing; a non-synchronizing one (LITERAL+) gets that NO, then
+/// `* BYE [TOOBIG] Message size exceeds fixed limit`, and the connection
+/// is closed without the literal being read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cyrus_debian_size_refusal_is_that_message_alone() {
+    let fx = Fixture::cyrus_with_size_limit(CyrusConfig::Debian).await;
+    let target = fx.target.clone();
+    contract::upload_many_with_a_failure(&*target, &fx).await;
+    fx.finish();
+}
+
+/// The same on Cyrus with upstream's config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cyrus_upstream_size_refusal_is_that_message_alone() {
+    let fx = Fixture::cyrus_with_size_limit(CyrusConfig::Upstream).await;
     let target = fx.target.clone();
     contract::upload_many_with_a_failure(&*target, &fx).await;
     fx.finish();
@@ -207,7 +270,7 @@ mod contract {
             );
             assert_eq!(s.ensure_folder(f, None).await.unwrap(), r, "{f:?} again");
             assert!(fx.has_folder(&r).await, "{f:?} -> {r:?} is not in the store");
-            fx.check_folder_name(f, &r);
+            fx.check_folder_name(f, &r).await;
             assert_eq!(s.inventory(f, Some(&r)).await.unwrap(), vec![], "{f:?} by reference");
             assert_eq!(s.inventory(f, None).await.unwrap(), vec![], "{f:?} by path");
             refs.push(r);
@@ -563,11 +626,93 @@ mod contract {
         );
     }
 
-    async fn update_flags_contract(target: &dyn Target, _fx: &Fixture) {
-        panic!(
-            "{}: update_flags declared but not covered by the conformance suite",
-            target.describe()
+    /// `update_flags`, where declared: a copy stored with `\Flagged`, a
+    /// keyword and a label gets `\Seen`, `\Answered`, another keyword and
+    /// another label instead, then the same again, then nothing, then
+    /// `\Flagged` back in a fresh session, each time read back through the
+    /// store's own means (keywords and labels where the store keeps them;
+    /// see the module docs). The copy keeps its bytes and date, is never
+    /// duplicated, the other copy in the folder keeps its flags, and each
+    /// returned id names the copy for the next call and is what `find`
+    /// returns (a Maildir file is renamed; IMAP and Graph keep their ids).
+    async fn update_flags_contract(target: &dyn Target, fx: &Fixture) {
+        let f = folder(None, &["Reflagged"]);
+        let mut msgs = messages("reflag", 71, 2);
+        msgs[0].flags = Flags::from_wire("\\Flagged Work");
+        msgs[0].labels = vec!["Clients".into()];
+        msgs[1].flags = Flags::from_wire("\\Seen Other");
+        let mut s = target.open(&fx.user).await.unwrap();
+        let r = s.ensure_folder(&f, None).await.unwrap();
+        let uploaded = s.upload(&r, &msgs[0]).await.unwrap();
+        s.upload(&r, &msgs[1]).await.unwrap();
+
+        // (seen, flagged, keywords and labels) of the copy, after each step.
+        let expect = |stored: &[Stored], seen: bool, flagged: bool, keywords: &[&str], step: &str| {
+            assert_stored_once(stored, &msgs);
+            for (u, (seen, flagged, keywords)) in msgs
+                .iter()
+                .zip([(seen, flagged, keywords), (true, false, &["Other"][..])])
+            {
+                let id = u.message_id.as_deref().unwrap();
+                let m = stored
+                    .iter()
+                    .find(|m| m.message_id.as_deref() == Some(id))
+                    .unwrap_or_else(|| panic!("{step}: {id} not stored: {stored:#?}"));
+                assert_eq!((m.seen, m.flagged), (seen, flagged), "{step}: {id}: (seen, flagged)");
+                assert_eq!(m.date, u.internal_date, "{step}: {id}: the date stays");
+                if let Some(have) = &m.keywords {
+                    let want: BTreeSet<String> = keywords.iter().map(|k| k.to_string()).collect();
+                    assert_eq!(have, &want, "{step}: {id}: keywords and labels");
+                }
+            }
+        };
+        expect(&fx.stored(&r).await, false, true, &["Work", "Clients"], "as uploaded");
+
+        let new = Flags::from_wire("\\Seen \\Answered Home");
+        let labels = vec!["Family".to_owned()];
+        let id = s.update_flags(&r, &uploaded, &new, &labels).await.unwrap();
+        assert!(!id.is_empty(), "the target names the copy");
+        expect(
+            &fx.stored(&r).await,
+            true,
+            false,
+            &["Home", "Family"],
+            "\\Seen added, \\Flagged taken away",
         );
+
+        let again = s.update_flags(&r, &id, &new, &labels).await.unwrap();
+        assert_eq!(again, id, "the same flags again change nothing");
+        expect(&fx.stored(&r).await, true, false, &["Home", "Family"], "the same again");
+
+        let id = s.update_flags(&r, &again, &Flags::default(), &[]).await.unwrap();
+        expect(&fx.stored(&r).await, false, false, &[], "none at all");
+        s.close().await;
+
+        let mut fresh = target.open(&fx.user).await.unwrap();
+        assert_eq!(fresh.ensure_folder(&f, Some(&r)).await.unwrap(), r);
+        let id = fresh
+            .update_flags(&r, &id, &Flags::from_wire("\\Flagged"), &[])
+            .await
+            .unwrap();
+        expect(
+            &fx.stored(&r).await,
+            false,
+            true,
+            &[],
+            "\\Flagged back, in a fresh session",
+        );
+        let found = fresh
+            .find(&r, &msgs[0])
+            .await
+            .unwrap()
+            .expect("the copy is found after its flags changed");
+        assert!(fx.same_id(&id, &found), "updated as {id:?}, found as {found:?}");
+        assert_eq!(
+            sorted(fresh.inventory(&f, Some(&r)).await.unwrap()),
+            fx.expected_inventory(&msgs),
+            "listed once each"
+        );
+        fresh.close().await;
     }
 
     async fn delete_contract(target: &dyn Target, _fx: &Fixture) {
@@ -749,11 +894,12 @@ enum Failure {
     /// the rest of the batch goes on.
     OverSize,
     /// The target refuses a zero-byte message (Dovecot: "Can't save a zero
-    /// byte message"): an item error, the rest of the batch goes on.
+    /// byte message"; Cyrus: "Zero-length message literal"): an item
+    /// error, the rest of the batch goes on.
     ///
-    /// The IMAP fixture's server runs without a size limit; the size
-    /// refusal is covered on a server with one by
-    /// [`imap_size_refusal_is_that_message_alone`].
+    /// The IMAP fixtures' servers run without a size limit; the size
+    /// refusal is covered on servers with one by
+    /// [`imap_size_refusal_is_that_message_alone`] and its Cyrus siblings.
     Empty,
     /// Maildir has no size limit and refuses nothing, so its only failure
     /// is a write that fails (here: something already in the way of the
@@ -777,8 +923,11 @@ enum Store {
         mailbox: PathBuf,
         folder_names: MaildirFolderNames,
     },
+    /// Dovecot or Cyrus, read by the probe as the user itself.
     Imap {
-        server: Box<Dovecot>,
+        server: Box<dyn MailServer>,
+        /// The probe's login (the password is [`USER_PASSWORD`]).
+        login: &'static str,
     },
     Graph {
         emulator: Emulator,
@@ -788,6 +937,7 @@ enum Store {
 /// One target with its store and a user.
 struct Fixture {
     target: Arc<dyn Target>,
+    /// The user as the users file gives it to the target.
     user: TargetLogin,
     store: Store,
     failure: Failure,
@@ -802,6 +952,15 @@ fn user_job() -> TargetLogin {
         login: None,
         secret: None,
         users_file_line: 2,
+    }
+}
+
+/// The user with its own target login (TargetUserName, TargetPassword).
+fn user_job_with_login(login: &str) -> TargetLogin {
+    TargetLogin {
+        login: Some(login.into()),
+        secret: Some(Secret::new(USER_PASSWORD)),
+        ..user_job()
     }
 }
 
@@ -824,34 +983,15 @@ impl Fixture {
 
     /// Dovecot with a master user; the target logs in as `user*admin`.
     async fn imap() -> Fixture {
-        let server = tokio::task::block_in_place(|| {
-            Dovecot::start(DovecotOptions {
-                users: vec![(USER.into(), USER_PASSWORD.into())],
-                master: Some((ADMIN.into(), ADMIN_PASSWORD.into())),
-                ..Default::default()
-            })
-        });
-        Fixture {
-            target: imap_target(server.port()),
-            user: user_job(),
-            store: Store::Imap {
-                server: Box::new(server),
-            },
-            failure: Failure::Empty,
-            sizes: SizeRule::Stored,
-            describes_as: "IMAP 127.0.0.1:",
-        }
+        Fixture::on_dovecot(tokio::task::block_in_place(start_dovecot), Failure::Empty)
     }
 
     /// The IMAP fixture with Dovecot refusing messages over
     /// [`SIZE_LIMIT`] (the quota plugin's `quota_max_mail_size`, added to
     /// the generated configuration before a restart).
     async fn imap_with_size_limit() -> Fixture {
-        let mut fx = Fixture::imap().await;
-        let Store::Imap { server } = &mut fx.store else {
-            unreachable!()
-        };
-        tokio::task::block_in_place(|| {
+        let server = tokio::task::block_in_place(|| {
+            let mut server = start_dovecot();
             let mut conf = std::fs::read_to_string(server.conf_path()).unwrap();
             conf.push_str(&format!(
                 "\n# The conformance suite's size limit.\nmail_plugins = $mail_plugins quota\n\
@@ -859,9 +999,66 @@ impl Fixture {
             ));
             std::fs::write(server.conf_path(), conf).unwrap();
             server.restart();
+            server
         });
-        fx.failure = Failure::OverSize;
-        fx
+        Fixture::on_dovecot(server, Failure::OverSize)
+    }
+
+    fn on_dovecot(server: Dovecot, failure: Failure) -> Fixture {
+        Fixture {
+            target: imap_target(server.port(), ImapLogin::Master),
+            user: user_job(),
+            store: Store::Imap {
+                server: Box::new(server),
+                login: USER,
+            },
+            failure,
+            sizes: SizeRule::Stored,
+            describes_as: "IMAP 127.0.0.1:",
+        }
+    }
+
+    /// Cyrus IMAP 3.6 in either configuration. Cyrus's admin logs in as
+    /// itself (LOGIN has no `user*admin`), so the target logs in as the
+    /// user, with the login and password the users file gives it.
+    async fn cyrus(config: CyrusConfig) -> Fixture {
+        Fixture::on_cyrus(tokio::task::block_in_place(|| start_cyrus(config)), Failure::Empty)
+    }
+
+    /// The Cyrus fixture refusing messages over [`SIZE_LIMIT`]:
+    /// `maxmessagesize` (which imapd announces as `APPENDLIMIT` and
+    /// enforces on APPEND) added to the instance's `imapd.conf` before a
+    /// restart.
+    async fn cyrus_with_size_limit(config: CyrusConfig) -> Fixture {
+        let server = tokio::task::block_in_place(|| {
+            let mut server = start_cyrus(config);
+            let mut conf = std::fs::read_to_string(server.conf_path()).unwrap();
+            assert!(
+                !conf.lines().any(|l| l.starts_with("maxmessagesize:")),
+                "Cyrus refuses a key given twice"
+            );
+            conf.push_str(&format!(
+                "# The conformance suite's size limit.\nmaxmessagesize: {SIZE_LIMIT}\n"
+            ));
+            std::fs::write(server.conf_path(), conf).unwrap();
+            server.restart();
+            server
+        });
+        Fixture::on_cyrus(server, Failure::OverSize)
+    }
+
+    fn on_cyrus(server: Cyrus, failure: Failure) -> Fixture {
+        Fixture {
+            target: imap_target(server.port(), ImapLogin::PerUser),
+            user: user_job_with_login(CYRUS_LOGIN),
+            store: Store::Imap {
+                server: Box::new(server),
+                login: CYRUS_LOGIN,
+            },
+            failure,
+            sizes: SizeRule::Stored,
+            describes_as: "IMAP 127.0.0.1:",
+        }
     }
 
     /// The emulator with every mailbox's MaxReceiveSize at [`SIZE_LIMIT`].
@@ -904,11 +1101,20 @@ impl Fixture {
         uploaded == found
     }
 
-    /// Every folder of the mailbox, as the store names it.
+    /// Every folder of the mailbox, as the store names it (IMAP: relative
+    /// to the personal namespace, see [`imap_relative`]).
     async fn folders(&self) -> BTreeSet<String> {
         match &self.store {
             Store::Maildir { mailbox, .. } => tokio::task::block_in_place(|| maildir_folders(mailbox)),
-            Store::Imap { server } => tokio::task::block_in_place(|| imap_folders(server)),
+            Store::Imap { server, login } => tokio::task::block_in_place(|| {
+                imap_list(server.as_ref(), login)
+                    .into_iter()
+                    .map(|e| {
+                        imap_relative(server.as_ref(), &e.name)
+                            .unwrap_or_else(|| format!("{} (outside the personal namespace)", e.name))
+                    })
+                    .collect()
+            }),
             Store::Graph { emulator } => {
                 let dump = emulator.dump(USER).await;
                 dump["folders"]
@@ -923,16 +1129,35 @@ impl Fixture {
     async fn has_folder(&self, reference: &str) -> bool {
         match &self.store {
             Store::Maildir { mailbox, .. } => mailbox.join(reference).join("cur").is_dir(),
-            Store::Imap { .. } => self.folders().await.contains(reference),
+            // A reference is a wire name; the probe compares names
+            // relative to the personal namespace.
+            Store::Imap { server, .. } => match imap_relative(server.as_ref(), &mutf7_decode(reference)) {
+                Some(name) => self.folders().await.contains(&name),
+                None => false,
+            },
             Store::Graph { emulator } => graph_folder(&emulator.dump(USER).await, reference).is_some(),
         }
     }
 
     /// Whether a folder's reference spells its name as the store should:
     /// a Maildir folder outside the roles is `.` and its path joined by `.`,
-    /// in UTF-8 as it is, in modified UTF-7 all ASCII. Other stores name
-    /// folders their own way (checked by `has_folder`).
-    fn check_folder_name(&self, f: &TargetFolder, reference: &str) {
+    /// in UTF-8 as it is, in modified UTF-7 all ASCII; an IMAP folder is
+    /// where a mail client looks for it, relative to the personal namespace
+    /// (see [`imap_expected_folder`]). Graph names folders its own way
+    /// (checked by `has_folder`).
+    async fn check_folder_name(&self, f: &TargetFolder, reference: &str) {
+        if let Store::Imap { server, login } = &self.store {
+            let server = server.as_ref();
+            let name = imap_relative(server, &mutf7_decode(reference)).unwrap_or_else(|| {
+                panic!(
+                    "{f:?} -> {reference:?}: outside the personal namespace ({:?})",
+                    server.prefix()
+                )
+            });
+            let listed = tokio::task::block_in_place(|| imap_list(server, login));
+            assert_eq!(name, imap_expected_folder(server, &listed, f), "{f:?} -> {reference:?}");
+            return;
+        }
         let Store::Maildir { folder_names, .. } = &self.store else {
             return;
         };
@@ -955,7 +1180,9 @@ impl Fixture {
     async fn stored(&self, reference: &str) -> Vec<Stored> {
         match &self.store {
             Store::Maildir { mailbox, .. } => tokio::task::block_in_place(|| maildir_stored(&mailbox.join(reference))),
-            Store::Imap { server } => tokio::task::block_in_place(|| imap_stored(server, reference)),
+            Store::Imap { server, login } => {
+                tokio::task::block_in_place(|| imap_stored(server.as_ref(), login, reference))
+            }
             Store::Graph { emulator } => graph_stored(&emulator.dump(USER).await, reference),
         }
     }
@@ -1033,90 +1260,132 @@ fn maildir_stored(dir: &Path) -> Vec<Stored> {
     out
 }
 
-// IMAP: the tiny test client, logged in as the user (not the master).
+// IMAP: the tiny test client, logged in as the user (not the master), on
+// any fixture server. Folder names are compared relative to the personal
+// namespace, the fixtures' way: UTF-8, `/` between levels, `INBOX` for the
+// inbox (`INBOX.Archive.2024` on Cyrus with Debian's config is
+// `Archive/2024`).
 
-fn imap_login(server: &Dovecot) -> ImapConn {
+fn start_dovecot() -> Dovecot {
+    Dovecot::start(DovecotOptions {
+        users: vec![(USER.into(), USER_PASSWORD.into())],
+        master: Some((ADMIN.into(), ADMIN_PASSWORD.into())),
+        ..Default::default()
+    })
+}
+
+fn start_cyrus(config: CyrusConfig) -> Cyrus {
+    Cyrus::start(CyrusOptions {
+        config,
+        users: vec![(CYRUS_LOGIN.into(), USER_PASSWORD.into())],
+    })
+}
+
+fn imap_login(server: &dyn MailServer, login: &str) -> ImapConn {
     let mut c = ImapConn::connect(server.port());
-    c.login(USER, USER_PASSWORD).expect_ok("probe login");
+    c.login(login, USER_PASSWORD).expect_ok("probe login");
     c
 }
 
-/// Wire names (modified UTF-7) from `LIST "" "*"`.
-fn imap_folders(server: &Dovecot) -> BTreeSet<String> {
-    let mut c = imap_login(server);
-    let list = c.command("LIST \"\" \"*\"").expect_ok("LIST");
+/// `LIST "" "*"`, names decoded from modified UTF-7.
+fn imap_list(server: &dyn MailServer, login: &str) -> Vec<ListEntry> {
+    let mut c = imap_login(server, login);
+    let list = c.list("", "*");
     c.logout();
-    let mut out = BTreeSet::new();
-    for line in list.data_text().lines() {
-        let Some(rest) = line.strip_prefix("* LIST (") else {
-            continue;
-        };
-        // Attributes, then the delimiter (quoted or NIL), then the name.
-        let rest = rest[rest.find(')').unwrap() + 1..].trim_start();
-        let rest = match rest.strip_prefix("NIL") {
-            Some(r) => r,
-            None => {
-                let r = rest.strip_prefix('"').unwrap();
-                let r = r.strip_prefix('\\').unwrap_or(r);
-                &r[r.find('"').unwrap() + 1..]
-            }
-        };
-        let name = rest.trim();
-        let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-            Some(q) => q.replace("\\\"", "\"").replace("\\\\", "\\"),
-            None => name.to_owned(),
-        };
-        out.insert(name);
-    }
-    out
+    list
 }
 
-fn imap_stored(server: &Dovecot, wire: &str) -> Vec<Stored> {
-    let mut c = imap_login(server);
-    c.command(&format!("EXAMINE {}", quote(wire))).expect_ok("EXAMINE");
-    let search = c.command("UID SEARCH ALL").expect_ok("UID SEARCH");
-    let uids: Vec<u32> = search
-        .data_text()
-        .lines()
-        .filter_map(|l| l.strip_prefix("* SEARCH"))
-        .flat_map(|l| {
-            l.split_whitespace()
-                .map(|u| u.parse::<u32>().unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut out = Vec::new();
-    for uid in uids {
-        let meta = c
-            .command(&format!("UID FETCH {uid} (FLAGS INTERNALDATE)"))
-            .expect_ok("FETCH FLAGS");
-        let text = meta.data_text();
-        let at = text.find("FLAGS (").expect("FLAGS in the answer") + "FLAGS (".len();
-        let flags: Vec<&str> = text[at..at + text[at..].find(')').unwrap()]
-            .split_whitespace()
-            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-            .collect();
-        let body = c
-            .command(&format!("UID FETCH {uid} BODY.PEEK[]"))
-            .expect_ok("FETCH BODY");
-        let raw = first_literal(&body.data).expect("a body literal");
-        out.push(Stored {
-            message_id: mailgen::message_id(&raw),
-            raw: Some(raw),
-            seen: flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")),
-            flagged: flags.iter().any(|f| f.eq_ignore_ascii_case("\\Flagged")),
-            keywords: Some(
-                flags
-                    .iter()
-                    .filter(|f| !f.starts_with('\\'))
-                    .map(|f| f.to_string())
-                    .collect(),
-            ),
-            date: internaldate(&meta.data).expect("INTERNALDATE"),
-        });
+/// A server's folder name (decoded) relative to its personal namespace, as
+/// the fixtures name folders; `None` outside it.
+fn imap_relative(server: &dyn MailServer, name: &str) -> Option<String> {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Some("INBOX".into());
     }
+    let prefix = server.prefix();
+    // INBOX is case-insensitive, so is a prefix that starts with it.
+    let rest = match prefix.get(..5) {
+        Some(inbox) if inbox.eq_ignore_ascii_case("INBOX") => name
+            .get(..5)
+            .filter(|n| n.eq_ignore_ascii_case("INBOX"))
+            .and_then(|_| name[5..].strip_prefix(&prefix[5..]))?,
+        _ => name.strip_prefix(prefix)?,
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    Some(rest.split(server.separator()).collect::<Vec<_>>().join("/"))
+}
+
+/// Where a target folder belongs, relative to the personal namespace: a
+/// folder by path at the top of the namespace; one below the inbox below
+/// INBOX (which, where the namespace is `INBOX` and its separator, is the
+/// top of the namespace); one below a role below the server's folder for
+/// that role, which is the folder LIST marks with its SPECIAL-USE
+/// attribute, or else the role's usual name at the top.
+fn imap_expected_folder(server: &dyn MailServer, listed: &[ListEntry], f: &TargetFolder) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    match f.anchor {
+        None => {}
+        Some(FolderRole::Inbox) => {
+            let prefix = server.prefix();
+            let inbox_is_the_namespace =
+                prefix.len() == 6 && prefix[..5].eq_ignore_ascii_case("INBOX") && prefix.ends_with(server.separator());
+            if !inbox_is_the_namespace || f.path.is_empty() {
+                parts.push("INBOX".into());
+            }
+        }
+        Some(role) => {
+            let (attribute, usual) = match role {
+                FolderRole::Sent => ("\\Sent", "Sent"),
+                FolderRole::Drafts => ("\\Drafts", "Drafts"),
+                FolderRole::Trash => ("\\Trash", "Trash"),
+                FolderRole::Junk => ("\\Junk", "Junk"),
+                FolderRole::Archive => ("\\Archive", "Archive"),
+                other => panic!("no IMAP folder expected for {other:?}"),
+            };
+            let marked = listed
+                .iter()
+                .find(|e| e.attributes.iter().any(|a| a.eq_ignore_ascii_case(attribute)))
+                .and_then(|e| imap_relative(server, &e.name));
+            parts.push(marked.unwrap_or_else(|| usual.into()));
+        }
+    }
+    parts.extend(f.path.iter().cloned());
+    parts.join("/")
+}
+
+/// Every message of the folder a reference (a wire name) names, opened by
+/// the fixture's name for it (relative to the personal namespace).
+fn imap_stored(server: &dyn MailServer, login: &str, reference: &str) -> Vec<Stored> {
+    let relative = imap_relative(server, &mutf7_decode(reference)).unwrap_or_else(|| {
+        panic!(
+            "{reference:?} is outside the personal namespace ({:?})",
+            server.prefix()
+        )
+    });
+    let mut c = imap_login(server, login);
+    let fetched = c.fetch_all(&server.mailbox_name(&relative));
     c.logout();
-    out
+    fetched
+        .into_iter()
+        .map(|m| {
+            let flags: Vec<&String> = m.flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).collect();
+            Stored {
+                message_id: mailgen::message_id(&m.raw),
+                seen: flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")),
+                flagged: flags.iter().any(|f| f.eq_ignore_ascii_case("\\Flagged")),
+                keywords: Some(
+                    flags
+                        .iter()
+                        .filter(|f| !f.starts_with('\\'))
+                        .map(|f| f.to_string())
+                        .collect(),
+                ),
+                date: m.internal_date,
+                raw: Some(m.raw),
+            }
+        })
+        .collect()
 }
 
 // Graph: the emulator's admin API (`/_emulator/mailboxes/{user}`).

@@ -19,13 +19,15 @@ pub struct FolderRow {
     pub exists: u32,
     pub max_uid: u32,
     pub target_ref: Option<String>,
+    /// The source's HIGHESTMODSEQ at the last scan (CONDSTORE); 0 unknown.
+    pub highest_modseq: u64,
 }
 
 impl Checkpoint {
     pub fn folders(&self, email: &str) -> Result<Vec<FolderRow>> {
         let email = &super::user_key(email);
         self.query_rows(
-            "SELECT id, wire_name, path, role, uid_validity, uid_next, exists_count, max_uid, target_ref
+            "SELECT id, wire_name, path, role, uid_validity, uid_next, exists_count, max_uid, target_ref, highest_modseq
              FROM folders WHERE email = ?1 AND present = 1 ORDER BY id",
             params![email],
             |r| {
@@ -39,6 +41,7 @@ impl Checkpoint {
                     exists: r.get(6)?,
                     max_uid: r.get(7)?,
                     target_ref: r.get(8)?,
+                    highest_modseq: r.get::<_, i64>(9)? as u64,
                 })
             },
         )

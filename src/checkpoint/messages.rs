@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::params;
 
 use super::{Checkpoint, Result, db_err};
-use crate::model::{MessageMeta, SkipReason};
+use crate::model::{Flags, MessageMeta, SkipReason};
 use crate::plan::State;
 
 /// A message row, as the planner and the copy loop need it.
@@ -307,5 +307,82 @@ mod tests {
         assert_eq!(state(11), State::Copied);
         assert_eq!(state(12), State::Skipped(SkipReason::TooLarge));
         assert_eq!(state(13), State::Pending);
+    }
+}
+
+/// A copy whose source flags changed since they were written to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagChange {
+    pub folder_id: i64,
+    pub uid: u32,
+    pub target_id: String,
+    /// The source's flags now: what the copy is to carry.
+    pub flags: Flags,
+}
+
+/// The same flags, in any order and spelling of case.
+fn same_flags(a: &str, b: &str) -> bool {
+    let set = |s: &str| {
+        let mut v: Vec<String> = s.split_whitespace().map(str::to_ascii_lowercase).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    set(a) == set(b)
+}
+
+impl Checkpoint {
+    /// Records the source's HIGHESTMODSEQ of a folder after a scan.
+    pub fn set_highest_modseq(&mut self, folder_id: i64, modseq: u64) -> Result<()> {
+        let e = db_err(&self.path);
+        self.conn
+            .execute(
+                "UPDATE folders SET highest_modseq = ?2 WHERE id = ?1",
+                params![folder_id, modseq as i64],
+            )
+            .map_err(&e)?;
+        Ok(())
+    }
+
+    /// The source's flags of messages already known, as a resync read them
+    /// (all of them, or those CONDSTORE says changed).
+    pub fn refresh_flags(&mut self, folder_id: i64, flags: &[(u32, Flags)]) -> Result<()> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut set = tx
+                .prepare_cached("UPDATE messages SET flags = ?3 WHERE folder_id = ?1 AND uid = ?2 AND flags <> ?3")
+                .map_err(&e)?;
+            for (uid, f) in flags {
+                set.execute(params![folder_id, uid, f.to_wire()]).map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)?;
+        Ok(())
+    }
+
+    /// Copies of the user's present folders whose source flags are no
+    /// longer the ones written to them.
+    pub fn flag_changes(&self, email: &str) -> Result<Vec<FlagChange>> {
+        let email = &super::user_key(email);
+        let rows: Vec<(i64, u32, String, String, Option<String>)> = self.query_rows(
+            "SELECT m.folder_id, m.uid, m.target_id, m.flags, m.written_flags
+             FROM messages m JOIN folders f ON f.id = m.folder_id
+             WHERE f.email = ?1 AND f.present = 1 AND m.state = 'copied' AND m.target_id IS NOT NULL
+               AND m.written_flags IS NOT m.flags",
+            params![email],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, _, _, flags, written)| !same_flags(flags, written.as_deref().unwrap_or("")))
+            .map(|(folder_id, uid, target_id, flags, _)| FlagChange {
+                folder_id,
+                uid,
+                target_id,
+                flags: Flags::from_wire(&flags),
+            })
+            .collect())
     }
 }

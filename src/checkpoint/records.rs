@@ -50,6 +50,15 @@ pub enum Record {
         folder_id: i64,
         uid: u32,
     },
+    /// The copy now carries `flags` (a resync wrote the source's flag
+    /// changes to it); `target_id` is its id afterwards (a Maildir file is
+    /// renamed).
+    FlagsWritten {
+        folder_id: i64,
+        uid: u32,
+        flags: String,
+        target_id: String,
+    },
 }
 
 impl Checkpoint {
@@ -62,7 +71,8 @@ impl Checkpoint {
             let mut set = tx
                 .prepare_cached(
                     "UPDATE messages SET state = ?3, reason = ?4, target_id = COALESCE(?5, target_id),
-                        copied_at = COALESCE(?6, copied_at), message_id = COALESCE(message_id, ?7)
+                        copied_at = COALESCE(?6, copied_at), message_id = COALESCE(message_id, ?7),
+                        written_flags = CASE WHEN ?3 = 'copied' THEN flags ELSE written_flags END
                      WHERE folder_id = ?1 AND uid = ?2",
                 )
                 .map_err(&e)?;
@@ -70,6 +80,11 @@ impl Checkpoint {
                 .prepare_cached(
                     "UPDATE messages SET message_id = COALESCE(message_id, ?3), subject = COALESCE(?4, subject, '')
                      WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let mut written = tx
+                .prepare_cached(
+                    "UPDATE messages SET written_flags = ?3, target_id = ?4 WHERE folder_id = ?1 AND uid = ?2",
                 )
                 .map_err(&e)?;
             let none = None::<String>;
@@ -112,6 +127,12 @@ impl Checkpoint {
                     Record::Headers { folder_id, headers } => {
                         describe.execute(params![folder_id, headers.uid, headers.message_id, headers.subject])
                     }
+                    Record::FlagsWritten {
+                        folder_id,
+                        uid,
+                        flags,
+                        target_id,
+                    } => written.execute(params![folder_id, uid, flags, target_id]),
                 }
                 .map_err(&e)?;
             }

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS folders (
     max_uid INTEGER NOT NULL DEFAULT 0,
     target_ref TEXT,
     present INTEGER NOT NULL DEFAULT 1,
+    highest_modseq INTEGER NOT NULL DEFAULT 0,
     UNIQUE (email, wire_name)
 );
 CREATE TABLE IF NOT EXISTS messages (
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS messages (
     reason TEXT,
     target_id TEXT,
     copied_at INTEGER,
+    written_flags TEXT,
     PRIMARY KEY (folder_id, uid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS syncs (
@@ -89,6 +91,28 @@ pub(super) fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     if !has_gm_msgid {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN gm_msgid INTEGER")?;
+    }
+    // Flag sync: the source's HIGHESTMODSEQ per folder (CONDSTORE), and the
+    // flags last written to each copy. Copies made before were written with
+    // the flags their row holds (those are only refreshed from now on).
+    let has_modseq: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('folders') WHERE name = 'highest_modseq'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_modseq {
+        conn.execute_batch("ALTER TABLE folders ADD COLUMN highest_modseq INTEGER NOT NULL DEFAULT 0")?;
+    }
+    let has_written: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'written_flags'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_written {
+        conn.execute_batch(
+            "ALTER TABLE messages ADD COLUMN written_flags TEXT;
+             UPDATE messages SET written_flags = flags WHERE state = 'copied';",
+        )?;
     }
     // Mailboxes are keyed by their address in lower case (`user_key`);
     // earlier versions kept it as the users file wrote it.

@@ -249,6 +249,12 @@ pub(super) fn classify_bye(verb: &str, info: &str) -> Error {
         return Error::throttled(delay, message);
     }
     let lower = info.to_ascii_lowercase();
+    // Cyrus ends the session after refusing a message over its size limit
+    // ("BYE [TOOBIG] Message size exceeds fixed limit"): the connection is
+    // gone, but no server is asking to slow down.
+    if lower.contains("[toobig]") {
+        return Error::transient(message);
+    }
     // Gmail ends a session over its bandwidth limit with "Session expired".
     if lower.contains("throttl")
         || lower.contains("bandwidth")
@@ -447,6 +453,11 @@ mod tests {
         ));
         assert_eq!(
             classify_bye("FETCH", "Disconnected for inactivity.").kind,
+            ErrorKind::Transient
+        );
+        // Cyrus, after refusing a message over its size limit: no push-back.
+        assert_eq!(
+            classify_bye("APPEND", "[TOOBIG] Message size exceeds fixed limit").kind,
             ErrorKind::Transient
         );
     }

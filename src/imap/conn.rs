@@ -50,6 +50,9 @@ pub struct MailboxState {
     pub uid_validity: u32,
     pub uid_next: Option<u32>,
     pub exists: u32,
+    /// HIGHESTMODSEQ (RFC 7162 CONDSTORE), where the server keeps it for
+    /// the folder.
+    pub highest_modseq: Option<u64>,
 }
 
 /// One line of a LIST answer.
@@ -192,6 +195,14 @@ impl Conn {
         self.capabilities.contains(&name.to_ascii_uppercase())
     }
 
+    /// The largest message the server takes in an APPEND, where it says
+    /// (RFC 7889 `APPENDLIMIT=n` in its capabilities).
+    pub fn append_limit(&self) -> Option<u64> {
+        self.capabilities
+            .iter()
+            .find_map(|c| c.strip_prefix("APPENDLIMIT=")?.parse().ok())
+    }
+
     pub fn is_broken(&self) -> bool {
         self.broken
     }
@@ -306,8 +317,17 @@ impl Conn {
 
     /// EXAMINE: opens a folder read-only, so nothing the client does can
     /// change the source's flags.
+    /// Opens a folder read-only; on a server with CONDSTORE, asks for its
+    /// HIGHESTMODSEQ too, which tells a resync whether any flag changed.
     pub async fn examine(&mut self, wire_name: &str) -> Result<MailboxState> {
-        let responses = self.command(&format!("EXAMINE {}", quote(wire_name))).await?;
+        let condstore = if self.has_capability("CONDSTORE") {
+            " (CONDSTORE)"
+        } else {
+            ""
+        };
+        let responses = self
+            .command(&format!("EXAMINE {}{condstore}", quote(wire_name)))
+            .await?;
         let state = mailbox_state(&responses);
         self.exists = state.exists;
         Ok(state)
@@ -490,6 +510,7 @@ fn mailbox_state(responses: &[Response<'static>]) -> MailboxState {
             Response::Data { outcome, .. } => match &outcome.code {
                 Some(ResponseCode::UidValidity(v)) => state.uid_validity = *v,
                 Some(ResponseCode::UidNext(v)) => state.uid_next = Some(*v),
+                Some(ResponseCode::HighestModSeq(v)) => state.highest_modseq = Some(*v),
                 _ => {}
             },
             _ => {}

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::checkpoint::FolderRow;
+use crate::checkpoint::{FolderRow, Record};
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::labels;
@@ -139,7 +139,7 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     if the_scope.copy.is_empty() {
         super::release_source(session).await;
         stats.complete = true;
-        return Ok(());
+        return sync_flags(shared, user, label_based, stats).await;
     }
 
     let mut target = open_target(shared, user).await?;
@@ -246,6 +246,71 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
             continue;
         };
         copy_in_one_session(shared, user, folder, row, target_ref, stats).await?;
+    }
+    if shared.stop.stopped() {
+        return Ok(());
+    }
+    sync_flags(shared, user, label_based, stats).await
+}
+
+/// Writes the flags changed on the source since the last run to the copies
+/// made before (read, flagged, answered, keywords): the source wins. Only
+/// where the target can change a copy in place; a label-based source's
+/// marks (labels, starred) come from the label rules and are left as they
+/// were copied. A copy the target cannot update is counted and tried
+/// again on the next run, which the user's state says.
+async fn sync_flags(shared: &Shared, user: &UserJob, label_based: bool, stats: &mut UserStats) -> Result<(), Error> {
+    if label_based || !shared.run.target.capabilities().update_flags {
+        return Ok(());
+    }
+    let email = &user.email;
+    shared.recorder.flush().await?;
+    let changes = shared.db(|cp| cp.flag_changes(email))?;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let refs: HashMap<i64, String> = shared
+        .db(|cp| cp.folders(email))?
+        .into_iter()
+        .filter_map(|r| Some((r.id, r.target_ref?)))
+        .collect();
+    tracing::info!(user = %email, messages = changes.len(), "writing flag changes to earlier copies");
+    let mut target = open_target(shared, user).await?;
+    let mut failed = 0u64;
+    for change in changes {
+        if shared.stop.stopped() {
+            break;
+        }
+        let Some(folder) = refs.get(&change.folder_id) else {
+            continue;
+        };
+        match target.update_flags(folder, &change.target_id, &change.flags, &[]).await {
+            Ok(target_id) => {
+                stats.flags_updated += 1;
+                shared.recorder.record(Record::FlagsWritten {
+                    folder_id: change.folder_id,
+                    uid: change.uid,
+                    flags: change.flags.to_wire(),
+                    target_id,
+                });
+            }
+            Err(e) if e.kind == ErrorKind::Fatal => return Err(e),
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(user = %email, uid = change.uid, "could not write a flag change to the copy: {e}");
+                if e.is_retryable() {
+                    // The session is in doubt: the rest waits for the next run.
+                    break;
+                }
+            }
+        }
+    }
+    target.close().await;
+    if failed > 0 {
+        stats.left_behind.push((
+            failed,
+            format!("{failed} flag changes could not be written to their copies; run migrate again to retry them"),
+        ));
     }
     Ok(())
 }

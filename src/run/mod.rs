@@ -80,6 +80,7 @@ struct UserResult {
     copied: u64,
     bytes: u64,
     failed: u64,
+    flags_updated: u64,
     error: Option<String>,
 }
 
@@ -90,6 +91,7 @@ impl UserResult {
             copied: 0,
             bytes: 0,
             failed: 0,
+            flags_updated: 0,
             error: Some(error),
         }
     }
@@ -104,6 +106,8 @@ struct UserStats {
     /// whose UIDVALIDITY changed even within one session): the user ends
     /// partial.
     left_behind: Vec<(u64, String)>,
+    /// Copies made before whose flags this run changed to the source's.
+    flags_updated: u64,
     /// Every planned batch was processed (not cut short by a stop).
     complete: bool,
 }
@@ -190,6 +194,7 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 copied: 0,
                 bytes: 0,
                 failed: 0,
+                flags_updated: 0,
                 error: Some(e.clone()),
             });
         }
@@ -200,6 +205,7 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 copied: 0,
                 bytes: 0,
                 failed: 0,
+                flags_updated: 0,
                 error: None,
             },
         };
@@ -242,6 +248,7 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
             copied: stats.copied,
             bytes: stats.bytes,
             failed: stats.failed,
+            flags_updated: stats.flags_updated,
             error,
         },
     )
@@ -266,6 +273,7 @@ fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) 
         copied: r.copied,
         bytes: r.bytes,
         failed: r.failed,
+        flags_updated: r.flags_updated,
         error: r.error.clone(),
     });
     r

@@ -57,6 +57,26 @@ pub(super) async fn scan(
             && uid_next != 0
             && uid_next == row.uid_next
             && state.exists == row.exists;
+        // Flags changed on the source since the last run, for the copies
+        // made before: with CONDSTORE only what changed after the last
+        // HIGHESTMODSEQ (nothing at all when it did not move), else every
+        // message's flags (index-only, but a read of the whole folder).
+        let known = !changed_validity && row.uid_validity != 0 && row.max_uid > 0;
+        let refresh = match state.highest_modseq {
+            _ if !known => None,
+            Some(m) if row.highest_modseq != 0 && m == row.highest_modseq => None,
+            Some(_) if row.highest_modseq != 0 => Some(Some(row.highest_modseq)),
+            _ => Some(None),
+        };
+        if let Some(since) = refresh
+            && state.exists > 0
+        {
+            let flags = session.flags(row.max_uid, since).await?;
+            if !flags.is_empty() {
+                let id = row.id;
+                shared.db(|cp| cp.refresh_flags(id, &flags))?;
+            }
+        }
         let mut new = 0;
         if !unchanged {
             let from = if changed_validity || row.uid_validity == 0 {
@@ -82,6 +102,12 @@ pub(super) async fn scan(
             }
             let id = row.id;
             shared.db(|cp| cp.store_scan(id, state.uid_validity, uid_next, state.exists, &metas, changed_validity))?;
+        }
+        if let Some(m) = state.highest_modseq
+            && m != row.highest_modseq
+        {
+            let id = row.id;
+            shared.db(|cp| cp.set_highest_modseq(id, m))?;
         }
         shared.events.send(Event::FolderScanned {
             user: email.clone(),

@@ -199,6 +199,34 @@ impl SourceSession {
         Ok(metas)
     }
 
+    /// The flags of the examined folder's messages up to `max_uid`: all of
+    /// them, or with `since` (a HIGHESTMODSEQ, CONDSTORE) only those whose
+    /// flags changed after it. Index-only: no header or body is read.
+    pub async fn flags(&mut self, max_uid: u32, since: Option<u64>) -> Result<Vec<(u32, Flags)>> {
+        let mut out = Vec::new();
+        if max_uid == 0 {
+            return Ok(out);
+        }
+        let changed = since.map(|m| format!(" (CHANGEDSINCE {m})")).unwrap_or_default();
+        self.conn
+            .fetch_each(&format!("UID FETCH 1:{max_uid} (UID FLAGS){changed}"), |resp| {
+                if let Response::Fetch(_, attrs) = resp
+                    && let Some(meta) = meta_from_attributes(attrs)
+                    && meta.uid <= max_uid
+                {
+                    out.push((meta.uid, meta.flags));
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(out)
+    }
+
+    /// Whether the server keeps HIGHESTMODSEQ (CONDSTORE, RFC 7162).
+    pub fn has_condstore(&self) -> bool {
+        self.conn.has_capability("CONDSTORE")
+    }
+
     /// The Message-ID and Subject of `uids` (in the examined folder), for
     /// messages a report names but the scan did not read headers of. UIDs
     /// the server no longer has are left out.

@@ -152,6 +152,8 @@ impl MboxSession {
             uid_validity: self.index.validity,
             uid_next: Some(self.index.entries.len() as u32 + 1),
             exists: uids.len() as u32,
+            // The file does not change between runs: nothing to refresh.
+            highest_modseq: Some(1),
         })
     }
 

@@ -140,6 +140,16 @@ impl Session {
         }
     }
 
+    /// The flags of the examined folder's messages up to `max_uid` (with
+    /// `since`, only those changed after that HIGHESTMODSEQ). An mbox file
+    /// does not change between runs: nothing.
+    pub async fn flags(&mut self, max_uid: u32, since: Option<u64>) -> Result<Vec<(u32, crate::model::Flags)>> {
+        match self {
+            Session::Imap(s) => s.flags(max_uid, since).await,
+            Session::Mbox(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Which of `uids` the examined folder still holds.
     pub async fn present(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
         match self {

@@ -1,12 +1,14 @@
 //! The IMAP target: APPEND with the source's flags and INTERNALDATE, the
 //! bytes untouched. Role folders map to the target's own Sent, Drafts,
 //! Trash, Junk and Archive (found by SPECIAL-USE, else by name, else
-//! created), other folders are created with the target's delimiter.
+//! created), other folders are created with the target's delimiter. A
+//! resync's flag changes are a `UID STORE ... FLAGS` on the copy, by the
+//! UID its APPENDUID gave.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, ResponseCode};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio_rustls::rustls;
@@ -15,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{Conn, Endpoint, Personal, format_internal_date, parse_internal_date, quote};
 use crate::model::TargetLogin;
 use crate::model::role_from_name;
-use crate::model::{FolderRole, TargetFolder, Upload};
+use crate::model::{Flags, FolderRole, TargetFolder, Upload};
 use crate::oauth::TokenSource;
 use crate::secret::Secret;
 use crate::target::{Inventoried, Pending, Target, TargetSession};
@@ -137,6 +139,7 @@ impl Target for ImapTarget {
                 existing,
                 selected: None,
                 selected_validity: 0,
+                selected_permanent: None,
                 examined: None,
             });
             Ok(session)
@@ -145,7 +148,10 @@ impl Target for ImapTarget {
     }
 
     fn capabilities(&self) -> crate::target::Capabilities {
-        crate::target::Capabilities::MAIL_APPEND_ONLY
+        crate::target::Capabilities {
+            update_flags: true,
+            ..crate::target::Capabilities::MAIL_APPEND_ONLY
+        }
     }
 
     fn describe(&self) -> String {
@@ -166,6 +172,10 @@ struct ImapTargetSession {
     /// UIDVALIDITY of the selected folder: ids are `UIDVALIDITY:UID`, as
     /// APPENDUID gives them.
     selected_validity: u32,
+    /// What the selected folder's PERMANENTFLAGS allow, when this session
+    /// read them (`update_flags` selects with [`ImapTargetSession::select_for_store`]);
+    /// `None` when unknown (`find` selected it).
+    selected_permanent: Option<Permanent>,
     /// The folder `inventory` opened read-only (EXAMINE), which
     /// `compare_content` reads from; cleared when `find` selects another.
     examined: Option<String>,
@@ -199,6 +209,17 @@ impl ImapTargetSession {
         }
         parts.extend(folder.path.iter().map(|p| escape_separator(p, self.delimiter)));
         self.personal.wire_name(&parts)
+    }
+
+    /// The refusal of a message larger than the server's APPENDLIMIT.
+    fn over_append_limit(&self, message: &Upload) -> Option<Error> {
+        let limit = self.conn.append_limit()?;
+        let size = message.raw.len() as u64;
+        (size > limit).then(|| {
+            Error::refused(format!(
+                "target refused the message size: {size} bytes is over the server's APPENDLIMIT of {limit}; raise the target's message size limit and run again to copy it"
+            ))
+        })
     }
 
     async fn create_with_parents(&mut self, wire: &str) -> Result<()> {
@@ -238,6 +259,92 @@ impl ImapTargetSession {
         }
         Ok(())
     }
+}
+
+impl ImapTargetSession {
+    /// SELECTs `folder` read-write, unless it is selected and its
+    /// PERMANENTFLAGS are known: `update_flags` needs both the UIDVALIDITY
+    /// and what flags the folder keeps, which `Conn::select` does not
+    /// report, so the SELECT's answers are read here.
+    async fn select_for_store(&mut self, folder: &str) -> Result<()> {
+        if self.selected.as_deref() == Some(folder) && self.selected_permanent.is_some() {
+            return Ok(());
+        }
+        self.selected = None;
+        self.examined = None;
+        let responses = self
+            .conn
+            .command(&format!("SELECT {}", quote(folder)))
+            .await
+            .map_err(|e| e.context(format!("opening target folder {}", utf7::decode(folder))))?;
+        let (validity, permanent) = selected_state(&responses);
+        self.selected = Some(folder.to_owned());
+        self.selected_validity = validity;
+        self.selected_permanent = Some(permanent);
+        Ok(())
+    }
+}
+
+/// What a folder's PERMANENTFLAGS say it keeps across sessions (RFC 3501
+/// 7.1): a flag not listed is kept for the session at most, or ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Permanent {
+    /// No PERMANENTFLAGS in the SELECT answer: every flag is kept.
+    All,
+    /// The listed flags, and any keyword when `\*` is among them.
+    Listed { flags: Vec<String>, any_keyword: bool },
+}
+
+impl Permanent {
+    fn keeps(&self, flag: &str) -> bool {
+        match self {
+            Permanent::All => true,
+            Permanent::Listed { flags, any_keyword } => {
+                flags.iter().any(|f| f.eq_ignore_ascii_case(flag)) || (*any_keyword && !flag.starts_with('\\'))
+            }
+        }
+    }
+}
+
+/// UIDVALIDITY and PERMANENTFLAGS from a SELECT's answers.
+fn selected_state(responses: &[Response<'static>]) -> (u32, Permanent) {
+    let mut validity = 0;
+    let mut permanent = Permanent::All;
+    for r in responses {
+        if let Response::Data { outcome, .. } = r {
+            match &outcome.code {
+                Some(ResponseCode::UidValidity(v)) => validity = *v,
+                Some(ResponseCode::PermanentFlags(listed)) => {
+                    permanent = Permanent::Listed {
+                        flags: listed.iter().filter(|f| *f != "\\*").map(|f| f.to_string()).collect(),
+                        any_keyword: listed.iter().any(|f| f == "\\*"),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+    (validity, permanent)
+}
+
+/// The flag list a `UID STORE ... FLAGS` sets: what an APPEND of the
+/// message carries ([`append_flags`]: no `\Recent`, labels as keywords),
+/// less what the folder cannot keep. APPEND sends its list whole and lets
+/// the server drop what it does not keep; a STORE of a flag the folder
+/// cannot keep may instead hold for this session only or be refused, so it
+/// is left out here: the copy ends with what an upload would have left.
+fn store_flags(flags: &Flags, labels: &[String], permanent: &Permanent) -> String {
+    let all = append_flags(flags, labels);
+    all.split_ascii_whitespace()
+        .filter(|f| permanent.keeps(f))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A target id as `upload` and `find` give it: `UIDVALIDITY:UID`.
+fn parse_id(id: &str) -> Option<(u32, u32)> {
+    let (validity, uid) = id.split_once(':')?;
+    Some((validity.parse().ok()?, uid.parse().ok().filter(|u| *u != 0)?))
 }
 
 fn already_exists(message: &str) -> bool {
@@ -349,6 +456,9 @@ impl TargetSession for ImapTargetSession {
 
     fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, String> {
         async move {
+            if let Some(refusal) = self.over_append_limit(message) {
+                return Err(refusal);
+            }
             let flags = append_flags(&message.flags, &message.labels);
             let date = format_internal_date(message.internal_date);
             let mut created = false;
@@ -382,6 +492,24 @@ impl TargetSession for ImapTargetSession {
 
     fn upload_many<'a>(&'a mut self, folder: &'a str, messages: &'a [Upload]) -> BoxFuture<'a, Vec<Result<String>>> {
         async move {
+            // A message over the server's APPENDLIMIT is refused here, on
+            // its own: sent, it would end the session (Cyrus answers BYE
+            // [TOOBIG]) and take the rest of the batch with it.
+            if messages.iter().any(|m| self.over_append_limit(m).is_some()) {
+                let mut out = Vec::with_capacity(messages.len());
+                for m in messages {
+                    let r = match self.over_append_limit(m) {
+                        Some(refusal) => Err(refusal),
+                        None => self.upload(folder, m).await,
+                    };
+                    let stop = matches!(&r, Err(e) if e.is_retryable() || e.kind == ErrorKind::Fatal);
+                    out.push(r);
+                    if stop {
+                        break;
+                    }
+                }
+                return out;
+            }
             let prepared: Vec<(String, String, &[u8])> = messages
                 .iter()
                 .map(|m| {
@@ -419,6 +547,7 @@ impl TargetSession for ImapTargetSession {
                 self.examined = None;
                 self.selected = Some(folder.to_owned());
                 self.selected_validity = state.uid_validity;
+                self.selected_permanent = None;
             }
             // INTERNALDATE within a day either way (SEARCH dates ignore time
             // and zone), the Message-ID when there is a usable one, and a
@@ -492,6 +621,62 @@ impl TargetSession for ImapTargetSession {
             );
             // The same form of id an upload returns.
             Ok(found.map(|uid| format!("{}:{uid}", self.selected_validity)))
+        }
+        .boxed()
+    }
+
+    /// `UID STORE uid FLAGS (...)` in the copy's folder, selected read-write.
+    /// The id's UIDVALIDITY must still be the folder's: after a change the
+    /// UID names another message, or none.
+    fn update_flags<'a>(
+        &'a mut self,
+        folder: &'a str,
+        id: &'a str,
+        flags: &'a Flags,
+        labels: &'a [String],
+    ) -> Pending<'a, String> {
+        async move {
+            let Some((validity, uid)) = parse_id(id) else {
+                return Err(Error::item(if id.is_empty() {
+                    "the copy's flags cannot be changed: the target server gave no UID for it when it was stored (no APPENDUID), so it cannot be addressed".to_owned()
+                } else {
+                    format!("the copy's flags cannot be changed: {id:?} is not an IMAP id (UIDVALIDITY:UID)")
+                }));
+            };
+            self.select_for_store(folder).await?;
+            if self.selected_validity != validity {
+                return Err(Error::item(format!(
+                    "the copy's flags cannot be changed: target folder {} has UIDVALIDITY {} now, not {validity} as when the copy was stored, so the copy can no longer be addressed by its UID",
+                    utf7::decode(folder),
+                    self.selected_validity
+                )));
+            }
+            let permanent = self.selected_permanent.clone().unwrap_or(Permanent::All);
+            let list = store_flags(flags, labels, &permanent);
+            let answers = self.conn.command(&format!("UID STORE {uid} FLAGS ({list})")).await?;
+            let is_copy = |r: &Response<'_>| {
+                matches!(r, Response::Fetch(_, attrs) if attrs.iter().any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid)))
+            };
+            // The server answers a STORE with the message's new flags; one
+            // that does not for flags that did not change, or a UID that
+            // is gone (a UID set naming no message is not an error), is
+            // asked whether the copy is there.
+            let mut there = answers.iter().any(is_copy);
+            if !there {
+                self.conn
+                    .fetch_each(&format!("UID FETCH {uid} (UID)"), |r| {
+                        there |= is_copy(r);
+                        Ok(())
+                    })
+                    .await?;
+            }
+            if !there {
+                return Err(Error::item(format!(
+                    "the copy's flags cannot be changed: target folder {} no longer holds it (UID {uid} was expunged)",
+                    utf7::decode(folder)
+                )));
+            }
+            Ok(id.to_owned())
         }
         .boxed()
     }
@@ -633,6 +818,54 @@ mod tests {
         let a = stored(3, 100, 1_100, "Message-ID: <a@x>\nSubject: one\n\n");
         let b = stored(4, 100, 1_001, "Message-ID: <a@x>\nSubject: one\n\n");
         assert_eq!(pick(&[a, b], 100, 1_000, header), Some(4));
+    }
+
+    fn answers(lines: &[&str]) -> Vec<Response<'static>> {
+        lines
+            .iter()
+            .map(|l| Response::parse(l.as_bytes()).unwrap().1.into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_store_sets_what_an_append_carries_that_the_folder_keeps() {
+        let flags = Flags::from_wire("\\Seen \\Recent Work $Forwarded \\Flagged");
+        let labels = vec!["Family".to_owned()];
+        // No PERMANENTFLAGS, or `\*`: the APPEND list as it is.
+        assert_eq!(
+            store_flags(&flags, &labels, &Permanent::All),
+            append_flags(&flags, &labels)
+        );
+        assert_eq!(
+            store_flags(&flags, &labels, &Permanent::All),
+            "\\Seen Work $Forwarded \\Flagged Family"
+        );
+        let (_, dovecot) = selected_state(&answers(&[
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n",
+        ]));
+        assert_eq!(
+            store_flags(&flags, &labels, &dovecot),
+            "\\Seen Work $Forwarded \\Flagged Family"
+        );
+        // Keywords the folder cannot take (no `\*`) are left out, listed
+        // ones kept; so is a system flag it does not keep.
+        let (validity, full) = selected_state(&answers(&[
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Work)\r\n",
+            "* OK [PERMANENTFLAGS (\\Seen \\Deleted work)] Limited\r\n",
+            "* OK [UIDVALIDITY 1700000001] UIDs valid\r\n",
+            "T1 OK [READ-WRITE] Select completed.\r\n",
+        ]));
+        assert_eq!(validity, 1_700_000_001);
+        assert_eq!(store_flags(&flags, &labels, &full), "\\Seen Work");
+        assert_eq!(selected_state(&answers(&["T1 OK done\r\n"])).1, Permanent::All);
+    }
+
+    #[test]
+    fn ids_are_uidvalidity_and_uid() {
+        assert_eq!(parse_id("1700000000:42"), Some((1_700_000_000, 42)));
+        for bad in ["", "42", "1700000000:", ":42", "1:0", "a:1", "1:2:3"] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The Maildir target: one Maildir++ tree per mailbox under the configured
 //! path, one file per message with its flags in the name and its
 //! INTERNALDATE as mtime. File names derive from the message's stable key,
-//! so storing a message twice overwrites rather than duplicates.
+//! so storing a message twice overwrites rather than duplicates; a flag
+//! change renames the file to its new info letters, keeping that key.
 //!
 //! Folder directories spell non-ASCII names in modified UTF-7 (Dovecot's
 //! Maildir++ convention) or in UTF-8 (Courier 5's), as `[target]
@@ -15,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::model::TargetLogin;
-use crate::model::{FolderRole, TargetFolder, Upload};
+use crate::model::{Flags, FolderRole, TargetFolder, Upload};
 use crate::target::{Inventoried, Pending, Target, TargetSession};
 use crate::transform::maildir_flags;
 use crate::utf7;
@@ -76,7 +77,10 @@ impl Target for MaildirTarget {
     }
 
     fn capabilities(&self) -> crate::target::Capabilities {
-        crate::target::Capabilities::MAIL_APPEND_ONLY
+        crate::target::Capabilities {
+            update_flags: true,
+            ..crate::target::Capabilities::MAIL_APPEND_ONLY
+        }
     }
 
     fn describe(&self) -> String {
@@ -265,6 +269,89 @@ fn write_files(dir: &Path, files: &[MessageFile]) -> Vec<Result<String>> {
     out
 }
 
+/// Where a message file an id names sits: `cur/` or `new/`, and its name.
+/// Ids are what `upload` and `find` return (a name in `cur/`) or what
+/// `inventory` lists (`cur/NAME`, `new/NAME`); anything else, a path that
+/// would leave the folder included, is not an id of this target.
+fn locate(id: &str) -> Option<(&'static str, &str)> {
+    let (sub, name) = match id.split_once('/') {
+        None => ("cur", id),
+        Some(("cur", name)) => ("cur", name),
+        Some(("new", name)) => ("new", name),
+        Some(_) => return None,
+    };
+    (!name.is_empty() && !name.contains('/') && name != "." && name != "..").then_some((sub, name))
+}
+
+/// The unique part of a message file's name: all before the info (`:2,...`).
+fn unique_part(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(unique, _)| unique)
+}
+
+/// Renames the message file `id` names in `dir` to carry `letters` as its
+/// info (in `cur/`, where a file with info belongs) and syncs the
+/// directories, so the new name is durable before it is reported. A file
+/// no longer under that name (a mail client changed its flags, moving it
+/// from `new/` to `cur/` or renaming it) is looked for by its unique part.
+/// Returns the new id, in the form `id` had.
+fn rename_flags(dir: &Path, id: &str, letters: &str) -> Result<String> {
+    let Some((sub, name)) = locate(id) else {
+        return Err(Error::item(format!(
+            "the copy's flags cannot be changed: {id:?} is not a Maildir message file of this folder"
+        )));
+    };
+    let unique = unique_part(name).to_owned();
+    let new_name = format!("{unique}:2,{letters}");
+    let cur = dir.join("cur");
+    let mut from = dir.join(sub).join(name);
+    if !std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_file()) {
+        let prefix = format!("{unique}:");
+        let found = ["cur", "new"].iter().find_map(|sub| {
+            std::fs::read_dir(dir.join(sub)).ok()?.flatten().find_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                (n == unique || n.starts_with(&prefix)).then(|| e.path())
+            })
+        });
+        match found {
+            Some(path) => from = path,
+            None => {
+                return Err(Error::item(format!(
+                    "the copy's flags cannot be changed: {} is gone from the target folder (deleted or moved since it was stored)",
+                    dir.join(sub).join(name).display()
+                )));
+            }
+        }
+    }
+    let to = cur.join(&new_name);
+    if from != to {
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::item(format!(
+                    "the copy's flags cannot be changed: {} is gone from the target folder (deleted or moved meanwhile)",
+                    from.display()
+                )));
+            }
+            Err(e) => return Err(io("cannot rename", &from, e)),
+        }
+        // The rename is durable once both directories are synced.
+        let mut synced = vec![cur.clone()];
+        if let Some(parent) = from.parent().filter(|p| *p != cur) {
+            synced.push(parent.to_path_buf());
+        }
+        for d in synced {
+            std::fs::File::open(&d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("cannot sync", &d, e))?;
+        }
+    }
+    Ok(if id.contains('/') {
+        format!("cur/{new_name}")
+    } else {
+        new_name
+    })
+}
+
 /// Creates `path` and its missing parents, private to their owner (0700).
 async fn create_private_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
@@ -354,6 +441,28 @@ impl TargetSession for MaildirSession {
                 }
             }
             Ok(None)
+        }
+        .boxed()
+    }
+
+    /// Renames the file to the info letters an upload with these flags
+    /// writes. Keywords and labels are left out, as an upload leaves them
+    /// out: Maildir keeps them in Dovecot's `dovecot-keywords` file, which
+    /// this target does not write.
+    fn update_flags<'a>(
+        &'a mut self,
+        folder: &'a str,
+        id: &'a str,
+        flags: &'a Flags,
+        _labels: &'a [String],
+    ) -> Pending<'a, String> {
+        async move {
+            let dir = self.base.join(folder);
+            let letters = maildir_flags(flags);
+            let id = id.to_owned();
+            tokio::task::spawn_blocking(move || rename_flags(&dir, &id, &letters))
+                .await
+                .map_err(|e| Error::fatal(format!("renaming a message file failed: {e}")))?
         }
         .boxed()
     }
@@ -600,6 +709,101 @@ mod tests {
         // A single upload takes the same path and overwrites, not duplicates.
         assert_eq!(s.upload("", &messages[0]).await.unwrap(), names[0]);
         assert_eq!(std::fs::read_dir(dir.path().join("cur")).unwrap().count(), 3);
+    }
+
+    /// A flag change renames the file to the letters an upload with the
+    /// new flags writes, keeping its unique part, bytes and date; the id
+    /// comes back in the form it was given (as `upload` returns it, or as
+    /// `inventory` lists it).
+    #[tokio::test]
+    async fn update_flags_renames_the_file_to_the_new_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        let cur = dir.path().join("cur");
+        let m = message(5, "\\Flagged \\Answered Work", "Subject: five\r\n\r\nbody");
+        let unique = unique_name(&m);
+        let id = s.upload("", &m).await.unwrap();
+        assert_eq!(id, format!("{unique}:2,FR"));
+        let names = || -> Vec<String> {
+            let mut v: Vec<String> = ["cur", "new"]
+                .iter()
+                .flat_map(|sub| {
+                    std::fs::read_dir(dir.path().join(sub))
+                        .unwrap()
+                        .map(move |e| format!("{sub}/{}", e.unwrap().file_name().to_string_lossy()))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+
+        // \Seen added, \Flagged taken away; keywords and labels have no
+        // place in a Maildir file name, as in an upload.
+        let seen = Flags::from_wire("\\Seen \\Answered Clients");
+        let id = s.update_flags("", &id, &seen, &["Label".into()]).await.unwrap();
+        assert_eq!(id, format!("{unique}:2,RS"));
+        assert_eq!(names(), [format!("cur/{id}")]);
+        let path = cur.join(&id);
+        assert_eq!(std::fs::read(&path).unwrap(), m.raw.as_ref(), "the bytes stay");
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let secs = mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs as i64, m.internal_date, "the date stays");
+        assert_eq!(
+            s.find("", &m).await.unwrap(),
+            Some(id.clone()),
+            "found by its key still"
+        );
+
+        // The id as inventory lists it; the same flags again change nothing.
+        let listed = read_inventory(dir.path()).unwrap();
+        assert_eq!(listed[0].id, format!("cur/{id}"));
+        let same = s.update_flags("", &listed[0].id, &seen, &[]).await.unwrap();
+        assert_eq!(same, listed[0].id);
+        let none = s.update_flags("", &same, &Flags::default(), &[]).await.unwrap();
+        assert_eq!(none, format!("cur/{unique}:2,"));
+        assert_eq!(names(), [none.as_str()]);
+
+        // A mail client renamed it since: found by its unique part.
+        std::fs::rename(cur.join(format!("{unique}:2,")), cur.join(format!("{unique}:2,ST"))).unwrap();
+        let flagged = s
+            .update_flags("", &none, &Flags::from_wire("\\Flagged \\Draft"), &[])
+            .await
+            .unwrap();
+        assert_eq!(flagged, format!("cur/{unique}:2,DF"));
+        assert_eq!(names(), [flagged.as_str()]);
+
+        // A file in new/ (no info yet) moves to cur/ with its letters.
+        std::fs::write(
+            dir.path().join("new/1700000000.delivered.host"),
+            b"Subject: new\r\n\r\n",
+        )
+        .unwrap();
+        let moved = s
+            .update_flags("", "new/1700000000.delivered.host", &Flags::from_wire("\\Seen"), &[])
+            .await
+            .unwrap();
+        assert_eq!(moved, "cur/1700000000.delivered.host:2,S");
+        assert_eq!(names(), [flagged.as_str(), moved.as_str()]);
+
+        // Gone: this message's failure, not the run's.
+        std::fs::remove_file(cur.join("1700000000.delivered.host:2,S")).unwrap();
+        let e = s
+            .update_flags("", &moved, &Flags::from_wire("\\Flagged"), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Item, "{e:?}");
+        assert!(e.message.contains("gone"), "{}", e.message);
+        // Not an id of this folder's files.
+        for bad in ["../cur/x:2,S", "tmp/x", "cur/", "cur/a/b", ""] {
+            let e = s.update_flags("", bad, &Flags::default(), &[]).await.unwrap_err();
+            assert_eq!(e.kind, crate::error::ErrorKind::Item, "{bad:?}: {e:?}");
+        }
+        assert_eq!(names(), [flagged.as_str()]);
+        assert!(target_caps().update_flags);
+    }
+
+    fn target_caps() -> crate::target::Capabilities {
+        MaildirTarget::new(PathBuf::from("/nonexistent"), FolderNames::Utf7).capabilities()
     }
 
     #[tokio::test]

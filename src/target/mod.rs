@@ -1,6 +1,8 @@
 //! Where mail goes. Every target sits behind the same narrow interface:
 //! make sure a folder exists, upload one message, look one up after a
-//! crash, and list what a folder holds for `cutover verify`. Protocol details (IMAP folder names, Graph folder ids and MAPI
+//! crash, list what a folder holds for `cutover verify`, and (where the
+//! target can) set a copy's flags again when a resync finds them changed.
+//! Protocol details (IMAP folder names, Graph folder ids and MAPI
 //! properties) stay inside each target's module.
 
 pub mod graph;
@@ -12,7 +14,7 @@ use futures::future::BoxFuture;
 
 use crate::error::{Error, Result};
 use crate::model::TargetLogin;
-use crate::model::{ItemKind, MessageKey, TargetFolder, Upload};
+use crate::model::{Flags, ItemKind, MessageKey, TargetFolder, Upload};
 
 /// A target operation under way: the traits below are used as trait
 /// objects, so each operation returns its result as a boxed future.
@@ -154,6 +156,34 @@ pub trait TargetSession: Send {
     ) -> Pending<'a, Option<String>> {
         let _ = (folder, known, item, source);
         async move { Err(Error::fatal("this target cannot read a message back")) }.boxed()
+    }
+
+    /// Sets a stored message's flags to `flags` and `labels` — exactly what an
+    /// upload of the message with these marks would have stored (read state,
+    /// \Flagged, \Answered, \Draft, keywords; labels as the target stores them:
+    /// IMAP keywords, Graph categories), replacing what the copy had. `folder`
+    /// is the folder reference `ensure_folder` returned, `id` the target's id of
+    /// the copy as `upload`/`find` returned it. Returns the copy's id afterwards
+    /// (a Maildir file is renamed; IMAP and Graph keep theirs).
+    ///
+    /// IMAP: `UID STORE uid FLAGS (...)` in the selected folder, the same
+    /// list an APPEND carries less what the folder's PERMANENTFLAGS cannot
+    /// keep. Maildir: the file renamed to its new info letters. Graph:
+    /// `PATCH /users/{id}/messages/{id}` with `isRead`, `flag` and
+    /// `categories`. A copy that is gone, or can no longer be addressed by
+    /// its id (IMAP: another UIDVALIDITY, no APPENDUID), is an item error.
+    ///
+    /// Only called where [`Capabilities::update_flags`] is declared; the
+    /// default refuses with a fatal error.
+    fn update_flags<'a>(
+        &'a mut self,
+        folder: &'a str,
+        id: &'a str,
+        flags: &'a Flags,
+        labels: &'a [String],
+    ) -> Pending<'a, String> {
+        let _ = (folder, id, flags, labels);
+        async move { Err(Error::fatal("this target cannot change a copy's flags")) }.boxed()
     }
 
     /// The messages this session stored in another form than the source's

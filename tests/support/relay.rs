@@ -29,6 +29,9 @@ struct Shared {
     /// Hide LITERAL+ from the client (capabilities rewritten to LITERAL-
     /// variants it must not use), so it sends synchronizing literals.
     hide_literal_plus: bool,
+    /// Capabilities hidden from the client (their last letter turned into
+    /// `_`, an unknown capability): `CONDSTORE`, `QRESYNC`.
+    hide_capabilities: Vec<Vec<u8>>,
     /// Counts APPEND commands down; the one that takes it from 1 to 0 is
     /// never passed on, and its connection is cut (0: never).
     drop_at_append: AtomicU64,
@@ -64,6 +67,7 @@ struct Shared {
 struct Options {
     refuse_compress: bool,
     hide_literal_plus: bool,
+    hide_capabilities: Vec<Vec<u8>>,
     drop_at_append: u64,
     linger_ms: u64,
     refuse_create: Option<String>,
@@ -175,11 +179,25 @@ impl Relay {
         )
     }
 
+    /// A server without these capabilities (`CONDSTORE`, `QRESYNC`): each
+    /// name is spoiled in what the server says, so the client never uses
+    /// it; everything else is relayed faithfully.
+    pub fn hiding_capabilities(upstream: u16, names: &[&str]) -> Relay {
+        Relay::launch(
+            upstream,
+            Options {
+                hide_capabilities: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
+                ..Options::default()
+            },
+        )
+    }
+
     fn launch(upstream: u16, o: Options) -> Relay {
         let shared = Arc::new(Shared {
             upstream,
             refuse_compress: o.refuse_compress,
             hide_literal_plus: o.hide_literal_plus,
+            hide_capabilities: o.hide_capabilities,
             drop_at_append: AtomicU64::new(o.drop_at_append),
             linger_ms: o.linger_ms,
             refuse_create: o.refuse_create,
@@ -275,6 +293,16 @@ fn session(client: TcpStream, shared: Arc<Shared>) {
                     while let Some(i) = buf[at..n].windows(8).position(|w| w.eq_ignore_ascii_case(b"LITERAL+")) {
                         buf[at + i + 7] = b'_';
                         at += i + 8;
+                    }
+                }
+                for name in &shared.hide_capabilities {
+                    let mut at = 0;
+                    while let Some(i) = buf[at..n]
+                        .windows(name.len())
+                        .position(|w| w.eq_ignore_ascii_case(name))
+                    {
+                        buf[at + i + name.len() - 1] = b'_';
+                        at += i + name.len();
                     }
                 }
                 if to.write_all(&buf[..n]).is_err() {

@@ -60,7 +60,7 @@ use self::failure::Failure;
 use self::throttle::MailboxLimits;
 use crate::error::{Error, Result};
 use crate::model::TargetLogin;
-use crate::model::{MessageKey, TargetFolder, Upload};
+use crate::model::{Flags, MessageKey, TargetFolder, Upload};
 use crate::oauth::{EntraApp, TokenSettings, TokenSource};
 use crate::target::{Inventoried, Pending, Target, TargetSession};
 
@@ -260,7 +260,10 @@ impl Target for GraphTarget {
     }
 
     fn capabilities(&self) -> crate::target::Capabilities {
-        crate::target::Capabilities::MAIL_APPEND_ONLY
+        crate::target::Capabilities {
+            update_flags: true,
+            ..crate::target::Capabilities::MAIL_APPEND_ONLY
+        }
     }
 
     fn describe(&self) -> String {
@@ -325,6 +328,18 @@ impl TargetSession for GraphSession {
 
     fn inventory<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, Vec<Inventoried>> {
         self.inventory_of(folder, known).boxed()
+    }
+
+    /// A message id is the mailbox's, whatever its folder: `folder` is not
+    /// needed.
+    fn update_flags<'a>(
+        &'a mut self,
+        _folder: &'a str,
+        id: &'a str,
+        flags: &'a Flags,
+        labels: &'a [String],
+    ) -> Pending<'a, String> {
+        self.set_flags(id, flags, labels).boxed()
     }
 
     fn compare_content<'a>(

@@ -20,6 +20,9 @@
 //! a message whose follow-up steps failed (PATCH, attachments) is deleted
 //! before the error is reported, so a retry never leaves a half-made copy
 //! behind.
+//!
+//! A resync's flag changes ([`GraphSession::set_flags`]) are one PATCH of
+//! the same read state, flag and categories, mapped as an upload maps them.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -282,6 +285,11 @@ impl GraphSession {
     }
 
     async fn patch(&self, id: &str, patch: &MessagePatch) -> Result<()> {
+        self.send_patch(id, patch).await?;
+        Ok(())
+    }
+
+    async fn send_patch(&self, id: &str, patch: &MessagePatch) -> std::result::Result<(), Failure> {
         let url = format!("{}/messages/{}", self.users, seg(id));
         let body = serde_json::to_vec(patch).expect("serializes");
         let call = Call {
@@ -294,6 +302,23 @@ impl GraphSession {
         };
         self.send(&call).await?;
         Ok(())
+    }
+
+    /// `update_flags`: the copy's read state, follow-up flag and
+    /// categories set to what an upload with these marks sets, replacing
+    /// what it had (categories the marks do not carry are removed). The id
+    /// stays the same; a copy Exchange no longer has under it (deleted, or
+    /// moved to another folder, which gives it a new id) is an item error.
+    pub(super) async fn set_flags(&self, id: &str, flags: &Flags, labels: &[String]) -> Result<String> {
+        let patch = replacing_patch(&crate::transform::flags_with_labels(flags, labels));
+        match self.send_patch(id, &patch).await {
+            Ok(()) => Ok(id.to_owned()),
+            Err(f) if f.code == "ErrorItemNotFound" => Err(Error::item(format!(
+                "the copy's flags cannot be changed: the mailbox no longer has it under its id (deleted, or moved to another folder since it was stored): {}",
+                f.error.message
+            ))),
+            Err(f) => Err(f.error),
+        }
     }
 
     /// Deletes a half-made copy; a failure only leaves it behind, which is
@@ -569,6 +594,15 @@ fn state_patch(flags: &Flags, created: Option<&CreatedMessage>) -> MessagePatch 
     patch
 }
 
+/// The PATCH that gives a copy `flags`' read state, flag and categories
+/// whatever it had: [`state_patch`] for an unknown state, with the
+/// categories always set (an empty list removes those the copy had).
+fn replacing_patch(flags: &Flags) -> MessagePatch {
+    let mut patch = state_patch(flags, None);
+    patch.categories = Some(json::categories(flags));
+    patch
+}
+
 /// Upload sessions one large attachment may take when range answers are
 /// lost, before the copy fails (and is made again, whole, later).
 const UPLOAD_SESSIONS: u32 = 3;
@@ -713,6 +747,22 @@ mod tests {
             (p.is_read, p.flag.map(|f| f.flag_status), p.categories),
             (Some(true), Some("notFlagged".into()), None)
         );
+    }
+
+    #[test]
+    fn a_flag_update_replaces_all_three_as_an_upload_maps_them() {
+        let p = replacing_patch(&Flags::from_wire("\\Seen Work $Forwarded \\Answered"));
+        assert_eq!(
+            (p.is_read, p.flag.map(|f| f.flag_status), p.categories),
+            (Some(true), Some("notFlagged".into()), Some(vec!["Work".to_owned()]))
+        );
+        // No keywords left: the categories the copy had are removed.
+        let p = replacing_patch(&Flags::from_wire("\\Flagged"));
+        assert_eq!(
+            (p.is_read, p.flag.map(|f| f.flag_status), p.categories),
+            (Some(false), Some("flagged".into()), Some(vec![]))
+        );
+        assert_eq!(p.single_value_extended_properties, None, "the stamp stays as it is");
     }
 
     #[test]
