@@ -101,6 +101,18 @@ pub struct Copy {
     pub in_flight: InFlightBudget,
     pub retry: RetryPolicy,
     pub pace: PaceLimits,
+    pub deletions: Deletions,
+}
+
+/// What a run does with copies whose message was deleted on the source.
+#[derive(Clone, Copy, Debug)]
+pub struct Deletions {
+    /// Delete them from the target (else they are kept and counted).
+    pub mirror: bool,
+    /// At most this share of a mailbox's copies deleted in one run.
+    pub max_percent: u32,
+    /// Delete beyond `max_percent`.
+    pub force: bool,
 }
 
 /// Everything `run::migrate` needs, built.
@@ -134,6 +146,11 @@ pub fn migration(settings: &Settings, users: usize) -> Result<Migration, StartEr
             in_flight: InFlightBudget::new(run.max_in_flight_bytes),
             retry: RetryPolicy::new(run.max_attempts),
             pace: PaceLimits::new(&settings.limits.pace),
+            deletions: Deletions {
+                mirror: run.mirror_deletions,
+                max_percent: run.max_delete_percent,
+                force: false,
+            },
         },
         state_path: settings.state_path.clone(),
         shard: settings.shard.map(|s| s.to_string()),

@@ -63,6 +63,15 @@ cutover migrate --config cutover.toml --users users.csv --json > events.jsonl"
         /// skipped (and why); nothing is written to the target.
         #[arg(long)]
         dry_run: bool,
+        /// Delete from the target the copies of messages deleted on the
+        /// source (for the final pass; kept and counted otherwise), at most
+        /// [run] max_delete_percent of a mailbox's copies per run.
+        #[arg(long)]
+        mirror_deletions: bool,
+        /// With --mirror-deletions: delete even more than
+        /// max_delete_percent of a mailbox's copies.
+        #[arg(long, requires = "mirror_deletions")]
+        force_deletions: bool,
         /// Only the users of shard K of N (K from 0 to N-1), split by a stable
         /// hash of EmailAddress; the shard keeps its own state DB
         /// (cutover.db becomes cutover.shard-K-of-N.db).

@@ -67,6 +67,11 @@ pub enum Event {
         failed: u64,
         /// Copies made before whose flags were changed to the source's.
         flags_updated: u64,
+        /// Copies made before, moved to where the source filed them.
+        moved: u64,
+        /// Copies of messages deleted on the source, deleted from the
+        /// target (`--mirror-deletions`).
+        deleted: u64,
         error: Option<String>,
     },
     RunFinished {

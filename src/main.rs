@@ -36,6 +36,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
             users,
             json,
             dry_run,
+            mirror_deletions,
+            force_deletions,
             shard,
             state,
         } => {
@@ -46,10 +48,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
             if let Some(state) = state {
                 settings.state_path = state;
             }
-            let migration = match cutover::build::migration(&settings, users.len()) {
+            if mirror_deletions {
+                settings.run.mirror_deletions = true;
+            }
+            let mut migration = match cutover::build::migration(&settings, users.len()) {
                 Ok(m) => m,
                 Err(e) => return fail(&e),
             };
+            migration.copy.deletions.force = force_deletions;
             let mode = if json {
                 Mode::Json
             } else if cli.quiet {

@@ -150,8 +150,46 @@ pub fn batches(candidates: &[Candidate], copy: &[usize], max_messages: usize, ma
     done
 }
 
+/// Which new messages are kept copies filed elsewhere on the source: pairs
+/// (index in `kept`, index in `new`) of the same key (Message-ID and size),
+/// one to one, in `new`'s order. A message without a Message-ID (`None`)
+/// is never paired: it cannot be told from another of the same size.
+pub fn match_moves(kept: &[Option<(&str, u64)>], new: &[Option<(&str, u64)>]) -> Vec<(usize, usize)> {
+    let mut by_key: std::collections::HashMap<(&str, u64), Vec<usize>> = std::collections::HashMap::new();
+    for (i, k) in kept.iter().enumerate().rev() {
+        if let Some(key) = k {
+            by_key.entry(*key).or_default().push(i);
+        }
+    }
+    let mut out = Vec::new();
+    for (j, n) in new.iter().enumerate() {
+        if let Some(key) = n
+            && let Some(i) = by_key.get_mut(key).and_then(Vec::pop)
+        {
+            out.push((i, j));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn moves_pair_one_kept_copy_with_one_new_message_of_the_same_key() {
+        use super::match_moves;
+        let kept = [Some(("<a>", 10)), Some(("<b>", 20)), Some(("<a>", 10)), None];
+        let new = [
+            Some(("<a>", 10)),
+            Some(("<a>", 11)),
+            Some(("<a>", 10)),
+            Some(("<a>", 10)),
+            None,
+        ];
+        // The two kept <a> copies go to the first two new <a>; the third
+        // new <a>, a different size and the unkeyed ones stay new.
+        assert_eq!(match_moves(&kept, &new), vec![(0, 0), (2, 2)]);
+        assert!(match_moves(&[], &new).is_empty());
+    }
 
     #[test]
     fn batches_shrink_so_every_connection_of_every_mailbox_holds_one() {

@@ -214,6 +214,8 @@ impl Board {
                 copied,
                 failed,
                 flags_updated,
+                moved,
+                deleted,
                 error,
                 ..
             } => {
@@ -228,11 +230,16 @@ impl Board {
                 let took = elapsed
                     .map(|d| format!(" in {}", human_duration(d)))
                     .unwrap_or_default();
-                let flags = if *flags_updated > 0 {
-                    format!(", {flags_updated} flag changes written")
-                } else {
-                    String::new()
-                };
+                let mut flags = String::new();
+                if *moved > 0 {
+                    flags.push_str(&format!(", {moved} moved"));
+                }
+                if *flags_updated > 0 {
+                    flags.push_str(&format!(", {flags_updated} flag changes written"));
+                }
+                if *deleted > 0 {
+                    flags.push_str(&format!(", {deleted} deleted as on the source"));
+                }
                 Some(match error {
                     Some(e) => format!("{user}: {state} ({copied} copied, {failed} failed{flags}{took}): {e}"),
                     None => format!("{user}: {state} ({copied} copied, {failed} failed{flags}{took})"),
@@ -575,6 +582,8 @@ mod tests {
                     bytes: 300,
                     failed: 1,
                     flags_updated: 0,
+                    moved: 0,
+                    deleted: 0,
                     error: Some("target refused a message".into()),
                 },
                 at(t0, 90),

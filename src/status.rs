@@ -39,6 +39,7 @@ pub struct Totals {
     pub copied: u64,
     pub skipped: u64,
     pub failed: u64,
+    pub deleted_on_source: u64,
     pub bytes_copied: u64,
     pub throttled: u64,
 }
@@ -97,6 +98,7 @@ pub fn collect_many(state_paths: &[PathBuf]) -> Result<StatusReport, CheckpointE
         totals.copied += status.copied;
         totals.skipped += status.skipped;
         totals.failed += status.failed;
+        totals.deleted_on_source += status.deleted_on_source;
         totals.bytes_copied += status.bytes_copied;
         totals.throttled += status.throttled;
     }
@@ -135,6 +137,7 @@ pub fn render_table(report: &StatusReport) -> String {
         "COPIED/SOURCE",
         "SKIPPED",
         "FAILED",
+        "DELETED ON SOURCE",
         "SIZE",
         "THROTTLED",
         "LAST SYNC",
@@ -156,6 +159,7 @@ pub fn render_table(report: &StatusReport) -> String {
             format!("{}/{}", s.copied, s.source_messages),
             skipped,
             s.failed.to_string(),
+            s.deleted_on_source.to_string(),
             human_bytes(s.bytes_copied),
             match &s.last_throttle {
                 Some(when) if s.throttled > 0 => format!("{} (last {when})", s.throttled),
@@ -173,6 +177,7 @@ pub fn render_table(report: &StatusReport) -> String {
         format!("{}/{}", t.copied, t.source_messages),
         t.skipped.to_string(),
         t.failed.to_string(),
+        t.deleted_on_source.to_string(),
         human_bytes(t.bytes_copied),
         t.throttled.to_string(),
         String::new(),

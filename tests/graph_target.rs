@@ -949,3 +949,145 @@ async fn a_missing_mailbox_is_fatal_with_advice() {
     assert!(target.open(&user(USER)).await.is_ok());
     assert!(target.describe().contains("write mode auto"));
 }
+
+/// A copy filed into another folder is moved in Exchange (`POST
+/// .../move`), which gives it a new id: the old one is a 404 afterwards, so
+/// a second move by it is that message's failure and changes nothing, a
+/// flag change by it too, and a delete by it is no error (the copy is gone
+/// from there, which is what was wanted); the copy keeps its state and the
+/// stamp `find` looks it up by. A move whose answer was lost is checked
+/// before it is sent again: never moved twice, never failed for having
+/// been done (an empty id: moved, under an id not known). A renamed
+/// folder keeps its messages' ids; Exchange's well-known folders are not
+/// renamed. Both write modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_copy_gets_a_new_id_and_its_old_id_is_a_404() {
+    for mode in [GraphWriteMode::ImportMime, GraphWriteMode::Json] {
+        let emu = Emu::start(&[]);
+        let target = emu.target(mode);
+        let caps = target.capabilities();
+        assert!(caps.move_messages && caps.delete && caps.rename_folders, "{caps:?}");
+        let mut s = target.open(&user(USER)).await.unwrap();
+        let from = s.ensure_folder(&folder(None, &["Filed", "From"]), None).await.unwrap();
+        let to = s.ensure_folder(&folder(None, &["Filed", "To"]), None).await.unwrap();
+        let stored = upload(
+            message("<move.1@example.com>", "Moved"),
+            "\\Seen Work",
+            1_600_000_000,
+            Some("<move.1@example.com>"),
+        );
+        let id = s.upload(&from, &stored).await.unwrap();
+        let only = |dump: &Value| {
+            let all = dump["messages"].as_array().unwrap();
+            assert_eq!(all.len(), 1, "{mode:?}: one copy, never a second: {all:#?}");
+            all[0].clone()
+        };
+        let before = only(&emu.dump(USER).await);
+
+        let moved = s.move_message(&from, &id, &to).await.unwrap();
+        assert_ne!(moved, id, "{mode:?}: Exchange gives a moved message a new id");
+        let after = only(&emu.dump(USER).await);
+        assert_eq!(after["id"], moved, "{mode:?}");
+        assert_eq!(after["folderId"], to, "{mode:?}");
+        for kept in [
+            "isRead",
+            "categories",
+            "receivedDateTime",
+            "internetMessageId",
+            "singleValueExtendedProperties",
+        ] {
+            assert_eq!(after[kept], before[kept], "{mode:?}: {kept} moves with it");
+        }
+        let stats = emu.stats().await;
+        assert_eq!(count(&stats, "messages.move"), 1, "{mode:?}");
+        assert_eq!(s.find(&to, &stored).await.unwrap(), Some(moved.clone()), "{mode:?}");
+        assert_eq!(s.find(&from, &stored).await.unwrap(), None, "{mode:?}");
+
+        // The old id names nothing: 404 ErrorItemNotFound for each of these.
+        let e = s.move_message(&from, &id, &to).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Item, "{mode:?}: {e:?}");
+        assert!(e.message.contains("no longer has it"), "{e}");
+        let e = s
+            .update_flags(&from, &id, &Flags::from_wire("\\Flagged"), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Item, "{mode:?}: {e:?}");
+        s.delete_message(&from, &id)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: a copy gone from there is no error: {e:?}"));
+        assert_eq!(only(&emu.dump(USER).await)["id"], moved, "{mode:?}: nothing changed");
+        let stats = emu.stats().await;
+        assert_eq!(count(&stats, "messages.move"), 2, "{mode:?}");
+        assert_eq!(count(&stats, "messages.delete"), 1, "{mode:?}");
+        assert_eq!(stats["total"]["by_status"]["404"], 3, "{mode:?}: {stats}");
+
+        // A renamed and moved folder keeps its messages' ids.
+        let sorted = s
+            .rename_folder(&to, &folder(Some(FolderRole::Inbox), &["Sorted ✓"]))
+            .await
+            .unwrap();
+        let dump = emu.dump(USER).await;
+        let renamed = dump["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == sorted)
+            .unwrap();
+        assert_eq!(renamed["path"], json!(["Inbox", "Sorted ✓"]), "{mode:?}");
+        assert_eq!(only(&dump)["id"], moved, "{mode:?}: the message keeps its id");
+        assert_eq!(only(&dump)["folderId"], sorted, "{mode:?}");
+        s.update_flags(&sorted, &moved, &Flags::from_wire("\\Flagged"), &[])
+            .await
+            .unwrap();
+        for well_known in ["inbox", "sentitems", "deleteditems"] {
+            let e = s
+                .rename_folder(well_known, &folder(None, &["Renamed"]))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Item, "{mode:?}: {well_known}: {e:?}");
+        }
+        let e = s
+            .rename_folder(&sorted, &folder(Some(FolderRole::Sent), &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Item, "{mode:?}: onto a well-known folder: {e:?}");
+        assert_eq!(
+            count(&emu.stats().await, "folders.patch"),
+            1,
+            "{mode:?}: refused before any request"
+        );
+
+        // Lost answers. Dropped before Exchange acted: the old id is still
+        // there, so the move is sent again and its new id comes back.
+        emu.faults(json!({"fail_next": [{"drop": "reset", "on": "/move", "count": 1}]}))
+            .await;
+        let back = s.move_message(&sorted, &moved, &from).await.unwrap();
+        assert!(!back.is_empty() && back != moved, "{mode:?}: {back:?}");
+        let copy = only(&emu.dump(USER).await);
+        assert_eq!(
+            (&copy["id"], &copy["folderId"]),
+            (&json!(back), &json!(from)),
+            "{mode:?}"
+        );
+        // Dropped after Exchange moved it: the old id is gone, so it was
+        // moved; not sent again, not a failure, the new id unknown.
+        emu.faults(json!({"fail_next": [{"drop": "reset_after", "on": "/move", "count": 1}]}))
+            .await;
+        let lost = s.move_message(&from, &back, &sorted).await.unwrap();
+        assert_eq!(lost, "", "{mode:?}: moved, under an id the answer would have said");
+        let copy = only(&emu.dump(USER).await);
+        assert_eq!(copy["folderId"], sorted, "{mode:?}: moved once");
+        assert_eq!(
+            count(&emu.stats().await, "messages.move"),
+            5,
+            "{mode:?}: 2 + 2 (one resent) + 1"
+        );
+
+        // Deleted by its id: gone; again: a 404, no error.
+        let id = copy["id"].as_str().unwrap().to_owned();
+        s.delete_message(&sorted, &id).await.unwrap();
+        assert_eq!(emu.dump(USER).await["messages"], json!([]), "{mode:?}");
+        s.delete_message(&sorted, &id).await.unwrap();
+        s.close().await;
+    }
+}

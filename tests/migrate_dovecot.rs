@@ -577,3 +577,184 @@ fn flag_changes_on_the_source_reach_the_copies_with_and_without_condstore() {
         assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
     }
 }
+
+/// Mail filed into another folder on the source after the copy — both
+/// ways, then flagged in its new place — has its copy moved in the target:
+/// every folder holds exactly the source's messages with their flags, none
+/// twice, and no body is fetched for it.
+#[test]
+fn mail_filed_into_another_folder_moves_its_copy_instead_of_copying_it_again() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    fill_standard_mailbox(&lab.source, &email, 120, 31);
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password.clone())]);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "first copy: {}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+
+    let doveadm = |args: &[&str]| {
+        // `doveadm move -u U ...`, `doveadm flags add -u U ...`.
+        let verb = if args[0] == "flags" { 2 } else { 1 };
+        let mut all = args[..verb].to_vec();
+        all.extend(["-u", email.as_str()]);
+        all.extend_from_slice(&args[verb..]);
+        lab.source.doveadm(&all);
+    };
+    doveadm(&["move", "Archive", "mailbox", "INBOX", "uid", "1:5"]);
+    doveadm(&["move", "INBOX", "mailbox", "Archive/2023", "uid", "1:2"]);
+    // Flagged in its new place, after the move.
+    doveadm(&["flags", "add", "\\Flagged", "mailbox", "Archive", "all"]);
+    let source = lab.source.messages(&email);
+
+    let before = lab.source.session_stats();
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "resync: {}", explain(&out));
+    assert_copied_exactly(&source, &lab.target.messages(&email), &[]);
+    let stats = lab
+        .source
+        .wait_for_sessions(before.sessions + 1, std::time::Duration::from_secs(5));
+    assert_eq!(
+        stats.body_count, before.body_count,
+        "the resync fetched bodies for moved mail"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("7 moved"), "the summary does not count the moves: {said}");
+
+    // And nothing more to do.
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "no-op resync: {}", explain(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("moved"), "a no-op resync moved mail: {said}");
+    assert_copied_exactly(&source, &lab.target.messages(&email), &[]);
+}
+
+/// Mail deleted on the source stays in the target and is counted as
+/// deleted on source; `--mirror-deletions` then deletes exactly those
+/// copies, and a further run changes nothing. Deleting more than
+/// `max_delete_percent` of a mailbox's copies is refused (partial, exit 1,
+/// nothing deleted) unless forced.
+#[test]
+fn deletions_are_kept_and_counted_then_mirrored_on_request_within_the_guard() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    fill_standard_mailbox(&lab.source, &email, 120, 41);
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password.clone())]);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            "--config",
+            config.to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cutover(&args, &config)
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "first copy: {}", explain(&out));
+    let expunge = |query: &[&str]| {
+        let mut args = vec!["expunge", "-u", email.as_str()];
+        args.extend_from_slice(query);
+        lab.source.doveadm(&args);
+    };
+    let deleted_on_source = || user_status(&status_json(&config), &email)["deleted_on_source"].as_u64();
+
+    expunge(&["mailbox", "INBOX", "uid", "1:3"]);
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "resync: {}", explain(&out));
+    assert_eq!(
+        lab.target.messages(&email).len(),
+        lab.source.messages(&email).len() + 3,
+        "kept in the target by default"
+    );
+    assert_eq!(deleted_on_source(), Some(3));
+
+    let out = run(&["--mirror-deletions"]);
+    assert_eq!(out.status.code(), Some(0), "mirrored: {}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("3 deleted as on the source"),
+        "{}",
+        explain(&out)
+    );
+    assert_eq!(deleted_on_source(), Some(0));
+    let out = run(&["--mirror-deletions"]);
+    assert_eq!(out.status.code(), Some(0), "again: {}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+
+    // A whole folder emptied: far over 10% of the mailbox.
+    expunge(&["mailbox", "Archive", "all"]);
+    expunge(&["mailbox", "Sent", "all"]);
+    let target_before = lab.target.messages(&email);
+    let out = run(&["--mirror-deletions"]);
+    assert_eq!(out.status.code(), Some(1), "over the guard: {}", explain(&out));
+    let status = status_json(&config);
+    let u = user_status(&status, &email);
+    assert_eq!(u["state"], "partial", "{u:#}");
+    assert!(
+        u["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_delete_percent"),
+        "{u:#}"
+    );
+    assert_eq!(
+        lab.target.messages(&email),
+        target_before,
+        "nothing deleted over the guard"
+    );
+    let out = run(&["--mirror-deletions", "--force-deletions"]);
+    assert_eq!(out.status.code(), Some(0), "forced: {}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+}
+
+/// `verify` catches a message the target holds twice — in its folder and
+/// in another, where the source holds it once — and exits 1 naming it.
+#[test]
+fn verify_catches_a_planted_duplicate_in_another_folder() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    fill_standard_mailbox(&lab.source, &email, 60, 51);
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password.clone())]);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "copy: {}", explain(&out));
+    let verify = || {
+        cutover(
+            &[
+                "verify",
+                "--config",
+                config.to_str().unwrap(),
+                "--users",
+                users.to_str().unwrap(),
+                "--quick",
+            ],
+            &config,
+        )
+    };
+    let out = verify();
+    assert_eq!(out.status.code(), Some(0), "verify before: {}", explain(&out));
+
+    // What a mover that copies instead of moving leaves behind.
+    let inbox = lab
+        .source
+        .messages(&email)
+        .into_iter()
+        .find(|m| m.folder == "INBOX")
+        .unwrap();
+    let planted = mailgen::GenMessage {
+        raw: inbox.raw.clone(),
+        flags: inbox.flags.clone(),
+        internal_date: inbox.internal_date,
+    };
+    lab.target.deliver(&email, "Archive", &[planted]);
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1), "verify with a duplicate: {}", explain(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("DUPLICATE in target Archive") && said.contains("1 duplicated"),
+        "{said}"
+    );
+}

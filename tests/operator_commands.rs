@@ -314,7 +314,10 @@ fn verify_finds_what_the_target_lacks_and_ignores_what_the_rules_skip() {
         .find(|l| l.contains(&lost_id))
         .unwrap_or_else(|| panic!("{table}"));
     assert!(lost_line.contains("MISSING INBOX UID"), "{table}");
-    assert!(table.contains("1 with missing messages (3 missing)"), "{table}");
+    assert!(
+        table.contains("1 with missing or duplicated messages (3 missing, 0 duplicated)"),
+        "{table}"
+    );
 
     // verify recorded the lost message as failed: a resync copies the new
     // mail and that one again, and verify passes.

@@ -569,9 +569,9 @@ mod contract {
     }
 
     /// `list` must be declared and work; `move_messages`, `update_flags`,
-    /// `delete`, `rename_folders` and kinds other than mail may only be
-    /// declared once this suite covers them (each has a placeholder that
-    /// fails until then).
+    /// `delete` and `rename_folders`, where declared, must do what their
+    /// cases below check; kinds other than mail may only be declared once
+    /// this suite covers them (a placeholder fails until then).
     pub async fn capabilities_are_what_the_target_does(target: &dyn Target, fx: &Fixture) {
         let caps = target.capabilities();
         assert!(
@@ -615,15 +615,148 @@ mod contract {
         }
     }
 
-    // Placeholders: a target that declares one of these must be covered
-    // here (store, operate through the target, read back through the
-    // probe) before the declaration passes.
+    // Each declared capability is covered here: stored through the target,
+    // operated on through the target, read back through the probe. A kind
+    // of item other than mail is a placeholder that fails until covered.
 
-    async fn move_messages_contract(target: &dyn Target, _fx: &Fixture) {
-        panic!(
-            "{}: move_messages declared but not covered by the conformance suite",
-            target.describe()
+    /// The probe's view of `expected` in a folder: each stored once (bytes
+    /// where the store keeps them), with its read state, flag, keywords and
+    /// labels (where the store keeps them) and date as `expected` says.
+    #[track_caller]
+    fn assert_holds(stored: &[Stored], expected: &[&Upload], step: &str) {
+        assert_eq!(
+            stored.len(),
+            expected.len(),
+            "{step}: messages in the folder: {stored:#?}"
         );
+        let owned: Vec<Upload> = expected.iter().map(|u| (*u).clone()).collect();
+        assert_stored_once(stored, &owned);
+        for u in expected {
+            let id = u.message_id.as_deref().unwrap();
+            let m = stored
+                .iter()
+                .find(|m| m.message_id.as_deref() == Some(id))
+                .unwrap_or_else(|| panic!("{step}: {id} not stored: {stored:#?}"));
+            assert_eq!(
+                (m.seen, m.flagged),
+                (u.flags.has("\\Seen"), u.flags.has("\\Flagged")),
+                "{step}: {id}: (seen, flagged)"
+            );
+            assert_eq!(m.date, u.internal_date, "{step}: {id}: the date stays");
+            if let Some(have) = &m.keywords {
+                let want: BTreeSet<String> = u
+                    .flags
+                    .0
+                    .iter()
+                    .filter(|f| !f.starts_with('\\'))
+                    .chain(&u.labels)
+                    .cloned()
+                    .collect();
+                assert_eq!(have, &want, "{step}: {id}: keywords and labels");
+            }
+        }
+    }
+
+    /// `move_message`, where declared: a copy filed into another folder
+    /// (below the inbox, a non-ASCII name) leaves its folder and is in the
+    /// other once, with its bytes, flags, keywords and date; the id returned
+    /// names it there (`find` returns it, `update_flags` reaches it) and the
+    /// old id no longer names anything in the old folder (Graph gives a new
+    /// id, Maildir keeps the file name). Moving it again by its old id
+    /// changes nothing (an item error, or the same id where the target sees
+    /// that the move was done). In a fresh session it is moved back, and
+    /// another copy into a role folder; the other copies never move.
+    async fn move_messages_contract(target: &dyn Target, fx: &Fixture) {
+        let caps = target.capabilities();
+        let from_f = folder(None, &["Ablage", "Eingang ✓"]);
+        let to_f = folder(Some(FolderRole::Inbox), &["Erledigt 2026 ✓"]);
+        let mut msgs = messages("move", 81, 3);
+        msgs[0].flags = Flags::from_wire("\\Seen \\Flagged Work");
+        msgs[0].labels = vec!["Clients".into()];
+        msgs[1].flags = Flags::from_wire("\\Seen");
+        let mut s = target.open(&fx.user).await.unwrap();
+        let from = s.ensure_folder(&from_f, None).await.unwrap();
+        let to = s.ensure_folder(&to_f, None).await.unwrap();
+        let mut ids = Vec::new();
+        for m in &msgs {
+            ids.push(s.upload(&from, m).await.unwrap());
+        }
+        assert_holds(&fx.stored(&from).await, &[&msgs[0], &msgs[1], &msgs[2]], "as uploaded");
+
+        let moved = s.move_message(&from, &ids[0], &to).await.unwrap();
+        assert!(!moved.is_empty(), "the target names the moved copy");
+        match &fx.store {
+            Store::Graph { .. } => assert_ne!(moved, ids[0], "Exchange gives a moved message a new id"),
+            Store::Maildir { .. } => assert_eq!(moved, ids[0], "the file keeps its name"),
+            Store::Imap { .. } => {}
+        }
+        assert_holds(&fx.stored(&from).await, &[&msgs[1], &msgs[2]], "moved out");
+        assert_holds(&fx.stored(&to).await, &[&msgs[0]], "moved in");
+        let found = s.find(&to, &msgs[0]).await.unwrap().expect("found where it went");
+        assert!(fx.same_id(&moved, &found), "moved as {moved:?}, found as {found:?}");
+        assert_eq!(s.find(&from, &msgs[0]).await.unwrap(), None, "not where it was");
+
+        // The new id reaches the copy; the old one names nothing there.
+        let mut current = moved.clone();
+        let mut moved_copy = msgs[0].clone();
+        if caps.update_flags {
+            moved_copy.flags = Flags::from_wire("\\Flagged");
+            moved_copy.labels = Vec::new();
+            current = s.update_flags(&to, &moved, &moved_copy.flags, &[]).await.unwrap();
+            assert_holds(&fx.stored(&to).await, &[&moved_copy], "re-flagged by the new id");
+            let e = s
+                .update_flags(&from, &ids[0], &Flags::from_wire("\\Seen"), &[])
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.kind,
+                ErrorKind::Item,
+                "the old id names nothing in the old folder: {e:?}"
+            );
+        }
+
+        // Moved again by its old id: nothing changes.
+        match s.move_message(&from, &ids[0], &to).await {
+            Err(e) => assert_eq!(e.kind, ErrorKind::Item, "{e:?}"),
+            Ok(again) => assert!(fx.same_id(&current, &again), "moved again as {again:?}, is {current:?}"),
+        }
+        assert_holds(
+            &fx.stored(&from).await,
+            &[&msgs[1], &msgs[2]],
+            "moved again: the old folder",
+        );
+        assert_holds(&fx.stored(&to).await, &[&moved_copy], "moved again: the new folder");
+        s.close().await;
+
+        // A fresh session: back where it was, and another into a role folder.
+        let mut fresh = target.open(&fx.user).await.unwrap();
+        let archive_f = folder(Some(FolderRole::Archive), &[]);
+        let archive = fresh.ensure_folder(&archive_f, None).await.unwrap();
+        let back = fresh.move_message(&to, &current, &from).await.unwrap();
+        assert!(!back.is_empty());
+        let filed = fresh.move_message(&from, &ids[2], &archive).await.unwrap();
+        assert!(!filed.is_empty());
+        assert_holds(&fx.stored(&from).await, &[&moved_copy, &msgs[1]], "moved back");
+        assert_holds(&fx.stored(&to).await, &[], "moved back: nothing left");
+        assert_holds(&fx.stored(&archive).await, &[&msgs[2]], "filed in a role folder");
+        let found = fresh.find(&from, &msgs[0]).await.unwrap().expect("found back home");
+        assert!(fx.same_id(&back, &found), "moved back as {back:?}, found as {found:?}");
+        let found = fresh
+            .find(&archive, &msgs[2])
+            .await
+            .unwrap()
+            .expect("found in the role folder");
+        assert!(fx.same_id(&filed, &found), "filed as {filed:?}, found as {found:?}");
+        assert_eq!(
+            sorted(fresh.inventory(&from_f, Some(&from)).await.unwrap()),
+            fx.expected_inventory(&[msgs[0].clone(), msgs[1].clone()])
+        );
+        assert_eq!(fresh.inventory(&to_f, Some(&to)).await.unwrap(), vec![]);
+        assert_eq!(
+            sorted(fresh.inventory(&archive_f, Some(&archive)).await.unwrap()),
+            fx.expected_inventory(&msgs[2..])
+        );
+        fresh.close().await;
     }
 
     /// `update_flags`, where declared: a copy stored with `\Flagged`, a
@@ -715,18 +848,190 @@ mod contract {
         fresh.close().await;
     }
 
-    async fn delete_contract(target: &dyn Target, _fx: &Fixture) {
-        panic!(
-            "{}: delete declared but not covered by the conformance suite",
-            target.describe()
+    /// `delete_message`, where declared: the copy is gone from the store
+    /// and `find` no longer finds it; deleting it again is no error; the
+    /// other copies stay, with their flags, also one that another client
+    /// marked `\Deleted` without expunging it (IMAP: only the copy's UID
+    /// is expunged, never the folder); a fresh session deletes by an id
+    /// from an earlier one.
+    async fn delete_contract(target: &dyn Target, fx: &Fixture) {
+        /// Another IMAP client marks a message `\Deleted` and leaves it.
+        fn mark_deleted(server: &dyn MailServer, login: &str, reference: &str, message_id: &str) {
+            let relative = imap_relative(server, &mutf7_decode(reference)).expect("a folder of the mailbox");
+            let mailbox = server.mailbox_name(&relative);
+            let mut c = imap_login(server, login);
+            let uid = c
+                .fetch_all(&mailbox)
+                .into_iter()
+                .find(|m| mailgen::message_id(&m.raw).as_deref() == Some(message_id))
+                .expect("the message is stored")
+                .uid;
+            c.command(&format!(
+                "SELECT {}",
+                support::imap::quote(&support::imap::mutf7_encode(&mailbox))
+            ))
+            .expect_ok("SELECT");
+            c.command(&format!("UID STORE {uid} +FLAGS (\\Deleted)"))
+                .expect_ok("UID STORE");
+            c.logout();
+        }
+
+        let f = folder(None, &["Gelöscht ✓"]);
+        let mut msgs = messages("delete", 91, 3);
+        msgs[2].flags = Flags::from_wire("\\Seen");
+        let mut s = target.open(&fx.user).await.unwrap();
+        let r = s.ensure_folder(&f, None).await.unwrap();
+        let mut ids = Vec::new();
+        for m in &msgs {
+            ids.push(s.upload(&r, m).await.unwrap());
+        }
+        if let Store::Imap { server, login } = &fx.store {
+            let id = msgs[2].message_id.clone().unwrap();
+            tokio::task::block_in_place(|| mark_deleted(server.as_ref(), login, &r, &id));
+        }
+
+        s.delete_message(&r, &ids[1]).await.unwrap();
+        assert_holds(&fx.stored(&r).await, &[&msgs[0], &msgs[2]], "one deleted");
+        assert_eq!(s.find(&r, &msgs[1]).await.unwrap(), None, "deleted: not found");
+        s.delete_message(&r, &ids[1])
+            .await
+            .unwrap_or_else(|e| panic!("a copy already gone is no error: {e:?}"));
+        assert_holds(&fx.stored(&r).await, &[&msgs[0], &msgs[2]], "deleted again");
+        s.close().await;
+
+        let mut fresh = target.open(&fx.user).await.unwrap();
+        fresh.delete_message(&r, &ids[0]).await.unwrap();
+        assert_holds(&fx.stored(&r).await, &[&msgs[2]], "another deleted, in a fresh session");
+        assert_eq!(
+            sorted(fresh.inventory(&f, Some(&r)).await.unwrap()),
+            fx.expected_inventory(&msgs[2..])
         );
+        let found = fresh.find(&r, &msgs[2]).await.unwrap().expect("the copy left is found");
+        assert!(
+            fx.same_id(&ids[2], &found),
+            "stored as {:?}, found as {found:?}",
+            ids[2]
+        );
+        fresh.close().await;
     }
 
-    async fn rename_folders_contract(target: &dyn Target, _fx: &Fixture) {
-        panic!(
-            "{}: rename_folders declared but not covered by the conformance suite",
-            target.describe()
+    /// `rename_folder`, where declared: a folder holding copies, with a
+    /// subfolder holding one, is renamed and moved below a parent that does
+    /// not exist yet (made), then, in a fresh session, below the inbox; each
+    /// time the new reference is where `ensure_folder` puts that folder, the
+    /// copies (and the subfolder with its copy) are there, found under their
+    /// ids, with their flags; nothing is left at the old place and nothing
+    /// is copied. Renaming to where it is changes nothing; onto another
+    /// folder, the inbox, or into itself is an item error that changes
+    /// nothing.
+    async fn rename_folders_contract(target: &dyn Target, fx: &Fixture) {
+        let old = folder(None, &["Umbenennen", "Alt ✓"]);
+        let old_child = folder(None, &["Umbenennen", "Alt ✓", "Kind"]);
+        let new = folder(None, &["Umbenannt 2026", "Neu ✓"]);
+        let new_child = folder(None, &["Umbenannt 2026", "Neu ✓", "Kind"]);
+        let mut msgs = messages("rename", 101, 3);
+        msgs[0].flags = Flags::from_wire("\\Seen Work");
+        msgs[2].flags = Flags::from_wire("\\Flagged");
+        let (top, below) = (&[&msgs[0], &msgs[1]], &[&msgs[2]]);
+
+        let mut s = target.open(&fx.user).await.unwrap();
+        let r_old = s.ensure_folder(&old, None).await.unwrap();
+        let r_old_child = s.ensure_folder(&old_child, None).await.unwrap();
+        let mut ids = Vec::new();
+        for m in &msgs[..2] {
+            ids.push(s.upload(&r_old, m).await.unwrap());
+        }
+        ids.push(s.upload(&r_old_child, &msgs[2]).await.unwrap());
+        let before = fx.folders().await;
+
+        let r_new = s.rename_folder(&r_old, &new).await.unwrap();
+        assert!(fx.has_folder(&r_new).await, "{r_new:?} is not in the store");
+        fx.check_folder_name(&new, &r_new).await;
+        assert_holds(&fx.stored(&r_new).await, top, "renamed");
+        let r_new_child = s.ensure_folder(&new_child, None).await.unwrap();
+        assert_holds(&fx.stored(&r_new_child).await, below, "its subfolder came along");
+        let after = fx.folders().await;
+        assert!(
+            after.len() <= before.len() + 1,
+            "renamed, not copied (at most the new parent is new): {before:?} -> {after:?}"
         );
+        for (i, (m, id)) in msgs.iter().zip(&ids).enumerate() {
+            let r = if i == 2 { &r_new_child } else { &r_new };
+            let found = s.find(r, m).await.unwrap().expect("found in the renamed folder");
+            assert!(
+                fx.same_id(id, &found),
+                "stored as {id:?}, found as {found:?} after the rename"
+            );
+        }
+        s.close().await;
+
+        // A fresh session (nothing cached) finds them at the new place only.
+        let mut fresh = target.open(&fx.user).await.unwrap();
+        assert_eq!(
+            fresh.inventory(&old, None).await.unwrap(),
+            vec![],
+            "nothing at the old place"
+        );
+        assert_eq!(fresh.inventory(&old_child, None).await.unwrap(), vec![]);
+        assert_eq!(
+            sorted(fresh.inventory(&new, None).await.unwrap()),
+            fx.expected_inventory(&msgs[..2])
+        );
+        assert_eq!(
+            sorted(fresh.inventory(&new_child, None).await.unwrap()),
+            fx.expected_inventory(&msgs[2..])
+        );
+        assert_eq!(fresh.ensure_folder(&new, None).await.unwrap(), r_new);
+        assert_eq!(fresh.ensure_folder(&new_child, None).await.unwrap(), r_new_child);
+        assert_eq!(
+            fx.folders().await,
+            after,
+            "the renamed folders are found, not made again"
+        );
+
+        // Below the inbox; to where it is already, nothing changes.
+        let home = folder(Some(FolderRole::Inbox), &["Zurück"]);
+        let home_child = folder(Some(FolderRole::Inbox), &["Zurück", "Kind"]);
+        let r_home = fresh.rename_folder(&r_new, &home).await.unwrap();
+        fx.check_folder_name(&home, &r_home).await;
+        assert_eq!(
+            fresh.rename_folder(&r_home, &home).await.unwrap(),
+            r_home,
+            "renamed to where it is: nothing changes"
+        );
+        assert_holds(&fx.stored(&r_home).await, top, "below the inbox");
+        let r_home_child = fresh.ensure_folder(&home_child, None).await.unwrap();
+        assert_holds(&fx.stored(&r_home_child).await, below, "below the inbox: the subfolder");
+        assert_eq!(
+            fresh.inventory(&new, None).await.unwrap(),
+            vec![],
+            "nothing left behind"
+        );
+
+        // Refused, and nothing changes.
+        let r_taken = fresh.ensure_folder(&folder(None, &["Besetzt"]), None).await.unwrap();
+        let inbox = fresh
+            .ensure_folder(&folder(Some(FolderRole::Inbox), &[]), None)
+            .await
+            .unwrap();
+        let snapshot = fx.folders().await;
+        let refused = [
+            (&r_home, folder(None, &["Besetzt"]), "onto another folder"),
+            (&inbox, folder(None, &["Kein Eingang"]), "the inbox"),
+            (
+                &r_home,
+                folder(Some(FolderRole::Inbox), &["Zurück", "Kind", "Tiefer"]),
+                "into itself",
+            ),
+        ];
+        for (known, to, why) in &refused {
+            let e = fresh.rename_folder(known, to).await.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Item, "{why}: {e:?}");
+        }
+        assert_eq!(fx.folders().await, snapshot, "a refused rename changes nothing");
+        assert_holds(&fx.stored(&r_home).await, top, "after the refusals");
+        assert_holds(&fx.stored(&r_taken).await, &[], "after the refusals: the other folder");
+        fresh.close().await;
     }
 
     fn other_kind_contract(kind: cutover::model::ItemKind) {

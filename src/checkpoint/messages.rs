@@ -386,3 +386,80 @@ impl Checkpoint {
             .collect())
     }
 }
+
+/// A copy kept in the target whose source message is gone from its folder
+/// (deleted, or filed elsewhere).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptCopy {
+    pub folder_id: i64,
+    pub uid: u32,
+    pub size: u64,
+    pub message_id: Option<String>,
+    pub target_id: String,
+    /// The target folder holding it.
+    pub target_ref: Option<String>,
+}
+
+/// A message not copied yet (new, or failed), with its key as far as known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uncopied {
+    pub folder_id: i64,
+    pub uid: u32,
+    pub size: u64,
+    pub message_id: Option<String>,
+}
+
+impl Checkpoint {
+    /// The UIDs of a folder's messages the source still had at the last
+    /// look (every state but gone).
+    pub fn known_uids(&self, folder_id: i64) -> Result<Vec<u32>> {
+        self.query_rows(
+            "SELECT uid FROM messages WHERE folder_id = ?1 AND state <> 'gone' ORDER BY uid",
+            params![folder_id],
+            |r| r.get(0),
+        )
+    }
+
+    /// Copies kept in the target whose source message is gone: deleted on
+    /// the source, or filed into another folder.
+    pub fn kept_copies(&self, email: &str) -> Result<Vec<KeptCopy>> {
+        let email = &super::user_key(email);
+        self.query_rows(
+            "SELECT m.folder_id, m.uid, m.size, m.message_id, m.target_id, f.target_ref
+             FROM messages m JOIN folders f ON f.id = m.folder_id
+             WHERE f.email = ?1 AND m.state = 'gone' AND m.target_id IS NOT NULL
+             ORDER BY m.folder_id, m.uid",
+            params![email],
+            |r| {
+                Ok(KeptCopy {
+                    folder_id: r.get(0)?,
+                    uid: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    message_id: r.get(3)?,
+                    target_id: r.get(4)?,
+                    target_ref: r.get(5)?,
+                })
+            },
+        )
+    }
+
+    /// Messages of the user's present folders not copied yet.
+    pub fn uncopied(&self, email: &str) -> Result<Vec<Uncopied>> {
+        let email = &super::user_key(email);
+        self.query_rows(
+            "SELECT m.folder_id, m.uid, m.size, m.message_id
+             FROM messages m JOIN folders f ON f.id = m.folder_id
+             WHERE f.email = ?1 AND f.present = 1 AND m.state IN ('pending', 'failed') AND m.target_id IS NULL
+             ORDER BY m.folder_id, m.uid",
+            params![email],
+            |r| {
+                Ok(Uncopied {
+                    folder_id: r.get(0)?,
+                    uid: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    message_id: r.get(3)?,
+                })
+            },
+        )
+    }
+}

@@ -34,7 +34,7 @@ mod users;
 
 pub use folders::FolderRow;
 pub use lock::{RunLock, lock};
-pub use messages::{FlagChange, MessageRow, state_to_db};
+pub use messages::{FlagChange, KeptCopy, MessageRow, Uncopied, state_to_db};
 pub use queries::{ProblemItem, SyncRecord, UserStatus};
 pub use recorder::Recorder;
 pub use records::Record;

@@ -17,6 +17,9 @@ pub struct UserStatus {
     pub skipped: u64,
     pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
     pub failed: u64,
+    /// Copies kept in the target whose message was deleted on the source
+    /// (or is in a folder no longer in scope).
+    pub deleted_on_source: u64,
     pub bytes_copied: u64,
     /// Bytes of the messages the last scan saw (gone ones left out).
     pub source_bytes: u64,
@@ -130,6 +133,16 @@ impl Checkpoint {
                 _ => {}
             }
         }
+        let deleted: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM messages m JOIN folders f ON f.id = m.folder_id
+                 WHERE f.email = ?1 AND m.state = 'gone' AND m.target_id IS NOT NULL",
+                params![email],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        status.deleted_on_source = deleted as u64;
         Ok(status)
     }
 

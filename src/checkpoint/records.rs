@@ -50,6 +50,21 @@ pub enum Record {
         folder_id: i64,
         uid: u32,
     },
+    /// The copy of `from` (a message that vanished from its folder on the
+    /// source) was moved in the target to `to`'s folder, where the source
+    /// filed it: `to` is copied, as `target_id`, with what was written to
+    /// the copy; `from` is gone and no longer holds a copy.
+    Moved {
+        from: (i64, u32),
+        to: (i64, u32),
+        target_id: String,
+    },
+    /// The copy of a message deleted on the source was deleted from the
+    /// target too (`--mirror-deletions`).
+    Deleted {
+        folder_id: i64,
+        uid: u32,
+    },
     /// The copy now carries `flags` (a resync wrote the source's flag
     /// changes to it); `target_id` is its id afterwards (a Maildir file is
     /// renamed).
@@ -85,6 +100,25 @@ impl Checkpoint {
             let mut written = tx
                 .prepare_cached(
                     "UPDATE messages SET written_flags = ?3, target_id = ?4 WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let mut moved_to = tx
+                .prepare_cached(
+                    "UPDATE messages SET state = 'copied', reason = NULL, target_id = ?5,
+                        copied_at = (SELECT copied_at FROM messages WHERE folder_id = ?3 AND uid = ?4),
+                        written_flags = (SELECT written_flags FROM messages WHERE folder_id = ?3 AND uid = ?4),
+                        message_id = COALESCE(message_id, (SELECT message_id FROM messages WHERE folder_id = ?3 AND uid = ?4))
+                     WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let mut moved_from = tx
+                .prepare_cached(
+                    "UPDATE messages SET state = 'gone', target_id = NULL WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let mut deleted = tx
+                .prepare_cached(
+                    "UPDATE messages SET target_id = NULL WHERE folder_id = ?1 AND uid = ?2 AND state = 'gone'",
                 )
                 .map_err(&e)?;
             let none = None::<String>;
@@ -127,6 +161,10 @@ impl Checkpoint {
                     Record::Headers { folder_id, headers } => {
                         describe.execute(params![folder_id, headers.uid, headers.message_id, headers.subject])
                     }
+                    Record::Deleted { folder_id, uid } => deleted.execute(params![folder_id, uid]),
+                    Record::Moved { from, to, target_id } => moved_to
+                        .execute(params![to.0, to.1, from.0, from.1, target_id])
+                        .and_then(|_| moved_from.execute(params![from.0, from.1])),
                     Record::FlagsWritten {
                         folder_id,
                         uid,

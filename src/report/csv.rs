@@ -85,6 +85,7 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
     header.extend(
         [
             "failed",
+            "deleted_on_source",
             "syncs",
             "first_sync_start_utc",
             "last_sync_end_utc",
@@ -118,6 +119,7 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
         );
         row.extend([
             s.failed.to_string(),
+            s.deleted_on_source.to_string(),
             u.syncs.len().to_string(),
             excel_time(u.first_started.as_deref()),
             excel_time(u.last_finished.as_deref()),

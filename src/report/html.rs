@@ -218,6 +218,12 @@ pub fn render_html(report: &Report) -> String {
     );
     card(
         &mut out,
+        "Deleted on source",
+        &t.deleted_on_source.to_string(),
+        "copies kept in the target; migrate --mirror-deletions removes them",
+    );
+    card(
+        &mut out,
         "Throughput",
         &human_rate(t.bytes_per_second),
         &format!("{} syncs, {} in total", t.syncs, human_duration(t.sync_seconds)),

@@ -81,6 +81,8 @@ pub struct Totals {
     pub skipped: u64,
     pub skipped_by_reason: BTreeMap<String, u64>,
     pub failed: u64,
+    /// Copies kept in the target whose message was deleted on the source.
+    pub deleted_on_source: u64,
     pub syncs: u64,
     /// Sum of the durations of finished syncs.
     pub sync_seconds: u64,
@@ -168,6 +170,7 @@ pub fn collect(state_path: &Path) -> Result<Report, CheckpointError> {
             *totals.skipped_by_reason.entry(reason.clone()).or_default() += n;
         }
         totals.failed += status.failed;
+        totals.deleted_on_source += status.deleted_on_source;
         totals.syncs += syncs.len() as u64;
         totals.sync_seconds += sync_seconds;
         items.extend(cp.problem_items(&email)?);

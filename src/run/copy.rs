@@ -28,6 +28,14 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
 
     // The scope, over what the checkpoint knows of every folder in it.
     let x_gm_ext = session.has_gmail_extensions();
+    let label_based = labels::label_based(folders.iter().map(|(f, _)| f.role), x_gm_ext);
+    // Mail filed elsewhere since the last run: its copy moves with it.
+    // (On a label-based source a message changes labels, not folders.)
+    let held = if label_based {
+        Default::default()
+    } else {
+        super::moves::reconcile(shared, user, &folders, &mut session, stats).await?
+    };
     let with_message_ids = labels::matched_by_message_id(folders.iter().map(|(f, _)| f.role), x_gm_ext);
     let rows = shared.db(|cp| cp.messages(email, with_message_ids))?;
     let folder_index: HashMap<i64, usize> = folders.iter().enumerate().map(|(i, (_, r))| (r.id, i)).collect();
@@ -35,7 +43,6 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
         .into_iter()
         .filter(|r| folder_index.contains_key(&r.folder_id))
         .collect();
-    let label_based = labels::label_based(folders.iter().map(|(f, _)| f.role), x_gm_ext);
     let scope_folders: Vec<scope::Folder> = folders
         .iter()
         .map(|(f, _)| scope::Folder {
@@ -58,6 +65,10 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
         })
         .collect();
     let mut the_scope = scope::decide(&shared.run.scope, &scope_folders, label_based, &messages);
+    // Their earlier copy is to be moved to them: not copied again now.
+    the_scope
+        .copy
+        .retain(|&i| !held.contains(&(rows[i].folder_id, rows[i].uid)));
     let candidates: Vec<Candidate> = messages.iter().map(|m| m.candidate).collect();
     drop(messages);
     // Records message `i` as left out for `reason`; `announce` also tells
@@ -139,7 +150,8 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     if the_scope.copy.is_empty() {
         super::release_source(session).await;
         stats.complete = true;
-        return sync_flags(shared, user, label_based, stats).await;
+        sync_flags(shared, user, label_based, stats).await?;
+        return super::deletions::mirror(shared, user, label_based, stats).await;
     }
 
     let mut target = open_target(shared, user).await?;
@@ -250,7 +262,8 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
     if shared.stop.stopped() {
         return Ok(());
     }
-    sync_flags(shared, user, label_based, stats).await
+    sync_flags(shared, user, label_based, stats).await?;
+    super::deletions::mirror(shared, user, label_based, stats).await
 }
 
 /// Writes the flags changed on the source since the last run to the copies

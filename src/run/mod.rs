@@ -11,6 +11,8 @@
 
 mod batch;
 mod copy;
+mod deletions;
+mod moves;
 mod scan;
 mod settle;
 
@@ -81,6 +83,8 @@ struct UserResult {
     bytes: u64,
     failed: u64,
     flags_updated: u64,
+    moved: u64,
+    deleted: u64,
     error: Option<String>,
 }
 
@@ -92,6 +96,8 @@ impl UserResult {
             bytes: 0,
             failed: 0,
             flags_updated: 0,
+            moved: 0,
+            deleted: 0,
             error: Some(error),
         }
     }
@@ -108,6 +114,11 @@ struct UserStats {
     left_behind: Vec<(u64, String)>,
     /// Copies made before whose flags this run changed to the source's.
     flags_updated: u64,
+    /// Copies made before that this run moved to where the source filed
+    /// their message.
+    moved: u64,
+    /// Copies of messages deleted on the source that this run deleted.
+    deleted: u64,
     /// Every planned batch was processed (not cut short by a stop).
     complete: bool,
 }
@@ -195,6 +206,8 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 bytes: 0,
                 failed: 0,
                 flags_updated: 0,
+                moved: 0,
+                deleted: 0,
                 error: Some(e.clone()),
             });
         }
@@ -206,6 +219,8 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 bytes: 0,
                 failed: 0,
                 flags_updated: 0,
+                moved: 0,
+                deleted: 0,
                 error: None,
             },
         };
@@ -249,6 +264,8 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
             bytes: stats.bytes,
             failed: stats.failed,
             flags_updated: stats.flags_updated,
+            moved: stats.moved,
+            deleted: stats.deleted,
             error,
         },
     )
@@ -274,6 +291,8 @@ fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) 
         bytes: r.bytes,
         failed: r.failed,
         flags_updated: r.flags_updated,
+        moved: r.moved,
+        deleted: r.deleted,
         error: r.error.clone(),
     });
     r

@@ -102,6 +102,9 @@ pub(super) async fn scan(
             }
             let id = row.id;
             shared.db(|cp| cp.store_scan(id, state.uid_validity, uid_next, state.exists, &metas, changed_validity))?;
+            if !changed_validity && row.uid_validity != 0 {
+                vanished(shared, email, &folder, row.id, state.exists, session).await?;
+            }
         }
         if let Some(m) = state.highest_modseq
             && m != row.highest_modseq
@@ -121,6 +124,43 @@ pub(super) async fn scan(
     }
     shared.db(|cp| cp.set_last_scan(email))?;
     Ok(out)
+}
+
+/// Records as gone the messages of a folder the source no longer holds
+/// (deleted, or filed into another folder): more messages known than the
+/// folder has means some vanished, and `UID SEARCH` tells which. Their
+/// copies stay in the target; a later step may find them filed elsewhere
+/// ([`super::moves`]). A search that answers nothing for a folder that
+/// still has messages is not believed.
+async fn vanished(
+    shared: &Shared,
+    email: &str,
+    folder: &SourceFolder,
+    folder_id: i64,
+    exists: u32,
+    session: &mut HeldSource,
+) -> Result<(), Error> {
+    let known = shared.db(|cp| cp.known_uids(folder_id))?;
+    if known.len() as u64 <= u64::from(exists) {
+        return Ok(());
+    }
+    let present: std::collections::HashSet<u32> = if exists == 0 {
+        Default::default()
+    } else {
+        session.present(&known).await?.into_iter().collect()
+    };
+    if present.is_empty() && exists > 0 {
+        tracing::warn!(user = %email, folder = %folder.display(), "the source found none of the folder's known messages although it holds {exists}; not taken as deletions");
+        return Ok(());
+    }
+    let gone: Vec<Record> = known
+        .iter()
+        .filter(|uid| !present.contains(uid))
+        .map(|&uid| Record::Gone { folder_id, uid })
+        .collect();
+    tracing::debug!(user = %email, folder = %folder.display(), messages = gone.len(), "gone from the source folder");
+    shared.db(|cp| cp.apply(&gone))?;
+    Ok(())
 }
 
 /// Reads the Message-ID and Subject of the skipped and failed messages the

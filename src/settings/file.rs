@@ -283,6 +283,10 @@ pub(super) struct RunSection {
     pub(super) max_in_flight_bytes: u64,
     #[serde(default = "default_max_attempts")]
     pub(super) max_attempts: u32,
+    #[serde(default)]
+    pub(super) mirror_deletions: bool,
+    #[serde(default = "default_max_delete_percent")]
+    pub(super) max_delete_percent: u32,
 }
 
 impl Default for RunSection {
@@ -294,6 +298,8 @@ impl Default for RunSection {
             batch_bytes: default_batch_bytes(),
             max_in_flight_bytes: default_max_in_flight_bytes(),
             max_attempts: default_max_attempts(),
+            mirror_deletions: false,
+            max_delete_percent: default_max_delete_percent(),
         }
     }
 }
@@ -333,4 +339,7 @@ pub(super) fn default_max_in_flight_bytes() -> u64 {
 }
 pub(super) fn default_max_attempts() -> u32 {
     6
+}
+pub(super) fn default_max_delete_percent() -> u32 {
+    10
 }

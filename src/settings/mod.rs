@@ -114,6 +114,12 @@ pub struct RunSettings {
     pub batch_bytes: u64,
     pub max_in_flight_bytes: u64,
     pub max_attempts: u32,
+    /// Delete from the target the copies of messages deleted on the source
+    /// (`--mirror-deletions` sets it for one run).
+    pub mirror_deletions: bool,
+    /// Refuse, per mailbox and run, to delete more than this share of its
+    /// copies (`--force-deletions` lifts it for one run).
+    pub max_delete_percent: u32,
 }
 
 /// Why a config was refused; always names the file and what to change.
@@ -326,6 +332,8 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             batch_bytes: r.batch_bytes.max(1),
             max_in_flight_bytes: r.max_in_flight_bytes,
             max_attempts: r.max_attempts.max(1),
+            mirror_deletions: r.mirror_deletions,
+            max_delete_percent: r.max_delete_percent.min(100),
         },
         shard: None,
     })

@@ -3,7 +3,10 @@
 //! Trash, Junk and Archive (found by SPECIAL-USE, else by name, else
 //! created), other folders are created with the target's delimiter. A
 //! resync's flag changes are a `UID STORE ... FLAGS` on the copy, by the
-//! UID its APPENDUID gave.
+//! UID its APPENDUID gave; a copy filed elsewhere is moved with `UID MOVE`
+//! (or `UID COPY` and a `UID EXPUNGE` of that UID alone), its new UID read
+//! from COPYUID; a copy deleted on the source is expunged by UID; a
+//! renamed folder is a `RENAME`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -149,7 +152,10 @@ impl Target for ImapTarget {
 
     fn capabilities(&self) -> crate::target::Capabilities {
         crate::target::Capabilities {
+            move_messages: true,
             update_flags: true,
+            delete: true,
+            rename_folders: true,
             ..crate::target::Capabilities::MAIL_APPEND_ONLY
         }
     }
@@ -283,6 +289,275 @@ impl ImapTargetSession {
         self.selected_permanent = Some(permanent);
         Ok(())
     }
+}
+
+impl ImapTargetSession {
+    /// The copy an id names in `folder`, selected read-write: its UID, once
+    /// the folder's UIDVALIDITY is known to be the id's. `what` starts the
+    /// error messages ("the copy cannot be moved").
+    async fn select_copy(&mut self, folder: &str, id: &str, what: &str) -> Result<u32> {
+        let Some((validity, uid)) = parse_id(id) else {
+            return Err(Error::item(if id.is_empty() {
+                format!(
+                    "{what}: the target server gave no UID for it when it was stored (no APPENDUID), so it cannot be addressed"
+                )
+            } else {
+                format!("{what}: {id:?} is not an IMAP id (UIDVALIDITY:UID)")
+            }));
+        };
+        self.select_for_store(folder).await?;
+        if self.selected_validity != validity {
+            return Err(Error::item(format!(
+                "{what}: target folder {} has UIDVALIDITY {} now, not {validity} as when the copy was stored, so the copy can no longer be addressed by its UID",
+                utf7::decode(folder),
+                self.selected_validity
+            )));
+        }
+        Ok(uid)
+    }
+
+    /// Runs a command that names `to` as its destination (`UID MOVE`, `UID
+    /// COPY`), making `to` again once when the server answers [TRYCREATE]
+    /// (deleted on the target since it was made), as `upload` does.
+    async fn command_to_folder(&mut self, command: &str, to: &str) -> Result<Vec<Response<'static>>> {
+        match self.conn.command(command).await {
+            Err(e) if e.kind == ErrorKind::Item && e.message.to_ascii_uppercase().contains("[TRYCREATE]") => {
+                self.existing.remove(to);
+                self.create_with_parents(to).await?;
+                self.conn.command(command).await
+            }
+            r => r,
+        }
+    }
+
+    /// `move_message`: `UID MOVE` where the server offers MOVE, else `UID
+    /// COPY`, `UID STORE +FLAGS.SILENT (\Deleted)` and `UID EXPUNGE` of
+    /// the one UID (UIDPLUS). The new UID comes from COPYUID, which the
+    /// server sends in an untagged OK before the EXPUNGE answers of a MOVE,
+    /// and in the tagged OK of a COPY.
+    async fn move_copy(&mut self, from: &str, id: &str, to: &str) -> Result<String> {
+        const WHAT: &str = "the copy cannot be moved";
+        let can_move = self.conn.has_capability("MOVE");
+        let uidplus = self.conn.has_capability("UIDPLUS");
+        if !can_move && !uidplus {
+            // COPY then a plain EXPUNGE would also remove every message
+            // another client marked \Deleted in the folder.
+            return Err(Error::item(format!(
+                "{WHAT}: the target server offers neither MOVE (RFC 6851) nor UIDPLUS (RFC 4315), so it cannot remove the copy from {} without expunging other messages",
+                utf7::decode(from)
+            )));
+        }
+        let uid = self.select_copy(from, id, WHAT).await?;
+        if from == to {
+            return Ok(id.to_owned());
+        }
+        let gone = || {
+            Error::item(format!(
+                "{WHAT}: target folder {} no longer holds it (UID {uid} was expunged)",
+                utf7::decode(from)
+            ))
+        };
+        if can_move {
+            let answers = self
+                .command_to_folder(&format!("UID MOVE {uid} {}", quote(to)), to)
+                .await
+                .map_err(|e| e.context(format!("moving a copy to target folder {}", utf7::decode(to))))?;
+            if let Some((validity, new)) = copy_uid(&answers, uid) {
+                return Ok(format!("{validity}:{new}"));
+            }
+            // No COPYUID: moved without saying where (a server without
+            // UIDPLUS), or nothing was there to move (a UID set naming no
+            // message is not an error).
+            return if answers.iter().any(|r| matches!(r, Response::Expunge(_))) {
+                Ok(String::new())
+            } else {
+                Err(gone())
+            };
+        }
+        let answers = self
+            .command_to_folder(&format!("UID COPY {uid} {}", quote(to)), to)
+            .await
+            .map_err(|e| e.context(format!("copying a copy to target folder {}", utf7::decode(to))))?;
+        // UIDPLUS answers every COPY that copied something with COPYUID.
+        let Some((validity, new)) = copy_uid(&answers, uid) else {
+            return Err(gone());
+        };
+        self.expunge_uid(uid).await.map_err(|e| {
+            e.context(format!(
+                "the copy was copied to target folder {} but not removed from {}; it is in both until the next run",
+                utf7::decode(to),
+                utf7::decode(from)
+            ))
+        })?;
+        Ok(format!("{validity}:{new}"))
+    }
+
+    /// Marks one UID of the selected folder \Deleted and expunges that UID
+    /// alone (`UID EXPUNGE`, UIDPLUS): messages other clients marked
+    /// \Deleted stay. A UID that is gone is no error.
+    async fn expunge_uid(&mut self, uid: u32) -> Result<()> {
+        self.conn
+            .command(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"))
+            .await?;
+        self.conn.command(&format!("UID EXPUNGE {uid}")).await?;
+        Ok(())
+    }
+
+    /// `delete_message`: the one UID expunged (UIDPLUS); a folder or UID
+    /// that is gone is no error.
+    async fn delete_copy(&mut self, folder: &str, id: &str) -> Result<()> {
+        const WHAT: &str = "the copy cannot be deleted";
+        if !self.conn.has_capability("UIDPLUS") {
+            return Err(Error::item(format!(
+                "{WHAT}: the target server does not offer UIDPLUS (RFC 4315), so it cannot expunge the copy from {} without expunging every other message marked \\Deleted there",
+                utf7::decode(folder)
+            )));
+        }
+        let uid = match self.select_copy(folder, id, WHAT).await {
+            Ok(uid) => uid,
+            // The folder is gone, and the copy with it.
+            Err(e) if e.kind == ErrorKind::Item && nonexistent(&e.message) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.expunge_uid(uid)
+            .await
+            .map_err(|e| e.context(format!("deleting a copy in target folder {}", utf7::decode(folder))))
+    }
+
+    /// `rename_folder`: missing parents of the new name created, then
+    /// `RENAME`; the server renames the subfolders with it, and so are the
+    /// session's own records of folders (existing, roles, selected).
+    async fn rename(&mut self, known: &str, to: &TargetFolder) -> Result<String> {
+        let new = self.wire_name(to);
+        if new == known {
+            return Ok(new);
+        }
+        let shown = utf7::decode(known);
+        let namespace_root = self.personal.prefix.trim_end_matches(self.delimiter).to_owned();
+        for name in [known, new.as_str()] {
+            if name.eq_ignore_ascii_case("INBOX") || (!namespace_root.is_empty() && name == namespace_root) {
+                return Err(Error::item(format!(
+                    "target folder {shown} cannot be renamed to {}: the inbox is neither renamed nor replaced",
+                    utf7::decode(&new)
+                )));
+            }
+        }
+        if below(&new, known, self.delimiter) {
+            return Err(Error::item(format!(
+                "target folder {shown} cannot be moved into itself ({})",
+                utf7::decode(&new)
+            )));
+        }
+        if let Some((parent, _)) = new.rsplit_once(self.delimiter) {
+            self.create_with_parents(parent).await?;
+        }
+        // The renamed folder (or one below it) must not stay selected.
+        let affected = |f: &Option<String>| {
+            f.as_deref()
+                .is_some_and(|f| f == known || below(f, known, self.delimiter))
+        };
+        if affected(&self.selected) || affected(&self.examined) {
+            if self.conn.has_capability("UNSELECT") {
+                self.conn.command("UNSELECT").await?;
+            }
+            self.selected = None;
+            self.selected_permanent = None;
+            self.examined = None;
+        }
+        if let Err(e) = self
+            .conn
+            .command(&format!("RENAME {} {}", quote(known), quote(&new)))
+            .await
+        {
+            if e.kind != ErrorKind::Item {
+                return Err(e);
+            }
+            let why = if already_exists(&e.message) {
+                format!("a folder {} exists already", utf7::decode(&new))
+            } else if nonexistent(&e.message) {
+                format!("it no longer exists ({})", e.message)
+            } else {
+                e.message
+            };
+            return Err(Error::item(format!(
+                "target folder {shown} cannot be renamed to {}: {why}",
+                utf7::decode(&new)
+            )));
+        }
+        self.existing = self
+            .existing
+            .drain()
+            .map(|name| renamed(&name, known, &new, self.delimiter).unwrap_or(name))
+            .collect();
+        self.existing.insert(new.clone());
+        let delimiter = self.delimiter.to_string();
+        if let (Some(old_path), Some(new_path)) = (
+            self.personal.relative_path(known, Some(&delimiter)),
+            self.personal.relative_path(&new, Some(&delimiter)),
+        ) {
+            for path in self.roles.values_mut() {
+                if path.starts_with(&old_path) {
+                    let rest = path.split_off(old_path.len());
+                    *path = new_path.iter().cloned().chain(rest).collect();
+                }
+            }
+        }
+        Ok(new)
+    }
+}
+
+/// The new UID of `uid` in a COPYUID answer (RFC 4315: `COPYUID
+/// uidvalidity source-set destination-set`, the sets in the same order),
+/// with the destination's UIDVALIDITY; an untagged OK (after `UID MOVE`)
+/// or the tagged OK (after `UID COPY`).
+fn copy_uid(answers: &[Response<'_>], uid: u32) -> Option<(u32, u32)> {
+    use async_imap::imap_proto::rfc4315::UidSetMember;
+    let expand = |set: &[UidSetMember]| -> Vec<u32> {
+        set.iter()
+            .flat_map(|m| match m {
+                UidSetMember::Uid(u) => *u..=*u,
+                UidSetMember::UidRange(r) => r.clone(),
+            })
+            .take(100_000)
+            .collect()
+    };
+    answers.iter().find_map(|r| {
+        let outcome = match r {
+            Response::Data { outcome, .. } | Response::Done { outcome, .. } => outcome,
+            _ => return None,
+        };
+        let Some(ResponseCode::CopyUid(validity, source, destination)) = &outcome.code else {
+            return None;
+        };
+        let (source, destination) = (expand(source), expand(destination));
+        let at = source.iter().position(|u| *u == uid)?;
+        destination.get(at).map(|new| (*validity, *new))
+    })
+}
+
+/// Whether wire name `name` is below folder `parent` (a subfolder at any
+/// depth).
+fn below(name: &str, parent: &str, delimiter: char) -> bool {
+    name.strip_prefix(parent)
+        .is_some_and(|rest| rest.starts_with(delimiter))
+}
+
+/// `name` after `old` was renamed to `new`: the folder itself or one below
+/// it gets the new prefix (wire names: modified UTF-7 ends a run of
+/// encoded characters at the ASCII separator, so levels encode alike);
+/// `None` for any other folder.
+fn renamed(name: &str, old: &str, new: &str, delimiter: char) -> Option<String> {
+    if name == old {
+        return Some(new.to_owned());
+    }
+    below(name, old, delimiter).then(|| format!("{new}{}", &name[old.len()..]))
+}
+
+/// A NO that says the folder does not exist (RFC 5530 [NONEXISTENT],
+/// Dovecot's and Cyrus's wording).
+fn nonexistent(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("[nonexistent]") || m.contains("does not exist") || m.contains("doesn't exist")
 }
 
 /// What a folder's PERMANENTFLAGS say it keeps across sessions (RFC 3501
@@ -681,6 +956,18 @@ impl TargetSession for ImapTargetSession {
         .boxed()
     }
 
+    fn move_message<'a>(&'a mut self, from: &'a str, id: &'a str, to: &'a str) -> Pending<'a, String> {
+        self.move_copy(from, id, to).boxed()
+    }
+
+    fn delete_message<'a>(&'a mut self, folder: &'a str, id: &'a str) -> Pending<'a, ()> {
+        self.delete_copy(folder, id).boxed()
+    }
+
+    fn rename_folder<'a>(&'a mut self, known: &'a str, to: &'a TargetFolder) -> Pending<'a, String> {
+        self.rename(known, to).boxed()
+    }
+
     fn inventory<'a>(&'a mut self, folder: &'a TargetFolder, known: Option<&'a str>) -> Pending<'a, Vec<Inventoried>> {
         async move {
             let wire = match known {
@@ -858,6 +1145,226 @@ mod tests {
         assert_eq!(validity, 1_700_000_001);
         assert_eq!(store_flags(&flags, &labels, &full), "\\Seen Work");
         assert_eq!(selected_state(&answers(&["T1 OK done\r\n"])).1, Permanent::All);
+    }
+
+    /// COPYUID is read where servers send it: in an untagged OK before the
+    /// EXPUNGE of a `UID MOVE` (RFC 6851), in the tagged OK of a `UID
+    /// COPY`; the new UID is the one at the source UID's place in the sets.
+    #[test]
+    fn the_new_uid_comes_from_copyuid() {
+        let moved = answers(&[
+            "* OK [COPYUID 1700000002 7 31] Moved UIDs.\r\n",
+            "* 3 EXPUNGE\r\n",
+            "T5 OK Move completed.\r\n",
+        ]);
+        assert_eq!(copy_uid(&moved, 7), Some((1_700_000_002, 31)));
+        assert!(moved.iter().any(|r| matches!(r, Response::Expunge(3))));
+        let copied = answers(&["T6 OK [COPYUID 38505 304,319:320 3956:3958] Done\r\n"]);
+        assert_eq!(copy_uid(&copied, 304), Some((38_505, 3956)));
+        assert_eq!(copy_uid(&copied, 320), Some((38_505, 3958)));
+        assert_eq!(copy_uid(&copied, 305), None, "not among the UIDs copied");
+        // A UID set naming no message: OK without COPYUID.
+        assert_eq!(copy_uid(&answers(&["T7 OK No messages found.\r\n"]), 7), None);
+    }
+
+    #[test]
+    fn a_rename_renames_the_folder_and_those_below_it() {
+        assert_eq!(renamed("A/B", "A/B", "C", '/').as_deref(), Some("C"));
+        assert_eq!(renamed("A/B/x/y", "A/B", "C", '/').as_deref(), Some("C/x/y"));
+        assert_eq!(
+            renamed("A/Bc", "A/B", "C", '/'),
+            None,
+            "a sibling sharing the start of the name"
+        );
+        assert_eq!(renamed("A", "A/B", "C", '/'), None, "the parent");
+        assert_eq!(
+            renamed(
+                "INBOX.&AMk-coles.2024",
+                "INBOX.&AMk-coles",
+                "INBOX.Archiv.&AMk-coles",
+                '.'
+            )
+            .as_deref(),
+            Some("INBOX.Archiv.&AMk-coles.2024")
+        );
+        assert!(below("A/B/C", "A", '/') && !below("A", "A", '/') && !below("AB/C", "A", '/'));
+        assert!(nonexistent("SELECT answered NO [NONEXISTENT] Mailbox doesn't exist: X"));
+        assert!(nonexistent("SELECT answered NO Mailbox does not exist"));
+        assert!(!nonexistent("SELECT answered NO [NOPERM] Permission denied"));
+    }
+
+    /// A scripted IMAP server on loopback offering `capabilities` beside
+    /// IMAP4rev1: LOGIN, CAPABILITY and LOGOUT answered as a server does,
+    /// any other command by `answer` (untagged lines, then the tagged
+    /// status). Returns a session logged in to it and every command line
+    /// the client sent (tags stripped).
+    async fn scripted(
+        capabilities: &'static str,
+        answer: fn(&str) -> (Vec<&'static str>, String),
+    ) -> (ImapTargetSession, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = sent.clone();
+        tokio::spawn(async move {
+            let (peer, _) = listener.accept().await.unwrap();
+            let (read, mut write) = peer.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"* OK scripted server ready\r\n").await.unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let (tag, command) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+                log.lock().unwrap().push(command.to_owned());
+                let verb = command.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                let (untagged, status): (Vec<String>, String) = match verb.as_str() {
+                    "LOGIN" => (Vec::new(), "OK Logged in".into()),
+                    "CAPABILITY" => (
+                        vec![format!("* CAPABILITY IMAP4rev1 {capabilities}")],
+                        "OK Capability completed".into(),
+                    ),
+                    "LOGOUT" => (vec!["* BYE Logging out".into()], "OK Logout completed".into()),
+                    _ => {
+                        let (untagged, status) = answer(command);
+                        (untagged.into_iter().map(str::to_owned).collect(), status)
+                    }
+                };
+                let mut out = String::new();
+                for u in untagged {
+                    out.push_str(&u);
+                    out.push_str("\r\n");
+                }
+                out.push_str(&format!("{tag} {status}\r\n"));
+                write.write_all(out.as_bytes()).await.unwrap();
+                if verb == "LOGOUT" {
+                    break;
+                }
+            }
+        });
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+            security: crate::imap::Security::Plain,
+            ca_file: None,
+            timeout: std::time::Duration::from_secs(10),
+            compress: crate::imap::Compression::Never,
+        };
+        let tls = crate::imap::tls_config(None).unwrap();
+        let conn = Conn::login(&endpoint, &tls, "user", &Secret::new("pw")).await.unwrap();
+        let session = ImapTargetSession {
+            conn,
+            personal: Personal::flat('/'),
+            delimiter: '/',
+            roles: HashMap::new(),
+            existing: std::collections::HashSet::new(),
+            selected: None,
+            selected_validity: 0,
+            selected_permanent: None,
+            examined: None,
+        };
+        (session, sent)
+    }
+
+    /// Answers of a server with UIDPLUS: folder "A" (UIDVALIDITY 5) holds
+    /// UID 3; "B" (UIDVALIDITY 9) is where it goes, as UID 40 (41 by MOVE).
+    fn uidplus_server(command: &str) -> (Vec<&'static str>, String) {
+        match command {
+            "SELECT \"A\"" => (
+                vec!["* 1 EXISTS", "* OK [UIDVALIDITY 5] UIDs valid"],
+                "OK [READ-WRITE] Select completed".into(),
+            ),
+            "SELECT \"B\"" => (
+                vec!["* 1 EXISTS", "* OK [UIDVALIDITY 9] UIDs valid"],
+                "OK [READ-WRITE] Select completed".into(),
+            ),
+            "UID COPY 3 \"B\"" => (Vec::new(), "OK [COPYUID 9 3 40] Copy completed".into()),
+            "UID MOVE 3 \"B\"" => (
+                vec!["* OK [COPYUID 9 3 41] Moved UIDs.", "* 1 EXPUNGE"],
+                "OK Move completed".into(),
+            ),
+            "UID EXPUNGE 3" | "UID EXPUNGE 40" => (vec!["* 1 EXPUNGE"], "OK Expunge completed".into()),
+            c if c.starts_with("UID STORE ") || c.starts_with("UID EXPUNGE ") => (Vec::new(), "OK Completed".into()),
+            // A UID naming no message: OK, nothing copied or moved.
+            c if c.starts_with("UID COPY ") || c.starts_with("UID MOVE ") => {
+                (Vec::new(), "OK No messages found".into())
+            }
+            _ => (Vec::new(), "BAD Unexpected command".into()),
+        }
+    }
+
+    /// Without MOVE: `UID COPY`, the UID marked \Deleted and expunged by
+    /// UID alone, never a plain EXPUNGE; the new UID from the COPY's
+    /// COPYUID. A UID that is gone is an item error with nothing done.
+    /// With MOVE: one `UID MOVE`, its COPYUID read from the untagged OK.
+    #[tokio::test]
+    async fn a_move_without_move_copies_then_expunges_that_uid_alone() {
+        let (mut s, sent) = scripted("UIDPLUS", uidplus_server).await;
+        assert_eq!(s.move_copy("A", "5:3", "B").await.unwrap(), "9:40");
+        let e = s.move_copy("A", "5:4", "B").await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Item, "{e:?}");
+        let e = s.move_copy("A", "6:3", "B").await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Item, "another UIDVALIDITY: {e:?}");
+        s.delete_copy("B", "9:40").await.unwrap();
+        Box::new(s).close().await;
+        let sent = sent.lock().unwrap().clone();
+        assert_eq!(
+            sent[2..],
+            [
+                "SELECT \"A\"",
+                "UID COPY 3 \"B\"",
+                "UID STORE 3 +FLAGS.SILENT (\\Deleted)",
+                "UID EXPUNGE 3",
+                "UID COPY 4 \"B\"",
+                "SELECT \"B\"",
+                "UID STORE 40 +FLAGS.SILENT (\\Deleted)",
+                "UID EXPUNGE 40",
+                "LOGOUT",
+            ],
+            "{sent:#?}"
+        );
+
+        let (mut s, sent) = scripted("MOVE UIDPLUS", uidplus_server).await;
+        assert_eq!(s.move_copy("A", "5:3", "B").await.unwrap(), "9:41");
+        let e = s.move_copy("A", "5:4", "B").await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Item, "gone: {e:?}");
+        Box::new(s).close().await;
+        assert_eq!(
+            sent.lock().unwrap()[2..],
+            ["SELECT \"A\"", "UID MOVE 3 \"B\"", "UID MOVE 4 \"B\"", "LOGOUT"]
+        );
+    }
+
+    /// A server with neither MOVE nor UIDPLUS: moving or deleting a copy
+    /// would take a plain EXPUNGE, which removes every message another
+    /// client marked \Deleted; both are item errors and nothing is sent.
+    #[tokio::test]
+    async fn without_uidplus_nothing_is_expunged() {
+        let (mut s, sent) = scripted("IDLE", uidplus_server).await;
+        for e in [
+            s.move_copy("A", "5:3", "B").await.unwrap_err(),
+            s.delete_copy("A", "5:3").await.unwrap_err(),
+        ] {
+            assert_eq!(e.kind, ErrorKind::Item, "{e:?}");
+            assert!(e.message.contains("UIDPLUS"), "{e}");
+        }
+        Box::new(s).close().await;
+        assert_eq!(sent.lock().unwrap()[2..], ["LOGOUT"]);
+    }
+
+    /// The one-way sync's operations are declared: the run moves, re-flags,
+    /// deletes and renames on an IMAP target (a server that cannot do one
+    /// safely makes that message's operation an item error).
+    #[test]
+    fn the_sync_operations_are_declared() {
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 143,
+            security: crate::imap::Security::Plain,
+            ca_file: None,
+            timeout: std::time::Duration::from_secs(10),
+            compress: crate::imap::Compression::Never,
+        };
+        let caps = ImapTarget::new(endpoint, None, None).unwrap().capabilities();
+        assert!(caps.list && caps.move_messages && caps.update_flags && caps.delete && caps.rename_folders);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! path, one file per message with its flags in the name and its
 //! INTERNALDATE as mtime. File names derive from the message's stable key,
 //! so storing a message twice overwrites rather than duplicates; a flag
-//! change renames the file to its new info letters, keeping that key.
+//! change renames the file to its new info letters, keeping that key; a
+//! move renames it into another folder under the same name, a delete
+//! unlinks it, and a folder rename renames its directory and those of its
+//! subfolders (Maildir++ keeps them side by side: `.A`, `.A.B`).
 //!
 //! Folder directories spell non-ASCII names in modified UTF-7 (Dovecot's
 //! Maildir++ convention) or in UTF-8 (Courier 5's), as `[target]
@@ -78,7 +81,10 @@ impl Target for MaildirTarget {
 
     fn capabilities(&self) -> crate::target::Capabilities {
         crate::target::Capabilities {
+            move_messages: true,
             update_flags: true,
+            delete: true,
+            rename_folders: true,
             ..crate::target::Capabilities::MAIL_APPEND_ONLY
         }
     }
@@ -125,7 +131,11 @@ fn folder_dir(folder: &TargetFolder, names: FolderNames) -> String {
     if parts.is_empty() {
         return String::new();
     }
-    let name = format!(".{}", parts.join("."));
+    fit(format!(".{}", parts.join(".")))
+}
+
+/// A folder directory name made to fit one directory entry.
+fn fit(name: String) -> String {
     if name.len() <= MAX_DIR_NAME {
         return name;
     }
@@ -352,6 +362,171 @@ fn rename_flags(dir: &Path, id: &str, letters: &str) -> Result<String> {
     })
 }
 
+/// Finds the message file an id names in folder `dir`: under its name, or
+/// (a mail client changed its flags since, moving it from `new/` to `cur/`
+/// or renaming it) by its unique part. `None` when it is gone.
+fn find_file(dir: &Path, sub: &str, name: &str) -> Option<PathBuf> {
+    let path = dir.join(sub).join(name);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Some(path);
+    }
+    let unique = unique_part(name);
+    let prefix = format!("{unique}:");
+    ["cur", "new"].iter().find_map(|sub| {
+        std::fs::read_dir(dir.join(sub)).ok()?.flatten().find_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            (n == unique || n.starts_with(&prefix)).then(|| e.path())
+        })
+    })
+}
+
+/// Syncs directories, so renames and unlinks in them are durable before
+/// they are reported.
+fn sync_dirs(dirs: &[&Path]) -> Result<()> {
+    for d in dirs {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("cannot sync", d, e))?;
+    }
+    Ok(())
+}
+
+/// Moves the message file `id` names from folder directory `from` into
+/// `to`'s `cur/`, under the same name. A file already moved there (the
+/// same unique part in `to`, and none left in `from`) is that move done:
+/// a second call does not make the message fail. Returns the id in `to`,
+/// in the form `id` had.
+fn move_file(from: &Path, id: &str, to: &Path) -> Result<String> {
+    let Some((sub, name)) = locate(id) else {
+        return Err(Error::item(format!(
+            "the copy cannot be moved: {id:?} is not a Maildir message file of this folder"
+        )));
+    };
+    let in_form = |name: &str| {
+        if id.contains('/') {
+            format!("cur/{name}")
+        } else {
+            name.to_owned()
+        }
+    };
+    let dest_cur = to.join("cur");
+    if !dest_cur.is_dir() {
+        return Err(Error::item(format!(
+            "the copy cannot be moved: target folder {} does not exist (deleted since it was made?)",
+            to.display()
+        )));
+    }
+    let Some(source) = find_file(from, sub, name) else {
+        if let Some(there) = find_file(to, "cur", name) {
+            let name = there
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Ok(in_form(&name));
+        }
+        return Err(Error::item(format!(
+            "the copy cannot be moved: {} is gone from the target folder (deleted or moved since it was stored)",
+            from.join(sub).join(name).display()
+        )));
+    };
+    let file_name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dest = dest_cur.join(&file_name);
+    if source == dest {
+        return Ok(in_form(&file_name));
+    }
+    match std::fs::rename(&source, &dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !source.exists() => {
+            return Err(Error::item(format!(
+                "the copy cannot be moved: {} is gone from the target folder (deleted or moved meanwhile)",
+                source.display()
+            )));
+        }
+        Err(e) => return Err(io("cannot move", &source, e)),
+    }
+    let left = source.parent().unwrap_or(from);
+    sync_dirs(&[dest_cur.as_path(), left])?;
+    Ok(in_form(&file_name))
+}
+
+/// Unlinks the message file `id` names in folder directory `dir`; a file
+/// that is gone is no error.
+fn delete_file(dir: &Path, id: &str) -> Result<()> {
+    let Some((sub, name)) = locate(id) else {
+        return Err(Error::item(format!(
+            "the copy cannot be deleted: {id:?} is not a Maildir message file of this folder"
+        )));
+    };
+    let Some(path) = find_file(dir, sub, name) else {
+        return Ok(());
+    };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("cannot delete", &path, e)),
+    }
+    sync_dirs(&[path.parent().unwrap_or(dir)])
+}
+
+/// Renames folder directory `old` (with every `old.Child` directory, its
+/// subfolders) to `new` under `base`. Everything is checked before the
+/// first rename: a folder already at `new` (or at a child's new name) is
+/// an item error and nothing changes. A rename cut short
+/// (the folder renamed, some children not yet) is finished by calling it
+/// again. Returns `new`.
+fn rename_dirs(base: &Path, old: &str, new: &str) -> Result<String> {
+    let refuse = |why: String| Error::item(format!("target folder {old:?} cannot be renamed to {new:?}: {why}"));
+    if old == new {
+        return Ok(new.to_owned());
+    }
+    if old.is_empty() || new.is_empty() {
+        return Err(refuse("the inbox is neither renamed nor replaced".into()));
+    }
+    // References are `.Folder` directory names; anything else would leave
+    // the mailbox's directory.
+    if !old.starts_with('.') || old.contains('/') || old == "." || old == ".." {
+        return Err(refuse("it is not a folder directory of this Maildir".into()));
+    }
+    if new.starts_with(&format!("{old}.")) {
+        return Err(refuse("a folder cannot be moved into itself".into()));
+    }
+    let child_prefix = format!("{old}.");
+    let children: Vec<String> = match std::fs::read_dir(base) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&child_prefix))
+            .collect(),
+        Err(e) => return Err(io("cannot read", base, e)),
+    };
+    let exists = |name: &str| std::fs::symlink_metadata(base.join(name)).is_ok();
+    let mut renames: Vec<(String, String)> = Vec::new();
+    match (exists(old), exists(new)) {
+        (true, true) => return Err(refuse(format!("a folder {new:?} exists already"))),
+        (true, false) => renames.push((old.to_owned(), new.to_owned())),
+        // Renamed already; children left behind by a rename cut short.
+        (false, true) if !children.is_empty() => {}
+        (false, _) => return Err(refuse("it no longer exists".into())),
+    }
+    for child in children {
+        // Shortened as `folder_dir` shortens the subfolder's new name.
+        let moved = fit(format!("{new}{}", &child[old.len()..]));
+        if exists(&moved) {
+            return Err(refuse(format!("a folder {moved:?} exists already")));
+        }
+        renames.push((child, moved));
+    }
+    for (from, to) in &renames {
+        std::fs::rename(base.join(from), base.join(to)).map_err(|e| io("cannot rename", &base.join(from), e))?;
+    }
+    sync_dirs(&[base])?;
+    Ok(new.to_owned())
+}
+
 /// Creates `path` and its missing parents, private to their owner (0700).
 async fn create_private_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
@@ -463,6 +638,42 @@ impl TargetSession for MaildirSession {
             tokio::task::spawn_blocking(move || rename_flags(&dir, &id, &letters))
                 .await
                 .map_err(|e| Error::fatal(format!("renaming a message file failed: {e}")))?
+        }
+        .boxed()
+    }
+
+    /// The file renamed into the other folder's `cur/`, under the same name.
+    fn move_message<'a>(&'a mut self, from: &'a str, id: &'a str, to: &'a str) -> Pending<'a, String> {
+        async move {
+            let (from, to) = (self.base.join(from), self.base.join(to));
+            let id = id.to_owned();
+            tokio::task::spawn_blocking(move || move_file(&from, &id, &to))
+                .await
+                .map_err(|e| Error::fatal(format!("moving a message file failed: {e}")))?
+        }
+        .boxed()
+    }
+
+    fn delete_message<'a>(&'a mut self, folder: &'a str, id: &'a str) -> Pending<'a, ()> {
+        async move {
+            let dir = self.base.join(folder);
+            let id = id.to_owned();
+            tokio::task::spawn_blocking(move || delete_file(&dir, &id))
+                .await
+                .map_err(|e| Error::fatal(format!("deleting a message file failed: {e}")))?
+        }
+        .boxed()
+    }
+
+    /// The folder's directory and its subfolders' renamed to the names
+    /// `to` gets with this target's `folder_names`.
+    fn rename_folder<'a>(&'a mut self, known: &'a str, to: &'a TargetFolder) -> Pending<'a, String> {
+        async move {
+            let base = self.base.clone();
+            let (old, new) = (known.to_owned(), folder_dir(to, self.names));
+            tokio::task::spawn_blocking(move || rename_dirs(&base, &old, &new))
+                .await
+                .map_err(|e| Error::fatal(format!("renaming a folder failed: {e}")))?
         }
         .boxed()
     }
@@ -800,6 +1011,65 @@ mod tests {
         }
         assert_eq!(names(), [flagged.as_str()]);
         assert!(target_caps().update_flags);
+    }
+
+    /// Maildir-only cases beside the conformance suite's: a move that was
+    /// done already (the file in the other folder, none left here) is that
+    /// move, not a failure; a rename cut short after the folder's own
+    /// directory is finished by a second call; a subfolder whose new name
+    /// is too long for a directory is shortened as `folder_dir` shortens it;
+    /// references that are not folder directories are refused.
+    #[tokio::test]
+    async fn moves_and_renames_survive_being_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        let tf = |path: &[&str]| TargetFolder {
+            anchor: None,
+            path: path.iter().map(|p| p.to_string()).collect(),
+        };
+        let a = s.ensure_folder(&tf(&["A"]), None).await.unwrap();
+        let b = s.ensure_folder(&tf(&["B"]), None).await.unwrap();
+        let m = message(9, "\\Seen", "Subject: nine\r\n\r\nbody");
+        let id = s.upload(&a, &m).await.unwrap();
+        let moved = s.move_message(&a, &id, &b).await.unwrap();
+        assert_eq!(moved, id);
+        assert!(dir.path().join(&b).join("cur").join(&id).is_file());
+        assert_eq!(s.move_message(&a, &id, &b).await.unwrap(), id, "done already");
+        let listed = format!("cur/{id}");
+        assert_eq!(
+            s.move_message(&b, &listed, &a).await.unwrap(),
+            listed,
+            "the id's form kept"
+        );
+        s.delete_message(&a, &listed).await.unwrap();
+        s.delete_message(&a, &listed).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join(&a).join("cur")).unwrap().count(), 0);
+        let e = s.move_message(&a, &id, &b).await.unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Item, "gone from both: {e:?}");
+
+        // The folder's own directory renamed, its subfolder's not yet.
+        s.ensure_folder(&tf(&["A", "Sub"]), None).await.unwrap();
+        std::fs::rename(dir.path().join(".A"), dir.path().join(".C")).unwrap();
+        assert_eq!(s.rename_folder(".A", &tf(&["C"])).await.unwrap(), ".C");
+        assert!(dir.path().join(".C.Sub/cur").is_dir() && !dir.path().join(".A.Sub").exists());
+        let e = s.rename_folder(".A", &tf(&["D"])).await.unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Item, "nothing left to rename: {e:?}");
+
+        // A subfolder's new name too long for one directory entry.
+        let long = "L".repeat(200);
+        s.ensure_folder(&tf(&["C", "Sub", &"S".repeat(60)]), None)
+            .await
+            .unwrap();
+        let new = s.rename_folder(".C", &tf(&[&long])).await.unwrap();
+        let child = folder_dir(&tf(&[&long, "Sub", &"S".repeat(60)]), FolderNames::Utf7);
+        assert!(child.len() <= MAX_DIR_NAME && child.contains('~'), "{child}");
+        assert!(dir.path().join(&child).join("cur").is_dir(), "{child}");
+        assert!(dir.path().join(&new).join("cur").is_dir());
+        for bad in ["../x", "x", ".", ".a/b"] {
+            let e = s.rename_folder(bad, &tf(&["E"])).await.unwrap_err();
+            assert_eq!(e.kind, crate::error::ErrorKind::Item, "{bad:?}: {e:?}");
+        }
+        assert!(target_caps().move_messages && target_caps().delete && target_caps().rename_folders);
     }
 
     fn target_caps() -> crate::target::Capabilities {

@@ -1,7 +1,8 @@
 //! Where mail goes. Every target sits behind the same narrow interface:
 //! make sure a folder exists, upload one message, look one up after a
 //! crash, list what a folder holds for `cutover verify`, and (where the
-//! target can) set a copy's flags again when a resync finds them changed.
+//! target can) keep a copy in step with its source on a resync: set its
+//! flags again, move it to another folder, delete it, rename its folder.
 //! Protocol details (IMAP folder names, Graph folder ids and MAPI
 //! properties) stay inside each target's module.
 
@@ -184,6 +185,76 @@ pub trait TargetSession: Send {
     ) -> Pending<'a, String> {
         let _ = (folder, id, flags, labels);
         async move { Err(Error::fatal("this target cannot change a copy's flags")) }.boxed()
+    }
+
+    /// Moves a stored copy from folder `from` to folder `to` (both
+    /// references as `ensure_folder` returned them) without uploading it
+    /// again; returns its id in `to`. Ids change: IMAP gets a new UID (from
+    /// COPYUID), Graph a new id, Maildir keeps the file name in another
+    /// directory. The copy keeps its bytes, date and flags.
+    ///
+    /// IMAP: `UID MOVE` (RFC 6851) where the server offers MOVE, else `UID
+    /// COPY`, `UID STORE +FLAGS (\Deleted)` and `UID EXPUNGE` of that UID
+    /// alone (RFC 4315 UIDPLUS; a server with neither is an item error,
+    /// never a plain EXPUNGE of other messages). Maildir: the file renamed
+    /// into the other folder's `cur/`. Graph: `POST
+    /// /users/{id}/messages/{id}/move` with `destinationId`.
+    ///
+    /// An item error means nothing was changed: the copy is gone from
+    /// `from` (deleted, moved by someone else), its id can no longer
+    /// address it (IMAP: another UIDVALIDITY), or the target cannot move
+    /// without side effects. An empty id back means the copy was moved but
+    /// the target did not say under which id (an IMAP server without
+    /// UIDPLUS, a Graph answer lost after Exchange moved it), as `upload`
+    /// returns an empty id.
+    ///
+    /// Only called where [`Capabilities::move_messages`] is declared; the
+    /// default refuses with a fatal error.
+    fn move_message<'a>(&'a mut self, from: &'a str, id: &'a str, to: &'a str) -> Pending<'a, String> {
+        let _ = (from, id, to);
+        async move { Err(Error::fatal("this target cannot move a copy to another folder")) }.boxed()
+    }
+
+    /// Deletes a stored copy (`folder` and `id` as for
+    /// [`TargetSession::update_flags`]). A copy already gone is not an
+    /// error; an id that cannot name a copy of this folder any more (IMAP:
+    /// another UIDVALIDITY, no APPENDUID) is an item error, and nothing is
+    /// deleted.
+    ///
+    /// IMAP: `UID STORE uid +FLAGS.SILENT (\Deleted)` and `UID EXPUNGE uid`
+    /// (UIDPLUS required, else an item error: never a plain EXPUNGE, which
+    /// would remove every message another client marked \Deleted).
+    /// Maildir: the file unlinked. Graph: `DELETE /users/{id}/messages/{id}`,
+    /// which Exchange keeps in Recoverable Items for 14 days by default.
+    ///
+    /// Only called where [`Capabilities::delete`] is declared; the default
+    /// refuses with a fatal error.
+    fn delete_message<'a>(&'a mut self, folder: &'a str, id: &'a str) -> Pending<'a, ()> {
+        let _ = (folder, id);
+        async move { Err(Error::fatal("this target cannot delete a copy")) }.boxed()
+    }
+
+    /// Renames or moves a folder, with its subfolders and messages, to where
+    /// `to` places it (as `ensure_folder` would place `to`); returns its new
+    /// reference. `known` is its current reference. Missing parents of the
+    /// new place are created; a folder already there, the inbox, a folder
+    /// the target keeps for a role of its own (Graph's well-known folders)
+    /// or a folder that is gone is an item error, and nothing is changed. A
+    /// folder already where `to` places it is left as it is.
+    ///
+    /// IMAP: `RENAME old new` (the server renames the subfolders with it).
+    /// Maildir: the `.Folder` directory and every `.Folder.Child` directory
+    /// (Maildir++ keeps subfolders as sibling directories). Graph: `PATCH
+    /// /users/{id}/mailFolders/{id}` with `displayName` and `POST
+    /// .../mailFolders/{id}/move` with `destinationId` for another parent.
+    /// Copies' ids stay valid where the target keeps them (Graph and
+    /// Maildir; IMAP servers keep UIDs across a RENAME).
+    ///
+    /// Only called where [`Capabilities::rename_folders`] is declared; the
+    /// default refuses with a fatal error.
+    fn rename_folder<'a>(&'a mut self, known: &'a str, to: &'a TargetFolder) -> Pending<'a, String> {
+        let _ = (known, to);
+        async move { Err(Error::fatal("this target cannot rename a folder")) }.boxed()
     }
 
     /// The messages this session stored in another form than the source's

@@ -64,6 +64,7 @@ pub struct VerifyTotals {
     pub errors: u64,
     pub missing: u64,
     pub extra: u64,
+    pub duplicates: u64,
 }
 
 impl VerifyReport {
@@ -87,6 +88,8 @@ pub struct UserVerify {
     pub target_messages: u64,
     pub missing_count: u64,
     pub extra_count: u64,
+    /// Extra copies that duplicate a message copied into another folder.
+    pub duplicate_count: u64,
     pub folders: Vec<FolderVerify>,
     pub missing: Vec<MissingItem>,
     pub extra: Vec<ExtraItem>,
@@ -160,6 +163,11 @@ pub struct ExtraItem {
     pub folder: String,
     pub message_id: Option<String>,
     pub size: u64,
+    /// The source holds this message (same Message-ID and size) in another
+    /// folder only, where its copy was found too: the target holds it
+    /// twice (a move copied instead of moved, a folder copied again under
+    /// a new name). Counts against completeness.
+    pub duplicate_of: Option<String>,
 }
 
 /// How deep `verify` looks.
@@ -242,13 +250,14 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>, depth: Depth) -> Re
         report.totals.users += 1;
         if u.error.is_some() {
             report.totals.errors += 1;
-        } else if u.missing_count > 0 {
+        } else if u.missing_count > 0 || u.duplicate_count > 0 {
             report.totals.incomplete += 1;
         } else {
             report.totals.complete += 1;
         }
         report.totals.missing += u.missing_count;
         report.totals.extra += u.extra_count;
+        report.totals.duplicates += u.duplicate_count;
         report.users.push(u);
     }
     drop(lock);
@@ -421,7 +430,7 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         };
         key(a).cmp(&key(b))
     });
-    out.complete = out.missing_count == 0;
+    out.complete = out.missing_count == 0 && out.duplicate_count == 0;
     Ok(out)
 }
 
@@ -436,6 +445,9 @@ async fn compare_groups(
     skipped: &HashMap<(usize, u32), SkipReason>,
     known: &Known,
 ) -> Result<(), Error> {
+    // Where each source message's copy was found, by Message-ID and size:
+    // an extra copy elsewhere of one of these is a duplicate.
+    let mut present_in: HashMap<(String, u64), String> = HashMap::new();
     for (tf, members) in groups {
         let known_ref = members
             .iter()
@@ -561,7 +573,15 @@ async fn compare_groups(
                 folder: fv.target.clone(),
                 message_id: item.message_id.clone(),
                 size: item.size,
+                duplicate_of: None,
             });
+        }
+        for (_, m, _) in &found {
+            if let Some(id) = &m.message_id {
+                present_in
+                    .entry((id.clone(), m.size))
+                    .or_insert_with(|| fv.target.clone());
+            }
         }
         out.source_messages += fv.source_messages;
         out.out_of_scope += fv.source_messages - fv.in_scope;
@@ -570,6 +590,15 @@ async fn compare_groups(
         out.missing_count += fv.missing;
         out.extra_count += fv.extra;
         out.folders.push(fv);
+    }
+    for extra in &mut out.extra {
+        let Some(id) = &extra.message_id else { continue };
+        if let Some(folder) = present_in.get(&(id.clone(), extra.size))
+            && *folder != extra.folder
+        {
+            extra.duplicate_of = Some(folder.clone());
+            out.duplicate_count += 1;
+        }
     }
     Ok(())
 }

@@ -73,7 +73,17 @@ pub fn render_table(report: &VerifyReport) -> String {
                 m.status
             ));
         }
-        for e in u.extra.iter().take(EXTRA_SHOWN) {
+        for e in u.extra.iter().filter(|e| e.duplicate_of.is_some()) {
+            out.push_str(&format!(
+                "{}: DUPLICATE in target {}: {} ({}), also copied into {}: the source holds it once; delete this copy in the target\n",
+                u.email,
+                e.folder,
+                e.message_id.as_deref().unwrap_or("no Message-ID"),
+                human_bytes(e.size),
+                e.duplicate_of.as_deref().unwrap_or_default()
+            ));
+        }
+        for e in u.extra.iter().filter(|e| e.duplicate_of.is_none()).take(EXTRA_SHOWN) {
             out.push_str(&format!(
                 "{}: extra in target {}: {} ({})\n",
                 u.email,
@@ -92,8 +102,8 @@ pub fn render_table(report: &VerifyReport) -> String {
     }
     let t = &report.totals;
     out.push_str(&format!(
-        "verified {} users: {} complete, {} with missing messages ({} missing), {} could not be verified; {} extra messages in the target\n",
-        t.users, t.complete, t.incomplete, t.missing, t.errors, t.extra
+        "verified {} users: {} complete, {} with missing or duplicated messages ({} missing, {} duplicated), {} could not be verified; {} extra messages in the target\n",
+        t.users, t.complete, t.incomplete, t.missing, t.duplicates, t.errors, t.extra
     ));
     out
 }

@@ -39,6 +39,25 @@ pub struct Folder {
     pub id: String,
     #[serde(default)]
     pub display_name: String,
+    /// Only when asked for with `$select` (a rename compares it).
+    #[serde(default)]
+    pub parent_folder_id: Option<String>,
+}
+
+/// `PATCH /mailFolders/{id}`: `displayName` is the one property a folder
+/// update takes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FolderRename<'a> {
+    pub display_name: &'a str,
+}
+
+/// `POST /messages/{id}/move` and `POST /mailFolders/{id}/move`: a folder
+/// id or a well-known folder name.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveTo<'a> {
+    pub destination_id: &'a str,
 }
 
 #[derive(Serialize)]

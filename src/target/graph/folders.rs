@@ -12,10 +12,15 @@
 //! A folder deleted in Exchange during the run is made again once, and its
 //! new reference used for the rest of the run by every session of the
 //! mailbox.
+//!
+//! A folder renamed or moved on the source is renamed (`PATCH` of its
+//! `displayName`) and moved to its new parent (`POST .../move`) in place,
+//! with what it holds; Exchange's well-known folders are neither renamed
+//! nor moved (Exchange refuses both: "Cannot move distinguished folder").
 
 use reqwest::Method;
 
-use super::api::{Folder, FolderPage, NewFolder};
+use super::api::{Folder, FolderPage, FolderRename, MoveTo, NewFolder};
 use super::client::{Body, Call};
 use super::{GraphSession, parse, seg};
 use crate::error::{Error, ErrorKind, Result};
@@ -35,6 +40,31 @@ fn well_known(role: FolderRole) -> Option<&'static str> {
         FolderRole::Archive | FolderRole::All => "archive",
         FolderRole::Flagged | FolderRole::Important => return None,
     })
+}
+
+/// Exchange's well-known folder names (learn.microsoft.com/graph/api/resources/mailfolder).
+const WELL_KNOWN_NAMES: [&str; 17] = [
+    "archive",
+    "clutter",
+    "conflicts",
+    "conversationhistory",
+    "deleteditems",
+    "drafts",
+    "inbox",
+    "junkemail",
+    "localfailures",
+    "msgfolderroot",
+    "outbox",
+    "recoverableitemsdeletions",
+    "scheduled",
+    "searchfolders",
+    "sentitems",
+    "serverfailures",
+    "syncissues",
+];
+
+fn is_well_known(reference: &str) -> bool {
+    WELL_KNOWN_NAMES.iter().any(|n| n.eq_ignore_ascii_case(reference))
 }
 
 /// A top-level folder for roles Exchange has no folder for.
@@ -217,6 +247,158 @@ impl GraphSession {
     pub(super) fn remember_folder(&self, reference: &str, folder: &TargetFolder) {
         let mut paths = self.mailbox.paths.lock().unwrap_or_else(|p| p.into_inner());
         paths.insert(reference.to_owned(), folder.clone());
+    }
+
+    /// Whether the folder a reference names exists.
+    pub(super) async fn folder_exists(&self, reference: &str) -> Result<bool> {
+        Ok(self.folder(reference, "id").await?.is_some())
+    }
+
+    /// The folder a reference names, with the properties `select` asks for;
+    /// `None` when it does not exist.
+    async fn folder(&self, reference: &str, select: &str) -> Result<Option<Folder>> {
+        let url = format!("{}/mailFolders/{}?$select={select}", self.users, seg(reference));
+        match self.send(&Call::get(url, "read folder")).await {
+            Ok(reply) => Ok(Some(parse(&reply.body, "read folder")?)),
+            Err(f) if f.code == "ErrorItemNotFound" => Ok(None),
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// `rename_folder`: the folder `known` names gets the last name of
+    /// `to`'s path (PATCH `displayName`) and, where its parent differs, is
+    /// moved below the folder the rest of the path names (made where
+    /// missing). Its id, what it holds and its subfolders' ids stay as they
+    /// are in Exchange; the id the move answers with is returned all the
+    /// same. Checked before anything changes: a well-known folder, a folder
+    /// that is gone, a destination inside the folder itself and another
+    /// folder of that name at the destination are item errors.
+    pub(super) async fn rename(&mut self, known: &str, to: &TargetFolder) -> Result<String> {
+        let known = self.current_folder(known);
+        let refuse = |why: &str| Error::item(format!("target folder cannot be renamed to {}: {why}", to.display()));
+        if is_well_known(&known) {
+            return Err(refuse(&format!(
+                "{known} is one of Exchange's well-known folders, which are neither renamed nor moved"
+            )));
+        }
+        let (start, path) = start_of(to);
+        let Some((name, parents)) = path.split_last() else {
+            return Err(refuse("that is one of Exchange's well-known folders"));
+        };
+        if name.trim().is_empty() {
+            return Err(refuse("an empty name, which Exchange does not allow"));
+        }
+        let Some(current) = self.folder(&known, "id,displayName,parentFolderId").await? else {
+            return Err(refuse("it no longer exists in the mailbox"));
+        };
+        // The new parent, made where missing; never the folder itself or
+        // one below it.
+        let mut parent = start.clone();
+        for (depth, level) in parents.iter().enumerate() {
+            let display = std::iter::once(start.clone().unwrap_or_default())
+                .chain(parents[..=depth].iter().cloned())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join("/");
+            let id = self.child(parent.as_deref(), level, &display).await?;
+            if id == current.id {
+                return Err(refuse("a folder cannot be moved into itself"));
+            }
+            parent = Some(id);
+        }
+        let destination = parent.clone().unwrap_or_else(|| "msgfolderroot".to_owned());
+        let destination_id = if is_well_known(&destination) {
+            match self.folder(&destination, "id").await? {
+                Some(f) => f.id,
+                None => return Err(refuse(&format!("the mailbox has no {destination} folder"))),
+            }
+        } else {
+            destination.clone()
+        };
+        let collection = match &parent {
+            Some(p) => format!("{}/mailFolders/{}/childFolders", self.users, seg(p)),
+            None => format!("{}/mailFolders", self.users),
+        };
+        if let Some(other) = self.list_children(parent.as_deref(), &collection, name).await?
+            && other != current.id
+        {
+            return Err(refuse("a folder of that name exists there already"));
+        }
+
+        let failed = |f: super::failure::Failure| {
+            if f.status == Some(409) || f.code == "ErrorFolderExists" {
+                refuse("a folder of that name exists there already")
+            } else if f.error.kind == ErrorKind::Item {
+                refuse(&f.error.message)
+            } else {
+                f.error
+            }
+        };
+        if current.display_name != *name {
+            let body = serde_json::to_vec(&FolderRename { display_name: name }).expect("serializes");
+            let call = Call {
+                method: Method::PATCH,
+                url: format!("{}/mailFolders/{}", self.users, seg(&current.id)),
+                body: Body::Json(body.into()),
+                what: "rename folder",
+                authorized: true,
+                idempotent: true,
+            };
+            self.send(&call).await.map_err(failed)?;
+        }
+        let mut id = current.id.clone();
+        if current.parent_folder_id.as_deref() != Some(destination_id.as_str()) {
+            let body = serde_json::to_vec(&MoveTo {
+                destination_id: &destination,
+            })
+            .expect("serializes");
+            // Safe to repeat: a folder moved already is moved to where it is.
+            let call = Call {
+                method: Method::POST,
+                url: format!("{}/mailFolders/{}/move", self.users, seg(&current.id)),
+                body: Body::Json(body.into()),
+                what: "move folder",
+                authorized: true,
+                idempotent: true,
+            };
+            let reply = self.send(&call).await.map_err(failed)?;
+            id = parse::<Folder>(&reply.body, "move folder")?.id;
+        }
+        self.forget_folder(&known, &current.id, &id, to);
+        self.children
+            .insert((parent.unwrap_or_default(), name.to_lowercase()), id.clone());
+        Ok(id)
+    }
+
+    /// After a rename: this session's and the mailbox's records of the
+    /// folder (and of those below it) follow it to its new place.
+    fn forget_folder(&mut self, reference: &str, old_id: &str, new_id: &str, to: &TargetFolder) {
+        self.children
+            .retain(|(parent, _), id| id != old_id && id != reference && (old_id == new_id || parent != old_id));
+        let mut paths = self.mailbox.paths.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = paths.remove(reference) {
+            for folder in paths.values_mut() {
+                if folder.anchor == old.anchor
+                    && folder.path.starts_with(&old.path)
+                    && folder.path.len() > old.path.len()
+                {
+                    let rest = folder.path.split_off(old.path.len());
+                    *folder = TargetFolder {
+                        anchor: to.anchor,
+                        path: to.path.iter().cloned().chain(rest).collect(),
+                    };
+                }
+            }
+        }
+        paths.insert(new_id.to_owned(), to.clone());
+        drop(paths);
+        if new_id != reference {
+            self.mailbox
+                .moved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(reference.to_owned(), new_id.to_owned());
+        }
     }
 
     /// The folder behind `reference` is gone from Exchange: make it again

@@ -27,7 +27,11 @@
 //!   removed when half-made) instead of being written twice.
 //! - **Folders by id** ([`folders`]): role folders are Exchange's
 //!   well-known folders; others are found or made level by level, and made
-//!   again if deleted during the run.
+//!   again if deleted during the run, and renamed or moved in place when
+//!   the source's are.
+//! - **A one-way sync** ([`write`]): a copy's flags are PATCHed, a copy
+//!   filed elsewhere is moved (and gets a new id), one deleted on the
+//!   source is deleted.
 //!
 //! Tokens come from [`crate::oauth`] (an Entra ID app with a client secret
 //! or a certificate); the Graph target's options are its own ([`config`]).
@@ -261,7 +265,10 @@ impl Target for GraphTarget {
 
     fn capabilities(&self) -> crate::target::Capabilities {
         crate::target::Capabilities {
+            move_messages: true,
             update_flags: true,
+            delete: true,
+            rename_folders: true,
             ..crate::target::Capabilities::MAIL_APPEND_ONLY
         }
     }
@@ -340,6 +347,20 @@ impl TargetSession for GraphSession {
         labels: &'a [String],
     ) -> Pending<'a, String> {
         self.set_flags(id, flags, labels).boxed()
+    }
+
+    /// A message id is the mailbox's, whatever its folder: `from` is not
+    /// needed.
+    fn move_message<'a>(&'a mut self, _from: &'a str, id: &'a str, to: &'a str) -> Pending<'a, String> {
+        self.move_copy(id, to).boxed()
+    }
+
+    fn delete_message<'a>(&'a mut self, _folder: &'a str, id: &'a str) -> Pending<'a, ()> {
+        self.delete_copy(id).boxed()
+    }
+
+    fn rename_folder<'a>(&'a mut self, known: &'a str, to: &'a TargetFolder) -> Pending<'a, String> {
+        self.rename(known, to).boxed()
     }
 
     fn compare_content<'a>(

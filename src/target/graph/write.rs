@@ -23,6 +23,13 @@
 //!
 //! A resync's flag changes ([`GraphSession::set_flags`]) are one PATCH of
 //! the same read state, flag and categories, mapped as an upload maps them.
+//! A copy filed elsewhere is moved ([`GraphSession::move_copy`]: `POST
+//! .../move`, which gives it a new id), one deleted on the source is
+//! deleted ([`GraphSession::delete_copy`]).
+//!
+//! A move is not safe to send twice blindly: once Exchange moved the
+//! message its old id is gone, so a move whose answer was lost is checked
+//! (is the old id still there?) before it is sent again.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -337,6 +344,98 @@ impl GraphSession {
             && f.status != Some(404)
         {
             tracing::warn!(user = %self.email, "an incomplete copy of a message could not be deleted and may remain in the target folder: {}", f.error);
+        }
+    }
+
+    /// `move_message`: `POST /messages/{id}/move` into `to`; returns the id
+    /// Exchange gives the moved message. A 404 is the message gone, unless
+    /// the destination is what is gone (deleted in Exchange since it was
+    /// made): then the folder is made again, once, as for an upload. A
+    /// move whose answer was lost is checked before it is sent again: an
+    /// old id that is gone means Exchange moved it, and the new id is not
+    /// known (an empty id, as `upload` gives where it cannot tell).
+    pub(super) async fn move_copy(&mut self, id: &str, to: &str) -> Result<String> {
+        const WHAT: &str = "the copy cannot be moved";
+        if id.is_empty() {
+            return Err(Error::item(format!("{WHAT}: it has no Graph id")));
+        }
+        let mut to = self.current_folder(to);
+        let mut recreated = false;
+        let mut attempt = 0;
+        loop {
+            let body = serde_json::to_vec(&api::MoveTo { destination_id: &to }).expect("serializes");
+            let call = Call {
+                method: Method::POST,
+                url: format!("{}/messages/{}/move", self.users, seg(id)),
+                body: Body::Json(body.into()),
+                what: "move message",
+                authorized: true,
+                idempotent: false,
+            };
+            let f = match self.send(&call).await {
+                Ok(reply) => return Ok(parse::<api::IdOnly>(&reply.body, "move message")?.id),
+                Err(f) => f,
+            };
+            if f.code == "ErrorItemNotFound" {
+                if !recreated
+                    && !self.folder_exists(&to).await?
+                    && let Some(fresh) = self.recreate_folder(&to).await?
+                {
+                    to = fresh;
+                    recreated = true;
+                    continue;
+                }
+                return Err(Error::item(format!(
+                    "{WHAT}: the mailbox no longer has it under its id (deleted, or moved to another folder since it was stored): {}",
+                    f.error.message
+                )));
+            }
+            if !(f.maybe_applied && f.error.is_retryable()) {
+                return Err(f.error);
+            }
+            attempt += 1;
+            let Some(delay) = self.inner.http.retry.delay(attempt, &f.error) else {
+                return Err(f.error);
+            };
+            if !matches!(f.error.kind, ErrorKind::Throttled(_)) {
+                tokio::time::sleep(delay.max(LATE_COMMIT_WAIT)).await;
+            }
+            if !self.message_exists(id).await? {
+                tracing::debug!(user = %self.email, "a move whose answer was lost had been done; the new id is not known");
+                return Ok(String::new());
+            }
+        }
+    }
+
+    /// Whether the mailbox still has a message under `id`.
+    async fn message_exists(&self, id: &str) -> Result<bool> {
+        let url = format!("{}/messages/{}?$select=id", self.users, seg(id));
+        match self.send(&Call::get(url, "look up message")).await {
+            Ok(_) => Ok(true),
+            Err(f) if f.code == "ErrorItemNotFound" => Ok(false),
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// `delete_message`: `DELETE /messages/{id}` (Exchange keeps it in
+    /// Recoverable Items); a 404 is a copy already gone, which is what was
+    /// wanted.
+    pub(super) async fn delete_copy(&self, id: &str) -> Result<()> {
+        if id.is_empty() {
+            return Err(Error::item("the copy cannot be deleted: it has no Graph id"));
+        }
+        let call = Call {
+            method: Method::DELETE,
+            url: format!("{}/messages/{}", self.users, seg(id)),
+            body: Body::Empty,
+            what: "delete message",
+            authorized: true,
+            idempotent: true,
+        };
+        match self.send(&call).await {
+            Ok(_) => Ok(()),
+            Err(f) if f.status == Some(404) && f.code == "ErrorItemNotFound" => Ok(()),
+            Err(f) => Err(f.error),
         }
     }
 

@@ -4,6 +4,14 @@
 //! Folder creation enforces what the product depends on: only `displayName`
 //! and `isHidden` are writable, and a duplicate name under the same parent is
 //! `409 ErrorFolderExists`.
+//!
+//! Update (`PATCH`, 200) takes `displayName` alone (`isHidden` is set only at
+//! creation); move (`POST …/move` with `destinationId`, 200) keeps the
+//! folder's id, contents and subfolders. Exchange's distinguished
+//! (well-known) folders are neither renamed nor moved (EWS: "Cannot move
+//! distinguished folder"; renaming them is locked down since Exchange 2007);
+//! a move into the folder itself or below it is refused, and so is a name
+//! a sibling at the destination has.
 
 use serde_json::{Value, json};
 
@@ -227,4 +235,157 @@ pub fn create(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
             "A folder with the specified name already exists.",
         ),
     }
+}
+
+/// `destinationId` of a move request (messages and folders): the only
+/// parameter the action takes.
+pub fn destination_id(req: &Req, type_name: &str) -> Result<String, Resp> {
+    let body = json_object(req)?;
+    let mut destination = None;
+    for (k, v) in &body {
+        match k.as_str() {
+            "destinationId" => match v.as_str() {
+                Some(s) => destination = Some(s.to_string()),
+                None => return Err(bad_value(req, k, "Edm.String")),
+            },
+            _ => return Err(unknown_property(req, k, type_name)),
+        }
+    }
+    destination.filter(|d| !d.is_empty()).ok_or_else(|| {
+        graph_error(
+            req,
+            400,
+            "ErrorInvalidParameter",
+            "The destinationId parameter is required and can't be empty.",
+        )
+    })
+}
+
+fn folder_exists(req: &Req) -> Resp {
+    graph_error(
+        req,
+        409,
+        "ErrorFolderExists",
+        "A folder with the specified name already exists.",
+    )
+}
+
+/// `PATCH /users/{u}/mailFolders/{id}`: `displayName`, the one property a
+/// folder update takes; 200 with the folder.
+pub fn update(app: &App, req: &Req, ctx: &Ctx, chain: &Chain) -> Resp {
+    let body = match json_object(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut display_name = None;
+    for (k, v) in &body {
+        match k.as_str() {
+            "displayName" => match v.as_str() {
+                Some(s) => display_name = Some(s.to_string()),
+                None => return bad_value(req, k, "Edm.String"),
+            },
+            "@odata.type"
+                if v.as_str()
+                    .is_some_and(|t| t.trim_start_matches('#') == "microsoft.graph.mailFolder") => {}
+            "isHidden" => {
+                return graph_error(
+                    req,
+                    400,
+                    "ErrorInvalidProperty",
+                    "The property 'isHidden' can only be set when the mail folder is created.",
+                );
+            }
+            k if FOLDER_READ_ONLY.contains(&k) => {
+                return graph_error(
+                    req,
+                    400,
+                    "ErrorInvalidProperty",
+                    &format!("The property '{k}' is read-only and can't be updated."),
+                );
+            }
+            _ => return unknown_property(req, k, "microsoft.graph.mailFolder"),
+        }
+    }
+    let mut store = app.store.lock().unwrap();
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
+    let id = match resolve_chain(mb, req, chain) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    if let Some(name) = display_name {
+        if name.trim().is_empty() {
+            return graph_error(
+                req,
+                400,
+                "ErrorInvalidParameter",
+                "The displayName property can't be empty.",
+            );
+        }
+        if mb.folders[&id].well_known.is_some() {
+            return graph_error(
+                req,
+                400,
+                "ErrorInvalidRequest",
+                "The display name of a distinguished folder can't be changed.",
+            );
+        }
+        let parent = mb.folders[&id].parent_id.clone();
+        if mb.name_taken(&parent, &name, &id) {
+            return folder_exists(req);
+        }
+        if let Some(f) = mb.folders.get_mut(&id) {
+            f.display_name = name;
+        }
+    }
+    let mut out = odata::folder_json(mb, &mb.folders[&id], None);
+    out["@odata.context"] = json!(context(app, ctx, "mailFolders/$entity"));
+    Resp::json(200, &out)
+}
+
+/// `POST /users/{u}/mailFolders/{id}/move` with `destinationId` (a folder
+/// id or a well-known name): 200 with the folder, below its new parent.
+pub fn move_folder(app: &App, req: &Req, ctx: &Ctx, chain: &Chain) -> Resp {
+    let destination = match destination_id(req, "microsoft.graph.mailFolder") {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let mut store = app.store.lock().unwrap();
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
+    let id = match resolve_chain(mb, req, chain) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let parent = match mb.resolve_folder(&destination) {
+        Ok(p) => p,
+        Err(Lookup::Malformed) => return malformed_id(req),
+        Err(Lookup::NotFound) => return folder_not_found(req),
+    };
+    if mb.folders[&id].well_known.is_some() || id == mb.root_id {
+        return graph_error(
+            req,
+            400,
+            "ErrorMoveDistinguishedFolder",
+            "Cannot move distinguished folder.",
+        );
+    }
+    if mb.is_within(&parent, &id) {
+        return graph_error(
+            req,
+            400,
+            "ErrorInvalidRequest",
+            "A folder can't be moved into itself or one of its subfolders.",
+        );
+    }
+    let name = mb.folders[&id].display_name.clone();
+    if mb.folders[&id].parent_id != parent && mb.name_taken(&parent, &name, &id) {
+        return folder_exists(req);
+    }
+    mb.move_folder(&id, &parent);
+    let mut out = odata::folder_json(mb, &mb.folders[&id], None);
+    out["@odata.context"] = json!(context(app, ctx, "mailFolders/$entity"));
+    Resp::json(200, &out)
 }

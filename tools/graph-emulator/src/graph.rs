@@ -31,7 +31,11 @@ pub enum Target {
     Folder(Chain),
     Messages(Option<Chain>),
     ImportMime(Chain),
+    /// `mailFolders/{a}[/childFolders/{b}…]/move`.
+    FolderMove(Chain),
     Message(Option<Chain>, String),
+    /// `…/messages/{id}/move`.
+    MessageMove(Option<Chain>, String),
     MessageValue(Option<Chain>, String),
     Attachments(Option<Chain>, String),
     Attachment(Option<Chain>, String, String),
@@ -118,6 +122,8 @@ fn parse_target(rest: &[String], beta: bool) -> Result<Target, ParseErr> {
             return parse_messages(Some(chain), &rest[i + 1..]);
         } else if is(seg, "importMime") && beta && i + 1 == rest.len() {
             return Ok(Target::ImportMime(chain));
+        } else if is(seg, "move") && i + 1 == rest.len() {
+            return Ok(Target::FolderMove(chain));
         } else {
             return Err(unknown_or_unimplemented(seg));
         }
@@ -135,6 +141,7 @@ fn parse_messages(folder: Option<Chain>, rest: &[String]) -> Result<Target, Pars
     match rest.len() {
         1 => Ok(Target::Message(folder, id)),
         2 if rest[1] == "$value" => Ok(Target::MessageValue(folder, id)),
+        2 if is(&rest[1], "move") => Ok(Target::MessageMove(folder, id)),
         2 if is(&rest[1], "attachments") => Ok(Target::Attachments(folder, id)),
         3 if is(&rest[1], "attachments") && is(&rest[2], "createUploadSession") => {
             Ok(Target::UploadSession(folder, id))
@@ -163,7 +170,10 @@ fn kind(target: &Target, method: &Method) -> &'static str {
         (Target::FolderCollection(None), _) => "folders.list",
         (Target::FolderCollection(Some(_)), "POST") => "childFolders.create",
         (Target::FolderCollection(Some(_)), _) => "childFolders.list",
+        (Target::Folder(_), "PATCH") => "folders.patch",
         (Target::Folder(_), _) => "folders.get",
+        (Target::FolderMove(_), _) => "folders.move",
+        (Target::MessageMove(..), _) => "messages.move",
         (Target::Messages(_), "POST") => "messages.create",
         (Target::Messages(_), _) => "messages.list",
         (Target::ImportMime(_), _) => "messages.importMime",
@@ -450,8 +460,11 @@ fn dispatch(app: &Arc<App>, req: &Req, ctx: &Ctx, target: &Target) -> Resp {
         Target::FolderCollection(chain) if *m == Method::GET => folders::list(app, req, ctx, chain.as_ref()),
         Target::FolderCollection(chain) if *m == Method::POST => folders::create(app, req, ctx, chain.as_ref()),
         Target::Folder(chain) if *m == Method::GET => folders::get(app, req, ctx, chain),
-        Target::Folder(_) if *m == Method::PATCH || *m == Method::DELETE => {
-            not_implemented(req, "updating or deleting mail folders")
+        Target::Folder(chain) if *m == Method::PATCH => folders::update(app, req, ctx, chain),
+        Target::Folder(_) if *m == Method::DELETE => not_implemented(req, "deleting mail folders"),
+        Target::FolderMove(chain) if *m == Method::POST => folders::move_folder(app, req, ctx, chain),
+        Target::MessageMove(chain, id) if *m == Method::POST => {
+            messages::move_message(app, req, ctx, chain.as_ref(), id)
         }
         Target::Messages(chain) if *m == Method::GET => messages::list(app, req, ctx, chain.as_ref()),
         Target::Messages(chain) if *m == Method::POST => messages::create(app, req, ctx, chain.as_ref()),

@@ -1,4 +1,13 @@
-//! Messages: create (MIME or JSON), importMime, list, get, `$value`, PATCH, DELETE.
+//! Messages: create (MIME or JSON), importMime, list, get, `$value`, PATCH,
+//! DELETE, move.
+//!
+//! A move (`POST …/messages/{id}/move`, `destinationId` a folder id or a
+//! well-known name) answers `201 Created` with the message under a new id,
+//! as message-move documents ("creates a new copy of the message in the
+//! destination folder and removes the original"): the old id is a 404
+//! afterwards. DELETE answers 204, and 404 ErrorItemNotFound for an id that
+//! names nothing (Exchange keeps a deleted item in Recoverable Items; the
+//! emulator removes it).
 //!
 //! The rules here are the ones cutover's Graph target stands on
 //! (exchange-facts.md §1):
@@ -908,4 +917,30 @@ pub fn patch(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -
     ));
     mb.messages.insert(id.to_string(), m);
     Resp::json(200, &out)
+}
+
+/// `POST …/messages/{id}/move`: 201 with the moved message, which has a
+/// new id.
+pub fn move_message(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> Resp {
+    let destination = match crate::folders::destination_id(req, "microsoft.graph.message") {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let mut store = app.store.lock().unwrap();
+    let mut rng = app.rng.lock().unwrap();
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
+    if let Err(r) = locate(mb, req, chain, id) {
+        return r;
+    }
+    let folder = match mb.resolve_folder(&destination) {
+        Ok(f) => f,
+        Err(Lookup::Malformed) => return malformed_id(req),
+        Err(Lookup::NotFound) => return folder_not_found(req),
+    };
+    let Some(new_id) = mb.move_message(id, &folder, &mut rng) else {
+        return item_not_found(req);
+    };
+    created_response(app, ctx, mb, &mb.messages[&new_id], 201)
 }

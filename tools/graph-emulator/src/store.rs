@@ -371,6 +371,63 @@ impl Mailbox {
         Ok(self.add_folder(parent_id, display_name, is_hidden, None, rng))
     }
 
+    /// Whether a sibling under `parent_id` other than `except` has the name
+    /// (compared case-insensitively, as Exchange does).
+    pub fn name_taken(&self, parent_id: &str, display_name: &str, except: &str) -> bool {
+        let wanted = display_name.to_lowercase();
+        self.folders[parent_id]
+            .children
+            .iter()
+            .any(|c| c != except && self.folders[c].display_name.to_lowercase() == wanted)
+    }
+
+    /// Whether folder `id` is `ancestor` or below it.
+    pub fn is_within(&self, id: &str, ancestor: &str) -> bool {
+        let mut cur = id;
+        loop {
+            if cur == ancestor {
+                return true;
+            }
+            match self.folders.get(cur) {
+                Some(f) if f.parent_id != cur && !f.parent_id.is_empty() => cur = &f.parent_id,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Moves a folder (with what it holds and its subfolders) below
+    /// `parent_id`. Folder ids stay as they are. The caller checked the
+    /// rules (not a well-known folder, not into itself, no name clash).
+    pub fn move_folder(&mut self, id: &str, parent_id: &str) {
+        let old_parent = self.folders[id].parent_id.clone();
+        if old_parent == parent_id {
+            return;
+        }
+        if let Some(p) = self.folders.get_mut(&old_parent) {
+            p.children.retain(|c| c != id);
+        }
+        if let Some(p) = self.folders.get_mut(parent_id) {
+            p.children.push(id.to_string());
+        }
+        if let Some(f) = self.folders.get_mut(id) {
+            f.parent_id = parent_id.to_string();
+        }
+    }
+
+    /// Moves a message to folder `folder_id` the way Exchange does: a new
+    /// item in the destination, the original removed, so the message gets
+    /// a new id (and change key); the old id names nothing any more.
+    /// Returns the new id.
+    pub fn move_message(&mut self, id: &str, folder_id: &str, rng: &mut fastrand::Rng) -> Option<String> {
+        let mut m = self.remove_message(id)?;
+        m.id = self.new_id(KIND_MESSAGE, rng);
+        m.folder_id = folder_id.to_string();
+        m.touch();
+        let new_id = m.id.clone();
+        self.insert_message(m);
+        Some(new_id)
+    }
+
     /// Display names from the root down to the folder (the root itself is `[]`).
     pub fn folder_path(&self, id: &str) -> Vec<String> {
         let mut path = Vec::new();

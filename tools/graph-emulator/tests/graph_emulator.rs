@@ -1431,3 +1431,229 @@ async fn size_limits_upload_bytes_and_batch_throttling() {
     assert_eq!(stats["mailboxes"]["carol@contoso.test"]["throttled_429"], 2);
     assert_eq!(stats["total"]["by_kind"]["batch"], 1);
 }
+
+/// message-move, mailfolder-update and mailfolder-move as documented:
+/// a move answers 201 with the message under a new id (the old id is a 404
+/// for every later request), a destination may be a well-known name; a
+/// folder PATCH takes `displayName` only and answers 200; a folder move
+/// answers 200 and keeps the folder's id, messages and subfolders; a
+/// distinguished folder is neither renamed nor moved, a folder never moves
+/// into itself, and a sibling's name is 409 ErrorFolderExists.
+#[tokio::test]
+async fn moves_of_messages_and_folders() {
+    let emu = Emu::start(&[]);
+    let t = emu.token().await;
+    let (s, m) = emu
+        .post(
+            &t,
+            &users("/mailFolders/inbox/messages"),
+            json!({"subject": "Filed", "body": {"contentType": "text", "content": "x"}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    let old = m["id"].as_str().unwrap().to_owned();
+    let (_, archive) = emu.get(&t, &users("/mailFolders/archive")).await;
+
+    // A message moved into a well-known folder: 201, a new id, the same item.
+    let (s, moved) = emu
+        .post(
+            &t,
+            &users(&format!("/messages/{old}/move")),
+            json!({"destinationId": "archive"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{moved}");
+    let new = moved["id"].as_str().unwrap().to_owned();
+    assert_ne!(new, old, "a moved message gets a new id");
+    assert_eq!(moved["parentFolderId"], archive["id"]);
+    assert_eq!(moved["subject"], "Filed");
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/messages/{old}")),
+        (reqwest::Method::PATCH, format!("/messages/{old}")),
+        (reqwest::Method::DELETE, format!("/messages/{old}")),
+        (reqwest::Method::POST, format!("/messages/{old}/move")),
+    ] {
+        let body = (method == reqwest::Method::PATCH || method == reqwest::Method::POST)
+            .then(|| Body::Json(json!({"destinationId": "inbox"})));
+        let (s, _, v) = emu.send(&t, method.clone(), &users(&path), body).await;
+        assert_eq!(s, 404, "{method} {path}: {v}");
+        assert_eq!(error_code(&v), "ErrorItemNotFound", "{method} {path}");
+    }
+    let (s, _) = emu
+        .get(&t, &users(&format!("/mailFolders/archive/messages/{new}")))
+        .await;
+    assert_eq!(s, 200);
+    // Moved through its folder's path too; a bad destination changes nothing.
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/mailFolders/inbox/messages/{new}/move")),
+            json!({"destinationId": "drafts"}),
+        )
+        .await;
+    assert_eq!(s, 404, "not in that folder: {v}");
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/messages/{new}/move")),
+            json!({"destinationId": "AAMkAAAAnope"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(error_code(&v), "ErrorInvalidIdMalformed");
+    let (s, v) = emu.post(&t, &users(&format!("/messages/{new}/move")), json!({})).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/messages/{new}/move")),
+            json!({"destinationId": "inbox", "x": 1}),
+        )
+        .await;
+    assert_eq!((s, error_code(&v)), (StatusCode::BAD_REQUEST, "RequestBodyRead"), "{v}");
+    let (s, _) = emu
+        .get(&t, &users(&format!("/mailFolders/archive/messages/{new}")))
+        .await;
+    assert_eq!(s, 200, "still where it was moved");
+
+    // Folders: A (holding the message, with a child B), and C.
+    let (_, a) = emu.post(&t, &users("/mailFolders"), json!({"displayName": "A"})).await;
+    let a = a["id"].as_str().unwrap().to_owned();
+    let (_, b) = emu
+        .post(
+            &t,
+            &users(&format!("/mailFolders/{a}/childFolders")),
+            json!({"displayName": "B"}),
+        )
+        .await;
+    let b = b["id"].as_str().unwrap().to_owned();
+    let (_, c) = emu.post(&t, &users("/mailFolders"), json!({"displayName": "C"})).await;
+    let c = c["id"].as_str().unwrap().to_owned();
+    let (s, m) = emu
+        .post(
+            &t,
+            &users(&format!("/messages/{new}/move")),
+            json!({"destinationId": a}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let in_a = m["id"].as_str().unwrap().to_owned();
+
+    // Rename: 200, displayName only; a sibling's name (any case) is 409.
+    let (s, v) = emu
+        .patch(
+            &t,
+            &users(&format!("/mailFolders/{a}")),
+            json!({"displayName": "A renamed"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((&v["id"], &v["displayName"]), (&json!(a), &json!("A renamed")));
+    let (s, v) = emu
+        .patch(&t, &users(&format!("/mailFolders/{a}")), json!({"displayName": "c"}))
+        .await;
+    assert_eq!((s, error_code(&v)), (StatusCode::CONFLICT, "ErrorFolderExists"), "{v}");
+    let (s, v) = emu
+        .patch(&t, &users(&format!("/mailFolders/{a}")), json!({"isHidden": true}))
+        .await;
+    assert_eq!(s, 400, "isHidden is set at creation only: {v}");
+    let (s, v) = emu
+        .patch(&t, &users("/mailFolders/inbox"), json!({"displayName": "Posteingang"}))
+        .await;
+    assert_eq!(s, 400, "a distinguished folder keeps its name: {v}");
+
+    // Move: 200, the same id, what it holds and its children with it.
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/mailFolders/{a}/move")),
+            json!({"destinationId": c}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((&v["id"], &v["parentFolderId"]), (&json!(a), &json!(c)));
+    let (s, v) = emu
+        .get(
+            &t,
+            &users(&format!("/mailFolders/{c}/childFolders/{a}/childFolders/{b}")),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = emu.get(&t, &users(&format!("/mailFolders/{a}/messages/{in_a}"))).await;
+    assert_eq!(s, 200, "the message keeps its id in a moved folder");
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/mailFolders/{a}/move")),
+            json!({"destinationId": b}),
+        )
+        .await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "ErrorInvalidRequest"),
+        "into itself: {v}"
+    );
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/mailFolders/{a}/move")),
+            json!({"destinationId": a}),
+        )
+        .await;
+    assert_eq!(s, 400, "onto itself: {v}");
+    let (s, v) = emu
+        .post(&t, &users("/mailFolders/inbox/move"), json!({"destinationId": c}))
+        .await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "ErrorMoveDistinguishedFolder"),
+        "{v}"
+    );
+    let (_, clash) = emu
+        .post(&t, &users("/mailFolders"), json!({"displayName": "A RENAMED"}))
+        .await;
+    let clash = clash["id"].as_str().unwrap().to_owned();
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/mailFolders/{clash}/move")),
+            json!({"destinationId": c}),
+        )
+        .await;
+    assert_eq!((s, error_code(&v)), (StatusCode::CONFLICT, "ErrorFolderExists"), "{v}");
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/mailFolders/{a}/move")),
+            json!({"destinationId": "msgfolderroot"}),
+        )
+        .await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::CONFLICT, "ErrorFolderExists"),
+        "a sibling there: {v}"
+    );
+    let (s, v) = emu
+        .post(
+            &t,
+            &users(&format!("/mailFolders/{a}/move")),
+            json!({"destinationId": "inbox"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let dump = emu
+        .admin(reqwest::Method::GET, &format!("/_emulator/mailboxes/{USER}"), None)
+        .await;
+    let path = |id: &str| {
+        dump["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap()["path"]
+            .clone()
+    };
+    assert_eq!(path(&b), json!(["Inbox", "A renamed", "B"]));
+    assert_eq!(dump["messages"].as_array().unwrap().len(), 1, "moves never copy");
+    assert_eq!(dump["messages"][0]["id"], in_a);
+}
