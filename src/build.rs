@@ -36,8 +36,14 @@ impl From<CheckpointError> for StartError {
 pub fn source(settings: &Settings) -> Result<Source, StartError> {
     Ok(match &settings.source {
         SourceSettings::Mbox { path } => Source::Mbox(MboxSource::new(path.clone())),
-        SourceSettings::Imap { endpoint, tokens } => {
-            let source = ImapSource::new(endpoint.clone()).map_err(|e| StartError(e.message))?;
+        SourceSettings::Imap {
+            endpoint,
+            tokens,
+            shared_folders,
+        } => {
+            let source = ImapSource::new(endpoint.clone())
+                .map_err(|e| StartError(e.message))?
+                .with_shared_folders(*shared_folders);
             Source::Imap(match tokens {
                 Some(tokens) => source.with_tokens(crate::oauth::TokenSource::new(tokens.clone(), endpoint.timeout)),
                 None => source,

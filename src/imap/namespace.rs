@@ -57,6 +57,9 @@ pub struct Personal {
     pub delimiter: Option<char>,
     pub others: Vec<String>,
     pub learnt: Learnt,
+    /// Folders outside the personal namespace are read too, with their
+    /// full name as their path (`[source] shared_folders`).
+    pub include_others: bool,
 }
 
 impl Personal {
@@ -79,6 +82,7 @@ impl Personal {
                     .filter(|p| !p.is_empty())
                     .collect(),
                 learnt: Learnt::Announced,
+                include_others: false,
             };
         }
         // Without NAMESPACE: when every folder but INBOX sits below INBOX,
@@ -105,6 +109,7 @@ impl Personal {
                 delimiter: d.chars().next(),
                 others: Vec::new(),
                 learnt: Learnt::InferredFromList,
+                include_others: false,
             };
         }
         Personal {
@@ -112,7 +117,14 @@ impl Personal {
             delimiter: list_delimiter,
             others: Vec::new(),
             learnt: Learnt::Default,
+            include_others: false,
         }
+    }
+
+    /// Reads the folders of other users' and shared namespaces too.
+    pub fn with_others(mut self, include: bool) -> Personal {
+        self.include_others = include;
+        self
     }
 
     /// A namespace with no prefix, for servers whose folders sit at the top.
@@ -122,6 +134,7 @@ impl Personal {
             delimiter: Some(delimiter),
             others: Vec::new(),
             learnt: Learnt::Default,
+            include_others: false,
         }
     }
 
@@ -159,18 +172,21 @@ impl Personal {
 
     /// A listed folder's path relative to the personal namespace, decoded,
     /// one element per level; `None` for a folder of another namespace
-    /// (another user's, a shared one), which is not the mailbox's own.
+    /// (another user's, a shared one), which is not the mailbox's own,
+    /// unless those are included: then its whole name is its path.
     /// INBOX is always `["INBOX"]`.
     pub fn relative_path(&self, wire_name: &str, delimiter: Option<&str>) -> Option<Vec<String>> {
         if wire_name.eq_ignore_ascii_case("INBOX") {
             return Some(vec!["INBOX".to_owned()]);
         }
-        if self.others.iter().any(|p| {
+        let other = self.others.iter().any(|p| {
             wire_name.starts_with(p.as_str()) || wire_name == p.trim_end_matches(|c| Some(c) == self.delimiter)
-        }) {
-            return None;
-        }
-        let rest = self.strip_prefix(wire_name)?;
+        });
+        let rest = match self.strip_prefix(wire_name) {
+            Some(rest) if !other => rest,
+            _ if self.include_others => wire_name,
+            _ => return None,
+        };
         if rest.is_empty() {
             return None;
         }
@@ -455,6 +471,19 @@ mod tests {
         assert_eq!(cyrus.relative_path("INBOX.Sent", Some(".")), Some(p("Sent")));
         assert_eq!(cyrus.relative_path("user.bob.Sent", Some(".")), None);
         assert_eq!(cyrus.relative_path("public", Some(".")), None);
+        // With `[source] shared_folders`, by their whole name.
+        let cyrus = cyrus.with_others(true);
+        assert_eq!(
+            cyrus.relative_path("user.bob.Sent", Some(".")),
+            Some(p("user/bob/Sent"))
+        );
+        assert_eq!(cyrus.relative_path("public", Some(".")), Some(p("public")));
+        assert_eq!(cyrus.relative_path("INBOX.Sent", Some(".")), Some(p("Sent")));
+        let courier = courier.with_others(true);
+        assert_eq!(
+            courier.relative_path("#shared.team", Some(".")),
+            Some(p("#shared/team"))
+        );
 
         let upstream = Personal::new(
             parse(br##"(("" "/")) (("Other Users/" "/")) (("Shared Folders/" "/"))"##).as_ref(),

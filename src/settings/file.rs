@@ -146,6 +146,8 @@ imap_section! {
             pub(super) copy_junk: bool,
             #[serde(default)]
             pub(super) copy_trash: bool,
+            #[serde(default)]
+            pub(super) shared_folders: bool,
         }
     }
 }

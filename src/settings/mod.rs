@@ -38,6 +38,9 @@ pub enum SourceSettings {
         /// `[source] auth = "xoauth2"`: where the OAuth tokens come from;
         /// `None` logs in with the users file's passwords.
         tokens: Option<crate::oauth::TokenSettings>,
+        /// `[source] shared_folders`: also copy the folders of other users'
+        /// and shared namespaces the login sees.
+        shared_folders: bool,
     },
     /// `[source] kind = "mbox"`: each user's Google Takeout export, a path
     /// with `{email}` (relative paths resolved against the config file).
@@ -196,6 +199,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             SourceSettings::Imap {
                 endpoint,
                 tokens: source_tokens,
+                shared_folders: file.source.shared_folders,
             }
         }
         SourceKind::Mbox => {

@@ -22,6 +22,8 @@ pub struct ImapSource {
     /// Set for `auth = "xoauth2"`: logins use SASL XOAUTH2 with a token
     /// instead of the users file's password.
     tokens: Option<TokenSource>,
+    /// Also the folders of other users' and shared namespaces.
+    shared_folders: bool,
 }
 
 impl ImapSource {
@@ -31,7 +33,15 @@ impl ImapSource {
             endpoint,
             tls,
             tokens: None,
+            shared_folders: false,
         })
+    }
+
+    /// Also copies the folders of other users' and shared namespaces that
+    /// the login sees (left out by default: they are not the mailbox's own).
+    pub fn with_shared_folders(mut self, shared: bool) -> ImapSource {
+        self.shared_folders = shared;
+        self
     }
 
     /// Logs in with OAuth tokens (SASL XOAUTH2) from `tokens`.
@@ -63,6 +73,7 @@ impl ImapSource {
             user_root: user.user_root.clone(),
             examined: None,
             personal: None,
+            shared_folders: self.shared_folders,
         })
     }
 }
@@ -73,6 +84,7 @@ pub struct SourceSession {
     examined: Option<String>,
     /// The personal namespace the last folder listing was read against.
     personal: Option<Personal>,
+    shared_folders: bool,
 }
 
 /// Attributes of a LIST line that say what a folder is for.
@@ -114,7 +126,7 @@ impl SourceSession {
                     .namespace()
                     .await
                     .map_err(|e| e.context("reading NAMESPACE"))?;
-                Some(Personal::new(announced.as_ref(), &listed))
+                Some(Personal::new(announced.as_ref(), &listed).with_others(self.shared_folders))
             }
         };
         let mut out = Vec::new();
