@@ -53,6 +53,9 @@ pub struct MailboxState {
     /// HIGHESTMODSEQ (RFC 7162 CONDSTORE), where the server keeps it for
     /// the folder.
     pub highest_modseq: Option<u64>,
+    /// PERMANENTFLAGS as listed (`\*` included), where the server sent
+    /// them: the flags a STORE keeps across sessions.
+    pub permanent_flags: Option<Vec<String>>,
 }
 
 /// One line of a LIST answer.
@@ -511,6 +514,9 @@ fn mailbox_state(responses: &[Response<'static>]) -> MailboxState {
                 Some(ResponseCode::UidValidity(v)) => state.uid_validity = *v,
                 Some(ResponseCode::UidNext(v)) => state.uid_next = Some(*v),
                 Some(ResponseCode::HighestModSeq(v)) => state.highest_modseq = Some(*v),
+                Some(ResponseCode::PermanentFlags(listed)) => {
+                    state.permanent_flags = Some(listed.iter().map(|f| f.to_string()).collect());
+                }
                 _ => {}
             },
             _ => {}
@@ -522,6 +528,31 @@ fn mailbox_state(responses: &[Response<'static>]) -> MailboxState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn select_answers_give_validity_modseq_and_permanent_flags() {
+        let responses: Vec<Response<'static>> = [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Work)\r\n",
+            "* OK [PERMANENTFLAGS (\\Seen \\Deleted work)] Limited\r\n",
+            "* OK [UIDVALIDITY 1700000001] UIDs valid\r\n",
+            "* OK [HIGHESTMODSEQ 42] Highest\r\n",
+            "* 3 EXISTS\r\n",
+            "T1 OK [READ-WRITE] Select completed.\r\n",
+        ]
+        .iter()
+        .map(|l| owned(l.as_bytes()).unwrap())
+        .collect();
+        let state = mailbox_state(&responses);
+        assert_eq!(state.uid_validity, 1_700_000_001);
+        assert_eq!(state.highest_modseq, Some(42));
+        assert_eq!(state.exists, 3);
+        assert_eq!(
+            state.permanent_flags.as_deref(),
+            Some(&["\\Seen".to_owned(), "\\Deleted".to_owned(), "work".to_owned()][..])
+        );
+        let bare = mailbox_state(&[owned(b"T1 OK done\r\n").unwrap()]);
+        assert_eq!(bare.permanent_flags, None);
+    }
 
     /// Why `list` never sends XLIST, and why Gmail needs no XLIST: LIST
     /// answers as Google documents them carry the special-use attributes,

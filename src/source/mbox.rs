@@ -154,6 +154,7 @@ impl MboxSession {
             exists: uids.len() as u32,
             // The file does not change between runs: nothing to refresh.
             highest_modseq: Some(1),
+            permanent_flags: None,
         })
     }
 

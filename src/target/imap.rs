@@ -178,9 +178,8 @@ struct ImapTargetSession {
     /// UIDVALIDITY of the selected folder: ids are `UIDVALIDITY:UID`, as
     /// APPENDUID gives them.
     selected_validity: u32,
-    /// What the selected folder's PERMANENTFLAGS allow, when this session
-    /// read them (`update_flags` selects with [`ImapTargetSession::select_for_store`]);
-    /// `None` when unknown (`find` selected it).
+    /// What the selected folder's PERMANENTFLAGS allow (`None`: no folder
+    /// selected yet).
     selected_permanent: Option<Permanent>,
     /// The folder `inventory` opened read-only (EXAMINE), which
     /// `compare_content` reads from; cleared when `find` selects another.
@@ -278,15 +277,14 @@ impl ImapTargetSession {
         }
         self.selected = None;
         self.examined = None;
-        let responses = self
+        let state = self
             .conn
-            .command(&format!("SELECT {}", quote(folder)))
+            .select(folder)
             .await
             .map_err(|e| e.context(format!("opening target folder {}", utf7::decode(folder))))?;
-        let (validity, permanent) = selected_state(&responses);
         self.selected = Some(folder.to_owned());
-        self.selected_validity = validity;
-        self.selected_permanent = Some(permanent);
+        self.selected_validity = state.uid_validity;
+        self.selected_permanent = Some(Permanent::of(state.permanent_flags.as_deref()));
         Ok(())
     }
 }
@@ -571,6 +569,17 @@ enum Permanent {
 }
 
 impl Permanent {
+    /// From a SELECT's PERMANENTFLAGS (`None`: not sent).
+    fn of(listed: Option<&[String]>) -> Permanent {
+        match listed {
+            None => Permanent::All,
+            Some(listed) => Permanent::Listed {
+                flags: listed.iter().filter(|f| *f != "\\*").cloned().collect(),
+                any_keyword: listed.iter().any(|f| f == "\\*"),
+            },
+        }
+    }
+
     fn keeps(&self, flag: &str) -> bool {
         match self {
             Permanent::All => true,
@@ -579,27 +588,6 @@ impl Permanent {
             }
         }
     }
-}
-
-/// UIDVALIDITY and PERMANENTFLAGS from a SELECT's answers.
-fn selected_state(responses: &[Response<'static>]) -> (u32, Permanent) {
-    let mut validity = 0;
-    let mut permanent = Permanent::All;
-    for r in responses {
-        if let Response::Data { outcome, .. } = r {
-            match &outcome.code {
-                Some(ResponseCode::UidValidity(v)) => validity = *v,
-                Some(ResponseCode::PermanentFlags(listed)) => {
-                    permanent = Permanent::Listed {
-                        flags: listed.iter().filter(|f| *f != "\\*").map(|f| f.to_string()).collect(),
-                        any_keyword: listed.iter().any(|f| f == "\\*"),
-                    };
-                }
-                _ => {}
-            }
-        }
-    }
-    (validity, permanent)
 }
 
 /// The flag list a `UID STORE ... FLAGS` sets: what an APPEND of the
@@ -822,7 +810,7 @@ impl TargetSession for ImapTargetSession {
                 self.examined = None;
                 self.selected = Some(folder.to_owned());
                 self.selected_validity = state.uid_validity;
-                self.selected_permanent = None;
+                self.selected_permanent = Some(Permanent::of(state.permanent_flags.as_deref()));
             }
             // INTERNALDATE within a day either way (SEARCH dates ignore time
             // and zone), the Message-ID when there is a usable one, and a
@@ -1127,24 +1115,17 @@ mod tests {
             store_flags(&flags, &labels, &Permanent::All),
             "\\Seen Work $Forwarded \\Flagged Family"
         );
-        let (_, dovecot) = selected_state(&answers(&[
-            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n",
-        ]));
+        let listed = |flags: &[&str]| Permanent::of(Some(&flags.iter().map(|f| f.to_string()).collect::<Vec<_>>()));
+        let dovecot = listed(&["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\*"]);
         assert_eq!(
             store_flags(&flags, &labels, &dovecot),
             "\\Seen Work $Forwarded \\Flagged Family"
         );
         // Keywords the folder cannot take (no `\*`) are left out, listed
         // ones kept; so is a system flag it does not keep.
-        let (validity, full) = selected_state(&answers(&[
-            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Work)\r\n",
-            "* OK [PERMANENTFLAGS (\\Seen \\Deleted work)] Limited\r\n",
-            "* OK [UIDVALIDITY 1700000001] UIDs valid\r\n",
-            "T1 OK [READ-WRITE] Select completed.\r\n",
-        ]));
-        assert_eq!(validity, 1_700_000_001);
+        let full = listed(&["\\Seen", "\\Deleted", "work"]);
         assert_eq!(store_flags(&flags, &labels, &full), "\\Seen Work");
-        assert_eq!(selected_state(&answers(&["T1 OK done\r\n"])).1, Permanent::All);
+        assert_eq!(Permanent::of(None), Permanent::All);
     }
 
     /// COPYUID is read where servers send it: in an untagged OK before the
