@@ -376,18 +376,26 @@ async fn copy_in_one_session(
     let mut target = Some(open_target(shared, user).await?);
     let mut worker_stats = WorkerStats::default();
     let mut left = 0u64;
-    let (max_messages, max_bytes) = (shared.run.copy.batch_messages.max(1), shared.run.copy.batch_bytes);
-    let mut rest = items.as_slice();
-    while !rest.is_empty() {
-        // A batch by count and bytes, as the planner cuts them.
-        let mut n = 0;
-        let mut bytes = 0;
-        while n < rest.len() && n < max_messages && (n == 0 || bytes + rest[n].size <= max_bytes) {
-            bytes += rest[n].size;
-            n += 1;
-        }
-        let (batch, after) = rest.split_at(n);
-        rest = after;
+    // Cut into batches as the planner cuts the parallel copy's.
+    let candidates: Vec<Candidate> = items
+        .iter()
+        .map(|i| Candidate {
+            folder: 0,
+            uid: i.uid,
+            internal_date: i.internal_date,
+            size: i.size,
+            state: State::Pending,
+        })
+        .collect();
+    let all: Vec<usize> = (0..items.len()).collect();
+    let cut = plan::batches(
+        &candidates,
+        &all,
+        shared.run.copy.batch_messages,
+        shared.run.copy.batch_bytes,
+    );
+    for b in cut {
+        let batch: Vec<Item> = b.items.iter().map(|&i| items[i].clone()).collect();
         if shared.stop.stopped() || worker_stats.unstable.contains(&row.id) {
             left += batch.len() as u64;
             continue;
@@ -398,12 +406,12 @@ async fn copy_in_one_session(
             wire_name: folder.wire_name.clone(),
             uid_validity: state.uid_validity,
             target_ref: target_ref.to_owned(),
-            items: batch.to_vec(),
-            bytes,
+            items: batch,
+            bytes: b.bytes,
         };
         copy_batch(shared, user, &work, &mut source, &mut target, &mut worker_stats).await?;
         if worker_stats.unstable.contains(&row.id) {
-            left += batch.len() as u64;
+            left += work.items.len() as u64;
         }
     }
     stats.copied += worker_stats.copied;
