@@ -11,15 +11,12 @@ use std::collections::{HashMap, HashSet};
 
 use crate::checkpoint::{FolderRow, Record};
 use crate::error::{Error, ErrorKind};
-use crate::model::{Headers, SourceFolder};
+use crate::model::SourceFolder;
 use crate::plan;
 use crate::roster::UserJob;
 use crate::transform;
 
 use super::{HeldSource, Shared, UserStats, open_target};
-
-/// Most UIDs asked for in one header FETCH.
-const HEADERS_PER_FETCH: usize = 2000;
 
 /// Messages held back from this run's copy: their earlier copy is to be
 /// moved to them, and the move failed for a reason that may pass.
@@ -63,22 +60,17 @@ pub(super) async fn reconcile(
         if uids.is_empty() {
             continue;
         }
-        let state = session.examine(&folder.wire_name).await?;
-        if state.uid_validity != row.uid_validity {
+        let Some(found) = super::scan::headers_of(session, folder, row, &uids).await? else {
             continue;
-        }
-        let mut records = Vec::new();
-        for chunk in uids.chunks(HEADERS_PER_FETCH) {
-            let found: HashMap<u32, Headers> = session.headers(chunk).await?.into_iter().map(|h| (h.uid, h)).collect();
-            for &uid in chunk {
-                if let Some(h) = found.get(&uid).filter(|h| h.message_id.is_some()) {
-                    records.push(Record::Headers {
-                        folder_id: row.id,
-                        headers: h.clone(),
-                    });
-                }
-            }
-        }
+        };
+        let records: Vec<Record> = found
+            .into_values()
+            .filter(|h| h.message_id.is_some())
+            .map(|headers| Record::Headers {
+                folder_id: row.id,
+                headers,
+            })
+            .collect();
         shared.db(|cp| cp.apply(&records))?;
     }
     let uncopied = shared.db(|cp| cp.uncopied(email))?;

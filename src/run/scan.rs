@@ -186,27 +186,50 @@ pub(super) async fn read_missing_headers(
         if uids.is_empty() {
             continue;
         }
-        let state = session.examine(&folder.wire_name).await?;
-        if state.uid_validity != row.uid_validity {
+        let Some(mut found) = headers_of(session, folder, row, &uids).await? else {
             continue;
-        }
-        for chunk in uids.chunks(HEADERS_PER_FETCH) {
-            let mut found: HashMap<u32, Headers> =
-                session.headers(chunk).await?.into_iter().map(|h| (h.uid, h)).collect();
-            // A message gone from the source is recorded without a Subject
-            // too, so it is not asked for on every run.
-            for &uid in chunk {
-                let headers = found.remove(&uid).unwrap_or(Headers {
-                    uid,
-                    message_id: None,
-                    subject: None,
-                });
-                shared.recorder.record(Record::Headers {
-                    folder_id: row.id,
-                    headers,
-                });
-            }
+        };
+        // A message gone from the source is recorded without a Subject
+        // too, so it is not asked for on every run.
+        for uid in uids {
+            let headers = found.remove(&uid).unwrap_or(Headers {
+                uid,
+                message_id: None,
+                subject: None,
+            });
+            shared.recorder.record(Record::Headers {
+                folder_id: row.id,
+                headers,
+            });
         }
     }
     shared.recorder.flush().await
+}
+
+/// The Message-ID and Subject of `uids` of a folder, by UID, read from
+/// their header blocks at most [`HEADERS_PER_FETCH`] at a time; UIDs the
+/// source no longer has are left out. `None` when the folder's UIDVALIDITY
+/// is no longer the checkpoint's (the UIDs name other messages now).
+pub(super) async fn headers_of(
+    session: &mut HeldSource,
+    folder: &SourceFolder,
+    row: &FolderRow,
+    uids: &[u32],
+) -> Result<Option<HashMap<u32, Headers>>, Error> {
+    let state = session.examine(&folder.wire_name).await?;
+    if state.uid_validity != row.uid_validity {
+        return Ok(None);
+    }
+    let asked: std::collections::HashSet<u32> = uids.iter().copied().collect();
+    let mut found = HashMap::with_capacity(uids.len());
+    for chunk in uids.chunks(HEADERS_PER_FETCH) {
+        let answered = session.headers(chunk).await?;
+        found.extend(
+            answered
+                .into_iter()
+                .filter(|h| asked.contains(&h.uid))
+                .map(|h| (h.uid, h)),
+        );
+    }
+    Ok(Some(found))
 }
