@@ -117,7 +117,7 @@ cutover status --config cutover.toml --state cutover.shard-0-of-2.db --state cut
     Status {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// One JSON document: {users: [{email, state, source_messages, copied, skipped, failed, bytes_copied, throttled, last_sync, ...}], totals, state_dbs}.
+        /// One JSON document: {users: [{email, state, source_messages, copied, skipped, failed, bytes_copied, throttled, last_sync, last_sync_counts, syncs, ...}], totals, passes, state_dbs}.
         #[arg(long)]
         json: bool,
         /// The state DB of shard K of N (cutover.shard-K-of-N.db next to the [state] path).
@@ -144,8 +144,8 @@ cutover check --config cutover.toml --users users.csv --json > check.json",
     )]
     Check(UsersReport),
     /// After the final resync: compare source and target folder by folder
-    /// (counts, Message-IDs, sizes, then every message's content) and list
-    /// what the target lacks or holds altered.
+    /// (counts, Message-IDs, sizes, flags, then every message's content) and
+    /// list what the target lacks, holds altered or flagged otherwise.
     #[command(
         after_help = "Messages the migration rules leave out (too large, over the item cap, \
 refused by the target, excluded folders) are out of scope and never reported missing. Messages in \
@@ -153,11 +153,13 @@ the target but not in the source are listed as extra and do not fail the check. 
 are only read. A message found in the target is read on both sides and compared: bytes on IMAP \
 and Maildir; on Graph the text of its body and each attachment's name, size and SHA-256. A copy \
 that differs counts as missing. --quick compares the listings only (one request per 500 messages \
-on Graph instead of two or more per message).\n\n\
+on Graph instead of two or more per message). Each copy's read and flagged state (and answered, \
+on IMAP and Maildir) is compared with the source's: a difference is listed as FLAGS DIFFER.\n\n\
 Messages the state DB records as copied that the target lacks or holds altered are recorded there \
-as failed, so the next migrate copies them again (not while a migrate is running).\n\n\
-Exit codes: 0 nothing in scope is missing, 1 something is missing (or a user could not be \
-verified), 2 the verification could not start.\n\n\
+as failed, so the next migrate copies them again; copies whose flags differ are marked there, so \
+the next migrate writes the source's flags to them (not while a migrate is running).\n\n\
+Exit codes: 0 nothing in scope is missing, duplicated or flagged otherwise, 1 something is (or a \
+user could not be verified), 2 the verification could not start.\n\n\
 Examples:\n  cutover verify --config cutover.toml --users users.csv\n  \
 cutover verify --config cutover.toml --users users.csv --quick\n  \
 cutover verify --config cutover.toml --users users.csv --json > verify.json",

@@ -69,6 +69,11 @@ pub enum Event {
         flags_updated: u64,
         /// Copies made before, moved to where the source filed them.
         moved: u64,
+        /// Target folders renamed as on the source.
+        renamed: u64,
+        /// Copies of messages this sync found deleted on the source, kept
+        /// in the target (the default).
+        deleted_kept: u64,
         /// Copies of messages deleted on the source, deleted from the
         /// target (`--mirror-deletions`).
         deleted: u64,

@@ -26,6 +26,23 @@ pub fn block(raw: &[u8]) -> &[u8] {
     raw
 }
 
+/// What tells a message without a Message-ID from others of its size, the
+/// same for the whole message and for its header section alone (IMAP
+/// `BODY[HEADER]`): a SHA-256 of the header block, whose Received, Date and
+/// other lines differ between messages. Recorded when a copy is made, and
+/// read from the header section of a message found in another folder, so
+/// its copy is moved instead of made again.
+pub fn content_key(raw: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(block(raw));
+    let mut key = String::with_capacity(7 + 64);
+    key.push_str("sha256:");
+    for b in digest {
+        key.push_str(&format!("{b:02x}"));
+    }
+    key
+}
+
 /// The first header called `name` (any case) in the header block at the
 /// start of `raw`, unfolded and trimmed; reading stops at the first empty
 /// line, so a body never answers for a header.
@@ -94,6 +111,24 @@ pub fn tidy_subject(subject: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_key_is_the_same_for_the_message_and_its_header_section() {
+        let whole = b"Received: from a\r\nSubject: hi\r\n\r\nbody\r\n";
+        let section = b"Received: from a\r\nSubject: hi\r\n\r\n";
+        assert_eq!(content_key(whole), content_key(section));
+        assert!(content_key(whole).starts_with("sha256:") && content_key(whole).len() == 7 + 64);
+        // Another body, same headers: the same message filed twice is
+        // still told apart by size, which the key goes with.
+        assert_eq!(
+            content_key(whole),
+            content_key(b"Received: from a\r\nSubject: hi\r\n\r\nother\r\n")
+        );
+        assert_ne!(
+            content_key(whole),
+            content_key(b"Received: from b\r\nSubject: hi\r\n\r\nbody\r\n")
+        );
+    }
 
     #[test]
     fn the_header_block_ends_at_the_first_empty_line() {

@@ -23,6 +23,13 @@
 //!   Microsoft's IMAP migration, but still never a second one from All Mail.
 //! - Once a copy of a message is in the target, that copy stays its main one:
 //!   labelling an archived message later does not copy it again.
+//! - On a resync labels follow the source ([`rehome`], [`surplus`],
+//!   [`marks_change`]): a label added or removed changes the copy's
+//!   categories (categories mode) or adds or removes the copy in that
+//!   label's folder (folders mode); a copy whose folder the message left is
+//!   moved to where the rules want it now rather than copied again, and a
+//!   copy is removed only while another copy of its message is in the
+//!   target.
 
 use std::collections::HashMap;
 
@@ -273,6 +280,146 @@ pub fn keyword(label: &str) -> String {
         .collect()
 }
 
+/// Copies of one message across folders, Gone ones included (a copy in
+/// the target may still stand for a message gone from its folder).
+fn all_groups(copies: &[Copy]) -> HashMap<&str, Vec<usize>> {
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, c) in copies.iter().enumerate() {
+        groups.entry(c.key.as_str()).or_default().push(i);
+    }
+    groups
+}
+
+/// Where the copies made before go on a resync after labels changed, as
+/// `(from, to)` pairs: the copy the target holds for `from`, whose message
+/// left that folder (its label was removed, or it was taken out of the
+/// Inbox), is moved to the folder of `to`, which the rules copy now and
+/// which has no copy yet. So the message keeps its one copy (categories
+/// mode: the main one follows the labels) or the copy moves from the label
+/// removed to the label added (folders mode, archived mail to Archive),
+/// with no upload and no second copy. `held[i]` says whether the target
+/// holds a copy for `copies[i]`. Pairs in the same folder come first (a
+/// label removed and added again: the copy is where it should be); the
+/// rest go by [`main_rank`]. A copy without a counterpart is left to
+/// [`surplus`].
+pub fn rehome(folders: &[Folder], copies: &[Copy], held: &[bool], rules: &Rules) -> Vec<(usize, usize)> {
+    let decisions = decide(folders, copies, rules);
+    let rank = |i: usize| (main_rank(&folders[copies[i].folder]), copies[i].folder, i);
+    let mut out = Vec::new();
+    for members in all_groups(copies).values() {
+        let mut from: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| held[i] && copies[i].state == State::Gone)
+            .collect();
+        if from.is_empty() {
+            continue;
+        }
+        let mut to: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| matches!(decisions[i], Decision::Copy { .. }))
+            .filter(|&i| matches!(copies[i].state, State::Pending | State::Failed | State::Skipped(_)))
+            .collect();
+        from.sort_by_key(|&i| rank(i));
+        to.sort_by_key(|&i| rank(i));
+        // The same folder first.
+        from.retain(
+            |&f| match to.iter().position(|&t| copies[t].folder == copies[f].folder) {
+                Some(p) => {
+                    out.push((f, to.remove(p)));
+                    false
+                }
+                None => true,
+            },
+        );
+        out.extend(from.into_iter().zip(to));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The copies in the target the label rules no longer want, once another
+/// copy of the same message is in the target where the rules want it (so
+/// the message is still on the source, and never loses its last copy):
+/// the copy of a folder the message left (a label removed), and in
+/// folders mode the Archive copy of archived mail that has a label now.
+/// In categories mode a copy made before in another mode stays, as the
+/// copy rules say. `held` as for [`rehome`].
+pub fn surplus(folders: &[Folder], copies: &[Copy], held: &[bool], rules: &Rules) -> Vec<usize> {
+    let decisions = decide(folders, copies, rules);
+    let mut out = Vec::new();
+    for members in all_groups(copies).values() {
+        let kept = members
+            .iter()
+            .any(|&i| held[i] && copies[i].state == State::Copied && matches!(decisions[i], Decision::Copy { .. }));
+        if !kept {
+            continue;
+        }
+        out.extend(members.iter().copied().filter(|&i| {
+            held[i]
+                && match copies[i].state {
+                    State::Gone => true,
+                    State::Copied => {
+                        rules.mode == LabelMode::Folders
+                            && decisions[i] == Decision::Duplicate
+                            && is_view(folders[copies[i].folder].role)
+                    }
+                    _ => false,
+                }
+        }));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Labels as the checkpoint records what was written to a copy: sorted as
+/// [`decide`] gives them, one per line ("" for none).
+pub fn labels_to_db(labels: &[String]) -> String {
+    let mut v: Vec<&str> = labels.iter().map(String::as_str).collect();
+    v.sort_by_key(|l| (l.to_lowercase(), l.to_string()));
+    v.dedup();
+    v.join("\n")
+}
+
+/// How a copy's marks stand against what the source says now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarksChange {
+    /// The copy carries them: nothing to write.
+    Written,
+    /// Flags as written; which labels were written was not recorded (a copy
+    /// made by a version that did not record them): taken as written now.
+    LabelsUnknown,
+    /// Flags or labels changed: the copy is to be given them.
+    Changed,
+}
+
+/// Compares what was written to a copy (`written_flags` in IMAP spelling,
+/// `written_labels` as [`labels_to_db`] spells them) with its marks now:
+/// `flags` (IMAP spelling, `\Flagged` included for a starred message) and
+/// `labels`. Flags compare as sets, whatever their case.
+pub fn marks_change(
+    written_flags: Option<&str>,
+    written_labels: Option<&str>,
+    flags: &str,
+    labels: &[String],
+) -> MarksChange {
+    let set = |s: &str| {
+        let mut v: Vec<String> = s.split_whitespace().map(str::to_ascii_lowercase).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    if set(written_flags.unwrap_or("")) != set(flags) {
+        return MarksChange::Changed;
+    }
+    match written_labels {
+        None => MarksChange::LabelsUnknown,
+        Some(w) if w == labels_to_db(labels) => MarksChange::Written,
+        Some(_) => MarksChange::Changed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +626,158 @@ mod tests {
             counted_folders(&[Some(FolderRole::Inbox), None], &Rules::default()),
             [true, true]
         );
+    }
+
+    fn at(folder: usize, key: &str, state: State) -> Copy {
+        Copy {
+            folder,
+            key: key.into(),
+            state,
+        }
+    }
+
+    /// Whether the target holds a copy: every row recorded as copied, and
+    /// the gone ones whose copy stayed.
+    fn held(cs: &[Copy], gone_with_copy: &[usize]) -> Vec<bool> {
+        (0..cs.len())
+            .map(|i| cs[i].state == State::Copied || gone_with_copy.contains(&i))
+            .collect()
+    }
+
+    const DUP: State = State::Skipped(crate::model::SkipReason::Duplicate);
+
+    fn folders_mode() -> Rules {
+        Rules {
+            mode: LabelMode::Folders,
+            ..Rules::default()
+        }
+    }
+
+    #[test]
+    fn categories_mode_moves_the_copy_when_its_main_folder_label_is_removed() {
+        let fs = folders();
+        // Main copy in Family; Family removed: the copy goes to work.
+        let cs = vec![at(3, "a", State::Gone), at(2, "a", DUP), at(4, "a", DUP)];
+        let h = held(&cs, &[0]);
+        assert_eq!(rehome(&fs, &cs, &h, &Rules::default()), [(0, 1)]);
+        assert!(surplus(&fs, &cs, &h, &Rules::default()).is_empty());
+        // Taken out of the Inbox without a label (archived): to Archive.
+        let cs = vec![at(0, "b", State::Gone), at(4, "b", DUP)];
+        assert_eq!(rehome(&fs, &cs, &held(&cs, &[0]), &Rules::default()), [(0, 1)]);
+        // A label removed from a message whose main copy stays: nothing
+        // moves (its categories change, see `marks_change`).
+        let cs = vec![at(0, "c", State::Copied), at(2, "c", State::Gone), at(4, "c", DUP)];
+        let h = held(&cs, &[]);
+        assert!(rehome(&fs, &cs, &h, &Rules::default()).is_empty());
+        assert!(surplus(&fs, &cs, &h, &Rules::default()).is_empty());
+        assert_eq!(decide(&fs, &cs, &Rules::default())[0], copied(&[], false));
+    }
+
+    #[test]
+    fn a_message_left_only_in_trash_or_nowhere_keeps_its_copy() {
+        let fs = folders();
+        for mode in [Rules::default(), folders_mode()] {
+            let cs = vec![at(0, "a", State::Gone), at(6, "a", State::Pending)];
+            let h = held(&cs, &[0]);
+            assert!(rehome(&fs, &cs, &h, &mode).is_empty(), "{mode:?}");
+            assert!(surplus(&fs, &cs, &h, &mode).is_empty(), "{mode:?}");
+            let cs = vec![at(2, "b", State::Gone), at(4, "b", State::Gone)];
+            let h = held(&cs, &[0]);
+            assert!(rehome(&fs, &cs, &h, &mode).is_empty(), "{mode:?}");
+            assert!(surplus(&fs, &cs, &h, &mode).is_empty(), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn folders_mode_moves_a_removed_labels_copy_to_an_added_label() {
+        let fs = folders();
+        let rules = folders_mode();
+        // In INBOX and work; work removed, Family added.
+        let cs = vec![
+            at(2, "a", State::Gone),
+            at(3, "a", State::Pending),
+            at(0, "a", State::Copied),
+            at(4, "a", DUP),
+        ];
+        let h = held(&cs, &[0]);
+        assert_eq!(rehome(&fs, &cs, &h, &rules), [(0, 1)]);
+        // Only removed: the copy goes, the INBOX copy stays.
+        let cs = vec![at(2, "b", State::Gone), at(0, "b", State::Copied), at(4, "b", DUP)];
+        let h = held(&cs, &[0]);
+        assert!(rehome(&fs, &cs, &h, &rules).is_empty());
+        assert_eq!(surplus(&fs, &cs, &h, &rules), [0]);
+        // The last label removed, the message archived: its copy to Archive.
+        let cs = vec![at(2, "c", State::Gone), at(4, "c", State::Pending)];
+        assert_eq!(rehome(&fs, &cs, &held(&cs, &[0]), &rules), [(0, 1)]);
+        // Removed and added again (a new UID in the same folder): the copy
+        // is already there, whatever else was added.
+        let cs = vec![
+            at(2, "d", State::Gone),
+            at(3, "d", State::Pending),
+            at(2, "d", State::Pending),
+        ];
+        assert_eq!(rehome(&fs, &cs, &held(&cs, &[0]), &rules), [(0, 2)]);
+    }
+
+    #[test]
+    fn folders_mode_removes_the_archive_copy_once_the_label_copy_is_made() {
+        let fs = folders();
+        let rules = folders_mode();
+        // Archived and copied to Archive; labelled work since.
+        let cs = vec![at(4, "a", State::Copied), at(2, "a", State::Pending)];
+        let h = held(&cs, &[]);
+        assert!(rehome(&fs, &cs, &h, &rules).is_empty());
+        assert!(
+            surplus(&fs, &cs, &h, &rules).is_empty(),
+            "not before the label's copy is in"
+        );
+        let cs = vec![at(4, "a", State::Copied), at(2, "a", State::Copied)];
+        assert_eq!(surplus(&fs, &cs, &held(&cs, &[]), &rules), [0]);
+        // Categories mode keeps it: the copy in the target stays the main one.
+        let cs = vec![at(4, "a", State::Copied), at(2, "a", DUP)];
+        let h = held(&cs, &[]);
+        assert!(surplus(&fs, &cs, &h, &Rules::default()).is_empty());
+        assert_eq!(decide(&fs, &cs, &Rules::default())[0], copied(&["work"], false));
+    }
+
+    #[test]
+    fn copies_made_in_another_mode_stay_in_categories_mode() {
+        let fs = folders();
+        let cs = vec![at(0, "a", State::Copied), at(2, "a", State::Copied), at(4, "a", DUP)];
+        let h = held(&cs, &[]);
+        assert!(surplus(&fs, &cs, &h, &Rules::default()).is_empty());
+        assert!(surplus(&fs, &cs, &h, &folders_mode()).is_empty());
+        assert!(rehome(&fs, &cs, &h, &Rules::default()).is_empty());
+    }
+
+    #[test]
+    fn marks_are_written_only_when_they_changed() {
+        let work = vec!["work".to_owned(), "Family".to_owned()];
+        assert_eq!(labels_to_db(&work), "Family\nwork");
+        assert_eq!(labels_to_db(&[]), "");
+        let written = Some("Family\nwork");
+        assert_eq!(
+            marks_change(Some("\\Seen $x"), written, "$X \\seen", &work),
+            MarksChange::Written
+        );
+        assert_eq!(
+            marks_change(Some("\\Seen"), written, "\\Seen \\Flagged", &work),
+            MarksChange::Changed
+        );
+        assert_eq!(
+            marks_change(Some("\\Seen"), written, "\\Seen", &work[..1]),
+            MarksChange::Changed
+        );
+        assert_eq!(
+            marks_change(Some("\\Seen"), Some(""), "\\Seen", &work),
+            MarksChange::Changed
+        );
+        assert_eq!(
+            marks_change(Some("\\Seen"), None, "\\Seen", &work),
+            MarksChange::LabelsUnknown
+        );
+        assert_eq!(marks_change(None, Some(""), "", &[]), MarksChange::Written);
+        assert_eq!(marks_change(None, None, "\\Seen", &[]), MarksChange::Changed);
     }
 
     #[test]

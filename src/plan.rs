@@ -151,9 +151,10 @@ pub fn batches(candidates: &[Candidate], copy: &[usize], max_messages: usize, ma
 }
 
 /// Which new messages are kept copies filed elsewhere on the source: pairs
-/// (index in `kept`, index in `new`) of the same key (Message-ID and size),
-/// one to one, in `new`'s order. A message without a Message-ID (`None`)
-/// is never paired: it cannot be told from another of the same size.
+/// (index in `kept`, index in `new`) of the same key (Message-ID and size;
+/// for a message without one, its content key and size), one to one, in
+/// `new`'s order. A message with no key (`None`) is never paired: it cannot
+/// be told from another of the same size.
 pub fn match_moves(kept: &[Option<(&str, u64)>], new: &[Option<(&str, u64)>]) -> Vec<(usize, usize)> {
     let mut by_key: std::collections::HashMap<(&str, u64), Vec<usize>> = std::collections::HashMap::new();
     for (i, k) in kept.iter().enumerate().rev() {

@@ -215,6 +215,8 @@ impl Board {
                 failed,
                 flags_updated,
                 moved,
+                renamed,
+                deleted_kept,
                 deleted,
                 error,
                 ..
@@ -234,8 +236,14 @@ impl Board {
                 if *moved > 0 {
                     flags.push_str(&format!(", {moved} moved"));
                 }
+                if *renamed > 0 {
+                    flags.push_str(&format!(", {renamed} folders renamed"));
+                }
                 if *flags_updated > 0 {
                     flags.push_str(&format!(", {flags_updated} flag changes written"));
+                }
+                if *deleted_kept > 0 {
+                    flags.push_str(&format!(", {deleted_kept} deleted on the source and kept"));
                 }
                 if *deleted > 0 {
                     flags.push_str(&format!(", {deleted} deleted as on the source"));
@@ -583,6 +591,8 @@ mod tests {
                     failed: 1,
                     flags_updated: 0,
                     moved: 0,
+                    renamed: 0,
+                    deleted_kept: 0,
                     deleted: 0,
                     error: Some("target refused a message".into()),
                 },
@@ -597,6 +607,36 @@ mod tests {
         assert_eq!(
             board.summary(at(t0, 91)),
             "copied 3 messages (300 B) in 1m 31s; 0 skipped, 0 failed; 1 of 1 mailboxes finished, 1 with problems"
+        );
+    }
+
+    #[test]
+    fn a_closing_line_counts_what_a_resync_changed() {
+        let t0 = Instant::now();
+        let mut board = Board::new(t0);
+        board.apply(&Event::UserStarted { user: "a@x".into() }, t0);
+        let note = board
+            .apply(
+                &Event::UserFinished {
+                    user: "a@x".into(),
+                    state: "done".into(),
+                    copied: 1,
+                    bytes: 100,
+                    failed: 0,
+                    flags_updated: 4,
+                    moved: 2,
+                    renamed: 3,
+                    deleted_kept: 5,
+                    deleted: 6,
+                    error: None,
+                },
+                at(t0, 2),
+            )
+            .unwrap();
+        assert_eq!(
+            note,
+            "a@x: done (1 copied, 0 failed, 2 moved, 3 folders renamed, 4 flag changes written, \
+             5 deleted on the source and kept, 6 deleted as on the source in 2.0s)"
         );
     }
 

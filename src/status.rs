@@ -1,18 +1,23 @@
 //! `cutover status`: what the checkpoint says about every user, as a table
-//! for people or one JSON document for tools.
+//! for people or one JSON document for tools: per user its figures, what
+//! its last sync did and (JSON) every sync; the syncs summed per pass.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, ProblemItem, UserStatus};
+use crate::checkpoint::{Checkpoint, CheckpointError, ProblemItem, SyncCounts, UserStatus};
 use crate::progress::human_bytes;
+use crate::report::{SyncPass, SyncReport, sync_passes};
 
 #[derive(Serialize)]
 pub struct StatusReport {
     pub users: Vec<UserEntry>,
     pub totals: Totals,
+    /// Every user's first syncs summed (pass 1), their second ones, and so
+    /// on: what each pass over the mailboxes did.
+    pub passes: Vec<SyncPass>,
     /// The state DBs this view was made from (one per shard).
     pub state_dbs: Vec<String>,
     /// Problems with the merge (an unreadable DB, a user found in two
@@ -25,6 +30,11 @@ pub struct StatusReport {
 pub struct UserEntry {
     #[serde(flatten)]
     pub status: UserStatus,
+    /// What the last finished sync did: copied, bytes, moved,
+    /// flags_updated, renamed, deleted_kept, deleted_mirrored.
+    pub last_sync_counts: Option<SyncCounts>,
+    /// Every sync, oldest first, with what it did.
+    pub syncs: Vec<SyncReport>,
     /// Every skipped, failed or converted message, with its reason.
     pub items: Vec<ProblemItem>,
     /// The state DB this user's figures come from.
@@ -103,6 +113,7 @@ pub fn collect_many(state_paths: &[PathBuf]) -> Result<StatusReport, CheckpointE
         totals.throttled += status.throttled;
     }
     Ok(StatusReport {
+        passes: sync_passes(users.iter().map(|u| u.syncs.as_slice())),
         users,
         totals,
         state_dbs: state_paths.iter().map(|p| p.display().to_string()).collect(),
@@ -116,8 +127,11 @@ fn read_one(path: &Path) -> Result<Vec<UserEntry>, CheckpointError> {
     for email in cp.user_emails()? {
         let status = cp.user_status(&email)?;
         let items = cp.problem_items(&email)?;
+        let syncs: Vec<SyncReport> = cp.syncs(&email)?.iter().map(SyncReport::new).collect();
         out.push(UserEntry {
             status,
+            last_sync_counts: syncs.iter().rev().find(|s| s.finished.is_some()).map(|s| s.counts),
+            syncs,
             items,
             state_db: path.display().to_string(),
         });
@@ -141,6 +155,7 @@ pub fn render_table(report: &StatusReport) -> String {
         "SIZE",
         "THROTTLED",
         "LAST SYNC",
+        "LAST SYNC DID",
         "LAST ERROR",
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -166,6 +181,7 @@ pub fn render_table(report: &StatusReport) -> String {
                 _ => s.throttled.to_string(),
             },
             s.last_sync.clone().unwrap_or_else(|| "never".into()),
+            u.last_sync_counts.as_ref().map(did).unwrap_or_default(),
             s.last_error.clone().unwrap_or_default(),
         ]);
     }
@@ -182,8 +198,49 @@ pub fn render_table(report: &StatusReport) -> String {
         t.throttled.to_string(),
         String::new(),
         String::new(),
+        String::new(),
     ]);
     out.push_str(&crate::table::aligned(&header, &rows));
+    if !report.passes.is_empty() {
+        out.push_str("\nSync passes (pass N: every user's Nth sync; per-user history: --json or cutover report)\n");
+        let header = [
+            "PASS",
+            "USERS",
+            "DONE",
+            "STARTED",
+            "FINISHED",
+            "COPIED",
+            "MOVED",
+            "FLAGS UPDATED",
+            "RENAMED",
+            "DELETED KEPT",
+            "DELETED MIRRORED",
+        ];
+        let rows: Vec<Vec<String>> = report
+            .passes
+            .iter()
+            .map(|p| {
+                let c = &p.counts;
+                vec![
+                    p.pass.to_string(),
+                    p.users.to_string(),
+                    p.done.to_string(),
+                    p.started.clone(),
+                    p.finished.clone().unwrap_or_else(|| "not finished".into()),
+                    format!("{} ({})", c.copied, human_bytes(c.bytes)),
+                    c.moved.to_string(),
+                    c.flags_updated.to_string(),
+                    c.renamed.to_string(),
+                    c.deleted_kept.to_string(),
+                    c.deleted_mirrored.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&crate::table::aligned(&header, &rows));
+        if report.users.iter().any(|u| !u.items.is_empty()) {
+            out.push('\n');
+        }
+    }
     for u in &report.users {
         for item in &u.items {
             out.push_str(&format!(
@@ -199,4 +256,92 @@ pub fn render_table(report: &StatusReport) -> String {
         }
     }
     out
+}
+
+/// What a sync did, in a few words ("nothing" when nothing changed).
+fn did(c: &SyncCounts) -> String {
+    let parts: Vec<String> = [
+        (c.copied, "copied"),
+        (c.moved, "moved"),
+        (c.flags_updated, "flags updated"),
+        (c.renamed, "folders renamed"),
+        (c.deleted_kept, "deleted on source (kept)"),
+        (c.deleted_mirrored, "deleted on source (mirrored)"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        "nothing".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each user shows what its last finished sync did, and `--json` every
+    /// sync; the passes sum them.
+    #[test]
+    fn status_shows_the_last_sync_and_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        let first = cp.begin_sync("a@x.test").unwrap();
+        let copied = SyncCounts {
+            copied: 10,
+            bytes: 1000,
+            ..Default::default()
+        };
+        cp.finish_sync(first, "a@x.test", "done", &copied, None).unwrap();
+        let second = cp.begin_sync("a@x.test").unwrap();
+        let resync = SyncCounts {
+            moved: 2,
+            flags_updated: 3,
+            renamed: 1,
+            deleted_kept: 4,
+            deleted_mirrored: 5,
+            ..Default::default()
+        };
+        cp.finish_sync(second, "a@x.test", "done", &resync, None).unwrap();
+        // A run under way: its sync counts nothing yet.
+        cp.begin_sync("a@x.test").unwrap();
+        let quiet = cp.begin_sync("b@x.test").unwrap();
+        cp.finish_sync(quiet, "b@x.test", "done", &SyncCounts::default(), None)
+            .unwrap();
+        drop(cp);
+
+        let report = collect(&path).unwrap();
+        let a = &report.users[0];
+        assert_eq!(a.last_sync_counts, Some(resync));
+        assert_eq!(a.syncs.len(), 3);
+        assert_eq!((a.syncs[0].counts, a.syncs[1].counts), (copied, resync));
+        assert_eq!(report.passes.len(), 3);
+        assert_eq!((report.passes[0].users, report.passes[0].counts.copied), (2, 10));
+        assert_eq!((report.passes[1].users, report.passes[1].counts), (1, resync));
+
+        let json = serde_json::to_value(&report).unwrap();
+        let a = &json["users"][0];
+        assert_eq!(a["last_sync_counts"]["moved"], 2);
+        assert_eq!(a["syncs"][1]["deleted_kept"], 4);
+        assert_eq!(a["syncs"][1]["deleted_mirrored"], 5);
+        assert_eq!(json["passes"][1]["flags_updated"], 3);
+
+        let text = render_table(&report);
+        assert!(
+            text.contains(
+                "2 moved, 3 flags updated, 1 folders renamed, 4 deleted on source (kept), 5 deleted on source (mirrored)"
+            ),
+            "{text}"
+        );
+        let b = text.lines().find(|l| l.starts_with("b@x.test")).unwrap();
+        assert!(b.contains("  nothing"), "{b}");
+        assert!(text.contains("Sync passes"), "{text}");
+        let pass2 = text.lines().find(|l| l.starts_with("2 ")).unwrap();
+        let cells: Vec<&str> = pass2.split_whitespace().collect();
+        assert_eq!(cells[cells.len() - 5..], ["2", "3", "1", "4", "5"], "{pass2}");
+    }
 }

@@ -326,6 +326,298 @@ fn folders_mode_to_imap_localized_copies_once_per_label_and_never_from_all_mail(
     );
 }
 
+/// A smaller mailbox of the same spread, for the resync tests.
+fn small_mailbox() -> Mailbox {
+    let n = 200;
+    Mailbox {
+        messages: mailgen::generate(11, n, 1200),
+        places: (0..n).map(place).collect(),
+    }
+}
+
+/// A migrate with `--json`: its `user_finished` event.
+fn migrate_counts(config: &Path, users: &Path) -> Value {
+    let out = run(&["migrate", "--json", "--users", users.to_str().unwrap()], config, &[]);
+    assert!(out.status.success(), "migrate failed: {}", explain(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .find(|e| e["event"] == "user_finished")
+        .expect("a user_finished event")
+}
+
+/// What a sync did: (copied, moved, flags or labels written).
+fn did(finished: &Value) -> (u64, u64, u64) {
+    let n = |k: &str| finished[k].as_u64().unwrap_or_else(|| panic!("{k} in {finished}"));
+    (n("copied"), n("moved"), n("flags_updated"))
+}
+
+/// The UID of the message with Message-ID `id` in `folder` of the source.
+fn source_uid(source: &Dovecot, email: &str, folder: &str, id: &str) -> u32 {
+    let mailbox = source.mailbox_name(folder);
+    let out = source.doveadm(&["search", "-u", email, "mailbox", &mailbox, "header", "Message-ID", id]);
+    let uids: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    assert_eq!(uids.len(), 1, "{id} once in {folder}: {out:?}");
+    uids[0]
+}
+
+/// The label changes the resync tests make on the source, as Gmail shows
+/// them: a label added is the message in one more folder, a label removed
+/// (or the message taken out of the Inbox) is the message gone from that
+/// folder, still in All Mail.
+struct Relabel<'a> {
+    source: &'a Dovecot,
+    email: &'a str,
+    mb: &'a Mailbox,
+    /// The places after the changes.
+    places: Vec<Place>,
+    /// The messages picked so far: each change is made to another one.
+    picked: Vec<usize>,
+}
+
+impl Relabel<'_> {
+    fn id(&self, i: usize) -> String {
+        mailgen::message_id(&self.mb.messages[i].raw).unwrap()
+    }
+
+    fn add(&mut self, i: usize, label: &'static str) {
+        assert!(!self.places[i].labels.contains(&label));
+        self.source.deliver(self.email, label, &[self.mb.messages[i].clone()]);
+        self.places[i].labels.push(label);
+    }
+
+    fn remove(&mut self, i: usize, label: &'static str) {
+        let uid = source_uid(self.source, self.email, label, &self.id(i));
+        self.source.expunge(self.email, &self.source.mailbox_name(label), uid);
+        self.places[i].labels.retain(|l| *l != label);
+    }
+
+    fn remove_from_inbox(&mut self, i: usize) {
+        assert!(self.places[i].inbox);
+        let uid = source_uid(self.source, self.email, "INBOX", &self.id(i));
+        self.source.expunge(self.email, "INBOX", uid);
+        self.places[i].inbox = false;
+    }
+
+    /// The message's last label removed: it stays in All Mail only.
+    fn archive(&mut self, i: usize, layout: &GmailLayout) {
+        let [label] = self.places[i].labels[..] else {
+            panic!("{i} has one label");
+        };
+        assert!(!self.places[i].inbox && !self.places[i].sent);
+        // The stand-in keeps a stored copy per folder: the archived one
+        // first, so the message never leaves All Mail.
+        self.source.deliver(
+            self.email,
+            &format!("[Gmail]/{}", layout.all),
+            &[self.mb.messages[i].clone()],
+        );
+        self.remove(i, label);
+        assert!(self.places[i].archived());
+    }
+
+    /// The first message not picked before that `want` accepts.
+    fn pick(&mut self, want: impl Fn(&Place) -> bool) -> usize {
+        let i = (0..self.places.len())
+            .find(|&i| !self.picked.contains(&i) && !self.places[i].left_out() && want(&self.places[i]))
+            .expect("the spread has such a message");
+        self.picked.push(i);
+        i
+    }
+}
+
+/// Checks an IMAP target in categories mode: every message once, in its
+/// main folder by `places` (or Archive for those in `in_archive`: a copy
+/// already in the target stays where it is), the source's flags plus every
+/// label as a keyword.
+fn assert_categories(target: &[StoredMessage], mb: &Mailbox, places: &[Place], in_archive: &[usize]) {
+    let got = by_message_id(target);
+    let kept = places.iter().filter(|p| !p.left_out()).count();
+    assert_eq!(target.len(), kept, "every message once");
+    for (i, (m, p)) in mb.messages.iter().zip(places).enumerate() {
+        let id = mailgen::message_id(&m.raw).unwrap();
+        let copies = got.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        if p.left_out() {
+            assert!(copies.is_empty(), "{id} is in Spam or Trash");
+            continue;
+        }
+        assert_eq!(copies.len(), 1, "{id} ({p:?}) exactly once: {copies:?}");
+        let want_folder = if in_archive.contains(&i) {
+            "Archive".to_owned()
+        } else {
+            main_folder(p)
+        };
+        assert_eq!(copies[0].folder, want_folder, "{id} ({p:?})");
+        let mut want = m.flags.clone();
+        want.extend(p.labels.iter().map(|l| keyword(l)));
+        mailgen::sort_flags(&mut want);
+        assert_eq!(copies[0].flags, want, "{id} ({p:?}): source flags plus its labels now");
+    }
+}
+
+/// Checks an IMAP target in folders mode: every message in the folder of
+/// each of its labels by `places` (Inbox, Sent, Archive when archived),
+/// once each, with the source's flags.
+fn assert_folders(target: &[StoredMessage], mb: &Mailbox, places: &[Place]) {
+    let got = by_message_id(target);
+    for (m, p) in mb.messages.iter().zip(places) {
+        let id = mailgen::message_id(&m.raw).unwrap();
+        let copies = got.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        let folders: Vec<String> = copies.iter().map(|t| t.folder.clone()).collect();
+        let mut want = Vec::new();
+        if !p.left_out() {
+            if p.inbox {
+                want.push("INBOX".to_owned());
+            }
+            if p.sent {
+                want.push("Sent".to_owned());
+            }
+            want.extend(p.labels.iter().map(|l| (*l).to_owned()));
+            if p.archived() {
+                want.push("Archive".to_owned());
+            }
+        }
+        let mut sorted = folders.clone();
+        sorted.sort();
+        want.sort();
+        assert_eq!(sorted, want, "{id} ({p:?}): once per label, no duplicates");
+        for t in copies {
+            assert_eq!(t.flags, m.flags, "{id}: flags as in the source");
+        }
+    }
+}
+
+/// The target's messages by (folder, UID, flags): what a no-op resync must
+/// leave exactly as it was.
+fn snapshot(target: &[StoredMessage]) -> Vec<(String, u32, Vec<String>)> {
+    target
+        .iter()
+        .map(|m| (m.folder.clone(), m.uid, m.flags.clone()))
+        .collect()
+}
+
+#[test]
+fn categories_mode_resync_carries_labels_added_and_removed_to_the_one_copy() {
+    let (email, password) = user(1);
+    let mb = small_mailbox();
+    let layout = GmailLayout::english();
+    let source = gmail_source(&layout, &email, &password, &mb);
+    let target = imap_target(&email, &password);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_imap_config(dir.path(), &source, &target, "categories");
+    let users = write_users(dir.path(), &email, &password);
+    migrate(&config, &users, &[]);
+    assert_categories(&target.messages(&email), &mb, &mb.places, &[]);
+
+    let mut r = Relabel {
+        source: &source,
+        email: &email,
+        mb: &mb,
+        places: mb.places.clone(),
+        picked: Vec::new(),
+    };
+    // A label added to a message in the Inbox.
+    let added = r.pick(|p| p.inbox && !p.labels.contains(&"Receipts"));
+    r.add(added, "Receipts");
+    // Two labels, not in the Inbox: the one that is not its main folder
+    // removed, then (another message) the one that is.
+    let two = |p: &Place| !p.inbox && !p.sent && p.labels.len() >= 2;
+    let other_removed = r.pick(two);
+    let main = main_folder(&r.places[other_removed]);
+    let other = *r.places[other_removed].labels.iter().find(|l| **l != main).unwrap();
+    r.remove(other_removed, other);
+    let main_removed = r.pick(two);
+    let main = main_folder(&r.places[main_removed]);
+    let main = *r.places[main_removed].labels.iter().find(|l| **l == main).unwrap();
+    r.remove(main_removed, main);
+    // Archived mail labelled: its copy stays in Archive, with the label.
+    let labelled = r.pick(Place::archived);
+    r.add(labelled, "Projects 2024");
+    // Taken out of the Inbox (Gmail's Archive button): the copy goes to
+    // its label's folder.
+    let unboxed = r.pick(|p| p.inbox && !p.labels.is_empty() && !p.labels.contains(&"Receipts"));
+    r.remove_from_inbox(unboxed);
+
+    let before = target.messages(&email).len();
+    let (copied, moved, written) = did(&migrate_counts(&config, &users));
+    assert_eq!(copied, 0, "nothing copied again");
+    assert_eq!(
+        moved, 2,
+        "the copy whose main folder's label was removed, and the one out of the Inbox"
+    );
+    assert_eq!(written, 4, "labels added or removed: four copies' categories changed");
+    let got = target.messages(&email);
+    assert_eq!(got.len(), before, "no copy added or lost");
+    assert_categories(&got, &mb, &r.places, &[labelled]);
+
+    // A rerun changes nothing.
+    assert_eq!(did(&migrate_counts(&config, &users)), (0, 0, 0));
+    assert_eq!(snapshot(&target.messages(&email)), snapshot(&got));
+
+    // verify agrees: nothing missing, nothing duplicated.
+    let out = run(&["verify", "--json", "--users", users.to_str().unwrap()], &config, &[]);
+    assert!(out.status.success(), "verify: {}", explain(&out));
+}
+
+#[test]
+fn folders_mode_resync_adds_and_removes_label_copies_without_duplicates() {
+    let (email, password) = user(1);
+    let mb = small_mailbox();
+    let layout = GmailLayout::english();
+    let source = gmail_source(&layout, &email, &password, &mb);
+    let target = imap_target(&email, &password);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_imap_config(dir.path(), &source, &target, "folders");
+    let users = write_users(dir.path(), &email, &password);
+    migrate(&config, &users, &[]);
+    assert_folders(&target.messages(&email), &mb, &mb.places);
+
+    let mut r = Relabel {
+        source: &source,
+        email: &email,
+        mb: &mb,
+        places: mb.places.clone(),
+        picked: Vec::new(),
+    };
+    // A label added: one more copy, in that label's folder.
+    let added = r.pick(|p| !p.labels.is_empty() && !p.labels.contains(&"Receipts"));
+    r.add(added, "Receipts");
+    // A label removed: its copy goes, the others stay.
+    let removed = r.pick(|p| p.labels.len() >= 2);
+    let label = r.places[removed].labels[0];
+    r.remove(removed, label);
+    // Archived mail labelled: its Archive copy gives way to the label's.
+    let labelled = r.pick(Place::archived);
+    r.add(labelled, "Projects 2024");
+    // The only label removed: archived, the copy moves to Archive.
+    let archived = r.pick(|p| !p.inbox && !p.sent && p.labels.len() == 1);
+    r.archive(archived, &layout);
+    // Taken out of the Inbox: the INBOX copy goes.
+    let unboxed = r.pick(|p| p.inbox && !p.labels.is_empty());
+    r.remove_from_inbox(unboxed);
+
+    let (copied, moved, written) = did(&migrate_counts(&config, &users));
+    assert_eq!(copied, 2, "the label added, and the label of archived mail");
+    assert_eq!(moved, 1, "the copy of the message archived, to Archive");
+    assert_eq!(written, 0, "no flag changed");
+    let got = target.messages(&email);
+    assert_folders(&got, &mb, &r.places);
+    let per_label: usize = r
+        .places
+        .iter()
+        .filter(|p| !p.left_out())
+        .map(|p| usize::from(p.inbox) + usize::from(p.sent) + p.labels.len() + usize::from(p.archived()))
+        .sum();
+    assert_eq!(got.len(), per_label, "one copy per label, nothing else");
+
+    // A rerun changes nothing.
+    assert_eq!(did(&migrate_counts(&config, &users)), (0, 0, 0));
+    assert_eq!(snapshot(&target.messages(&email)), snapshot(&got));
+}
+
 /// A Graph emulator on a free loopback port.
 struct Emu {
     _server: RunningEmulator,
@@ -452,6 +744,59 @@ fn categories_mode_to_graph_localized_copies_each_message_once_with_categories()
         want.extend(p.labels.iter().map(|l| (*l).to_owned()));
         assert_eq!(cats, want, "{id}: every label as a category");
     }
+}
+
+#[test]
+fn categories_mode_resync_to_graph_rewrites_categories_in_place() {
+    let (email, password) = ("carol@contoso.test".to_owned(), "pw-carol-s3cret".to_owned());
+    let mb = small_mailbox();
+    let source = gmail_source(&GmailLayout::english(), &email, &password, &mb);
+    let emu = Emu::start();
+    let (dir, _) = graph_migrate(&source, &emu, &email, &password, "categories");
+    let (config, users) = (dir.path().join("cutover.toml"), dir.path().join("users.csv"));
+    let mut r = Relabel {
+        source: &source,
+        email: &email,
+        mb: &mb,
+        places: mb.places.clone(),
+        picked: Vec::new(),
+    };
+    // In the Inbox, which stays their main folder: a label added to one,
+    // one removed from another.
+    let added = r.pick(|p| p.inbox && !p.labels.contains(&"Receipts"));
+    r.add(added, "Receipts");
+    let removed = r.pick(|p| p.inbox && !p.labels.is_empty());
+    let label = r.places[removed].labels[0];
+    r.remove(removed, label);
+
+    assert_eq!(
+        did(&migrate_counts(&config, &users)),
+        (0, 0, 2),
+        "two copies' categories written"
+    );
+    let check = || {
+        let dump = emu.dump(&email);
+        let got = graph_messages(&dump);
+        let mut ids = BTreeMap::new();
+        for (m, p) in mb.messages.iter().zip(&r.places).filter(|(_, p)| !p.left_out()) {
+            let id = mailgen::message_id(&m.raw).unwrap();
+            let copies = got.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+            assert_eq!(copies.len(), 1, "{id} ({p:?}) exactly once");
+            let g = copies[0];
+            assert_eq!(strings(&g["folderPath"]), graph_folder(&main_folder(p)), "{id} ({p:?})");
+            let cats: BTreeSet<String> = strings(&g["categories"]).into_iter().collect();
+            let mut want = own_categories(m);
+            want.extend(p.labels.iter().map(|l| (*l).to_owned()));
+            assert_eq!(cats, want, "{id} ({p:?}): its labels now as categories");
+            ids.insert(id, g["id"].clone());
+        }
+        assert_eq!(got.values().map(Vec::len).sum::<usize>(), ids.len(), "nothing else");
+        ids
+    };
+    let ids = check();
+    // A rerun writes nothing, and the copies are the same items.
+    assert_eq!(did(&migrate_counts(&config, &users)), (0, 0, 0));
+    assert_eq!(check(), ids);
 }
 
 #[test]

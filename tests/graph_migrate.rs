@@ -654,6 +654,93 @@ fn verify_reads_graph_folders_and_names_what_differs() {
     assert_eq!(uv["extra"][0]["message_id"], "<direct.1@contoso.test>");
 }
 
+/// Someone marks a copy read (or unread) and flags it in Exchange after
+/// the copy: verify compares the read state and the flag with the source
+/// (not \Answered, which Exchange does not keep) and fails, naming the
+/// copy; the next migrate writes the source's back, and verify passes.
+#[test]
+fn verify_compares_read_state_and_flag_and_migrate_writes_them_back() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    let mut msgs = mailgen::generate(57, 6, 1500);
+    msgs[0].flags = vec!["\\Seen".into()];
+    msgs[1].flags = vec!["\\Answered".into(), "\\Seen".into()];
+    lab.source.deliver(&email, "INBOX", &msgs);
+    let emu = Emu::start(&[]);
+    let dir = lab.setup("verify-flags", &emu, "json", &[(email.clone(), password)], "");
+    let out = migrate(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let (code, v) = verify(&dir);
+    assert_eq!(code, Some(0), "answered, read and unread copies pass: {v:#}");
+
+    let id = mailgen::message_id(&msgs[0].raw).unwrap();
+    let copy_of = |dump: &Value| {
+        dump["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["internetMessageId"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} in the target"))
+            .clone()
+    };
+    let copy = copy_of(&emu.dump(&email));
+    assert_eq!(
+        (copy["isRead"].as_bool(), copy["flag"]["flagStatus"].as_str()),
+        (Some(true), Some("notFlagged"))
+    );
+    let token = emu.token();
+    let (status, _) = emu.call(
+        reqwest::Method::PATCH,
+        &format!(
+            "{}/v1.0/users/{email}/messages/{}",
+            emu.base,
+            copy["id"].as_str().unwrap()
+        ),
+        Some(&token),
+        Some(json!({ "isRead": false, "flag": { "flagStatus": "flagged" } })),
+    );
+    assert_eq!(status, 200);
+
+    let (code, v) = verify(&dir);
+    assert_eq!(code, Some(1), "{v:#}");
+    let uv = &v["users"][0];
+    assert_eq!(
+        (uv["flags_differ_count"].as_u64(), uv["missing_count"].as_u64()),
+        (Some(1), Some(0)),
+        "{uv:#}"
+    );
+    let item = &uv["flags_differ"][0];
+    assert_eq!(item["message_id"], id.as_str(), "{item:#}");
+    assert_eq!(item["folder"], "INBOX", "{item:#}");
+    assert_eq!(
+        (item["source"].as_str(), item["target"].as_str()),
+        (Some("read"), Some("unread+flagged"))
+    );
+    assert!(
+        item["status"].as_str().unwrap().contains("run cutover migrate"),
+        "{item:#}"
+    );
+    // The listing alone sees it too.
+    let out = command(&dir, "verify").arg("--quick").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("FLAGS DIFFER INBOX UID 1") && said.contains("source read, target unread+flagged"),
+        "{said}"
+    );
+
+    let out = migrate(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let copy = copy_of(&emu.dump(&email));
+    assert_eq!(
+        (copy["isRead"].as_bool(), copy["flag"]["flagStatus"].as_str()),
+        (Some(true), Some("notFlagged")),
+        "the source's flags written back"
+    );
+    let (code, v) = verify(&dir);
+    assert_eq!(code, Some(0), "{v:#}");
+}
+
 /// `auto` on a tenant without Mail-Advanced.ReadWrite.All: one clear
 /// warning naming the permission, then every message through json.
 #[test]

@@ -603,6 +603,26 @@ fn mail_filed_into_another_folder_moves_its_copy_instead_of_copying_it_again() {
     };
     doveadm(&["move", "Archive", "mailbox", "INBOX", "uid", "1:5"]);
     doveadm(&["move", "INBOX", "mailbox", "Archive/2023", "uid", "1:2"]);
+    // A message without a Message-ID: found by the content key its copy
+    // recorded.
+    let found = lab.source.doveadm(&[
+        "search",
+        "-u",
+        &email,
+        "mailbox",
+        "Odd",
+        "NOT",
+        "HEADER",
+        "Message-ID",
+        "",
+    ]);
+    let no_id: Vec<&str> = found.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(
+        no_id.len(),
+        1,
+        "the odd corpus has one message without a Message-ID: {found}"
+    );
+    doveadm(&["move", "INBOX", "mailbox", "Odd", "uid", no_id[0]]);
     // Flagged in its new place, after the move.
     doveadm(&["flags", "add", "\\Flagged", "mailbox", "Archive", "all"]);
     let source = lab.source.messages(&email);
@@ -619,7 +639,29 @@ fn mail_filed_into_another_folder_moves_its_copy_instead_of_copying_it_again() {
         "the resync fetched bodies for moved mail"
     );
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("7 moved"), "the summary does not count the moves: {said}");
+    assert!(said.contains("8 moved"), "the summary does not count the moves: {said}");
+    // Its sync counts the moves and the flags written, and no deletion:
+    // the mail moved, it was not deleted.
+    let flags_written: u64 = said
+        .split(" flag changes written")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the summary does not count the flags written: {said}"));
+    let status = status_json(&config);
+    let u = user_status(&status, &email);
+    let last = |key: &str| u["last_sync_counts"][key].as_u64();
+    assert_eq!(
+        (last("copied"), last("moved"), last("flags_updated")),
+        (Some(0), Some(8), Some(flags_written)),
+        "{u:#}"
+    );
+    assert_eq!(
+        (last("deleted_kept"), last("deleted_mirrored")),
+        (Some(0), Some(0)),
+        "{u:#}"
+    );
+    assert_eq!(u["deleted_on_source"], 0);
 
     // And nothing more to do.
     let out = migrate(&config, &users);
@@ -627,6 +669,160 @@ fn mail_filed_into_another_folder_moves_its_copy_instead_of_copying_it_again() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("moved"), "a no-op resync moved mail: {said}");
     assert_copied_exactly(&source, &lab.target.messages(&email), &[]);
+
+    // The report keeps each sync's counts: the first copied, the second
+    // moved and wrote flags, the third did nothing.
+    let report = lab.path("report.json");
+    let out = cutover(
+        &[
+            "report",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            report.to_str().unwrap(),
+        ],
+        &config,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let syncs = report["users"][0]["syncs"].as_array().unwrap();
+    let counts = |key: &str| syncs.iter().map(|s| s[key].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(syncs.len(), 3);
+    assert!(
+        counts("copied")[0] > 100 && counts("copied")[1..] == [0, 0],
+        "{syncs:#?}"
+    );
+    assert_eq!(counts("moved"), [0, 8, 0]);
+    assert_eq!(counts("flags_updated"), [0, flags_written, 0]);
+    assert_eq!(counts("deleted_kept"), [0, 0, 0]);
+    assert_eq!(report["passes"][1]["moved"], 8);
+}
+
+/// A folder renamed on the source, and a nested folder moved to the top,
+/// are renamed in the target with the copies they hold: nothing is copied
+/// again, no body is fetched, the old names are gone from the target, and
+/// mail filed into the renamed folder afterwards moves there.
+#[test]
+fn a_folder_renamed_on_the_source_is_renamed_in_the_target() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    fill_standard_mailbox(&lab.source, &email, 120, 61);
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password.clone())]);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "first copy: {}", explain(&out));
+
+    let doveadm = |args: &[&str]| {
+        let mut all = args[..2].to_vec();
+        all.extend(["-u", email.as_str()]);
+        all.extend_from_slice(&args[2..]);
+        lab.source.doveadm(&all);
+    };
+    // Archive/2023 (with Archive/2023/Q1 below it) gets another name; a
+    // nested folder goes to the top.
+    doveadm(&["mailbox", "rename", "Archive/2023", "Archive/Old 2023"]);
+    doveadm(&["mailbox", "rename", "Listes/Übersicht", "Übersicht"]);
+    doveadm(&["move", "Archive/Old 2023", "mailbox", "INBOX", "uid", "1:2"]);
+    let source = lab.source.messages(&email);
+
+    let before = lab.source.session_stats();
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "resync: {}", explain(&out));
+    assert_copied_exactly(&source, &lab.target.messages(&email), &[]);
+    let stats = lab
+        .source
+        .wait_for_sessions(before.sessions + 1, std::time::Duration::from_secs(5));
+    assert_eq!(stats.body_count, before.body_count, "the resync fetched bodies");
+    let names = |server: &Dovecot| {
+        let mut names: Vec<String> = server
+            .folders(&email)
+            .into_iter()
+            .filter(|f| f.messages > 0)
+            .map(|f| f.name)
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&lab.target),
+        names(&lab.source),
+        "no folder left under its old name"
+    );
+    let all_target: Vec<String> = lab.target.folders(&email).into_iter().map(|f| f.name).collect();
+    for old in ["Archive/2023", "Archive/2023/Q1", "Listes/Übersicht"] {
+        assert!(
+            !all_target.iter().any(|n| n == old),
+            "{old} lingers in the target: {all_target:?}"
+        );
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("2 moved"), "{said}");
+
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "no-op resync: {}", explain(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !said.contains("renamed") && !said.contains("moved"),
+        "a no-op resync changed things: {said}"
+    );
+    assert_copied_exactly(&source, &lab.target.messages(&email), &[]);
+}
+
+/// A folder deleted on the source, after two of its messages were filed
+/// elsewhere: those two are moved, the rest stay in the target counted as
+/// deleted on the source, and `--mirror-deletions` deletes them.
+#[test]
+fn a_folder_deleted_on_the_source_counts_its_copies_as_deleted() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    fill_standard_mailbox(&lab.source, &email, 90, 71);
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password.clone())]);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "first copy: {}", explain(&out));
+    let folder = "Kunden & Partner";
+    let held = lab
+        .source
+        .folders(&email)
+        .into_iter()
+        .find(|f| f.name == folder)
+        .unwrap()
+        .messages as u64;
+    lab.source
+        .doveadm(&["move", "-u", &email, "INBOX", "mailbox", folder, "uid", "1:2"]);
+    lab.source.doveadm(&["mailbox", "delete", "-u", &email, folder]);
+    assert!(!lab.source.folders(&email).iter().any(|f| f.name == folder));
+
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "resync: {}", explain(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("2 moved"), "{said}");
+    let status = status_json(&config);
+    let u = user_status(&status, &email);
+    assert_eq!(u["deleted_on_source"].as_u64(), Some(held - 2), "{u:#}");
+    let in_folder = |server: &Dovecot| {
+        server
+            .messages(&email)
+            .into_iter()
+            .filter(|m| m.folder == folder)
+            .count() as u64
+    };
+    assert_eq!(in_folder(&lab.target), held - 2, "kept in the target by default");
+
+    let out = cutover(
+        &[
+            "migrate",
+            "--config",
+            config.to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+            "--mirror-deletions",
+            "--force-deletions",
+        ],
+        &config,
+    );
+    assert_eq!(out.status.code(), Some(0), "mirrored: {}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
 }
 
 /// Mail deleted on the source stays in the target and is counted as
@@ -661,8 +857,15 @@ fn deletions_are_kept_and_counted_then_mirrored_on_request_within_the_guard() {
     };
     let deleted_on_source = || user_status(&status_json(&config), &email)["deleted_on_source"].as_u64();
 
+    // What the last sync counted: (deleted kept, deleted mirrored).
+    let last_sync = || {
+        let status = status_json(&config);
+        let last = &user_status(&status, &email)["last_sync_counts"];
+        (last["deleted_kept"].as_u64(), last["deleted_mirrored"].as_u64())
+    };
+
     expunge(&["mailbox", "INBOX", "uid", "1:3"]);
-    let out = run(&[]);
+    let out = run(&["--json"]);
     assert_eq!(out.status.code(), Some(0), "resync: {}", explain(&out));
     assert_eq!(
         lab.target.messages(&email).len(),
@@ -670,6 +873,23 @@ fn deletions_are_kept_and_counted_then_mirrored_on_request_within_the_guard() {
         "kept in the target by default"
     );
     assert_eq!(deleted_on_source(), Some(3));
+    assert_eq!(last_sync(), (Some(3), Some(0)));
+    let finished: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "user_finished")
+        .expect("a user_finished event");
+    let count = |key: &str| finished[key].as_u64();
+    assert_eq!(
+        (
+            count("deleted_kept"),
+            count("deleted"),
+            count("moved"),
+            count("renamed")
+        ),
+        (Some(3), Some(0), Some(0), Some(0)),
+        "{finished}"
+    );
 
     let out = run(&["--mirror-deletions"]);
     assert_eq!(out.status.code(), Some(0), "mirrored: {}", explain(&out));
@@ -680,9 +900,11 @@ fn deletions_are_kept_and_counted_then_mirrored_on_request_within_the_guard() {
         explain(&out)
     );
     assert_eq!(deleted_on_source(), Some(0));
+    assert_eq!(last_sync(), (Some(0), Some(3)), "mirrored, none newly kept");
     let out = run(&["--mirror-deletions"]);
     assert_eq!(out.status.code(), Some(0), "again: {}", explain(&out));
     assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+    assert_eq!(last_sync(), (Some(0), Some(0)));
 
     // A whole folder emptied: far over 10% of the mailbox.
     expunge(&["mailbox", "Archive", "all"]);
@@ -705,9 +927,47 @@ fn deletions_are_kept_and_counted_then_mirrored_on_request_within_the_guard() {
         target_before,
         "nothing deleted over the guard"
     );
+    let emptied = target_before.len() - lab.source.messages(&email).len();
+    assert_eq!(last_sync(), (Some(emptied as u64), Some(0)), "kept over the guard");
     let out = run(&["--mirror-deletions", "--force-deletions"]);
     assert_eq!(out.status.code(), Some(0), "forced: {}", explain(&out));
     assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+    assert_eq!(last_sync(), (Some(0), Some(emptied as u64)));
+
+    // The history: every sync with what it kept and mirrored, in the
+    // status and in the report's syncs CSV.
+    let status = status_json(&config);
+    let syncs = user_status(&status, &email)["syncs"].as_array().unwrap().clone();
+    let column = |key: &str| syncs.iter().map(|s| s[key].as_u64().unwrap()).collect::<Vec<_>>();
+    let emptied = emptied as u64;
+    assert_eq!(column("deleted_kept"), [0, 3, 0, 0, emptied, 0]);
+    assert_eq!(column("deleted_mirrored"), [0, 0, 3, 0, 0, emptied]);
+    let csv = lab.path("report.csv");
+    let out = cutover(
+        &[
+            "report",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            csv.to_str().unwrap(),
+        ],
+        &config,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let syncs_csv = std::fs::read_to_string(lab.path("report.syncs.csv")).unwrap();
+    let mut rows = syncs_csv.trim_start_matches('\u{feff}').lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (kept, mirrored) = (at("deleted_kept"), at("deleted_mirrored"));
+    let rows: Vec<(String, String)> = rows
+        .map(|r| {
+            let cells: Vec<&str> = r.split(',').collect();
+            (cells[kept].to_owned(), cells[mirrored].to_owned())
+        })
+        .collect();
+    assert_eq!(rows[1], ("3".to_owned(), "0".to_owned()), "{syncs_csv}");
+    assert_eq!(rows[2], ("0".to_owned(), "3".to_owned()), "{syncs_csv}");
+    assert_eq!(rows[5], ("0".to_owned(), emptied.to_string()), "{syncs_csv}");
 }
 
 /// `verify` catches a message the target holds twice — in its folder and
@@ -757,4 +1017,111 @@ fn verify_catches_a_planted_duplicate_in_another_folder() {
         said.contains("DUPLICATE in target Archive") && said.contains("1 duplicated"),
         "{said}"
     );
+}
+
+/// Someone changes a copy's read state and flag in the target after the
+/// copy: verify names the copy with both sides' flags and fails (exit 1);
+/// the next migrate writes the source's flags to it again (the source wins
+/// while migrating), and verify passes.
+#[test]
+fn verify_catches_a_planted_flag_difference() {
+    let lab = Lab::new(1);
+    let (email, password) = user(1);
+    fill_standard_mailbox(&lab.source, &email, 60, 52);
+    let config = lab.write_config("");
+    let users = lab.write_users(&[(email.clone(), password.clone())]);
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "copy: {}", explain(&out));
+    let verify = |json: bool| {
+        let mut args = vec![
+            "verify",
+            "--config",
+            config.to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+            "--quick",
+        ];
+        if json {
+            args.push("--json");
+        }
+        cutover(&args, &config)
+    };
+    let out = verify(false);
+    assert_eq!(out.status.code(), Some(0), "verify before: {}", explain(&out));
+
+    // The first copy in the target's INBOX: read state and flag turned
+    // around there, the source left as it was.
+    let copy = lab
+        .target
+        .messages(&email)
+        .into_iter()
+        .find(|m| m.folder == "INBOX" && m.uid == 1)
+        .expect("a copy in the target's INBOX");
+    let original = lab
+        .source
+        .messages(&email)
+        .into_iter()
+        .find(|m| m.folder == "INBOX" && m.raw == copy.raw)
+        .expect("its source message");
+    assert_eq!(original.flags, copy.flags, "copied with the source's flags");
+    let has = |flag: &str| original.flags.iter().any(|f| f == flag);
+    for flag in ["\\Seen", "\\Flagged"] {
+        let verb = if has(flag) { "remove" } else { "add" };
+        lab.target
+            .doveadm(&["flags", verb, "-u", &email, flag, "mailbox", "INBOX", "uid", "1"]);
+    }
+    let state = |seen: bool, flagged: bool| {
+        let mut s = if seen { "read" } else { "unread" }.to_owned();
+        if flagged {
+            s.push_str("+flagged");
+        }
+        s
+    };
+    let (seen, flagged) = (has("\\Seen"), has("\\Flagged"));
+    let want = format!("source {}, target {}", state(seen, flagged), state(!seen, !flagged));
+
+    let out = verify(false);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verify with a flag changed: {}",
+        explain(&out)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    let line = said
+        .lines()
+        .find(|l| l.contains("FLAGS DIFFER"))
+        .unwrap_or_else(|| panic!("no flag difference named: {said}"));
+    assert!(
+        line.contains(&format!("FLAGS DIFFER INBOX UID {} (", original.uid))
+            && line.contains(&mailgen::message_id(&original.raw).unwrap())
+            && line.contains(&want)
+            && line.contains("run cutover migrate"),
+        "{line}"
+    );
+    assert!(said.contains("1 with other flags"), "{said}");
+    let out = verify(true);
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uv = &report["users"][0];
+    assert_eq!(
+        (
+            uv["flags_differ_count"].as_u64(),
+            uv["missing_count"].as_u64(),
+            uv["complete"].as_bool()
+        ),
+        (Some(1), Some(0), Some(false)),
+        "{uv:#}"
+    );
+    assert_eq!(
+        uv["flags_differ"][0]["differ"],
+        serde_json::json!(["\\Seen", "\\Flagged"])
+    );
+
+    // The source wins: the resync writes its flags to the copy again.
+    let out = migrate(&config, &users);
+    assert_eq!(out.status.code(), Some(0), "resync: {}", explain(&out));
+    assert_copied_exactly(&lab.source.messages(&email), &lab.target.messages(&email), &[]);
+    let out = verify(false);
+    assert_eq!(out.status.code(), Some(0), "verify after the resync: {}", explain(&out));
 }

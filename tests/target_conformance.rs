@@ -533,7 +533,7 @@ mod contract {
         batch[1].flags = Flags::from_wire("\\Flagged");
         batch[1].labels = vec!["Clients".into()];
         batch[2].flags = Flags::default();
-        batch[3].flags = Flags::from_wire("\\Flagged \\Seen");
+        batch[3].flags = Flags::from_wire("\\Flagged \\Seen \\Answered");
         let wanted: [(bool, bool, &[&str]); 4] = [
             (true, false, &["Work"]),
             (false, true, &["Clients"]),
@@ -564,6 +564,32 @@ mod contract {
             if let Some(have) = &m.keywords {
                 let want: BTreeSet<String> = keywords.iter().map(|k| k.to_string()).collect();
                 assert_eq!(have, &want, "{id}: keywords and labels");
+            }
+        }
+
+        // The listing reports the flags the target says it keeps, as the
+        // copies carry them: what verify compares with the source's.
+        let kept = target.capabilities().listed_flags;
+        assert!(
+            kept.contains(&"\\Seen") && kept.contains(&"\\Flagged"),
+            "every target keeps the read state and the flag: {kept:?}"
+        );
+        let mut s = target.open(&fx.user).await.unwrap();
+        let listed = s.inventory(&f, Some(&r)).await.unwrap();
+        s.close().await;
+        for (u, (seen, flagged, _)) in batch.iter().zip(wanted) {
+            let id = u.message_id.as_deref().unwrap();
+            let item = listed
+                .iter()
+                .find(|i| i.message_id.as_deref() == Some(id))
+                .unwrap_or_else(|| panic!("{id} not listed: {listed:#?}"));
+            assert_eq!(
+                (item.flags.seen(), item.flags.flagged()),
+                (seen, flagged),
+                "{id}: listed (seen, flagged)"
+            );
+            for flag in kept {
+                assert_eq!(item.flags.has(flag), u.flags.has(flag), "{id}: listed {flag}: {item:?}");
             }
         }
     }
@@ -820,6 +846,19 @@ mod contract {
         let id = s.update_flags(&r, &again, &Flags::default(), &[]).await.unwrap();
         expect(&fx.stored(&r).await, false, false, &[], "none at all");
         s.close().await;
+        // A listing sees the flags as they are now, not as uploaded.
+        let mut lister = target.open(&fx.user).await.unwrap();
+        let listed = lister.inventory(&f, Some(&r)).await.unwrap();
+        lister.close().await;
+        let flags_of = |u: &Upload| {
+            let item = listed
+                .iter()
+                .find(|i| i.message_id == u.message_id)
+                .unwrap_or_else(|| panic!("not listed: {listed:#?}"));
+            (item.flags.seen(), item.flags.flagged())
+        };
+        assert_eq!(flags_of(&msgs[0]), (false, false), "listed after the update");
+        assert_eq!(flags_of(&msgs[1]), (true, false), "the other copy as uploaded");
 
         let mut fresh = target.open(&fx.user).await.unwrap();
         assert_eq!(fresh.ensure_folder(&f, Some(&r)).await.unwrap(), r);
@@ -1134,12 +1173,16 @@ fn replace_message_id(raw: &[u8], id: Option<&str>) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// By Message-ID and size, the target's own ids left out: what the
-/// contract says about a listing.
+/// By Message-ID and size, the target's own ids and the flags left out
+/// (the flags case checks those): what the contract says about a listing.
 fn sorted(items: Vec<Inventoried>) -> Vec<Inventoried> {
     let mut items: Vec<Inventoried> = items
         .into_iter()
-        .map(|i| Inventoried { id: String::new(), ..i })
+        .map(|i| Inventoried {
+            id: String::new(),
+            flags: Flags::default(),
+            ..i
+        })
         .collect();
     items.sort_by(|a, b| (&a.message_id, a.size).cmp(&(&b.message_id, b.size)));
     items
@@ -1390,6 +1433,7 @@ impl Fixture {
                 .iter()
                 .map(|u| Inventoried {
                     id: String::new(),
+                    flags: Flags::default(),
                     message_id: u.message_id.clone(),
                     size: match self.sizes {
                         SizeRule::Stored => u.raw.len() as u64,

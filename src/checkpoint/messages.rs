@@ -308,6 +308,60 @@ mod tests {
         assert_eq!(state(12), State::Skipped(SkipReason::TooLarge));
         assert_eq!(state(13), State::Pending);
     }
+
+    /// `cutover verify` found copies whose flags differ from the source's
+    /// although the source's did not change: marked, they are listed for
+    /// the next resync to write (with or without flags on the source), and
+    /// once written they are not listed again.
+    #[test]
+    fn copies_marked_for_a_rewrite_are_listed_until_written() {
+        let (_d, mut cp, f) = setup();
+        let unflagged = MessageMeta {
+            flags: Flags::default(),
+            ..meta(2, "<b@x>", 20)
+        };
+        cp.store_scan(
+            f,
+            1,
+            4,
+            3,
+            &[meta(1, "<a@x>", 10), unflagged, meta(3, "<c@x>", 30)],
+            false,
+        )
+        .unwrap();
+        cp.apply(&[copied(f, 1, "t1", None), copied(f, 2, "t2", None)]).unwrap();
+        assert_eq!(cp.flag_changes("a@x.test").unwrap(), vec![], "written as copied");
+
+        // UID 3 was never copied: nothing to rewrite there.
+        cp.rewrite_flags(&[(f, 1), (f, 2), (f, 3)]).unwrap();
+        let changes = cp.flag_changes("a@x.test").unwrap();
+        let listed: Vec<(u32, &str, String)> = changes
+            .iter()
+            .map(|c| (c.uid, c.target_id.as_str(), c.flags.to_wire()))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![(1, "t1", "\\Seen".to_owned()), (2, "t2", String::new())],
+            "the source's flags, even none"
+        );
+
+        cp.apply(&[
+            Record::FlagsWritten {
+                folder_id: f,
+                uid: 1,
+                flags: "\\Seen".into(),
+                target_id: "t1".into(),
+            },
+            Record::FlagsWritten {
+                folder_id: f,
+                uid: 2,
+                flags: String::new(),
+                target_id: "t2".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(cp.flag_changes("a@x.test").unwrap(), vec![]);
+    }
 }
 
 /// A copy whose source flags changed since they were written to it.
@@ -319,6 +373,13 @@ pub struct FlagChange {
     /// The source's flags now: what the copy is to carry.
     pub flags: Flags,
 }
+
+/// What `written_flags` holds for a copy whose flags are to be written
+/// again whatever the source's are: `cutover verify` found the copy's flags
+/// differ from the source's (changed by someone in the target, or lost
+/// there). No list of IMAP flags is spelled so (flags are atoms, which
+/// take no parentheses), so [`Checkpoint::flag_changes`] lists the copy.
+const REWRITE_FLAGS: &str = "(rewrite)";
 
 /// The same flags, in any order and spelling of case.
 fn same_flags(a: &str, b: &str) -> bool {
@@ -362,6 +423,27 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Marks copies whose flags are to be written again on the next
+    /// resync (see [`REWRITE_FLAGS`]): the source wins. Rows not recorded
+    /// as copied are left as they are.
+    pub fn rewrite_flags(&mut self, copies: &[(i64, u32)]) -> Result<()> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut mark = tx
+                .prepare_cached(
+                    "UPDATE messages SET written_flags = ?3 WHERE folder_id = ?1 AND uid = ?2 AND state = 'copied'",
+                )
+                .map_err(&e)?;
+            for (folder_id, uid) in copies {
+                mark.execute(params![folder_id, uid, REWRITE_FLAGS]).map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)?;
+        Ok(())
+    }
+
     /// Copies of the user's present folders whose source flags are no
     /// longer the ones written to them.
     pub fn flag_changes(&self, email: &str) -> Result<Vec<FlagChange>> {
@@ -398,6 +480,9 @@ pub struct KeptCopy {
     pub target_id: String,
     /// The target folder holding it.
     pub target_ref: Option<String>,
+    /// For a message without a Message-ID, what tells it from others of
+    /// its size ([`crate::headers::content_key`]), where recorded.
+    pub content_key: Option<String>,
 }
 
 /// A message not copied yet (new, or failed), with its key as far as known.
@@ -420,12 +505,23 @@ impl Checkpoint {
         )
     }
 
+    /// The UID and size of a folder's messages the source still had at the
+    /// last look: what a folder found under another name must agree with
+    /// to be taken for this one renamed.
+    pub fn known_sizes(&self, folder_id: i64) -> Result<Vec<(u32, u64)>> {
+        self.query_rows(
+            "SELECT uid, size FROM messages WHERE folder_id = ?1 AND state <> 'gone' ORDER BY uid",
+            params![folder_id],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+        )
+    }
+
     /// Copies kept in the target whose source message is gone: deleted on
     /// the source, or filed into another folder.
     pub fn kept_copies(&self, email: &str) -> Result<Vec<KeptCopy>> {
         let email = &super::user_key(email);
         self.query_rows(
-            "SELECT m.folder_id, m.uid, m.size, m.message_id, m.target_id, f.target_ref
+            "SELECT m.folder_id, m.uid, m.size, m.message_id, m.target_id, f.target_ref, m.content_key
              FROM messages m JOIN folders f ON f.id = m.folder_id
              WHERE f.email = ?1 AND m.state = 'gone' AND m.target_id IS NOT NULL
              ORDER BY m.folder_id, m.uid",
@@ -438,6 +534,7 @@ impl Checkpoint {
                     message_id: r.get(3)?,
                     target_id: r.get(4)?,
                     target_ref: r.get(5)?,
+                    content_key: r.get(6)?,
                 })
             },
         )

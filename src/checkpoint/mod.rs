@@ -12,6 +12,8 @@
 //! - `lock`: the run lock that keeps a second run off the same DB;
 //! - `folders`: the folders a source lists and their target counterparts;
 //! - `messages`: what scans found, and the per-message state planning reads;
+//! - `labels`: the copies of a label-based source's messages and the marks
+//!   written to them, for the label sync;
 //! - `records`: the state changes a run makes, applied in batches;
 //! - `recorder`: the thread that applies them during a run;
 //! - `users`: per-user state, sync history, throttles and the shard claim;
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 mod folders;
+mod labels;
 mod lock;
 mod messages;
 mod queries;
@@ -33,9 +36,10 @@ mod schema;
 mod users;
 
 pub use folders::FolderRow;
+pub use labels::CopyMarks;
 pub use lock::{RunLock, lock};
 pub use messages::{FlagChange, KeptCopy, MessageRow, Uncopied, state_to_db};
-pub use queries::{ProblemItem, SyncRecord, UserStatus};
+pub use queries::{ProblemItem, SyncCounts, SyncRecord, UserStatus};
 pub use recorder::Recorder;
 pub use records::Record;
 use schema::{SCHEMA, migrate_schema};

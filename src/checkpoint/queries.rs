@@ -50,6 +50,43 @@ pub struct ProblemItem {
     pub reason: String,
 }
 
+/// What one sync (one `cutover migrate` pass over one mailbox) did to the
+/// target, as the `syncs` table counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncCounts {
+    /// Messages copied.
+    pub copied: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Copies made before, moved to the folder the source filed their
+    /// message in.
+    pub moved: u64,
+    /// Copies made before whose flags were changed to the source's.
+    pub flags_updated: u64,
+    /// Target folders renamed as on the source.
+    pub renamed: u64,
+    /// Copies whose message this sync found deleted on the source (gone
+    /// from its folder and not filed elsewhere) and that are still in the
+    /// target at its end: kept, as by default.
+    pub deleted_kept: u64,
+    /// Copies of messages deleted on the source that this sync deleted
+    /// from the target (`--mirror-deletions`).
+    pub deleted_mirrored: u64,
+}
+
+impl SyncCounts {
+    /// Adds `other` to these counts (totals over syncs).
+    pub fn add(&mut self, other: &SyncCounts) {
+        self.copied += other.copied;
+        self.bytes += other.bytes;
+        self.moved += other.moved;
+        self.flags_updated += other.flags_updated;
+        self.renamed += other.renamed;
+        self.deleted_kept += other.deleted_kept;
+        self.deleted_mirrored += other.deleted_mirrored;
+    }
+}
+
 /// One run's work on one mailbox, from the `syncs` table.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SyncRecord {
@@ -60,8 +97,8 @@ pub struct SyncRecord {
     /// Unix seconds; `None` while running, or when the run was killed.
     pub finished: Option<i64>,
     pub state: String,
-    pub copied: u64,
-    pub bytes: u64,
+    #[serde(flatten)]
+    pub counts: SyncCounts,
     pub error: Option<String>,
 }
 
@@ -197,18 +234,28 @@ impl Checkpoint {
     pub fn syncs(&self, email: &str) -> Result<Vec<SyncRecord>> {
         let email = &super::user_key(email);
         self.query_rows(
-            "SELECT id, started, finished, state, copied, bytes, error FROM syncs WHERE email = ?1 ORDER BY started, id",
+            "SELECT id, started, finished, state, error, copied, bytes, moved, flags_updated, renamed,
+                    deleted_kept, deleted_mirrored
+             FROM syncs WHERE email = ?1 ORDER BY started, id",
             params![email],
             |r| {
+                let count = |i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
                 Ok(SyncRecord {
                     id: r.get(0)?,
                     email: email.to_owned(),
                     started: r.get(1)?,
                     finished: r.get(2)?,
                     state: r.get(3)?,
-                    copied: r.get::<_, i64>(4)? as u64,
-                    bytes: r.get::<_, i64>(5)? as u64,
-                    error: r.get(6)?,
+                    error: r.get(4)?,
+                    counts: SyncCounts {
+                        copied: count(5)?,
+                        bytes: count(6)?,
+                        moved: count(7)?,
+                        flags_updated: count(8)?,
+                        renamed: count(9)?,
+                        deleted_kept: count(10)?,
+                        deleted_mirrored: count(11)?,
+                    },
                 })
             },
         )

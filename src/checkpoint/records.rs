@@ -28,6 +28,14 @@ pub enum Record {
         /// it as converted, with this text.
         converted: Option<String>,
     },
+    /// What tells a copied message without a Message-ID from others of its
+    /// size ([`crate::headers::content_key`]): how its copy is found when
+    /// the message is filed into another folder.
+    ContentKey {
+        folder_id: i64,
+        uid: u32,
+        key: String,
+    },
     /// The Message-ID and Subject of a message a report names (skipped or
     /// failed) whose headers the scan did not read. Recorded once: a
     /// message without a Subject gets an empty one, so it is not asked for
@@ -74,6 +82,25 @@ pub enum Record {
         flags: String,
         target_id: String,
     },
+    /// The copy of a label-based source's message now carries `flags` and
+    /// `labels` (as `labels::labels_to_db` spells them): a resync wrote
+    /// the source's marks to it. `target_id` as for `FlagsWritten`.
+    MarksWritten {
+        folder_id: i64,
+        uid: u32,
+        flags: String,
+        labels: String,
+        target_id: String,
+    },
+    /// The copy of a label-based source's message in this folder was
+    /// removed from the target: the message left the folder (a label
+    /// removed), or its Archive copy gave way to a label's; another copy
+    /// of it is in the target. A message still in the folder is a
+    /// duplicate of that copy from now on.
+    Unfiled {
+        folder_id: i64,
+        uid: u32,
+    },
 }
 
 impl Checkpoint {
@@ -107,9 +134,14 @@ impl Checkpoint {
                     "UPDATE messages SET state = 'copied', reason = NULL, target_id = ?5,
                         copied_at = (SELECT copied_at FROM messages WHERE folder_id = ?3 AND uid = ?4),
                         written_flags = (SELECT written_flags FROM messages WHERE folder_id = ?3 AND uid = ?4),
-                        message_id = COALESCE(message_id, (SELECT message_id FROM messages WHERE folder_id = ?3 AND uid = ?4))
+                        written_labels = (SELECT written_labels FROM messages WHERE folder_id = ?3 AND uid = ?4),
+                        message_id = COALESCE(message_id, (SELECT message_id FROM messages WHERE folder_id = ?3 AND uid = ?4)),
+                        content_key = COALESCE(content_key, (SELECT content_key FROM messages WHERE folder_id = ?3 AND uid = ?4))
                      WHERE folder_id = ?1 AND uid = ?2",
                 )
+                .map_err(&e)?;
+            let mut keyed = tx
+                .prepare_cached("UPDATE messages SET content_key = ?3 WHERE folder_id = ?1 AND uid = ?2")
                 .map_err(&e)?;
             let mut moved_from = tx
                 .prepare_cached(
@@ -119,6 +151,20 @@ impl Checkpoint {
             let mut deleted = tx
                 .prepare_cached(
                     "UPDATE messages SET target_id = NULL WHERE folder_id = ?1 AND uid = ?2 AND state = 'gone'",
+                )
+                .map_err(&e)?;
+            let mut marks = tx
+                .prepare_cached(
+                    "UPDATE messages SET written_flags = ?3, written_labels = ?4, target_id = ?5
+                     WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&e)?;
+            let mut unfiled = tx
+                .prepare_cached(
+                    "UPDATE messages SET target_id = NULL, written_flags = NULL, written_labels = NULL,
+                        reason = CASE WHEN state = 'gone' THEN reason ELSE ?3 END,
+                        state = CASE WHEN state = 'gone' THEN 'gone' ELSE 'skipped' END
+                     WHERE folder_id = ?1 AND uid = ?2",
                 )
                 .map_err(&e)?;
             let none = None::<String>;
@@ -158,6 +204,7 @@ impl Checkpoint {
                     Record::Gone { folder_id, uid } => {
                         set.execute(params![folder_id, uid, "gone", none, none, None::<i64>, none])
                     }
+                    Record::ContentKey { folder_id, uid, key } => keyed.execute(params![folder_id, uid, key]),
                     Record::Headers { folder_id, headers } => {
                         describe.execute(params![folder_id, headers.uid, headers.message_id, headers.subject])
                     }
@@ -171,6 +218,16 @@ impl Checkpoint {
                         flags,
                         target_id,
                     } => written.execute(params![folder_id, uid, flags, target_id]),
+                    Record::MarksWritten {
+                        folder_id,
+                        uid,
+                        flags,
+                        labels,
+                        target_id,
+                    } => marks.execute(params![folder_id, uid, flags, labels, target_id]),
+                    Record::Unfiled { folder_id, uid } => {
+                        unfiled.execute(params![folder_id, uid, SkipReason::Duplicate.as_str()])
+                    }
                 }
                 .map_err(&e)?;
             }

@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS messages (
     target_id TEXT,
     copied_at INTEGER,
     written_flags TEXT,
+    content_key TEXT,
+    written_labels TEXT,
     PRIMARY KEY (folder_id, uid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS syncs (
@@ -51,9 +53,18 @@ CREATE TABLE IF NOT EXISTS syncs (
     state TEXT NOT NULL DEFAULT 'running',
     copied INTEGER NOT NULL DEFAULT 0,
     bytes INTEGER NOT NULL DEFAULT 0,
-    error TEXT
+    error TEXT,
+    moved INTEGER NOT NULL DEFAULT 0,
+    flags_updated INTEGER NOT NULL DEFAULT 0,
+    renamed INTEGER NOT NULL DEFAULT 0,
+    deleted_kept INTEGER NOT NULL DEFAULT 0,
+    deleted_mirrored INTEGER NOT NULL DEFAULT 0
 );
 ";
+
+/// The counts of the one-way sync each `syncs` row gained (`SyncCounts`);
+/// syncs recorded before count 0.
+const SYNC_COUNT_COLUMNS: [&str; 5] = ["moved", "flags_updated", "renamed", "deleted_kept", "deleted_mirrored"];
 
 /// Brings a state DB written by an earlier version up to [`SCHEMA`]:
 /// columns added since are added here (SQLite has no ADD COLUMN IF NOT
@@ -114,6 +125,41 @@ pub(super) fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
              UPDATE messages SET written_flags = flags WHERE state = 'copied';",
         )?;
     }
+    // The content key of copies without a Message-ID, for moves.
+    let has_content_key: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'content_key'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_content_key {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN content_key TEXT")?;
+    }
+    // What each sync did besides copying: moves, flag updates, renamed
+    // folders, deletions on the source kept or mirrored.
+    for column in SYNC_COUNT_COLUMNS {
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('syncs') WHERE name = ?1",
+            params![column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!(
+                "ALTER TABLE syncs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            ))?;
+        }
+    }
+    // Label sync: the labels last written to each copy of a label-based
+    // source's message (see `labels::labels_to_db`). Copies made before
+    // have none recorded: their labels at the next resync are taken as
+    // written.
+    let has_written_labels: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'written_labels'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_written_labels {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN written_labels TEXT")?;
+    }
     // Mailboxes are keyed by their address in lower case (`user_key`);
     // earlier versions kept it as the users file wrote it.
     conn.execute_batch(
@@ -128,7 +174,7 @@ pub(super) fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
     use crate::checkpoint::tests::meta;
-    use crate::checkpoint::{Checkpoint, Record};
+    use crate::checkpoint::{Checkpoint, Record, SyncCounts};
     use crate::model::FolderRole;
 
     #[test]
@@ -155,6 +201,68 @@ mod tests {
         assert_eq!(items[0].subject.as_deref(), Some("Subject 1"));
         drop(cp);
         assert!(Checkpoint::open(&path).is_ok(), "opening again is a no-op");
+    }
+
+    /// A DB whose `syncs` table counted only copies and bytes gains the
+    /// counts of moves, flag updates, renames and deletions: its syncs
+    /// read back with 0 for them, and new syncs record them.
+    #[test]
+    fn an_old_state_db_gains_the_sync_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // The syncs table as earlier versions made it.
+            let (others, _) = SCHEMA.split_once("CREATE TABLE IF NOT EXISTS syncs").unwrap();
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(others).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE syncs (
+                    id INTEGER PRIMARY KEY,
+                    email TEXT NOT NULL,
+                    started INTEGER NOT NULL,
+                    finished INTEGER,
+                    state TEXT NOT NULL DEFAULT 'running',
+                    copied INTEGER NOT NULL DEFAULT 0,
+                    bytes INTEGER NOT NULL DEFAULT 0,
+                    error TEXT
+                );",
+            )
+            .unwrap();
+            conn.execute_batch(
+                "INSERT INTO users (email, state) VALUES ('a@x.test', 'done');
+                 INSERT INTO syncs (email, started, finished, state, copied, bytes) VALUES ('a@x.test', 1, 2, 'done', 7, 700);",
+            )
+            .unwrap();
+        }
+        let cp = Checkpoint::open(&path).unwrap();
+        let id = cp.begin_sync("a@x.test").unwrap();
+        let counts = SyncCounts {
+            copied: 1,
+            bytes: 10,
+            moved: 2,
+            flags_updated: 3,
+            renamed: 4,
+            deleted_kept: 5,
+            deleted_mirrored: 6,
+        };
+        cp.finish_sync(id, "a@x.test", "done", &counts, None).unwrap();
+        let syncs = cp.syncs("a@x.test").unwrap();
+        assert_eq!(
+            syncs[0].counts,
+            SyncCounts {
+                copied: 7,
+                bytes: 700,
+                ..Default::default()
+            }
+        );
+        assert_eq!(syncs[1].counts, counts);
+        drop(cp);
+        let cp = Checkpoint::open(&path).unwrap();
+        assert_eq!(
+            cp.syncs("a@x.test").unwrap()[1].counts,
+            counts,
+            "opening again is a no-op"
+        );
     }
 
     #[test]

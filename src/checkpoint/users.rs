@@ -2,9 +2,11 @@
 //! syncs (one row per run per mailbox), the push-back servers gave, and
 //! the shard the DB belongs to, which decides which users it may hold.
 
+use std::collections::HashSet;
+
 use rusqlite::{OptionalExtension, params};
 
-use super::{Checkpoint, CheckpointError, Result, now};
+use super::{Checkpoint, CheckpointError, Result, SyncCounts, now};
 
 impl Checkpoint {
     pub fn ensure_user(&self, email: &str) -> Result<()> {
@@ -39,21 +41,37 @@ impl Checkpoint {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Ends a sync: its state, what it did (`counts`) and its error, also
+    /// as the user's state.
     pub fn finish_sync(
         &self,
         sync_id: i64,
         email: &str,
         state: &str,
-        copied: u64,
-        bytes: u64,
+        counts: &SyncCounts,
         error: Option<&str>,
     ) -> Result<()> {
         let email = &super::user_key(email);
         let t = now();
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.conn
             .execute(
-                "UPDATE syncs SET finished = ?2, state = ?3, copied = ?4, bytes = ?5, error = ?6 WHERE id = ?1",
-                params![sync_id, t, state, copied as i64, bytes as i64, error],
+                "UPDATE syncs SET finished = ?2, state = ?3, error = ?4, copied = ?5, bytes = ?6, moved = ?7,
+                    flags_updated = ?8, renamed = ?9, deleted_kept = ?10, deleted_mirrored = ?11
+                 WHERE id = ?1",
+                params![
+                    sync_id,
+                    t,
+                    state,
+                    error,
+                    n(counts.copied),
+                    n(counts.bytes),
+                    n(counts.moved),
+                    n(counts.flags_updated),
+                    n(counts.renamed),
+                    n(counts.deleted_kept),
+                    n(counts.deleted_mirrored)
+                ],
             )
             .map_err(self.err())?;
         self.conn
@@ -63,6 +81,23 @@ impl Checkpoint {
             )
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// The copies kept in the target whose source message is gone (as
+    /// [`Checkpoint::kept_copies`], keys only). A sync compares them at its
+    /// start and end: the keys only at the end are the copies of messages
+    /// it found deleted on the source and kept (`SyncCounts::deleted_kept`).
+    pub fn kept_copy_keys(&self, email: &str) -> Result<HashSet<(i64, u32)>> {
+        let email = &super::user_key(email);
+        Ok(self
+            .query_rows(
+                "SELECT m.folder_id, m.uid FROM messages m JOIN folders f ON f.id = m.folder_id
+                 WHERE f.email = ?1 AND m.state = 'gone' AND m.target_id IS NOT NULL",
+                params![email],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .into_iter()
+            .collect())
     }
 
     pub fn set_last_scan(&self, email: &str) -> Result<()> {
@@ -149,8 +184,8 @@ impl Checkpoint {
 
 #[cfg(test)]
 mod tests {
-    use crate::checkpoint::Checkpoint;
-    use crate::checkpoint::tests::setup;
+    use crate::checkpoint::tests::{copied, meta, setup};
+    use crate::checkpoint::{Checkpoint, Record, SyncCounts};
 
     #[test]
     fn a_db_stays_with_the_shard_that_made_it() {
@@ -190,12 +225,93 @@ mod tests {
     fn syncs_are_listed_oldest_first() {
         let (_d, cp, _) = setup();
         let first = cp.begin_sync("a@x.test").unwrap();
-        cp.finish_sync(first, "a@x.test", "done", 3, 300, None).unwrap();
+        let counts = SyncCounts {
+            copied: 3,
+            bytes: 300,
+            ..Default::default()
+        };
+        cp.finish_sync(first, "a@x.test", "done", &counts, None).unwrap();
         let second = cp.begin_sync("a@x.test").unwrap();
         let syncs = cp.syncs("a@x.test").unwrap();
         assert_eq!(syncs.len(), 2);
-        assert_eq!((syncs[0].id, syncs[0].copied, syncs[0].bytes), (first, 3, 300));
+        assert_eq!((syncs[0].id, syncs[0].counts), (first, counts));
         assert!(syncs[0].finished.is_some());
         assert_eq!((syncs[1].id, syncs[1].finished), (second, None));
+        assert_eq!(syncs[1].counts, SyncCounts::default(), "nothing counted while it runs");
+    }
+
+    /// Each sync keeps what it did; a copy whose message vanished counts
+    /// as kept only while it is still in the target, not once moved or
+    /// deleted.
+    #[test]
+    fn a_sync_records_its_moves_flags_renames_and_deletions() {
+        let (_d, mut cp, f) = setup();
+        let metas: Vec<_> = (1..=4).map(|uid| meta(uid, &format!("<{uid}>"), 10)).collect();
+        cp.store_scan(f, 1, 5, 4, &metas, false).unwrap();
+        cp.apply(
+            &(1..=4)
+                .map(|uid| copied(f, uid, &format!("t{uid}"), None))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let before = cp.kept_copy_keys("a@x.test").unwrap();
+        assert!(before.is_empty());
+        let first = cp.begin_sync("a@x.test").unwrap();
+        // 1 and 2 deleted on the source, 3 filed elsewhere (as 4's folder
+        // would: here its row stands in for the new place).
+        cp.apply(&[
+            Record::Gone { folder_id: f, uid: 1 },
+            Record::Gone { folder_id: f, uid: 2 },
+            Record::Gone { folder_id: f, uid: 3 },
+        ])
+        .unwrap();
+        cp.store_scan(f, 1, 6, 2, &[meta(5, "<3>", 10)], false).unwrap();
+        cp.apply(&[Record::Moved {
+            from: (f, 3),
+            to: (f, 5),
+            target_id: "t5".into(),
+        }])
+        .unwrap();
+        let after = cp.kept_copy_keys("A@x.test").unwrap();
+        assert_eq!(after, [(f, 1), (f, 2)].into_iter().collect());
+        let counts = SyncCounts {
+            moved: 1,
+            flags_updated: 4,
+            renamed: 2,
+            deleted_kept: after.difference(&before).count() as u64,
+            ..Default::default()
+        };
+        cp.finish_sync(first, "A@X.test", "done", &counts, None).unwrap();
+
+        // The next sync mirrors one of them: nothing newly kept.
+        let second = cp.begin_sync("a@x.test").unwrap();
+        cp.apply(&[Record::Deleted { folder_id: f, uid: 1 }]).unwrap();
+        let end = cp.kept_copy_keys("a@x.test").unwrap();
+        assert_eq!(end, [(f, 2)].into_iter().collect());
+        let mirrored = SyncCounts {
+            deleted_kept: end.difference(&after).count() as u64,
+            deleted_mirrored: 1,
+            ..Default::default()
+        };
+        cp.finish_sync(second, "a@x.test", "partial", &mirrored, Some("why"))
+            .unwrap();
+
+        let syncs = cp.syncs("a@x.test").unwrap();
+        assert_eq!(syncs.len(), 2);
+        assert_eq!(
+            (
+                syncs[0].counts.moved,
+                syncs[0].counts.flags_updated,
+                syncs[0].counts.renamed
+            ),
+            (1, 4, 2)
+        );
+        assert_eq!((syncs[0].counts.deleted_kept, syncs[0].counts.deleted_mirrored), (2, 0));
+        assert_eq!((syncs[1].counts.deleted_kept, syncs[1].counts.deleted_mirrored), (0, 1));
+        assert_eq!(
+            (syncs[1].state.as_str(), syncs[1].error.as_deref()),
+            ("partial", Some("why"))
+        );
+        assert_eq!(cp.user_status("a@x.test").unwrap().deleted_on_source, 1);
     }
 }

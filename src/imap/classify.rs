@@ -153,6 +153,13 @@ pub(super) fn excerpt(text: &str) -> String {
 /// of it put back where callers look for it: `[TRYCREATE]` (the folder is
 /// gone), `[ALERT]`, `[PARSE]`, `[READ-ONLY]`. Codes the parser does not
 /// know stay in the text anyway.
+/// Whether a NO answer says the folder does not exist (`[NONEXISTENT]`,
+/// RFC 5530, or the words servers without response codes use).
+pub fn says_nonexistent(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("[nonexistent]") || m.contains("does not exist") || m.contains("doesn't exist")
+}
+
 pub fn answer_text(code: Option<&async_imap::imap_proto::ResponseCode<'_>>, information: Option<&str>) -> String {
     use async_imap::imap_proto::ResponseCode;
     let info = information.unwrap_or("");

@@ -34,7 +34,7 @@ mod tls;
 mod wire;
 
 pub use append::AppendResult;
-pub use classify::classify_status;
+pub use classify::{classify_status, says_nonexistent};
 pub use conn::{Conn, ListedFolder, MailboxState};
 pub use endpoint::{Compression, Endpoint, Security, is_loopback_host};
 pub use guard::{Guarded, MAX_LINE_BYTES, MAX_LITERAL_BYTES, MAX_RESPONSE_BYTES, MAX_UNTAGGED_BYTES, Stream};

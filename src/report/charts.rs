@@ -40,7 +40,7 @@ pub(super) fn throughput_svg(report: &Report) -> String {
         .flat_map(|u| &u.syncs)
         // A resync that found nothing new has no rate worth plotting; it
         // would only pull the scale down to zero.
-        .filter(|s| s.bytes_per_second.is_some() && s.copied > 0)
+        .filter(|s| s.bytes_per_second.is_some() && s.counts.copied > 0)
         .collect();
     let mut svg = svg_start("throughput", "Throughput per sync", W, H);
     if points.is_empty() {
@@ -130,7 +130,7 @@ pub(super) fn throughput_svg(report: &Report) -> String {
             y(mib(s)),
             esc(&s.email),
             esc(&s.started),
-            human_bytes(s.bytes),
+            human_bytes(s.counts.bytes),
             human_duration(s.duration_seconds.unwrap_or(0)),
             human_rate(s.bytes_per_second)
         );

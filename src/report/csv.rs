@@ -86,6 +86,11 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
         [
             "failed",
             "deleted_on_source",
+            "moved",
+            "flags_updated",
+            "folders_renamed",
+            "deleted_kept",
+            "deleted_mirrored",
             "syncs",
             "first_sync_start_utc",
             "last_sync_end_utc",
@@ -120,6 +125,11 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
         row.extend([
             s.failed.to_string(),
             s.deleted_on_source.to_string(),
+            u.sync_totals.moved.to_string(),
+            u.sync_totals.flags_updated.to_string(),
+            u.sync_totals.renamed.to_string(),
+            u.sync_totals.deleted_kept.to_string(),
+            u.sync_totals.deleted_mirrored.to_string(),
             u.syncs.len().to_string(),
             excel_time(u.first_started.as_deref()),
             excel_time(u.last_finished.as_deref()),
@@ -142,6 +152,11 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
             "copied",
             "bytes",
             "bytes_per_second",
+            "moved",
+            "flags_updated",
+            "folders_renamed",
+            "deleted_kept",
+            "deleted_mirrored",
             "error",
         ]
         .iter()
@@ -156,9 +171,14 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
             excel_time(s.finished.as_deref()),
             s.duration_seconds.map(|d| d.to_string()).unwrap_or_default(),
             s.state.clone(),
-            s.copied.to_string(),
-            s.bytes.to_string(),
+            s.counts.copied.to_string(),
+            s.counts.bytes.to_string(),
             rate(s.bytes_per_second),
+            s.counts.moved.to_string(),
+            s.counts.flags_updated.to_string(),
+            s.counts.renamed.to_string(),
+            s.counts.deleted_kept.to_string(),
+            s.counts.deleted_mirrored.to_string(),
             cell(s.error.as_deref().unwrap_or("")),
         ]);
     }
@@ -209,6 +229,19 @@ mod tests {
         let users = String::from_utf8(users).unwrap();
         assert!(users.contains("skipped_too_large"));
         assert!(users.contains("2023-11-14 22:13:20"), "{users}");
+        let syncs = String::from_utf8(syncs).unwrap();
+        let mut lines = syncs.trim_start_matches('\u{feff}').lines();
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .ends_with(",bytes_per_second,moved,flags_updated,folders_renamed,deleted_kept,deleted_mirrored,error"),
+            "{syncs}"
+        );
+        assert!(
+            lines.next().unwrap().ends_with(",done,2,2048,205,3,4,1,5,6,"),
+            "{syncs}"
+        );
         let items = String::from_utf8(items).unwrap();
         assert!(items.contains("\"'=HYPERLINK"), "{items}");
     }

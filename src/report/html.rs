@@ -16,6 +16,12 @@ use crate::progress::human_bytes;
 /// which no browser table survives.
 pub const HTML_ITEM_LIMIT: usize = 5000;
 
+/// At most this many syncs are listed one by one in the HTML page (the
+/// newest, when there are more); the passes table sums all of them, and
+/// CSV and JSON list all of them. Thousands of users synced a few times
+/// each would make a table no one reads.
+pub const HTML_SYNC_LIMIT: usize = 5000;
+
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -155,7 +161,8 @@ fn state_badge(state: &str) -> String {
     format!("<span class=\"state {class}\">{}</span>", esc(state))
 }
 
-/// The page: summary, sortable users table, charts, syncs, items.
+/// The page: summary, sortable users table, charts, sync passes, syncs,
+/// items.
 pub fn render_html(report: &Report) -> String {
     let t = &report.totals;
     let mut out = String::with_capacity(64 * 1024);
@@ -222,6 +229,19 @@ pub fn render_html(report: &Report) -> String {
         &t.deleted_on_source.to_string(),
         "copies kept in the target; migrate --mirror-deletions removes them",
     );
+    let mut changed = crate::checkpoint::SyncCounts::default();
+    for p in &report.passes {
+        changed.add(&p.counts);
+    }
+    card(
+        &mut out,
+        "Resync changes",
+        &(changed.moved + changed.flags_updated + changed.renamed).to_string(),
+        &format!(
+            "{} moved, {} flag updates, {} folders renamed; {} deleted on the source were deleted from the target",
+            changed.moved, changed.flags_updated, changed.renamed, changed.deleted_mirrored
+        ),
+    );
     card(
         &mut out,
         "Throughput",
@@ -243,6 +263,10 @@ pub fn render_html(report: &Report) -> String {
             ("Copied", true),
             ("Skipped", true),
             ("Failed", true),
+            ("Moved", true),
+            ("Flags updated", true),
+            ("Renamed", true),
+            ("Deleted on source", true),
             ("Source size", true),
             ("Copied size", true),
             ("Rate", true),
@@ -256,10 +280,14 @@ pub fn render_html(report: &Report) -> String {
     for u in &report.users {
         let s = &u.status;
         let skipped_title: Vec<String> = s.skipped_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        let c = &u.sync_totals;
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\" title=\"{}\">{}</td><td class=\"n\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>\
+             <td class=\"n\" title=\"{}\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\" data-v=\"{}\" title=\"{} kept in the target, {} deleted from it\">{} kept, {} mirrored</td>\
+             <td class=\"n\" data-v=\"{}\">{}</td>\
              <td class=\"n\" data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td class=\"n\">{}</td>\
              <td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td class=\"err\">{}</td></tr>",
             esc(&s.email),
@@ -270,6 +298,14 @@ pub fn render_html(report: &Report) -> String {
             esc(&skipped_title.join(", ")),
             s.skipped,
             s.failed,
+            c.moved,
+            c.flags_updated,
+            c.renamed,
+            s.deleted_on_source + c.deleted_mirrored,
+            s.deleted_on_source,
+            c.deleted_mirrored,
+            s.deleted_on_source,
+            c.deleted_mirrored,
             s.source_bytes,
             human_bytes(s.source_bytes),
             s.bytes_copied,
@@ -297,8 +333,71 @@ pub fn render_html(report: &Report) -> String {
     out.push_str(&reasons_svg(&t.skipped_by_reason));
     out.push_str("</div></section>\n");
 
-    // Syncs.
-    out.push_str("<h2>Syncs</h2>\n");
+    // Syncs: each pass summed, then the syncs one by one.
+    out.push_str(
+        "<h2>Sync passes</h2>\n<p class=\"muted\">Pass 1 is every user's first sync, pass 2 every user's second, and so on. \
+         Deleted kept: copies of messages found deleted on the source during the pass and left in the target; \
+         mirrored: deleted from the target as on the source (<code>--mirror-deletions</code>).</p>\n",
+    );
+    table_head(
+        &mut out,
+        "passes",
+        &[
+            ("Pass", true),
+            ("Users", true),
+            ("Done", true),
+            ("Started", false),
+            ("Finished", false),
+            ("Copied", true),
+            ("Bytes", true),
+            ("Moved", true),
+            ("Flags updated", true),
+            ("Renamed", true),
+            ("Deleted kept", true),
+            ("Deleted mirrored", true),
+        ],
+    );
+    for p in &report.passes {
+        let c = &p.counts;
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            p.pass,
+            p.users,
+            p.done,
+            html_time(&p.started),
+            p.finished
+                .as_deref()
+                .map_or_else(|| "not finished".to_owned(), html_time),
+            c.copied,
+            c.bytes,
+            human_bytes(c.bytes),
+            c.moved,
+            c.flags_updated,
+            c.renamed,
+            c.deleted_kept,
+            c.deleted_mirrored,
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+
+    let mut syncs: Vec<&super::SyncReport> = report.users.iter().flat_map(|u| &u.syncs).collect();
+    let total = syncs.len();
+    if total > HTML_SYNC_LIMIT {
+        syncs.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+        syncs.truncate(HTML_SYNC_LIMIT);
+    }
+    let _ = write!(
+        out,
+        "<h2>Syncs</h2>\n<p class=\"muted\">{total} syncs{}.</p>\n",
+        if total > HTML_SYNC_LIMIT {
+            format!("; the newest {HTML_SYNC_LIMIT} are listed here, all of them are in the CSV and JSON reports")
+        } else {
+            String::new()
+        }
+    );
     table_head(
         &mut out,
         "syncs",
@@ -311,14 +410,22 @@ pub fn render_html(report: &Report) -> String {
             ("Copied", true),
             ("Bytes", true),
             ("Rate", true),
+            ("Moved", true),
+            ("Flags updated", true),
+            ("Renamed", true),
+            ("Deleted kept", true),
+            ("Deleted mirrored", true),
             ("Error", false),
         ],
     );
-    for s in report.users.iter().flat_map(|u| &u.syncs) {
+    for s in syncs {
+        let c = &s.counts;
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td>{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\" data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td class=\"err\">{}</td></tr>",
+             <td class=\"n\" data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"err\">{}</td></tr>",
             esc(&s.email),
             html_time(&s.started),
             s.finished
@@ -327,12 +434,17 @@ pub fn render_html(report: &Report) -> String {
             s.duration_seconds.unwrap_or(0),
             s.duration_seconds.map(human_duration).unwrap_or_else(|| "–".into()),
             state_badge(&s.state),
-            s.copied,
-            s.bytes,
-            human_bytes(s.bytes),
+            c.copied,
+            c.bytes,
+            human_bytes(c.bytes),
             s.bytes_per_second.unwrap_or(0.0),
             // A resync with nothing new has no meaningful rate.
-            human_rate(s.bytes_per_second.filter(|_| s.copied > 0)),
+            human_rate(s.bytes_per_second.filter(|_| c.copied > 0)),
+            c.moved,
+            c.flags_updated,
+            c.renamed,
+            c.deleted_kept,
+            c.deleted_mirrored,
             esc(s.error.as_deref().unwrap_or("")),
         );
     }
@@ -403,5 +515,37 @@ mod tests {
         }
         assert!(html.contains("<svg id=\"throughput\"") && html.contains("<circle"));
         assert!(html.contains("<svg id=\"reasons\"") && html.contains("<rect"));
+    }
+
+    /// Each pass and each sync shows what it did: copied, moved, flags
+    /// updated, folders renamed, deletions kept and mirrored; so does each
+    /// user, summed.
+    #[test]
+    fn html_shows_what_each_pass_and_sync_changed() {
+        let html = render_html(&sample());
+        let row = |id: &str| {
+            let table = &html[html.find(&format!("id=\"{id}\"")).unwrap()..];
+            let body = &table[table.find("<tbody>").unwrap()..];
+            let cells: Vec<String> = body[..body.find("</tr>").unwrap()]
+                .split("<td")
+                .skip(1)
+                .map(|c| {
+                    let text = &c[c.find('>').unwrap() + 1..];
+                    text[..text.find("</td>").unwrap()].to_owned()
+                })
+                .collect();
+            cells
+        };
+        let pass = row("passes");
+        assert_eq!(pass[0..3], ["1", "1", "1"], "{pass:?}");
+        assert_eq!(pass[5], "2");
+        assert_eq!(pass[7..], ["3", "4", "1", "5", "6"], "{pass:?}");
+        let sync = row("syncs");
+        assert_eq!(sync[5], "2");
+        assert_eq!(sync[8..13], ["3", "4", "1", "5", "6"], "{sync:?}");
+        let user = row("users");
+        assert_eq!(user[7..10], ["3", "4", "1"], "{user:?}");
+        assert_eq!(user[10], "0 kept, 6 mirrored");
+        assert!(html.contains("3 moved, 4 flag updates, 1 folders renamed"));
     }
 }

@@ -1,8 +1,10 @@
 //! `cutover report`: what an admin hands on after (or during) a migration,
 //! from the checkpoint alone: per user the state, what the source holds,
 //! what was copied, skipped (and why) and failed (and with what error), the
-//! bytes, every sync with its start, end, duration and rate, and every
-//! skipped, failed or converted message. Three renderings of the same [`Report`]:
+//! bytes, every sync with its start, end, duration, rate and what it changed
+//! (copied, moved, flags updated, folders renamed, deletions on the source
+//! kept or mirrored), those totalled per pass, and every skipped, failed or
+//! converted message. Three renderings of the same [`Report`]:
 //!
 //! - CSV for spreadsheets: `<output>` holds one row per user,
 //!   `<stem>.syncs.csv` one row per sync and `<stem>.items.csv` one row per
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, ProblemItem, SyncRecord, UserStatus, format_time};
+use crate::checkpoint::{Checkpoint, CheckpointError, ProblemItem, SyncCounts, SyncRecord, UserStatus, format_time};
 
 mod charts;
 mod csv;
@@ -63,6 +65,8 @@ pub struct Report {
     /// When the report was made (UTC, RFC 3339).
     pub generated: String,
     pub totals: Totals,
+    /// What each pass over the mailboxes did, summed over its users.
+    pub passes: Vec<SyncPass>,
     pub users: Vec<UserReport>,
     /// Every skipped, failed or converted message of every user.
     pub items: Vec<ProblemItem>,
@@ -95,6 +99,8 @@ pub struct UserReport {
     #[serde(flatten)]
     pub status: UserStatus,
     pub syncs: Vec<SyncReport>,
+    /// What its syncs did, summed.
+    pub sync_totals: SyncCounts,
     /// Start of the first sync (UTC, RFC 3339).
     pub first_started: Option<String>,
     /// End of the last finished sync (UTC, RFC 3339).
@@ -113,8 +119,10 @@ pub struct SyncReport {
     pub finished: Option<String>,
     pub duration_seconds: Option<u64>,
     pub state: String,
-    pub copied: u64,
-    pub bytes: u64,
+    /// What it did: copied, bytes, moved, flags_updated, renamed,
+    /// deleted_kept, deleted_mirrored.
+    #[serde(flatten)]
+    pub counts: SyncCounts,
     pub bytes_per_second: Option<f64>,
     pub error: Option<String>,
     #[serde(skip)]
@@ -122,7 +130,7 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    fn new(s: &SyncRecord) -> SyncReport {
+    pub(crate) fn new(s: &SyncRecord) -> SyncReport {
         // Times are whole seconds: a sync that took less than one counts as
         // one, so a rate is never infinite.
         let duration = s.finished.map(|f| (f - s.started).max(0) as u64);
@@ -133,13 +141,61 @@ impl SyncReport {
             finished: s.finished.map(format_time),
             duration_seconds: duration,
             state: s.state.clone(),
-            copied: s.copied,
-            bytes: s.bytes,
-            bytes_per_second: duration.map(|d| s.bytes as f64 / d.max(1) as f64),
+            counts: s.counts,
+            bytes_per_second: duration.map(|d| s.counts.bytes as f64 / d.max(1) as f64),
             error: s.error.clone(),
             started_unix: s.started,
         }
     }
+}
+
+/// One pass over the mailboxes: every user's first sync (pass 1), every
+/// user's second (pass 2), and so on. With every user in every run these
+/// are the runs of `cutover migrate`; a user added or retried later counts
+/// its own syncs.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncPass {
+    pub pass: u64,
+    /// Users with a sync in this pass.
+    pub users: u64,
+    /// Of those syncs, the ones that ended done.
+    pub done: u64,
+    /// The first of their starts (UTC, RFC 3339).
+    pub started: String,
+    /// The last of their ends; `None` when none has finished.
+    pub finished: Option<String>,
+    /// What they did, summed.
+    #[serde(flatten)]
+    pub counts: SyncCounts,
+}
+
+/// The passes of the users' sync histories (each oldest first), from the
+/// first.
+pub fn sync_passes<'a>(histories: impl IntoIterator<Item = &'a [SyncReport]>) -> Vec<SyncPass> {
+    let mut passes: Vec<SyncPass> = Vec::new();
+    for syncs in histories {
+        for (i, s) in syncs.iter().enumerate() {
+            if passes.len() <= i {
+                passes.push(SyncPass {
+                    pass: i as u64 + 1,
+                    started: s.started.clone(),
+                    ..Default::default()
+                });
+            }
+            let p = &mut passes[i];
+            p.users += 1;
+            p.done += u64::from(s.state == "done");
+            // RFC 3339 UTC times sort as text.
+            if s.started < p.started {
+                p.started = s.started.clone();
+            }
+            if s.finished > p.finished {
+                p.finished = s.finished.clone();
+            }
+            p.counts.add(&s.counts);
+        }
+    }
+    passes
 }
 
 /// Reads everything a report shows from the state DB.
@@ -153,8 +209,12 @@ pub fn collect(state_path: &Path) -> Result<Report, CheckpointError> {
         let syncs: Vec<SyncReport> = cp.syncs(&email)?.iter().map(SyncReport::new).collect();
         let finished: Vec<&SyncReport> = syncs.iter().filter(|s| s.duration_seconds.is_some()).collect();
         let sync_seconds: u64 = finished.iter().map(|s| s.duration_seconds.unwrap_or(0).max(1)).sum();
-        let bytes: u64 = finished.iter().map(|s| s.bytes).sum();
-        let copied: u64 = finished.iter().map(|s| s.copied).sum();
+        let bytes: u64 = finished.iter().map(|s| s.counts.bytes).sum();
+        let copied: u64 = finished.iter().map(|s| s.counts.copied).sum();
+        let mut sync_totals = SyncCounts::default();
+        for s in &syncs {
+            sync_totals.add(&s.counts);
+        }
         totals.users += 1;
         if status.state == "done" {
             totals.done += 1;
@@ -182,18 +242,20 @@ pub fn collect(state_path: &Path) -> Result<Report, CheckpointError> {
             messages_per_second: (sync_seconds > 0).then(|| copied as f64 / sync_seconds as f64),
             status,
             syncs,
+            sync_totals,
         });
     }
     let total_bytes: u64 = users
         .iter()
         .flat_map(|u| &u.syncs)
         .filter(|s| s.duration_seconds.is_some())
-        .map(|s| s.bytes)
+        .map(|s| s.counts.bytes)
         .sum();
     totals.bytes_per_second = (totals.sync_seconds > 0).then(|| total_bytes as f64 / totals.sync_seconds as f64);
     Ok(Report {
         generated: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         totals,
+        passes: sync_passes(users.iter().map(|u| u.syncs.as_slice())),
         users,
         items,
     })
@@ -291,8 +353,15 @@ mod tests {
             started: 1_700_000_000,
             finished: Some(1_700_000_010),
             state: "done".into(),
-            copied: 2,
-            bytes: 2048,
+            counts: SyncCounts {
+                copied: 2,
+                bytes: 2048,
+                moved: 3,
+                flags_updated: 4,
+                renamed: 1,
+                deleted_kept: 5,
+                deleted_mirrored: 6,
+            },
             error: None,
         });
         Report {
@@ -311,8 +380,10 @@ mod tests {
                 sync_seconds: 10,
                 bytes_per_second: Some(204.8),
                 messages_per_second: Some(0.2),
-                syncs: vec![sync],
+                sync_totals: sync.counts,
+                syncs: vec![sync.clone()],
             }],
+            passes: sync_passes([std::slice::from_ref(&sync)]),
             items: vec![ProblemItem {
                 email: "a@x.test".into(),
                 folder: "INBOX".into(),
@@ -339,5 +410,65 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["users"][0]["syncs"][0]["duration_seconds"], 10);
+        let sync = &v["users"][0]["syncs"][0];
+        assert_eq!(
+            [
+                &sync["copied"],
+                &sync["moved"],
+                &sync["flags_updated"],
+                &sync["renamed"],
+                &sync["deleted_kept"],
+                &sync["deleted_mirrored"]
+            ],
+            [2, 3, 4, 1, 5, 6]
+        );
+        assert_eq!(v["passes"][0]["moved"], 3);
+    }
+
+    fn sync(email: &str, started: i64, finished: Option<i64>, state: &str, counts: SyncCounts) -> SyncReport {
+        SyncReport::new(&SyncRecord {
+            id: started,
+            email: email.into(),
+            started,
+            finished,
+            state: state.into(),
+            counts,
+            error: None,
+        })
+    }
+
+    /// Every user's first syncs make pass 1, their second ones pass 2: how
+    /// many users, how many done, from the first start to the last end,
+    /// and what they did summed.
+    #[test]
+    fn passes_sum_every_users_nth_sync() {
+        let counts = |copied, moved, deleted_kept| SyncCounts {
+            copied,
+            moved,
+            deleted_kept,
+            ..Default::default()
+        };
+        let a = vec![
+            sync("a@x", 100, Some(200), "done", counts(10, 0, 0)),
+            sync("a@x", 1_000, Some(1_100), "done", counts(1, 2, 3)),
+        ];
+        let b = vec![
+            sync("b@x", 50, Some(300), "partial", counts(5, 0, 0)),
+            sync("b@x", 1_050, None, "running", counts(0, 0, 0)),
+            sync("b@x", 2_000, Some(2_001), "done", counts(0, 1, 0)),
+        ];
+        let passes = sync_passes([a.as_slice(), b.as_slice()]);
+        assert_eq!(passes.len(), 3);
+        let p = &passes[0];
+        assert_eq!((p.pass, p.users, p.done, p.counts.copied), (1, 2, 1, 15));
+        assert_eq!(
+            (p.started.as_str(), p.finished.as_deref()),
+            ("1970-01-01T00:00:50Z", Some("1970-01-01T00:05:00Z"))
+        );
+        let p = &passes[1];
+        assert_eq!((p.users, p.done, p.counts), (2, 1, counts(1, 2, 3)));
+        assert_eq!(p.finished.as_deref(), Some("1970-01-01T00:18:20Z"));
+        let p = &passes[2];
+        assert_eq!((p.pass, p.users, p.counts.moved), (3, 1, 1));
     }
 }

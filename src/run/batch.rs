@@ -383,6 +383,10 @@ async fn copy_items(
                 batch_bytes += item.size;
                 Fate::Copied {
                     target_id,
+                    content_key: upload
+                        .message_id
+                        .is_none()
+                        .then(|| crate::headers::content_key(&upload.raw)),
                     message_id: upload.message_id,
                     converted: conversions.remove(&item.uid),
                 }

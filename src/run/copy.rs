@@ -24,15 +24,16 @@ use super::{Shared, UserStats, open_source, open_target};
 pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) -> Result<(), Error> {
     let email = &user.email;
     let mut session = open_source(shared, user, true).await?;
-    let folders = super::scan::scan(shared, user, &mut session).await?;
+    let folders = super::scan::scan(shared, user, &mut session, stats).await?;
 
     // The scope, over what the checkpoint knows of every folder in it.
     let x_gm_ext = session.has_gmail_extensions();
     let label_based = labels::label_based(folders.iter().map(|(f, _)| f.role), x_gm_ext);
     // Mail filed elsewhere since the last run: its copy moves with it.
-    // (On a label-based source a message changes labels, not folders.)
+    // (On a label-based source a message changes labels: its copy follows
+    // them.)
     let held = if label_based {
-        Default::default()
+        super::relabel::rehome(shared, user, &folders, stats).await?
     } else {
         super::moves::reconcile(shared, user, &folders, &mut session, stats).await?
     };
@@ -218,6 +219,9 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
                 .collect(),
         });
     }
+    if label_based {
+        super::relabel::note_labels(shared, &queue)?;
+    }
     // The queue holds what the copy needs; the rest of the scope's inputs
     // would otherwise stay in memory, one row per message, until the end.
     drop((rows, candidates, the_scope));
@@ -267,13 +271,20 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
 }
 
 /// Writes the flags changed on the source since the last run to the copies
-/// made before (read, flagged, answered, keywords): the source wins. Only
+/// made before (read, flagged, answered, keywords): the source wins, also
+/// over a change made in the target, which `cutover verify` marks for
+/// rewriting when it finds a copy's flags differ. Only
 /// where the target can change a copy in place; a label-based source's
-/// marks (labels, starred) come from the label rules and are left as they
-/// were copied. A copy the target cannot update is counted and tried
-/// again on the next run, which the user's state says.
+/// marks (labels, starred) come from the label rules, so its copies are
+/// synced with them by [`super::relabel::sync`]. A copy the target cannot
+/// update is counted and tried again on the next run, which the user's
+/// state says.
 async fn sync_flags(shared: &Shared, user: &UserJob, label_based: bool, stats: &mut UserStats) -> Result<(), Error> {
-    if label_based || !shared.run.target.capabilities().update_flags {
+    if label_based {
+        // Labels, star and flags together: the copy's marks replace all.
+        return super::relabel::sync(shared, user, stats).await;
+    }
+    if !shared.run.target.capabilities().update_flags {
         return Ok(());
     }
     let email = &user.email;

@@ -13,6 +13,8 @@ mod batch;
 mod copy;
 mod deletions;
 mod moves;
+mod relabel;
+mod renames;
 mod scan;
 mod settle;
 
@@ -22,7 +24,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::build::{self, Migration, StartError};
-use crate::checkpoint::{self, Checkpoint, CheckpointError, Recorder};
+use crate::checkpoint::{self, Checkpoint, CheckpointError, Recorder, SyncCounts};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Events};
 use crate::pace::Held;
@@ -84,6 +86,8 @@ struct UserResult {
     failed: u64,
     flags_updated: u64,
     moved: u64,
+    renamed: u64,
+    deleted_kept: u64,
     deleted: u64,
     error: Option<String>,
 }
@@ -97,6 +101,8 @@ impl UserResult {
             failed: 0,
             flags_updated: 0,
             moved: 0,
+            renamed: 0,
+            deleted_kept: 0,
             deleted: 0,
             error: Some(error),
         }
@@ -117,6 +123,11 @@ struct UserStats {
     /// Copies made before that this run moved to where the source filed
     /// their message.
     moved: u64,
+    /// Target folders this run renamed as on the source.
+    renamed: u64,
+    /// Copies of messages this run found deleted on the source and kept in
+    /// the target (counted from the checkpoint at the end of the sync).
+    deleted_kept: u64,
     /// Copies of messages deleted on the source that this run deleted.
     deleted: u64,
     /// Every planned batch was processed (not cut short by a stop).
@@ -207,6 +218,8 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 failed: 0,
                 flags_updated: 0,
                 moved: 0,
+                renamed: 0,
+                deleted_kept: 0,
                 deleted: 0,
                 error: Some(e.clone()),
             });
@@ -220,21 +233,29 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 failed: 0,
                 flags_updated: 0,
                 moved: 0,
+                renamed: 0,
+                deleted_kept: 0,
                 deleted: 0,
                 error: None,
             },
         };
     }
-    let sync_id = match shared.db(|cp| {
+    let (sync_id, kept_before) = match shared.db(|cp| {
         cp.set_user_state(&email, "syncing", None)?;
-        cp.begin_sync(&email)
+        Ok((cp.begin_sync(&email)?, cp.kept_copy_keys(&email)?))
     }) {
-        Ok(id) => id,
+        Ok(started) => started,
         Err(e) => return finish(shared, None, user, UserResult::failed(e.message)),
     };
     let mut stats = UserStats::default();
     let result = copy::copy_mailbox(shared, user, &mut stats).await;
     let flushed = shared.recorder.flush().await;
+    // Copies kept at the end but not at the start: messages this sync found
+    // deleted on the source (not moved, not mirrored).
+    match shared.db(|cp| cp.kept_copy_keys(&email)) {
+        Ok(kept) => stats.deleted_kept = kept.difference(&kept_before).count() as u64,
+        Err(e) => tracing::warn!(user = %email, "cannot count the copies kept of mail deleted on the source: {e}"),
+    }
     let (state, error) = match (result, flushed) {
         (Err(e), _) | (Ok(()), Err(e)) => ("failed", Some(e.message)),
         (Ok(()), Ok(())) if shared.stop.stopped() && !stats.complete => (
@@ -265,6 +286,8 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
             failed: stats.failed,
             flags_updated: stats.flags_updated,
             moved: stats.moved,
+            renamed: stats.renamed,
+            deleted_kept: stats.deleted_kept,
             deleted: stats.deleted,
             error,
         },
@@ -273,7 +296,16 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
 
 fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) -> UserResult {
     if let Some(id) = sync_id {
-        let _ = shared.db(|cp| cp.finish_sync(id, &user.email, r.state, r.copied, r.bytes, r.error.as_deref()));
+        let counts = SyncCounts {
+            copied: r.copied,
+            bytes: r.bytes,
+            moved: r.moved,
+            flags_updated: r.flags_updated,
+            renamed: r.renamed,
+            deleted_kept: r.deleted_kept,
+            deleted_mirrored: r.deleted,
+        };
+        let _ = shared.db(|cp| cp.finish_sync(id, &user.email, r.state, &counts, r.error.as_deref()));
     } else {
         let _ = shared.db(|cp| cp.set_user_state(&user.email, r.state, r.error.as_deref()));
     }
@@ -292,6 +324,8 @@ fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) 
         failed: r.failed,
         flags_updated: r.flags_updated,
         moved: r.moved,
+        renamed: r.renamed,
+        deleted_kept: r.deleted_kept,
         deleted: r.deleted,
         error: r.error.clone(),
     });

@@ -3,7 +3,9 @@
 //! each filed message again and leaves the old copy where it was (what the
 //! commercial movers do). Here, after the scan, a copy kept in the target
 //! whose source message vanished from its folder, and a message new in
-//! another folder with the same Message-ID and size, are one message moved:
+//! another folder with the same Message-ID and size (without a Message-ID:
+//! the same content key, a hash of the header block recorded at copy time),
+//! are one message moved:
 //! its copy is moved in the target (no body fetched or uploaded), and the
 //! flag sync that follows gives it its new flags.
 
@@ -17,6 +19,10 @@ use crate::roster::UserJob;
 use crate::transform;
 
 use super::{HeldSource, Shared, UserStats, open_target};
+
+/// Most header sections read in one FETCH while looking for the content
+/// key of messages without a Message-ID: memory stays bounded.
+const HEADER_SECTIONS_PER_FETCH: usize = 500;
 
 /// Messages held back from this run's copy: their earlier copy is to be
 /// moved to them, and the move failed for a reason that may pass.
@@ -74,13 +80,56 @@ pub(super) async fn reconcile(
         shared.db(|cp| cp.apply(&records))?;
     }
     let uncopied = shared.db(|cp| cp.uncopied(email))?;
-    fn key(id: &Option<String>, size: u64) -> Option<(&str, u64)> {
-        id.as_deref().map(|id| (id, size))
+
+    // A message without a Message-ID is known by its content key: read
+    // from the header section of each new one without a Message-ID that
+    // could be such a copy (same size).
+    let keyed_sizes: HashSet<u64> = kept
+        .iter()
+        .filter(|k| k.message_id.is_none() && k.content_key.is_some())
+        .map(|k| k.size)
+        .collect();
+    let mut content_keys: HashMap<(i64, u32), String> = HashMap::new();
+    if !keyed_sizes.is_empty() {
+        for (folder, row) in folders {
+            let uids: Vec<u32> = uncopied
+                .iter()
+                .filter(|u| u.folder_id == row.id && u.message_id.is_none() && keyed_sizes.contains(&u.size))
+                .map(|u| u.uid)
+                .collect();
+            if uids.is_empty() {
+                continue;
+            }
+            let state = session.examine(&folder.wire_name).await?;
+            if state.uid_validity != row.uid_validity {
+                continue;
+            }
+            for chunk in uids.chunks(HEADER_SECTIONS_PER_FETCH) {
+                for (uid, key) in session.content_keys(chunk).await? {
+                    content_keys.insert((row.id, uid), key);
+                }
+            }
+        }
     }
-    let matches = plan::match_moves(
-        &kept.iter().map(|k| key(&k.message_id, k.size)).collect::<Vec<_>>(),
-        &uncopied.iter().map(|u| key(&u.message_id, u.size)).collect::<Vec<_>>(),
-    );
+    let kept_keys: Vec<Option<(&str, u64)>> = kept
+        .iter()
+        .map(|k| {
+            k.message_id
+                .as_deref()
+                .or(k.content_key.as_deref())
+                .map(|id| (id, k.size))
+        })
+        .collect();
+    let new_keys: Vec<Option<(&str, u64)>> = uncopied
+        .iter()
+        .map(|u| {
+            u.message_id
+                .as_deref()
+                .or_else(|| content_keys.get(&(u.folder_id, u.uid)).map(String::as_str))
+                .map(|id| (id, u.size))
+        })
+        .collect();
+    let matches = plan::match_moves(&kept_keys, &new_keys);
     if matches.is_empty() {
         return Ok(held);
     }

@@ -12,7 +12,7 @@ use crate::labels;
 use crate::model::{FolderRole, Headers, ScanDepth, SourceFolder};
 use crate::roster::UserJob;
 
-use super::{HeldSource, Shared};
+use super::{HeldSource, Shared, UserStats};
 
 /// Most UIDs asked for in one header FETCH, so memory and command length
 /// stay bounded however many messages a mailbox skips.
@@ -23,6 +23,7 @@ pub(super) async fn scan(
     shared: &Shared,
     user: &UserJob,
     session: &mut HeldSource,
+    stats: &mut UserStats,
 ) -> Result<Vec<(SourceFolder, FolderRow)>, Error> {
     let email = &user.email;
     let listed: Vec<SourceFolder> = session
@@ -36,6 +37,10 @@ pub(super) async fn scan(
         .map(|f| (f.wire_name.clone(), f.display(), f.role))
         .collect();
     let rows = shared.db(|cp| cp.sync_folder_list(email, &entries))?;
+    // A folder renamed on the source keeps its copies: renamed in the
+    // target, not copied again.
+    let rows = super::renames::follow(shared, user, &listed, rows, session, stats).await?;
+    folders_deleted(shared, user, &listed, session).await?;
     // Message-IDs before copying only where copies are matched by them: on
     // a label-based source without Gmail's message ids. Everywhere else the
     // scan stays in the server's index and each copy records the Message-ID
@@ -65,6 +70,9 @@ pub(super) async fn scan(
         let refresh = match state.highest_modseq {
             _ if !known => None,
             Some(m) if row.highest_modseq != 0 && m == row.highest_modseq => None,
+            // HIGHESTMODSEQ went back (the folder's index was rebuilt):
+            // changes since the old value would be missed; read them all.
+            Some(m) if m < row.highest_modseq => Some(None),
             Some(_) if row.highest_modseq != 0 => Some(Some(row.highest_modseq)),
             _ => Some(None),
         };
@@ -160,6 +168,43 @@ async fn vanished(
         .collect();
     tracing::debug!(user = %email, folder = %folder.display(), messages = gone.len(), "gone from the source folder");
     shared.db(|cp| cp.apply(&gone))?;
+    Ok(())
+}
+
+/// Records as gone the messages of folders deleted on the source: a folder
+/// the listing no longer shows, that was not renamed, that the scope does
+/// not leave out, and that the server says does not exist when asked to
+/// open it (any other failure proves nothing). Its copies stay in the
+/// target and are counted as deleted on the source; mail filed elsewhere
+/// before the folder went is found there by [`super::moves`]. Not on a
+/// label-based source (Gmail), where a label's mail stays in All Mail.
+async fn folders_deleted(
+    shared: &Shared,
+    user: &UserJob,
+    listed: &[SourceFolder],
+    session: &mut HeldSource,
+) -> Result<(), Error> {
+    if shared.dry_run || labels::label_based(listed.iter().map(|f| f.role), session.has_gmail_extensions()) {
+        return Ok(());
+    }
+    let email = &user.email;
+    let vanished = shared.db(|cp| cp.vanished_folders(email))?;
+    for row in vanished {
+        if shared.run.scope.excludes(&row.path) {
+            continue;
+        }
+        let id = row.id;
+        let known = shared.db(|cp| cp.known_uids(id))?;
+        if known.is_empty() || session.folder_exists(&row.wire_name).await? {
+            continue;
+        }
+        tracing::info!(user = %email, folder = %row.path, messages = known.len(), "folder deleted on the source: its copies are kept and counted as deleted on the source");
+        let gone: Vec<Record> = known
+            .into_iter()
+            .map(|uid| Record::Gone { folder_id: id, uid })
+            .collect();
+        shared.db(|cp| cp.apply(&gone))?;
+    }
     Ok(())
 }
 

@@ -28,6 +28,9 @@ pub(super) enum Fate {
     Copied {
         target_id: String,
         message_id: Option<String>,
+        /// For a message without a Message-ID, its
+        /// [`crate::headers::content_key`].
+        content_key: Option<String>,
         converted: Option<String>,
     },
     /// This message failed; a rerun tries again.
@@ -53,6 +56,7 @@ pub(super) fn settle(shared: &Shared, place: Place<'_>, uid: u32, fate: Fate) {
         Fate::Copied {
             target_id,
             message_id,
+            content_key,
             converted,
         } => {
             tracing::trace!(user = %place.user, folder = %place.folder, uid, target_id = %target_id, "copied");
@@ -63,6 +67,9 @@ pub(super) fn settle(shared: &Shared, place: Place<'_>, uid: u32, fate: Fate) {
                 message_id,
                 converted,
             });
+            if let Some(key) = content_key {
+                shared.recorder.record(Record::ContentKey { folder_id, uid, key });
+            }
         }
         Fate::Failed { reason } => {
             shared.recorder.record(Record::Failed {

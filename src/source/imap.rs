@@ -8,7 +8,7 @@ use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
 use bytes::Bytes;
 use tokio_rustls::rustls;
 
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::imap::{Conn, Endpoint, ListedFolder, MailboxState, Personal, parse_internal_date};
 use crate::model::{Flags, FolderRole, Headers, MessageMeta, ScanDepth, SourceFolder, SourceLogin, role_from_name};
 use crate::oauth::TokenSource;
@@ -178,6 +178,17 @@ impl SourceSession {
         Ok(state)
     }
 
+    /// Whether the folder still exists: `false` only when the server says
+    /// it does not (a NO with `[NONEXISTENT]` or its words), never for
+    /// another failure. Opens it read-only.
+    pub async fn folder_exists(&mut self, wire_name: &str) -> Result<bool> {
+        match self.examine(wire_name).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == ErrorKind::Item && crate::imap::says_nonexistent(&e.message) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Metadata of the messages with UID ≥ `from_uid` in the examined folder:
     /// UID, flags, INTERNALDATE and size, never the body. With `depth`
     /// [`ScanDepth::Headers`] also the Message-ID and Subject, which costs
@@ -268,6 +279,38 @@ impl SourceSession {
         Ok(out)
     }
 
+    /// The [`crate::headers::content_key`] of each of `uids` of the
+    /// examined folder, from its header section (`BODY.PEEK[HEADER]`: never
+    /// the body, and the source stays unread).
+    pub async fn content_keys(&mut self, uids: &[u32]) -> Result<Vec<(u32, String)>> {
+        let mut out = Vec::new();
+        if uids.is_empty() {
+            return Ok(out);
+        }
+        let command = format!("UID FETCH {} (UID BODY.PEEK[HEADER])", uid_set(uids));
+        self.conn
+            .fetch_each(&command, |resp| {
+                if let Response::Fetch(_, attrs) = resp {
+                    let uid = attrs.iter().find_map(|a| match a {
+                        AttributeValue::Uid(u) => Some(*u),
+                        _ => None,
+                    });
+                    let header = attrs.iter().find_map(|a| match a {
+                        AttributeValue::BodySection { data: Some(data), .. } => Some(data),
+                        _ => None,
+                    });
+                    if let (Some(uid), Some(header)) = (uid, header) {
+                        out.push((uid, crate::headers::content_key(header)));
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        let asked: std::collections::HashSet<u32> = uids.iter().copied().collect();
+        out.retain(|(uid, _)| asked.contains(uid));
+        Ok(out)
+    }
+
     /// Which of `uids` the examined folder still holds (`UID SEARCH UID`):
     /// how a message missing from a FETCH answer is told apart from one
     /// deleted on the source.
@@ -281,12 +324,7 @@ impl SourceSession {
                 out.extend(found);
             }
         }
-        // A server answers a UID range with its own UIDs in that range:
-        // only the ones asked about count.
-        out.retain(|u| uids.contains(u));
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
+        Ok(only_asked(out, uids))
     }
 
     /// Fetches the bodies of `uids` (in the examined folder), handing each
@@ -499,6 +537,18 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
     })
 }
 
+/// The UIDs of a SEARCH answer that were asked about, sorted, each once:
+/// a server answers a UID range with its own UIDs in that range, so only
+/// the ones asked about count. Looked up in a set: a folder of 200,000
+/// messages would otherwise take 200,000 scans of the list.
+pub fn only_asked(mut found: Vec<u32>, asked: &[u32]) -> Vec<u32> {
+    let asked: std::collections::HashSet<u32> = asked.iter().copied().collect();
+    found.retain(|u| asked.contains(u));
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
 /// A compact UID set: "1:5,9,12:13".
 pub fn uid_set(uids: &[u32]) -> String {
     let mut sorted = uids.to_vec();
@@ -591,6 +641,13 @@ mod tests {
     fn uid_sets_are_compact() {
         assert_eq!(uid_set(&[5, 1, 2, 3, 9, 12, 13]), "1:3,5,9,12:13");
         assert_eq!(uid_set(&[7]), "7");
+    }
+
+    #[test]
+    fn a_search_answer_counts_only_the_uids_asked_about() {
+        // An answer that names a UID not asked about (5) and one twice.
+        assert_eq!(only_asked(vec![7, 5, 2, 1, 2], &[1, 2, 3, 7]), vec![1, 2, 7]);
+        assert!(only_asked(vec![4], &[]).is_empty());
     }
 
     #[test]

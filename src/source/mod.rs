@@ -106,6 +106,15 @@ impl Session {
         }
     }
 
+    /// Whether a folder the listing no longer shows is gone: `false` only
+    /// when the server says so. An mbox file's folders never go.
+    pub async fn folder_exists(&mut self, wire_name: &str) -> Result<bool> {
+        match self {
+            Session::Imap(s) => s.folder_exists(wire_name).await,
+            Session::Mbox(_) => Ok(true),
+        }
+    }
+
     pub fn examined(&self) -> Option<&str> {
         match self {
             Session::Imap(s) => s.examined(),
@@ -146,6 +155,16 @@ impl Session {
     pub async fn flags(&mut self, max_uid: u32, since: Option<u64>) -> Result<Vec<(u32, crate::model::Flags)>> {
         match self {
             Session::Imap(s) => s.flags(max_uid, since).await,
+            Session::Mbox(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The content key of each of `uids` of the examined folder, read from
+    /// its header section. An mbox file never files a message elsewhere:
+    /// nothing.
+    pub async fn content_keys(&mut self, uids: &[u32]) -> Result<Vec<(u32, String)>> {
+        match self {
+            Session::Imap(s) => s.content_keys(uids).await,
             Session::Mbox(_) => Ok(Vec::new()),
         }
     }

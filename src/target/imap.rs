@@ -17,7 +17,9 @@ use futures::future::BoxFuture;
 use tokio_rustls::rustls;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::imap::{Conn, Endpoint, Personal, format_internal_date, parse_internal_date, quote};
+use crate::imap::{
+    Conn, Endpoint, Personal, format_internal_date, parse_internal_date, quote, says_nonexistent as nonexistent,
+};
 use crate::model::TargetLogin;
 use crate::model::role_from_name;
 use crate::model::{Flags, FolderRole, TargetFolder, Upload};
@@ -156,6 +158,7 @@ impl Target for ImapTarget {
             update_flags: true,
             delete: true,
             rename_folders: true,
+            listed_flags: &["\\Seen", "\\Flagged", "\\Answered"],
             ..crate::target::Capabilities::MAIL_APPEND_ONLY
         }
     }
@@ -549,13 +552,6 @@ fn renamed(name: &str, old: &str, new: &str, delimiter: char) -> Option<String> 
         return Some(new.to_owned());
     }
     below(name, old, delimiter).then(|| format!("{new}{}", &name[old.len()..]))
-}
-
-/// A NO that says the folder does not exist (RFC 5530 [NONEXISTENT],
-/// Dovecot's and Cyrus's wording).
-fn nonexistent(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("[nonexistent]") || m.contains("does not exist") || m.contains("doesn't exist")
 }
 
 /// What a folder's PERMANENTFLAGS say it keeps across sessions (RFC 3501
@@ -983,18 +979,28 @@ impl TargetSession for ImapTargetSession {
             }
             self.conn
                 .fetch_each(
-                    "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+                    "UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
                     |resp| {
                         if let Response::Fetch(_, attrs) = resp {
                             let mut item = Inventoried {
                                 message_id: None,
                                 size: 0,
                                 id: String::new(),
+                                flags: Flags::default(),
                             };
                             for a in attrs {
                                 match a {
                                     AttributeValue::Uid(u) => item.id = u.to_string(),
                                     AttributeValue::Rfc822Size(s) => item.size = u64::from(*s),
+                                    // \Recent is the session's, not the copy's.
+                                    AttributeValue::Flags(f) => {
+                                        item.flags = Flags(
+                                            f.iter()
+                                                .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+                                                .map(|f| f.to_string())
+                                                .collect(),
+                                        );
+                                    }
                                     AttributeValue::BodySection { data: Some(d), .. } => {
                                         item.message_id = crate::headers::message_id(d);
                                     }

@@ -85,6 +85,7 @@ impl Target for MaildirTarget {
             update_flags: true,
             delete: true,
             rename_folders: true,
+            listed_flags: &["\\Seen", "\\Flagged", "\\Answered"],
             ..crate::target::Capabilities::MAIL_APPEND_ONLY
         }
     }
@@ -296,6 +297,31 @@ fn locate(id: &str) -> Option<(&'static str, &str)> {
 /// The unique part of a message file's name: all before the info (`:2,...`).
 fn unique_part(name: &str) -> &str {
     name.split_once(':').map_or(name, |(unique, _)| unique)
+}
+
+/// The flags a message file's name carries in its info (`:2,FRS`), in
+/// IMAP spelling; none for a file without info (delivered to `new/`, not
+/// seen by a client yet) or with experimental info (`:1,...`).
+fn info_flags(name: &str) -> Flags {
+    let Some((_, info)) = name.split_once(':') else {
+        return Flags::default();
+    };
+    let Some(letters) = info.strip_prefix("2,") else {
+        return Flags::default();
+    };
+    let mut flags = Flags::default();
+    for (letter, flag) in [
+        ('D', "\\Draft"),
+        ('F', "\\Flagged"),
+        ('R', "\\Answered"),
+        ('S', "\\Seen"),
+        ('T', "\\Deleted"),
+    ] {
+        if letters.contains(letter) {
+            flags.0.push(flag.to_owned());
+        }
+    }
+    flags
 }
 
 /// Renames the message file `id` names in `dir` to carry `letters` as its
@@ -744,10 +770,12 @@ fn read_inventory(dir: &Path) -> Result<Vec<Inventoried>> {
             std::fs::File::open(entry.path())
                 .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
                 .map_err(|e| io("cannot read", &entry.path(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
             out.push(Inventoried {
                 message_id: crate::headers::message_id(crate::headers::block(&head)),
                 size: meta.len(),
-                id: format!("{sub}/{}", entry.file_name().to_string_lossy()),
+                flags: info_flags(&name),
+                id: format!("{sub}/{name}"),
             });
         }
     }
@@ -1178,13 +1206,13 @@ mod tests {
     }
 
     #[test]
-    fn inventory_reads_sizes_and_message_ids_of_cur_and_new() {
+    fn inventory_reads_sizes_message_ids_and_flags_of_cur_and_new() {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["cur", "new", "tmp"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         std::fs::write(
-            dir.path().join("cur/1:2,S"),
+            dir.path().join("cur/1:2,FS"),
             b"Message-ID: <a@x>\r\n\r\nMessage-ID: <body@x>\r\n",
         )
         .unwrap();
@@ -1199,14 +1227,27 @@ mod tests {
                     message_id: None,
                     size: 19,
                     id: "new/2".into(),
+                    flags: Flags::default(),
                 },
                 Inventoried {
                     message_id: Some("<a@x>".into()),
                     size: 43,
-                    id: "cur/1:2,S".into(),
+                    id: "cur/1:2,FS".into(),
+                    flags: Flags::from_wire("\\Flagged \\Seen"),
                 },
             ]
         );
         assert!(read_inventory(&dir.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn info_letters_are_flags_and_keyword_letters_are_not() {
+        assert_eq!(
+            info_flags("1700.M1P2.host,S=120,W=124:2,DFRSTab"),
+            Flags::from_wire("\\Draft \\Flagged \\Answered \\Seen \\Deleted")
+        );
+        assert_eq!(info_flags("1700.x:2,"), Flags::default());
+        assert_eq!(info_flags("1700.x"), Flags::default(), "new/: no info");
+        assert_eq!(info_flags("1700.x:1,S"), Flags::default(), "experimental info");
     }
 }

@@ -40,6 +40,11 @@ pub struct Capabilities {
     pub rename_folders: bool,
     /// The kinds of item it stores.
     pub kinds: &'static [ItemKind],
+    /// The system flags (IMAP spelling) that [`Inventoried::flags`]
+    /// reports as each copy holds them: what `cutover verify` compares with
+    /// the source's. Graph keeps the read state and the follow-up flag;
+    /// IMAP and Maildir also keep `\Answered`.
+    pub listed_flags: &'static [&'static str],
 }
 
 impl Capabilities {
@@ -51,6 +56,7 @@ impl Capabilities {
         delete: false,
         rename_folders: false,
         kinds: &[ItemKind::Mail],
+        listed_flags: &["\\Seen", "\\Flagged"],
     };
 
     pub fn stores(&self, kind: ItemKind) -> bool {
@@ -68,6 +74,12 @@ pub struct Inventoried {
     /// The target's own reference to the message (IMAP UID, Maildir file
     /// name, Graph id): what [`TargetSession::compare_content`] reads.
     pub id: String,
+    /// The copy's flags as the target holds them, in IMAP spelling: every
+    /// flag and keyword but `\Recent` on IMAP, the info letters' flags on
+    /// Maildir, `\Seen` (isRead) and `\Flagged` (a flag whose status is
+    /// `flagged`) on Graph. Only [`Capabilities::listed_flags`] are
+    /// compared with the source's.
+    pub flags: Flags,
 }
 
 /// A kind of target, shared by every mailbox of a run.
@@ -119,15 +131,16 @@ pub trait TargetSession: Send {
 
     /// Read-only listing of one folder for `cutover verify` and `cutover
     /// check`: the Message-ID (angle brackets kept, as the source scan keeps
-    /// them) and size in bytes of every message in it. Must not create the
+    /// them), size in bytes and flags of every message in it. Must not create the
     /// folder or change anything: a folder that does not exist is an empty
     /// list, not an error. `known` is the reference a previous run stored
     /// (what [`TargetSession::ensure_folder`] returned); without it the
     /// target works the folder out from `folder` as `ensure_folder` would.
     ///
-    /// IMAP: EXAMINE, then `UID FETCH 1:* (RFC822.SIZE BODY.PEEK[HEADER.FIELDS
-    /// (MESSAGE-ID)])`. Maildir: the files of `cur/` and `new/`. Graph:
-    /// `GET /users/{id}/mailFolders/{folder}/messages?$select=internetMessageId,size`
+    /// IMAP: EXAMINE, then `UID FETCH 1:* (FLAGS RFC822.SIZE
+    /// BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])`. Maildir: the files of `cur/`
+    /// and `new/`, flags from their info (`:2,FRS`). Graph:
+    /// `GET /users/{id}/mailFolders/{folder}/messages?$select=internetMessageId,isRead,flag`
     /// (following `@odata.nextLink`), where a size the API does not report
     /// may be approximated by `PR_MESSAGE_SIZE` (`singleValueExtendedProperties`
     /// id `Integer 0x0E08`); verify matches on Message-ID first.

@@ -23,8 +23,18 @@
 //!
 //! Source folders that map to the same target folder (two folders with the
 //! Sent role, say) are compared together against it.
+//!
+//! Every copy found is also compared with its source message's flags, those
+//! the target keeps ([`crate::target::Capabilities::listed_flags`]: read
+//! and flagged on Graph, answered too on IMAP and Maildir), as `migrate`
+//! wrote them (a message starred on a label-based source is flagged). A
+//! difference fails the verification. The source wins while migrating:
+//! verify marks such a copy in the state DB (when it records a copy as
+//! copied) and the next `migrate` writes the source's flags to it again,
+//! also when it was someone in the target who changed them (on a
+//! label-based source together with the copy's star and labels).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +44,7 @@ use crate::build::{self, StartError};
 use crate::checkpoint::{Checkpoint, FolderRow, format_time};
 use crate::error::Error;
 use crate::labels;
-use crate::model::{MessageMeta, SkipReason, SourceFolder, TargetFolder};
+use crate::model::{Flags, MessageMeta, SkipReason, SourceFolder, TargetFolder};
 use crate::plan::{Candidate, State};
 use crate::progress::human_bytes;
 use crate::roster::UserJob;
@@ -65,10 +75,13 @@ pub struct VerifyTotals {
     pub missing: u64,
     pub extra: u64,
     pub duplicates: u64,
+    /// Copies whose flags are not the source's.
+    pub flags_differ: u64,
 }
 
 impl VerifyReport {
-    /// True when every user was compared and nothing in scope is missing.
+    /// True when every user was compared and nothing in scope is missing,
+    /// duplicated or flagged otherwise than in the source.
     pub fn complete(&self) -> bool {
         self.totals.incomplete == 0 && self.totals.errors == 0
     }
@@ -77,7 +90,8 @@ impl VerifyReport {
 #[derive(Debug, Default, Serialize)]
 pub struct UserVerify {
     pub email: String,
-    /// Compared, and nothing in scope is missing.
+    /// Compared, and nothing in scope is missing, duplicated or flagged
+    /// otherwise than in the source.
     pub complete: bool,
     /// Why this user could not be compared.
     pub error: Option<String>,
@@ -90,14 +104,21 @@ pub struct UserVerify {
     pub extra_count: u64,
     /// Extra copies that duplicate a message copied into another folder.
     pub duplicate_count: u64,
+    /// Copies found whose flags are not the source message's.
+    pub flags_differ_count: u64,
     pub folders: Vec<FolderVerify>,
     pub missing: Vec<MissingItem>,
     pub extra: Vec<ExtraItem>,
+    pub flags_differ: Vec<FlagsItem>,
     /// Messages the checkpoint records as copied that the target lacks or
     /// holds altered: (folder row, UID, why), recorded as failed so the
     /// next migrate looks for them and copies them again.
     #[serde(skip)]
     not_copied: Vec<(i64, u32, String)>,
+    /// Copies the checkpoint records as copied whose flags differ: (folder
+    /// row, UID), marked so the next migrate writes the source's flags.
+    #[serde(skip)]
+    flags_to_rewrite: Vec<(i64, u32)>,
 }
 
 /// One target folder and the source folder(s) that go into it.
@@ -128,6 +149,9 @@ pub struct FolderVerify {
     /// source's (a body cut short, an attachment missing or changed):
     /// counted missing. Zero with `--quick`, which does not read content.
     pub content_differs: u64,
+    /// Present, but flagged otherwise than the source message (read,
+    /// flagged, answered, where the target keeps them).
+    pub flags_differ: u64,
     pub missing: u64,
     pub extra: u64,
 }
@@ -168,6 +192,25 @@ pub struct ExtraItem {
     /// twice (a move copied instead of moved, a folder copied again under
     /// a new name). Counts against completeness.
     pub duplicate_of: Option<String>,
+}
+
+/// A copy found in the target whose flags are not its source message's.
+#[derive(Debug, Serialize)]
+pub struct FlagsItem {
+    /// The source folder.
+    pub folder: String,
+    pub uid: u32,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    /// The source message's state in the flags compared, as the copy should
+    /// carry it: "read+flagged", "unread".
+    pub source: String,
+    /// The copy's.
+    pub target: String,
+    /// The flags set on one side only, IMAP spelling.
+    pub differ: Vec<String>,
+    /// Whether the next migrate writes them, and what to do.
+    pub status: String,
 }
 
 /// How deep `verify` looks.
@@ -250,7 +293,7 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>, depth: Depth) -> Re
         report.totals.users += 1;
         if u.error.is_some() {
             report.totals.errors += 1;
-        } else if u.missing_count > 0 || u.duplicate_count > 0 {
+        } else if !u.complete {
             report.totals.incomplete += 1;
         } else {
             report.totals.complete += 1;
@@ -258,6 +301,7 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>, depth: Depth) -> Re
         report.totals.missing += u.missing_count;
         report.totals.extra += u.extra_count;
         report.totals.duplicates += u.duplicate_count;
+        report.totals.flags_differ += u.flags_differ_count;
         report.users.push(u);
     }
     drop(lock);
@@ -382,7 +426,17 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         .collect();
     let label_based = labels::label_based(scanned.iter().map(|s| s.folder.role), gmail_ext);
     let decided = scope::decide(&ctx.scope, &scope_folders, label_based, &messages);
-    let skipped: HashMap<(usize, u32), SkipReason> = scope::skipped_by_key(&decided, &messages);
+    let decision = Decision {
+        skipped: scope::skipped_by_key(&decided, &messages),
+        // Copied flagged, whatever the folder's flags say.
+        starred: decided
+            .labels
+            .iter()
+            .zip(&messages)
+            .filter(|((_, starred), _)| *starred)
+            .map(|(_, m)| (m.candidate.folder, m.candidate.uid))
+            .collect(),
+    };
     drop(messages);
 
     // Group source folders by where they land.
@@ -411,14 +465,14 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         ctx,
         &groups,
         &scanned,
-        &skipped,
+        &decision,
         &known,
     )
     .await;
     target.close().await;
     session.logout().await;
     result?;
-    record_not_copied(ctx, &out)?;
+    record_findings(ctx, &out)?;
     // INBOX first, then by name; excluded folders last.
     out.folders.sort_by(|a, b| {
         let key = |f: &FolderVerify| {
@@ -430,8 +484,16 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         };
         key(a).cmp(&key(b))
     });
-    out.complete = out.missing_count == 0 && out.duplicate_count == 0;
+    out.complete = out.missing_count == 0 && out.duplicate_count == 0 && out.flags_differ_count == 0;
     Ok(out)
+}
+
+/// What the scope decided for one mailbox, keyed by (folder index, UID).
+struct Decision {
+    /// Left out, and why.
+    skipped: HashMap<(usize, u32), SkipReason>,
+    /// Starred on a label-based source: copied with `\Flagged`.
+    starred: HashSet<(usize, u32)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -442,9 +504,10 @@ async fn compare_groups(
     ctx: &Ctx,
     groups: &[(TargetFolder, Vec<usize>)],
     scanned: &[Scanned],
-    skipped: &HashMap<(usize, u32), SkipReason>,
+    decision: &Decision,
     known: &Known,
 ) -> Result<(), Error> {
+    let capabilities = ctx.target.capabilities();
     // Where each source message's copy was found, by Message-ID and size:
     // an extra copy elsewhere of one of these is a duplicate.
     let mut present_in: HashMap<(String, u64), String> = HashMap::new();
@@ -475,7 +538,7 @@ async fn compare_groups(
             for m in &scanned[fi].metas {
                 fv.source_messages += 1;
                 fv.source_bytes += m.size;
-                match skipped.get(&(fi, m.uid)) {
+                match decision.skipped.get(&(fi, m.uid)) {
                     Some(reason) => {
                         *fv.skipped.entry(reason.as_str().to_owned()).or_default() += 1;
                         out_of_scope.push(m);
@@ -528,6 +591,8 @@ async fn compare_groups(
             fv.missing += 1;
             out.missing.push(MissingItem::of(s, m, status));
         }
+        // Copies counted missing for their content: their flags do not matter.
+        let mut altered: HashSet<(usize, u32)> = HashSet::new();
         if let Some(source) = source.as_deref_mut() {
             let differ = compare_content(
                 source,
@@ -540,6 +605,7 @@ async fn compare_groups(
             )
             .await?;
             for (fi, m, why) in differ {
+                altered.insert((fi, m.uid));
                 let s = &scanned[fi];
                 if let Some(row) = copied_row(known, s, m) {
                     out.not_copied
@@ -562,6 +628,42 @@ async fn compare_groups(
                     },
                 ));
             }
+        }
+        for &(fi, m, item) in &found {
+            if altered.contains(&(fi, m.uid)) {
+                continue;
+            }
+            let expected = expected_flags(&m.flags, decision.starred.contains(&(fi, m.uid)));
+            let Some(differ) = flags_differ(&expected, &item.flags, capabilities.listed_flags) else {
+                continue;
+            };
+            let s = &scanned[fi];
+            let row = copied_row(known, s, m);
+            let status = if !capabilities.update_flags {
+                "this target cannot change a copy's flags: set them in the target"
+            } else if row.is_none() {
+                "the state DB does not record this copy as made by cutover, so migrate does not change it: set the flags in the target"
+            } else if ctx.can_record {
+                "verify marked the copy: run cutover migrate to write the source's flags to it"
+            } else {
+                "a migrate was running, so verify could not mark the copy: run cutover verify again once it ended, then cutover migrate"
+            };
+            if let Some(row) = row
+                && capabilities.update_flags
+            {
+                out.flags_to_rewrite.push((row, m.uid));
+            }
+            fv.flags_differ += 1;
+            out.flags_differ.push(FlagsItem {
+                folder: s.folder.display(),
+                uid: m.uid,
+                message_id: m.message_id.clone(),
+                subject: m.subject.clone(),
+                source: describe_flags(&expected, capabilities.listed_flags),
+                target: describe_flags(&item.flags, capabilities.listed_flags),
+                differ,
+                status: status.to_owned(),
+            });
         }
         // Skipped messages an earlier run did copy are not extra.
         for m in out_unmatched {
@@ -589,6 +691,7 @@ async fn compare_groups(
         out.target_messages += fv.target_messages;
         out.missing_count += fv.missing;
         out.extra_count += fv.extra;
+        out.flags_differ_count += fv.flags_differ;
         out.folders.push(fv);
     }
     for extra in &mut out.extra {
@@ -657,11 +760,13 @@ impl<'a> Pool<'a> {
 /// Records as failed the messages the checkpoint says were copied but the
 /// target lacks or holds altered: the next migrate then looks for each
 /// (adopting a faithful copy, should one have appeared) and copies it again.
-fn record_not_copied(ctx: &Ctx, out: &UserVerify) -> Result<(), Error> {
+/// Marks the copies whose flags differ, for the next migrate to write the
+/// source's flags to them.
+fn record_findings(ctx: &Ctx, out: &UserVerify) -> Result<(), Error> {
     let (Some(db), true) = (&ctx.db, ctx.can_record) else {
         return Ok(());
     };
-    if out.not_copied.is_empty() {
+    if out.not_copied.is_empty() && out.flags_to_rewrite.is_empty() {
         return Ok(());
     }
     let records: Vec<crate::checkpoint::Record> = out
@@ -675,8 +780,48 @@ fn record_not_copied(ctx: &Ctx, out: &UserVerify) -> Result<(), Error> {
         .collect();
     tokio::task::block_in_place(|| {
         let mut cp = db.lock().unwrap_or_else(|p| p.into_inner());
-        cp.apply(&records).map_err(|e| Error::fatal(e.0))
+        cp.apply(&records).map_err(|e| Error::fatal(e.0))?;
+        cp.rewrite_flags(&out.flags_to_rewrite).map_err(|e| Error::fatal(e.0))
     })
+}
+
+/// The flags a copy of a message with `flags` carries as `migrate` wrote
+/// it: starred on a label-based source, it is flagged.
+fn expected_flags(flags: &Flags, starred: bool) -> Flags {
+    let mut flags = flags.clone();
+    if starred && !flags.flagged() {
+        flags.0.push("\\Flagged".to_owned());
+    }
+    flags
+}
+
+/// The flags of `compared` set on one side only, between what a copy
+/// should carry and what the target holds: `None` when they agree.
+fn flags_differ(expected: &Flags, held: &Flags, compared: &[&str]) -> Option<Vec<String>> {
+    let differ: Vec<String> = compared
+        .iter()
+        .filter(|f| expected.has(f) != held.has(f))
+        .map(|f| (*f).to_owned())
+        .collect();
+    (!differ.is_empty()).then_some(differ)
+}
+
+/// The state of the flags `compared`, for the admin: "read+flagged",
+/// "unread+answered".
+fn describe_flags(flags: &Flags, compared: &[&str]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for f in compared {
+        let name = f.trim_start_matches('\\').to_ascii_lowercase();
+        if f.eq_ignore_ascii_case("\\Seen") {
+            parts.insert(0, if flags.seen() { "read".into() } else { "unread".into() });
+        } else if flags.has(f) {
+            parts.push(name);
+        }
+    }
+    if parts.is_empty() {
+        parts.push("none".into());
+    }
+    parts.join("+")
 }
 
 /// Reads the source messages `found` in the target, a bounded number of
@@ -794,6 +939,7 @@ mod tests {
             message_id: id.map(str::to_owned),
             size,
             id: String::new(),
+            flags: Flags::default(),
         }
     }
 
@@ -814,5 +960,43 @@ mod tests {
         assert_eq!(pool.take_by_id(&meta(5, Some("<c>"), 1)), None);
         let rest: Vec<&Inventoried> = pool.rest().collect();
         assert_eq!(rest, vec![&inv(Some("<a>"), 10)], "the duplicate is extra");
+    }
+
+    #[test]
+    fn flags_are_compared_where_the_target_keeps_them() {
+        let imap: &[&str] = &["\\Seen", "\\Flagged", "\\Answered"];
+        let graph: &[&str] = &["\\Seen", "\\Flagged"];
+        let f = Flags::from_wire;
+        let source = f("\\Seen \\Flagged $Forwarded");
+        assert_eq!(flags_differ(&source, &f("\\flagged \\SEEN"), imap), None, "case aside");
+        assert_eq!(
+            flags_differ(&source, &f(""), imap),
+            Some(vec!["\\Seen".to_owned(), "\\Flagged".to_owned()])
+        );
+        assert_eq!(describe_flags(&source, imap), "read+flagged");
+        assert_eq!(describe_flags(&f(""), imap), "unread");
+        assert_eq!(describe_flags(&f("\\Answered"), imap), "unread+answered");
+        // Keywords and \Draft are not compared; \Answered only where kept.
+        assert_eq!(flags_differ(&f("\\Seen Work \\Draft"), &f("\\Seen"), imap), None);
+        let answered = f("\\Seen \\Answered");
+        assert_eq!(
+            flags_differ(&answered, &f("\\Seen"), imap),
+            Some(vec!["\\Answered".to_owned()])
+        );
+        assert_eq!(
+            flags_differ(&answered, &f("\\Seen"), graph),
+            None,
+            "Graph keeps no \\Answered"
+        );
+        assert_eq!(describe_flags(&answered, graph), "read");
+        assert_eq!(describe_flags(&f(""), &["\\Flagged"]), "none");
+        // A message starred on a label-based source is copied flagged.
+        let starred = expected_flags(&f("\\Seen"), true);
+        assert_eq!(flags_differ(&starred, &f("\\Seen \\Flagged"), graph), None);
+        assert_eq!(
+            flags_differ(&starred, &f("\\Seen"), graph),
+            Some(vec!["\\Flagged".to_owned()])
+        );
+        assert_eq!(expected_flags(&f("\\Flagged"), true), f("\\Flagged"), "flagged once");
     }
 }

@@ -3,10 +3,11 @@
 
 use super::*;
 
-/// Table for people: one line per folder, then every missing message and
-/// the first extra ones.
+/// Table for people: one line per folder, then every missing message, the
+/// first copies whose flags differ and the first extra ones.
 pub fn render_table(report: &VerifyReport) -> String {
     const EXTRA_SHOWN: usize = 10;
+    const FLAGS_SHOWN: usize = 20;
     let header = [
         "USER",
         "FOLDER",
@@ -73,6 +74,26 @@ pub fn render_table(report: &VerifyReport) -> String {
                 m.status
             ));
         }
+        for f in u.flags_differ.iter().take(FLAGS_SHOWN) {
+            out.push_str(&format!(
+                "{}: FLAGS DIFFER {} UID {} ({}{}): source {}, target {}; {}\n",
+                u.email,
+                f.folder,
+                f.uid,
+                f.message_id.as_deref().unwrap_or("no Message-ID"),
+                f.subject.as_deref().map(|s| format!(", \"{s}\"")).unwrap_or_default(),
+                f.source,
+                f.target,
+                f.status
+            ));
+        }
+        if u.flags_differ.len() > FLAGS_SHOWN {
+            out.push_str(&format!(
+                "{}: ... and {} more copies whose flags differ (all of them with --json)\n",
+                u.email,
+                u.flags_differ.len() - FLAGS_SHOWN
+            ));
+        }
         for e in u.extra.iter().filter(|e| e.duplicate_of.is_some()) {
             out.push_str(&format!(
                 "{}: DUPLICATE in target {}: {} ({}), also copied into {}: the source holds it once; delete this copy in the target\n",
@@ -101,9 +122,20 @@ pub fn render_table(report: &VerifyReport) -> String {
         }
     }
     let t = &report.totals;
+    let problems = if t.flags_differ == 0 {
+        format!(
+            "{} with missing or duplicated messages ({} missing, {} duplicated)",
+            t.incomplete, t.missing, t.duplicates
+        )
+    } else {
+        format!(
+            "{} with missing, duplicated or differently flagged messages ({} missing, {} duplicated, {} with other flags)",
+            t.incomplete, t.missing, t.duplicates, t.flags_differ
+        )
+    };
     out.push_str(&format!(
-        "verified {} users: {} complete, {} with missing or duplicated messages ({} missing, {} duplicated), {} could not be verified; {} extra messages in the target\n",
-        t.users, t.complete, t.incomplete, t.missing, t.duplicates, t.errors, t.extra
+        "verified {} users: {} complete, {problems}, {} could not be verified; {} extra messages in the target\n",
+        t.users, t.complete, t.errors, t.extra
     ));
     out
 }

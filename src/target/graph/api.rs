@@ -112,6 +112,11 @@ pub struct ListedMessage {
     /// Only when asked for with `$select` (a lookup compares it).
     #[serde(default)]
     pub subject: Option<String>,
+    /// Only when asked for with `$select` (an inventory reports them).
+    #[serde(default)]
+    pub is_read: Option<bool>,
+    #[serde(default)]
+    pub flag: Option<FollowupFlag>,
     #[serde(default)]
     pub single_value_extended_properties: Vec<PropertyValue>,
 }

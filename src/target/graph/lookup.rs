@@ -23,7 +23,7 @@ use super::api::MessagePage;
 use super::client::Call;
 use super::{GraphSession, QUERY_VALUE, json, parse, seg, stamp_of};
 use crate::error::Result;
-use crate::model::{TargetFolder, Upload};
+use crate::model::{Flags, TargetFolder, Upload};
 use crate::target::Inventoried;
 
 /// Unstamped messages examined when looking for an interrupted import.
@@ -231,8 +231,8 @@ impl GraphSession {
         }
     }
 
-    /// Read-only listing of one folder for `cutover verify`: Message-ID
-    /// and size of every message, page by page. For cutover's copies both
+    /// Read-only listing of one folder for `cutover verify`: Message-ID,
+    /// size, read state and follow-up flag of every message, page by page. For cutover's copies both
     /// are what the source had (from the stamp); for other messages they
     /// are Exchange's internetMessageId and PR_MESSAGE_SIZE.
     async fn list_folder(&self, reference: &str) -> Result<Option<Vec<Inventoried>>> {
@@ -242,7 +242,7 @@ impl GraphSession {
             json::MESSAGE_ID_PROPERTY,
         );
         let mut url = format!(
-            "{}/mailFolders/{}/messages?$select=internetMessageId&$expand={}&$top={INVENTORY_PAGE}",
+            "{}/mailFolders/{}/messages?$select=internetMessageId,isRead,flag&$expand={}&$top={INVENTORY_PAGE}",
             self.users,
             seg(reference),
             utf8_percent_encode(&expand, QUERY_VALUE)
@@ -266,10 +266,20 @@ impl GraphSession {
                     Some(_) => m.property(json::MESSAGE_ID_PROPERTY).map(str::to_owned),
                     None => m.internet_message_id.as_deref().and_then(json::bracketed_message_id),
                 };
+                // Read state and follow-up flag, as IMAP flags: a flag
+                // marked complete is no longer \Flagged.
+                let mut flags = Flags::default();
+                if m.is_read == Some(true) {
+                    flags.0.push("\\Seen".to_owned());
+                }
+                if m.flag.as_ref().is_some_and(|f| f.flag_status == "flagged") {
+                    flags.0.push("\\Flagged".to_owned());
+                }
                 out.push(Inventoried {
                     message_id,
                     size,
                     id: m.id.clone(),
+                    flags,
                 });
             }
             match page.next_link {

@@ -269,6 +269,9 @@ impl Target for GraphTarget {
             update_flags: true,
             delete: true,
             rename_folders: true,
+            // isRead and flag.flagStatus; Exchange keeps no \Answered a
+            // listing shows.
+            listed_flags: &["\\Seen", "\\Flagged"],
             ..crate::target::Capabilities::MAIL_APPEND_ONLY
         }
     }
