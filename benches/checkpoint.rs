@@ -1,7 +1,9 @@
 //! The checkpoint's hot writes and reads: storing a scan, recording copies
 //! in the batched transactions the run's writer thread makes (up to 4,096
 //! records per commit), and reading a 100,000-message mailbox back for
-//! planning. A no-op resync of a large mailbox is mostly the last one.
+//! planning. A no-op resync of a large mailbox is mostly the last one;
+//! every resync also looks for copies kept for vanished messages and for
+//! copies whose flags changed on the source, among all of them.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use cutover::checkpoint::{Checkpoint, Record};
@@ -71,9 +73,49 @@ fn bench(c: &mut Criterion) {
         )
     });
 
-    let (_d, cp, _) = scanned(100_000);
+    let (_d, mut cp, id) = scanned(100_000);
     g.bench_function("read 100k messages for planning", |b| {
         b.iter(|| cp.messages("bench@example.test", false).unwrap().len())
+    });
+
+    // A resync without CONDSTORE reads every message's flags: all 100,000
+    // of a folder compared with the checkpoint, none changed.
+    let unchanged: Vec<(u32, Flags)> = (1..=100_000).map(|uid| (uid, Flags::from_wire("\\Seen"))).collect();
+    g.bench_function("refresh 100k flags read without CONDSTORE", |b| {
+        b.iter(|| cp.refresh_flags(id, std::hint::black_box(&unchanged)).unwrap())
+    });
+
+    // 100,000 copies, of which 1% had their flags changed on the source and
+    // 100 vanished from their folder: what a resync lists to write and to
+    // move (a no-op resync lists nothing, at the same cost of finding it).
+    let (_d2, mut cp, id) = scanned(100_000);
+    let copies: Vec<Record> = (1..=100_000)
+        .map(|uid| Record::Copied {
+            folder_id: id,
+            uid,
+            target_id: format!("target-{uid}"),
+            message_id: None,
+            converted: None,
+        })
+        .collect();
+    for chunk in copies.chunks(4096) {
+        cp.apply(chunk).unwrap();
+    }
+    let flagged: Vec<(u32, Flags)> = (1..=100_000)
+        .step_by(100)
+        .map(|uid| (uid, Flags::from_wire("\\Seen \\Flagged")))
+        .collect();
+    cp.refresh_flags(id, &flagged).unwrap();
+    let gone: Vec<Record> = (50..=100_000)
+        .step_by(1_000)
+        .map(|uid| Record::Gone { folder_id: id, uid })
+        .collect();
+    cp.apply(&gone).unwrap();
+    g.bench_function("list 1k flag changes among 100k copies", |b| {
+        b.iter(|| cp.flag_changes("bench@example.test").unwrap().len())
+    });
+    g.bench_function("list 100 kept copies among 100k", |b| {
+        b.iter(|| cp.kept_copies("bench@example.test").unwrap().len())
     });
     g.finish();
 }

@@ -12,7 +12,7 @@
 //!     [--folders N=10] [--avg-size BYTES=20000] [--big] [--large N=0]
 //!     [--target imap|maildir|graph=imap] [--separator /|.] [--seed N=1]
 //!     [--emulator PATH] [--time-scale F=1] [--write-mode auto|import-mime|json]
-//!     [--compress]
+//!     [--compress] [--no-condstore-port]
 //! ```
 //!
 //! - `--messages` is per user, spread over `--folders` folders (INBOX gets
@@ -28,6 +28,10 @@
 //! - `--compress` makes both servers offer COMPRESS=DEFLATE (Dovecot's
 //!   `imap_zlib` plugin), as Gmail does; cutover then uses it unless the
 //!   config says `compress = false`.
+//! - `--no-condstore-port` also starts a relay in front of the source that
+//!   hides CONDSTORE and QRESYNC (`tests/support/relay.rs`), exported as
+//!   `SOURCE_PORT_NO_CONDSTORE`: the same mailbox as a server without
+//!   HIGHESTMODSEQ, where a resync reads every message's flags.
 //! - `--target graph` starts the Graph emulator (`graph-emulator`, built
 //!   with `cargo build --release -p graph-emulator`; found next to the lab
 //!   executable or given with `--emulator`) with Exchange Online's real
@@ -150,6 +154,10 @@ struct Args {
     /// Both servers offer COMPRESS=DEFLATE.
     #[arg(long)]
     compress: bool,
+    /// Also serve the source through a relay hiding CONDSTORE and QRESYNC
+    /// (`SOURCE_PORT_NO_CONDSTORE` in lab.env).
+    #[arg(long)]
+    no_condstore_port: bool,
 }
 
 /// Folder names in fixture form ('/' hierarchy). The first N are used.
@@ -178,6 +186,7 @@ const FOLDERS: &[&str] = &[
 
 struct Lab {
     source: Dovecot,
+    no_condstore: Option<support::relay::Relay>,
     target: Option<Dovecot>,
     graph: Option<Emulator>,
     stats: Vec<String>,
@@ -484,6 +493,11 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
         }
         eprintln!("lab: filled {login}");
     }
+    let no_condstore = args.no_condstore_port.then(|| {
+        let relay = support::relay::Relay::hiding_capabilities(source.port(), &["CONDSTORE", "QRESYNC"]);
+        eprintln!("lab: source without CONDSTORE (relay) on 127.0.0.1:{}", relay.port());
+        relay
+    });
     let stats = vec![format!(
         "{} users, {total_msgs} messages, {:.1} MB in the source, set up in {:.1}s",
         logins.len(),
@@ -492,6 +506,7 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
     )];
     Some(Lab {
         source,
+        no_condstore,
         target,
         graph,
         stats,
@@ -558,6 +573,9 @@ fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
     var("SOURCE_HOST", "127.0.0.1".into());
     var("SOURCE_PORT", lab.source.port().to_string());
     var("SOURCE_DOVECOT_CONF", lab.source.conf_path().display().to_string());
+    if let Some(relay) = &lab.no_condstore {
+        var("SOURCE_PORT_NO_CONDSTORE", relay.port().to_string());
+    }
     match (&lab.target, &lab.graph) {
         (_, Some(graph)) => {
             var("TARGET_KIND", "graph".into());

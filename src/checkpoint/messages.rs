@@ -362,6 +362,63 @@ mod tests {
         .unwrap();
         assert_eq!(cp.flag_changes("a@x.test").unwrap(), vec![]);
     }
+
+    /// The source's flags as a resync reads them: those CONDSTORE says
+    /// changed, or every message's (without CONDSTORE, compared with the
+    /// folder's rows instead of one UPDATE each). Either way the rows whose
+    /// flags differ take them; a UID the checkpoint does not know is left
+    /// out.
+    #[test]
+    fn refreshed_flags_reach_the_rows_whose_flags_differ() {
+        let (_d, mut cp, f) = setup();
+        let metas: Vec<MessageMeta> = (1..=10).map(|uid| meta(uid, &format!("<{uid}@x>"), 10)).collect();
+        cp.store_scan(f, 1, 11, 10, &metas, false).unwrap();
+        let wire = |s: &str| Flags::from_wire(s).to_wire();
+        let recorded = |cp: &Checkpoint| -> Vec<(u32, String)> {
+            let mut rows: Vec<(u32, String)> = cp
+                .messages("a@x.test", false)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.uid, r.flags))
+                .collect();
+            rows.sort();
+            rows
+        };
+        let expect = |changed: &[(u32, &str)]| -> Vec<(u32, String)> {
+            (1..=10)
+                .map(|uid| {
+                    let now = changed.iter().find(|(u, _)| *u == uid).map_or("\\Seen", |(_, f)| *f);
+                    (uid, wire(now))
+                })
+                .collect()
+        };
+
+        // CONDSTORE: two changed.
+        cp.refresh_flags(f, &[(3, Flags::from_wire("\\Seen \\Flagged")), (7, Flags::default())])
+            .unwrap();
+        assert_eq!(recorded(&cp), expect(&[(3, "\\Seen \\Flagged"), (7, "")]));
+
+        // Without: every message's, out of order, one more changed, 7 read
+        // again, and UID 11 (not scanned yet) too.
+        let mut all: Vec<(u32, Flags)> = (1..=11)
+            .rev()
+            .map(|uid| {
+                let f = match uid {
+                    3 => "\\Seen \\Flagged",
+                    5 => "\\Answered",
+                    7 => "",
+                    _ => "\\Seen",
+                };
+                (uid, Flags::from_wire(f))
+            })
+            .collect();
+        all.swap(0, 4);
+        cp.refresh_flags(f, &all).unwrap();
+        assert_eq!(
+            recorded(&cp),
+            expect(&[(3, "\\Seen \\Flagged"), (5, "\\Answered"), (7, "")])
+        );
+    }
 }
 
 /// A copy whose source flags changed since they were written to it.
@@ -410,13 +467,47 @@ impl Checkpoint {
     pub fn refresh_flags(&mut self, folder_id: i64, flags: &[(u32, Flags)]) -> Result<()> {
         let path = self.path.clone();
         let e = db_err(&path);
+        let mut read: Vec<(u32, String)> = flags.iter().map(|(uid, f)| (*uid, f.to_wire())).collect();
+        // The flags of (nearly) every message, as a source without
+        // CONDSTORE gives them on every resync: only those that differ from
+        // the folder's rows, read once in UID order, are written. One
+        // UPDATE per message costs several times that read (0.8 s of CPU
+        // for a 500,000-message mailbox, most of a no-op resync's).
+        let known: i64 = self
+            .conn
+            .query_row(
+                "SELECT exists_count FROM folders WHERE id = ?1",
+                params![folder_id],
+                |r| r.get(0),
+            )
+            .map_err(&e)?;
+        if read.len() as i64 * 4 >= known {
+            read.sort_unstable_by_key(|(uid, _)| *uid);
+            let mut differ = Vec::new();
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT uid, flags FROM messages WHERE folder_id = ?1 ORDER BY uid")
+                .map_err(&e)?;
+            let mut rows = stmt.query(params![folder_id]).map_err(&e)?;
+            let mut next = read.into_iter().peekable();
+            while let Some(r) = rows.next().map_err(&e)? {
+                let uid: u32 = r.get(0).map_err(&e)?;
+                while next.next_if(|(u, _)| *u < uid).is_some() {}
+                if let Some((uid, wire)) = next.next_if(|(u, _)| *u == uid)
+                    && r.get_ref(1).map_err(&e)?.as_str().ok() != Some(wire.as_str())
+                {
+                    differ.push((uid, wire));
+                }
+            }
+            read = differ;
+        }
         let tx = self.conn.transaction().map_err(&e)?;
         {
             let mut set = tx
                 .prepare_cached("UPDATE messages SET flags = ?3 WHERE folder_id = ?1 AND uid = ?2 AND flags <> ?3")
                 .map_err(&e)?;
-            for (uid, f) in flags {
-                set.execute(params![folder_id, uid, f.to_wire()]).map_err(&e)?;
+            for (uid, wire) in &read {
+                set.execute(params![folder_id, uid, wire]).map_err(&e)?;
             }
         }
         tx.commit().map_err(&e)?;

@@ -331,7 +331,14 @@ impl Conn {
         let responses = self
             .command(&format!("EXAMINE {}{condstore}", quote(wire_name)))
             .await?;
-        let state = mailbox_state(&responses);
+        let mut state = mailbox_state(&responses);
+        // Without CONDSTORE offered a HIGHESTMODSEQ is not to be used (its
+        // CHANGEDSINCE is CONDSTORE's), though some say it anyway: Dovecot
+        // once any client used CONDSTORE on the folder, behind a proxy that
+        // hides the capability.
+        if condstore.is_empty() {
+            state.highest_modseq = None;
+        }
         self.exists = state.exists;
         Ok(state)
     }

@@ -311,17 +311,19 @@ impl SourceSession {
         Ok(out)
     }
 
-    /// Which of `uids` the examined folder still holds (`UID SEARCH UID`):
-    /// how a message missing from a FETCH answer is told apart from one
-    /// deleted on the source.
+    /// Which of `uids` the examined folder still holds (`UID SEARCH UID`,
+    /// [`UIDS_PER_SEARCH`] at a time): how a message missing from a FETCH
+    /// answer is told apart from one deleted on the source.
     pub async fn present(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
         let mut out = Vec::new();
-        if uids.is_empty() {
-            return Ok(out);
-        }
-        for r in self.conn.command(&format!("UID SEARCH UID {}", uid_set(uids))).await? {
-            if let Response::MailboxData(MailboxDatum::Search(found)) = r {
-                out.extend(found);
+        let mut sorted = uids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for chunk in sorted.chunks(UIDS_PER_SEARCH) {
+            for r in self.conn.command(&format!("UID SEARCH UID {}", uid_set(chunk))).await? {
+                if let Response::MailboxData(MailboxDatum::Search(found)) = r {
+                    out.extend(found);
+                }
             }
         }
         Ok(only_asked(out, uids))
@@ -536,6 +538,12 @@ fn meta_from_attributes(attrs: &[AttributeValue<'_>]) -> Option<MessageMeta> {
         gm_msgid,
     })
 }
+
+/// Most UIDs asked about in one `UID SEARCH`. Its answer is one line,
+/// which the IMAP library parses again from the start each time more of it
+/// arrives: the 200,000 UIDs of a large folder in one answer took seconds
+/// of CPU, in answers of this size a few milliseconds.
+const UIDS_PER_SEARCH: usize = 5_000;
 
 /// The UIDs of a SEARCH answer that were asked about, sorted, each once:
 /// a server answers a UID range with its own UIDs in that range, so only
