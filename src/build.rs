@@ -12,12 +12,15 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use crate::checkpoint::CheckpointError;
+use crate::dav::DavOptions;
 use crate::pace::{InFlightBudget, Limits as PaceLimits, RetryPolicy};
 use crate::plan;
 use crate::roster::UserJob;
 use crate::scope;
-use crate::settings::{Settings, SourceSettings, TargetSettings};
+use crate::settings::{PimSettings, PimTargetSettings, Settings, SourceSettings, TargetSettings};
 use crate::source::{ImapSource, MboxSource, Source};
+use crate::target::dav_pim::DavPimTarget;
+use crate::target::pim::PimTarget;
 use crate::target::{Target, graph::GraphTarget, imap::ImapTarget, maildir::MaildirTarget};
 
 /// Why a command could not start.
@@ -130,14 +133,64 @@ pub struct Migration {
     pub state_path: PathBuf,
     /// The shard this run is, as the state DB records it.
     pub shard: Option<String>,
+    /// Contacts and calendars (`[contacts_calendars]`); `None`: mail only.
+    pub pim: Option<Pim>,
+}
+
+/// How each user's contacts and calendars are copied.
+pub struct Pim {
+    /// The CalDAV/CardDAV server each user's collections are discovered
+    /// from, logging in with the users file's source login and password.
+    pub source_url: String,
+    pub source_options: DavOptions,
+    pub target: Arc<dyn PimTarget>,
+    /// The target is a DAV server: it logs in with the users file's target
+    /// login and password, or the source's when the row has none.
+    pub target_is_dav: bool,
+}
+
+/// Builds the contacts-and-calendars side. A Graph target shares the mail
+/// target's [`GraphTarget`], so both are paced as one client per mailbox.
+fn pim(settings: &PimSettings, graph: Option<&Arc<GraphTarget>>) -> Result<Pim, StartError> {
+    let options = DavOptions {
+        timeout: settings.timeout,
+        ..DavOptions::default()
+    };
+    let (target, target_is_dav): (Arc<dyn PimTarget>, bool) = match &settings.target {
+        PimTargetSettings::Graph => (
+            graph
+                .ok_or_else(|| StartError("[contacts_calendars] target = \"graph\" needs a Graph [target]".into()))?
+                .clone(),
+            false,
+        ),
+        PimTargetSettings::Dav { url } => (Arc::new(DavPimTarget::new(url.clone(), options.clone())), true),
+    };
+    Ok(Pim {
+        source_url: settings.source_url.clone(),
+        source_options: options,
+        target,
+        target_is_dav,
+    })
 }
 
 /// Builds a migration of `users` mailboxes.
 pub fn migration(settings: &Settings, users: usize) -> Result<Migration, StartError> {
     let run = &settings.run;
+    // A Graph target is built once and shared with contacts and calendars.
+    let graph = match &settings.target {
+        TargetSettings::Graph(graph) => Some(Arc::new(
+            GraphTarget::new(graph.clone()).map_err(|e| StartError(e.message))?,
+        )),
+        _ => None,
+    };
+    let mail_target: Arc<dyn Target> = match &graph {
+        Some(g) => g.clone(),
+        None => target(&settings.target)?,
+    };
     Ok(Migration {
+        pim: settings.pim.as_ref().map(|p| pim(p, graph.as_ref())).transpose()?,
         source: source(settings)?,
-        target: target(&settings.target)?,
+        target: mail_target,
         scope: scope_rules(settings)?,
         copy: Copy {
             parallel_users: run.parallel_users,

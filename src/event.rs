@@ -77,6 +77,10 @@ pub enum Event {
         /// Copies of messages deleted on the source, deleted from the
         /// target (`--mirror-deletions`).
         deleted: u64,
+        /// Contacts and events this sync wrote, failed and kept
+        /// (`[contacts_calendars]`); absent when they are not copied.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pim: Option<PimFinished>,
         error: Option<String>,
     },
     RunFinished {
@@ -101,4 +105,16 @@ impl Events {
     pub fn send(&self, event: Event) {
         let _ = self.0.send(event);
     }
+}
+
+/// What one sync did with a user's contacts and events.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PimFinished {
+    pub contacts_written: u64,
+    pub contacts_failed: u64,
+    /// Deleted on the source during this sync; the copy is kept.
+    pub contacts_kept: u64,
+    pub events_written: u64,
+    pub events_failed: u64,
+    pub events_kept: u64,
 }

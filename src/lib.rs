@@ -19,6 +19,7 @@ pub mod build;
 pub mod check;
 pub mod checkpoint;
 pub mod cli;
+pub mod dav;
 pub mod error;
 pub mod event;
 pub mod headers;

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, ProblemItem, SyncCounts, UserStatus};
+use crate::checkpoint::{Checkpoint, CheckpointError, PimCounts, ProblemItem, SyncCounts, UserStatus};
+use crate::model::ItemKind;
 use crate::progress::human_bytes;
 use crate::report::{SyncPass, SyncReport, sync_passes};
 
@@ -39,6 +40,46 @@ pub struct UserEntry {
     pub items: Vec<ProblemItem>,
     /// The state DB this user's figures come from.
     pub state_db: String,
+    /// Contacts and events (`[contacts_calendars]`); absent when none were
+    /// ever copied for this user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contacts: Option<PimFigures>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<PimFigures>,
+}
+
+/// A user's contacts or events as the state DB has them.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PimFigures {
+    /// In the target as the source last had them.
+    pub written: u64,
+    pub failed: u64,
+    /// Deleted on the source, copy kept in the target.
+    pub deleted_on_source_kept: u64,
+    /// Deleted on the source and in the target (mirrored).
+    pub deleted: u64,
+    /// Written with notes on what the target could not hold.
+    pub with_notes: u64,
+}
+
+impl PimFigures {
+    fn of(c: PimCounts) -> Option<PimFigures> {
+        let f = PimFigures {
+            written: c.written,
+            failed: c.failed,
+            deleted_on_source_kept: c.gone_kept,
+            deleted: c.deleted,
+            with_notes: c.with_notes,
+        };
+        (f != PimFigures::default()).then_some(f)
+    }
+
+    fn words(&self) -> String {
+        format!(
+            "{} written ({} with notes), {} failed, {} deleted on source and kept, {} deleted",
+            self.written, self.with_notes, self.failed, self.deleted_on_source_kept, self.deleted
+        )
+    }
 }
 
 #[derive(Serialize, Default)]
@@ -134,6 +175,8 @@ fn read_one(path: &Path) -> Result<Vec<UserEntry>, CheckpointError> {
             syncs,
             items,
             state_db: path.display().to_string(),
+            contacts: PimFigures::of(cp.pim_counts(&email, ItemKind::Contact)?),
+            events: PimFigures::of(cp.pim_counts(&email, ItemKind::Event)?),
         });
     }
     Ok(out)
@@ -240,6 +283,19 @@ pub fn render_table(report: &StatusReport) -> String {
         if report.users.iter().any(|u| !u.items.is_empty()) {
             out.push('\n');
         }
+    }
+    // Contacts and calendars: one line per user who has any.
+    let mut pim_lines = String::new();
+    for u in &report.users {
+        for (what, figures) in [("events", &u.events), ("contacts", &u.contacts)] {
+            if let Some(f) = figures {
+                pim_lines.push_str(&format!("{}: {what}: {}\n", u.status.email, f.words()));
+            }
+        }
+    }
+    if !pim_lines.is_empty() {
+        out.push_str("\nContacts and calendars\n");
+        out.push_str(&pim_lines);
     }
     for u in &report.users {
         for item in &u.items {

@@ -60,6 +60,30 @@ CREATE TABLE IF NOT EXISTS syncs (
     deleted_kept INTEGER NOT NULL DEFAULT 0,
     deleted_mirrored INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS pim_collections (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source_ref TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    sync_token TEXT,
+    target_ref TEXT,
+    present INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (email, kind, source_ref)
+);
+CREATE TABLE IF NOT EXISTS pim_items (
+    collection_id INTEGER NOT NULL,
+    source_key TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    source_version TEXT,
+    written_version TEXT,
+    target_id TEXT,
+    reason TEXT,
+    notes TEXT,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (collection_id, source_key)
+) WITHOUT ROWID;
 ";
 
 /// The counts of the one-way sync each `syncs` row gained (`SyncCounts`);

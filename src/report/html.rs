@@ -24,6 +24,12 @@ pub const HTML_SYNC_LIMIT: usize = 5000;
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
+    escape_html(s, true)
+}
+
+/// Escapes `&`, `<`, `>` and `"` for HTML content and double-quoted
+/// attribute values, and `'` as well when `apostrophe` is set.
+pub fn escape_html(s: &str, apostrophe: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -31,7 +37,7 @@ pub fn esc(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
+            '\'' if apostrophe => out.push_str("&#39;"),
             c => out.push(c),
         }
     }

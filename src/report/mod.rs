@@ -37,7 +37,7 @@ mod csv;
 mod html;
 
 pub use self::csv::{csv_companions, render_csv};
-pub use self::html::{HTML_ITEM_LIMIT, esc, render_html};
+pub use self::html::{HTML_ITEM_LIMIT, esc, escape_html, render_html};
 
 /// How `cutover report` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

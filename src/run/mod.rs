@@ -13,6 +13,7 @@ mod batch;
 mod copy;
 mod deletions;
 mod moves;
+mod pim;
 mod relabel;
 mod renames;
 mod scan;
@@ -89,6 +90,8 @@ struct UserResult {
     renamed: u64,
     deleted_kept: u64,
     deleted: u64,
+    /// What the contacts-and-calendars part did, when the run has one.
+    pim: Option<crate::event::PimFinished>,
     error: Option<String>,
 }
 
@@ -104,6 +107,7 @@ impl UserResult {
             renamed: 0,
             deleted_kept: 0,
             deleted: 0,
+            pim: None,
             error: Some(error),
         }
     }
@@ -205,10 +209,15 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
     shared.events.send(Event::UserStarted { user: email.clone() });
     if shared.dry_run {
         let mut stats = UserStats::default();
-        let error = copy::copy_mailbox(shared, user, &mut stats)
+        let mut error = copy::copy_mailbox(shared, user, &mut stats)
             .await
             .err()
             .map(|e| e.message);
+        if error.is_none()
+            && let Err(e) = pim::sync_pim(shared, user).await
+        {
+            error = Some(format!("contacts and calendars: {e}"));
+        }
         if let Some(e) = &error {
             shared.events.send(Event::UserFinished {
                 user: email.clone(),
@@ -221,6 +230,7 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 renamed: 0,
                 deleted_kept: 0,
                 deleted: 0,
+                pim: None,
                 error: Some(e.clone()),
             });
         }
@@ -236,6 +246,7 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 renamed: 0,
                 deleted_kept: 0,
                 deleted: 0,
+                pim: None,
                 error: None,
             },
         };
@@ -250,6 +261,30 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
     let mut stats = UserStats::default();
     let result = copy::copy_mailbox(shared, user, &mut stats).await;
     let flushed = shared.recorder.flush().await;
+    // Contacts and calendars once the mail is copied; their failure leaves
+    // the mail done and the user partial.
+    let mut pim_done = None;
+    let pim_error = match (&result, &flushed) {
+        (Ok(()), Ok(())) if !shared.stop.stopped() => match pim::sync_pim(shared, user).await {
+            Ok(None) => None,
+            Ok(Some(pim)) => {
+                let failed = pim.failed();
+                pim_done = Some(pim.finished());
+                if pim.interrupted {
+                    // Reported as interrupted, like mail cut short.
+                    stats.complete = false;
+                }
+                tracing::info!(user = %email, events = ?pim.events, contacts = ?pim.contacts, "contacts and calendars synced");
+                (failed > 0).then(|| {
+                    format!(
+                        "{failed} contacts or events were not copied (each reason is in the log); those that failed for a passing reason are retried by the next run, the others once they change on the source"
+                    )
+                })
+            }
+            Err(e) => Some(format!("contacts and calendars not copied: {e}")),
+        },
+        _ => None,
+    };
     // Copies kept at the end but not at the start: messages this sync found
     // deleted on the source (not moved, not mirrored).
     match shared.db(|cp| cp.kept_copy_keys(&email)) {
@@ -262,7 +297,7 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
             "interrupted",
             Some("stopped before the end; run migrate again to resume".to_owned()),
         ),
-        (Ok(()), Ok(())) if stats.failed > 0 || !stats.left_behind.is_empty() => {
+        (Ok(()), Ok(())) if stats.failed > 0 || !stats.left_behind.is_empty() || pim_error.is_some() => {
             let mut why = Vec::new();
             if stats.failed > 0 {
                 why.push(format!(
@@ -271,6 +306,7 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
                 ));
             }
             why.extend(stats.left_behind.iter().map(|(_, reason)| reason.clone()));
+            why.extend(pim_error);
             ("partial", Some(why.join("; ")))
         }
         (Ok(()), Ok(())) => ("done", None),
@@ -289,6 +325,7 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
             renamed: stats.renamed,
             deleted_kept: stats.deleted_kept,
             deleted: stats.deleted,
+            pim: pim_done,
             error,
         },
     )
@@ -327,6 +364,7 @@ fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) 
         renamed: r.renamed,
         deleted_kept: r.deleted_kept,
         deleted: r.deleted,
+        pim: r.pim.clone(),
         error: r.error.clone(),
     });
     r

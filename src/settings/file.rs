@@ -21,6 +21,50 @@ pub(super) struct File {
     pub(super) state: StateSection,
     #[serde(default)]
     pub(super) run: RunSection,
+    #[serde(default)]
+    pub(super) contacts_calendars: ContactsCalendarsSection,
+}
+
+/// Where contacts and calendars come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum PimSourceKind {
+    #[default]
+    None,
+    Dav,
+}
+
+/// Where contacts and calendars go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum PimTargetKind {
+    Graph,
+    Dav,
+}
+
+/// `[contacts_calendars]`: optional; absent, nothing but mail is copied.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ContactsCalendarsSection {
+    #[serde(default)]
+    pub(super) source: PimSourceKind,
+    pub(super) url: Option<String>,
+    pub(super) target: Option<PimTargetKind>,
+    pub(super) target_url: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub(super) timeout_seconds: u64,
+}
+
+impl Default for ContactsCalendarsSection {
+    fn default() -> Self {
+        ContactsCalendarsSection {
+            source: PimSourceKind::None,
+            url: None,
+            target: None,
+            target_url: None,
+            timeout_seconds: default_timeout(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -28,6 +28,29 @@ pub struct Settings {
     /// The shard this run is (`--shard K/N`, from the command line, never
     /// the config file); `None` for a run over the whole users file.
     pub shard: Option<crate::shard::Shard>,
+    /// `[contacts_calendars]`: `None` when contacts and calendars are not
+    /// copied (the default).
+    pub pim: Option<PimSettings>,
+}
+
+/// Where each user's contacts and calendars are read and written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PimSettings {
+    /// The CalDAV/CardDAV server base each user's collections are
+    /// discovered from (checked: https, or http to loopback).
+    pub source_url: String,
+    pub target: PimTargetSettings,
+    /// The deadline of one DAV request.
+    pub timeout: Duration,
+}
+
+/// Where contacts and calendars go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PimTargetSettings {
+    /// Into the Exchange mailbox, through the `[target]` Graph settings.
+    Graph,
+    /// Into another CalDAV/CardDAV server at this base URL.
+    Dav { url: String },
 }
 
 /// Where mail is read from.
@@ -310,6 +333,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         return Err(bad("[run] max_in_flight_bytes must be at least 1048576 (1 MiB)".into()));
     }
 
+    let pim = pim_settings(file.contacts_calendars, matches!(target, TargetSettings::Graph(_))).map_err(bad)?;
     Ok(Settings {
         source,
         labels,
@@ -340,7 +364,61 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             max_delete_percent: r.max_delete_percent.min(100),
         },
         shard: None,
+        pim,
     })
+}
+
+/// Checks `[contacts_calendars]`. Absent or `source = "none"`, nothing
+/// but mail is copied, whatever the other keys say.
+fn pim_settings(section: ContactsCalendarsSection, graph_target: bool) -> Result<Option<PimSettings>, String> {
+    const S: &str = "contacts_calendars";
+    if section.source == PimSourceKind::None {
+        if section.url.is_some() || section.target.is_some() || section.target_url.is_some() {
+            return Err(format!(
+                "[{S}] url, target or target_url is set but source is \"none\" (the default); set source = \"dav\" to copy contacts and calendars, or remove them"
+            ));
+        }
+        return Ok(None);
+    }
+    let url = section.url.ok_or_else(|| {
+        format!("[{S}] source = \"dav\" needs url, the CalDAV/CardDAV server each user's calendars and address books are found from")
+    })?;
+    let source_url = crate::http::base_url(S, "url", &url)?;
+    if section.timeout_seconds == 0 {
+        return Err(format!("[{S}] timeout_seconds must be at least 1"));
+    }
+    let target = match section.target {
+        Some(PimTargetKind::Graph) if !graph_target => {
+            return Err(format!(
+                "[{S}] target = \"graph\" needs [target] kind = \"graph\"; with another mail target use target = \"dav\" and target_url"
+            ));
+        }
+        Some(PimTargetKind::Graph) => PimTargetSettings::Graph,
+        None if graph_target => PimTargetSettings::Graph,
+        None => {
+            return Err(format!(
+                "[{S}] target is missing: the mail target is not Graph, so set target = \"dav\" and target_url (the CalDAV/CardDAV server to write to)"
+            ));
+        }
+        Some(PimTargetKind::Dav) => {
+            let url = section.target_url.as_deref().ok_or_else(|| {
+                format!("[{S}] target = \"dav\" needs target_url, the CalDAV/CardDAV server to write to")
+            })?;
+            PimTargetSettings::Dav {
+                url: crate::http::base_url(S, "target_url", url)?,
+            }
+        }
+    };
+    if section.target_url.is_some() && target == PimTargetSettings::Graph {
+        return Err(format!(
+            "[{S}] target_url is for target = \"dav\"; remove it to write into the Exchange mailbox"
+        ));
+    }
+    Ok(Some(PimSettings {
+        source_url,
+        target,
+        timeout: Duration::from_secs(section.timeout_seconds),
+    }))
 }
 
 /// Checks an IMAP section's host and connection keys and builds its

@@ -294,3 +294,49 @@ fn maildir_folder_names_are_utf7_unless_set_to_utf8() {
         .0;
     assert!(err.contains("folder_names"), "{err}");
 }
+
+#[test]
+fn contacts_and_calendars_are_off_unless_asked_for_and_checked_when_they_are() {
+    const MAILDIR: &str = "[source]\nhost = \"imap.example.com\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n";
+    assert_eq!(parse_str(MAILDIR).unwrap().pim, None, "no section: mail only");
+    let with = |section: &str| parse_str(&format!("{MAILDIR}[contacts_calendars]\n{section}"));
+
+    let s = with("source = \"dav\"\nurl = \"https://dav.example.org/\"\ntarget = \"dav\"\ntarget_url = \"https://new.example.org/dav\"\n")
+        .unwrap();
+    assert_eq!(
+        s.pim,
+        Some(PimSettings {
+            source_url: "https://dav.example.org".into(),
+            target: PimTargetSettings::Dav {
+                url: "https://new.example.org/dav".into()
+            },
+            timeout: Duration::from_secs(60),
+        })
+    );
+    for (section, names) in [
+        ("source = \"dav\"\n", "url"),
+        (
+            "source = \"dav\"\nurl = \"http://dav.example.org/\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\n",
+            "plain http",
+        ),
+        ("source = \"dav\"\nurl = \"https://d/\"\n", "target is missing"),
+        (
+            "source = \"dav\"\nurl = \"https://d/\"\ntarget = \"graph\"\n",
+            "[target] kind = \"graph\"",
+        ),
+        (
+            "source = \"dav\"\nurl = \"https://d/\"\ntarget = \"dav\"\n",
+            "target_url",
+        ),
+        (
+            "source = \"dav\"\nurl = \"https://d/\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\ntimeout_seconds = 0\n",
+            "timeout_seconds",
+        ),
+        ("url = \"https://d/\"\n", "source is \"none\""),
+        ("source = \"caldav\"\n", "source"),
+        ("source = \"dav\"\nurll = \"https://d/\"\n", "urll"),
+    ] {
+        let err = with(section).unwrap_err();
+        assert!(err.0.contains(names), "{section}: {err}");
+    }
+}

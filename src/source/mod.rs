@@ -6,6 +6,7 @@
 //! [`Source`] and [`Session`] put both kinds behind the few calls `run`
 //! makes: list folders, open one, scan its metadata, fetch bodies by UID.
 
+pub mod dav;
 pub mod imap;
 pub mod mbox;
 

@@ -6,9 +6,12 @@
 //! Protocol details (IMAP folder names, Graph folder ids and MAPI
 //! properties) stay inside each target's module.
 
+pub mod dav;
+pub mod dav_pim;
 pub mod graph;
 pub mod imap;
 pub mod maildir;
+pub mod pim;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;

@@ -5,6 +5,9 @@
 //! state, follow-up flag and categories). No I/O, no async: targets apply
 //! the result in their own protocol.
 
+pub mod contact;
+pub mod event;
+
 use bytes::Bytes;
 
 use crate::model::{Flags, FolderRole, Headers, MessageKey, SourceFolder, TargetFolder, Upload};

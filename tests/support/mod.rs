@@ -30,6 +30,8 @@ pub mod hostile_server;
 pub mod imap;
 pub mod listener;
 pub mod mailgen;
+pub mod pim;
+pub mod radicale;
 pub mod relay;
 
 pub use courier::{Courier, CourierOptions};

@@ -38,6 +38,11 @@ pub enum Body {
     Json(Bytes),
     /// Base64 MIME for importMime (`Content-Type: text/plain`).
     Base64Mime(Bytes),
+    /// Raw bytes of a given type (a contact's photo).
+    Bytes {
+        data: Bytes,
+        content_type: &'static str,
+    },
     /// One range of an upload session.
     Chunk {
         data: Bytes,
@@ -49,7 +54,9 @@ impl Body {
     fn len(&self) -> u64 {
         match self {
             Body::Empty => 0,
-            Body::Json(b) | Body::Base64Mime(b) | Body::Chunk { data: b, .. } => b.len() as u64,
+            Body::Json(b) | Body::Base64Mime(b) | Body::Bytes { data: b, .. } | Body::Chunk { data: b, .. } => {
+                b.len() as u64
+            }
         }
     }
 }
@@ -74,6 +81,18 @@ impl Call<'_> {
     pub fn get(url: String, what: &str) -> Call<'_> {
         Call {
             method: Method::GET,
+            url,
+            body: Body::Empty,
+            what,
+            authorized: true,
+            idempotent: true,
+        }
+    }
+
+    /// An authorized DELETE, safe to repeat.
+    pub fn delete(url: String, what: &str) -> Call<'_> {
+        Call {
+            method: Method::DELETE,
             url,
             body: Body::Empty,
             what,
@@ -171,6 +190,7 @@ impl Http {
             Body::Empty => request,
             Body::Json(b) => request.header(CONTENT_TYPE, "application/json").body(b.clone()),
             Body::Base64Mime(b) => request.header(CONTENT_TYPE, "text/plain").body(b.clone()),
+            Body::Bytes { data, content_type } => request.header(CONTENT_TYPE, *content_type).body(data.clone()),
             Body::Chunk { data, range } => request
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_RANGE, range.as_str())

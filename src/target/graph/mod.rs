@@ -46,6 +46,8 @@ mod failure;
 mod folders;
 pub mod json;
 mod lookup;
+mod pim;
+pub mod pim_json;
 mod throttle;
 mod write;
 
@@ -179,6 +181,24 @@ impl GraphTarget {
 }
 
 impl Inner {
+    /// Fails early, and with a clear reason, on a mailbox that does not
+    /// exist or that the app may not read; once per mailbox per run.
+    /// `users` is the mailbox's `/users/{id}` URL.
+    async fn check_mailbox(&self, mailbox: &Mailbox, users: &str) -> Result<()> {
+        mailbox
+            .checked
+            .get_or_try_init(|| async {
+                let url = format!("{users}/mailFolders/inbox?$select=id");
+                self.http
+                    .send(&mailbox.limits, &Call::get(url, "open mailbox"))
+                    .await
+                    .map(|_| ())
+                    .map_err(Error::from)
+            })
+            .await?;
+        Ok(())
+    }
+
     fn mailbox(&self, email: &str) -> Arc<Mailbox> {
         let mut map = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(email.to_ascii_lowercase())
@@ -243,20 +263,7 @@ impl Target for GraphTarget {
                 children: HashMap::new(),
                 conversions: Vec::new(),
             };
-            // Fail early, and with a clear reason, on a mailbox that does not
-            // exist or that the app may not read; once per mailbox per run.
-            session
-                .mailbox
-                .checked
-                .get_or_try_init(|| async {
-                    let url = format!("{}/mailFolders/inbox?$select=id", session.users);
-                    session
-                        .send(&Call::get(url, "open mailbox"))
-                        .await
-                        .map(|_| ())
-                        .map_err(Error::from)
-                })
-                .await?;
+            session.inner.check_mailbox(&session.mailbox, &session.users).await?;
             let session: Box<dyn TargetSession> = Box::new(session);
             Ok(session)
         }
@@ -382,6 +389,18 @@ impl TargetSession for GraphSession {
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         async {}.boxed()
+    }
+}
+
+/// Contacts and calendars go into the same mailbox, on the same limits
+/// ([`pim`]).
+impl crate::target::pim::PimTarget for GraphTarget {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> Pending<'a, Box<dyn crate::target::pim::PimSession>> {
+        pim::open_session(self.inner.clone(), user).boxed()
+    }
+
+    fn describe(&self) -> String {
+        format!("Graph contacts and calendars {}", self.inner.settings.endpoint)
     }
 }
 

@@ -332,14 +332,7 @@ impl GraphSession {
     /// logged.
     pub(super) async fn discard(&self, id: &str) {
         let url = format!("{}/messages/{}", self.users, seg(id));
-        let call = Call {
-            method: Method::DELETE,
-            url,
-            body: Body::Empty,
-            what: "delete incomplete copy",
-            authorized: true,
-            idempotent: true,
-        };
+        let call = Call::delete(url, "delete incomplete copy");
         if let Err(f) = self.send(&call).await
             && f.status != Some(404)
         {
@@ -424,14 +417,7 @@ impl GraphSession {
         if id.is_empty() {
             return Err(Error::item("the copy cannot be deleted: it has no Graph id"));
         }
-        let call = Call {
-            method: Method::DELETE,
-            url: format!("{}/messages/{}", self.users, seg(id)),
-            body: Body::Empty,
-            what: "delete message",
-            authorized: true,
-            idempotent: true,
-        };
+        let call = Call::delete(format!("{}/messages/{}", self.users, seg(id)), "delete message");
         match self.send(&call).await {
             Ok(_) => Ok(()),
             Err(f) if f.status == Some(404) && f.code == "ErrorItemNotFound" => Ok(()),
@@ -610,15 +596,7 @@ impl GraphSession {
             }
             tracing::debug!(user = %self.email, "deleting an attachment an interrupted upload left behind");
             let url = format!("{}/messages/{}/attachments/{}", self.users, seg(message_id), seg(&a.id));
-            let call = Call {
-                method: Method::DELETE,
-                url,
-                body: Body::Empty,
-                what,
-                authorized: true,
-                idempotent: true,
-            };
-            match self.send(&call).await {
+            match self.send(&Call::delete(url, what)).await {
                 Ok(_) => {}
                 Err(f) if f.status == Some(404) => {}
                 Err(f) => return Err(f.error),

@@ -9,6 +9,9 @@
 //!   replace a stored message's body (and its MIME, if imported) the way
 //!   a fault in the service or a user's edit would, which Graph itself
 //!   refuses on a sent item; tests plant damage for `cutover verify` to find
+//! - `GET  /_emulator/mailboxes/{user}/pim[?start=…&end=…]` — contact
+//!   folders, contacts, calendars and events, times in UTC; with a window
+//!   (RFC 3339) each event also lists its instances in it
 //! - `GET  /_emulator/stats` — counters, Retry-After violations and the limits in force
 //! - `POST /_emulator/reset` — forget mailboxes, stats, throttles, faults, uploads (tokens stay valid)
 //! - `GET|POST|DELETE /_emulator/faults` — fault configuration
@@ -37,6 +40,7 @@ pub fn handle(app: &Arc<App>, req: &Req) -> Resp {
         (&Method::GET, ["mailboxes"]) => list_mailboxes(app),
         (&Method::POST, ["mailboxes"]) => create_mailbox(app, req),
         (&Method::GET, ["mailboxes", user]) => dump(app, req, user),
+        (&Method::GET, ["mailboxes", user, "pim"]) => dump_pim(app, req, user),
         (&Method::PATCH, ["mailboxes", user, "messages", id]) => tamper(app, req, user, id),
         (&Method::GET, ["stats"]) => stats(app),
         (&Method::POST, ["reset"]) => reset(app),
@@ -288,6 +292,35 @@ fn dump(app: &App, req: &Req, user: &str) -> Resp {
             "maxReceiveSizeBytes": mb.max_receive_size,
             "folders": folders,
             "messages": messages,
+        }),
+    )
+}
+
+fn dump_pim(app: &App, req: &Req, user: &str) -> Resp {
+    let time = |name: &str| {
+        req.query_param(name)
+            .map(|v| chrono::DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&chrono::Utc)))
+    };
+    let window = match (time("start"), time("end")) {
+        (None, None) => None,
+        (Some(Ok(s)), Some(Ok(e))) => Some((s, e)),
+        _ => return err(400, "start and end must both be RFC 3339 date-times"),
+    };
+    let store = app.store.lock().unwrap();
+    let Some(i) = store.find(user) else {
+        return err(404, &format!("no mailbox '{user}'"));
+    };
+    let mb = &store.mailboxes[i];
+    let (contact_folders, contacts) = crate::pim::dump_contacts(mb);
+    let (calendars, events) = crate::calendar::dump_calendars(mb, window);
+    Resp::plain_json(
+        200,
+        &json!({
+            "address": mb.address,
+            "contactFolders": contact_folders,
+            "contacts": contacts,
+            "calendars": calendars,
+            "events": events,
         }),
     )
 }

@@ -41,6 +41,15 @@ pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
 const SESSION_LIFETIME_SECS: f64 = 7200.0;
 
 /// Parses an attachment object (`POST …/attachments` or inside a message create).
+/// The attachment a POST carries: `too_big` past Graph's request size, then
+/// the JSON object, then the attachment rules.
+pub fn read_attachment(req: &Req, too_big: impl FnOnce() -> Resp) -> Result<NewAttachment, Resp> {
+    if req.body.len() > MAX_REQUEST_BYTES {
+        return Err(too_big());
+    }
+    parse_attachment(req, &Value::Object(json_object(req)?))
+}
+
 pub fn parse_attachment(req: &Req, v: &Value) -> Result<NewAttachment, Resp> {
     let o = v
         .as_object()
@@ -226,14 +235,7 @@ pub fn create(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) 
     };
     // A 3 MB file is 4 MB of base64, so Graph's 4 MB request limit is the
     // 3 MB attachment limit; both answer with the upload-session hint.
-    if req.body.len() > MAX_REQUEST_BYTES {
-        return too_big();
-    }
-    let body = match json_object(req) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let new = match parse_attachment(req, &Value::Object(body)) {
+    let new = match read_attachment(req, too_big) {
         Ok(a) => a,
         Err(r) => return r,
     };

@@ -202,13 +202,9 @@ pub fn create(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>) -> Resp {
             _ => return unknown_property(req, k, "microsoft.graph.mailFolder"),
         }
     }
-    let Some(name) = display_name.filter(|n| !n.trim().is_empty()) else {
-        return graph_error(
-            req,
-            400,
-            "ErrorInvalidParameter",
-            "The displayName property is required and can't be empty.",
-        );
+    let name = match required_name(req, display_name, "displayName") {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     let mut store = app.store.lock().unwrap();
     let mut rng = app.rng.lock().unwrap();
@@ -261,7 +257,7 @@ pub fn destination_id(req: &Req, type_name: &str) -> Result<String, Resp> {
     })
 }
 
-fn folder_exists(req: &Req) -> Resp {
+pub fn folder_exists(req: &Req) -> Resp {
     graph_error(
         req,
         409,
@@ -388,4 +384,16 @@ pub fn move_folder(app: &App, req: &Req, ctx: &Ctx, chain: &Chain) -> Resp {
     let mut out = odata::folder_json(mb, &mb.folders[&id], None);
     out["@odata.context"] = json!(context(app, ctx, "mailFolders/$entity"));
     Resp::json(200, &out)
+}
+
+/// A name a create request must carry: 400 when `prop` is absent or blank.
+pub fn required_name(req: &Req, name: Option<String>, prop: &str) -> Result<String, Resp> {
+    name.filter(|n| !n.trim().is_empty()).ok_or_else(|| {
+        graph_error(
+            req,
+            400,
+            "ErrorInvalidParameter",
+            &format!("The {prop} property is required and can't be empty."),
+        )
+    })
 }

@@ -17,7 +17,7 @@ use crate::faults::Fault;
 use crate::http::{Req, Resp, graph_error, method_not_allowed, not_implemented, stamp, unknown_segment};
 use crate::stats::Event;
 use crate::throttle::Key;
-use crate::{App, Outcome, attachments, auth, batch, folders, messages};
+use crate::{App, Outcome, attachments, auth, batch, folders, messages, pim};
 
 /// A folder addressed by `mailFolders/{a}/childFolders/{b}/…`.
 pub type Chain = Vec<String>;
@@ -41,6 +41,8 @@ pub enum Target {
     Attachment(Option<Chain>, String, String),
     AttachmentValue(Option<Chain>, String, String),
     UploadSession(Option<Chain>, String),
+    /// Contacts and calendars (see `pim`).
+    Pim(pim::PimTarget),
 }
 
 enum ParseErr {
@@ -66,14 +68,20 @@ const UNIMPLEMENTED: &[&str] = &[
     "singleValueExtendedProperties",
     "mailboxSettings",
     "sendMail",
-    "events",
-    "calendar",
-    "calendars",
-    "contacts",
-    "contactFolders",
     "inferenceClassification",
     "outlook",
     "permanentDelete",
+    // Calendar features outside what cutover writes.
+    "accept",
+    "decline",
+    "tentativelyAccept",
+    "dismissReminder",
+    "snoozeReminder",
+    "calendarGroups",
+    "calendarPermissions",
+    "getSchedule",
+    "findMeetingTimes",
+    "reminderView",
     "mentions",
 ];
 
@@ -95,6 +103,11 @@ fn parse_target(rest: &[String], beta: bool) -> Result<Target, ParseErr> {
     };
     if is(first, "messages") {
         return parse_messages(None, &rest[1..]);
+    }
+    if pim::owns(first) {
+        return pim::parse(rest)
+            .map(Target::Pim)
+            .map_err(|seg| unknown_or_unimplemented(&seg));
     }
     if !is(first, "mailFolders") {
         return Err(unknown_or_unimplemented(first));
@@ -185,6 +198,7 @@ fn kind(target: &Target, method: &Method) -> &'static str {
         (Target::Attachments(..), _) => "attachments.list",
         (Target::Attachment(..), _) | (Target::AttachmentValue(..), _) => "attachments.get",
         (Target::UploadSession(..), _) => "attachments.createUploadSession",
+        (Target::Pim(t), _) => pim::kind(t, method),
     }
 }
 
@@ -487,6 +501,7 @@ fn dispatch(app: &Arc<App>, req: &Req, ctx: &Ctx, target: &Target) -> Resp {
         Target::UploadSession(chain, id) if *m == Method::POST => {
             attachments::create_upload_session(app, req, ctx, chain.as_ref(), id)
         }
+        Target::Pim(t) => pim::dispatch(app, req, ctx, t),
         _ => method_not_allowed(req),
     }
 }

@@ -14,7 +14,9 @@
 //! (tokens), `graph` (pipeline and routing), `folders`, `messages`,
 //! `attachments` (incl. upload sessions), `batch`, `odata` (query options
 //! and resource JSON), `mime`, `store` (in-memory mailboxes), `throttle`,
-//! `faults`, `stats`, `admin` (`/_emulator/*`).
+//! `faults`, `stats`, `admin` (`/_emulator/*`); contacts and calendars:
+//! `pim` (routing, contact folders, contacts), `calendar` (calendars,
+//! events, invitations), `recurrence` (time zones, patternedRecurrence).
 //!
 //! # Choices where Graph's documentation is silent
 //!
@@ -80,11 +82,112 @@
 //!   client with a shorter timeout gives up on a request that is carried
 //!   out.
 //! - `POST /_emulator/reset` keeps issued tokens valid.
+//!
+//! Contacts and calendars (the same pipeline, throttle, faults and `$batch`
+//! as mail, so they spend the same per-mailbox budget):
+//!
+//! - Contact folders: `/contactFolders` lists and creates children of the
+//!   default Contacts folder (user-post-contactfolders); names are unique
+//!   among siblings, case-insensitively (409 ErrorFolderExists, as for mail
+//!   folders); `contactFolders/{a}/childFolders/{b}/…` addresses folder b.
+//!   Lists are in creation order, 10 a page unless `$top` says otherwise.
+//! - Contacts: unknown properties and wrong JSON types are 400
+//!   RequestBodyRead. More than 3 `emailAddresses`, 2 `businessPhones`, 2
+//!   `homePhones` or 3 `imAddresses` is 400 ErrorInvalidArgument with
+//!   Graph's message ("The multi value property EmailAddresses has 4
+//!   entries, that exceeds the max allowed value of 3"; the limits are
+//!   reported in microsoft-graph-docs-contrib #560, the code is this
+//!   emulator's choice, the phone and IM limits are Outlook's field counts).
+//!   A create without a non-empty `givenName` is 400 ErrorInvalidProperty
+//!   (what Graph answered in msgraph-sdk-dotnet #247; undocumented, kept as
+//!   the strict choice). Without `displayName` the contact's is given,
+//!   middle and surname.
+//!   `birthday` must be an RFC 3339 DateTimeOffset. `$filter` takes
+//!   `displayName eq '…'` or a string extended property. A PATCH replaces
+//!   the properties it names (collections whole) and merges extended
+//!   properties by id.
+//! - Contact photos: `PUT …/photo/$value` with `image/jpeg` or `image/png`
+//!   (other types 415), 1 byte to 4 MB (413 above), answers 200;
+//!   `GET …/photo/$value` returns the bytes or 404.
+//! - Calendars: `name` required and unique in the mailbox (409
+//!   ErrorFolderExists); `color` a calendarColor.
+//! - Event bodies: unknown properties and wrong types are 400
+//!   RequestBodyRead; read-only properties are ignored; `organizer` is
+//!   checked for shape and ignored — the owner is always the organizer.
+//!   `start` and `end` are required; `dateTime` has no offset (one with `Z`
+//!   or `+01:00` is refused: the zone belongs in `timeZone`); `timeZone` is
+//!   an IANA name or one of the Windows names in `recurrence.rs` (others 400
+//!   TimeZoneNotSupportedException). Violations of the documented rules —
+//!   end before start, an all-day event not midnight to midnight over whole
+//!   days, more than 500 attendees, a recurrence breaking its pattern or
+//!   range rules, a range whose startDate is not the start's date — are 400
+//!   ErrorPropertyValidationFailure (the code Graph answers an invalid
+//!   all-day event with, microsoft-graph-docs #7919; the emulator's
+//!   messages name the rule broken). Bodies
+//!   over 4 MiB are 413.
+//! - patternedRecurrence: each pattern type requires its documented
+//!   properties (weekly: daysOfWeek; absoluteMonthly: dayOfMonth;
+//!   relativeMonthly: daysOfWeek; absoluteYearly: dayOfMonth and month;
+//!   relativeYearly: daysOfWeek and month); `interval` ≥ 1 is required;
+//!   properties a type does not use must be absent or at the value Graph
+//!   reports for "unset" (0, `[]`, `first`, `sunday`, `0001-01-01`), so a
+//!   GET body round-trips but a contradictory one is refused. Ranges:
+//!   endDate needs `endDate` ≥ `startDate`; numbered needs
+//!   `numberOfOccurrences` > 0; noEnd neither.
+//! - Expansion is in the start's time zone (`recurrenceTimeZone` is checked
+//!   but not used): occurrences keep their wall-clock time across DST; a
+//!   time skipped by DST moves later by the gap, a repeated one is its first
+//!   instance. `dayOfMonth` beyond a month's end is the month's last day.
+//!   Weekly weeks start on `firstDayOfWeek`. Cancelled occurrences still
+//!   count towards `numberOfOccurrences`. A start the pattern does not hit
+//!   (a Tuesday for a Monday pattern) is kept on the master, and the first
+//!   occurrence is the pattern's first date from the range start on.
+//! - Occurrence ids are stable and encode master and original date. PATCH
+//!   of an occurrence makes an exception (`type: exception`, `originalStart`
+//!   the scheduled start); it can't carry recurrence, isAllDay or extended
+//!   properties (400), nor move onto or past a neighbour's day (400
+//!   ErrorOccurrenceCrossingBoundary, event-update). DELETE of an occurrence
+//!   cancels it (204; its id is then 404). A new pattern drops exceptions.
+//! - `instances` and `calendarView` need `startDateTime` and `endDateTime`
+//!   (400 ErrorInvalidParameter); values without an offset are UTC. An
+//!   occurrence is listed when it overlaps the window. A single-instance
+//!   event has no instances (empty list). Times are in UTC unless `Prefer:
+//!   outlook.timezone="…"` names a known zone; all-day events read midnight
+//!   to midnight in any zone.
+//! - transactionId: a POST whose transactionId an existing event of the
+//!   mailbox was created with answers 201 with that event and creates and
+//!   sends nothing, whatever else the body says (the docs give the purpose,
+//!   not the status). Once the event is deleted the id may be used again.
+//!   PATCH may repeat it but not change it (400 ErrorInvalidProperty).
+//! - Invitations (`invitations_sent` / `cancellations_sent` in the stats,
+//!   per mailbox and in total) count messages, not recipients. A meeting is
+//!   an event with attendees. Sent: creating a non-draft meeting (1
+//!   request); PATCHing a non-draft meeting's or occurrence's start, end,
+//!   isAllDay, recurrence, attendees, location or locations (1 update;
+//!   subject or body alone send nothing); DELETE of a non-draft meeting or
+//!   one of its occurrences, or `POST …/cancel` (1 cancellation; cancel
+//!   answers 202, removes the event, and is 400 ErrorInvalidRequest for an
+//!   event without attendees).
+//! - Drafts: an event is a draft when it was created with `isDraft: true`
+//!   (the emulator then sets the PSETID_Appointment named Booleans
+//!   `EventDraft` and `IntendedEventDraft` to true, whatever the body said).
+//!   Nothing is sent for a draft — not for its creation, changes, occurrence
+//!   changes or deletes, cancel or delete. It stops being a draft when a
+//!   PATCH leaves both named properties `false` (new-SilentMeeting.ps1's
+//!   second step); that PATCH sends nothing either (a PATCH is judged by the
+//!   state before it), and from then on the event is an ordinary meeting.
+//!   `isDraft` itself can't be changed by PATCH (400 ErrorInvalidProperty).
+//!   Creating without `isDraft: true` is never a draft, whatever the
+//!   extended properties say.
+//! - Event attachments: `POST …/events/{id}/attachments` takes a
+//!   fileAttachment of at most 3 MiB (413, as for messages); item
+//!   attachments and attachments on one occurrence answer 501.
 
 mod admin;
 mod attachments;
 mod auth;
 mod batch;
+mod calendar;
 mod config;
 mod faults;
 mod folders;
@@ -93,6 +196,8 @@ mod http;
 mod messages;
 mod mime;
 mod odata;
+mod pim;
+mod recurrence;
 mod stats;
 mod store;
 mod throttle;

@@ -452,7 +452,7 @@ fn valid_prop_value(id: &str, value: &str) -> bool {
 }
 
 /// Parses `singleValueExtendedProperties`: normalised (id, value) pairs.
-fn parse_ext_props(req: &Req, v: &Value) -> Result<Vec<(String, String)>, Resp> {
+pub fn parse_ext_props(req: &Req, v: &Value) -> Result<Vec<(String, String)>, Resp> {
     let bad = || {
         bad_value(
             req,

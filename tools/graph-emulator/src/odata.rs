@@ -116,7 +116,7 @@ pub enum Filter {
 }
 
 /// Splits `a and b` on ` and ` outside string literals.
-fn split_and(s: &str) -> Vec<&str> {
+pub fn split_and(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut quoted, mut start) = (false, 0usize);
     let bytes = s.as_bytes();
@@ -141,7 +141,7 @@ fn split_and(s: &str) -> Vec<&str> {
 /// `singleValueExtendedProperties/Any(ep: ep/id eq '{id}' and ep/value eq '{value}')`.
 /// `Err` carries a 400 message for an invalid property id; `Ok(None)` means
 /// the expression has another shape.
-fn ext_prop_filter(expr: &str) -> Result<Option<(String, String)>, String> {
+pub fn ext_prop_filter(expr: &str) -> Result<Option<(String, String)>, String> {
     const HEAD: &str = "singleValueExtendedProperties/Any(";
     let expr = expr.trim();
     if expr.len() < HEAD.len() || !expr[..HEAD.len()].eq_ignore_ascii_case(HEAD) {
@@ -184,18 +184,35 @@ pub enum OrderField {
     Modified,
 }
 
-/// Parsed query options of one request.
-#[derive(Debug, Clone, Default)]
-pub struct Query {
+/// Parsed query options of one request. `F` is the `$filter` the resource
+/// takes: mail's `Filter`, or `pim::PimFilter` for contacts and events
+/// (which leave the mail-only options at their defaults).
+#[derive(Debug, Clone)]
+pub struct Query<F = Filter> {
     pub top: Option<usize>,
     pub skip: usize,
     pub select: Option<Vec<&'static str>>,
-    pub filter: Option<Filter>,
+    pub filter: Option<F>,
     /// `$expand=singleValueExtendedProperties($filter=id eq '…')`: normalised ids.
     pub expand_ext: Option<Vec<String>>,
     pub expand_attachments: bool,
     pub order: Option<(OrderField, bool)>,
     pub include_hidden: bool,
+}
+
+impl<F> Default for Query<F> {
+    fn default() -> Self {
+        Query {
+            top: None,
+            skip: 0,
+            select: None,
+            filter: None,
+            expand_ext: None,
+            expand_attachments: false,
+            order: None,
+            include_hidden: false,
+        }
+    }
 }
 
 fn bad_query(req: &Req, msg: &str) -> Resp {
@@ -217,7 +234,7 @@ fn string_literal(s: &str) -> Option<String> {
 }
 
 /// Parses `<prop> eq '<literal>'` for the given property name.
-fn eq_clause(expr: &str, prop: &str) -> Option<String> {
+pub fn eq_clause(expr: &str, prop: &str) -> Option<String> {
     let expr = expr.trim();
     let (lhs, rest) = expr.split_once(char::is_whitespace)?;
     if !lhs.eq_ignore_ascii_case(prop) {
@@ -232,7 +249,7 @@ fn eq_clause(expr: &str, prop: &str) -> Option<String> {
 }
 
 /// Splits on commas that are not inside parentheses.
-fn split_top_level(s: &str) -> Vec<&str> {
+pub fn split_top_level(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut depth, mut start) = (0i32, 0usize);
     for (i, c) in s.char_indices() {
@@ -248,6 +265,25 @@ fn split_top_level(s: &str) -> Vec<&str> {
     }
     out.push(&s[start..]);
     out
+}
+
+/// The normalised ids of `$expand=singleValueExtendedProperties($filter=…)`:
+/// `filter` is `id eq '…'` clauses joined by `or`.
+pub fn expand_ext_ids(req: &Req, filter: &str) -> Result<Vec<String>, Resp> {
+    let mut ids = Vec::new();
+    for clause in filter.split(" or ") {
+        let lit = eq_clause(clause, "id").ok_or_else(|| not_implemented(req, &format!("$expand filter '{clause}'")))?;
+        let id = normalize_prop_id(&lit).ok_or_else(|| {
+            graph_error(
+                req,
+                400,
+                "ErrorInvalidProperty",
+                &format!("The extended property id '{lit}' is not valid."),
+            )
+        })?;
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// Parses the query options of a request addressing `entity`.
@@ -329,21 +365,7 @@ pub fn parse(req: &Req, entity: Entity) -> Result<Query, Resp> {
                         .trim()
                         .strip_prefix("$filter=")
                         .ok_or_else(|| not_implemented(req, &format!("$expand={item}")))?;
-                    let mut ids = Vec::new();
-                    for clause in filter.split(" or ") {
-                        let lit = eq_clause(clause, "id")
-                            .ok_or_else(|| not_implemented(req, &format!("$expand filter '{clause}'")))?;
-                        let id = normalize_prop_id(&lit).ok_or_else(|| {
-                            graph_error(
-                                req,
-                                400,
-                                "ErrorInvalidProperty",
-                                &format!("The extended property id '{lit}' is not valid."),
-                            )
-                        })?;
-                        ids.push(id);
-                    }
-                    q.expand_ext = Some(ids);
+                    q.expand_ext = Some(expand_ext_ids(req, filter)?);
                 }
             }
             "$orderby" => {

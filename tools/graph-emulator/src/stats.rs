@@ -26,6 +26,11 @@ pub struct Counters {
     pub max_concurrent: u32,
     pub upload_bytes: u64,
     pub faults_injected: BTreeMap<String, u64>,
+    /// Meeting requests (and updates) Exchange would have sent: one per
+    /// message, however many attendees it is addressed to.
+    pub invitations_sent: u64,
+    /// Meeting cancellations Exchange would have sent, one per message.
+    pub cancellations_sent: u64,
     /// Wall-clock milliseconds (Unix epoch) of the first and last request
     /// counted: benchmarks divide the requests by this span to get the rate
     /// a client sustained.
@@ -112,6 +117,14 @@ impl Stats {
         self.total.add(ev);
         if let Some(m) = &ev.mailbox {
             self.mailboxes.entry(m.clone()).or_default().add(ev);
+        }
+    }
+
+    /// Counts meeting messages a calendar request made Exchange send.
+    pub fn record_notices(&mut self, mailbox: &str, invitations: u64, cancellations: u64) {
+        for c in [&mut self.total, self.mailboxes.entry(mailbox.to_string()).or_default()] {
+            c.invitations_sent += invitations;
+            c.cancellations_sent += cancellations;
         }
     }
 

@@ -241,6 +241,8 @@ pub struct Mailbox {
     pub by_imid: HashMap<String, Vec<String>>,
     next_serial: u64,
     pub created: DateTime<Utc>,
+    /// Contacts and calendars.
+    pub pim: crate::pim::PimStore,
 }
 
 /// Why a folder or object lookup failed.
@@ -267,6 +269,7 @@ impl Mailbox {
             by_imid: HashMap::new(),
             next_serial: 1,
             created: Utc::now(),
+            pim: crate::pim::PimStore::default(),
         };
         mb.top_id = mb.new_id(KIND_FOLDER, rng);
         let top = mb.top_id.clone();
@@ -288,6 +291,13 @@ impl Mailbox {
             }
             mb.well_known.insert(name, id);
         }
+        // The default Contacts folder and Calendar get ids from serials at
+        // the top of the range and a generator of their own, so adding them
+        // left every other id a seeded run issues as it was.
+        let mut own = fastrand::Rng::with_seed(u64::from(serial));
+        let contacts = make_id(crate::pim::KIND_CONTACT_FOLDER, serial, u64::MAX - 1, &mut own);
+        let calendar = make_id(crate::pim::KIND_CALENDAR, serial, u64::MAX, &mut own);
+        mb.pim = crate::pim::PimStore::new(&mb.root_id, contacts, calendar);
         mb
     }
 

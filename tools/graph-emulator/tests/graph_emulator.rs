@@ -5,6 +5,8 @@
 //! Graph behaviour the product relies on.
 
 // The same harness cutover's own tests start the emulator with.
+mod common;
+
 #[allow(dead_code)]
 #[path = "../../../tests/support/emulator.rs"]
 mod emulator;
@@ -17,6 +19,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use common::{batch_statuses, error_code, send_json};
 use emulator::{CLIENT, Emulator, RunningEmulator, TENANT};
 const SECRET: &str = "s3cret-value";
 const USER: &str = "alice@contoso.test";
@@ -159,12 +162,7 @@ impl Emu {
             Some(Body::Mime(b64)) => rb = rb.header("content-type", "text/plain").body(b64),
             None => {}
         }
-        let r = rb.send().await.unwrap();
-        let status = r.status();
-        let headers = r.headers().clone();
-        let bytes = r.bytes().await.unwrap();
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, headers, v)
+        send_json(rb).await
     }
 
     async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
@@ -213,10 +211,6 @@ fn urlencode(s: &str) -> String {
 
 fn users(path: &str) -> String {
     format!("/v1.0/users/{USER}{path}")
-}
-
-fn error_code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
 }
 
 const SAMPLE_MIME: &str = "Received: from mx.example.org by mail.contoso.test; Tue, 01 Mar 2022 10:00:00 +0000\r\n\
@@ -1411,12 +1405,7 @@ async fn size_limits_upload_bytes_and_batch_throttling() {
         .collect();
     let (s, v) = emu.post(&t, "/v1.0/$batch", json!({"requests": requests})).await;
     assert_eq!(s, 200);
-    let statuses: Vec<u64> = v["responses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_u64().unwrap())
-        .collect();
+    let statuses = batch_statuses(&v);
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 6, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
     let throttled = v["responses"]

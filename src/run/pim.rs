@@ -1,0 +1,475 @@
+//! Contacts and calendars of one mailbox (`[contacts_calendars]`), copied
+//! after its mail: every calendar and address book the user has on the
+//! CalDAV/CardDAV source goes into a collection of the target, each item
+//! exactly once, kept up to date on later runs, and never a message sent
+//! to anyone (the targets write meetings without invitations and refuse
+//! changes that would send some).
+//!
+//! Per collection: find or make the target collection, list what changed
+//! since the stored sync token (with the stored ETags, for servers without
+//! `sync-collection`), read the changed items and write each one, recorded
+//! in the state DB around the write ([`PimRecord::Writing`] before,
+//! `Written` once the target confirmed), as mail is. The sync token is
+//! stored only when every change of the listing was handled, so a run cut
+//! short lists the same changes again.
+//!
+//! Where each collection goes: the source's first calendar (the one a
+//! server lists first, normally the user's default) goes to the target's
+//! default calendar (`""`, the mailbox's own Calendar); every other
+//! calendar and every address book goes to a collection of its display
+//! name, created when missing.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::{PimItem, PimRecord, PimState};
+use crate::dav::{Collection, DavAuth, DavClient, FetchOutcome};
+use crate::error::{Error, ErrorKind};
+use crate::event::PimFinished;
+use crate::model::ItemKind;
+use crate::roster::UserJob;
+use crate::source::dav::DavSource;
+use crate::target::pim::{PimContent, PimSession, PimUpload};
+use crate::transform::{contact::split_vcards, event::split_calendar};
+
+use super::Shared;
+
+/// What this run did with the user's contacts or events.
+#[derive(Debug, Default)]
+pub(super) struct PimStats {
+    pub written: u64,
+    pub failed: u64,
+    /// Gone from the source this run; the copy is kept.
+    pub kept: u64,
+    pub deleted: u64,
+}
+
+/// [`PimStats`] of both kinds.
+#[derive(Debug, Default)]
+pub(super) struct PimRun {
+    pub events: PimStats,
+    pub contacts: PimStats,
+    /// A stop (signal) came between two collections: the rest waits for
+    /// the next run.
+    pub interrupted: bool,
+}
+
+impl PimRun {
+    pub fn failed(&self) -> u64 {
+        self.events.failed + self.contacts.failed
+    }
+
+    pub fn finished(&self) -> PimFinished {
+        PimFinished {
+            contacts_written: self.contacts.written,
+            contacts_failed: self.contacts.failed,
+            contacts_kept: self.contacts.kept,
+            events_written: self.events.written,
+            events_failed: self.events.failed,
+            events_kept: self.events.kept,
+        }
+    }
+}
+
+/// Copies the user's contacts and calendars; does nothing when the run has
+/// no `[contacts_calendars]` source. An error is fatal for this part only:
+/// the caller ends the user partial, mail stays copied.
+pub(super) async fn sync_pim(shared: &Shared, user: &UserJob) -> Result<Option<PimRun>, Error> {
+    let mut stats = PimRun::default();
+    let Some(pim) = &shared.run.pim else {
+        return Ok(None);
+    };
+    let auth = DavAuth::Basic {
+        user: user.username.clone(),
+        password: user.password.clone(),
+    };
+    let client = DavClient::new(&pim.source_url, auth, pim.source_options.clone())?;
+    let source = DavSource::new(client);
+    let discovery = source
+        .collections()
+        .await
+        .map_err(|e| e.context("contacts and calendars source"))?;
+    for skipped in &discovery.skipped {
+        tracing::info!(user = %user.email, collection = %skipped.href, "not copied: {}", skipped.reason);
+    }
+    let mut session = if shared.dry_run {
+        None
+    } else {
+        let mut login = user.target_login();
+        if pim.target_is_dav && login.login.is_none() {
+            login.login = Some(user.username.clone());
+            login.secret = Some(user.password.clone());
+        }
+        Some(
+            pim.target
+                .open(&login)
+                .await
+                .map_err(|e| e.context("contacts and calendars target"))?,
+        )
+    };
+    let result = async {
+        for (kind, collections) in [
+            (ItemKind::Event, &discovery.calendars),
+            (ItemKind::Contact, &discovery.address_books),
+        ] {
+            for (i, collection) in collections.iter().enumerate() {
+                // Collections are the unit of a stop: each one is either
+                // synced with its token stored or left for the next run.
+                if shared.stop.stopped() {
+                    stats.interrupted = true;
+                    return Ok(());
+                }
+                let primary = kind == ItemKind::Event && i == 0;
+                let stats = match kind {
+                    ItemKind::Event => &mut stats.events,
+                    _ => &mut stats.contacts,
+                };
+                sync_collection(
+                    shared,
+                    user,
+                    &source,
+                    session.as_deref_mut(),
+                    kind,
+                    collection,
+                    primary,
+                    stats,
+                )
+                .await?;
+            }
+            if !shared.dry_run {
+                let listed: Vec<&str> = collections.iter().map(|c| c.href.as_str()).collect();
+                shared.db(|cp| cp.set_pim_present(&user.email, kind, &listed))?;
+            }
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    if let Some(session) = session {
+        session.close().await;
+    }
+    result.map(|()| Some(stats))
+}
+
+/// The key an item is written with: a hash of the mailbox, the source
+/// collection and the item's href, so it names the item for good without
+/// putting the source's URL (which may carry a login) into the target.
+fn item_key(email: &str, collection: &str, href: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [email, collection, href] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The one item a DAV object holds (one UID: one calendar object or one
+/// card), or why it cannot be copied.
+fn parse(kind: ItemKind, body: &str) -> Result<(String, PimContent), String> {
+    let (mut items, problems): (Vec<(String, PimContent)>, _) = match kind {
+        ItemKind::Event => {
+            let (objects, problems) = split_calendar(body);
+            let items = objects
+                .into_iter()
+                .map(|o| (o.uid.clone(), PimContent::Event(Box::new(o))))
+                .collect();
+            (items, problems)
+        }
+        _ => {
+            let (objects, problems) = split_vcards(body);
+            let items = objects
+                .into_iter()
+                .map(|o| (o.uid.clone(), PimContent::Contact(Box::new(o))))
+                .collect();
+            (items, problems)
+        }
+    };
+    let why = || {
+        problems
+            .iter()
+            .map(|p| format!("{}: {}", p.uid_or_position, p.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match items.len() {
+        1 => Ok(items.remove(0)),
+        0 if problems.is_empty() => Err("the item holds no event or card".into()),
+        0 => Err(why()),
+        n => Err(format!(
+            "the item holds {n} different UIDs where CalDAV/CardDAV allow one; fix it on the source"
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sync_collection(
+    shared: &Shared,
+    user: &UserJob,
+    source: &DavSource,
+    session: Option<&mut (dyn PimSession + 'static)>,
+    kind: ItemKind,
+    collection: &Collection,
+    primary: bool,
+    stats: &mut PimStats,
+) -> Result<(), Error> {
+    let email = &user.email;
+    let display_name = collection
+        .display_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| {
+            let path = collection.href.trim_end_matches('/');
+            path.rsplit('/').next().unwrap_or(path).to_owned()
+        });
+    // Dry run: what would be copied, from what the state DB knows, writing
+    // nothing anywhere.
+    let Some(session) = session else {
+        let known = shared.db(|cp| {
+            Ok(cp
+                .pim_collections(email, kind)?
+                .into_iter()
+                .find(|c| c.source_ref == collection.href))
+        })?;
+        let items = match &known {
+            Some(c) => shared.db(|cp| cp.pim_items(c.id))?,
+            None => Default::default(),
+        };
+        let etags = known_etags(&items);
+        let changes = source
+            .changes(collection, known.as_ref().and_then(|c| c.sync_token.as_deref()), &etags)
+            .await?;
+        tracing::info!(
+            user = %email,
+            collection = %display_name,
+            changed = changes.changed.len(),
+            removed = changes.removed.len(),
+            "dry run: would copy the changed {} and record the removed ones",
+            if kind == ItemKind::Event { "events" } else { "contacts" }
+        );
+        return Ok(());
+    };
+
+    let row = shared.db(|cp| cp.pim_collection(email, kind, &collection.href, &display_name))?;
+    let name = if primary { "" } else { display_name.as_str() };
+    let target_ref = session.ensure_collection(kind, name, row.target_ref.as_deref()).await?;
+    if row.target_ref.as_deref() != Some(target_ref.as_str()) {
+        shared.db(|cp| cp.set_pim_target(row.id, &target_ref))?;
+    }
+    let items = shared.db(|cp| cp.pim_items(row.id))?;
+    let changes = source
+        .changes(collection, row.sync_token.as_deref(), &known_etags(&items))
+        .await?;
+    if let Some(note) = changes.note(&collection.href) {
+        tracing::info!(user = %email, "{note}");
+    }
+    // Only what differs from what the target holds is read: a full listing
+    // (first run, or a token the server forgot) names unchanged items too.
+    let hrefs: Vec<String> = changes
+        .changed
+        .iter()
+        .filter(|m| {
+            let done = items
+                .get(&m.href)
+                .is_some_and(|i| i.state == PimState::Written && m.etag.is_some() && i.written_version == m.etag);
+            !done
+        })
+        .map(|m| m.href.clone())
+        .collect();
+    let listed_etag: BTreeMap<&str, &str> = changes
+        .changed
+        .iter()
+        .filter_map(|m| Some((m.href.as_str(), m.etag.as_deref()?)))
+        .collect();
+    let mut all_handled = true;
+    let mut removed: Vec<String> = changes.removed.clone();
+    if !hrefs.is_empty() {
+        for outcome in source.fetch(collection, &hrefs).await? {
+            match outcome {
+                FetchOutcome::Gone { href } => removed.push(href),
+                FetchOutcome::Failed { href, error } => {
+                    let version = listed_etag.get(href.as_str()).copied().unwrap_or_default();
+                    tracing::warn!(user = %email, item = %href, "cannot read it from the source: {error}");
+                    fail(shared, row.id, &href, "", version, &error.message)?;
+                    stats.failed += 1;
+                }
+                FetchOutcome::Found(item) => {
+                    let version = item
+                        .etag
+                        .clone()
+                        .unwrap_or_else(|| format!("sha256:{}", item_key("", "", &item.body)));
+                    let prior = items.get(&item.href);
+                    let handled = write_item(
+                        shared,
+                        session,
+                        row.id,
+                        &target_ref,
+                        kind,
+                        email,
+                        &collection.href,
+                        &item.href,
+                        &item.body,
+                        &version,
+                        prior,
+                        stats,
+                    )
+                    .await?;
+                    all_handled &= handled;
+                }
+            }
+        }
+    }
+    let mirror = shared.run.copy.deletions.mirror;
+    for href in removed {
+        let Some(prior) = items.get(&href) else { continue };
+        if matches!(prior.state, PimState::Gone | PimState::Deleted) {
+            continue;
+        }
+        match (&prior.target_id, mirror) {
+            (Some(id), true) => match session.delete(kind, &target_ref, id).await {
+                Ok(()) => {
+                    shared.db(|cp| {
+                        cp.apply_pim(&[PimRecord::Deleted {
+                            collection_id: row.id,
+                            source_key: href.clone(),
+                        }])
+                    })?;
+                    stats.deleted += 1;
+                }
+                Err(e) if e.kind == ErrorKind::Fatal => return Err(e),
+                Err(e) => {
+                    // Kept for now; the next run tries the delete again.
+                    tracing::warn!(user = %email, item = %href, "the copy of an item deleted on the source was not deleted: {e}");
+                    all_handled = false;
+                }
+            },
+            _ => {
+                shared.db(|cp| {
+                    cp.apply_pim(&[PimRecord::Gone {
+                        collection_id: row.id,
+                        source_key: href.clone(),
+                    }])
+                })?;
+                if prior.target_id.is_some() {
+                    stats.kept += 1;
+                }
+            }
+        }
+    }
+    if all_handled {
+        shared.db(|cp| cp.set_pim_sync_token(row.id, changes.token.as_deref()))?;
+    }
+    Ok(())
+}
+
+/// The ETags the source had when each item was last handled, for a
+/// listing without `sync-collection`. An item left `Writing` by a crash is
+/// left out, so that it is listed, read and settled again.
+fn known_etags(items: &std::collections::HashMap<String, PimItem>) -> BTreeMap<String, String> {
+    items
+        .values()
+        .filter(|i| i.state != PimState::Writing)
+        .filter_map(|i| Some((i.source_key.clone(), i.source_version.clone()?)))
+        .collect()
+}
+
+fn fail(shared: &Shared, collection_id: i64, href: &str, uid: &str, version: &str, reason: &str) -> Result<(), Error> {
+    shared.db(|cp| {
+        cp.apply_pim(&[PimRecord::Failed {
+            collection_id,
+            source_key: href.to_owned(),
+            uid: uid.to_owned(),
+            version: version.to_owned(),
+            reason: reason.to_owned(),
+        }])
+    })
+}
+
+/// Writes one item read from the source. `Ok(false)`: a passing failure,
+/// recorded without its version so the next run reads the item again.
+#[allow(clippy::too_many_arguments)]
+async fn write_item(
+    shared: &Shared,
+    session: &mut (dyn PimSession + 'static),
+    collection_id: i64,
+    target_ref: &str,
+    kind: ItemKind,
+    email: &str,
+    source_ref: &str,
+    href: &str,
+    body: &str,
+    version: &str,
+    prior: Option<&PimItem>,
+    stats: &mut PimStats,
+) -> Result<bool, Error> {
+    if prior.is_some_and(|p| p.state == PimState::Written && p.written_version.as_deref() == Some(version)) {
+        return Ok(true);
+    }
+    let (uid, content) = match parse(kind, body) {
+        Ok(parsed) => parsed,
+        Err(reason) => {
+            tracing::warn!(user = %email, item = %href, "not copied: {reason}");
+            fail(shared, collection_id, href, "", version, &reason)?;
+            stats.failed += 1;
+            return Ok(true);
+        }
+    };
+    let upload = PimUpload {
+        key: item_key(email, source_ref, href),
+        content,
+    };
+    shared.db(|cp| {
+        cp.apply_pim(&[PimRecord::Writing {
+            collection_id,
+            source_key: href.to_owned(),
+            uid: uid.clone(),
+            version: version.to_owned(),
+        }])
+    })?;
+    // A copy made before (or possibly made by a run that crashed while
+    // writing) is updated in place, never written a second time.
+    let mut existing = prior.and_then(|p| p.target_id.clone());
+    if existing.is_none() && prior.is_some_and(|p| p.state == PimState::Writing) {
+        existing = session.find(target_ref, &upload).await.unwrap_or_else(|e| {
+            tracing::warn!(user = %email, item = %href, "cannot look for a copy an interrupted run may have made: {e}");
+            None
+        });
+    }
+    let result = match &existing {
+        Some(id) => session.update(target_ref, id, &upload).await,
+        None => session.create(target_ref, &upload).await,
+    };
+    match result {
+        Ok(written) => {
+            let notes = (!written.notes.is_empty()).then(|| written.notes.join("; "));
+            shared.db(|cp| {
+                cp.apply_pim(&[PimRecord::Written {
+                    collection_id,
+                    source_key: href.to_owned(),
+                    uid: uid.clone(),
+                    version: version.to_owned(),
+                    target_id: written.id.clone(),
+                    notes: notes.clone(),
+                }])
+            })?;
+            stats.written += 1;
+            Ok(true)
+        }
+        // The mailbox cannot go on: the row stays `Writing`, so the next
+        // run looks the item up before writing it.
+        Err(e) if e.kind == ErrorKind::Fatal => Err(e),
+        Err(e) => {
+            let passing = matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled(_));
+            tracing::warn!(user = %email, item = %href, "not copied: {e}");
+            fail(
+                shared,
+                collection_id,
+                href,
+                &uid,
+                if passing { "" } else { version },
+                &e.message,
+            )?;
+            stats.failed += 1;
+            Ok(!passing)
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Contacts and calendars into another CalDAV/CardDAV server
+//! (`[contacts_calendars] target = "dav"`): the [`PimTarget`] face of
+//! [`DavTarget`]. Items are stored as the source's own text, byte for byte
+//! (the server keeps what the user had, extensions included); the target
+//! id of an item is its href, which is made from its UID, so an item an
+//! interrupted run may have written is found again by that href alone.
+//!
+//! Updates and deletes are conditional on the ETag the server has right
+//! now (read just before), so nothing changed on the target behind
+//! cutover's back is overwritten without the server agreeing to it.
+
+use std::collections::HashMap;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::Pending;
+use super::dav::{DavTarget, item_segment};
+use super::pim::{PimContent, PimListed, PimSession, PimTarget, PimUpload, PimWritten};
+use crate::dav::{Collection, CollectionKind, DavAuth, DavClient, DavOptions, same_href};
+use crate::error::{Error, Result};
+use crate::model::{ItemKind, TargetLogin};
+
+/// A DAV server that contacts and calendars are written to, shared by the
+/// run; each mailbox opens its own account on it.
+pub struct DavPimTarget {
+    url: String,
+    options: DavOptions,
+}
+
+impl DavPimTarget {
+    /// `url` is checked already (https, or http to loopback).
+    pub fn new(url: String, options: DavOptions) -> DavPimTarget {
+        DavPimTarget { url, options }
+    }
+}
+
+impl PimTarget for DavPimTarget {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> Pending<'a, Box<dyn PimSession>> {
+        async move {
+            let (Some(login), Some(secret)) = (user.login.clone(), user.secret.clone()) else {
+                return Err(Error::fatal(format!(
+                    "users file line {}: {} has no login and password for the contacts and calendars target; fill TargetUserName/TargetPassword (or the source's UserName/Password)",
+                    user.users_file_line, user.email
+                )));
+            };
+            let auth = DavAuth::Basic {
+                user: login,
+                password: secret,
+            };
+            let client = DavClient::new(&self.url, auth, self.options.clone())?;
+            let target = DavTarget::open(client).await?;
+            let known = target
+                .existing()
+                .calendars
+                .iter()
+                .chain(&target.existing().address_books)
+                .map(|c| (c.href.clone(), c.clone()))
+                .collect();
+            Ok(Box::new(DavPimSession { target, known }) as Box<dyn PimSession>)
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        format!("CalDAV/CardDAV {}", self.url)
+    }
+}
+
+/// One account on the target server.
+struct DavPimSession {
+    target: DavTarget,
+    /// The account's collections by href: those it had when opened and
+    /// those this session created.
+    known: HashMap<String, Collection>,
+}
+
+fn dav_kind(kind: ItemKind) -> CollectionKind {
+    match kind {
+        ItemKind::Event => CollectionKind::Calendar,
+        _ => CollectionKind::AddressBook,
+    }
+}
+
+fn uid_and_text(item: &PimUpload) -> (&str, &str) {
+    match &item.content {
+        PimContent::Event(e) => (&e.uid, &e.raw),
+        PimContent::Contact(c) => (&c.uid, &c.raw),
+    }
+}
+
+impl DavPimSession {
+    fn collection(&self, href: &str) -> Result<&Collection> {
+        self.known
+            .iter()
+            .find(|(h, _)| same_href(h, href))
+            .map(|(_, c)| c)
+            .ok_or_else(|| {
+                Error::fatal(format!(
+                    "the target collection {href} is not on the contacts and calendars target any more; it was removed during the run"
+                ))
+            })
+    }
+
+    /// The href an item of `uid` is stored at in `collection`.
+    fn href_of(&self, collection: &str, item: &PimUpload) -> Result<String> {
+        let c = self.collection(collection)?;
+        let (uid, _) = uid_and_text(item);
+        Ok(format!(
+            "{}/{}",
+            c.href.trim_end_matches('/'),
+            item_segment(uid, c.kind)
+        ))
+    }
+}
+
+impl PimSession for DavPimSession {
+    fn ensure_collection<'a>(
+        &'a mut self,
+        kind: ItemKind,
+        name: &'a str,
+        known: Option<&'a str>,
+    ) -> Pending<'a, String> {
+        async move {
+            let kind = dav_kind(kind);
+            if let Some(href) = known
+                && let Ok(c) = self.collection(href)
+                && c.kind == kind
+            {
+                return Ok(c.href.clone());
+            }
+            // "" is the account's default collection: its first one of the
+            // kind, or a new one when it has none.
+            let wanted = if name.is_empty() {
+                match kind {
+                    CollectionKind::Calendar => "Calendar",
+                    CollectionKind::AddressBook => "Contacts",
+                }
+            } else {
+                name
+            };
+            let mut same_kind: Vec<&Collection> = self.known.values().filter(|c| c.kind == kind).collect();
+            same_kind.sort_by(|a, b| a.href.cmp(&b.href));
+            let existing = if name.is_empty() {
+                same_kind.first().copied()
+            } else {
+                same_kind.into_iter().find(|c| c.display_name.as_deref() == Some(name))
+            };
+            if let Some(c) = existing {
+                return Ok(c.href.clone());
+            }
+            let created = self.target.create_collection(kind, wanted, None, None).await?;
+            let href = created.href.clone();
+            self.known.insert(href.clone(), created);
+            Ok(href)
+        }
+        .boxed()
+    }
+
+    fn create<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
+        async move {
+            let c = self.collection(collection)?.clone();
+            let (uid, text) = uid_and_text(item);
+            let stored = self.target.put_new(&c, uid, text).await?;
+            Ok(PimWritten {
+                id: stored.href,
+                notes: Vec::new(),
+            })
+        }
+        .boxed()
+    }
+
+    fn update<'a>(&'a mut self, collection: &'a str, id: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
+        async move {
+            let kind = self.collection(collection)?.kind;
+            let (_, text) = uid_and_text(item);
+            let etag = self.target.etag_of(id).await?.ok_or_else(|| {
+                Error::item(format!(
+                    "{id} is no longer on the target (deleted there?); it is not written again"
+                ))
+            })?;
+            let stored = self.target.put_update(kind, id, &etag, text).await?;
+            Ok(PimWritten {
+                id: stored.href,
+                notes: Vec::new(),
+            })
+        }
+        .boxed()
+    }
+
+    fn find<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, Option<String>> {
+        async move {
+            let href = self.href_of(collection, item)?;
+            Ok(self.target.etag_of(&href).await?.map(|_| href))
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a mut self, _kind: ItemKind, _collection: &'a str, id: &'a str) -> Pending<'a, ()> {
+        async move {
+            match self.target.etag_of(id).await? {
+                Some(etag) => self.target.delete(id, &etag).await,
+                None => Ok(()),
+            }
+        }
+        .boxed()
+    }
+
+    fn list<'a>(&'a mut self, _kind: ItemKind, collection: &'a str) -> Pending<'a, Vec<PimListed>> {
+        async move {
+            let Ok(c) = self.collection(collection).cloned() else {
+                return Ok(Vec::new());
+            };
+            Ok(self
+                .target
+                .list(&c)
+                .await?
+                .into_iter()
+                .map(|m| PimListed {
+                    id: m.href,
+                    key: None,
+                    fields: Vec::new(),
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        async {}.boxed()
+    }
+}

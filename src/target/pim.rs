@@ -1,0 +1,120 @@
+//! Where contacts and calendar events go. A mailbox's contacts and events
+//! may go elsewhere than its mail: into the same Exchange mailbox when mail
+//! goes through Graph, into a CalDAV/CardDAV server beside an IMAP or
+//! Maildir target. So they have their own narrow interface, with the same
+//! shape as mail's ([`super::TargetSession`]): make sure a collection
+//! exists, write one item, find one after a crash, update or delete one
+//! written before, list a collection for `cutover verify`. Protocol details
+//! (Graph JSON and ids, DAV hrefs and ETags) stay inside each target's
+//! module.
+
+use futures::future::BoxFuture;
+
+use super::Pending;
+use crate::model::{ItemKind, TargetLogin};
+use crate::transform::contact::ContactObject;
+use crate::transform::event::CalendarObject;
+
+/// One contact or event to write, as the source holds it: the parsed item
+/// (what Graph is written from) and its own text (what a DAV target
+/// stores, byte for byte).
+#[derive(Clone, Debug)]
+pub struct PimUpload {
+    /// A key naming this source item for this mailbox for good (a hash of
+    /// the source collection and the item's key in it): Graph's
+    /// `transactionId` and the extended property a copy is found by after a
+    /// crash. Never the source's URL, which may carry a user name.
+    pub key: String,
+    pub content: PimContent,
+}
+
+/// The item itself.
+#[derive(Clone, Debug)]
+pub enum PimContent {
+    Event(Box<CalendarObject>),
+    Contact(Box<ContactObject>),
+}
+
+impl PimContent {
+    pub fn kind(&self) -> ItemKind {
+        match self {
+            PimContent::Event(_) => ItemKind::Event,
+            PimContent::Contact(_) => ItemKind::Contact,
+        }
+    }
+}
+
+/// What a write left in the target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PimWritten {
+    /// The target's id for the item (Graph id, DAV href). An item the
+    /// target holds as several (a recurrence Graph cannot express, written
+    /// as single events) has their ids joined by spaces; `update`, `delete`
+    /// and `find` take and give that form.
+    pub id: String,
+    /// What the target could not hold, worded for the report (extra e-mail
+    /// addresses kept in the notes, a rule written as single events).
+    pub notes: Vec<String>,
+}
+
+/// One item as a target collection's listing shows it, for `verify`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PimListed {
+    pub id: String,
+    /// The key it was written with ([`PimUpload::key`]), where the target
+    /// kept it.
+    pub key: Option<String>,
+    /// What verify compares with the source, worded the same way on both
+    /// sides (see `verify`): summary or name, start/end in UTC, e-mail
+    /// addresses, attendees.
+    pub fields: Vec<(String, String)>,
+}
+
+/// A kind of contacts-and-calendars target, shared by every mailbox of a run.
+pub trait PimTarget: Send + Sync {
+    fn open<'a>(&'a self, user: &'a TargetLogin) -> Pending<'a, Box<dyn PimSession>>;
+
+    /// One line for logs ("Graph contacts and calendars", "CalDAV https://…").
+    fn describe(&self) -> String;
+}
+
+/// Writes one mailbox's contacts and events.
+pub trait PimSession: Send {
+    /// Makes sure a calendar or contact folder named `name` exists and
+    /// returns the target's reference to it. An empty name means the
+    /// mailbox's default calendar or contact folder (where a source's
+    /// primary calendar goes). `known` is the reference a previous run
+    /// stored.
+    fn ensure_collection<'a>(
+        &'a mut self,
+        kind: ItemKind,
+        name: &'a str,
+        known: Option<&'a str>,
+    ) -> Pending<'a, String>;
+
+    /// Writes a new item into `collection`. Never sends anything to anyone:
+    /// a meeting is written without invitations.
+    fn create<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten>;
+
+    /// Replaces what an earlier write left (`id`) with `item`; returns the
+    /// item's id afterwards (a target may replace it). An id the target no
+    /// longer knows is an item error. A change the target cannot make
+    /// without sending messages (a sent meeting's time, attendees or place
+    /// in Exchange) is refused (`ErrorKind::Refused`, with why): the item
+    /// stays as first written.
+    fn update<'a>(&'a mut self, collection: &'a str, id: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten>;
+
+    /// Looks for an item an interrupted run may have written, by its key.
+    fn find<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, Option<String>>;
+
+    /// Deletes an item written before; one already gone is not an error.
+    /// Never sends a cancellation: a sent meeting is kept and the delete
+    /// refused (`ErrorKind::Refused`, with why).
+    fn delete<'a>(&'a mut self, kind: ItemKind, collection: &'a str, id: &'a str) -> Pending<'a, ()>;
+
+    /// Read-only listing of a collection for `verify`; a collection that
+    /// does not exist is an empty list.
+    fn list<'a>(&'a mut self, kind: ItemKind, collection: &'a str) -> Pending<'a, Vec<PimListed>>;
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
