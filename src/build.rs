@@ -12,12 +12,14 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use crate::checkpoint::CheckpointError;
-use crate::dav::DavOptions;
+use crate::dav::{DavAuth, DavClient, DavOptions};
 use crate::pace::{InFlightBudget, Limits as PaceLimits, RetryPolicy};
 use crate::plan;
 use crate::roster::UserJob;
 use crate::scope;
-use crate::settings::{PimSettings, PimTargetSettings, Settings, SourceSettings, TargetSettings};
+use crate::settings::{PimSettings, PimSourceSettings, PimTargetSettings, Settings, SourceSettings, TargetSettings};
+use crate::source::dav::DavSource;
+use crate::source::pim::{FilesSource, PimSource};
 use crate::source::{ImapSource, MboxSource, Source};
 use crate::target::dav_pim::DavPimTarget;
 use crate::target::pim::PimTarget;
@@ -139,14 +141,54 @@ pub struct Migration {
 
 /// How each user's contacts and calendars are copied.
 pub struct Pim {
-    /// The CalDAV/CardDAV server each user's collections are discovered
-    /// from, logging in with the users file's source login and password.
-    pub source_url: String,
+    /// Where each user's contacts and calendars are read from; see
+    /// [`Pim::source_for`].
+    pub source: PimSourceSettings,
     pub source_options: DavOptions,
+    /// `auth = "oauth"`: the DAV source's bearer tokens, shared by every
+    /// user of the run (one cache).
+    pub source_tokens: Option<crate::oauth::TokenSource>,
     pub target: Arc<dyn PimTarget>,
     /// The target is a DAV server: it logs in with the users file's target
     /// login and password, or the source's when the row has none.
     pub target_is_dav: bool,
+}
+
+impl Pim {
+    /// The user's contacts-and-calendars source: the DAV server, logging in
+    /// with the users file's source login and password, or the user's
+    /// files (the path template with `{email}` filled in).
+    pub fn source_for(&self, user: &UserJob) -> crate::error::Result<PimSource> {
+        Ok(match &self.source {
+            PimSourceSettings::Dav { url } => {
+                let auth = match &self.source_tokens {
+                    // A service account's `sub` and a token command's
+                    // CUTOVER_LOGIN: the login, as for IMAP XOAUTH2.
+                    Some(tokens) => DavAuth::OAuth {
+                        user: user.username.clone(),
+                        tokens: tokens.clone(),
+                    },
+                    None => DavAuth::Basic {
+                        user: user.username.clone(),
+                        password: user.password.clone(),
+                    },
+                };
+                PimSource::Dav(DavSource::new(DavClient::new(url, auth, self.source_options.clone())?))
+            }
+            PimSourceSettings::Files { path } => PimSource::Files(FilesSource::new(
+                PathBuf::from(path.to_string_lossy().replace("{email}", &user.email)),
+                &user.email,
+            )),
+        })
+    }
+
+    /// The source, for logs and `check`: the server URL or the path template.
+    pub fn describe_source(&self) -> String {
+        match &self.source {
+            PimSourceSettings::Dav { url } => format!("CalDAV/CardDAV {url}"),
+            PimSourceSettings::Files { path } => format!(".ics/.vcf files {}", path.display()),
+        }
+    }
 }
 
 /// Builds the contacts-and-calendars side. A Graph target shares the mail
@@ -166,7 +208,11 @@ fn pim(settings: &PimSettings, graph: Option<&Arc<GraphTarget>>) -> Result<Pim, 
         PimTargetSettings::Dav { url } => (Arc::new(DavPimTarget::new(url.clone(), options.clone())), true),
     };
     Ok(Pim {
-        source_url: settings.source_url.clone(),
+        source: settings.source.clone(),
+        source_tokens: settings
+            .tokens
+            .clone()
+            .map(|t| crate::oauth::TokenSource::new(t, settings.timeout)),
         source_options: options,
         target,
         target_is_dav,

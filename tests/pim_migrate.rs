@@ -151,11 +151,20 @@ fn cutover(dir: &Path, args: &[&str]) -> Output {
 /// Runs `migrate --json` (with `extra` arguments); the `pim` counts of its
 /// `user_finished` event.
 fn migrate_with(dir: &Path, extra: &[&str]) -> Value {
+    migrate_ending(dir, extra, "done")
+}
+
+/// Runs `migrate --json`, expecting the user to end in `state` (a user
+/// with items that could not be copied ends "partial", exit 1); the `pim`
+/// counts of its `user_finished` event.
+fn migrate_ending(dir: &Path, extra: &[&str], state: &str) -> Value {
     let mut args = vec!["migrate", "--users", "users.csv", "--json"];
     args.extend_from_slice(extra);
     let out = cutover(dir, &args);
-    assert!(
-        out.status.success(),
+    let want_exit = if state == "done" { 0 } else { 1 };
+    assert_eq!(
+        out.status.code(),
+        Some(want_exit),
         "migrate: exit {:?}\n{}",
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
@@ -165,7 +174,7 @@ fn migrate_with(dir: &Path, extra: &[&str]) -> Value {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|e| e["event"] == "user_finished")
         .map(|e| {
-            assert_eq!(e["state"], "done", "{e}");
+            assert_eq!(e["state"], state, "{e}");
             e["pim"].clone()
         })
         .expect("a user_finished event")
@@ -408,9 +417,19 @@ fn calendars_and_contacts_go_to_graph_once_then_only_changes_then_to_dav() {
     );
     assert_eq!(pim_counts(&migrate(&dir)), [4, 0, 0, 5, 0, 0]);
     assert_eq!(pim_counts(&migrate(&dir)), [0; 6]);
-    // The final pass mirrors a deletion on the source.
+    // The final pass mirrors a deletion on the source: one of the
+    // mailbox's 8 copies is over the default max_delete_percent (10%), so
+    // it is refused (the user partial, with why) until forced.
     dav.delete("alice", "/alice/colleagues/emil.vcf");
-    assert_eq!(pim_counts(&migrate_with(&dir, &["--mirror-deletions"])), [0; 6]);
+    assert_eq!(
+        pim_counts(&migrate_ending(&dir, &["--mirror-deletions"], "partial")),
+        [0; 6]
+    );
+    assert_eq!(figures(&dir).1["deleted"], 0);
+    assert_eq!(
+        pim_counts(&migrate_with(&dir, &["--mirror-deletions", "--force-deletions"])),
+        [0; 6]
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -444,4 +463,316 @@ fn calendars_and_contacts_go_to_graph_once_then_only_changes_then_to_dav() {
         (Some(3), Some(1)),
         "{contacts}"
     );
+}
+
+/// An event of the generated "Team" calendar: `n` in 1..=12, on its own
+/// day of 2025 in one of five time zones (New York's crosses the March DST
+/// switch as a weekly series).
+fn team_event(n: u32, summary: &str) -> String {
+    let zones = [
+        "Europe/Berlin",
+        "America/New_York",
+        "Asia/Tokyo",
+        "Australia/Sydney",
+        "UTC",
+    ];
+    let zone = zones[(n as usize) % zones.len()];
+    let rule = if n == 1 {
+        "RRULE:FREQ=WEEKLY;COUNT=6;BYDAY=MO\r\n"
+    } else {
+        ""
+    };
+    // The series starts on a Monday, as its rule says.
+    let day = if n == 1 { 3 } else { n };
+    format!(
+        "BEGIN:VEVENT\r\nUID:team-{n}@example.test\r\nDTSTAMP:20250101T000000Z\r\n\
+DTSTART;TZID={zone}:202503{day:02}T090000\r\nDTEND;TZID={zone}:202503{day:02}T100000\r\n{rule}\
+SUMMARY:{summary}\r\nEND:VEVENT\r\n"
+    )
+}
+
+/// A Google-style card: no UID, the contact named by FN.
+fn google_card(n: u32, phone: &str) -> String {
+    format!(
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Person {n}\r\nN:{n};Person;;;\r\n\
+EMAIL;TYPE=INTERNET:person{n}@example.com\r\nTEL;TYPE=CELL:{phone}\r\nCATEGORIES:myContacts\r\nEND:VCARD\r\n"
+    )
+}
+
+/// Alice's Google Takeout export: her own calendar (Google's corpus
+/// export: a series with overrides, a meeting), a generated Team calendar
+/// with a broken event, a Travel calendar; All Contacts (two corpus cards,
+/// twelve generated ones and a broken card) and a label's subset.
+/// `edited` of the team events and cards carry new text.
+fn write_takeout(root: &Path, edited: u32) {
+    let base = root.join(format!("takeout/{EMAIL}/Takeout"));
+    std::fs::create_dir_all(base.join("Calendar")).unwrap();
+    std::fs::create_dir_all(base.join("Contacts/All Contacts")).unwrap();
+    std::fs::create_dir_all(base.join("Contacts/Friends")).unwrap();
+    let corpus = |name: &str| std::fs::read_to_string(format!("tests/data/pim/{name}")).unwrap();
+    std::fs::write(base.join(format!("Calendar/{EMAIL}.ics")), corpus("google.ics")).unwrap();
+    let mut team = String::new();
+    for n in 1..=12 {
+        let summary = if n <= edited {
+            format!("Team {n} (moved)")
+        } else {
+            format!("Team {n}")
+        };
+        team.push_str(&team_event(n, &summary));
+    }
+    team.push_str(
+        "BEGIN:VEVENT\r\nUID:no-start@example.test\r\nSUMMARY:No start\r\nDTEND:20250101T110000Z\r\nEND:VEVENT\r\n",
+    );
+    std::fs::write(base.join("Calendar/Team.ics"), calendar(&team)).unwrap();
+    std::fs::write(
+        base.join("Calendar/Travel.ics"),
+        calendar(&format!("{TOKYO}{}", all_day("Easter trip"))),
+    )
+    .unwrap();
+    let mut cards = corpus("google.vcf");
+    for n in 1..=12 {
+        let phone = if n <= edited {
+            format!("+1 555 01{n:02} 99")
+        } else {
+            format!("+1 555 01{n:02}")
+        };
+        cards.push_str(&google_card(n, &phone));
+    }
+    cards.push_str("BEGIN:VCARD\r\nVERSION:3.0\r\nNOTE:a card with nothing else\r\nEND:VCARD\r\n");
+    std::fs::write(base.join("Contacts/All Contacts/All Contacts.vcf"), &cards).unwrap();
+    std::fs::write(base.join("Contacts/Friends/Friends.vcf"), google_card(1, "+1 555 0101")).unwrap();
+}
+
+/// Points a run directory's `[contacts_calendars]` at the Takeout files.
+fn use_takeout(dir: &Path) {
+    let config = std::fs::read_to_string(dir.join("cutover.toml")).unwrap();
+    let start = config.find("[contacts_calendars]").unwrap();
+    let rest = &config[start..];
+    let kept: String = rest
+        .lines()
+        .filter(|l| !l.starts_with("source =") && !l.starts_with("url ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let kept = kept.replacen(
+        "[contacts_calendars]\n",
+        "[contacts_calendars]\nsource = \"files\"\npath = \"../takeout/{email}\"\n",
+        1,
+    );
+    std::fs::write(dir.join("cutover.toml"), format!("{}{kept}", &config[..start])).unwrap();
+}
+
+/// The failed items the state DB recorded: (UID or key, reason).
+fn failures(dir: &Path) -> Vec<(String, String)> {
+    let db = rusqlite::Connection::open(dir.join("state.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT source_key, COALESCE(reason, '') FROM pim_items WHERE state = 'failed' ORDER BY source_key")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_takeout_export_goes_to_graph_and_dav_once_then_only_the_edits() {
+    let dav = Radicale::start(&[("alice", ALICE_PW), ("bob", BOB_PW)]);
+    let emu_server = Emulator::new().client_secret(SECRET).seed(11).quiet().start();
+    let emu = emu_server.base_url.clone();
+    let root = tempfile::tempdir().unwrap();
+    write_takeout(root.path(), 0);
+    let dir = setup(root.path(), "graph", &emu, &dav, "", ("", ""));
+    use_takeout(&dir);
+
+    // Events: Google's 5 UIDs + 12 team events + 2 travel; the broken
+    // event fails alone. Contacts: 2 + 12; the empty card fails alone;
+    // Friends.vcf is a subset of All Contacts and is not read. The user
+    // ends partial: two items were not copied.
+    assert_eq!(pim_counts(&migrate_ending(&dir, &[], "partial")), [14, 1, 0, 19, 1, 0]);
+    let first = pim(&emu);
+    let names = contact_names(&first);
+    assert_eq!(names.len(), 14, "every contact once: {names:?}");
+    assert!(names.contains(&"Anna Schmidt".to_owned()) && names.contains(&"Person 12".to_owned()));
+    let subjects_first = subjects(&first);
+    for n in 1..=12 {
+        let want = format!("Team {n}");
+        let copies = subjects_first.iter().filter(|s| **s == want).count();
+        assert_eq!(copies, 1, "{want}: {subjects_first:?}");
+    }
+    // The New York series crosses the US DST switch (9 March) at 9:00 wall
+    // clock: 14:00 UTC before, 13:00 UTC after.
+    let series = first["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["subject"] == "Team 1")
+        .unwrap();
+    let starts: Vec<String> = series["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["start"]["dateTime"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(starts.len(), 6, "{series:#}");
+    assert!(
+        starts[0].starts_with("2025-03-03T14:00") && starts[1].starts_with("2025-03-10T13:00"),
+        "{starts:?}"
+    );
+    let stats = get(&format!("{emu}/_emulator/stats"));
+    assert_eq!(stats["total"]["invitations_sent"].as_u64().unwrap_or(0), 0, "{stats:#}");
+    let failed = failures(&dir);
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .any(|(k, why)| k.contains("no-start@example.test") && why.contains("DTSTART")),
+        "the broken event fails with its reason: {failed:?}"
+    );
+    assert!(
+        failed.iter().any(|(_, why)| why.contains("nothing to copy")),
+        "the empty card fails with its reason: {failed:?}"
+    );
+
+    // The report names each bad item and why, for the admin to fix.
+    let out = cutover(&dir, &["report", "--format", "csv", "--output", "report.csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let items = std::fs::read_to_string(dir.join("report.contacts_events.csv")).unwrap();
+    assert!(
+        items.contains("no-start@example.test") && items.contains("DTSTART"),
+        "{items}"
+    );
+    assert!(items.contains("nothing to copy"), "{items}");
+
+    // verify reads the same files: every item in place, the bad ones
+    // listed as failed at copy time.
+    let out = cutover(&dir, &["verify", "--users", "users.csv"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("FAILED AT COPY TIME"), "{text}");
+
+    // A rerun of the same files writes nothing.
+    assert_eq!(pim_counts(&migrate(&dir)), [0; 6]);
+    assert_eq!(pim(&emu), first);
+
+    // Ten events and ten contacts edited in a new export: exactly those.
+    write_takeout(root.path(), 10);
+    assert_eq!(pim_counts(&migrate(&dir)), [10, 0, 0, 10, 0, 0]);
+    let third = pim(&emu);
+    assert_eq!(contact_names(&third), names, "contacts updated in place, none added");
+    let subjects_third = subjects(&third);
+    assert_eq!(subjects_third.len(), subjects_first.len(), "{subjects_third:?}");
+    assert!(subjects_third.contains(&"Team 10 (moved)".to_owned()));
+    assert!(subjects_third.contains(&"Team 11".to_owned()));
+    let phones: Vec<String> = third["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["displayName"] == "Person 3")
+        .map(|c| c["mobilePhone"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(phones, ["+1 555 0103 99"]);
+    let stats = get(&format!("{emu}/_emulator/stats"));
+    assert_eq!(stats["total"]["invitations_sent"].as_u64().unwrap_or(0), 0);
+    assert_eq!(pim_counts(&migrate(&dir)), [0; 6]);
+
+    // A calendar that cannot be read (too large) fails alone: the
+    // calendars after it and the contacts are still synced, and the user
+    // says why it is partial.
+    let huge = root.path().join(format!("takeout/{EMAIL}/Takeout/Calendar/Huge.ics"));
+    write_takeout(root.path(), 11);
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(300 * 1024 * 1024)
+        .unwrap();
+    let out = cutover(&dir, &["migrate", "--users", "users.csv", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let finished = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "user_finished")
+        .unwrap();
+    assert_eq!(finished["state"], "partial", "{finished}");
+    assert_eq!(pim_counts(&finished["pim"]), [1, 0, 0, 1, 0, 0], "{finished}");
+    let why = finished.to_string();
+    assert!(why.contains("Huge") && why.contains("split it"), "{finished}");
+    std::fs::remove_file(&huge).unwrap();
+    assert_eq!(pim_counts(&migrate(&dir)), [0; 6]);
+
+    // The same export into a DAV account: every item once, each calendar
+    // file a calendar (none is the default one on a DAV server either).
+    let dir = setup(
+        root.path(),
+        "dav",
+        &emu,
+        &dav,
+        &format!("target = \"dav\"\ntarget_url = \"{}\"\n", dav.url()),
+        (",TargetUserName,TargetPassword", &format!(",bob,{BOB_PW}")),
+    );
+    use_takeout(&dir);
+    assert_eq!(pim_counts(&migrate_ending(&dir, &[], "partial")), [14, 1, 0, 19, 1, 0]);
+    let out = cutover(&dir, &["verify", "--users", "users.csv"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pim_counts(&migrate(&dir)), [0; 6]);
+    write_takeout(root.path(), 3);
+    // An export with only the first three edited: 4..=11 went back to
+    // their original text, and only those are written.
+    assert_eq!(pim_counts(&migrate(&dir)), [8, 0, 0, 8, 0, 0]);
+
+    // Deletions: kept by default, mirrored on request (those kept by an
+    // earlier run too), and never more than max_delete_percent at once.
+    drop_cards(root.path(), &[12]);
+    assert_eq!(pim_counts(&migrate(&dir)), [0, 0, 1, 0, 0, 0]);
+    assert_eq!(pim_counts(&migrate_with(&dir, &["--mirror-deletions"])), [0; 6]);
+    let (_, contacts) = figures(&dir);
+    assert_eq!(
+        contacts["deleted"], 1,
+        "the copy kept last run is deleted now: {contacts}"
+    );
+    drop_cards(root.path(), &[1, 2, 3, 4, 5]);
+    let out = cutover(&dir, &["migrate", "--users", "users.csv", "--mirror-deletions"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_delete_percent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, contacts) = figures(&dir);
+    assert_eq!(
+        contacts["deleted"], 1,
+        "5 of 13 copies is over 10%: none deleted: {contacts}"
+    );
+    migrate_with(&dir, &["--mirror-deletions", "--force-deletions"]);
+    let (_, contacts) = figures(&dir);
+    assert_eq!(contacts["deleted"], 6, "{contacts}");
+    assert_eq!(contacts["written"], 8, "{contacts}");
+}
+
+/// Removes the generated cards `numbers` ("Person N") from the export's
+/// All Contacts.vcf.
+fn drop_cards(root: &Path, numbers: &[u32]) {
+    let path = root.join(format!(
+        "takeout/{EMAIL}/Takeout/Contacts/All Contacts/All Contacts.vcf"
+    ));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: String = text
+        .split("BEGIN:VCARD")
+        .filter(|card| !card.is_empty())
+        .filter(|card| !numbers.iter().any(|n| card.contains(&format!("FN:Person {n}\r\n"))))
+        .map(|card| format!("BEGIN:VCARD{card}"))
+        .collect();
+    assert_eq!(
+        text.matches("BEGIN:VCARD").count() - kept.matches("BEGIN:VCARD").count(),
+        numbers.len()
+    );
+    std::fs::write(&path, kept).unwrap();
 }

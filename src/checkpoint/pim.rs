@@ -375,6 +375,42 @@ impl Checkpoint {
     }
 }
 
+impl Checkpoint {
+    /// The mailbox's contacts and events the report lists one by one, each
+    /// with its collection: those that failed (a write refused or a source
+    /// item that could not be read, and a write never confirmed that left
+    /// no copy, which `pim_counts` counts as failed too) and those written
+    /// with notes on what the target could not hold. Failed ones come
+    /// first, then by kind, collection name and UID, so a report reads in
+    /// the order an admin fixes them.
+    pub fn pim_problems(&self, email: &str) -> Result<Vec<(PimCollection, PimItem)>> {
+        self.query_rows(
+            "SELECT c.id, c.kind, c.source_ref, c.display_name, c.sync_token, c.target_ref, c.present,
+                    i.source_key, i.uid, i.state, i.written_version, i.source_version, i.target_id, i.reason, i.notes
+             FROM pim_items i JOIN pim_collections c ON c.id = i.collection_id
+             WHERE c.email = ?1
+               AND (i.state = 'failed'
+                    OR (i.state = 'writing' AND i.written_version IS NULL)
+                    OR (i.state = 'written' AND i.notes IS NOT NULL))
+             ORDER BY i.state = 'written', c.kind, c.display_name, c.source_ref, i.uid, i.source_key",
+            params![user_key(email)],
+            |r| {
+                let item = PimItem {
+                    source_key: r.get(7)?,
+                    uid: r.get(8)?,
+                    state: PimState::from_db(&r.get::<_, String>(9)?),
+                    written_version: r.get(10)?,
+                    source_version: r.get(11)?,
+                    target_id: r.get(12)?,
+                    reason: r.get(13)?,
+                    notes: r.get(14)?,
+                };
+                Ok((collection_row(r)?, item))
+            },
+        )
+    }
+}
+
 fn collection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PimCollection> {
     Ok(PimCollection {
         id: r.get(0)?,
@@ -543,5 +579,115 @@ mod tests {
         let all = cp.pim_collections("a@x.test", ItemKind::Event).unwrap();
         assert!(!all.iter().find(|c| c.id == a.id).unwrap().present);
         assert!(all.iter().find(|c| c.id == b.id).unwrap().present);
+    }
+
+    /// The report's list: failed items (with their reason) and unconfirmed
+    /// writes that left no copy come first, then written items with notes;
+    /// written items without notes, kept, deleted and unconfirmed updates
+    /// of a copy are not listed.
+    #[test]
+    fn problems_list_failed_then_noted_items_with_their_collection() {
+        let (_d, mut cp) = open();
+        let cal = cp
+            .pim_collection("A@x.test", ItemKind::Event, "/a/cal/", "Work")
+            .unwrap();
+        let book = cp
+            .pim_collection("a@x.test", ItemKind::Contact, "/a/book/", "Friends")
+            .unwrap();
+        let other = cp.pim_collection("b@x.test", ItemKind::Event, "/b/cal/", "B").unwrap();
+        cp.apply_pim(&[
+            PimRecord::Written {
+                collection_id: cal.id,
+                source_key: "/a/cal/r.ics".into(),
+                uid: "r".into(),
+                version: "v1".into(),
+                target_id: "Tr".into(),
+                notes: Some("the rule was expanded into 3 single events".into()),
+            },
+            written(cal.id, "/a/cal/plain.ics", "v1", "Tp"),
+            PimRecord::Failed {
+                collection_id: cal.id,
+                source_key: "/a/cal/bad.ics".into(),
+                uid: "bad".into(),
+                version: "v1".into(),
+                reason: "the item holds 2 different UIDs".into(),
+            },
+            PimRecord::Writing {
+                collection_id: book.id,
+                source_key: "/a/book/lost.vcf".into(),
+                uid: "lost".into(),
+                version: "v1".into(),
+            },
+            written(book.id, "/a/book/upd.vcf", "v1", "Tu"),
+            PimRecord::Writing {
+                collection_id: book.id,
+                source_key: "/a/book/upd.vcf".into(),
+                uid: "uid-/a/book/upd.vcf".into(),
+                version: "v2".into(),
+            },
+            written(cal.id, "/a/cal/gone.ics", "v1", "Tg"),
+            PimRecord::Gone {
+                collection_id: cal.id,
+                source_key: "/a/cal/gone.ics".into(),
+            },
+            PimRecord::Failed {
+                collection_id: other.id,
+                source_key: "/b/cal/x.ics".into(),
+                uid: "x".into(),
+                version: "v1".into(),
+                reason: "someone else's".into(),
+            },
+        ])
+        .unwrap();
+        let problems = cp.pim_problems("a@X.test").unwrap();
+        let listed: Vec<_> = problems
+            .iter()
+            .map(|(c, i)| {
+                (
+                    c.display_name.as_str(),
+                    i.uid.as_str(),
+                    i.state,
+                    i.reason.as_deref(),
+                    i.notes.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("Friends", "lost", PimState::Writing, None, None),
+                (
+                    "Work",
+                    "bad",
+                    PimState::Failed,
+                    Some("the item holds 2 different UIDs"),
+                    None
+                ),
+                (
+                    "Work",
+                    "r",
+                    PimState::Written,
+                    None,
+                    Some("the rule was expanded into 3 single events")
+                ),
+            ]
+        );
+        assert_eq!(problems[0].0.kind, ItemKind::Contact);
+        assert_eq!(problems[1].0.kind, ItemKind::Event);
+        // As many failed as `pim_counts` counts.
+        let failed = |kind| {
+            problems
+                .iter()
+                .filter(|(c, i)| c.kind == kind && i.state != PimState::Written)
+                .count() as u64
+        };
+        assert_eq!(
+            failed(ItemKind::Event),
+            cp.pim_counts("a@x.test", ItemKind::Event).unwrap().failed
+        );
+        assert_eq!(
+            failed(ItemKind::Contact),
+            cp.pim_counts("a@x.test", ItemKind::Contact).unwrap().failed
+        );
     }
 }

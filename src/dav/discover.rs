@@ -60,6 +60,11 @@ pub struct Discovery {
     /// Address books, by href.
     pub address_books: Vec<Collection>,
     pub skipped: Vec<SkippedCollection>,
+    /// None of the calendars is the user's default one (a folder of
+    /// `.ics` files none of which is named after the user): each goes to
+    /// a calendar of its own name. A DAV server's first calendar is the
+    /// default one, so this stays `false` there.
+    pub no_primary_calendar: bool,
 }
 
 /// What is asked of every collection.

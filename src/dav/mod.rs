@@ -23,7 +23,8 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::oauth::TokenSource;
 use crate::secret::Secret;
 
 pub use discover::{Collection, CollectionKind, Discovery, SkippedCollection};
@@ -41,13 +42,17 @@ pub enum DavAuth {
     Basic { user: String, password: Secret },
     /// An OAuth bearer token; `user` only names the account in messages.
     Bearer { user: String, token: Secret },
+    /// OAuth bearer tokens for `user` from a token source (a Google service
+    /// account with domain-wide delegation, a token command), asked for on
+    /// each request so that a long sync never goes out with an expired one.
+    OAuth { user: String, tokens: TokenSource },
 }
 
 impl DavAuth {
     /// The account, as error messages name it.
     pub fn user(&self) -> &str {
         match self {
-            DavAuth::Basic { user, .. } | DavAuth::Bearer { user, .. } => user,
+            DavAuth::Basic { user, .. } | DavAuth::Bearer { user, .. } | DavAuth::OAuth { user, .. } => user,
         }
     }
 }
@@ -57,6 +62,7 @@ impl fmt::Debug for DavAuth {
         match self {
             DavAuth::Basic { user, .. } => write!(f, "Basic {{ user: {user:?}, password: [redacted] }}"),
             DavAuth::Bearer { user, .. } => write!(f, "Bearer {{ user: {user:?}, token: [redacted] }}"),
+            DavAuth::OAuth { user, .. } => write!(f, "OAuth {{ user: {user:?} }}"),
         }
     }
 }
@@ -199,6 +205,14 @@ impl DavClient {
 
     /// [`DavClient::send`], with `None` for an answer larger than `cap`
     /// (not read on), for callers that then ask for less.
+    ///
+    /// A request that only reads (GET, PROPFIND, REPORT) is sent again, up
+    /// to [`READ_ATTEMPTS`] times in all, when it got no answer in time or
+    /// the server answered 429, 502, 503 or 504 (after its Retry-After, at
+    /// most [`MAX_RETRY_WAIT`]); a passing fault of the server then costs
+    /// nothing. Writes are not repeated here: their callers decide, since
+    /// a lost answer may mean the write was made. With OAuth, a 401 gets
+    /// one fresh token and one more try.
     pub(crate) async fn send_capped(
         &self,
         method: Method,
@@ -208,10 +222,75 @@ impl DavClient {
         cap: usize,
         what: &str,
     ) -> Result<Option<Answer>> {
+        let reads_only = matches!(method.as_str(), "GET" | "HEAD" | "PROPFIND" | "REPORT" | "OPTIONS");
+        let mut attempt = 1;
+        let mut renewed = false;
+        loop {
+            let token = match &self.auth {
+                DavAuth::OAuth { user, tokens } => Some(tokens.token(user).await?),
+                _ => None,
+            };
+            let outcome = self
+                .send_once(
+                    method.clone(),
+                    url.clone(),
+                    headers,
+                    body.clone(),
+                    cap,
+                    what,
+                    token.as_ref(),
+                )
+                .await;
+            if let (Ok(Some(answer)), DavAuth::OAuth { user, tokens }, Some(token)) = (&outcome, &self.auth, &token)
+                && answer.status == StatusCode::UNAUTHORIZED
+                && !renewed
+            {
+                // Expired or revoked early: one fresh token, once.
+                tokens.reject(user, token).await;
+                renewed = true;
+                continue;
+            }
+            let wait = match &outcome {
+                Err(e) if e.kind == ErrorKind::Transient => retry_wait(attempt, None),
+                Ok(Some(answer)) if RETRIED_STATUSES.contains(&answer.status.as_u16()) => {
+                    retry_wait(attempt, crate::http::retry_after(&answer.headers))
+                }
+                _ => None,
+            };
+            match wait {
+                Some(wait) if reads_only && attempt < READ_ATTEMPTS => {
+                    tracing::debug!(
+                        what,
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "DAV request will be sent again"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                _ => return outcome,
+            }
+        }
+    }
+
+    /// One exchange of [`DavClient::send_capped`].
+    #[allow(clippy::too_many_arguments)]
+    async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Option<String>,
+        cap: usize,
+        what: &str,
+        token: Option<&Secret>,
+    ) -> Result<Option<Answer>> {
         let mut request = self.http.request(method, url);
-        request = match &self.auth {
-            DavAuth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
-            DavAuth::Bearer { token, .. } => request.bearer_auth(token.expose()),
+        request = match (&self.auth, token) {
+            (DavAuth::Basic { user, password }, _) => request.basic_auth(user, Some(password.expose())),
+            (DavAuth::Bearer { token, .. }, _) => request.bearer_auth(token.expose()),
+            (DavAuth::OAuth { .. }, Some(token)) => request.bearer_auth(token.expose()),
+            (DavAuth::OAuth { .. }, None) => request,
         };
         for (name, value) in headers {
             request = request.header(name, value.clone());
@@ -248,7 +327,7 @@ impl DavClient {
         match tokio::time::timeout(timeout, exchange).await {
             Ok(answer) => answer,
             Err(_) => Err(Error::transient(format!(
-                "{what}: no answer within {} ms; retrying",
+                "{what}: no answer within {} ms",
                 timeout.as_millis()
             ))),
         }
@@ -345,6 +424,27 @@ pub fn classify(answer: &Answer, scope: Scope, what: &str, user: &str) -> Error 
     }
 }
 
+/// How many times a request that only reads is sent in all before its
+/// fault is reported (see [`DavClient::send_capped`]).
+pub const READ_ATTEMPTS: u32 = 3;
+
+/// The longest wait before sending a read again; a server asking for
+/// longer has its answer reported instead (the run moves on, the next run
+/// reads it).
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// Answers worth asking again for: throttled, or a gateway or server that
+/// is passing through a bad moment.
+const RETRIED_STATUSES: [u16; 4] = [429, 502, 503, 504];
+
+/// The wait before attempt `attempt + 1`: the server's Retry-After where it
+/// gave one, else 1 s, 2 s, 4 s, ...; `None` when the server asks for more
+/// than [`MAX_RETRY_WAIT`].
+fn retry_wait(attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    let wait = retry_after.unwrap_or_else(|| Duration::from_secs(1 << (attempt - 1).min(5)));
+    (wait <= MAX_RETRY_WAIT).then_some(wait)
+}
+
 /// Whether two hrefs name the same resource: compared as decoded paths,
 /// ignoring scheme and host and a trailing slash.
 pub fn same_href(a: &str, b: &str) -> bool {
@@ -426,5 +526,151 @@ mod tests {
         let client = DavClient::new("http://127.0.0.1:1/", auth, DavOptions::default()).unwrap();
         let shown = format!("{client:?}");
         assert!(shown.contains("alice") && !shown.contains("hunter2"), "{shown}");
+    }
+}
+
+/// The client's own behaviour on the wire: what it sends again and with
+/// which credentials. A scripted loopback HTTP peer plays the server's
+/// part, since these are faults (503s, expired tokens) a real server
+/// cannot be asked to make on cue; the DAV protocol itself is tested
+/// against a real Radicale (tests/dav.rs).
+#[cfg(test)]
+mod wire_tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::oauth::TokenSettings;
+
+    /// Serves `replies` in order, one per connection; records each request
+    /// head (request line and headers).
+    async fn scripted(replies: Vec<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            for reply in replies {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The head, then the body its Content-Length announces.
+                loop {
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length || n == 0 {
+                            record.lock().unwrap().push(text[..end].to_owned());
+                            break;
+                        }
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+                stream.write_all(reply.as_bytes()).await.unwrap();
+                stream.shutdown().await.ok();
+            }
+        });
+        (base, seen)
+    }
+
+    const UNAVAILABLE: &str =
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const UNAUTHORIZED: &str = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const MULTISTATUS: &str = "HTTP/1.1 207 Multi-Status\r\nContent-Type: application/xml\r\nContent-Length: 45\r\nConnection: close\r\n\r\n<d:multistatus xmlns:d=\"DAV:\"></d:multistatus>";
+
+    fn basic() -> DavAuth {
+        DavAuth::Basic {
+            user: "alice".into(),
+            password: Secret::new("pw"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_the_server_was_too_busy_for_is_sent_again() {
+        let (base, seen) = scripted(vec![UNAVAILABLE, UNAVAILABLE, MULTISTATUS]).await;
+        let client = DavClient::new(&base, basic(), DavOptions::default()).unwrap();
+        let body = client.propfind("/alice/", 0, "<x/>", Scope::Discovery).await.unwrap();
+        assert!(body.contains("multistatus"));
+        assert_eq!(seen.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_read_gives_up_after_its_attempts_and_a_write_is_never_repeated() {
+        let (base, seen) = scripted(vec![UNAVAILABLE, UNAVAILABLE, UNAVAILABLE, UNAVAILABLE]).await;
+        let client = DavClient::new(&base, basic(), DavOptions::default()).unwrap();
+        let err = client
+            .propfind("/alice/", 0, "<x/>", Scope::Discovery)
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(seen.lock().unwrap().len(), READ_ATTEMPTS as usize);
+
+        let (base, seen) = scripted(vec![UNAVAILABLE, MULTISTATUS]).await;
+        let client = DavClient::new(&base, basic(), DavOptions::default()).unwrap();
+        let answer = client
+            .send(
+                Method::PUT,
+                client.url("/alice/cal/a.ics").unwrap(),
+                &[],
+                Some("BEGIN:VCALENDAR".into()),
+                1024,
+                "PUT a.ics",
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(seen.lock().unwrap().len(), 1, "a write is left to its caller");
+    }
+
+    #[tokio::test]
+    async fn oauth_sends_a_bearer_token_and_renews_it_once_when_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("n");
+        // Each run of the command prints a new token: tok-1, tok-2, ...
+        let command = format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo tok-$n-for-$CUTOVER_LOGIN",
+            c = counter.display()
+        );
+        let tokens = TokenSource::new(TokenSettings::Command(command), Duration::from_secs(10));
+        let auth = DavAuth::OAuth {
+            user: "alice@example.org".into(),
+            tokens,
+        };
+        assert!(!format!("{auth:?}").contains("tok-"), "no token in Debug");
+        let (base, seen) = scripted(vec![UNAUTHORIZED, MULTISTATUS, MULTISTATUS]).await;
+        let client = DavClient::new(&base, auth, DavOptions::default()).unwrap();
+        client.propfind("/alice/", 0, "<x/>", Scope::Discovery).await.unwrap();
+        client.propfind("/alice/", 0, "<x/>", Scope::Discovery).await.unwrap();
+        let seen = seen.lock().unwrap();
+        let bearer = |head: &String| {
+            head.lines()
+                .find_map(|l| {
+                    l.strip_prefix("authorization: ")
+                        .or_else(|| l.strip_prefix("Authorization: "))
+                })
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            seen.iter().map(bearer).collect::<Vec<_>>(),
+            [
+                "Bearer tok-1-for-alice@example.org",
+                "Bearer tok-2-for-alice@example.org",
+                "Bearer tok-2-for-alice@example.org"
+            ],
+            "refused once: a new token; then the cached one"
+        );
     }
 }

@@ -36,6 +36,9 @@ pub enum ListedBy {
     FullListingAfterInvalidToken,
     /// A Depth 1 PROPFIND of the ETags, compared with the stored ones.
     EtagListing,
+    /// A file read again, each item's content hash compared with the
+    /// stored one (an `.ics`/`.vcf` source).
+    ContentHashes,
 }
 
 /// The members added or changed since the last listing, those removed,

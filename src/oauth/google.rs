@@ -17,10 +17,17 @@ use crate::secret::Secret;
 /// Scope of a Gmail IMAP token.
 pub const GMAIL_SCOPE: &str = "https://mail.google.com/";
 
+/// Scopes of a token for Google's CalDAV and CardDAV interfaces (Google
+/// Calendar's and Contacts' documented scopes); cutover only reads with it.
+pub const GOOGLE_DAV_SCOPE: &str = "https://www.googleapis.com/auth/calendar https://www.googleapis.com/auth/carddav";
+
 /// What cutover needs from a Google service account's JSON key file.
 pub struct GoogleServiceAccount {
     pub client_email: String,
     pub token_uri: String,
+    /// What its tokens may do: [`GMAIL_SCOPE`] unless set with
+    /// [`GoogleServiceAccount::with_scope`].
+    pub scope: String,
     signer: JwtSigner,
 }
 
@@ -29,6 +36,7 @@ impl std::fmt::Debug for GoogleServiceAccount {
         f.debug_struct("GoogleServiceAccount")
             .field("client_email", &self.client_email)
             .field("token_uri", &self.token_uri)
+            .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
 }
@@ -67,8 +75,16 @@ impl GoogleServiceAccount {
         Ok(GoogleServiceAccount {
             client_email: parsed.client_email,
             token_uri,
+            scope: GMAIL_SCOPE.to_owned(),
             signer,
         })
+    }
+
+    /// The same account asking for tokens of `scope` (space-separated
+    /// scopes) instead of Gmail's.
+    pub fn with_scope(mut self, scope: &str) -> GoogleServiceAccount {
+        self.scope = scope.to_owned();
+        self
     }
 
     /// The signed JWT asking for a token of `user` (RS256).
@@ -76,7 +92,7 @@ impl GoogleServiceAccount {
         let claims = serde_json::json!({
             "iss": self.client_email,
             "sub": user,
-            "scope": GMAIL_SCOPE,
+            "scope": self.scope,
             "aud": self.token_uri,
             "iat": now_unix,
             "exp": now_unix + 3600,
@@ -123,8 +139,8 @@ impl GoogleServiceAccount {
                 .and_then(|v| v["error"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             let msg = format!(
-                "{host} refused the Gmail token for {login} (service account {}; check its domain-wide delegation for scope {GMAIL_SCOPE} in the Google Admin console): {} {code}",
-                self.client_email, answer.status
+                "{host} refused the token for {login} (service account {}; check its domain-wide delegation for scope {} in the Google Admin console): {} {code}",
+                self.client_email, self.scope, answer.status
             );
             return Err(if answer.status.is_server_error() {
                 Error::transient(msg)
@@ -167,5 +183,27 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_dav_account_asks_for_the_calendar_and_contacts_scopes() {
+        let file = std::path::Path::new("sa.json");
+        let claims = |account: &GoogleServiceAccount| {
+            let jwt = account.assertion("ada@example.org", 1_700_000_000).unwrap();
+            let part = jwt.split('.').nth(1).unwrap();
+            let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, part).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+        let mail = GoogleServiceAccount::from_json(&key_file(None), file).unwrap();
+        assert_eq!(claims(&mail)["scope"], GMAIL_SCOPE);
+        let dav = GoogleServiceAccount::from_json(&key_file(None), file)
+            .unwrap()
+            .with_scope(GOOGLE_DAV_SCOPE);
+        let c = claims(&dav);
+        assert_eq!(
+            c["scope"],
+            "https://www.googleapis.com/auth/calendar https://www.googleapis.com/auth/carddav"
+        );
+        assert_eq!(c["sub"], "ada@example.org");
     }
 }

@@ -40,7 +40,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 pub use self::entra::{EntraApp, EntraCredential};
-pub use self::google::{GMAIL_SCOPE, GoogleServiceAccount};
+pub use self::google::{GMAIL_SCOPE, GOOGLE_DAV_SCOPE, GoogleServiceAccount};
 use crate::error::Result;
 use crate::secret::Secret;
 

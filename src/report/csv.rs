@@ -1,27 +1,56 @@
 //! The CSV rendering, for spreadsheets: the users file and its two
-//! companions (syncs, items), written the way Excel reads them (UTF-8 with
+//! companions (syncs, items), and a third one listing contacts and events
+//! when there are any, written the way Excel reads them (UTF-8 with
 //! a BOM, UTC times as `YYYY-MM-DD HH:MM:SS`, CRLF) and with every cell
 //! that would start a formula prefixed with `'`.
 
 use std::path::{Path, PathBuf};
 
-use super::Report;
+use super::{PimFigures, Report};
 
-/// `report.csv` → (`report.syncs.csv`, `report.items.csv`).
-pub fn csv_companions(output: &Path) -> (PathBuf, PathBuf) {
+/// `report.csv` → `report`; a name not ending in `.csv` is its own stem.
+fn csv_stem(output: &Path) -> String {
     let name = output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = if name.to_ascii_lowercase().ends_with(".csv") {
-        &name[..name.len() - 4]
+    if name.to_ascii_lowercase().ends_with(".csv") {
+        name[..name.len() - 4].to_owned()
     } else {
-        name.as_str()
-    };
+        name
+    }
+}
+
+/// `report.csv` → (`report.syncs.csv`, `report.items.csv`).
+pub fn csv_companions(output: &Path) -> (PathBuf, PathBuf) {
+    let stem = csv_stem(output);
     (
         output.with_file_name(format!("{stem}.syncs.csv")),
         output.with_file_name(format!("{stem}.items.csv")),
     )
+}
+
+/// `report.csv` → `report.contacts_events.csv`: the contacts and events
+/// that failed or were written with notes.
+pub fn csv_pim_companion(output: &Path) -> PathBuf {
+    output.with_file_name(format!("{}.contacts_events.csv", csv_stem(output)))
+}
+
+/// The columns a users CSV gains, after all the mail ones, when any user
+/// has contacts or events: each figure for contacts, then for events.
+const PIM_COLUMNS: [&str; 5] = ["written", "failed", "deleted_kept", "deleted_mirrored", "with_notes"];
+
+/// A user's figures in the order of [`PIM_COLUMNS`]; empty cells for a
+/// user without any address book (or calendar), so "none" reads apart
+/// from "0".
+fn pim_cells(figures: Option<&PimFigures>) -> Vec<String> {
+    match figures {
+        Some(f) => [f.written, f.failed, f.deleted_on_source_kept, f.deleted, f.with_notes]
+            .iter()
+            .map(u64::to_string)
+            .collect(),
+        None => vec![String::new(); PIM_COLUMNS.len()],
+    }
 }
 
 /// The skip reasons every users CSV has a column for, in this order, so
@@ -102,6 +131,14 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
         .iter()
         .map(|s| s.to_string()),
     );
+    // Appended, so the mail columns keep their places; only when there is
+    // something to put in them.
+    let pim = report.has_pim();
+    if pim {
+        for kind in ["contacts", "events"] {
+            header.extend(PIM_COLUMNS.iter().map(|c| format!("{kind}_{c}")));
+        }
+    }
     let mut users = vec![header];
     for u in &report.users {
         let s = &u.status;
@@ -138,6 +175,10 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
             u.messages_per_second.map(|r| format!("{r:.2}")).unwrap_or_default(),
             cell(s.last_error.as_deref().unwrap_or("")),
         ]);
+        if pim {
+            row.extend(pim_cells(u.contacts.as_ref()));
+            row.extend(pim_cells(u.events.as_ref()));
+        }
         users.push(row);
     }
 
@@ -213,6 +254,33 @@ pub fn render_csv(report: &Report) -> Result<CsvFiles, String> {
         ]);
     }
     Ok((csv_bytes(users)?, csv_bytes(syncs)?, csv_bytes(items)?))
+}
+
+/// The contacts and events CSV: one row per contact or event that failed
+/// (the reason says what to fix in the source item) or was written with
+/// notes on what the target could not hold; `None` when no user has
+/// contacts or events, so a mail-only migration writes no such file.
+pub fn render_pim_csv(report: &Report) -> Result<Option<Vec<u8>>, String> {
+    let Some(list) = &report.pim_items else {
+        return Ok(None);
+    };
+    let mut rows = vec![
+        ["email", "kind", "collection", "uid", "state", "reason"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    ];
+    for p in list {
+        rows.push(vec![
+            cell(&p.email),
+            p.kind.clone(),
+            cell(&p.collection),
+            cell(&p.uid),
+            p.state.clone(),
+            cell(&p.reason),
+        ]);
+    }
+    csv_bytes(rows).map(Some)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::charts::{reasons_svg, throughput_svg};
-use super::{Report, human_duration};
+use super::{PimFigures, PimProblem, Report, human_duration};
 use crate::checkpoint::ProblemItem;
 use crate::progress::human_bytes;
 
@@ -15,6 +15,70 @@ use crate::progress::human_bytes;
 /// mailbox over its item cap can skip hundreds of thousands of messages,
 /// which no browser table survives.
 pub const HTML_ITEM_LIMIT: usize = 5000;
+
+/// The words under a contacts or events card.
+fn pim_summary(f: &PimFigures) -> String {
+    format!(
+        "{} failed, {} written with notes; deleted on the source: {} kept in the target, {} deleted from it",
+        f.failed, f.with_notes, f.deleted_on_source_kept, f.deleted
+    )
+}
+
+/// A user's contacts or events cells, in the order of the contacts and
+/// calendars table: written, failed, deleted kept, deleted mirrored, with
+/// notes; a dash for each when it has none of that kind.
+fn pim_cells(out: &mut String, figures: Option<&PimFigures>) {
+    match figures {
+        Some(f) => {
+            for n in [f.written, f.failed, f.deleted_on_source_kept, f.deleted, f.with_notes] {
+                let _ = write!(out, "<td class=\"n\">{n}</td>");
+            }
+        }
+        None => out.push_str(&"<td class=\"n\" data-v=\"-1\">–</td>".repeat(5)),
+    }
+}
+
+/// A list of contacts or events (failed ones, or those written with
+/// notes), at most [`HTML_ITEM_LIMIT`] of them; `with_state` adds the
+/// column telling a failure with no copy from one that left the earlier
+/// copy in place.
+fn pim_table(out: &mut String, id: &str, title: &str, what: &str, last: &str, with_state: bool, list: &[&PimProblem]) {
+    let _ = write!(
+        out,
+        "<h2>{}</h2>\n<p class=\"muted\">{} {what}{}.</p>\n",
+        esc(title),
+        list.len(),
+        if list.len() > HTML_ITEM_LIMIT {
+            format!("; the first {HTML_ITEM_LIMIT} are listed here, all of them are in the CSV and JSON reports")
+        } else {
+            String::new()
+        }
+    );
+    if list.is_empty() {
+        return;
+    }
+    let mut columns = vec![("User", false), ("Kind", false), ("Collection", false), ("UID", false)];
+    if with_state {
+        columns.push(("State", false));
+    }
+    columns.push((last, false));
+    table_head(out, id, &columns);
+    for p in list.iter().take(HTML_ITEM_LIMIT) {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            esc(&p.email),
+            esc(&p.kind),
+            esc(&p.collection),
+            esc(&p.uid),
+        );
+        if with_state {
+            out.push_str(&format!("<td>{}</td>", state_badge(&p.state)));
+        }
+        let _ = writeln!(out, "<td class=\"err\">{}</td></tr>", esc(&p.reason));
+    }
+    out.push_str("</tbody></table></div>\n");
+}
 
 /// At most this many syncs are listed one by one in the HTML page (the
 /// newest, when there are more); the passes table sums all of them, and
@@ -167,8 +231,9 @@ fn state_badge(state: &str) -> String {
     format!("<span class=\"state {class}\">{}</span>", esc(state))
 }
 
-/// The page: summary, sortable users table, charts, sync passes, syncs,
-/// items.
+/// The page: summary, sortable users table (and contacts and calendars
+/// per user, when any), charts, sync passes, syncs, items (and the
+/// contacts and events that failed or were written with notes).
 pub fn render_html(report: &Report) -> String {
     let t = &report.totals;
     let mut out = String::with_capacity(64 * 1024);
@@ -248,6 +313,13 @@ pub fn render_html(report: &Report) -> String {
             changed.moved, changed.flags_updated, changed.renamed, changed.deleted_mirrored
         ),
     );
+    // Contacts and events, for the migrations that copy them.
+    if let Some(c) = &t.contacts {
+        card(&mut out, "Contacts written", &c.written.to_string(), &pim_summary(c));
+    }
+    if let Some(e) = &t.events {
+        card(&mut out, "Events written", &e.written.to_string(), &pim_summary(e));
+    }
     card(
         &mut out,
         "Throughput",
@@ -327,6 +399,44 @@ pub fn render_html(report: &Report) -> String {
         );
     }
     out.push_str("</tbody></table></div>\n");
+
+    // Contacts and calendars: their own table, of the users that have
+    // any, so the mail table stays as it is.
+    if report.has_pim() {
+        out.push_str(
+            "<h2>Contacts and calendars</h2>\n<p class=\"muted\">Users with an address book or a calendar. \
+             Deleted kept: deleted on the source, copy left in the target; mirrored: deleted from the target too. \
+             With notes: written, with what the target could not hold put in the item's notes.</p>\n",
+        );
+        table_head(
+            &mut out,
+            "pim",
+            &[
+                ("User", false),
+                ("Contacts written", true),
+                ("Contacts failed", true),
+                ("Contacts deleted kept", true),
+                ("Contacts deleted mirrored", true),
+                ("Contacts with notes", true),
+                ("Events written", true),
+                ("Events failed", true),
+                ("Events deleted kept", true),
+                ("Events deleted mirrored", true),
+                ("Events with notes", true),
+            ],
+        );
+        for u in report
+            .users
+            .iter()
+            .filter(|u| u.contacts.is_some() || u.events.is_some())
+        {
+            let _ = write!(out, "<tr><td>{}</td>", esc(&u.status.email));
+            pim_cells(&mut out, u.contacts.as_ref());
+            pim_cells(&mut out, u.events.as_ref());
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody></table></div>\n");
+    }
 
     // Charts.
     out.push_str("<section class=\"charts\">");
@@ -499,7 +609,31 @@ pub fn render_html(report: &Report) -> String {
             esc(&i.reason),
         );
     }
-    out.push_str("</tbody></table></div>\n</main>\n<script>");
+    out.push_str("</tbody></table></div>\n");
+
+    // Contacts and events one by one: what to fix, then what was adapted.
+    if let Some(list) = &report.pim_items {
+        let (written, failed): (Vec<&PimProblem>, Vec<&PimProblem>) = list.iter().partition(|p| p.state == "written");
+        pim_table(
+            &mut out,
+            "pim-failed",
+            "Contacts and events that failed",
+            "contacts and events not copied as the source has them; the reason says what to fix in the source item",
+            "Reason",
+            true,
+            &failed,
+        );
+        pim_table(
+            &mut out,
+            "pim-notes",
+            "Contacts and events written with notes",
+            "contacts and events written with what the target could not hold put in their notes",
+            "Notes",
+            false,
+            &written,
+        );
+    }
+    out.push_str("</main>\n<script>");
     out.push_str(SCRIPT);
     out.push_str("</script>\n</body></html>\n");
     out

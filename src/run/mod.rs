@@ -268,18 +268,13 @@ async fn sync_user(shared: &Shared, user: &UserJob) -> UserResult {
         (Ok(()), Ok(())) if !shared.stop.stopped() => match pim::sync_pim(shared, user).await {
             Ok(None) => None,
             Ok(Some(pim)) => {
-                let failed = pim.failed();
                 pim_done = Some(pim.finished());
                 if pim.interrupted {
                     // Reported as interrupted, like mail cut short.
                     stats.complete = false;
                 }
                 tracing::info!(user = %email, events = ?pim.events, contacts = ?pim.contacts, "contacts and calendars synced");
-                (failed > 0).then(|| {
-                    format!(
-                        "{failed} contacts or events were not copied (each reason is in the log); those that failed for a passing reason are retried by the next run, the others once they change on the source"
-                    )
-                })
+                pim.problem()
             }
             Err(e) => Some(format!("contacts and calendars not copied: {e}")),
         },

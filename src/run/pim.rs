@@ -21,19 +21,33 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
 use crate::checkpoint::{PimItem, PimRecord, PimState};
-use crate::dav::{Collection, DavAuth, DavClient, FetchOutcome};
+use crate::dav::{Collection, FetchOutcome};
 use crate::error::{Error, ErrorKind};
 use crate::event::PimFinished;
 use crate::model::ItemKind;
 use crate::roster::UserJob;
-use crate::source::dav::DavSource;
-use crate::target::pim::{PimContent, PimSession, PimUpload};
+use crate::source::pim::PimSource;
+use crate::target::pim::{PimContent, PimSession, PimUpload, item_key};
 use crate::transform::{contact::split_vcards, event::split_calendar};
 
 use super::Shared;
+
+/// Items read from the source and written before the next are read, and
+/// between which a stop takes effect: a DAV multiget's worth.
+const FETCH_BATCH: usize = crate::dav::MULTIGET_BATCH;
+
+/// How many more copies of contacts and events this run may delete from
+/// the mailbox (`max_delete_percent` of its copies), shared by its
+/// collections.
+#[derive(Debug)]
+struct DeleteBudget {
+    /// The mailbox's copies when the run began.
+    copies: u64,
+    /// What is left, in hundredths of a copy (`max_delete_percent` ×
+    /// copies at the start), so that the share is kept exactly.
+    left: u64,
+}
 
 /// What this run did with the user's contacts or events.
 #[derive(Debug, Default)]
@@ -43,6 +57,9 @@ pub(super) struct PimStats {
     /// Gone from the source this run; the copy is kept.
     pub kept: u64,
     pub deleted: u64,
+    /// Why some of it was left as it was this run (deletions refused by
+    /// `max_delete_percent`), for the user's state line.
+    pub left_behind: Vec<String>,
 }
 
 /// [`PimStats`] of both kinds.
@@ -53,11 +70,31 @@ pub(super) struct PimRun {
     /// A stop (signal) came between two collections: the rest waits for
     /// the next run.
     pub interrupted: bool,
+    /// Collections that could not be synced this run (a listing refused, a
+    /// target calendar that could not be made, a file too large), each
+    /// with why; the others went on, and these are tried again next run.
+    pub collections_failed: Vec<String>,
 }
 
 impl PimRun {
     pub fn failed(&self) -> u64 {
         self.events.failed + self.contacts.failed
+    }
+
+    /// Why the user's contacts and calendars are not all copied, for the
+    /// user's state line; `None` when they are.
+    pub fn problem(&self) -> Option<String> {
+        let mut why = Vec::new();
+        let failed = self.failed();
+        if failed > 0 {
+            why.push(format!(
+                "{failed} contacts or events were not copied (each reason is in the log and the report); those that failed for a passing reason are retried by the next run, the others once they change on the source"
+            ));
+        }
+        why.extend(self.collections_failed.iter().cloned());
+        why.extend(self.events.left_behind.iter().cloned());
+        why.extend(self.contacts.left_behind.iter().cloned());
+        (!why.is_empty()).then(|| why.join("; "))
     }
 
     pub fn finished(&self) -> PimFinished {
@@ -80,12 +117,7 @@ pub(super) async fn sync_pim(shared: &Shared, user: &UserJob) -> Result<Option<P
     let Some(pim) = &shared.run.pim else {
         return Ok(None);
     };
-    let auth = DavAuth::Basic {
-        user: user.username.clone(),
-        password: user.password.clone(),
-    };
-    let client = DavClient::new(&pim.source_url, auth, pim.source_options.clone())?;
-    let source = DavSource::new(client);
+    let source = pim.source_for(user)?;
     let discovery = source
         .collections()
         .await
@@ -108,6 +140,22 @@ pub(super) async fn sync_pim(shared: &Shared, user: &UserJob) -> Result<Option<P
                 .map_err(|e| e.context("contacts and calendars target"))?,
         )
     };
+    let mut failed_collections = Vec::new();
+    let mut interrupted = false;
+    let rules = shared.run.copy.deletions;
+    let mut delete_budget = if rules.mirror && !rules.force && !shared.dry_run {
+        let copies = shared.db(|cp| {
+            let events = cp.pim_counts(&user.email, ItemKind::Event)?;
+            let contacts = cp.pim_counts(&user.email, ItemKind::Contact)?;
+            Ok(events.written + events.gone_kept + contacts.written + contacts.gone_kept)
+        })?;
+        Some(DeleteBudget {
+            copies,
+            left: u64::from(rules.max_percent) * copies,
+        })
+    } else {
+        None
+    };
     let result = async {
         for (kind, collections) in [
             (ItemKind::Event, &discovery.calendars),
@@ -120,12 +168,12 @@ pub(super) async fn sync_pim(shared: &Shared, user: &UserJob) -> Result<Option<P
                     stats.interrupted = true;
                     return Ok(());
                 }
-                let primary = kind == ItemKind::Event && i == 0;
+                let primary = kind == ItemKind::Event && i == 0 && !discovery.no_primary_calendar;
                 let stats = match kind {
                     ItemKind::Event => &mut stats.events,
                     _ => &mut stats.contacts,
                 };
-                sync_collection(
+                let synced = sync_collection(
                     shared,
                     user,
                     &source,
@@ -134,8 +182,28 @@ pub(super) async fn sync_pim(shared: &Shared, user: &UserJob) -> Result<Option<P
                     collection,
                     primary,
                     stats,
+                    delete_budget.as_mut(),
                 )
-                .await?;
+                .await;
+                match synced {
+                    Ok(true) => {}
+                    // Stopped between two batches: the rest waits for the
+                    // next run.
+                    Ok(false) => {
+                        interrupted = true;
+                        return Ok(());
+                    }
+                    // The mailbox or the state DB cannot go on: nothing
+                    // else would fare better.
+                    Err(e) if e.kind == ErrorKind::Fatal => return Err(e),
+                    // This collection only: the others go on, and its sync
+                    // token is not stored, so the next run tries it again.
+                    Err(e) => {
+                        let name = collection.display_name.as_deref().unwrap_or(&collection.href);
+                        tracing::warn!(user = %user.email, collection = %name, "not synced this run: {e}");
+                        failed_collections.push(format!("{} \"{name}\" not synced: {e}", kind_word(kind)));
+                    }
+                }
             }
             if !shared.dry_run {
                 let listed: Vec<&str> = collections.iter().map(|c| c.href.as_str()).collect();
@@ -148,19 +216,17 @@ pub(super) async fn sync_pim(shared: &Shared, user: &UserJob) -> Result<Option<P
     if let Some(session) = session {
         session.close().await;
     }
+    stats.collections_failed = failed_collections;
+    stats.interrupted |= interrupted;
     result.map(|()| Some(stats))
 }
 
-/// The key an item is written with: a hash of the mailbox, the source
-/// collection and the item's href, so it names the item for good without
-/// putting the source's URL (which may carry a login) into the target.
-fn item_key(email: &str, collection: &str, href: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [email, collection, href] {
-        h.update(part.as_bytes());
-        h.update([0u8]);
+fn kind_word(kind: ItemKind) -> &'static str {
+    if kind == ItemKind::Event {
+        "calendar"
+    } else {
+        "address book"
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The one item a DAV object holds (one UID: one calendar object or one
@@ -205,13 +271,14 @@ fn parse(kind: ItemKind, body: &str) -> Result<(String, PimContent), String> {
 async fn sync_collection(
     shared: &Shared,
     user: &UserJob,
-    source: &DavSource,
+    source: &PimSource,
     session: Option<&mut (dyn PimSession + 'static)>,
     kind: ItemKind,
     collection: &Collection,
     primary: bool,
     stats: &mut PimStats,
-) -> Result<(), Error> {
+    delete_budget: Option<&mut DeleteBudget>,
+) -> Result<bool, Error> {
     let email = &user.email;
     let display_name = collection
         .display_name
@@ -246,7 +313,7 @@ async fn sync_collection(
             "dry run: would copy the changed {} and record the removed ones",
             if kind == ItemKind::Event { "events" } else { "contacts" }
         );
-        return Ok(());
+        return Ok(true);
     };
 
     let row = shared.db(|cp| cp.pim_collection(email, kind, &collection.href, &display_name))?;
@@ -282,8 +349,15 @@ async fn sync_collection(
         .collect();
     let mut all_handled = true;
     let mut removed: Vec<String> = changes.removed.clone();
-    if !hrefs.is_empty() {
-        for outcome in source.fetch(collection, &hrefs).await? {
+    // Read and written a batch at a time: memory holds one batch of items
+    // whatever the collection's size, and a stop takes effect between
+    // batches (the sync token is then not stored, so the next run lists
+    // the rest again).
+    for batch in hrefs.chunks(FETCH_BATCH) {
+        if shared.stop.stopped() {
+            return Ok(false);
+        }
+        for outcome in source.fetch(collection, batch).await? {
             match outcome {
                 FetchOutcome::Gone { href } => removed.push(href),
                 FetchOutcome::Failed { href, error } => {
@@ -318,12 +392,50 @@ async fn sync_collection(
             }
         }
     }
-    let mirror = shared.run.copy.deletions.mirror;
-    for href in removed {
-        let Some(prior) = items.get(&href) else { continue };
-        if matches!(prior.state, PimState::Gone | PimState::Deleted) {
-            continue;
+    // Gone from the source this run (a removed item seen before).
+    let newly_gone: Vec<&PimItem> = removed
+        .iter()
+        .filter_map(|href| items.get(href))
+        .filter(|prior| !matches!(prior.state, PimState::Gone | PimState::Deleted))
+        .collect();
+    let rules = shared.run.copy.deletions;
+    let mut mirror = rules.mirror;
+    if mirror && let Some(budget) = delete_budget {
+        // Copies to delete: those gone this run and those kept by earlier
+        // runs. Like mail's, at most max_delete_percent of the mailbox's
+        // contacts and events go in one run unless forced: an emptied
+        // calendar or an odd listing must not empty the target's.
+        let doomed = newly_gone.iter().filter(|p| p.target_id.is_some()).count() as u64
+            + items
+                .values()
+                .filter(|i| i.state == PimState::Gone && i.target_id.is_some())
+                .count() as u64;
+        if doomed * 100 > budget.left {
+            let reason = format!(
+                "{doomed} {what} deleted on the source were not deleted from {display_name:?}: with the deletions before it that is over [run] max_delete_percent = {} of the mailbox's {} contacts and events; check the source, then run with --force-deletions or raise max_delete_percent",
+                rules.max_percent,
+                budget.copies,
+                what = if kind == ItemKind::Event { "events" } else { "contacts" },
+            );
+            tracing::warn!(user = %email, "{reason}");
+            stats.left_behind.push(reason);
+            mirror = false;
+            // Listed again next run, when the admin may force it.
+            all_handled = false;
+        } else {
+            budget.left -= doomed * 100;
         }
+    }
+    let kept_before: Vec<&PimItem> = if mirror {
+        items
+            .values()
+            .filter(|i| i.state == PimState::Gone && i.target_id.is_some())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for prior in newly_gone.into_iter().chain(kept_before) {
+        let href = &prior.source_key;
         match (&prior.target_id, mirror) {
             (Some(id), true) => match session.delete(kind, &target_ref, id).await {
                 Ok(()) => {
@@ -342,6 +454,8 @@ async fn sync_collection(
                     all_handled = false;
                 }
             },
+            // Refused by the guard: left as it was, listed again next run.
+            (Some(_), false) if rules.mirror => {}
             _ => {
                 shared.db(|cp| {
                     cp.apply_pim(&[PimRecord::Gone {
@@ -358,7 +472,7 @@ async fn sync_collection(
     if all_handled {
         shared.db(|cp| cp.set_pim_sync_token(row.id, changes.token.as_deref()))?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The ETags the source had when each item was last handled, for a

@@ -32,6 +32,18 @@ pub(super) enum PimSourceKind {
     #[default]
     None,
     Dav,
+    Files,
+}
+
+/// How the contacts-and-calendars source is logged in to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum PimAuth {
+    /// HTTP Basic with the users file's UserName and Password.
+    #[default]
+    Password,
+    /// OAuth bearer tokens (a Google service account, a token command).
+    Oauth,
 }
 
 /// Where contacts and calendars go.
@@ -49,6 +61,12 @@ pub(super) struct ContactsCalendarsSection {
     #[serde(default)]
     pub(super) source: PimSourceKind,
     pub(super) url: Option<String>,
+    pub(super) path: Option<String>,
+    #[serde(default)]
+    pub(super) auth: PimAuth,
+    pub(super) token_command: Option<String>,
+    pub(super) oauth_service_account_file: Option<PathBuf>,
+    pub(super) oauth_scope: Option<String>,
     pub(super) target: Option<PimTargetKind>,
     pub(super) target_url: Option<String>,
     #[serde(default = "default_timeout")]
@@ -60,6 +78,11 @@ impl Default for ContactsCalendarsSection {
         ContactsCalendarsSection {
             source: PimSourceKind::None,
             url: None,
+            path: None,
+            auth: PimAuth::Password,
+            token_command: None,
+            oauth_service_account_file: None,
+            oauth_scope: None,
             target: None,
             target_url: None,
             timeout_seconds: default_timeout(),

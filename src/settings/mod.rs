@@ -34,14 +34,27 @@ pub struct Settings {
 }
 
 /// Where each user's contacts and calendars are read and written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct PimSettings {
-    /// The CalDAV/CardDAV server base each user's collections are
-    /// discovered from (checked: https, or http to loopback).
-    pub source_url: String,
+    pub source: PimSourceSettings,
+    /// `auth = "oauth"`: where the DAV source's bearer tokens come from;
+    /// `None`: the users file's password.
+    pub tokens: Option<crate::oauth::TokenSettings>,
     pub target: PimTargetSettings,
     /// The deadline of one DAV request.
     pub timeout: Duration,
+}
+
+/// Where contacts and calendars are read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PimSourceSettings {
+    /// The CalDAV/CardDAV server base each user's collections are
+    /// discovered from (checked: https, or http to loopback).
+    Dav { url: String },
+    /// Each user's `.ics`/`.vcf` files: a path template with `{email}`
+    /// (relative paths resolved against the config file), a folder such
+    /// as a Google Takeout export or one file.
+    Files { path: PathBuf },
 }
 
 /// Where contacts and calendars go.
@@ -333,7 +346,13 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         return Err(bad("[run] max_in_flight_bytes must be at least 1048576 (1 MiB)".into()));
     }
 
-    let pim = pim_settings(file.contacts_calendars, matches!(target, TargetSettings::Graph(_))).map_err(bad)?;
+    let pim = pim_settings(
+        file.contacts_calendars,
+        matches!(target, TargetSettings::Graph(_)),
+        source.mbox_path(),
+        &resolve,
+    )
+    .map_err(bad)?;
     Ok(Settings {
         source,
         labels,
@@ -370,20 +389,54 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 
 /// Checks `[contacts_calendars]`. Absent or `source = "none"`, nothing
 /// but mail is copied, whatever the other keys say.
-fn pim_settings(section: ContactsCalendarsSection, graph_target: bool) -> Result<Option<PimSettings>, String> {
+fn pim_settings(
+    section: ContactsCalendarsSection,
+    graph_target: bool,
+    mbox: Option<&Path>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Option<PimSettings>, String> {
     const S: &str = "contacts_calendars";
     if section.source == PimSourceKind::None {
-        if section.url.is_some() || section.target.is_some() || section.target_url.is_some() {
+        if section.url.is_some() || section.path.is_some() || section.target.is_some() || section.target_url.is_some() {
             return Err(format!(
-                "[{S}] url, target or target_url is set but source is \"none\" (the default); set source = \"dav\" to copy contacts and calendars, or remove them"
+                "[{S}] url, path, target or target_url is set but source is \"none\" (the default); set source = \"dav\" (with url) or source = \"files\" (with path) to copy contacts and calendars, or remove them"
             ));
         }
         return Ok(None);
     }
-    let url = section.url.ok_or_else(|| {
-        format!("[{S}] source = \"dav\" needs url, the CalDAV/CardDAV server each user's calendars and address books are found from")
-    })?;
-    let source_url = crate::http::base_url(S, "url", &url)?;
+    let tokens = pim_tokens(&section, resolve)?;
+    let source = match section.source {
+        PimSourceKind::Files => {
+            if section.url.is_some() {
+                return Err(format!(
+                    "[{S}] url is for source = \"dav\"; source = \"files\" reads path"
+                ));
+            }
+            let path = match (section.path.filter(|p| !p.trim().is_empty()), mbox) {
+                (Some(path), _) => resolve(Path::new(&path)),
+                (None, Some(export)) if takeout_of(export).is_some() => takeout_of(export).unwrap_or_default(),
+                (None, _) => {
+                    return Err(format!(
+                        "[{S}] source = \"files\" needs path, each user's .ics/.vcf files with {{email}}, e.g. \"takeout/{{email}}\" (a Takeout export folder) or \"contacts/{{email}}.vcf\"; beside a Takeout mbox whose folder names the user it defaults to that export"
+                    ));
+                }
+            };
+            PimSourceSettings::Files { path }
+        }
+        _ => {
+            if section.path.is_some() {
+                return Err(format!(
+                    "[{S}] path is for source = \"files\"; source = \"dav\" reads url"
+                ));
+            }
+            let url = section.url.ok_or_else(|| {
+                format!("[{S}] source = \"dav\" needs url, the CalDAV/CardDAV server each user's calendars and address books are found from")
+            })?;
+            PimSourceSettings::Dav {
+                url: crate::http::base_url(S, "url", &url)?,
+            }
+        }
+    };
     if section.timeout_seconds == 0 {
         return Err(format!("[{S}] timeout_seconds must be at least 1"));
     }
@@ -415,10 +468,81 @@ fn pim_settings(section: ContactsCalendarsSection, graph_target: bool) -> Result
         ));
     }
     Ok(Some(PimSettings {
-        source_url,
+        source,
+        tokens,
         target,
         timeout: Duration::from_secs(section.timeout_seconds),
     }))
+}
+
+/// The export a Takeout mbox (path template) belongs to: the folder
+/// holding its `Mail` folder (`Takeout/Mail/All mail....mbox` gives
+/// `Takeout`), else the mbox's own folder; `None` when that folder is not
+/// the user's own (no `{email}` in it), since every user would then read
+/// the same files.
+fn takeout_of(mbox: &Path) -> Option<PathBuf> {
+    let folder = mbox.parent().unwrap_or(Path::new("."));
+    let export = match (folder.file_name(), folder.parent()) {
+        (Some(name), Some(export)) if name.eq_ignore_ascii_case("Mail") => export.to_path_buf(),
+        _ => folder.to_path_buf(),
+    };
+    export.to_string_lossy().contains("{email}").then_some(export)
+}
+
+/// `[contacts_calendars] auth`: the users file's password, or OAuth tokens
+/// from a token command or a Google service account (Google serves
+/// CalDAV and CardDAV with OAuth only).
+fn pim_tokens(
+    section: &ContactsCalendarsSection,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Option<crate::oauth::TokenSettings>, String> {
+    const S: &str = "contacts_calendars";
+    let oauth_keys = section.token_command.is_some()
+        || section.oauth_service_account_file.is_some()
+        || section.oauth_scope.is_some();
+    if section.auth == PimAuth::Password {
+        if oauth_keys {
+            return Err(format!("[{S}] token_command and oauth_* keys need auth = \"oauth\""));
+        }
+        return Ok(None);
+    }
+    if section.source != PimSourceKind::Dav {
+        return Err(format!(
+            "[{S}] auth = \"oauth\" is for source = \"dav\"; files need no login"
+        ));
+    }
+    match (&section.token_command, &section.oauth_service_account_file) {
+        (Some(_), Some(_)) => Err(format!(
+            "[{S}] set token_command or oauth_service_account_file, not both"
+        )),
+        (Some(command), None) => {
+            if command.trim().is_empty() {
+                return Err(format!("[{S}] token_command is empty"));
+            }
+            if section.oauth_scope.is_some() {
+                return Err(format!(
+                    "[{S}] oauth_scope is for oauth_service_account_file; a token_command asks for its own scopes"
+                ));
+            }
+            Ok(Some(crate::oauth::TokenSettings::Command(command.clone())))
+        }
+        (None, Some(file)) => {
+            let path = resolve(file);
+            let json = std::fs::read_to_string(&path)
+                .map_err(|e| format!("[{S}] oauth_service_account_file {}: {e}", path.display()))?;
+            let scope = section.oauth_scope.as_deref().unwrap_or(crate::oauth::GOOGLE_DAV_SCOPE);
+            if scope.trim().is_empty() {
+                return Err(format!("[{S}] oauth_scope is empty"));
+            }
+            let account = crate::oauth::GoogleServiceAccount::from_json(&json, &path)
+                .map_err(|e| format!("[{S}] oauth_service_account_file: {e}"))?
+                .with_scope(scope);
+            Ok(Some(crate::oauth::TokenSettings::Google(std::sync::Arc::new(account))))
+        }
+        (None, None) => Err(format!(
+            "[{S}] auth = \"oauth\" needs token_command (a program printing a token for $CUTOVER_LOGIN) or oauth_service_account_file (a Google service account with domain-wide delegation)"
+        )),
+    }
 }
 
 /// Checks an IMAP section's host and connection keys and builds its

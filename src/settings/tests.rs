@@ -298,21 +298,26 @@ fn maildir_folder_names_are_utf7_unless_set_to_utf8() {
 #[test]
 fn contacts_and_calendars_are_off_unless_asked_for_and_checked_when_they_are() {
     const MAILDIR: &str = "[source]\nhost = \"imap.example.com\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n";
-    assert_eq!(parse_str(MAILDIR).unwrap().pim, None, "no section: mail only");
+    assert!(parse_str(MAILDIR).unwrap().pim.is_none(), "no section: mail only");
     let with = |section: &str| parse_str(&format!("{MAILDIR}[contacts_calendars]\n{section}"));
 
     let s = with("source = \"dav\"\nurl = \"https://dav.example.org/\"\ntarget = \"dav\"\ntarget_url = \"https://new.example.org/dav\"\n")
         .unwrap();
+    let pim = s.pim.unwrap();
     assert_eq!(
-        s.pim,
-        Some(PimSettings {
-            source_url: "https://dav.example.org".into(),
-            target: PimTargetSettings::Dav {
-                url: "https://new.example.org/dav".into()
-            },
-            timeout: Duration::from_secs(60),
-        })
+        pim.source,
+        PimSourceSettings::Dav {
+            url: "https://dav.example.org".into()
+        }
     );
+    assert_eq!(
+        pim.target,
+        PimTargetSettings::Dav {
+            url: "https://new.example.org/dav".into()
+        }
+    );
+    assert_eq!(pim.timeout, Duration::from_secs(60));
+    assert!(pim.tokens.is_none(), "the users file's password by default");
     for (section, names) in [
         ("source = \"dav\"\n", "url"),
         (
@@ -335,8 +340,81 @@ fn contacts_and_calendars_are_off_unless_asked_for_and_checked_when_they_are() {
         ("url = \"https://d/\"\n", "source is \"none\""),
         ("source = \"caldav\"\n", "source"),
         ("source = \"dav\"\nurll = \"https://d/\"\n", "urll"),
+        ("source = \"files\"\n", "needs path"),
+        (
+            "source = \"files\"\npath = \"t/{email}\"\nurl = \"https://d/\"\n",
+            "url is for source = \"dav\"",
+        ),
+        (
+            "source = \"dav\"\nurl = \"https://d/\"\npath = \"t\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\n",
+            "path is for source = \"files\"",
+        ),
+        ("path = \"t/{email}\"\n", "source is \"none\""),
+        (
+            "source = \"dav\"\nurl = \"https://d/\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\ntoken_command = \"x\"\n",
+            "need auth = \"oauth\"",
+        ),
+        (
+            "source = \"dav\"\nurl = \"https://d/\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\nauth = \"oauth\"\n",
+            "needs token_command",
+        ),
+        (
+            "source = \"files\"\npath = \"t\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\nauth = \"oauth\"\ntoken_command = \"x\"\n",
+            "files need no login",
+        ),
+        (
+            "source = \"dav\"\nurl = \"https://d/\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\nauth = \"oauth\"\noauth_service_account_file = \"/nonexistent/key.json\"\n",
+            "/nonexistent/key.json",
+        ),
     ] {
         let err = with(section).unwrap_err();
         assert!(err.0.contains(names), "{section}: {err}");
     }
+
+    // Files without a path beside a Takeout mbox: the same export.
+    let takeout = |mbox: &str| {
+        parse_str(&format!(
+            "[source]\nkind = \"mbox\"\npath = \"{mbox}\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n[contacts_calendars]\nsource = \"files\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\n"
+        ))
+        .unwrap()
+        .pim
+        .unwrap()
+        .source
+    };
+    assert_eq!(
+        takeout("exports/{email}/Takeout/Mail/All mail Including Spam and Trash.mbox"),
+        PimSourceSettings::Files {
+            path: "/etc/cutover/exports/{email}/Takeout".into()
+        }
+    );
+    assert_eq!(
+        takeout("mail/{email}/all.mbox"),
+        PimSourceSettings::Files {
+            path: "/etc/cutover/mail/{email}".into()
+        }
+    );
+    // A folder shared by every user's mbox is no user's export.
+    let shared = parse_str(
+        "[source]\nkind = \"mbox\"\npath = \"mail/{email}.mbox\"\n[target]\nkind = \"maildir\"\npath = \"out\"\n[contacts_calendars]\nsource = \"files\"\ntarget = \"dav\"\ntarget_url = \"https://t/\"\n",
+    )
+    .unwrap_err();
+    assert!(shared.0.contains("needs path"), "{shared}");
+
+    // OAuth from a token command.
+    let s = with("source = \"dav\"\nurl = \"https://dav.example.org/\"\ntarget = \"dav\"\ntarget_url = \"https://new.example.org/dav\"\nauth = \"oauth\"\ntoken_command = \"print-token\"\n")
+        .unwrap();
+    assert!(matches!(
+        s.pim.unwrap().tokens,
+        Some(crate::oauth::TokenSettings::Command(c)) if c == "print-token"
+    ));
+
+    // Files: a path template resolved against the config file's folder.
+    let s = with("source = \"files\"\npath = \"takeout/{email}\"\ntarget = \"dav\"\ntarget_url = \"https://new.example.org/dav\"\n")
+        .unwrap();
+    assert_eq!(
+        s.pim.unwrap().source,
+        PimSourceSettings::Files {
+            path: "/etc/cutover/takeout/{email}".into()
+        }
+    );
 }

@@ -9,6 +9,8 @@
 pub mod dav;
 pub mod imap;
 pub mod mbox;
+pub mod pim;
+pub mod pim_files;
 
 use bytes::Bytes;
 

@@ -8,6 +8,11 @@
 //! Updates and deletes are conditional on the ETag the server has right
 //! now (read just before), so nothing changed on the target behind
 //! cutover's back is overwritten without the server agreeing to it.
+//!
+//! `list` (for `cutover verify`) reads every item back and parses it as
+//! the source's items are parsed, so what verify compares is worded by the
+//! same functions on both sides; items are matched by UID, which the
+//! stored text keeps.
 
 use std::collections::HashMap;
 
@@ -17,9 +22,11 @@ use futures::future::BoxFuture;
 use super::Pending;
 use super::dav::{DavTarget, item_segment};
 use super::pim::{PimContent, PimListed, PimSession, PimTarget, PimUpload, PimWritten};
-use crate::dav::{Collection, CollectionKind, DavAuth, DavClient, DavOptions, same_href};
+use crate::dav::{Collection, CollectionKind, DavAuth, DavClient, DavOptions, FetchOutcome, same_href};
 use crate::error::{Error, Result};
 use crate::model::{ItemKind, TargetLogin};
+use crate::transform::contact::{self, split_vcards};
+use crate::transform::event::{self, split_calendar};
 
 /// A DAV server that contacts and calendars are written to, shared by the
 /// run; each mailbox opens its own account on it.
@@ -49,7 +56,7 @@ impl PimTarget for DavPimTarget {
                 password: secret,
             };
             let client = DavClient::new(&self.url, auth, self.options.clone())?;
-            let target = DavTarget::open(client).await?;
+            let target = DavTarget::open(client.clone()).await?;
             let known = target
                 .existing()
                 .calendars
@@ -57,7 +64,7 @@ impl PimTarget for DavPimTarget {
                 .chain(&target.existing().address_books)
                 .map(|c| (c.href.clone(), c.clone()))
                 .collect();
-            Ok(Box::new(DavPimSession { target, known }) as Box<dyn PimSession>)
+            Ok(Box::new(DavPimSession { target, client, known }) as Box<dyn PimSession>)
         }
         .boxed()
     }
@@ -70,6 +77,8 @@ impl PimTarget for DavPimTarget {
 /// One account on the target server.
 struct DavPimSession {
     target: DavTarget,
+    /// The same account, for reading items back (`list`).
+    client: DavClient,
     /// The account's collections by href: those it had when opened and
     /// those this session created.
     known: HashMap<String, Collection>,
@@ -79,6 +88,62 @@ fn dav_kind(kind: ItemKind) -> CollectionKind {
     match kind {
         ItemKind::Event => CollectionKind::Calendar,
         _ => CollectionKind::AddressBook,
+    }
+}
+
+/// Items read back at once by `list`: bodies are parsed and dropped batch
+/// by batch, so a large collection is not held as text.
+const LIST_BATCH: usize = 100;
+
+/// The fields `verify` compares, by name.
+type Fields = Vec<(String, String)>;
+
+/// What `list` shows of one stored object: each UID it holds with the
+/// fields `verify` compares, worded as for the source's items; an object
+/// that cannot be parsed as one entry without a UID saying why.
+fn listed(kind: CollectionKind, href: String, body: &str) -> Vec<PimListed> {
+    let (entries, problems): (Vec<(String, Fields)>, _) = match kind {
+        CollectionKind::Calendar => {
+            let (objects, problems) = split_calendar(body);
+            let entries = objects
+                .iter()
+                .map(|o| (o.uid.clone(), event::verify_fields(o)))
+                .collect();
+            (entries, problems)
+        }
+        CollectionKind::AddressBook => {
+            let (objects, problems) = split_vcards(body);
+            let entries = objects
+                .iter()
+                .map(|o| (o.uid.clone(), contact::verify_fields(o)))
+                .collect();
+            (entries, problems)
+        }
+    };
+    if entries.is_empty() {
+        let why: Vec<String> = problems.iter().map(|p| p.reason.clone()).collect();
+        return vec![unreadable(href, why.join("; "))];
+    }
+    entries
+        .into_iter()
+        .map(|(uid, fields)| PimListed {
+            id: href.clone(),
+            key: None,
+            uid: Some(uid),
+            part: None,
+            fields,
+        })
+        .collect()
+}
+
+/// An object `list` could not read or parse: no UID, and why.
+fn unreadable(href: String, why: String) -> PimListed {
+    PimListed {
+        id: href,
+        key: None,
+        uid: None,
+        part: None,
+        fields: vec![("unreadable".into(), why)],
     }
 }
 
@@ -206,22 +271,27 @@ impl PimSession for DavPimSession {
         .boxed()
     }
 
+    /// Every item of the collection read back (multiget,
+    /// [`LIST_BATCH`] at a time) and parsed as the source's items are, so
+    /// its fields are worded as the source's: each listed with its UID.
     fn list<'a>(&'a mut self, _kind: ItemKind, collection: &'a str) -> Pending<'a, Vec<PimListed>> {
         async move {
             let Ok(c) = self.collection(collection).cloned() else {
                 return Ok(Vec::new());
             };
-            Ok(self
-                .target
-                .list(&c)
-                .await?
-                .into_iter()
-                .map(|m| PimListed {
-                    id: m.href,
-                    key: None,
-                    fields: Vec::new(),
-                })
-                .collect())
+            let hrefs: Vec<String> = self.target.list(&c).await?.into_iter().map(|m| m.href).collect();
+            let mut out = Vec::with_capacity(hrefs.len());
+            for batch in hrefs.chunks(LIST_BATCH) {
+                for outcome in self.client.fetch(&c, batch).await? {
+                    match outcome {
+                        FetchOutcome::Found(item) => out.extend(listed(c.kind, item.href, &item.body)),
+                        // Deleted since the listing: not there.
+                        FetchOutcome::Gone { .. } => {}
+                        FetchOutcome::Failed { href, error } => out.push(unreadable(href, error.message)),
+                    }
+                }
+            }
+            Ok(out)
         }
         .boxed()
     }

@@ -9,6 +9,7 @@
 //! module.
 
 use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
 
 use super::Pending;
 use crate::model::{ItemKind, TargetLogin};
@@ -57,6 +58,18 @@ pub struct PimWritten {
     pub notes: Vec<String>,
 }
 
+/// The key an item is written with: a hash of the mailbox, the source
+/// collection and the item's href, so it names the item for good without
+/// putting the source's URL (which may carry a login) into the target.
+pub fn item_key(email: &str, collection: &str, href: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [email, collection, href] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One item as a target collection's listing shows it, for `verify`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PimListed {
@@ -64,9 +77,20 @@ pub struct PimListed {
     /// The key it was written with ([`PimUpload::key`]), where the target
     /// kept it.
     pub key: Option<String>,
+    /// The item's iCalendar/vCard UID, where the target keeps the source's
+    /// (a DAV target stores the item as the source had it).
+    pub uid: Option<String>,
+    /// For an item the target holds as several (a series written as
+    /// single events): which of them this is. Entries with the same key and
+    /// different parts are one item; the same key and part twice is a
+    /// duplicate.
+    pub part: Option<u32>,
     /// What verify compares with the source, worded the same way on both
-    /// sides (see `verify`): summary or name, start/end in UTC, e-mail
-    /// addresses, attendees.
+    /// sides: [`crate::transform::event::verify_words`] and
+    /// [`crate::transform::contact::verify_words`] (subject, start and end
+    /// in UTC, all-day, occurrences, attendees; name, e-mail addresses,
+    /// phone numbers). A target may add fields of its own, which verify
+    /// does not compare.
     pub fields: Vec<(String, String)>,
 }
 

@@ -658,6 +658,84 @@ fn read_contact(card: &VCard) -> Contact {
     contact
 }
 
+// ---------------------------------------------------------------------------
+// What `cutover verify` compares
+// ---------------------------------------------------------------------------
+
+/// Names of the contact fields `cutover verify` compares, as every side
+/// words them ([`verify_words`]): the name the contact is shown under, its
+/// e-mail addresses and its phone numbers.
+pub const VERIFY_FIELDS: [&str; 3] = ["displayName", "emails", "phones"];
+
+impl Contact {
+    /// The name the contact is shown under: FN, else N's parts, else the
+    /// organization, else the first e-mail address (Outlook's display name
+    /// for it, and what `cutover verify` compares).
+    pub fn shown_name(&self) -> String {
+        if let Some(f) = self.formatted_name.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            return f.to_string();
+        }
+        let n = &self.name;
+        let parts: Vec<&str> = [&n.prefix, &n.given, &n.middle, &n.family, &n.suffix]
+            .iter()
+            .filter_map(|p| p.as_deref().map(str::trim).filter(|p| !p.is_empty()))
+            .collect();
+        if !parts.is_empty() {
+            return parts.join(" ");
+        }
+        if let Some(o) = self.organization.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+            return o.to_string();
+        }
+        self.emails.first().map(|e| e.address.clone()).unwrap_or_default()
+    }
+}
+
+/// A phone number as `cutover verify` compares it: its digits, letters and
+/// `+` only, so `+49 30 1234-56` and `+4930123456` are the same number.
+pub fn phone_word(number: &str) -> String {
+    number
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '+')
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// The fields `cutover verify` compares ([`VERIFY_FIELDS`]), from what any
+/// side holds of a contact: the one place they are worded. Addresses and
+/// numbers are sorted, each once, comma-separated; addresses lower-cased.
+pub fn verify_words<'a, 'b>(
+    name: &str,
+    emails: impl IntoIterator<Item = &'a str>,
+    phones: impl IntoIterator<Item = &'b str>,
+) -> Vec<(String, String)> {
+    let mut numbers: Vec<String> = phones.into_iter().map(phone_word).filter(|p| !p.is_empty()).collect();
+    numbers.sort();
+    numbers.dedup();
+    let values = [
+        name.trim().to_owned(),
+        super::event::addresses_word(emails),
+        numbers.join(","),
+    ];
+    VERIFY_FIELDS
+        .iter()
+        .zip(values)
+        .map(|(name, value)| ((*name).to_owned(), value))
+        .collect()
+}
+
+/// What a target should hold of `object`, in [`verify_words`]: every
+/// e-mail address and phone number of the card, whatever the target's own
+/// fields hold (a target that keeps some in the contact's notes, as Graph
+/// does beyond three addresses, words those as held too).
+pub fn verify_fields(object: &ContactObject) -> Vec<(String, String)> {
+    let c = &object.contact;
+    verify_words(
+        &c.shown_name(),
+        c.emails.iter().map(|e| e.address.as_str()),
+        c.phones.iter().map(|p| p.number.as_str()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3265,6 +3265,112 @@ fn ser_base64<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
 }
 
+// ---------------------------------------------------------------------------
+// What `cutover verify` compares
+// ---------------------------------------------------------------------------
+
+/// How far from a series' first occurrence `cutover verify` compares its
+/// occurrences: two years, so a daily series compares some 730 of them and
+/// every rule (yearly ones included) is seen repeating.
+pub const VERIFY_WINDOW_DAYS: i64 = 731;
+
+/// Names of the event fields `cutover verify` compares, as every side
+/// words them ([`verify_words`]): the subject (as Exchange shows it), start
+/// and end in UTC, whether it is all-day, the occurrences in UTC over
+/// [`verify_window`] and the attendees' addresses.
+pub const VERIFY_FIELDS: [&str; 6] = ["subject", "start", "end", "isAllDay", "occurrences", "attendees"];
+
+/// An instant as `cutover verify` words it: `2025-03-03T08:00:00Z` (the
+/// same width for every year Exchange stores, so words sort as instants do).
+pub fn utc_word(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The window `[from, to)` whose occurrences `cutover verify` compares for
+/// an event or series first starting at `first`.
+pub fn verify_window(first: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    (first, first + Duration::days(VERIFY_WINDOW_DAYS))
+}
+
+/// Addresses as `cutover verify` words a list of them: trimmed,
+/// lower-cased, sorted, each once, comma-separated.
+pub fn addresses_word<'a>(addresses: impl IntoIterator<Item = &'a str>) -> String {
+    let mut list: Vec<String> = addresses
+        .into_iter()
+        .map(|a| a.trim().trim_start_matches("mailto:").to_lowercase())
+        .filter(|a| !a.is_empty())
+        .collect();
+    list.sort();
+    list.dedup();
+    list.join(",")
+}
+
+/// Occurrences as `cutover verify` words them: `start/end` in UTC, in
+/// order, each once, comma-separated.
+pub fn occurrences_word(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> String {
+    let mut spans = spans.to_vec();
+    spans.sort();
+    spans.dedup();
+    spans
+        .iter()
+        .map(|(s, e)| format!("{}/{}", utc_word(*s), utc_word(*e)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The fields `cutover verify` compares ([`VERIFY_FIELDS`]), from what any
+/// side holds of an event: the one place they are worded, so a source
+/// object and a target's listing agree whenever the event does.
+pub fn verify_words<'a>(
+    subject: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    all_day: bool,
+    occurrences: &[(DateTime<Utc>, DateTime<Utc>)],
+    attendees: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, String)> {
+    let values = [
+        subject.trim().to_owned(),
+        utc_word(start),
+        utc_word(end),
+        all_day.to_string(),
+        occurrences_word(occurrences),
+        addresses_word(attendees),
+    ];
+    VERIFY_FIELDS
+        .iter()
+        .zip(values)
+        .map(|(name, value)| ((*name).to_owned(), value))
+        .collect()
+}
+
+/// What a target should hold of `object`, in [`verify_words`]: the subject
+/// as Exchange shows it (a cancelled event's prefixed "Canceled: ", as
+/// Outlook keeps one), start and end of the series' first occurrence in
+/// UTC (dates at midnight in the event's default zone), the occurrences
+/// [`occurrences_utc`] finds over [`verify_window`] from that start, and
+/// the attendees (the organizer is not one).
+pub fn verify_fields(object: &CalendarObject) -> Vec<(String, String)> {
+    let e = &object.event;
+    let start = e.start.to_utc(e.default_zone);
+    let end = e.end.to_utc(e.default_zone);
+    let (from, to) = verify_window(start);
+    let summary = e.summary.as_deref().unwrap_or("");
+    let subject = if e.status == EventStatus::Cancelled {
+        format!("Canceled: {summary}")
+    } else {
+        summary.to_owned()
+    };
+    verify_words(
+        &subject,
+        start,
+        end,
+        e.is_all_day,
+        &occurrences_utc(object, from, to),
+        e.attendees.iter().map(|a| a.email.as_str()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,13 @@
 //! Source folders that map to the same target folder (two folders with the
 //! Sent role, say) are compared together against it.
 //!
+//! With `[contacts_calendars]`, each user's calendars and address books
+//! are compared too, in the same run and report (`pim.rs`): every source
+//! item once in its target collection, with the same subject, times,
+//! occurrences and attendees, or name, e-mail addresses and phone numbers.
+//! A missing, differing or duplicated contact or event fails the
+//! verification like a missing message.
+//!
 //! Every copy found is also compared with its source message's flags, those
 //! the target keeps ([`crate::target::Capabilities::listed_flags`]: read
 //! and flagged on Graph, answered too on IMAP and Maildir), as `migrate`
@@ -54,7 +61,9 @@ use crate::source::Source;
 use crate::target::{Inventoried, Target, TargetSession};
 use crate::transform;
 
+mod pim;
 mod render;
+pub use pim::{FieldDifference, Finding, PimCollectionVerify, PimFinding, PimVerify};
 pub use render::render_table;
 
 #[derive(Debug, Default, Serialize)]
@@ -77,6 +86,16 @@ pub struct VerifyTotals {
     pub duplicates: u64,
     /// Copies whose flags are not the source's.
     pub flags_differ: u64,
+    /// Contacts and events the target lacks.
+    pub pim_missing: u64,
+    /// Contacts and events whose copy differs in a compared field.
+    pub pim_differ: u64,
+    /// Extra copies of contacts and events.
+    pub pim_duplicates: u64,
+    /// Contacts and events in the target only.
+    pub pim_extra: u64,
+    /// Contacts and events recorded as failed when copied.
+    pub pim_failed_at_copy: u64,
 }
 
 impl VerifyReport {
@@ -110,6 +129,10 @@ pub struct UserVerify {
     pub missing: Vec<MissingItem>,
     pub extra: Vec<ExtraItem>,
     pub flags_differ: Vec<FlagsItem>,
+    /// Contacts and calendars (`[contacts_calendars]`), compared; absent
+    /// when the config copies none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pim: Option<PimVerify>,
     /// Messages the checkpoint records as copied that the target lacks or
     /// holds altered: (folder row, UID, why), recorded as failed so the
     /// next migrate looks for them and copies them again.
@@ -226,6 +249,8 @@ pub enum Depth {
 struct Ctx {
     source: Source,
     target: Arc<dyn Target>,
+    /// Contacts and calendars, when the config copies them.
+    pim: Option<build::Pim>,
     scope: scope::Rules,
     db: Option<Mutex<Checkpoint>>,
     /// The run lock, when no migrate holds it: verify may then record what
@@ -239,15 +264,21 @@ struct Ctx {
 /// Compares source and target for every user; `Err` only when it cannot
 /// start at all (a user that cannot be compared is reported in its entry).
 pub async fn verify(settings: Settings, users: Vec<UserJob>, depth: Depth) -> Result<VerifyReport, StartError> {
-    let source = build::source(&settings)?;
-    let target = build::target(&settings.target)?;
+    // Built as `migrate` builds them: a Graph target is one client for
+    // mail, contacts and calendars, paced as one.
+    let build::Migration {
+        source,
+        target,
+        scope,
+        pim,
+        ..
+    } = build::migration(&settings, users.len())?;
     if !target.capabilities().list {
         return Err(StartError(format!(
             "{} cannot list a folder's messages, so cutover verify cannot compare it with the source",
             target.describe()
         )));
     }
-    let scope = build::scope_rules(&settings)?;
     // Without a state DB nothing was migrated yet; the rules still apply.
     let db = if Path::new(&settings.state_path).is_file() {
         Some(Mutex::new(Checkpoint::open_existing(&settings.state_path)?))
@@ -262,6 +293,7 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>, depth: Depth) -> Re
     let ctx = Arc::new(Ctx {
         source,
         target,
+        pim,
         scope,
         db,
         can_record: lock.is_some(),
@@ -302,6 +334,13 @@ pub async fn verify(settings: Settings, users: Vec<UserJob>, depth: Depth) -> Re
         report.totals.extra += u.extra_count;
         report.totals.duplicates += u.duplicate_count;
         report.totals.flags_differ += u.flags_differ_count;
+        if let Some(p) = &u.pim {
+            report.totals.pim_missing += p.missing;
+            report.totals.pim_differ += p.differ;
+            report.totals.pim_duplicates += p.duplicates;
+            report.totals.pim_extra += p.extra;
+            report.totals.pim_failed_at_copy += p.failed_at_copy;
+        }
         report.users.push(u);
     }
     drop(lock);
@@ -485,6 +524,11 @@ async fn verify_user(ctx: &Ctx, user: &UserJob) -> Result<UserVerify, Error> {
         key(a).cmp(&key(b))
     });
     out.complete = out.missing_count == 0 && out.duplicate_count == 0 && out.flags_differ_count == 0;
+    if let Some(settings) = &ctx.pim {
+        let compared = pim::verify_user(ctx, settings, user).await;
+        out.complete &= compared.complete();
+        out.pim = Some(compared);
+    }
     Ok(out)
 }
 

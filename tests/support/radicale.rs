@@ -175,6 +175,31 @@ impl Radicale {
         }
     }
 
+    /// Every item `user` holds, as (href, text), read straight from the
+    /// storage directory: how a test finds what was written into an
+    /// account without going through the code under test.
+    pub fn stored(&self, user: &str) -> Vec<(String, String)> {
+        let root = self.dir.path().join("collections/collection-root").join(user);
+        let mut out = Vec::new();
+        for collection in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            if !collection.path().is_dir() {
+                continue;
+            }
+            let name = collection.file_name().to_string_lossy().into_owned();
+            for item in std::fs::read_dir(collection.path()).into_iter().flatten().flatten() {
+                let file = item.file_name().to_string_lossy().into_owned();
+                // Radicale's own files (.Radicale.props, caches) start with a dot.
+                if file.starts_with('.') || !item.path().is_file() {
+                    continue;
+                }
+                let text = std::fs::read_to_string(item.path()).unwrap_or_default();
+                out.push((format!("/{user}/{name}/{file}"), text));
+            }
+        }
+        out.sort();
+        out
+    }
+
     pub fn delete(&self, user: &str, path: &str) {
         let (status, _, text) = self.request(user, "DELETE", path, &[], None);
         assert!((200..300).contains(&status), "DELETE {path}: {status} {text}");

@@ -62,7 +62,8 @@
 //! [`PimWritten::id`] is then their Graph ids joined with single spaces
 //! (Graph ids never hold whitespace); `update`, `delete` and `find` take
 //! and give back that form, and `list` shows each event with the item's
-//! key (the `#n` left out).
+//! key (the `#n` left out) and `n` as its [`PimListed::part`], so that
+//! `cutover verify` tells the pieces of one item from a second copy.
 //!
 //! # Collections
 //!
@@ -93,14 +94,14 @@ use sha2::{Digest, Sha256};
 
 use super::client::{Body, Call, Reply};
 use super::failure::Failure;
-use super::pim_json::{attachment_json, contact_json, event_json, occurrence_patch_json};
+use super::pim_json::{attachment_json, contact_json, event_json, notes_extras, occurrence_patch_json};
 use super::{Inner, Mailbox, QUERY_VALUE, parse, seg};
 use crate::error::{Error, Result};
 use crate::model::{ItemKind, TargetLogin};
 use crate::target::Pending;
 use crate::target::pim::{PimContent, PimListed, PimSession, PimUpload, PimWritten};
-use crate::transform::contact::{Contact, ContactObject, Photo};
-use crate::transform::event::{AttachmentContent, CalendarObject, Event, Recurrence};
+use crate::transform::contact::{self, Contact, ContactObject, Photo};
+use crate::transform::event::{self, AttachmentContent, CalendarObject, Event, Recurrence};
 
 /// `String {cutover's set} Name cutoverItemKey`: the key an item was
 /// written with (see the module documentation).
@@ -1345,10 +1346,14 @@ impl GraphPimSession {
     // Listing for verify
 
     /// Each event of the calendar, times in UTC (Graph's default without a
-    /// `Prefer: outlook.timezone` header): fields `subject`, `start`, `end`
-    /// (RFC 3339 UTC), `isAllDay` (`true`/`false`), `recurrence` (see
-    /// [`recurrence_summary`], empty for a single event) and `attendees`
-    /// (lower-cased addresses, sorted, comma-separated).
+    /// `Prefer: outlook.timezone` header): the fields of
+    /// [`event::verify_words`] (`subject`, `start`, `end`, `isAllDay`,
+    /// `occurrences`, `attendees`) and `recurrence` (see
+    /// [`recurrence_summary`], empty for a single event). A series'
+    /// occurrences are its instances over [`event::verify_window`] from its
+    /// start, one request per series; a single event's is itself. The
+    /// single events an item was written as are listed each with the item's
+    /// key and its piece number as [`PimListed::part`].
     async fn list_events(&self, calendar: &str) -> Result<Vec<PimListed>> {
         let url = format!(
             "{}?$select=subject,start,end,isAllDay,recurrence,attendees&$expand={}&$top={PAGE}",
@@ -1356,38 +1361,89 @@ impl GraphPimSession {
             expand(&[KEY_PROPERTY])
         );
         let items = self.all_pages(url, "list events").await?.unwrap_or_default();
-        Ok(items
+        let mut out = Vec::with_capacity(items.len());
+        for v in &items {
+            let Some(id) = v.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            let recurrence = v.get("recurrence").filter(|r| !r.is_null());
+            let all_day = v.get("isAllDay").and_then(Value::as_bool).unwrap_or(false);
+            let subject = v["subject"].as_str().unwrap_or("");
+            let attendees = sorted_addresses(v, "attendees", "/emailAddress/address");
+            let mut fields = match (utc_time(v.get("start")), utc_time(v.get("end"))) {
+                (Some(start), Some(end)) => {
+                    let occurrences = match recurrence {
+                        Some(_) => self.series_occurrences(id, subject, start).await?,
+                        None => vec![(start, end)],
+                    };
+                    event::verify_words(
+                        subject,
+                        start,
+                        end,
+                        all_day,
+                        &occurrences,
+                        attendees.iter().map(String::as_str),
+                    )
+                }
+                // Not a time Graph writes: shown as it came, so it differs.
+                _ => vec![
+                    ("subject".into(), subject.to_owned()),
+                    ("start".into(), utc_text(v.get("start"))),
+                    ("end".into(), utc_text(v.get("end"))),
+                    ("isAllDay".into(), all_day.to_string()),
+                    ("occurrences".into(), String::new()),
+                    ("attendees".into(), attendees.join(",")),
+                ],
+            };
+            fields.push((
+                "recurrence".into(),
+                recurrence.map(recurrence_summary).unwrap_or_default(),
+            ));
+            let written_key = property(v, KEY_PROPERTY);
+            out.push(PimListed {
+                id: id.to_owned(),
+                key: written_key.map(|k| item_key(k).to_owned()),
+                uid: None,
+                part: written_key.and_then(piece_number),
+                fields,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The (start, end) of each occurrence of series `id` over
+    /// [`event::verify_window`] from its `start`, exceptions at their new
+    /// times and cancelled ones left out (as `instances` lists them).
+    async fn series_occurrences(
+        &self,
+        id: &str,
+        subject: &str,
+        start: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+        let (from, to) = event::verify_window(start);
+        let url = format!(
+            "{}/events/{}/instances?startDateTime={}&endDateTime={}&$select=start,end&$top={PAGE}",
+            self.users,
+            seg(id),
+            utf8_percent_encode(&event::utc_word(from), QUERY_VALUE),
+            utf8_percent_encode(&event::utc_word(to), QUERY_VALUE),
+        );
+        let what = format!("list occurrences of event \"{subject}\"");
+        Ok(self
+            .all_pages(url, &what)
+            .await?
+            .unwrap_or_default()
             .iter()
-            .filter_map(|v| {
-                let id = v.get("id")?.as_str()?.to_owned();
-                let attendees = sorted_addresses(v, "attendees", "/emailAddress/address");
-                let recurrence = v
-                    .get("recurrence")
-                    .filter(|r| !r.is_null())
-                    .map(recurrence_summary)
-                    .unwrap_or_default();
-                let all_day = v.get("isAllDay").and_then(Value::as_bool).unwrap_or(false);
-                Some(PimListed {
-                    id,
-                    key: property(v, KEY_PROPERTY).map(|k| item_key(k).to_owned()),
-                    fields: vec![
-                        ("subject".into(), v["subject"].as_str().unwrap_or("").to_owned()),
-                        ("start".into(), utc_text(v.get("start"))),
-                        ("end".into(), utc_text(v.get("end"))),
-                        ("isAllDay".into(), all_day.to_string()),
-                        ("recurrence".into(), recurrence),
-                        ("attendees".into(), attendees.join(",")),
-                    ],
-                })
-            })
+            .filter_map(|i| Some((utc_time(i.get("start"))?, utc_time(i.get("end"))?)))
             .collect())
     }
 
-    /// Each contact of the folder: fields `displayName` and `emails`
-    /// (lower-cased, sorted, comma-separated).
+    /// Each contact of the folder: the fields of [`contact::verify_words`]
+    /// (`displayName`, `emails`, `phones`), the addresses and numbers
+    /// [`contact_json`] kept in the notes counted as held.
     async fn list_contacts(&self, folder: &str) -> Result<Vec<PimListed>> {
         let url = format!(
-            "{}?$select=displayName,emailAddresses&$expand={}&$top={PAGE}",
+            "{}?$select=displayName,emailAddresses,businessPhones,homePhones,mobilePhone,personalNotes&$expand={}&$top={PAGE}",
             self.contacts_url(folder),
             expand(&[KEY_PROPERTY])
         );
@@ -1396,18 +1452,49 @@ impl GraphPimSession {
             .iter()
             .filter_map(|v| {
                 let id = v.get("id")?.as_str()?.to_owned();
+                let (noted_emails, noted_phones) = notes_extras(v["personalNotes"].as_str().unwrap_or(""));
                 let emails = sorted_addresses(v, "emailAddresses", "/address");
+                let texts = |field: &str| -> Vec<&str> {
+                    v.get(field)
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default()
+                };
+                let phones = texts("businessPhones")
+                    .into_iter()
+                    .chain(texts("homePhones"))
+                    .chain(v["mobilePhone"].as_str())
+                    .chain(noted_phones.iter().map(String::as_str));
                 Some(PimListed {
                     id,
                     key: property(v, KEY_PROPERTY).map(str::to_owned),
-                    fields: vec![
-                        ("displayName".into(), v["displayName"].as_str().unwrap_or("").to_owned()),
-                        ("emails".into(), emails.join(",")),
-                    ],
+                    uid: None,
+                    part: None,
+                    fields: contact::verify_words(
+                        v["displayName"].as_str().unwrap_or(""),
+                        emails.iter().chain(&noted_emails).map(String::as_str),
+                        phones,
+                    ),
                 })
             })
             .collect())
     }
+}
+
+/// The piece number of a piece key (`key#3`: 3).
+fn piece_number(piece_key: &str) -> Option<u32> {
+    if item_key(piece_key) == piece_key {
+        return None;
+    }
+    piece_key.rsplit_once('#')?.1.parse().ok()
+}
+
+/// Graph's `dateTime` (in UTC as asked) as an instant.
+fn utc_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    let s = v?.get("dateTime")?.as_str()?.trim_end_matches('Z');
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 #[cfg(test)]
@@ -1417,6 +1504,9 @@ mod tests {
     #[test]
     fn piece_keys_name_their_item() {
         assert_eq!(item_key("abc#3"), "abc");
+        assert_eq!(piece_number("abc#3"), Some(3));
+        assert_eq!(piece_number("abc"), None);
+        assert_eq!(piece_number("a#b"), None);
         assert_eq!(item_key("abc"), "abc");
         assert_eq!(item_key("a#b"), "a#b");
         assert_eq!(split_ids("A B  C"), vec!["A", "B", "C"]);

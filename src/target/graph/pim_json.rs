@@ -642,7 +642,8 @@ pub fn contact_json(contact: &Contact) -> (Value, Vec<String>) {
         if !notes.is_empty() {
             notes.push_str("\n\n");
         }
-        notes.push_str("Also in the original card:\n");
+        notes.push_str(NOTES_HEADING);
+        notes.push('\n');
         notes.push_str(&extra.join("\n"));
     }
     if !notes.is_empty() {
@@ -651,23 +652,47 @@ pub fn contact_json(contact: &Contact) -> (Value, Vec<String>) {
     (Value::Object(m), losses)
 }
 
-/// FN, else the name's parts, else the organization, else the first e-mail.
+/// FN, else the name's parts, else the organization, else the first e-mail
+/// ([`Contact::shown_name`], which `cutover verify` compares).
 fn display_name(c: &Contact) -> String {
-    if let Some(f) = c.formatted_name.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
-        return f.to_string();
+    c.shown_name()
+}
+
+/// The heading [`contact_json`] puts above what Outlook contacts have no
+/// field for, in `personalNotes`.
+const NOTES_HEADING: &str = "Also in the original card:";
+
+/// The e-mail addresses and phone numbers [`contact_json`] kept in a
+/// contact's `personalNotes` (below [`NOTES_HEADING`]), for `cutover
+/// verify`, which counts them as held: (addresses, numbers).
+pub fn notes_extras(notes: &str) -> (Vec<String>, Vec<String>) {
+    const PHONES: [&str; 8] = [
+        "Work phone",
+        "Home phone",
+        "Mobile",
+        "Home fax",
+        "Work fax",
+        "Fax",
+        "Pager",
+        "Phone",
+    ];
+    let (mut emails, mut phones) = (Vec::new(), Vec::new());
+    let Some((_, extras)) = notes.rsplit_once(NOTES_HEADING) else {
+        return (emails, phones);
+    };
+    for line in extras.lines() {
+        let Some((label, value)) = line.split_once(": ") else {
+            continue;
+        };
+        // "E-mail (home)", "Work phone (Assistant)": the kind before any label.
+        let kind = label.split(" (").next().unwrap_or(label);
+        if kind == "E-mail" {
+            emails.push(value.trim().to_owned());
+        } else if PHONES.contains(&kind) {
+            phones.push(value.trim().to_owned());
+        }
     }
-    let n = &c.name;
-    let parts: Vec<&str> = [&n.prefix, &n.given, &n.middle, &n.family, &n.suffix]
-        .iter()
-        .filter_map(|p| p.as_deref().map(str::trim).filter(|p| !p.is_empty()))
-        .collect();
-    if !parts.is_empty() {
-        return parts.join(" ");
-    }
-    if let Some(o) = c.organization.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
-        return o.to_string();
-    }
-    c.emails.first().map(|e| e.address.clone()).unwrap_or_default()
+    (emails, phones)
 }
 
 fn kind_suffix(kind: ContactKind, label: Option<&str>) -> String {
@@ -1167,6 +1192,11 @@ mod tests {
             assert!(all.contains(what), "{what} missing from {all}");
         }
         assert_eq!(losses.len(), 9, "{all}");
+        // What verify counts as held in the notes: the addresses and numbers.
+        let (emails, phones) = notes_extras(notes);
+        assert_eq!(emails, ["d@four.example", "e@five.example"]);
+        assert_eq!(phones, ["+49 30 3", "+49 170 2", "+49 30 9", "0800 PAGE"]);
+        assert_eq!(notes_extras("Met at the conference.\nPhone: 1"), (vec![], vec![]));
     }
 
     #[test]
