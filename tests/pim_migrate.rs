@@ -776,3 +776,178 @@ fn drop_cards(root: &Path, numbers: &[u32]) {
     );
     std::fs::write(&path, kept).unwrap();
 }
+
+/// The acceptance data set, as (collection name, items): three calendars
+/// (a weekly series crossing Europe's DST switch with a cancelled and a
+/// moved occurrence, a meeting with attendees, a three-day all-day trip,
+/// twelve events in five time zones, one of them a weekly series crossing
+/// the US DST switch) and two address books of twelve cards and one with
+/// five addresses. With `edited`, events team-1..=10 and cards 1..=10
+/// carry new text.
+type Collections = Vec<(&'static str, Vec<String>)>;
+
+fn acceptance_data(edited: bool) -> (Collections, Collections) {
+    let team = |n: u32| {
+        let summary = if edited && n <= 10 {
+            format!("Team {n} (moved)")
+        } else {
+            format!("Team {n}")
+        };
+        team_event(n, &summary)
+    };
+    let work: Vec<String> = [SERIES.to_owned(), MEETING.to_owned()]
+        .into_iter()
+        .chain((1..=6).map(team))
+        .collect();
+    let home: Vec<String> = [all_day("Easter trip"), new_york("Call with NY")]
+        .into_iter()
+        .chain((7..=9).map(team))
+        .collect();
+    let travel: Vec<String> = [TOKYO.to_owned()].into_iter().chain((10..=12).map(team)).collect();
+    let person = |n: u32| {
+        let mail = if edited && n <= 10 {
+            format!("person{n}@new.example.com")
+        } else {
+            format!("person{n}@example.com")
+        };
+        card(&format!("person-{n}"), &format!("Person {n}"), &[mail.as_str()])
+    };
+    let friends: Vec<String> = (1..=6).map(person).collect();
+    let colleagues: Vec<String> = [card("anna", "Anna", &FIVE_MAILS)]
+        .into_iter()
+        .chain((7..=12).map(person))
+        .collect();
+    (
+        vec![("Work", work), ("Home", home), ("Travel", travel)],
+        vec![("Friends", friends), ("Colleagues", colleagues)],
+    )
+}
+
+/// Puts the data set into `user`'s Radicale account, one object each.
+fn put_acceptance_data(dav: &Radicale, user: &str, edited: bool, create: bool) {
+    let (calendars, books) = acceptance_data(edited);
+    for (name, events) in calendars {
+        let slug = name.to_lowercase();
+        if create {
+            dav.mkcalendar(user, &slug, name, &["VEVENT"]);
+        }
+        for (i, event) in events.iter().enumerate() {
+            dav.put(user, &format!("/{user}/{slug}/e{i}.ics"), &calendar(event));
+        }
+    }
+    for (name, cards) in books {
+        let slug = name.to_lowercase();
+        if create {
+            dav.mkaddressbook(user, &slug, name);
+        }
+        for (i, card) in cards.iter().enumerate() {
+            dav.put(user, &format!("/{user}/{slug}/c{i}.vcf"), card);
+        }
+    }
+}
+
+/// Writes the data set as a Google Takeout export: the first calendar
+/// named after the user (Takeout's primary), each address book a label.
+fn write_acceptance_takeout(root: &Path, edited: bool) {
+    let base = root.join(format!("export/{EMAIL}/Takeout"));
+    let (calendars, books) = acceptance_data(edited);
+    std::fs::create_dir_all(base.join("Calendar")).unwrap();
+    for (i, (name, events)) in calendars.iter().enumerate() {
+        let file = if i == 0 { EMAIL } else { name };
+        std::fs::write(base.join(format!("Calendar/{file}.ics")), calendar(&events.concat())).unwrap();
+    }
+    for (name, cards) in &books {
+        std::fs::create_dir_all(base.join(format!("Contacts/{name}"))).unwrap();
+        std::fs::write(base.join(format!("Contacts/{name}/{name}.vcf")), cards.concat()).unwrap();
+    }
+}
+
+fn verify_passes(dir: &Path) {
+    let out = cutover(dir, &["verify", "--users", "users.csv"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_same_calendars_from_radicale_and_from_takeout_land_once_in_graph_and_in_dav() {
+    let dav = Radicale::start(&[("alice", ALICE_PW), ("bob", BOB_PW), ("carol", BOB_PW)]);
+    put_acceptance_data(&dav, "alice", false, true);
+    let root = tempfile::tempdir().unwrap();
+    write_acceptance_takeout(root.path(), false);
+    let takeout = |dir: &Path| {
+        let config = std::fs::read_to_string(dir.join("cutover.toml")).unwrap();
+        let config = config
+            .replace("source = \"dav\"\n", "source = \"files\"\n")
+            .lines()
+            .filter(|l| !l.starts_with("url ="))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(
+            dir.join("cutover.toml"),
+            config.replace(
+                "source = \"files\"",
+                "source = \"files\"\npath = \"../export/{email}/Takeout\"",
+            ),
+        )
+        .unwrap();
+    };
+    let dav_target = |user: &str| {
+        (
+            format!("target = \"dav\"\ntarget_url = \"{}\"\n", dav.url()),
+            format!(",{user},{BOB_PW}"),
+        )
+    };
+    let emulators: Vec<_> = (0..2)
+        .map(|seed| Emulator::new().client_secret(SECRET).seed(seed).quiet().start())
+        .collect();
+
+    // Each source into each target: 17 events and 13 contacts, once.
+    let (to_bob, bob_row) = dav_target("bob");
+    let (to_carol, carol_row) = dav_target("carol");
+    let runs = [
+        ("radicale-graph", &emulators[0].base_url, String::new(), String::new(), false),
+        ("radicale-dav", &emulators[0].base_url, to_bob, bob_row, false),
+        ("takeout-graph", &emulators[1].base_url, String::new(), String::new(), true),
+        ("takeout-dav", &emulators[1].base_url, to_carol, carol_row, true),
+    ];
+    let mut dirs = Vec::new();
+    for (name, emu, target, row, files) in &runs {
+        let header = if row.is_empty() { "" } else { ",TargetUserName,TargetPassword" };
+        let dir = setup(root.path(), name, emu, &dav, target, (header, row));
+        if *files {
+            takeout(&dir);
+        }
+        assert_eq!(pim_counts(&migrate(&dir)), [13, 0, 0, 17, 0, 0], "{name}");
+        verify_passes(&dir);
+        assert_eq!(pim_counts(&migrate(&dir)), [0; 6], "{name}: a second run writes nothing");
+        dirs.push(dir);
+    }
+    for emu in &emulators {
+        let stats = get(&format!("{}/_emulator/stats", emu.base_url));
+        assert_eq!(stats["total"]["invitations_sent"].as_u64().unwrap_or(0), 0, "{stats:#}");
+    }
+
+    // Ten events and ten contacts edited on each source: exactly those.
+    put_acceptance_data(&dav, "alice", true, false);
+    write_acceptance_takeout(root.path(), true);
+    for ((name, ..), dir) in runs.iter().zip(&dirs) {
+        assert_eq!(pim_counts(&migrate(dir)), [10, 0, 0, 10, 0, 0], "{name}");
+        verify_passes(dir);
+        assert_eq!(pim_counts(&migrate(dir)), [0; 6], "{name}");
+    }
+    for emu in &emulators {
+        let mailbox = pim(&emu.base_url);
+        let subjects = subjects(&mailbox);
+        assert_eq!(subjects.len(), 17, "{subjects:?}");
+        assert!(subjects.contains(&"Team 10 (moved)".to_owned()) && subjects.contains(&"Team 11".to_owned()));
+        assert_eq!(contact_names(&mailbox).len(), 13);
+        let stats = get(&format!("{}/_emulator/stats", emu.base_url));
+        assert_eq!(stats["total"]["invitations_sent"].as_u64().unwrap_or(0), 0, "{stats:#}");
+        assert_eq!(stats["total"]["cancellations_sent"].as_u64().unwrap_or(0), 0, "{stats:#}");
+    }
+}
