@@ -408,12 +408,14 @@ async fn a_wrong_password_is_fatal_names_the_user_and_shows_no_password() {
 
 #[tokio::test]
 async fn a_silent_server_fails_within_the_deadline() {
-    // Accepts connections, reads nothing, answers nothing.
-    fn silent(stream: std::net::TcpStream, _: Arc<()>) {
+    // Accepts connections, reads nothing, answers nothing; counts them.
+    fn silent(stream: std::net::TcpStream, seen: Arc<std::sync::atomic::AtomicUsize>) {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(Duration::from_secs(30));
         drop(stream);
     }
-    let listener = Listener::spawn(Arc::new(()), silent);
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = Listener::spawn(seen.clone(), silent);
     let auth = DavAuth::Basic {
         user: "alice".into(),
         password: Secret::new(ALICE_PW),
@@ -425,10 +427,14 @@ async fn a_silent_server_fails_within_the_deadline() {
     let dav = DavClient::new(&format!("http://127.0.0.1:{}/", listener.port()), auth, options).unwrap();
     let started = Instant::now();
     let err = dav.discover().await.expect_err("no answer");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
+    // A read is sent READ_ATTEMPTS times (waiting 1 s, then 2 s, between),
+    // each within its deadline: the whole stays bounded.
+    let bound = Duration::from_millis(800) * cutover::dav::READ_ATTEMPTS + Duration::from_secs(3 + 4);
+    assert!(started.elapsed() < bound, "took {:?}", started.elapsed());
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        cutover::dav::READ_ATTEMPTS as usize,
+        "each attempt a connection of its own"
     );
     assert_eq!(err.kind, ErrorKind::Transient, "{err:?}");
     assert!(err.message.contains("no answer"), "{}", err.message);
