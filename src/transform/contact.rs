@@ -155,7 +155,11 @@ pub enum Photo {
 pub fn split_vcards(text: &str) -> (Vec<ContactObject>, Vec<ItemProblem>) {
     let mut objects = Vec::new();
     let mut problems = Vec::new();
-    let mut parser = Parser::new(text);
+    // calcard reads vCard dates in the basic format only (19850423,
+    // --0714); the extended one most exporters write (1985-04-23, --07-14)
+    // would lose its day, and with it the birthday.
+    let dates = basic_dates(text);
+    let mut parser = Parser::new(&dates);
     let mut position = 0usize;
     let mut stray_lines = 0usize;
     loop {
@@ -213,6 +217,61 @@ pub fn split_vcards(text: &str) -> (Vec<ContactObject>, Vec<ItemProblem>) {
         });
     }
     (objects, problems)
+}
+
+/// `text` with the dates of BDAY, ANNIVERSARY and X-ANNIVERSARY lines in
+/// the basic format: `1985-04-23` as `19850423`, `--07-14` as `--0714`,
+/// a time's colons dropped. Other lines are left as they are.
+fn basic_dates(text: &str) -> std::borrow::Cow<'_, str> {
+    fn is_date_line(line: &str) -> bool {
+        let name = line.split([':', ';']).next().unwrap_or("");
+        let name = name.rsplit('.').next().unwrap_or(name);
+        ["BDAY", "ANNIVERSARY", "X-ANNIVERSARY"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+    }
+    fn basic(value: &str) -> Option<String> {
+        let (date, time) = match value.split_once(['T', 't']) {
+            Some((d, t)) => (d, Some(t)),
+            None => (value, None),
+        };
+        let bytes = date.as_bytes();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let date = if let Some(rest) = date.strip_prefix("--") {
+            let (m, d) = rest.split_once('-')?;
+            (digits(m) && digits(d) && m.len() == 2 && d.len() == 2).then(|| format!("--{m}{d}"))?
+        } else if bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-' {
+            let joined: String = date.split('-').collect();
+            digits(&joined).then_some(joined)?
+        } else {
+            return None;
+        };
+        Some(match time {
+            Some(t) => format!("{date}T{}", t.replace(':', "")),
+            None => date,
+        })
+    }
+    if !text.lines().any(|l| is_date_line(l) && l.contains('-')) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        match body.split_once(':') {
+            Some((head, value)) if is_date_line(body) => match basic(value.trim()) {
+                Some(value) => {
+                    out.push_str(head);
+                    out.push(':');
+                    out.push_str(&value);
+                    out.push_str(ending);
+                }
+                None => out.push_str(line),
+            },
+            _ => out.push_str(line),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn ends_with_end_vcard(text: &str) -> bool {
@@ -944,5 +1003,34 @@ mod tests {
         let (objects, problems) = split_vcards(&inputs[2]);
         assert!(objects.is_empty());
         assert!(!problems.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn extended_format_birthdays_keep_their_day() {
+        for (version, value, want) in [
+            ("4.0", "--07-14", (None, 7, 14)),
+            ("3.0", "--07-14", (None, 7, 14)),
+            ("4.0", "1985-04-23", (Some(1985), 4, 23)),
+            ("3.0", "1985-04-23", (Some(1985), 4, 23)),
+            ("4.0", "1985-04-23T10:30:00Z", (Some(1985), 4, 23)),
+            ("4.0", "--0714", (None, 7, 14)),
+            ("3.0", "19850423", (Some(1985), 4, 23)),
+        ] {
+            let card = format!("BEGIN:VCARD\r\nVERSION:{version}\r\nFN:x\r\nBDAY:{value}\r\nEND:VCARD\r\n");
+            let (objects, problems) = split_vcards(&card);
+            assert!(problems.is_empty(), "{problems:?}");
+            let got = objects[0].contact.birthday.map(|d| (d.year, d.month, d.day));
+            assert_eq!(got, Some(want), "{version} {value}");
+        }
+        let card = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:x\r\nANNIVERSARY;VALUE=date:2012-06-30\r\nNOTE:1985-04-23 stays\r\nEND:VCARD\r\n";
+        let (objects, _) = split_vcards(card);
+        let a = objects[0].contact.anniversary.unwrap();
+        assert_eq!((a.year, a.month, a.day), (Some(2012), 6, 30));
+        assert!(objects[0].raw.contains("1985-04-23 stays"));
     }
 }
