@@ -11,16 +11,25 @@
 //! folder, deleted at once). A short timed fetch of
 //! a few message bodies measures the source's read rate, from which the
 //! volume gives an estimated copy time.
+//!
+//! With `[contacts_calendars]` it also opens each user's contacts-and-
+//! calendars source the way a migrate does and counts what is there from
+//! the item listings alone (hrefs and ETags, never an item's body), so a
+//! login the DAV server refuses or a user's missing files show up here
+//! rather than as a partial user after the mail was copied. The target
+//! side is opened too; for Graph its default calendar is looked up, which
+//! is read-only and needs the same permission as writing events.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::build::{self, StartError};
+use crate::build::{self, Pim, StartError};
 use crate::error::Error;
-use crate::model::{FolderRole, TargetFolder};
+use crate::model::{FolderRole, ItemKind, TargetFolder};
 use crate::progress::human_bytes;
 use crate::report::human_duration;
 use crate::roster::UserJob;
@@ -53,6 +62,18 @@ pub struct CheckTotals {
     /// Estimated time to copy everything with `parallel_users` mailboxes at
     /// once, from the per-user estimates.
     pub estimated_seconds: Option<u64>,
+    /// Contacts and calendars over the users whose source could be read;
+    /// absent without `[contacts_calendars]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pim: Option<PimTotals>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PimTotals {
+    pub calendars: u64,
+    pub address_books: u64,
+    pub events: u64,
+    pub contacts: u64,
 }
 
 impl CheckReport {
@@ -74,6 +95,42 @@ pub struct UserCheck {
     pub target: Option<TargetCheck>,
     /// Estimated copy time for the messages in scope.
     pub estimated_seconds: Option<u64>,
+    /// Contacts and calendars, when `[contacts_calendars]` is configured
+    /// and the user's source could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pim: Option<PimCheck>,
+}
+
+/// One user's contacts and calendars as a migrate would find them.
+#[derive(Debug, Default, Serialize)]
+pub struct PimCheck {
+    /// Where they are read from (the server URL or the path template).
+    pub source: String,
+    pub calendars: u64,
+    pub address_books: u64,
+    /// Items listed in the calendars (a recurring series is one).
+    pub events: u64,
+    pub contacts: u64,
+    pub collections: Vec<PimCollectionCheck>,
+    /// Collections a migrate leaves out, with why (task lists, journals).
+    pub skipped: Vec<PimSkipped>,
+    /// What was checked on the target, once it could be opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PimCollectionCheck {
+    pub name: String,
+    /// "calendar" or "address book".
+    pub kind: String,
+    pub items: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PimSkipped {
+    pub name: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -135,13 +192,16 @@ struct Ctx {
     scope: scope::Rules,
     /// Why the Maildir root cannot be written, checked once for everyone.
     maildir_problem: Option<String>,
+    /// Contacts and calendars (`[contacts_calendars]`).
+    pim: Option<Pim>,
 }
 
 /// Checks every user; `Err` only when the check cannot start.
 pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckReport, StartError> {
-    let source = build::source(&settings)?;
-    let target = build::target(&settings.target)?;
-    let scope = build::scope_rules(&settings)?;
+    // Built as for a migrate, so a Graph target is one client for mail and
+    // for contacts and calendars.
+    let built = build::migration(&settings, users.len())?;
+    let (source, target, scope, pim) = (built.source, built.target, built.scope, built.pim);
     let maildir_problem = match &settings.target {
         TargetSettings::Maildir { path, .. } => maildir_writable(path).err(),
         _ => None,
@@ -153,6 +213,7 @@ pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckRepor
         target,
         scope,
         maildir_problem,
+        pim,
     });
     let results = build::each_user(
         users,
@@ -183,11 +244,21 @@ pub async fn check(settings: Settings, users: Vec<UserJob>) -> Result<CheckRepor
             report.totals.bytes += s.bytes;
             report.totals.too_large += s.too_large;
         }
+        if let Some(p) = &u.pim {
+            let t = report.totals.pim.get_or_insert_with(PimTotals::default);
+            t.calendars += p.calendars;
+            t.address_books += p.address_books;
+            t.events += p.events;
+            t.contacts += p.contacts;
+        }
         if let Some(e) = u.estimated_seconds {
             estimate_sum += e;
             estimated += 1;
         }
         report.users.push(u);
+    }
+    if ctx.pim.is_some() && report.totals.pim.is_none() {
+        report.totals.pim = Some(PimTotals::default());
     }
     // Mailboxes run `parallel_users` at a time: a rough division, good
     // enough for planning when mailboxes are of similar size.
@@ -276,8 +347,124 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
             "{e} (for the target: does the mailbox exist, and may this login open it?)"
         )),
     }
+    if let Some(pim) = &ctx.pim {
+        // A Graph target is the mail target's mailbox: when that could not
+        // be opened, the problem is said once, above.
+        let target = if pim.target_is_dav || out.target.is_some() {
+            Some(check_pim_target(pim, user).await)
+        } else {
+            None
+        };
+        match check_pim_source(pim, user).await {
+            Ok((mut check, problems)) => {
+                out.problems.extend(problems);
+                check.target = target.as_ref().and_then(|t| t.as_ref().ok()).cloned();
+                out.pim = Some(check);
+            }
+            Err(p) => out.problems.push(p),
+        }
+        if let Some(Err(p)) = target {
+            out.problems.push(p);
+        }
+    }
     out.ready = out.problems.is_empty();
     out
+}
+
+/// The user's contacts and calendars, counted from the source's listings
+/// (hrefs and ETags only). `Err`: the source cannot be read at all (no
+/// login, no files), worded for the admin. The problems beside `Ok` are
+/// collections whose listing was refused: a migrate would leave them out
+/// and end the user partial.
+async fn check_pim_source(pim: &Pim, user: &UserJob) -> Result<(PimCheck, Vec<String>), String> {
+    let describe = pim.describe_source();
+    let source_problem = |e: Error| {
+        format!(
+            "contacts and calendars source ({describe}): {e}; a migrate would copy no contacts or events for this user"
+        )
+    };
+    let source = pim.source_for(user).map_err(source_problem)?;
+    let discovery = source.collections().await.map_err(source_problem)?;
+    let mut check = PimCheck {
+        source: describe.clone(),
+        calendars: discovery.calendars.len() as u64,
+        address_books: discovery.address_books.len() as u64,
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+    let none = BTreeMap::new();
+    for (kind, collections) in [
+        (ItemKind::Event, &discovery.calendars),
+        (ItemKind::Contact, &discovery.address_books),
+    ] {
+        let kind_word = if kind == ItemKind::Event {
+            "calendar"
+        } else {
+            "address book"
+        };
+        for collection in collections {
+            let name = collection
+                .display_name
+                .clone()
+                .unwrap_or_else(|| collection.href.clone());
+            match source.changes(collection, None, &none).await {
+                Ok(listing) => {
+                    let items = listing.changed.len() as u64;
+                    match kind {
+                        ItemKind::Event => check.events += items,
+                        _ => check.contacts += items,
+                    }
+                    check.collections.push(PimCollectionCheck {
+                        name,
+                        kind: kind_word.into(),
+                        items,
+                    });
+                }
+                Err(e) => problems.push(format!(
+                    "contacts and calendars source ({describe}): {kind_word} \"{name}\" cannot be listed: {e}; a migrate would leave it out"
+                )),
+            }
+        }
+    }
+    check.skipped = discovery
+        .skipped
+        .iter()
+        .map(|s| PimSkipped {
+            name: s.display_name.clone().unwrap_or_else(|| s.href.clone()),
+            reason: s.reason.clone(),
+        })
+        .collect();
+    Ok((check, problems))
+}
+
+/// Opens the user's contacts-and-calendars target as a migrate does and,
+/// on Graph, looks up the default calendar (read-only); what was checked,
+/// or the problem.
+async fn check_pim_target(pim: &Pim, user: &UserJob) -> Result<String, String> {
+    let mut login = user.target_login();
+    if pim.target_is_dav && login.login.is_none() {
+        login.login = Some(user.username.clone());
+        login.secret = Some(user.password.clone());
+    }
+    let describe = pim.target.describe();
+    let problem = |e: Error| format!("contacts and calendars target ({describe}): {e}");
+    let mut session = pim.target.open(&login).await.map_err(problem)?;
+    let note = if pim.target_is_dav {
+        Ok(format!("{describe}, logged in"))
+    } else {
+        // With no name and nothing stored this only looks the calendar up.
+        session
+            .ensure_collection(ItemKind::Event, "", None)
+            .await
+            .map(|_| {
+                format!(
+                    "{describe}, default calendar found (the app needs the application permissions Calendars.ReadWrite and Contacts.ReadWrite with admin consent; only reading calendars was tried)"
+                )
+            })
+            .map_err(problem)
+    };
+    session.close().await;
+    note
 }
 
 async fn check_source(ctx: &Ctx, session: &mut Session) -> Result<SourceCheck, Error> {
@@ -403,6 +590,30 @@ fn maildir_writable(root: &Path) -> Result<(), String> {
     }
 }
 
+/// The contacts-and-calendars lines of a user: the counts, each
+/// collection, what is left out, what the target showed.
+fn render_pim(out: &mut String, p: &PimCheck) {
+    out.push_str(&format!(
+        "  contacts and calendars: {}, {} in {}, {} in {}\n",
+        p.source,
+        plural(p.events, "event"),
+        plural(p.calendars, "calendar"),
+        plural(p.contacts, "contact"),
+        plural(p.address_books, "address book")
+    ));
+    let names: Vec<String> = p.collections.iter().map(|c| format!("{} {}", c.kind, c.name)).collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (name, c) in names.iter().zip(&p.collections) {
+        out.push_str(&format!("    {name:<width$} {:>8}\n", c.items));
+    }
+    for s in &p.skipped {
+        out.push_str(&format!("    {} (not copied: {})\n", s.name, s.reason));
+    }
+    if let Some(t) = &p.target {
+        out.push_str(&format!("  contacts and calendars target: {t}\n"));
+    }
+}
+
 /// Table for people: per user its verdict, folders, problems, warnings
 /// and estimate, then a summary line.
 pub fn render_table(report: &CheckReport) -> String {
@@ -467,6 +678,9 @@ pub fn render_table(report: &CheckReport) -> String {
                 out.push_str(&format!("  target folders: {f}\n"));
             }
         }
+        if let Some(p) = &u.pim {
+            render_pim(&mut out, p);
+        }
         for w in &u.warnings {
             out.push_str(&format!("  warning: {w}\n"));
         }
@@ -482,13 +696,23 @@ pub fn render_table(report: &CheckReport) -> String {
     }
     let t = &report.totals;
     out.push_str(&format!(
-        "checked {} users: {} ready, {} will fail; {} messages, {} in total, {} too large{}\n",
+        "checked {} users: {} ready, {} will fail; {} messages, {} in total, {} too large{}{}\n",
         t.users,
         t.ready,
         t.failing,
         t.messages,
         human_bytes(t.bytes),
         t.too_large,
+        match &t.pim {
+            Some(p) => format!(
+                "; {} in {}, {} in {}",
+                plural(p.events, "event"),
+                plural(p.calendars, "calendar"),
+                plural(p.contacts, "contact"),
+                plural(p.address_books, "address book")
+            ),
+            None => String::new(),
+        },
         match t.estimated_seconds {
             Some(s) => format!("; estimated copy time {}", human_duration(s)),
             None => String::new(),
@@ -500,6 +724,110 @@ pub fn render_table(report: &CheckReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user_with_pim() -> UserCheck {
+        UserCheck {
+            email: "alice@example.test".into(),
+            ready: true,
+            pim: Some(PimCheck {
+                source: "CalDAV/CardDAV https://dav.example.test/".into(),
+                calendars: 2,
+                address_books: 1,
+                events: 3,
+                contacts: 2,
+                collections: vec![
+                    PimCollectionCheck {
+                        name: "Work".into(),
+                        kind: "calendar".into(),
+                        items: 2,
+                    },
+                    PimCollectionCheck {
+                        name: "Home".into(),
+                        kind: "calendar".into(),
+                        items: 1,
+                    },
+                    PimCollectionCheck {
+                        name: "Friends".into(),
+                        kind: "address book".into(),
+                        items: 2,
+                    },
+                ],
+                skipped: vec![PimSkipped {
+                    name: "Chores".into(),
+                    reason: "a task list (VTODO); only events are copied".into(),
+                }],
+                target: Some("Graph contacts and calendars, default calendar found".into()),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_table_counts_contacts_and_events_per_user_and_in_total() {
+        let report = CheckReport {
+            users: vec![user_with_pim()],
+            totals: CheckTotals {
+                users: 1,
+                ready: 1,
+                pim: Some(PimTotals {
+                    calendars: 2,
+                    address_books: 1,
+                    events: 3,
+                    contacts: 2,
+                }),
+                ..Default::default()
+            },
+        };
+        let table = render_table(&report);
+        assert!(
+            table.contains(
+                "  contacts and calendars: CalDAV/CardDAV https://dav.example.test/, 3 events in 2 calendars, 2 contacts in 1 address book\n"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("    calendar Work               2\n"), "{table}");
+        assert!(table.contains("    address book Friends        2\n"), "{table}");
+        assert!(
+            table.contains("    Chores (not copied: a task list (VTODO); only events are copied)\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  contacts and calendars target: Graph contacts and calendars, default calendar found\n"),
+            "{table}"
+        );
+        assert!(
+            table.ends_with("0 too large; 3 events in 2 calendars, 2 contacts in 1 address book\n"),
+            "{table}"
+        );
+
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["totals"]["pim"]["events"], 3, "{json}");
+        assert_eq!(json["totals"]["pim"]["contacts"], 2, "{json}");
+        let pim = &json["users"][0]["pim"];
+        assert_eq!(
+            (pim["calendars"].as_u64(), pim["address_books"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(pim["collections"][2]["kind"], "address book", "{json}");
+        assert_eq!(pim["skipped"][0]["name"], "Chores", "{json}");
+    }
+
+    #[test]
+    fn without_contacts_and_calendars_the_report_is_as_before() {
+        let report = CheckReport {
+            users: vec![UserCheck {
+                email: "bob@example.test".into(),
+                ready: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let table = render_table(&report);
+        assert!(!table.contains("contacts"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["users"][0].get("pim").is_none(), "{json}");
+        assert!(json["totals"].get("pim").is_none(), "{json}");
+    }
 
     #[test]
     fn maildir_root_is_probed_at_its_nearest_existing_ancestor() {

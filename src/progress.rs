@@ -7,6 +7,11 @@
 //! events, so the wording can be tested without a terminal. Log lines reach
 //! the terminal through [`LogWriter`], which prints them above the bars
 //! instead of through them.
+//!
+//! Contacts and events arrive counted per mailbox in `user_finished` (they
+//! are copied after its mail); they are shown on its closing line and in
+//! the run's totals only when the run copies them, so a mail-only run
+//! reads as it always did.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::event::Event;
+use crate::event::{Event, PimFinished};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -90,6 +95,9 @@ pub struct Board {
     bytes: u64,
     skipped: u64,
     failed: u64,
+    /// Contacts and events over the finished mailboxes; `None` until one
+    /// finished with them (`[contacts_calendars]`).
+    pim: Option<PimFinished>,
     active: BTreeMap<String, Active>,
 }
 
@@ -106,6 +114,7 @@ impl Board {
             bytes: 0,
             skipped: 0,
             failed: 0,
+            pim: None,
             active: BTreeMap::new(),
         }
     }
@@ -218,12 +227,17 @@ impl Board {
                 renamed,
                 deleted_kept,
                 deleted,
+                pim,
                 error,
                 ..
             } => {
                 self.users_finished += 1;
-                if error.is_some() || *failed > 0 {
+                let pim_failed = pim.as_ref().is_some_and(|p| p.contacts_failed + p.events_failed > 0);
+                if error.is_some() || *failed > 0 || pim_failed {
                     self.users_failed += 1;
+                }
+                if let Some(p) = pim {
+                    add_pim(self.pim.get_or_insert_with(PimFinished::default), p);
                 }
                 let elapsed = self
                     .active
@@ -248,9 +262,10 @@ impl Board {
                 if *deleted > 0 {
                     flags.push_str(&format!(", {deleted} deleted as on the source"));
                 }
+                let pim = pim.as_ref().map(|p| format!("; {}", pim_words(p))).unwrap_or_default();
                 Some(match error {
-                    Some(e) => format!("{user}: {state} ({copied} copied, {failed} failed{flags}{took}): {e}"),
-                    None => format!("{user}: {state} ({copied} copied, {failed} failed{flags}{took})"),
+                    Some(e) => format!("{user}: {state} ({copied} copied, {failed} failed{flags}{took}{pim}): {e}"),
+                    None => format!("{user}: {state} ({copied} copied, {failed} failed{flags}{took}{pim})"),
                 })
             }
             Event::RunFinished { .. } => None,
@@ -275,8 +290,13 @@ impl Board {
             Some(d) => human_duration(d),
             None => "-".to_owned(),
         };
+        let pim = self
+            .pim
+            .as_ref()
+            .map(|p| format!("  contacts {}  events {}", p.contacts_written, p.events_written))
+            .unwrap_or_default();
         format!(
-            "mailboxes {}/{} ({} active)  messages {}/{}  {}/{}  {:.0} msg/s  skipped {}  failed {}  ETA {eta}",
+            "mailboxes {}/{} ({} active)  messages {}/{}  {}/{}  {:.0} msg/s{pim}  skipped {}  failed {}  ETA {eta}",
             self.users_finished,
             self.users,
             self.active.len(),
@@ -317,8 +337,13 @@ impl Board {
 
     /// The closing line of a run.
     pub fn summary(&self, now: Instant) -> String {
+        let pim = self
+            .pim
+            .as_ref()
+            .map(|p| format!("; {}", pim_words(p)))
+            .unwrap_or_default();
         format!(
-            "copied {} messages ({}) in {}; {} skipped, {} failed; {} of {} mailboxes finished, {} with problems",
+            "copied {} messages ({}) in {}; {} skipped, {} failed{pim}; {} of {} mailboxes finished, {} with problems",
             self.copied,
             human_bytes(self.bytes),
             human_duration(now.saturating_duration_since(self.started)),
@@ -329,6 +354,24 @@ impl Board {
             self.users_failed,
         )
     }
+}
+
+/// "contacts 2 written, 0 failed, 1 kept; events 3 written, 0 failed, 0 kept"
+/// (kept: deleted on the source, the copy left in the target).
+fn pim_words(p: &PimFinished) -> String {
+    format!(
+        "contacts {} written, {} failed, {} kept; events {} written, {} failed, {} kept",
+        p.contacts_written, p.contacts_failed, p.contacts_kept, p.events_written, p.events_failed, p.events_kept
+    )
+}
+
+fn add_pim(total: &mut PimFinished, p: &PimFinished) {
+    total.contacts_written += p.contacts_written;
+    total.contacts_failed += p.contacts_failed;
+    total.contacts_kept += p.contacts_kept;
+    total.events_written += p.events_written;
+    total.events_failed += p.events_failed;
+    total.events_kept += p.events_kept;
 }
 
 /// The bars on screen: the overall one and one per active mailbox.
@@ -640,6 +683,77 @@ mod tests {
             "a@x: done (1 copied, 0 failed, 2 moved, 3 folders renamed, 4 flag changes written, \
              5 deleted on the source and kept, 6 deleted as on the source in 2.0s)"
         );
+    }
+
+    fn finished_with(user: &str, pim: Option<PimFinished>) -> Event {
+        Event::UserFinished {
+            user: user.into(),
+            state: "done".into(),
+            copied: 0,
+            bytes: 0,
+            failed: 0,
+            flags_updated: 0,
+            moved: 0,
+            renamed: 0,
+            deleted_kept: 0,
+            deleted: 0,
+            pim,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn contacts_and_events_show_per_mailbox_and_in_the_totals_when_copied() {
+        let t0 = Instant::now();
+        let mut board = Board::new(t0);
+        board.apply(
+            &Event::RunStarted {
+                users: 2,
+                target: "graph".into(),
+            },
+            t0,
+        );
+        for user in ["a@x", "b@x"] {
+            board.apply(&Event::UserStarted { user: user.into() }, t0);
+        }
+        let a = PimFinished {
+            contacts_written: 2,
+            contacts_failed: 0,
+            contacts_kept: 1,
+            events_written: 3,
+            events_failed: 0,
+            events_kept: 0,
+        };
+        let note = board.apply(&finished_with("a@x", Some(a)), at(t0, 2)).unwrap();
+        assert_eq!(
+            note,
+            "a@x: done (0 copied, 0 failed in 2.0s; contacts 2 written, 0 failed, 1 kept; events 3 written, 0 failed, 0 kept)"
+        );
+        let overall = board.overall_line(at(t0, 2));
+        assert!(overall.contains("msg/s  contacts 2  events 3  skipped 0"), "{overall}");
+        let b = PimFinished {
+            contacts_written: 1,
+            events_written: 4,
+            events_failed: 1,
+            ..Default::default()
+        };
+        board.apply(&finished_with("b@x", Some(b)), at(t0, 3));
+        assert_eq!(
+            board.summary(at(t0, 4)),
+            "copied 0 messages (0 B) in 4.0s; 0 skipped, 0 failed; contacts 3 written, 0 failed, 1 kept; \
+             events 7 written, 1 failed, 0 kept; 2 of 2 mailboxes finished, 1 with problems"
+        );
+    }
+
+    #[test]
+    fn a_mail_only_run_says_nothing_of_contacts_or_events() {
+        let t0 = Instant::now();
+        let mut board = Board::new(t0);
+        board.apply(&Event::UserStarted { user: "a@x".into() }, t0);
+        let note = board.apply(&finished_with("a@x", None), at(t0, 1)).unwrap();
+        assert_eq!(note, "a@x: done (0 copied, 0 failed in 1.0s)");
+        assert!(!board.overall_line(at(t0, 1)).contains("contacts"));
+        assert!(!board.summary(at(t0, 1)).contains("contacts"));
     }
 
     #[test]

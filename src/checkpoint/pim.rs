@@ -123,7 +123,8 @@ pub enum PimRecord {
         notes: Option<String>,
     },
     /// `version` could not be written (or read); the next run tries again
-    /// only when the source version changes or on `--retry-failed`.
+    /// only when the source version changes (a failure for a passing
+    /// reason is recorded without its version, so it is tried again).
     Failed {
         collection_id: i64,
         source_key: String,
