@@ -910,21 +910,41 @@ fn the_same_calendars_from_radicale_and_from_takeout_land_once_in_graph_and_in_d
     let (to_bob, bob_row) = dav_target("bob");
     let (to_carol, carol_row) = dav_target("carol");
     let runs = [
-        ("radicale-graph", &emulators[0].base_url, String::new(), String::new(), false),
+        (
+            "radicale-graph",
+            &emulators[0].base_url,
+            String::new(),
+            String::new(),
+            false,
+        ),
         ("radicale-dav", &emulators[0].base_url, to_bob, bob_row, false),
-        ("takeout-graph", &emulators[1].base_url, String::new(), String::new(), true),
+        (
+            "takeout-graph",
+            &emulators[1].base_url,
+            String::new(),
+            String::new(),
+            true,
+        ),
         ("takeout-dav", &emulators[1].base_url, to_carol, carol_row, true),
     ];
     let mut dirs = Vec::new();
     for (name, emu, target, row, files) in &runs {
-        let header = if row.is_empty() { "" } else { ",TargetUserName,TargetPassword" };
+        let header = if row.is_empty() {
+            ""
+        } else {
+            ",TargetUserName,TargetPassword"
+        };
         let dir = setup(root.path(), name, emu, &dav, target, (header, row));
         if *files {
             takeout(&dir);
         }
         assert_eq!(pim_counts(&migrate(&dir)), [13, 0, 0, 17, 0, 0], "{name}");
         verify_passes(&dir);
-        assert_eq!(pim_counts(&migrate(&dir)), [0; 6], "{name}: a second run writes nothing");
+        assert_eq!(
+            pim_counts(&migrate(&dir)),
+            [0; 6],
+            "{name}: a second run writes nothing"
+        );
         dirs.push(dir);
     }
     for emu in &emulators {
@@ -948,6 +968,10 @@ fn the_same_calendars_from_radicale_and_from_takeout_land_once_in_graph_and_in_d
         assert_eq!(contact_names(&mailbox).len(), 13);
         let stats = get(&format!("{}/_emulator/stats", emu.base_url));
         assert_eq!(stats["total"]["invitations_sent"].as_u64().unwrap_or(0), 0, "{stats:#}");
-        assert_eq!(stats["total"]["cancellations_sent"].as_u64().unwrap_or(0), 0, "{stats:#}");
+        assert_eq!(
+            stats["total"]["cancellations_sent"].as_u64().unwrap_or(0),
+            0,
+            "{stats:#}"
+        );
     }
 }
