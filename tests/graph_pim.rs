@@ -586,3 +586,128 @@ async fn a_rule_exchange_cannot_hold_becomes_single_events_under_one_id() {
     s.delete(ItemKind::Event, &cal, &w.id).await.unwrap();
     assert!(events_of(&emu.pim().await).is_empty());
 }
+
+/// `bytes` as an inline iCalendar attachment, base64 folded at 75 octets
+/// as RFC 5545 writes long lines.
+fn attach_line(name: &str, bytes: &[u8]) -> String {
+    use base64::Engine;
+    let line = format!(
+        "ATTACH;ENCODING=BASE64;VALUE=BINARY;FMTTYPE=application/pdf;X-FILENAME={name}:{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    );
+    let mut out = String::with_capacity(line.len() + line.len() / 37 + 2);
+    for (i, chunk) in line.as_bytes().chunks(74).enumerate() {
+        if i > 0 {
+            out.push_str("\r\n ");
+        }
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// A file of `n` bytes that is not UTF-8 (so the calendar hands it over as
+/// binary), with a pattern that shows a misplaced range.
+fn file_of(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| if i == 0 { 0xFF } else { (i * 7 % 251) as u8 })
+        .collect()
+}
+
+/// Bytes of the big attachment: over Graph's 3 MB for one request.
+const BIG: usize = 5 * 1024 * 1024 + 333;
+
+/// The attachments the emulator holds on `event`: (name, size).
+fn attachments_on(event: &Value) -> Vec<(String, u64)> {
+    event["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap().to_owned(), a["size"].as_u64().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_attachment_over_3_mb_goes_through_an_upload_session_once() {
+    let emu = Emu::start();
+    let target = emu.target();
+    let mut s = emu.session(&target).await;
+    let cal = s.ensure_collection(ItemKind::Event, "", None).await.unwrap();
+    let ics = SINGLE.replace(
+        "SUMMARY:Dentist\r\n",
+        &format!(
+            "SUMMARY:Dentist\r\n{}{}",
+            attach_line("big.pdf", &file_of(BIG)),
+            attach_line("small.pdf", &file_of(2048))
+        ),
+    );
+    let item = event(&ics, "k-big");
+    // The run stops at the PATCH that would mark the event done, after
+    // both attachments were added.
+    emu.faults(json!({"fail_next": [{"status": 400, "count": 1, "on": "PATCH "}]}))
+        .await;
+    let err = s.create(&cal, &item).await.unwrap_err();
+    assert!(err.message.contains("single-1"), "{}", err.message);
+    let events = events_of(&emu.pim().await);
+    assert_eq!(events.len(), 1);
+    let mut held = attachments_on(&events[0]);
+    held.sort();
+    assert_eq!(
+        held,
+        vec![("big.pdf".to_owned(), BIG as u64), ("small.pdf".to_owned(), 2048)]
+    );
+
+    // The next run finds it unfinished and finishes it: each attachment
+    // still once.
+    let found = s.find(&cal, &item).await.unwrap().expect("the event is found");
+    let events = events_of(&emu.pim().await);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["id"].as_str(), Some(found.as_str()));
+    let mut held = attachments_on(&events[0]);
+    held.sort();
+    assert_eq!(
+        held,
+        vec![("big.pdf".to_owned(), BIG as u64), ("small.pdf".to_owned(), 2048)]
+    );
+    let stats = emu.admin("stats").await;
+    assert_eq!(
+        stats["total"]["by_kind"]["upload.put"], 2,
+        "5 MB in ranges of 3.75 MiB is two PUTs, sent once: {stats:#}"
+    );
+    assert_eq!(stats["total"]["by_kind"]["events.createUploadSession"], 1, "{stats:#}");
+}
+
+#[tokio::test]
+async fn a_meeting_with_a_large_attachment_sends_no_invitation() {
+    let emu = Emu::start();
+    let target = emu.target();
+    let mut s = emu.session(&target).await;
+    let cal = s.ensure_collection(ItemKind::Event, "Meetings", None).await.unwrap();
+    let ics = meeting("20250505T100000", "Review").replacen(
+        "SUMMARY:Review\r\n",
+        &format!("SUMMARY:Review\r\n{}", attach_line("big.pdf", &file_of(BIG))),
+        1,
+    );
+    let item = event(&ics, "k-meeting");
+    // The first range's answer is lost after Exchange took it: the upload
+    // is settled by reading the event's attachments, not sent twice.
+    emu.faults(json!({"fail_next": [{"drop": "reset_after", "on": "PUT /_upload/", "count": 1}]}))
+        .await;
+    let w = s.create(&cal, &item).await.unwrap();
+    assert!(w.notes.iter().all(|n| !n.contains("big.pdf")), "{:?}", w.notes);
+    let events = events_of(&emu.pim().await);
+    assert_eq!(events.len(), 1);
+    let m = &events[0];
+    assert_eq!(m["id"].as_str(), Some(w.id.as_str()));
+    assert_eq!(m["isDraft"], false, "the meeting must not stay a draft");
+    assert_eq!(m["attendees"].as_array().unwrap().len(), 2);
+    assert_eq!(attachments_on(m), vec![("big.pdf".to_owned(), BIG as u64)]);
+    let stats = emu.admin("stats").await;
+    assert!(
+        stats["total"]["faults_injected"]
+            .as_object()
+            .is_some_and(|f| !f.is_empty()),
+        "the fault was not reached: {stats:#}"
+    );
+    assert_eq!(emu.notices().await, (0, 0), "no invitation, no update");
+}

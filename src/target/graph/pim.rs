@@ -53,6 +53,16 @@
 //! ([`ErrorKind::Refused`](crate::error::ErrorKind)) with a message saying
 //! why; the meeting stays as first written.
 //!
+//! # Attachments
+//!
+//! An event's inline attachments (iCalendar `ATTACH;VALUE=BINARY`) are
+//! added while it is still `writing`, and a meeting still a draft: up to
+//! 3 MB with one `POST …/attachments`, from 3 MB to 150 MB through an
+//! upload session, the same path as a message's ([`super::write`]), since
+//! Graph documents `createUploadSession` for events as for messages.
+//! Exchange takes nothing larger on an item; such a file is left out and
+//! the report says so.
+//!
 //! # Several events for one item
 //!
 //! A series Graph's `patternedRecurrence` cannot express comes as
@@ -95,7 +105,8 @@ use sha2::{Digest, Sha256};
 use super::client::{Body, Call, Reply};
 use super::failure::Failure;
 use super::pim_json::{attachment_json, contact_json, event_json, notes_extras, occurrence_patch_json};
-use super::{Inner, Mailbox, QUERY_VALUE, parse, seg};
+use super::write::{LargeAttachment, MAX_UPLOAD_SESSION, Uploads};
+use super::{Inner, Mailbox, QUERY_VALUE, json as mail_json, parse, seg};
 use crate::error::{Error, Result};
 use crate::model::{ItemKind, TargetLogin};
 use crate::target::Pending;
@@ -123,8 +134,9 @@ const DONE: &str = "done";
 /// The reference `ensure_collection` gives for the mailbox's default
 /// Contacts folder (`/users/{id}/contacts`), which has no name to find it by.
 pub const DEFAULT_CONTACTS: &str = "contacts";
-/// Largest inline event attachment sent in the create flow (Graph's limit
-/// for `POST …/attachments`; larger ones need an upload session).
+/// Largest inline event attachment sent in one `POST …/attachments`
+/// (Graph's limit for it); larger ones, up to [`MAX_UPLOAD_SESSION`], go
+/// through an upload session.
 const MAX_EVENT_ATTACHMENT: usize = 3 * 1024 * 1024;
 /// Largest contact photo (profilephoto-update: 4 MB).
 const MAX_PHOTO: usize = 4 * 1024 * 1024;
@@ -172,7 +184,12 @@ pub(super) async fn open_session(inner: Arc<Inner>, user: &TargetLogin) -> Resul
     let mailbox = inner.mailbox(&email);
     let users = format!("{}/v1.0/users/{}", inner.settings.endpoint, seg(&email));
     inner.check_mailbox(&mailbox, &users).await?;
-    let session = GraphPimSession { inner, mailbox, users };
+    let session = GraphPimSession {
+        inner,
+        mailbox,
+        email,
+        users,
+    };
     Ok(Box::new(session))
 }
 
@@ -180,6 +197,8 @@ pub(super) async fn open_session(inner: Arc<Inner>, user: &TargetLogin) -> Resul
 pub(super) struct GraphPimSession {
     inner: Arc<Inner>,
     mailbox: Arc<Mailbox>,
+    /// The mailbox's address, for the log.
+    email: String,
     /// `{endpoint}/v1.0/users/{email}`
     users: String,
 }
@@ -1166,7 +1185,16 @@ impl GraphPimSession {
         Ok(notes)
     }
 
-    /// Inline attachments, each at most once (by name), up to Graph's 3 MB.
+    /// Inline attachments, each at most once (by name): up to 3 MB in one
+    /// `POST …/attachments`, up to 150 MB through an upload session (the
+    /// messages' path, [`Uploads`], with the event as the parent); larger
+    /// ones are left out with a note.
+    ///
+    /// Called while the event is still `writing` (and a meeting still a
+    /// draft, so that nothing is sent for it): a run cut short here finds
+    /// it unfinished and comes back. An attachment is listed only once its
+    /// last range is taken, so the name check skips what an earlier pass
+    /// completed and sends again what it did not.
     async fn add_attachments(&self, id: &str, uid: &str, e: &Event) -> Result<Vec<String>> {
         let inline: Vec<_> = e
             .attachments
@@ -1177,7 +1205,8 @@ impl GraphPimSession {
         if inline.is_empty() {
             return Ok(notes);
         }
-        let url = format!("{}/events/{}/attachments", self.users, seg(id));
+        let parent = format!("{}/events/{}", self.users, seg(id));
+        let url = format!("{parent}/attachments");
         let existing: HashSet<String> = self
             .all_pages(
                 format!("{url}?$select=id,name"),
@@ -1193,9 +1222,9 @@ impl GraphPimSession {
                 continue;
             };
             let name = a.name.clone().unwrap_or_else(|| "attachment".into());
-            if bytes.len() > MAX_EVENT_ATTACHMENT {
+            if bytes.len() > MAX_UPLOAD_SESSION {
                 notes.push(format!(
-                    "the attachment {name} ({} bytes) is larger than the 3 MB Graph takes on an event; not copied",
+                    "the attachment {name} ({} bytes) is larger than the 150 MB Exchange takes on an event; not copied. Share it from OneDrive or SharePoint and add a link to the event instead",
                     bytes.len()
                 ));
                 continue;
@@ -1203,17 +1232,42 @@ impl GraphPimSession {
             if existing.contains(&name) {
                 continue;
             }
-            let Some(body) = attachment_json(a) else {
-                continue;
-            };
             let what = format!("attach {name} to event {uid}");
-            // A lost answer is looked after by the name check of the next
-            // pass (the event stays `writing` until then).
-            self.send_json(Method::POST, url.clone(), &body, &what, false)
-                .await
-                .map_err(|f| f.error)?;
+            // One request holds at most 4 MB, and a file of just under 3 MB
+            // is already that much in base64: such a file goes in ranges too.
+            let small = (bytes.len() <= MAX_EVENT_ATTACHMENT)
+                .then(|| attachment_json(a))
+                .flatten()
+                .filter(|body| serde_json::to_vec(body).is_ok_and(|b| b.len() < mail_json::REQUEST_MAX));
+            if let Some(body) = small {
+                // A lost answer is looked after by the name check of the
+                // next pass (the event stays `writing` until then).
+                self.send_json(Method::POST, url.clone(), &body, &what, false)
+                    .await
+                    .map_err(|f| f.error)?;
+                continue;
+            }
+            let large = LargeAttachment {
+                name: &name,
+                content_type: a.media_type.as_deref().unwrap_or("application/octet-stream"),
+                is_inline: false,
+                content_id: None,
+                data: bytes::Bytes::copy_from_slice(bytes),
+            };
+            // Lost range answers are settled inside (the event's attachments
+            // are read back); a failure leaves the event `writing`.
+            self.uploads().upload_session(&parent, large, &what).await?;
         }
         Ok(notes)
+    }
+
+    /// The upload-session path, on this mailbox's limits.
+    fn uploads(&self) -> Uploads<'_> {
+        Uploads {
+            inner: &self.inner,
+            mailbox: &self.mailbox,
+            email: &self.email,
+        }
     }
 
     async fn find_event(&self, calendar: &str, key: &str, object: &CalendarObject) -> Result<Option<String>> {

@@ -27,6 +27,11 @@
 //! .../move`, which gives it a new id), one deleted on the source is
 //! deleted ([`GraphSession::delete_copy`]).
 //!
+//! The upload-session path ([`Uploads`]) is not the messages' alone:
+//! Graph takes attachments of 3 MB to 150 MB on events through the same
+//! `createUploadSession` and ranges, so [`super::pim`] sends an event's
+//! large attachments through it too, with the event's URL as the parent.
+//!
 //! A move is not safe to send twice blindly: once Exchange moved the
 //! message its old id is gone, so a move whose answer was lost is checked
 //! (is the old id still there?) before it is sent again.
@@ -40,11 +45,11 @@ use bytes::Bytes;
 use reqwest::Method;
 
 use super::api::{self, AttachmentPage, CreatedMessage, ListedAttachment, MessagePatch, UploadSession};
-use super::client::{Body, Call};
+use super::client::{Body, Call, Reply};
 use super::config::GraphWriteMode;
 use super::failure::{Failure, mailbox_missing};
 use super::lookup::Found;
-use super::{GraphSession, json, parse, seg, stamp_of};
+use super::{GraphSession, Inner, Mailbox, json, parse, seg, stamp_of};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Flags, Upload};
 
@@ -442,7 +447,101 @@ impl GraphSession {
             self.send(&call).await?;
             return Ok(());
         }
-        self.upload_session(message_id, attachment, &what).await
+        let large = LargeAttachment {
+            name: &attachment.name,
+            content_type: &attachment.content_type,
+            is_inline: attachment.is_inline,
+            content_id: attachment.content_id.as_deref(),
+            data: Bytes::from(attachment.bytes),
+        };
+        self.uploads()
+            .upload_session(&self.message_url(message_id), large, &what)
+            .await
+    }
+
+    /// The upload path for this session's mailbox.
+    fn uploads(&self) -> Uploads<'_> {
+        Uploads {
+            inner: &self.inner,
+            mailbox: &self.mailbox,
+            email: &self.email,
+        }
+    }
+
+    /// `{users}/messages/{id}`: the parent of a message's attachments.
+    fn message_url(&self, message_id: &str) -> String {
+        format!("{}/messages/{}", self.users, seg(message_id))
+    }
+
+    /// The message's attachments: id, name and size.
+    pub(super) async fn attachments_of(&self, message_id: &str, what: &str) -> Result<Vec<ListedAttachment>> {
+        self.uploads().attachments_of(&self.message_url(message_id), what).await
+    }
+
+    /// importMime has no documented rule for the received date. If it did
+    /// not keep INTERNALDATE, say so once: the admin may prefer json.
+    fn check_received_date(&self, created: &CreatedMessage, message: &Upload) {
+        let Some(received) = created
+            .received_date_time
+            .as_deref()
+            .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok())
+        else {
+            return;
+        };
+        if message.internal_date > 0
+            && (received.timestamp() - message.internal_date).abs() > 86_400
+            && !self.inner.warned_dates.swap(true, Ordering::SeqCst)
+        {
+            tracing::warn!(
+                user = %self.email,
+                "importMime stored a received date ({received}) that is not the source's INTERNALDATE; Outlook sorts by received date. If that matters, set [target] write_mode = \"json\", which sets the received date explicitly"
+            );
+        }
+    }
+}
+
+/// A file attachment too large for one request (over 3 MB), for an upload
+/// session.
+pub(super) struct LargeAttachment<'a> {
+    pub name: &'a str,
+    pub content_type: &'a str,
+    pub is_inline: bool,
+    pub content_id: Option<&'a str>,
+    pub data: Bytes,
+}
+
+/// Largest attachment an upload session takes, on a message or an event
+/// (outlook-large-attachments: 150 MB).
+pub(super) const MAX_UPLOAD_SESSION: usize = 150 * 1024 * 1024;
+
+/// The upload-session path, for a message or an event alike: Graph's
+/// `createUploadSession` and its ranges are the same for both, only the
+/// parent item's URL differs (`{users}/messages/{id}` or
+/// `{users}/events/{id}`). Sent on the mailbox's own limits, so uploads
+/// count against its budget whichever session makes them.
+pub(super) struct Uploads<'a> {
+    pub inner: &'a Inner,
+    pub mailbox: &'a Mailbox,
+    /// The mailbox's address, for the log.
+    pub email: &'a str,
+}
+
+impl Uploads<'_> {
+    async fn send(&self, call: &Call<'_>) -> std::result::Result<Reply, Failure> {
+        self.inner.http.send(&self.mailbox.limits, call).await
+    }
+
+    /// A paging link, refused unless it points back at the configured
+    /// endpoint: the token must not go anywhere else.
+    fn same_origin(&self, link: String) -> Result<String> {
+        if link.starts_with(&format!("{}/", self.inner.settings.endpoint)) {
+            Ok(link)
+        } else {
+            Err(Error::fatal(format!(
+                "Graph answered with a paging link outside {} ; refusing to send the app's token there (check [target] endpoint)",
+                self.inner.settings.endpoint
+            )))
+        }
     }
 
     /// Large attachments: an upload session, then the bytes in sequential
@@ -454,44 +553,44 @@ impl GraphSession {
     /// range again, and Exchange refuses the repeat: it expects the next
     /// range (416), or the session ended with the final one (404). Graph
     /// documents no way to ask an Outlook upload session how far it got
-    /// (`nextExpectedRanges` comes only in the answers), so the message's
+    /// (`nextExpectedRanges` comes only in the answers), so the item's
     /// attachments are read instead: the attachment is there (done), or it
     /// is not and a new session sends it again, at most
     /// [`UPLOAD_SESSIONS`] times. Attachments that appeared during the
-    /// upload are told apart from those the message had before by their
-    /// ids; one cut short or made twice is deleted. This keeps the copy
-    /// instead of deleting the message and creating it again.
-    async fn upload_session(&self, message_id: &str, attachment: json::Attachment, what: &str) -> Result<()> {
-        let total = attachment.bytes.len();
+    /// upload are told apart from those the item had before by their ids;
+    /// one cut short or made twice is deleted. This keeps the copy instead
+    /// of deleting the item and creating it again.
+    pub(super) async fn upload_session(&self, parent: &str, attachment: LargeAttachment<'_>, what: &str) -> Result<()> {
+        let total = attachment.data.len();
         let request = api::UploadSessionRequest {
             attachment_item: api::AttachmentItem {
                 attachment_type: "file",
-                name: &attachment.name,
+                name: attachment.name,
                 size: total as u64,
-                content_type: &attachment.content_type,
+                content_type: attachment.content_type,
                 is_inline: attachment.is_inline,
-                content_id: attachment.content_id.as_deref(),
+                content_id: attachment.content_id,
             },
         };
         let request = Bytes::from(serde_json::to_vec(&request).expect("serializes"));
-        // What the message had before, so that what this upload added can
-        // be told apart from an earlier attachment of the same name.
+        // What the item had before, so that what this upload added can be
+        // told apart from an earlier attachment of the same name.
         let before: Vec<String> = self
-            .attachments_of(message_id, what)
+            .attachments_of(parent, what)
             .await?
             .into_iter()
             .map(|a| a.id)
             .collect();
-        let data = Bytes::from(attachment.bytes);
+        let data = attachment.data;
         let mut sessions = 0;
         loop {
             sessions += 1;
-            let lost = match self.send_ranges(message_id, &request, &data, what).await? {
+            let lost = match self.send_ranges(parent, &request, &data, what).await? {
                 None if sessions == 1 => return Ok(()),
                 // Sent whole after a lost answer: an earlier session may
                 // have completed it too, late.
                 None => {
-                    self.settle_attachment(message_id, &attachment.name, total, &before, what)
+                    self.settle_attachment(parent, attachment.name, total, &before, what)
                         .await?;
                     return Ok(());
                 }
@@ -501,7 +600,7 @@ impl GraphSession {
             // As after a create: time for a late commit to become visible.
             tokio::time::sleep(LATE_COMMIT_WAIT).await;
             if self
-                .settle_attachment(message_id, &attachment.name, total, &before, what)
+                .settle_attachment(parent, attachment.name, total, &before, what)
                 .await?
             {
                 return Ok(());
@@ -519,18 +618,8 @@ impl GraphSession {
     /// the final range is acknowledged; the failure when a range is
     /// refused in the way a repeat of an already taken range is (416), or
     /// the session is gone (404) or in conflict (409).
-    async fn send_ranges(
-        &self,
-        message_id: &str,
-        request: &Bytes,
-        data: &Bytes,
-        what: &str,
-    ) -> Result<Option<Failure>> {
-        let url = format!(
-            "{}/messages/{}/attachments/createUploadSession",
-            self.users,
-            seg(message_id)
-        );
+    async fn send_ranges(&self, parent: &str, request: &Bytes, data: &Bytes, what: &str) -> Result<Option<Failure>> {
+        let url = format!("{parent}/attachments/createUploadSession");
         let call = Call {
             method: Method::POST,
             url,
@@ -570,19 +659,19 @@ impl GraphSession {
     }
 
     /// After a lost answer: whether the attachment `name` of `size` bytes
-    /// is on the message now, among the attachments not in `before`. One
+    /// is on the item now, among the attachments not in `before`. One
     /// whole copy is kept; others of that name added meanwhile (cut short,
     /// or made twice) are deleted.
     async fn settle_attachment(
         &self,
-        message_id: &str,
+        parent: &str,
         name: &str,
         size: usize,
         before: &[String],
         what: &str,
     ) -> Result<bool> {
         let added: Vec<ListedAttachment> = self
-            .attachments_of(message_id, what)
+            .attachments_of(parent, what)
             .await?
             .into_iter()
             .filter(|a| a.name == name && !before.contains(&a.id))
@@ -595,7 +684,7 @@ impl GraphSession {
                 continue;
             }
             tracing::debug!(user = %self.email, "deleting an attachment an interrupted upload left behind");
-            let url = format!("{}/messages/{}/attachments/{}", self.users, seg(message_id), seg(&a.id));
+            let url = format!("{parent}/attachments/{}", seg(&a.id));
             match self.send(&Call::delete(url, what)).await {
                 Ok(_) => {}
                 Err(f) if f.status == Some(404) => {}
@@ -605,13 +694,9 @@ impl GraphSession {
         Ok(keep.is_some())
     }
 
-    /// The message's attachments: id, name and size.
-    pub(super) async fn attachments_of(&self, message_id: &str, what: &str) -> Result<Vec<ListedAttachment>> {
-        let mut url = format!(
-            "{}/messages/{}/attachments?$select=id,name,size",
-            self.users,
-            seg(message_id)
-        );
+    /// The item's attachments: id, name and size.
+    pub(super) async fn attachments_of(&self, parent: &str, what: &str) -> Result<Vec<ListedAttachment>> {
+        let mut url = format!("{parent}/attachments?$select=id,name,size");
         let mut all = Vec::new();
         loop {
             let reply = self.send(&Call::get(url, what)).await?;
@@ -621,27 +706,6 @@ impl GraphSession {
                 Some(next) => url = self.same_origin(next)?,
                 None => return Ok(all),
             }
-        }
-    }
-
-    /// importMime has no documented rule for the received date. If it did
-    /// not keep INTERNALDATE, say so once: the admin may prefer json.
-    fn check_received_date(&self, created: &CreatedMessage, message: &Upload) {
-        let Some(received) = created
-            .received_date_time
-            .as_deref()
-            .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok())
-        else {
-            return;
-        };
-        if message.internal_date > 0
-            && (received.timestamp() - message.internal_date).abs() > 86_400
-            && !self.inner.warned_dates.swap(true, Ordering::SeqCst)
-        {
-            tracing::warn!(
-                user = %self.email,
-                "importMime stored a received date ({received}) that is not the source's INTERNALDATE; Outlook sorts by received date. If that matters, set [target] write_mode = \"json\", which sets the received date explicitly"
-            );
         }
     }
 }

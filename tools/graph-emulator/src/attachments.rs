@@ -6,6 +6,9 @@
 //! pre-authenticated `uploadUrl` — which must be called without an
 //! `Authorization` header. The final PUT answers `201` with a `Location`
 //! header and an empty body; the others `200` with `nextExpectedRanges`.
+//! Messages and events take upload sessions alike (attachment:
+//! createUploadSession); the session remembers which one it fills
+//! ([`UploadParent`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -330,6 +333,33 @@ pub fn delete(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str, 
     Resp::new(204)
 }
 
+/// The item an upload session adds its attachment to: a message, or an
+/// event (attachment: createUploadSession takes both,
+/// `/messages/{id}/attachments/createUploadSession` and
+/// `/events/{id}/attachments/createUploadSession`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadParent {
+    Message(String),
+    /// A series master or single event (never one occurrence).
+    Event(String),
+}
+
+impl UploadParent {
+    fn id(&self) -> &str {
+        match self {
+            UploadParent::Message(id) | UploadParent::Event(id) => id,
+        }
+    }
+
+    /// The entity set the v2.0 URLs in the session's answers name.
+    fn set(&self) -> &'static str {
+        match self {
+            UploadParent::Message(_) => "Messages",
+            UploadParent::Event(_) => "Events",
+        }
+    }
+}
+
 /// An upload session in progress.
 #[derive(Debug)]
 pub struct UploadSession {
@@ -337,7 +367,7 @@ pub struct UploadSession {
     pub mailbox: usize,
     pub mailbox_id: String,
     pub address: String,
-    pub message_id: String,
+    pub parent: UploadParent,
     pub name: String,
     pub content_type: String,
     pub is_inline: bool,
@@ -348,37 +378,46 @@ pub struct UploadSession {
     pub expires_wall: chrono::DateTime<Utc>,
 }
 
-pub fn create_upload_session(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> Resp {
-    let body = match json_object(req) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+/// The validated `AttachmentItem` of a createUploadSession request.
+pub struct SessionItem {
+    name: String,
+    size: u64,
+    content_type: Option<String>,
+    is_inline: bool,
+    content_id: Option<String>,
+}
+
+/// Reads and checks a createUploadSession body: one `AttachmentItem` of
+/// attachmentType `file`, with a name and a size of 3 MB to 150 MB. The
+/// same rules for a message and an event.
+pub fn read_session_item(req: &Req) -> Result<SessionItem, Resp> {
+    let body = json_object(req)?;
     let mut item = None;
     for (k, v) in &body {
         // Action parameter names are matched case-insensitively by Graph.
         if k.eq_ignore_ascii_case("AttachmentItem") {
             item = v.as_object().cloned();
             if item.is_none() {
-                return bad_value(req, k, "microsoft.graph.attachmentItem");
+                return Err(bad_value(req, k, "microsoft.graph.attachmentItem"));
             }
         } else {
-            return graph_error(
+            return Err(graph_error(
                 req,
                 400,
                 "RequestBodyRead",
                 &format!(
                     "The parameter '{k}' in the request payload is not a valid parameter for the operation 'createUploadSession'."
                 ),
-            );
+            ));
         }
     }
     let Some(item) = item else {
-        return graph_error(
+        return Err(graph_error(
             req,
             400,
             "ErrorInvalidParameter",
             "The AttachmentItem parameter is required.",
-        );
+        ));
     };
     let (mut name, mut size, mut content_type, mut is_inline, mut content_id, mut kind) =
         (None, None, None, false, None, None);
@@ -390,45 +429,60 @@ pub fn create_upload_session(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Cha
             "contentType" => content_type = v.as_str().map(str::to_string),
             "isInline" => match v.as_bool() {
                 Some(b) => is_inline = b,
-                None => return bad_value(req, k, "Edm.Boolean"),
+                None => return Err(bad_value(req, k, "Edm.Boolean")),
             },
             "contentId" => content_id = v.as_str().map(str::to_string),
             "@odata.type" => {}
-            _ => return unknown_property(req, k, "microsoft.graph.attachmentItem"),
+            _ => return Err(unknown_property(req, k, "microsoft.graph.attachmentItem")),
         }
     }
     if kind.as_deref() != Some("file") {
-        return graph_error(
+        return Err(graph_error(
             req,
             400,
             "ErrorInvalidParameter",
             "Upload sessions support attachmentType 'file' only.",
-        );
+        ));
     }
     let (Some(name), Some(size)) = (name, size) else {
-        return graph_error(
+        return Err(graph_error(
             req,
             400,
             "ErrorInvalidParameter",
             "AttachmentItem requires name and size.",
-        );
+        ));
     };
     if size < MIN_SESSION_ATTACHMENT {
-        return graph_error(
+        return Err(graph_error(
             req,
             400,
             "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
             "The attachment size should not be less than 3 MB. Attach smaller files with a POST on the attachments collection.",
-        );
+        ));
     }
     if size > MAX_SESSION_ATTACHMENT {
-        return graph_error(
+        return Err(graph_error(
             req,
             400,
             "ErrorAttachmentSizeShouldNotBeGreaterThanMaximumSize",
             "The attachment size should not be greater than 150 MB.",
-        );
+        ));
     }
+    Ok(SessionItem {
+        name,
+        size,
+        content_type,
+        is_inline,
+        content_id,
+    })
+}
+
+/// `POST /messages/{id}/attachments/createUploadSession`.
+pub fn create_upload_session(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Chain>, id: &str) -> Resp {
+    let item = match read_session_item(req) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
     let (mailbox_id, address) = {
         let store = app.store.lock().unwrap();
         let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
@@ -442,6 +496,26 @@ pub fn create_upload_session(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Cha
         }
         (mb.id.clone(), mb.address.clone())
     };
+    open_upload_session(
+        app,
+        ctx,
+        mailbox_id,
+        address,
+        UploadParent::Message(id.to_string()),
+        item,
+    )
+}
+
+/// Opens a session for `item` on `parent` (found in the mailbox by the
+/// caller) and answers with its pre-authenticated `uploadUrl`.
+pub fn open_upload_session(
+    app: &App,
+    ctx: &Ctx,
+    mailbox_id: String,
+    address: String,
+    parent: UploadParent,
+    item: SessionItem,
+) -> Resp {
     let token = {
         let mut raw = [0u8; 32];
         app.rng.lock().unwrap().fill(&mut raw);
@@ -454,12 +528,12 @@ pub fn create_upload_session(app: &App, req: &Req, ctx: &Ctx, chain: Option<&Cha
         mailbox: ctx.mailbox,
         mailbox_id,
         address,
-        message_id: id.to_string(),
-        name,
-        content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
-        is_inline,
-        content_id,
-        size,
+        parent,
+        name: item.name,
+        content_type: item.content_type.unwrap_or_else(|| "application/octet-stream".into()),
+        is_inline: item.is_inline,
+        content_id: item.content_id,
+        size: item.size,
         data: Vec::new(),
         expires: Instant::now() + lifetime,
         expires_wall,
@@ -725,31 +799,36 @@ fn put_chunk(app: &App, req: &Req, token: &str) -> Resp {
             "The body length doesn't match the Content-Range.",
         );
     }
-    // The message must still exist, and the growing attachment must fit its MaxReceiveSize.
-    let (msg_size, max) = {
+    // The item must still exist; a message's growing attachment must also
+    // fit its MaxReceiveSize (an event's is bounded by the session's 150 MB).
+    let too_large = {
         let store = app.store.lock().unwrap();
         let Some(mb) = store.checked(s.mailbox, &s.mailbox_id) else {
             uploads.remove(token);
             return crate::graph::mailbox_gone(req);
         };
-        match mb.messages.get(&s.message_id) {
-            Some(m) => (m.size(), mb.max_receive_size),
+        let size = match &s.parent {
+            UploadParent::Message(id) => mb.messages.get(id).map(|m| Some((m.size(), mb.max_receive_size))),
+            UploadParent::Event(id) => mb.pim.events.get(id).map(|_| None),
+        };
+        match size {
+            Some(size) => size.filter(|(have, max)| have + end + 1 > *max),
             None => {
                 uploads.remove(token);
                 return item_not_found(req);
             }
         }
     };
-    if msg_size + end + 1 > max {
+    if let Some((have, max)) = too_large {
         uploads.remove(token);
-        return message_too_large(req, msg_size + end + 1, max);
+        return message_too_large(req, have + end + 1, max);
     }
     s.data.extend_from_slice(&req.body);
     if (s.data.len() as u64) < s.size {
         return Resp::json(
             200,
             &json!({
-                "@odata.context": format!("{}/api/v2.0/$metadata#Users('{}')/Messages('{}')/AttachmentSessions/$entity", app.base_url, s.mailbox_id, s.message_id),
+                "@odata.context": format!("{}/api/v2.0/$metadata#Users('{}')/{}('{}')/AttachmentSessions/$entity", app.base_url, s.mailbox_id, s.parent.set(), s.parent.id()),
                 "ExpirationDateTime": s.expires_wall.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 "nextExpectedRanges": [s.data.len().to_string()],
             }),
@@ -762,9 +841,6 @@ fn put_chunk(app: &App, req: &Req, token: &str) -> Resp {
     let Some(mb) = store.checked_mut(s.mailbox, &s.mailbox_id) else {
         return crate::graph::mailbox_gone(req);
     };
-    let Some(mut m) = mb.messages.get(&s.message_id).cloned() else {
-        return item_not_found(req);
-    };
     let new = NewAttachment {
         name: s.name,
         is_inline: s.is_inline,
@@ -774,14 +850,43 @@ fn put_chunk(app: &App, req: &Req, token: &str) -> Resp {
             bytes: Bytes::from(s.data),
         },
     };
-    let aid = store_attachment(mb, &mut m, new, "upload-session", &mut rng);
-    m.touch();
-    mb.messages.insert(s.message_id.clone(), m);
+    let aid = match &s.parent {
+        UploadParent::Message(id) => {
+            let Some(mut m) = mb.messages.get(id).cloned() else {
+                return item_not_found(req);
+            };
+            let aid = store_attachment(mb, &mut m, new, "upload-session", &mut rng);
+            m.touch();
+            mb.messages.insert(id.clone(), m);
+            aid
+        }
+        UploadParent::Event(id) => {
+            if !mb.pim.events.contains_key(id) {
+                return item_not_found(req);
+            }
+            let aid = mb.new_id(KIND_ATTACHMENT, &mut rng);
+            let ev = mb.pim.events.get_mut(id).expect("checked above");
+            ev.attachments.push(Attachment {
+                id: aid.clone(),
+                name: new.name,
+                is_inline: new.is_inline,
+                last_modified: Utc::now(),
+                content: new.content,
+                created_via: "upload-session",
+            });
+            ev.change += 1;
+            ev.last_modified = Utc::now();
+            aid
+        }
+    };
     Resp::new(201).header(
         "location",
         &format!(
-            "{}/api/v2.0/Users('{}')/Messages('{}')/Attachments('{aid}')",
-            app.base_url, s.mailbox_id, s.message_id
+            "{}/api/v2.0/Users('{}')/{}('{}')/Attachments('{aid}')",
+            app.base_url,
+            s.mailbox_id,
+            s.parent.set(),
+            s.parent.id()
         ),
     )
 }

@@ -26,7 +26,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::App;
-use crate::attachments::{MAX_INLINE_ATTACHMENT, read_attachment};
+use crate::attachments::{
+    MAX_INLINE_ATTACHMENT, UploadParent, open_upload_session, read_attachment, read_session_item,
+};
 use crate::folders::{folder_exists, malformed_id};
 use crate::graph::Ctx;
 use crate::http::{Req, Resp, bad_value, graph_error, json_object, unknown_property};
@@ -71,6 +73,9 @@ pub fn dispatch(app: &App, req: &Req, ctx: &Ctx, t: &PimTarget) -> Option<Resp> 
         PimTarget::EventInstances(c, id) if *m == Method::GET => instances(app, req, ctx, c, id),
         PimTarget::EventAttachments(c, id) if *m == Method::POST => add_attachment(app, req, ctx, c, id),
         PimTarget::EventAttachments(c, id) if *m == Method::GET => list_attachments(app, req, ctx, c, id),
+        PimTarget::EventAttachment(c, id, aid) if *m == Method::GET => get_attachment(app, req, ctx, c, id, aid),
+        PimTarget::EventAttachment(c, id, aid) if *m == Method::DELETE => delete_attachment(app, req, ctx, c, id, aid),
+        PimTarget::EventUploadSession(c, id) if *m == Method::POST => create_upload_session(app, req, ctx, c, id),
         PimTarget::CalendarView(c) if *m == Method::GET => calendar_view(app, req, ctx, c),
         _ => return None,
     })
@@ -1526,7 +1531,98 @@ fn add_attachment(app: &App, req: &Req, ctx: &Ctx, c: &CalendarRef, id: &str) ->
     Resp::json(201, &out)
 }
 
+/// `POST …/events/{id}/attachments/createUploadSession`: files of 3 MB to
+/// 150 MB, with the same rules, ranges and pre-authenticated upload URL
+/// as for a message (`attachments`); the completed attachment is the
+/// event's. As for a POST, on the event itself, not one occurrence.
+fn create_upload_session(app: &App, req: &Req, ctx: &Ctx, c: &CalendarRef, id: &str) -> Resp {
+    let item = match read_session_item(req) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let (mailbox_id, address, master) = {
+        let store = app.store.lock().unwrap();
+        let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+            return crate::graph::mailbox_gone(req);
+        };
+        match locate(mb, req, c, id) {
+            Ok(Located::Master(m)) => (mb.id.clone(), mb.address.clone(), m),
+            Ok(Located::Occurrence(..)) => {
+                return crate::http::not_implemented(req, "attachments on one occurrence");
+            }
+            Err(r) => return r,
+        }
+    };
+    open_upload_session(app, ctx, mailbox_id, address, UploadParent::Event(master), item)
+}
+
+/// The event's attachment `aid`, or the 404 Graph gives for an id it does
+/// not hold.
+fn event_attachment<'a>(mb: &'a Mailbox, req: &Req, master: &str, aid: &str) -> Result<&'a Attachment, Resp> {
+    mb.resolve_object(aid, KIND_ATTACHMENT).map_err(|e| match e {
+        Lookup::Malformed => malformed_id(req),
+        Lookup::NotFound => item_not_found(req),
+    })?;
+    mb.pim.events[master]
+        .attachments
+        .iter()
+        .find(|a| a.id == aid)
+        .ok_or_else(|| item_not_found(req))
+}
+
+fn get_attachment(app: &App, req: &Req, ctx: &Ctx, c: &CalendarRef, id: &str, aid: &str) -> Resp {
+    let q = match odata::parse(req, odata::Entity::Attachment) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let store = app.store.lock().unwrap();
+    let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
+    let master = match locate(mb, req, c, id) {
+        Ok(Located::Master(m) | Located::Occurrence(m, _)) => m,
+        Err(r) => return r,
+    };
+    match event_attachment(mb, req, &master, aid) {
+        Ok(a) => {
+            let mut out = odata::attachment_json(a, Some(&q));
+            out["@odata.context"] = json!(context(app, ctx, &format!("events('{master}')/attachments/$entity")));
+            Resp::json(200, &out)
+        }
+        Err(r) => r,
+    }
+}
+
+/// `DELETE …/events/{id}/attachments/{aid}`: 204.
+fn delete_attachment(app: &App, req: &Req, ctx: &Ctx, c: &CalendarRef, id: &str, aid: &str) -> Resp {
+    let mut store = app.store.lock().unwrap();
+    let Some(mb) = store.checked_mut(ctx.mailbox, &ctx.mailbox_id) else {
+        return crate::graph::mailbox_gone(req);
+    };
+    let master = match locate(mb, req, c, id) {
+        Ok(Located::Master(m)) => m,
+        Ok(Located::Occurrence(..)) => {
+            return crate::http::not_implemented(req, "attachments on one occurrence");
+        }
+        Err(r) => return r,
+    };
+    if let Err(r) = event_attachment(mb, req, &master, aid) {
+        return r;
+    }
+    let ev = mb.pim.events.get_mut(&master).expect("located");
+    ev.attachments.retain(|a| a.id != aid);
+    ev.change += 1;
+    ev.last_modified = Utc::now();
+    Resp::new(204)
+}
+
 fn list_attachments(app: &App, req: &Req, ctx: &Ctx, c: &CalendarRef, id: &str) -> Resp {
+    // `$select` as for a message's attachments: a listing for names and
+    // sizes need not carry every file's bytes.
+    let selected = match odata::parse(req, odata::Entity::Attachment) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
     let store = app.store.lock().unwrap();
     let Some(mb) = store.checked(ctx.mailbox, &ctx.mailbox_id) else {
         return crate::graph::mailbox_gone(req);
@@ -1538,7 +1634,7 @@ fn list_attachments(app: &App, req: &Req, ctx: &Ctx, c: &CalendarRef, id: &str) 
     let items: Vec<Value> = mb.pim.events[&master]
         .attachments
         .iter()
-        .map(|a| odata::attachment_json(a, None))
+        .map(|a| odata::attachment_json(a, Some(&selected)))
         .collect();
     let q = PimQuery::default();
     page(

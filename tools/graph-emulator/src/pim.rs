@@ -67,6 +67,10 @@ pub enum PimTarget {
     EventInstances(CalendarRef, String),
     EventCancel(CalendarRef, String),
     EventAttachments(CalendarRef, String),
+    /// `…/events/{id}/attachments/{attachment id}`.
+    EventAttachment(CalendarRef, String, String),
+    /// `…/events/{id}/attachments/createUploadSession`.
+    EventUploadSession(CalendarRef, String),
     CalendarView(CalendarRef),
 }
 
@@ -161,6 +165,10 @@ fn parse_events(cal: CalendarRef, rest: &[String]) -> Option<PimTarget> {
         [id, s] if is(s, "instances") => Some(PimTarget::EventInstances(cal, id.clone())),
         [id, s] if is(s, "cancel") => Some(PimTarget::EventCancel(cal, id.clone())),
         [id, s] if is(s, "attachments") => Some(PimTarget::EventAttachments(cal, id.clone())),
+        [id, s, action] if is(s, "attachments") && is(action, "createUploadSession") => {
+            Some(PimTarget::EventUploadSession(cal, id.clone()))
+        }
+        [id, s, aid] if is(s, "attachments") => Some(PimTarget::EventAttachment(cal, id.clone(), aid.clone())),
         _ => None,
     }
 }
@@ -189,6 +197,8 @@ pub fn kind(t: &PimTarget, m: &Method) -> &'static str {
         (PimTarget::EventInstances(..), _) => "events.instances",
         (PimTarget::EventCancel(..), _) => "events.cancel",
         (PimTarget::EventAttachments(..), _) => "events.attachments",
+        (PimTarget::EventAttachment(..), _) => "events.attachment",
+        (PimTarget::EventUploadSession(..), _) => "events.createUploadSession",
         (PimTarget::CalendarView(_), _) => "calendarView",
     }
 }

@@ -855,3 +855,111 @@ async fn a_lost_answer_retried_with_its_transaction_id_stays_one_meeting() {
     assert_eq!(emu.sent().await, (1, 0));
     assert_eq!(emu.stats().await["total"]["faults_injected"]["reset_after"], 1);
 }
+
+#[tokio::test]
+async fn an_event_takes_a_large_attachment_through_an_upload_session() {
+    let emu = Emu::start(&[]).await;
+    // A draft meeting, as the silent flow makes it: an upload sends nothing.
+    let mut draft = meeting("big attachment", &["bob@example.org"]);
+    draft["isDraft"] = json!(true);
+    let (s, created) = emu.post("/events", draft).await;
+    assert_eq!(s, 201);
+    let id = created["id"].as_str().unwrap().to_string();
+    let session_path = format!("/events/{id}/attachments/createUploadSession");
+    let session = |size: usize| json!({"AttachmentItem": {"attachmentType": "file", "name": "big.pdf", "size": size, "contentType": "application/pdf", "isInline": false}});
+
+    // The same rules as for a message: 3 MB to 150 MB.
+    refused(
+        emu.post(&session_path, session(1_000_000)).await,
+        400,
+        "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
+    );
+    refused(
+        emu.post(&session_path, session(150 * 1024 * 1024 + 1)).await,
+        400,
+        "ErrorAttachmentSizeShouldNotBeGreaterThanMaximumSize",
+    );
+
+    let size = 5 * 1024 * 1024 + 77;
+    let data: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
+    let (s, v) = emu.post(&session_path, session(size)).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["nextExpectedRanges"], json!(["0-"]));
+    let upload_url = v["uploadUrl"].as_str().unwrap().to_string();
+    let put = |from: usize, to: usize, auth: bool| {
+        let mut rb = emu
+            .http
+            .put(&upload_url)
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("bytes {from}-{to}/{size}"))
+            .body(data[from..=to].to_vec());
+        if auth {
+            rb = rb.bearer_auth(&emu.token);
+        }
+        rb.send()
+    };
+    let chunk = 12 * 320 * 1024;
+    assert_eq!(
+        put(0, chunk - 1, true).await.unwrap().status(),
+        401,
+        "no token on the upload URL"
+    );
+    assert_eq!(put(0, 4 * 1024 * 1024, false).await.unwrap().status(), 413, "over 4 MB");
+    let r = put(0, chunk - 1, false).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["nextExpectedRanges"], json!([chunk.to_string()]));
+    assert_eq!(put(0, chunk - 1, false).await.unwrap().status(), 416, "a repeat");
+    let r = put(chunk, size - 1, false).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains(&format!("Events('{id}')/Attachments('")),
+        "{location}"
+    );
+    assert!(r.bytes().await.unwrap().is_empty(), "201 with an empty body");
+    // The session ended with the final range.
+    assert_eq!(put(chunk, size - 1, false).await.unwrap().status(), 404);
+
+    // Listed on the event with its size (and without bytes when not asked).
+    let (s, list) = emu.get(&format!("/events/{id}/attachments?$select=id,name,size")).await;
+    assert_eq!(s, 200, "{list}");
+    let list = list["value"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["name"], "big.pdf");
+    assert_eq!(list[0]["size"], size);
+    assert!(list[0].get("contentBytes").is_none());
+    let aid = list[0]["id"].as_str().unwrap().to_string();
+    let (s, got) = emu.get(&format!("/events/{id}/attachments/{aid}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(got["contentType"], "application/pdf");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(got["contentBytes"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes, data);
+    let (_, ev) = emu.get(&format!("/events/{id}")).await;
+    assert_eq!(ev["hasAttachments"], true);
+    assert_eq!(emu.sent().await, (0, 0), "nothing sent for a draft's attachment");
+
+    // An id that is no event's is refused before any session is made.
+    refused(
+        emu.post(
+            "/events/AAMkAGUnknownEvent/attachments/createUploadSession",
+            session(size),
+        )
+        .await,
+        400,
+        "ErrorInvalidIdMalformed",
+    );
+
+    // An attachment can be deleted again.
+    assert_eq!(emu.delete(&format!("/events/{id}/attachments/{aid}")).await, 204);
+    let (_, list) = emu.get(&format!("/events/{id}/attachments")).await;
+    assert!(list["value"].as_array().unwrap().is_empty());
+    refused(
+        emu.get(&format!("/events/{id}/attachments/{aid}")).await,
+        404,
+        "ErrorItemNotFound",
+    );
+}
