@@ -554,6 +554,78 @@ impl Event {
 }
 
 // ---------------------------------------------------------------------------
+// Colours
+// ---------------------------------------------------------------------------
+
+/// The Outlook category an event's RFC 7986 COLOR (a CSS colour name, or
+/// `#rrggbb` as some clients write) is shown by: one of the six colour
+/// categories every new Exchange mailbox's category list holds ("Red
+/// category", ... "Purple category"), the one nearest in hue. `None` for
+/// a grey, black or white, or a value that is no colour; then the event
+/// keeps its other categories only.
+pub fn color_category(color: &str) -> Option<&'static str> {
+    let c = color.trim().to_ascii_lowercase();
+    let named = match c.as_str() {
+        "red" | "darkred" | "crimson" | "firebrick" | "indianred" | "maroon" | "tomato" | "salmon" | "lightcoral"
+        | "darksalmon" | "lightsalmon" => Some("Red category"),
+        "orange" | "darkorange" | "coral" | "orangered" | "chocolate" | "peru" | "sandybrown" | "sienna"
+        | "saddlebrown" | "brown" | "tan" | "burlywood" => Some("Orange category"),
+        "yellow" | "gold" | "khaki" | "darkkhaki" | "goldenrod" | "darkgoldenrod" | "lightyellow" | "lemonchiffon"
+        | "palegoldenrod" | "moccasin" => Some("Yellow category"),
+        "green" | "lime" | "limegreen" | "forestgreen" | "darkgreen" | "seagreen" | "mediumseagreen" | "olive"
+        | "olivedrab" | "darkolivegreen" | "yellowgreen" | "lightgreen" | "palegreen" | "springgreen"
+        | "mediumspringgreen" | "lawngreen" | "chartreuse" | "greenyellow" | "darkseagreen" => Some("Green category"),
+        "blue" | "navy" | "darkblue" | "mediumblue" | "royalblue" | "dodgerblue" | "deepskyblue" | "skyblue"
+        | "lightskyblue" | "lightblue" | "powderblue" | "steelblue" | "lightsteelblue" | "cornflowerblue"
+        | "cadetblue" | "midnightblue" | "slateblue" | "darkslateblue" | "turquoise" | "darkturquoise"
+        | "mediumturquoise" | "paleturquoise" | "aqua" | "cyan" | "darkcyan" | "lightcyan" | "teal"
+        | "lightseagreen" | "aquamarine" | "mediumaquamarine" => Some("Blue category"),
+        "purple" | "violet" | "magenta" | "fuchsia" | "orchid" | "plum" | "indigo" | "darkviolet" | "blueviolet"
+        | "mediumpurple" | "darkmagenta" | "mediumorchid" | "darkorchid" | "thistle" | "lavender" | "rebeccapurple"
+        | "pink" | "lightpink" | "hotpink" | "deeppink" | "palevioletred" | "mediumvioletred" => {
+            Some("Purple category")
+        }
+        _ => None,
+    };
+    if named.is_some() {
+        return named;
+    }
+    // #rgb or #rrggbb: by hue, unless it is nearly grey.
+    let hex = c.strip_prefix('#')?;
+    let channel = |i: usize, width: usize| {
+        let digits = hex.get(i * width..(i + 1) * width)?;
+        let v = u8::from_str_radix(digits, 16).ok()?;
+        Some(f64::from(if width == 1 { v * 17 } else { v }) / 255.0)
+    };
+    let width = match hex.len() {
+        3 => 1,
+        6 | 8 => 2,
+        _ => return None,
+    };
+    let (r, g, b) = (channel(0, width)?, channel(1, width)?, channel(2, width)?);
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    if max - min < 0.12 {
+        return None;
+    }
+    let hue = if max == r {
+        60.0 * ((g - b) / (max - min)).rem_euclid(6.0)
+    } else if max == g {
+        60.0 * ((b - r) / (max - min) + 2.0)
+    } else {
+        60.0 * ((r - g) / (max - min) + 4.0)
+    };
+    Some(match hue {
+        h if !(10.0..345.0).contains(&h) => "Red category",
+        h if h < 40.0 => "Orange category",
+        h if h < 70.0 => "Yellow category",
+        h if h < 165.0 => "Green category",
+        h if h < 255.0 => "Blue category",
+        _ => "Purple category",
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Splitting
 // ---------------------------------------------------------------------------
 
@@ -4277,5 +4349,32 @@ mod tests {
         );
         assert_eq!(v["last_modified"], "2025-03-01T09:00:00Z");
         assert_eq!(v["default_zone"], "Europe/Berlin");
+    }
+}
+
+#[cfg(test)]
+mod color_tests {
+    use super::color_category;
+
+    #[test]
+    fn colours_become_the_nearest_outlook_colour_category() {
+        for (color, want) in [
+            ("red", Some("Red category")),
+            ("Turquoise", Some("Blue category")),
+            ("gold", Some("Yellow category")),
+            ("hotpink", Some("Purple category")),
+            ("#0b8043", Some("Green category")),
+            ("#f4511e", Some("Orange category")),
+            ("#039be5", Some("Blue category")),
+            ("#8e24aa", Some("Purple category")),
+            ("#d50000", Some("Red category")),
+            ("#fc0", Some("Yellow category")),
+            ("#616161", None),
+            ("white", None),
+            ("not a colour", None),
+            ("#12345", None),
+        ] {
+            assert_eq!(color_category(color), want, "{color}");
+        }
     }
 }

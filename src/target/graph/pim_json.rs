@@ -195,8 +195,16 @@ fn event_fields(event: &Event) -> Map<String, Value> {
             _ => "normal",
         }),
     );
-    if !event.categories.is_empty() {
-        m.insert("categories".into(), json!(event.categories));
+    // The event's colour as the nearest of Outlook's colour categories,
+    // beside its own categories.
+    let mut categories = event.categories.clone();
+    if let Some(category) = event.color.as_deref().and_then(crate::transform::event::color_category)
+        && !categories.iter().any(|c| c.eq_ignore_ascii_case(category))
+    {
+        categories.push(category.to_owned());
+    }
+    if !categories.is_empty() {
+        m.insert("categories".into(), json!(categories));
     }
     // Always said, so Outlook's default reminder is not added to an event
     // that had none.
@@ -997,6 +1005,14 @@ mod tests {
             "<div>Link: <a href=\"https://example.com/a?b=1&amp;c=2\">https://example.com/a?b=1&amp;c=2</a></div>"
         ));
         assert!(html.contains("Attachment: <a href=\"https://files.example.com/deck.pdf\">"));
+    }
+
+    #[test]
+    fn an_event_colour_becomes_an_outlook_colour_category() {
+        let e = one("DTSTART:20250106T090000Z\nDURATION:PT1H\nCOLOR:turquoise\nCATEGORIES:Work");
+        assert_eq!(event_json(&e)["categories"], json!(["Work", "Blue category"]));
+        let e = one("DTSTART:20250106T090000Z\nDURATION:PT1H\nCOLOR:gray");
+        assert!(event_json(&e).get("categories").is_none());
     }
 
     #[test]
