@@ -454,7 +454,7 @@ async fn check_pim_target(pim: &Pim, user: &UserJob) -> Result<String, String> {
     } else {
         // With no name and nothing stored this only looks the calendar up.
         session
-            .ensure_collection(ItemKind::Event, "", None)
+            .ensure_collection(ItemKind::Event, "", None, None)
             .await
             .map(|_| {
                 format!(

@@ -191,15 +191,34 @@ async fn single_and_all_day_events_are_written_found_and_listed() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "Work", None).await.unwrap();
+    let cal = s.ensure_collection(ItemKind::Event, "Work", None, None).await.unwrap();
     // Found again by name (another case), and by the reference.
-    assert_eq!(s.ensure_collection(ItemKind::Event, "work", None).await.unwrap(), cal);
     assert_eq!(
-        s.ensure_collection(ItemKind::Event, "Work", Some(&cal)).await.unwrap(),
+        s.ensure_collection(ItemKind::Event, "work", None, None).await.unwrap(),
         cal
     );
-    let default = s.ensure_collection(ItemKind::Event, "", None).await.unwrap();
+    assert_eq!(
+        s.ensure_collection(ItemKind::Event, "Work", Some(&cal), None)
+            .await
+            .unwrap(),
+        cal
+    );
+    let default = s.ensure_collection(ItemKind::Event, "", None, None).await.unwrap();
     assert_ne!(default, cal);
+    // A new calendar takes the source calendar's colour, as near as
+    // Outlook's named colours go.
+    let green = s
+        .ensure_collection(ItemKind::Event, "Holidays", None, Some("#0B8043FF"))
+        .await
+        .unwrap();
+    let calendars = emu.pim().await["calendars"].clone();
+    let holidays = calendars
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == green.as_str())
+        .unwrap_or_else(|| panic!("{calendars:#}"));
+    assert_eq!(holidays["color"], "lightGreen", "{holidays:#}");
 
     let single = event(SINGLE, "k-single");
     let all_day = event(ALL_DAY, "k-allday");
@@ -248,7 +267,7 @@ async fn a_series_keeps_its_cancelled_and_changed_occurrences() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "", None).await.unwrap();
+    let cal = s.ensure_collection(ItemKind::Event, "", None, None).await.unwrap();
     let w = s.create(&cal, &event(SERIES, "k-series")).await.unwrap();
 
     let events = events_of(&emu.pim().await);
@@ -294,7 +313,10 @@ async fn meetings_are_written_and_kept_without_sending_anything() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "Meetings", None).await.unwrap();
+    let cal = s
+        .ensure_collection(ItemKind::Event, "Meetings", None, None)
+        .await
+        .unwrap();
     let item = event(&meeting("20250505T100000", "Review"), "k-meeting");
     let w = s.create(&cal, &item).await.unwrap();
     // The same create again, as after a lost answer: the same event, and
@@ -353,7 +375,7 @@ async fn appointments_are_updated_and_deleted() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "", None).await.unwrap();
+    let cal = s.ensure_collection(ItemKind::Event, "", None, None).await.unwrap();
     let w = s.create(&cal, &event(SERIES, "k-series")).await.unwrap();
     let changed = SERIES
         .replacen("SUMMARY:Standup\r\n", "SUMMARY:Daily sync\r\n", 1)
@@ -389,9 +411,14 @@ async fn contacts_keep_what_exchange_cannot_hold_in_notes_and_get_their_photo() 
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let folder = s.ensure_collection(ItemKind::Contact, "Friends", None).await.unwrap();
+    let folder = s
+        .ensure_collection(ItemKind::Contact, "Friends", None, None)
+        .await
+        .unwrap();
     assert_eq!(
-        s.ensure_collection(ItemKind::Contact, "Friends", None).await.unwrap(),
+        s.ensure_collection(ItemKind::Contact, "Friends", None, None)
+            .await
+            .unwrap(),
         folder
     );
 
@@ -476,8 +503,8 @@ async fn lost_answers_make_no_duplicates() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "", None).await.unwrap();
-    let folder = s.ensure_collection(ItemKind::Contact, "", None).await.unwrap();
+    let cal = s.ensure_collection(ItemKind::Event, "", None, None).await.unwrap();
+    let folder = s.ensure_collection(ItemKind::Contact, "", None, None).await.unwrap();
     // Exchange stores the event and the contact, and the answers are lost.
     emu.faults(json!({"fail_next": [
         {"drop": "reset_after", "count": 1, "on": "/events"},
@@ -514,7 +541,7 @@ async fn an_interrupted_silent_meeting_is_found_and_finished() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "", None).await.unwrap();
+    let cal = s.ensure_collection(ItemKind::Event, "", None, None).await.unwrap();
     // The run stops at the first PATCH after the draft was created (the
     // changed occurrence), before the meeting was made an ordinary one.
     emu.faults(json!({"fail_next": [{"status": 400, "count": 1, "on": "PATCH "}]}))
@@ -550,7 +577,7 @@ async fn a_rule_exchange_cannot_hold_becomes_single_events_under_one_id() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "", None).await.unwrap();
+    let cal = s.ensure_collection(ItemKind::Event, "", None, None).await.unwrap();
     let item = event(TWICE_DAILY, "k-pills");
     let w = s.create(&cal, &item).await.unwrap();
     let ids: Vec<&str> = w.id.split(' ').collect();
@@ -632,7 +659,7 @@ async fn an_event_attachment_over_3_mb_goes_through_an_upload_session_once() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "", None).await.unwrap();
+    let cal = s.ensure_collection(ItemKind::Event, "", None, None).await.unwrap();
     let ics = SINGLE.replace(
         "SUMMARY:Dentist\r\n",
         &format!(
@@ -682,7 +709,10 @@ async fn a_meeting_with_a_large_attachment_sends_no_invitation() {
     let emu = Emu::start();
     let target = emu.target();
     let mut s = emu.session(&target).await;
-    let cal = s.ensure_collection(ItemKind::Event, "Meetings", None).await.unwrap();
+    let cal = s
+        .ensure_collection(ItemKind::Event, "Meetings", None, None)
+        .await
+        .unwrap();
     let ics = meeting("20250505T100000", "Review").replacen(
         "SUMMARY:Review\r\n",
         &format!("SUMMARY:Review\r\n{}", attach_line("big.pdf", &file_of(BIG))),

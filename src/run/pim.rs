@@ -318,7 +318,9 @@ async fn sync_collection(
 
     let row = shared.db(|cp| cp.pim_collection(email, kind, &collection.href, &display_name))?;
     let name = if primary { "" } else { display_name.as_str() };
-    let target_ref = session.ensure_collection(kind, name, row.target_ref.as_deref()).await?;
+    let target_ref = session
+        .ensure_collection(kind, name, row.target_ref.as_deref(), collection.color.as_deref())
+        .await?;
     if row.target_ref.as_deref() != Some(target_ref.as_str()) {
         shared.db(|cp| cp.set_pim_target(row.id, &target_ref))?;
     }

@@ -185,6 +185,7 @@ impl PimSession for DavPimSession {
         kind: ItemKind,
         name: &'a str,
         known: Option<&'a str>,
+        color: Option<&'a str>,
     ) -> Pending<'a, String> {
         async move {
             let kind = dav_kind(kind);
@@ -214,7 +215,8 @@ impl PimSession for DavPimSession {
             if let Some(c) = existing {
                 return Ok(c.href.clone());
             }
-            let created = self.target.create_collection(kind, wanted, None, None).await?;
+            let color = color.filter(|_| kind == CollectionKind::Calendar);
+            let created = self.target.create_collection(kind, wanted, color, None).await?;
             let href = created.href.clone();
             self.known.insert(href.clone(), created);
             Ok(href)

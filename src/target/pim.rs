@@ -108,12 +108,15 @@ pub trait PimSession: Send {
     /// returns the target's reference to it. An empty name means the
     /// mailbox's default calendar or contact folder (where a source's
     /// primary calendar goes). `known` is the reference a previous run
-    /// stored.
+    /// stored. `color` (the source calendar's `#rrggbb[aa]`) is given to a
+    /// calendar this creates, as near as the target can show it; an
+    /// existing collection keeps its own.
     fn ensure_collection<'a>(
         &'a mut self,
         kind: ItemKind,
         name: &'a str,
         known: Option<&'a str>,
+        color: Option<&'a str>,
     ) -> Pending<'a, String>;
 
     /// Writes a new item into `collection`. Never sends anything to anyone:

@@ -590,23 +590,67 @@ pub fn color_category(color: &str) -> Option<&'static str> {
     if named.is_some() {
         return named;
     }
-    // #rgb or #rrggbb: by hue, unless it is nearly grey.
-    let hex = c.strip_prefix('#')?;
-    let channel = |i: usize, width: usize| {
-        let digits = hex.get(i * width..(i + 1) * width)?;
-        let v = u8::from_str_radix(digits, 16).ok()?;
-        Some(f64::from(if width == 1 { v * 17 } else { v }) / 255.0)
-    };
+    Some(match hue_of(&c)? {
+        Hue::Grey => return None,
+        Hue::Degrees { hue, .. } => match hue {
+            h if !(10.0..345.0).contains(&h) => "Red category",
+            h if h < 40.0 => "Orange category",
+            h if h < 70.0 => "Yellow category",
+            h if h < 165.0 => "Green category",
+            h if h < 255.0 => "Blue category",
+            _ => "Purple category",
+        },
+    })
+}
+
+/// Graph's `calendarColor` nearest to a calendar's colour (`#rrggbb`,
+/// `#rrggbbaa` as Apple's calendar-color has it, or `#rgb`): Outlook's
+/// calendars take one of ten named colours, not a hex value. `None` when
+/// the value is no colour.
+pub fn calendar_color(color: &str) -> Option<&'static str> {
+    Some(match hue_of(&color.trim().to_ascii_lowercase())? {
+        Hue::Grey => "lightGray",
+        Hue::Degrees {
+            hue,
+            lightness,
+            saturation,
+        } => match hue {
+            h if !(10.0..345.0).contains(&h) => "lightRed",
+            h if h < 40.0 && (lightness < 0.3 || saturation < 0.5) => "lightBrown",
+            h if h < 40.0 => "lightOrange",
+            h if h < 70.0 => "lightYellow",
+            h if h < 160.0 => "lightGreen",
+            h if h < 190.0 => "lightTeal",
+            h if h < 255.0 => "lightBlue",
+            _ => "lightPink",
+        },
+    })
+}
+
+/// A hex colour's hue, or that it is nearly grey.
+enum Hue {
+    Grey,
+    Degrees { hue: f64, lightness: f64, saturation: f64 },
+}
+
+/// Reads `#rgb`, `#rrggbb` or `#rrggbbaa` (alpha ignored).
+fn hue_of(color: &str) -> Option<Hue> {
+    let hex = color.strip_prefix('#')?;
     let width = match hex.len() {
         3 => 1,
         6 | 8 => 2,
         _ => return None,
     };
-    let (r, g, b) = (channel(0, width)?, channel(1, width)?, channel(2, width)?);
+    let channel = |i: usize| {
+        let digits = hex.get(i * width..(i + 1) * width)?;
+        let v = u8::from_str_radix(digits, 16).ok()?;
+        Some(f64::from(if width == 1 { v * 17 } else { v }) / 255.0)
+    };
+    let (r, g, b) = (channel(0)?, channel(1)?, channel(2)?);
     let max = r.max(g).max(b);
     let min = r.min(g).min(b);
     if max - min < 0.12 {
-        return None;
+        return Some(Hue::Grey);
     }
     let hue = if max == r {
         60.0 * ((g - b) / (max - min)).rem_euclid(6.0)
@@ -615,13 +659,11 @@ pub fn color_category(color: &str) -> Option<&'static str> {
     } else {
         60.0 * ((r - g) / (max - min) + 4.0)
     };
-    Some(match hue {
-        h if !(10.0..345.0).contains(&h) => "Red category",
-        h if h < 40.0 => "Orange category",
-        h if h < 70.0 => "Yellow category",
-        h if h < 165.0 => "Green category",
-        h if h < 255.0 => "Blue category",
-        _ => "Purple category",
+    let lightness = (max + min) / 2.0;
+    Some(Hue::Degrees {
+        hue,
+        lightness,
+        saturation: (max - min) / (1.0 - (2.0 * lightness - 1.0).abs()).max(f64::EPSILON),
     })
 }
 
@@ -4375,6 +4417,24 @@ mod color_tests {
             ("#12345", None),
         ] {
             assert_eq!(color_category(color), want, "{color}");
+        }
+    }
+
+    #[test]
+    fn calendar_colours_become_the_nearest_graph_calendar_colour() {
+        for (color, want) in [
+            ("#0B8043FF", Some("lightGreen")),
+            ("#039BE5", Some("lightBlue")),
+            ("#D50000", Some("lightRed")),
+            ("#F4511E", Some("lightOrange")),
+            ("#795548", Some("lightBrown")),
+            ("#F6BF26", Some("lightYellow")),
+            ("#009688", Some("lightTeal")),
+            ("#8E24AA", Some("lightPink")),
+            ("#616161", Some("lightGray")),
+            ("blue", None),
+        ] {
+            assert_eq!(super::calendar_color(color), want, "{color}");
         }
     }
 }

@@ -222,10 +222,11 @@ impl PimSession for GraphPimSession {
         kind: ItemKind,
         name: &'a str,
         known: Option<&'a str>,
+        color: Option<&'a str>,
     ) -> Pending<'a, String> {
         async move {
             match kind {
-                ItemKind::Event => self.ensure_calendar(name, known).await,
+                ItemKind::Event => self.ensure_calendar(name, known, color).await,
                 ItemKind::Contact => self.ensure_contact_folder(name, known).await,
                 ItemKind::Mail => Err(Error::fatal(
                     "the contacts-and-calendars target was asked for a mail folder; this is a bug in cutover",
@@ -517,7 +518,7 @@ fn hex_digest(parts: &[&[u8]]) -> String {
 // Collections
 
 impl GraphPimSession {
-    async fn ensure_calendar(&self, name: &str, known: Option<&str>) -> Result<String> {
+    async fn ensure_calendar(&self, name: &str, known: Option<&str>, color: Option<&str>) -> Result<String> {
         if let Some(k) = known {
             let url = format!("{}/calendars/{}?$select=id", self.users, seg(k));
             match self.get_json(url, "check calendar").await {
@@ -549,7 +550,15 @@ impl GraphPimSession {
                 "Graph listed no default calendar for this mailbox; check that the app has the application permission Calendars.ReadWrite with admin consent",
             ));
         }
-        self.create_folder("calendars", "name", "calendar", wanted).await
+        // The source calendar's colour as the nearest of Outlook's calendar
+        // colours (Graph takes a named one, not a hex value).
+        let extra: Vec<(&str, Value)> = color
+            .and_then(crate::transform::event::calendar_color)
+            .map(|c| ("color", Value::from(c)))
+            .into_iter()
+            .collect();
+        self.create_folder("calendars", "name", "calendar", wanted, &extra)
+            .await
     }
 
     async fn ensure_contact_folder(&self, name: &str, known: Option<&str>) -> Result<String> {
@@ -578,7 +587,7 @@ impl GraphPimSession {
         if let Some(id) = found.first().and_then(|f| f.get("id")).and_then(Value::as_str) {
             return Ok(id.to_owned());
         }
-        self.create_folder("contactFolders", "displayName", "contact folder", wanted)
+        self.create_folder("contactFolders", "displayName", "contact folder", wanted, &[])
             .await
     }
 
@@ -587,11 +596,21 @@ impl GraphPimSession {
     /// it in messages. One that exists already (under another case, made
     /// meanwhile by another session or by a lost answer) is found in the
     /// whole list, names compared as Exchange compares them.
-    async fn create_folder(&self, collection: &str, name_field: &str, noun: &str, wanted: &str) -> Result<String> {
+    async fn create_folder(
+        &self,
+        collection: &str,
+        name_field: &str,
+        noun: &str,
+        wanted: &str,
+        extra: &[(&str, Value)],
+    ) -> Result<String> {
         let what = format!("create {noun} {wanted}");
         let url = format!("{}/{collection}", self.users);
         let mut body = Map::new();
         body.insert(name_field.to_owned(), Value::from(wanted));
+        for (field, value) in extra {
+            body.insert((*field).to_owned(), value.clone());
+        }
         match self
             .send_json(Method::POST, url, &Value::Object(body), &what, false)
             .await
