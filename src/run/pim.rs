@@ -9,7 +9,10 @@
 //! since the stored sync token (with the stored ETags, for servers without
 //! `sync-collection`), read the changed items and write each one, recorded
 //! in the state DB around the write ([`PimRecord::Writing`] before,
-//! `Written` once the target confirmed), as mail is. The sync token is
+//! `Written` once the target confirmed), as mail is. Up to the session's
+//! [`PimSession::parallel_writes`] items are written at once (each item's
+//! own requests in order): with Exchange's round trips, one item at a time
+//! would leave half the mailbox's request budget unused. The sync token is
 //! stored only when every change of the listing was handled, so a run cut
 //! short lists the same changes again.
 //!
@@ -19,7 +22,10 @@
 //! calendar and every address book goes to a collection of its display
 //! name, created when missing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
 use crate::checkpoint::{PimItem, PimRecord, PimState};
 use crate::dav::{Collection, FetchOutcome};
@@ -28,6 +34,7 @@ use crate::event::PimFinished;
 use crate::model::ItemKind;
 use crate::roster::UserJob;
 use crate::source::pim::PimSource;
+use crate::target::Pending;
 use crate::target::pim::{PimContent, PimSession, PimUpload, item_key};
 use crate::transform::{contact::split_vcards, event::split_calendar};
 
@@ -351,48 +358,68 @@ async fn sync_collection(
         .collect();
     let mut all_handled = true;
     let mut removed: Vec<String> = changes.removed.clone();
-    // Read and written a batch at a time: memory holds one batch of items
-    // whatever the collection's size, and a stop takes effect between
-    // batches (the sync token is then not stored, so the next run lists
-    // the rest again).
-    for batch in hrefs.chunks(FETCH_BATCH) {
-        if shared.stop.stopped() {
-            return Ok(false);
+    // Read a batch at a time and written up to `parallel_writes` items at
+    // once: memory holds about one batch of items whatever the
+    // collection's size, the next batch is read while the last items of
+    // the one before are still being written, and a stop takes effect
+    // between batches (the items in flight finish; the sync token is then
+    // not stored, so the next run lists the rest again).
+    let writer: &(dyn PimSession + 'static) = session;
+    let parallel = writer.parallel_writes().max(1);
+    let context = CollectionWrite {
+        collection_id: row.id,
+        target_ref: &target_ref,
+        kind,
+        email,
+        source_ref: &collection.href,
+        items: &items,
+        listed_etag: &listed_etag,
+    };
+    let mut batches = hrefs.chunks(FETCH_BATCH);
+    let mut fetching: Option<Pending<'_, Vec<FetchOutcome>>> = None;
+    let mut fetched: VecDeque<FetchOutcome> = VecDeque::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut stopped = false;
+    loop {
+        while in_flight.len() < parallel
+            && let Some(outcome) = fetched.pop_front()
+        {
+            in_flight.push(handle(shared, writer, &context, outcome));
         }
-        for outcome in source.fetch(collection, batch).await? {
-            match outcome {
-                FetchOutcome::Gone { href } => removed.push(href),
-                FetchOutcome::Failed { href, error } => {
-                    let version = listed_etag.get(href.as_str()).copied().unwrap_or_default();
-                    tracing::warn!(user = %email, item = %href, "cannot read it from the source: {error}");
-                    fail(shared, row.id, &href, "", version, &error.message)?;
-                    stats.failed += 1;
-                }
-                FetchOutcome::Found(item) => {
-                    let version = item
-                        .etag
-                        .clone()
-                        .unwrap_or_else(|| format!("sha256:{}", item_key("", "", &item.body)));
-                    let prior = items.get(&item.href);
-                    let handled = write_item(
-                        shared,
-                        session,
-                        row.id,
-                        &target_ref,
-                        kind,
-                        email,
-                        &collection.href,
-                        &item.href,
-                        &item.body,
-                        &version,
-                        prior,
-                        stats,
-                    )
-                    .await?;
-                    all_handled &= handled;
-                }
+        // The next batch is read as soon as the last item of this one is
+        // being written.
+        if fetched.is_empty()
+            && fetching.is_none()
+            && !stopped
+            && let Some(batch) = batches.next()
+        {
+            if shared.stop.stopped() {
+                stopped = true;
+            } else {
+                fetching = Some(source.fetch(collection, batch).boxed());
             }
         }
+        if in_flight.is_empty() && fetching.is_none() {
+            break;
+        }
+        tokio::select! {
+            Some(handled) = in_flight.next(), if !in_flight.is_empty() => match handled? {
+                Handled::Written => stats.written += 1,
+                Handled::Unchanged => {}
+                Handled::Failed { for_good } => {
+                    stats.failed += 1;
+                    all_handled &= for_good;
+                }
+                Handled::Gone(href) => removed.push(href),
+            },
+            batch = async { fetching.as_mut().expect("polled only while a read is pending").await }, if fetching.is_some() => {
+                fetching = None;
+                fetched.extend(batch?);
+            }
+        }
+    }
+    if stopped {
+        return Ok(false);
     }
     // Gone from the source this run (a removed item seen before).
     let newly_gone: Vec<&PimItem> = removed
@@ -500,33 +527,112 @@ fn fail(shared: &Shared, collection_id: i64, href: &str, uid: &str, version: &st
     })
 }
 
-/// Writes one item read from the source. `Ok(false)`: a passing failure,
-/// recorded without its version so the next run reads the item again.
-#[allow(clippy::too_many_arguments)]
+/// What became of one item of a listing.
+enum Handled {
+    Written,
+    /// The target already holds this version.
+    Unchanged,
+    /// Not copied; `for_good` unless the failure was a passing one (then
+    /// recorded without its version, so the next run reads it again, and
+    /// the collection's sync token is not stored).
+    Failed {
+        for_good: bool,
+    },
+    /// Gone from the source between the listing and the read.
+    Gone(String),
+}
+
+/// What every item of one collection is written with.
+struct CollectionWrite<'a> {
+    collection_id: i64,
+    target_ref: &'a str,
+    kind: ItemKind,
+    email: &'a str,
+    source_ref: &'a str,
+    /// The state DB's rows of the collection, by source href.
+    items: &'a HashMap<String, PimItem>,
+    /// The ETag the listing gave each changed item.
+    listed_etag: &'a BTreeMap<&'a str, &'a str>,
+}
+
+/// Settles one read outcome: records a failed read, passes on a vanished
+/// item, writes a found one.
+async fn handle(
+    shared: &Shared,
+    writer: &(dyn PimSession + 'static),
+    context: &CollectionWrite<'_>,
+    outcome: FetchOutcome,
+) -> Result<Handled, Error> {
+    match outcome {
+        FetchOutcome::Gone { href } => Ok(Handled::Gone(href)),
+        FetchOutcome::Failed { href, error } => {
+            let version = context.listed_etag.get(href.as_str()).copied().unwrap_or_default();
+            tracing::warn!(user = %context.email, item = %href, "cannot read it from the source: {error}");
+            fail(shared, context.collection_id, &href, "", version, &error.message)?;
+            Ok(Handled::Failed { for_good: true })
+        }
+        FetchOutcome::Found(item) => {
+            let version = item
+                .etag
+                .clone()
+                .unwrap_or_else(|| format!("sha256:{}", item_key("", "", &item.body)));
+            let write = ItemWrite {
+                collection_id: context.collection_id,
+                target_ref: context.target_ref,
+                kind: context.kind,
+                email: context.email,
+                source_ref: context.source_ref,
+                href: &item.href,
+                body: &item.body,
+                version: &version,
+                prior: context.items.get(&item.href),
+            };
+            write_item(shared, writer, write).await
+        }
+    }
+}
+
+/// One item read from the source, to be written.
+struct ItemWrite<'a> {
+    collection_id: i64,
+    target_ref: &'a str,
+    kind: ItemKind,
+    email: &'a str,
+    source_ref: &'a str,
+    href: &'a str,
+    body: &'a str,
+    version: &'a str,
+    prior: Option<&'a PimItem>,
+}
+
+/// Writes one item read from the source, recorded `Writing` before and
+/// `Written` once the target confirmed it. Several run at once; each
+/// touches only its own item's row.
 async fn write_item(
     shared: &Shared,
-    session: &mut (dyn PimSession + 'static),
-    collection_id: i64,
-    target_ref: &str,
-    kind: ItemKind,
-    email: &str,
-    source_ref: &str,
-    href: &str,
-    body: &str,
-    version: &str,
-    prior: Option<&PimItem>,
-    stats: &mut PimStats,
-) -> Result<bool, Error> {
+    session: &(dyn PimSession + 'static),
+    item: ItemWrite<'_>,
+) -> Result<Handled, Error> {
+    let ItemWrite {
+        collection_id,
+        target_ref,
+        kind,
+        email,
+        source_ref,
+        href,
+        body,
+        version,
+        prior,
+    } = item;
     if prior.is_some_and(|p| p.state == PimState::Written && p.written_version.as_deref() == Some(version)) {
-        return Ok(true);
+        return Ok(Handled::Unchanged);
     }
     let (uid, content) = match parse(kind, body) {
         Ok(parsed) => parsed,
         Err(reason) => {
             tracing::warn!(user = %email, item = %href, "not copied: {reason}");
             fail(shared, collection_id, href, "", version, &reason)?;
-            stats.failed += 1;
-            return Ok(true);
+            return Ok(Handled::Failed { for_good: true });
         }
     };
     let upload = PimUpload {
@@ -567,8 +673,7 @@ async fn write_item(
                     notes: notes.clone(),
                 }])
             })?;
-            stats.written += 1;
-            Ok(true)
+            Ok(Handled::Written)
         }
         // The mailbox cannot go on: the row stays `Writing`, so the next
         // run looks the item up before writing it.
@@ -584,8 +689,7 @@ async fn write_item(
                 if passing { "" } else { version },
                 &e.message,
             )?;
-            stats.failed += 1;
-            Ok(!passing)
+            Ok(Handled::Failed { for_good: !passing })
         }
     }
 }

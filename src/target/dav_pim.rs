@@ -91,6 +91,10 @@ fn dav_kind(kind: ItemKind) -> CollectionKind {
     }
 }
 
+/// Items written at once to one account: a few, as CalDAV/CardDAV clients
+/// do, without crowding the server.
+const PARALLEL_WRITES: usize = 4;
+
 /// Items read back at once by `list`: bodies are parsed and dropped batch
 /// by batch, so a large collection is not held as text.
 const LIST_BATCH: usize = 100;
@@ -180,6 +184,10 @@ impl DavPimSession {
 }
 
 impl PimSession for DavPimSession {
+    fn parallel_writes(&self) -> usize {
+        PARALLEL_WRITES
+    }
+
     fn ensure_collection<'a>(
         &'a mut self,
         kind: ItemKind,
@@ -224,7 +232,7 @@ impl PimSession for DavPimSession {
         .boxed()
     }
 
-    fn create<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
+    fn create<'a>(&'a self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
         async move {
             let c = self.collection(collection)?.clone();
             let (uid, text) = uid_and_text(item);
@@ -237,7 +245,7 @@ impl PimSession for DavPimSession {
         .boxed()
     }
 
-    fn update<'a>(&'a mut self, collection: &'a str, id: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
+    fn update<'a>(&'a self, collection: &'a str, id: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
         async move {
             let kind = self.collection(collection)?.kind;
             let (_, text) = uid_and_text(item);
@@ -255,7 +263,7 @@ impl PimSession for DavPimSession {
         .boxed()
     }
 
-    fn find<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, Option<String>> {
+    fn find<'a>(&'a self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, Option<String>> {
         async move {
             let href = self.href_of(collection, item)?;
             Ok(self.target.etag_of(&href).await?.map(|_| href))
@@ -263,7 +271,7 @@ impl PimSession for DavPimSession {
         .boxed()
     }
 
-    fn delete<'a>(&'a mut self, _kind: ItemKind, _collection: &'a str, id: &'a str) -> Pending<'a, ()> {
+    fn delete<'a>(&'a self, _kind: ItemKind, _collection: &'a str, id: &'a str) -> Pending<'a, ()> {
         async move {
             match self.target.etag_of(id).await? {
                 Some(etag) => self.target.delete(id, &etag).await,

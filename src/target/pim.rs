@@ -103,7 +103,15 @@ pub trait PimTarget: Send + Sync {
 }
 
 /// Writes one mailbox's contacts and events.
-pub trait PimSession: Send {
+pub trait PimSession: Send + Sync {
+    /// How many items may be written at once (each with its own `create`,
+    /// `update`, `find` or `delete`): a mailbox's writes overlap up to
+    /// this, so that the target's round trips do not leave its request
+    /// budget unused. Each item's own requests stay in order.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
+
     /// Makes sure a calendar or contact folder named `name` exists and
     /// returns the target's reference to it. An empty name means the
     /// mailbox's default calendar or contact folder (where a source's
@@ -121,7 +129,7 @@ pub trait PimSession: Send {
 
     /// Writes a new item into `collection`. Never sends anything to anyone:
     /// a meeting is written without invitations.
-    fn create<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten>;
+    fn create<'a>(&'a self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten>;
 
     /// Replaces what an earlier write left (`id`) with `item`; returns the
     /// item's id afterwards (a target may replace it). An id the target no
@@ -129,15 +137,15 @@ pub trait PimSession: Send {
     /// without sending messages (a sent meeting's time, attendees or place
     /// in Exchange) is refused (`ErrorKind::Refused`, with why): the item
     /// stays as first written.
-    fn update<'a>(&'a mut self, collection: &'a str, id: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten>;
+    fn update<'a>(&'a self, collection: &'a str, id: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten>;
 
     /// Looks for an item an interrupted run may have written, by its key.
-    fn find<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, Option<String>>;
+    fn find<'a>(&'a self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, Option<String>>;
 
     /// Deletes an item written before; one already gone is not an error.
     /// Never sends a cancellation: a sent meeting is kept and the delete
     /// refused (`ErrorKind::Refused`, with why).
-    fn delete<'a>(&'a mut self, kind: ItemKind, collection: &'a str, id: &'a str) -> Pending<'a, ()>;
+    fn delete<'a>(&'a self, kind: ItemKind, collection: &'a str, id: &'a str) -> Pending<'a, ()>;
 
     /// Read-only listing of a collection for `verify`; a collection that
     /// does not exist is an empty list.

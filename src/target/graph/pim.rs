@@ -217,6 +217,13 @@ struct Found {
 }
 
 impl PimSession for GraphPimSession {
+    /// As many items as the mailbox may have requests in flight: Exchange
+    /// Online counts concurrency per mailbox, and the mailbox's limits
+    /// hold every request to it anyway.
+    fn parallel_writes(&self) -> usize {
+        self.inner.settings.max_concurrent_requests
+    }
+
     fn ensure_collection<'a>(
         &'a mut self,
         kind: ItemKind,
@@ -236,7 +243,7 @@ impl PimSession for GraphPimSession {
         .boxed()
     }
 
-    fn create<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
+    fn create<'a>(&'a self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
         async move {
             match &item.content {
                 PimContent::Event(o) => self.write_event(collection, &item.key, o, None).await,
@@ -246,7 +253,7 @@ impl PimSession for GraphPimSession {
         .boxed()
     }
 
-    fn update<'a>(&'a mut self, collection: &'a str, id: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
+    fn update<'a>(&'a self, collection: &'a str, id: &'a str, item: &'a PimUpload) -> Pending<'a, PimWritten> {
         async move {
             match &item.content {
                 PimContent::Event(o) => self.update_event(collection, id, &item.key, o).await,
@@ -256,7 +263,7 @@ impl PimSession for GraphPimSession {
         .boxed()
     }
 
-    fn find<'a>(&'a mut self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, Option<String>> {
+    fn find<'a>(&'a self, collection: &'a str, item: &'a PimUpload) -> Pending<'a, Option<String>> {
         async move {
             match &item.content {
                 PimContent::Event(o) => self.find_event(collection, &item.key, o).await,
@@ -266,7 +273,7 @@ impl PimSession for GraphPimSession {
         .boxed()
     }
 
-    fn delete<'a>(&'a mut self, kind: ItemKind, _collection: &'a str, id: &'a str) -> Pending<'a, ()> {
+    fn delete<'a>(&'a self, kind: ItemKind, _collection: &'a str, id: &'a str) -> Pending<'a, ()> {
         async move {
             match kind {
                 ItemKind::Event => self.delete_event(id).await,
