@@ -19,6 +19,12 @@
 //! rather than as a partial user after the mail was copied. The target
 //! side is opened too; for Graph its default calendar is looked up, which
 //! is read-only and needs the same permission as writing events.
+//!
+//! For a label-based source whose labels become categories, the target's
+//! category list is read (Graph: Outlook's master category list, which
+//! needs MailboxSettings.Read; a migrate adds to it with
+//! MailboxSettings.ReadWrite): a refusal is a warning naming the
+//! permission, since mail is copied without it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -152,6 +158,10 @@ pub struct SourceCheck {
     /// Messages beyond the newest `max_items`: skipped by a migrate.
     pub over_item_cap: u64,
     pub sample: Option<Sample>,
+    /// A label-based source in categories mode: a migrate sets labels as
+    /// categories (and registers them with the target).
+    #[serde(skip)]
+    pub labels_as_categories: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -341,6 +351,18 @@ async fn check_user(ctx: &Ctx, user: &UserJob) -> UserCheck {
                 }
             }
             session.close().await;
+            // Labels become categories: Outlook lists them only once the
+            // target's category list holds them, which needs a permission
+            // of its own (Graph: reading the list is all that is tried).
+            if out.source.as_ref().is_some_and(|s| s.labels_as_categories) {
+                match ctx.target.register_labels(&user.target_login(), &[]).await {
+                    Ok(Some(note)) => out.warnings.push(format!("target: {note}")),
+                    Ok(None) => {}
+                    Err(e) => out.warnings.push(format!(
+                        "target: the category list cannot be read ({e}); labels are set on the messages all the same"
+                    )),
+                }
+            }
             out.target = Some(check);
         }
         Err(e) => out.problems.push(format!(
@@ -512,6 +534,8 @@ async fn check_source(ctx: &Ctx, session: &mut Session) -> Result<SourceCheck, E
     // not counted once per label.
     let roles: Vec<_> = folders.iter().map(|f| f.role).collect();
     let counted = ctx.scope.counted_folders(&roles, session.has_gmail_extensions());
+    out.labels_as_categories = crate::labels::label_based(roles.iter().copied(), session.has_gmail_extensions())
+        && ctx.scope.labels.mode == crate::labels::LabelMode::Categories;
     for (fc, counted) in out.folders.iter().zip(counted) {
         if !fc.excluded && counted {
             out.messages += fc.messages;

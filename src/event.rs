@@ -90,6 +90,35 @@ pub enum Event {
         bytes: u64,
         interrupted: bool,
     },
+    /// `migrate --every`: pass `pass` (1 for the first) starts; its
+    /// `run_started` … `run_finished` follow. Times are Unix seconds.
+    PassStarted {
+        pass: u64,
+        every_seconds: u64,
+        started_at: i64,
+    },
+    /// `migrate --every`: the pass is over; `outcome` is "done",
+    /// "partial" or "interrupted".
+    PassFinished {
+        pass: u64,
+        outcome: String,
+        started_at: i64,
+        finished_at: i64,
+    },
+    /// `migrate --every`: pass `pass` starts at `at`, `in_seconds` from now
+    /// (0 when the last pass took longer than the interval).
+    NextPass {
+        pass: u64,
+        at: i64,
+        in_seconds: u64,
+    },
+    /// `migrate --every`: the loop ends after `passes` passes, stopped by a
+    /// signal between passes (`while_waiting`: the last pass's outcome
+    /// stands) or during a pass (that pass was interrupted).
+    PassesStopped {
+        passes: u64,
+        while_waiting: bool,
+    },
 }
 
 /// Where events go. Cheap to clone; sending never blocks the pipeline.

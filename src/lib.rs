@@ -10,9 +10,10 @@
 //! Around the migration, operator commands build the same way and decide
 //! scope the same way: [`check`] before (can every user log in, how much is
 //! there, how long will it take), [`verify`] after (does the target hold
-//! everything in scope), [`bench`] to size the source, and [`report`] for
+//! everything in scope), [`bench`] to size the source, [`report`] for
 //! the record (per-user statistics, every skipped or failed message,
-//! CSV/JSON/HTML). ARCHITECTURE.md has the map.
+//! CSV/JSON/HTML), and [`serve`] to watch it live in a browser (a
+//! read-only dashboard over the state DB). ARCHITECTURE.md has the map.
 
 pub mod bench;
 pub mod build;
@@ -25,7 +26,9 @@ pub mod event;
 pub mod headers;
 pub mod http;
 pub mod imap;
+pub mod init;
 pub mod labels;
+pub mod manpage;
 pub mod model;
 pub mod oauth;
 pub mod pace;
@@ -36,6 +39,7 @@ pub mod roster;
 pub mod run;
 pub mod scope;
 pub mod secret;
+pub mod serve;
 pub mod settings;
 pub mod shard;
 pub mod source;

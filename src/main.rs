@@ -1,16 +1,16 @@
 //! Entry point: parse arguments, build values, hand them to `run`, turn the
 //! outcome into an exit code (0 done, 1 partial, 2 could not start, 130
-//! interrupted).
+//! interrupted; with `migrate --every`, the last pass's).
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-use cutover::cli::{Cli, Command, ReportFormat, Shell, UsersReport};
+use clap::Parser;
+use cutover::cli::{Cli, Command, InitSource, InitTarget, ReportFormat, Shell, UsersReport};
 use cutover::event::Events;
 use cutover::progress::{self, Mode};
 use cutover::run::{self, Outcome, StopFlag};
 use cutover::shard::Shard;
-use cutover::{check, report, roster, settings, status, verify};
+use cutover::{check, init, report, roster, settings, status, verify};
 use std::io::IsTerminal;
 
 fn main() -> ExitCode {
@@ -40,6 +40,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             force_deletions,
             shard,
             state,
+            every,
         } => {
             let (mut settings, users) = match load_both(&config, &users, shard) {
                 Ok(v) => v,
@@ -69,14 +70,28 @@ async fn dispatch(cli: Cli) -> ExitCode {
             let display = progress::spawn(mode, rx);
             let stop = StopFlag::default();
             let signals = stop.clone();
+            let looping = every.is_some();
             tokio::spawn(async move {
                 wait_for_signal().await;
-                eprintln!("stopping: finishing what is in flight and saving the checkpoint (signal again to force)");
+                if looping {
+                    eprintln!(
+                        "stopping: no further pass; a pass under way finishes what is in flight and saves the checkpoint (signal again to force)"
+                    );
+                } else {
+                    eprintln!(
+                        "stopping: finishing what is in flight and saving the checkpoint (signal again to force)"
+                    );
+                }
                 signals.stop();
                 wait_for_signal().await;
                 std::process::exit(130);
             });
-            let outcome = run::migrate(migration, users, events, stop, dry_run).await;
+            // A stop ends the wait between `--every` passes at once; during a
+            // pass it stops that pass as it stops any run.
+            let outcome = match every {
+                Some(every) => run::migrate_every(migration, users, events, stop, every).await,
+                None => run::migrate(migration, users, events, stop, dry_run).await,
+            };
             let _ = display.await;
             match outcome {
                 Ok(Outcome::Done) => ExitCode::SUCCESS,
@@ -192,15 +207,78 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Init {
+            source,
+            target,
+            dir,
+            force,
+        } => {
+            let source = match source {
+                InitSource::Gmail => init::Source::Gmail,
+                InitSource::ExchangeImap => init::Source::ExchangeImap,
+                InitSource::Imap => init::Source::Imap,
+                InitSource::Takeout => init::Source::Takeout,
+            };
+            let target = match target {
+                InitTarget::Graph => init::Target::Graph,
+                InitTarget::Imap => init::Target::Imap,
+                InitTarget::Maildir => init::Target::Maildir,
+            };
+            match init::write(&dir, source, target, force) {
+                Ok(written) => {
+                    print!("{}", init::next_steps(&written, source, target));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Serve {
+            config,
+            listen,
+            state,
+            token_file,
+        } => {
+            let state_path = match (state, config) {
+                (Some(s), _) => s,
+                (None, Some(config)) => match settings::load_state_path(&config) {
+                    Ok(s) => s,
+                    Err(e) => return fail(&e),
+                },
+                (None, None) => return fail(&"give --config (for its [state] path) or --state"),
+            };
+            let options = cutover::serve::Options {
+                state_path,
+                listen,
+                token_file,
+            };
+            match cutover::serve::serve(options).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Completions { shell } => {
             let shell = match shell {
                 Shell::Bash => clap_complete::Shell::Bash,
                 Shell::Zsh => clap_complete::Shell::Zsh,
                 Shell::Fish => clap_complete::Shell::Fish,
             };
-            clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut cutover::cli::for_completions(),
+                "cutover",
+                &mut std::io::stdout(),
+            );
             ExitCode::SUCCESS
         }
+        Command::Manpage { dir } => match cutover::manpage::write_all(&dir) {
+            Ok(pages) => {
+                for page in pages {
+                    eprintln!("wrote {}", page.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("cannot write the man pages into {}: {e}", dir.display())),
+        },
     }
 }
 

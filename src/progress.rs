@@ -99,6 +99,9 @@ pub struct Board {
     /// finished with them (`[contacts_calendars]`).
     pim: Option<PimFinished>,
     active: BTreeMap<String, Active>,
+    /// `migrate --every`: "pass N finished in …", said together with
+    /// what comes next (the next pass, or the stop).
+    finished_pass: Option<String>,
 }
 
 impl Board {
@@ -116,6 +119,7 @@ impl Board {
             failed: 0,
             pim: None,
             active: BTreeMap::new(),
+            finished_pass: None,
         }
     }
 
@@ -269,6 +273,36 @@ impl Board {
                 })
             }
             Event::RunFinished { .. } => None,
+            Event::PassStarted {
+                pass, every_seconds, ..
+            } => Some(format!(
+                "pass {pass} started (syncing every {})",
+                every_words(*every_seconds)
+            )),
+            Event::PassFinished {
+                pass,
+                outcome,
+                started_at,
+                finished_at,
+            } => {
+                self.finished_pass = Some(format!(
+                    "pass {pass} finished in {}: {outcome}",
+                    wait_words((finished_at - started_at).max(0) as u64)
+                ));
+                None
+            }
+            Event::NextPass { at, in_seconds, .. } => {
+                let next = format!("next pass at {} (in {})", local_clock(*at), wait_words(*in_seconds));
+                Some(match self.finished_pass.take() {
+                    Some(finished) => format!("{finished}; {next}"),
+                    None => next,
+                })
+            }
+            Event::PassesStopped { passes, while_waiting } => Some(match self.finished_pass.take() {
+                Some(finished) => format!("{finished}; stopped, no further pass"),
+                None if *while_waiting => format!("stopped while waiting for pass {}; no further pass", passes + 1),
+                None => "stopped; no further pass".to_owned(),
+            }),
         }
     }
 
@@ -443,6 +477,9 @@ pub fn spawn(mode: Mode, mut rx: UnboundedReceiver<Event>) -> tokio::task::JoinH
     tokio::spawn(async move {
         let mut board = Board::new(Instant::now());
         let mut bars = (mode == Mode::Bar).then(Bars::new);
+        // `migrate --every`: each pass is shown as a run of its own, closed
+        // by its summary; nothing is redrawn while the next one is waited for.
+        let mut summarized = false;
         let every = if mode == Mode::Bar { BAR_TICK } else { PLAIN_EVERY };
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -459,7 +496,7 @@ pub fn spawn(mode: Mode, mut rx: UnboundedReceiver<Event>) -> tokio::task::JoinH
             let Some(event) = event else {
                 match (&mut bars, mode) {
                     (Some(bars), _) => bars.draw(&board, now),
-                    (None, Mode::Plain) if board.users > 0 => print_plain(&board, now),
+                    (None, Mode::Plain) if board.users > 0 && !summarized => print_plain(&board, now),
                     _ => {}
                 }
                 continue;
@@ -470,6 +507,25 @@ pub fn spawn(mode: Mode, mut rx: UnboundedReceiver<Event>) -> tokio::task::JoinH
                 let _ = out.write_all(b"\n");
                 continue;
             }
+            match &event {
+                Event::PassStarted { .. } => {
+                    board = Board::new(now);
+                    summarized = false;
+                    if mode == Mode::Bar && bars.is_none() {
+                        bars = Some(Bars::new());
+                    }
+                }
+                Event::PassFinished { .. } => {
+                    if let Some(b) = bars.take() {
+                        b.finish();
+                    }
+                    if mode == Mode::Plain || mode == Mode::Bar {
+                        eprintln!("{}", board.summary(now));
+                    }
+                    summarized = true;
+                }
+                _ => {}
+            }
             let note = board.apply(&event, now);
             match (&mut bars, mode) {
                 (Some(bars), _) => {
@@ -478,7 +534,7 @@ pub fn spawn(mode: Mode, mut rx: UnboundedReceiver<Event>) -> tokio::task::JoinH
                     }
                     bars.draw(&board, now);
                 }
-                (None, Mode::Plain) => {
+                (None, Mode::Plain | Mode::Bar) => {
                     if let Some(n) = note {
                         eprintln!("{n}");
                     }
@@ -489,7 +545,7 @@ pub fn spawn(mode: Mode, mut rx: UnboundedReceiver<Event>) -> tokio::task::JoinH
         if let Some(bars) = bars {
             bars.finish();
         }
-        if mode == Mode::Plain || mode == Mode::Bar {
+        if (mode == Mode::Plain || mode == Mode::Bar) && !summarized {
             eprintln!("{}", board.summary(Instant::now()));
         }
     })
@@ -520,6 +576,40 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 /// "45s", "12m 05s", "3h 20m": precise enough for a progress line.
+/// An interval as `--every` takes it: "30m", "2h", "1h30m", "45s".
+pub fn every_words(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() { "0s".to_owned() } else { out }
+}
+
+/// A wait in whole seconds: "12s", "29m 12s", "2h 05m 00s".
+pub fn wait_words(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// A Unix time as this machine's clock shows it (HH:MM:SS, local time,
+/// as cron and `date` use).
+pub fn local_clock(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .with_timezone(&chrono::Local)
+        .format("%H:%M:%S")
+        .to_string()
+}
+
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s < 60 {
@@ -761,5 +851,67 @@ mod tests {
         let t0 = Instant::now();
         let board = Board::new(t0);
         assert!(board.overall_line(at(t0, 3)).ends_with("ETA -"));
+    }
+
+    /// `migrate --every`: a pass's end is said with what comes next.
+    #[test]
+    fn a_finished_pass_says_when_the_next_one_starts() {
+        let t0 = Instant::now();
+        let mut board = Board::new(t0);
+        let started = Event::PassStarted {
+            pass: 4,
+            every_seconds: 1800,
+            started_at: 1_000,
+        };
+        assert_eq!(
+            board.apply(&started, t0).as_deref(),
+            Some("pass 4 started (syncing every 30m)")
+        );
+        let finished = Event::PassFinished {
+            pass: 4,
+            outcome: "done".into(),
+            started_at: 1_000,
+            finished_at: 1_048,
+        };
+        assert_eq!(board.apply(&finished, t0), None, "said with the next pass");
+        let next = Event::NextPass {
+            pass: 5,
+            at: 2_800,
+            in_seconds: 1752,
+        };
+        let line = board.apply(&next, t0).unwrap();
+        let clock = local_clock(2_800);
+        assert_eq!(
+            line,
+            format!("pass 4 finished in 48s: done; next pass at {clock} (in 29m 12s)")
+        );
+        let stopped = Event::PassesStopped {
+            passes: 4,
+            while_waiting: true,
+        };
+        assert_eq!(
+            board.apply(&stopped, t0).as_deref(),
+            Some("stopped while waiting for pass 5; no further pass")
+        );
+        board.apply(&finished, t0);
+        let cut = Event::PassesStopped {
+            passes: 4,
+            while_waiting: false,
+        };
+        assert_eq!(
+            board.apply(&cut, t0).as_deref(),
+            Some("pass 4 finished in 48s: done; stopped, no further pass")
+        );
+    }
+
+    #[test]
+    fn intervals_and_waits_in_words() {
+        assert_eq!(every_words(1800), "30m");
+        assert_eq!(every_words(5400), "1h30m");
+        assert_eq!(every_words(90), "1m30s");
+        assert_eq!(every_words(2), "2s");
+        assert_eq!(wait_words(1752), "29m 12s");
+        assert_eq!(wait_words(7), "7s");
+        assert_eq!(wait_words(7505), "2h 05m 05s");
     }
 }

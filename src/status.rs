@@ -1,15 +1,19 @@
 //! `cutover status`: what the checkpoint says about every user, as a table
 //! for people or one JSON document for tools: per user its figures, what
-//! its last sync did and (JSON) every sync; the syncs summed per pass.
+//! its last sync did and (JSON) every sync; the syncs summed per pass; and,
+//! while a `migrate --every` loop runs on a state DB, when its next pass
+//! comes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, PimCounts, ProblemItem, SyncCounts, UserStatus};
+use crate::checkpoint::{
+    Checkpoint, CheckpointError, PimCounts, ProblemItem, Schedule, SyncCounts, UserStatus, format_time,
+};
 use crate::model::ItemKind;
-use crate::progress::human_bytes;
+use crate::progress::{every_words, human_bytes, wait_words};
 use crate::report::{SyncPass, SyncReport, sync_passes};
 
 #[derive(Serialize)]
@@ -21,6 +25,10 @@ pub struct StatusReport {
     pub passes: Vec<SyncPass>,
     /// The state DBs this view was made from (one per shard).
     pub state_dbs: Vec<String>,
+    /// The `migrate --every` loops running on these state DBs; absent when
+    /// none runs (a loop that died without cleaning up is not shown).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleEntry>,
     /// Problems with the merge (an unreadable DB, a user found in two
     /// shards' DBs); empty when all is well.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -82,6 +90,53 @@ impl PimFigures {
     }
 }
 
+/// A `migrate --every` loop as `status` shows it.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleEntry {
+    pub state_db: String,
+    pub every_seconds: u64,
+    /// The pass running, or the last one finished while waiting.
+    pub pass: u64,
+    /// A pass runs now (`next_pass_at` is then absent).
+    pub running: bool,
+    pub pass_started_at: Option<String>,
+    pub next_pass_at: Option<String>,
+    /// Seconds from this report to the next pass (0: due now).
+    pub next_pass_in_seconds: Option<u64>,
+}
+
+impl ScheduleEntry {
+    /// The row of one state DB, if the loop that wrote it still runs.
+    fn of(row: Schedule, state_db: &Path, now: i64) -> Option<ScheduleEntry> {
+        row.is_current(now).then(|| ScheduleEntry {
+            state_db: state_db.display().to_string(),
+            every_seconds: row.every_seconds.max(0) as u64,
+            pass: row.pass.max(0) as u64,
+            running: row.running(),
+            pass_started_at: row.pass_started_at.map(format_time),
+            next_pass_at: row.next_pass_at.map(format_time),
+            next_pass_in_seconds: row.next_pass_at.map(|at| (at - now).max(0) as u64),
+        })
+    }
+
+    /// "syncing every 30m; pass 4 running since …" or "…; next pass at …".
+    fn words(&self) -> String {
+        let every = every_words(self.every_seconds);
+        match (&self.next_pass_at, self.next_pass_in_seconds) {
+            (Some(at), Some(secs)) => format!(
+                "syncing every {every}; pass {} finished; next pass at {at} (in {})",
+                self.pass,
+                wait_words(secs)
+            ),
+            _ => format!(
+                "syncing every {every}; pass {} running since {}",
+                self.pass,
+                self.pass_started_at.as_deref().unwrap_or("now")
+            ),
+        }
+    }
+}
+
 #[derive(Serialize, Default)]
 pub struct Totals {
     pub users: u64,
@@ -108,10 +163,14 @@ pub fn collect(state_path: &Path) -> Result<StatusReport, CheckpointError> {
 pub fn collect_many(state_paths: &[PathBuf]) -> Result<StatusReport, CheckpointError> {
     let mut by_email: BTreeMap<String, UserEntry> = BTreeMap::new();
     let mut warnings = Vec::new();
+    let mut schedules = Vec::new();
     let mut read = 0;
     for path in state_paths {
         let entries = match read_one(path) {
-            Ok(e) => e,
+            Ok((e, schedule)) => {
+                schedules.extend(schedule);
+                e
+            }
             Err(e) => {
                 warnings.push(e.0);
                 continue;
@@ -158,12 +217,16 @@ pub fn collect_many(state_paths: &[PathBuf]) -> Result<StatusReport, CheckpointE
         users,
         totals,
         state_dbs: state_paths.iter().map(|p| p.display().to_string()).collect(),
+        schedules,
         warnings,
     })
 }
 
-fn read_one(path: &Path) -> Result<Vec<UserEntry>, CheckpointError> {
+/// One state DB's users, and its `--every` loop if one runs.
+fn read_one(path: &Path) -> Result<(Vec<UserEntry>, Option<ScheduleEntry>), CheckpointError> {
     let cp = Checkpoint::open_existing(path)?;
+    let now = chrono::Utc::now().timestamp();
+    let schedule = cp.schedule()?.and_then(|row| ScheduleEntry::of(row, path, now));
     let mut out = Vec::new();
     for email in cp.user_emails()? {
         let status = cp.user_status(&email)?;
@@ -179,13 +242,19 @@ fn read_one(path: &Path) -> Result<Vec<UserEntry>, CheckpointError> {
             events: PimFigures::of(cp.pim_counts(&email, ItemKind::Event)?),
         });
     }
-    Ok(out)
+    Ok((out, schedule))
 }
 
 pub fn render_table(report: &StatusReport) -> String {
     let mut out = String::new();
     for w in &report.warnings {
         out.push_str(&format!("warning: {w}\n"));
+    }
+    for s in &report.schedules {
+        match report.state_dbs.len() {
+            1 => out.push_str(&format!("{}\n", s.words())),
+            _ => out.push_str(&format!("{} ({})\n", s.words(), s.state_db)),
+        }
     }
     let header = [
         "USER",
@@ -399,5 +468,58 @@ mod tests {
         let pass2 = text.lines().find(|l| l.starts_with("2 ")).unwrap();
         let cells: Vec<&str> = pass2.split_whitespace().collect();
         assert_eq!(cells[cells.len() - 5..], ["2", "3", "1", "4", "5"], "{pass2}");
+    }
+
+    /// A running loop's schedule shows above the table and in the JSON;
+    /// none, or one its process left behind, shows nothing.
+    #[test]
+    fn status_shows_the_next_pass_of_a_running_loop_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        let id = cp.begin_sync("a@x.test").unwrap();
+        cp.finish_sync(id, "a@x.test", "done", &SyncCounts::default(), None)
+            .unwrap();
+        let quiet = collect(&path).unwrap();
+        assert!(quiet.schedules.is_empty());
+        assert!(!render_table(&quiet).contains("syncing every"));
+        assert!(serde_json::to_value(&quiet).unwrap().get("schedules").is_none());
+
+        let now = chrono::Utc::now().timestamp();
+        cp.schedule_pass_started(1800, 4, now - 60).unwrap();
+        let running = collect(&path).unwrap();
+        let text = render_table(&running);
+        assert!(
+            text.starts_with(&format!(
+                "syncing every 30m; pass 4 running since {}\n",
+                format_time(now - 60)
+            )),
+            "{text}"
+        );
+        cp.schedule_next_pass(now + 1752).unwrap();
+        let waiting = collect(&path).unwrap();
+        let text = render_table(&waiting);
+        let line = text.lines().next().unwrap();
+        assert!(
+            line.starts_with(&format!(
+                "syncing every 30m; pass 4 finished; next pass at {} (in 29m ",
+                format_time(now + 1752)
+            )),
+            "{line}"
+        );
+        let json = serde_json::to_value(&waiting).unwrap();
+        assert_eq!(json["schedules"][0]["every_seconds"], 1800);
+        assert_eq!(json["schedules"][0]["running"], false);
+        assert_eq!(json["schedules"][0]["next_pass_at"], format_time(now + 1752));
+
+        // Left by a process that died: not rewritten for too long.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE schedule SET updated_at = ?1",
+                [now - crate::checkpoint::SCHEDULE_STALE_AFTER - 1],
+            )
+            .unwrap();
+        assert!(collect(&path).unwrap().schedules.is_empty());
     }
 }

@@ -629,6 +629,10 @@ const GRAPH_SECRET: &str = "s3cret-value";
 
 impl Emu {
     fn start() -> Emu {
+        Emu::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Emu {
         let server = Emulator::new()
             .client_secret(GRAPH_SECRET)
             .seed(7)
@@ -637,11 +641,85 @@ impl Emu {
             // higher request budget, the same on both sides, keeps the
             // test fast without ever being over it.
             .args(["--rate-limit-requests", "200000"])
+            .args(extra)
             .start();
         Emu {
             base: server.base_url.clone(),
             _server: server,
         }
+    }
+
+    /// Sends one request (with `token` as the app's bearer token, else
+    /// none) and reads its answer: status and JSON body (`Null` if none).
+    fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut rb = reqwest::Client::new().request(method, format!("{}{path}", self.base));
+            if let Some(t) = token {
+                rb = rb.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                rb = rb.json(&b);
+            }
+            let resp = rb.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.unwrap();
+            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        })
+    }
+
+    /// An app token, as the test's own client gets one.
+    fn token(&self) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let scope: String = format!("{}/.default", self.base)
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        rt.block_on(async {
+            let resp = reqwest::Client::new()
+                .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!(
+                    "grant_type=client_credentials&client_id={CLIENT}&client_secret={GRAPH_SECRET}&scope={scope}"
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "token: {}", resp.status());
+            let v: Value = resp.json().await.unwrap();
+            v["access_token"].as_str().unwrap().to_owned()
+        })
+    }
+
+    /// The mailbox's Outlook master category list: (name, colour) in order.
+    fn master_categories(&self, email: &str) -> Vec<(String, String)> {
+        self.dump(email)["masterCategories"]
+            .as_array()
+            .expect("the dump lists the master categories")
+            .iter()
+            .map(|c| {
+                (
+                    c["displayName"].as_str().unwrap().to_owned(),
+                    c["color"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Categories created through Graph so far.
+    fn categories_created(&self) -> u64 {
+        let (status, v) = self.call(reqwest::Method::GET, "/_emulator/stats", None, None);
+        assert_eq!(status, 200);
+        v["total"]["by_kind"]["masterCategories.create"].as_u64().unwrap_or(0)
     }
 
     fn dump(&self, email: &str) -> Value {
@@ -659,6 +737,20 @@ impl Emu {
 }
 
 fn graph_migrate(source: &Dovecot, emu: &Emu, email: &str, password: &str, mode: &str) -> (tempfile::TempDir, Value) {
+    let (dir, config_path, users) = graph_config(source, emu, email, password, mode);
+    migrate(&config_path, &users, &[]);
+    let s = status(&config_path);
+    (dir, s)
+}
+
+/// A config and users file migrating `email` from `source` into `emu`.
+fn graph_config(
+    source: &Dovecot,
+    emu: &Emu,
+    email: &str,
+    password: &str,
+    mode: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\ngmail_labels = \"{mode}\"\n\n\
@@ -672,9 +764,7 @@ fn graph_migrate(source: &Dovecot, emu: &Emu, email: &str, password: &str, mode:
     let config_path = dir.path().join("cutover.toml");
     std::fs::write(&config_path, config).unwrap();
     let users = write_users(dir.path(), email, password);
-    migrate(&config_path, &users, &[]);
-    let s = status(&config_path);
-    (dir, s)
+    (dir, config_path, users)
 }
 
 /// Graph's folder for an IMAP-target folder name of the expected layout.
@@ -797,6 +887,163 @@ fn categories_mode_resync_to_graph_rewrites_categories_in_place() {
     // A rerun writes nothing, and the copies are the same items.
     assert_eq!(did(&migrate_counts(&config, &users)), (0, 0, 0));
     assert_eq!(check(), ids);
+}
+
+/// The labels the copied messages carry.
+fn labels_used(places: &[Place]) -> BTreeSet<&'static str> {
+    places
+        .iter()
+        .filter(|p| !p.left_out())
+        .flat_map(|p| p.labels.iter().copied())
+        .collect()
+}
+
+/// The entries of a master category list named `label`, compared as
+/// Exchange compares names (ignoring case).
+fn named<'a>(list: &'a [(String, String)], label: &str) -> Vec<&'a (String, String)> {
+    list.iter()
+        .filter(|(n, _)| n.to_lowercase() == label.to_lowercase())
+        .collect()
+}
+
+fn is_preset(colour: &str) -> bool {
+    colour
+        .strip_prefix("preset")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| n < 25)
+}
+
+#[test]
+fn categories_mode_to_graph_puts_every_label_in_outlooks_category_list() {
+    let (email, password) = ("dave@contoso.test".to_owned(), "pw-dave-s3cret".to_owned());
+    let mb = small_mailbox();
+    let (kept, _, _) = counts(&mb);
+    let used = labels_used(&mb.places);
+    assert_eq!(used.len(), LABELS.len(), "the mailbox uses every label");
+    let source = gmail_source(&GmailLayout::english(), &email, &password, &mb);
+    let emu = Emu::start();
+    // Before the migration the user has categories of their own: one named
+    // as a label, one as a label in other case.
+    let token = emu.token();
+    let list_path = format!("/v1.0/users/{email}/outlook/masterCategories");
+    for (name, colour) in [("Receipts", "preset20"), ("FAMILY", "preset13")] {
+        let (status, v) = emu.call(
+            reqwest::Method::POST,
+            &list_path,
+            Some(&token),
+            Some(serde_json::json!({"displayName": name, "color": colour})),
+        );
+        assert_eq!(status, 201, "{v}");
+    }
+    let before = emu.master_categories(&email);
+
+    let (dir, s) = graph_migrate(&source, &emu, &email, &password, "categories");
+    assert_eq!(s["copied"], kept as u64, "{s}");
+    let list = emu.master_categories(&email);
+    // Every label once, with a colour of its own; nothing else added, and
+    // what was there is as it was (names and colours).
+    for label in &used {
+        let entries = named(&list, label);
+        assert_eq!(entries.len(), 1, "{label} once in {list:?}");
+        assert!(is_preset(&entries[0].1), "{label}: {:?}", entries[0]);
+    }
+    assert_eq!(list.len(), before.len() + used.len() - 2, "{list:?}");
+    assert_eq!(&list[..before.len()], &before[..], "the user's categories unchanged");
+    assert_eq!(
+        named(&list, "Receipts")[0],
+        &("Receipts".to_owned(), "preset20".to_owned())
+    );
+    assert_eq!(named(&list, "family")[0], &("FAMILY".to_owned(), "preset13".to_owned()));
+    assert!(
+        named(&list, "Travel/Übersee")[0].0 == "Travel/Übersee",
+        "a nested label is one category, named as on the messages: {list:?}"
+    );
+    // What the messages carry from their labels is in the list, by the
+    // very same name (or one Exchange takes for it).
+    let dump = emu.dump(&email);
+    for (m, p) in mb.messages.iter().zip(&mb.places).filter(|(_, p)| !p.left_out()) {
+        let id = mailgen::message_id(&m.raw).unwrap();
+        let copy = &graph_messages(&dump)[&id][0];
+        let cats = strings(&copy["categories"]);
+        for label in &p.labels {
+            assert!(cats.iter().any(|c| c == label), "{id}: {label} on the message");
+            assert_eq!(named(&list, label).len(), 1, "{id}: {label} listed");
+        }
+    }
+
+    // A second run creates nothing and changes nothing.
+    let created = emu.categories_created();
+    let (config, users) = (dir.path().join("cutover.toml"), dir.path().join("users.csv"));
+    assert_eq!(did(&migrate_counts(&config, &users)), (0, 0, 0));
+    assert_eq!(emu.categories_created(), created, "nothing created again");
+    assert_eq!(emu.master_categories(&email), list);
+}
+
+#[test]
+fn categories_without_mailbox_settings_permission_copy_mail_and_say_what_to_grant() {
+    let (email, password) = ("erin@contoso.test".to_owned(), "pw-erin-s3cret".to_owned());
+    let mb = small_mailbox();
+    let (kept, _, _) = counts(&mb);
+    let used = labels_used(&mb.places);
+    let source = gmail_source(&GmailLayout::english(), &email, &password, &mb);
+    let emu = Emu::start_with(&["--mailbox-settings", "none"]);
+    let (_dir, config, users) = graph_config(&source, &emu, &email, &password, "categories");
+    let u = users.to_str().unwrap();
+
+    // `check` says which permission is missing, and that mail goes on.
+    let out = run(&["check", "--json", "--users", u], &config, &[]);
+    assert!(out.status.success(), "check: {}", explain(&out));
+    let checked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = checked["users"][0]["warnings"].to_string();
+    assert!(
+        warnings.contains("MailboxSettings.ReadWrite") && warnings.contains("admin consent"),
+        "{checked}"
+    );
+    assert_eq!(checked["users"][0]["ready"], true, "{checked}");
+    let before = emu.master_categories(&email);
+
+    // The migrate copies every message, with its labels as categories, and
+    // tells the admin once what to grant.
+    let out = run(&["migrate", "--users", u], &config, &[]);
+    assert!(out.status.success(), "migrate: {}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("the app lacks the Microsoft Graph application permission MailboxSettings.ReadWrite")
+            .count(),
+        1,
+        "one notice naming the permission: {stderr}"
+    );
+    assert!(
+        stderr.contains("admin consent") && stderr.contains("next run"),
+        "{stderr}"
+    );
+    assert_eq!(status(&config)["copied"], kept as u64);
+    let dump = emu.dump(&email);
+    let got = graph_messages(&dump);
+    for (m, p) in mb.messages.iter().zip(&mb.places).filter(|(_, p)| !p.left_out()) {
+        let id = mailgen::message_id(&m.raw).unwrap();
+        let cats = strings(&got[&id][0]["categories"]);
+        for label in &p.labels {
+            assert!(cats.iter().any(|c| c == label), "{id}: {label} on the message");
+        }
+    }
+    assert_eq!(emu.master_categories(&email), before, "the list could not be changed");
+
+    // Granted: the next run, with no mail left to copy, adds the labels.
+    let (status_code, v) = emu.call(
+        reqwest::Method::POST,
+        "/_emulator/permissions",
+        None,
+        Some(serde_json::json!({"mailboxSettings": "read-write"})),
+    );
+    assert_eq!(status_code, 200, "{v}");
+    assert_eq!(did(&migrate_counts(&config, &users)), (0, 0, 0));
+    let list = emu.master_categories(&email);
+    for label in &used {
+        assert_eq!(named(&list, label).len(), 1, "{label} in {list:?}");
+    }
+    assert_eq!(list.len(), before.len() + used.len());
 }
 
 #[test]

@@ -9,10 +9,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use support::browser::{chromium, chromium_run, decode_png};
 use support::dovecot::{Dovecot, DovecotOptions};
 use support::mailgen::{self, GenMessage};
 
@@ -582,36 +582,6 @@ fn report_in_csv_json_and_html_from_a_real_migration() {
     render_in_chromium(&html_path, &email, &user(2).0);
 }
 
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser"].into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-fn chromium_run(browser: &str, args: &[&str], url: &str) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new("timeout");
-    cmd.arg("120")
-        .arg(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(url);
-    cmd.output().expect("run chromium")
-}
-
 /// Renders the page in headless Chromium: the script ran, the users table
 /// sorts from a `#sort=` link, and a screenshot is a real picture.
 fn render_in_chromium(html: &Path, first: &str, second: &str) {
@@ -656,76 +626,6 @@ fn render_in_chromium(html: &Path, first: &str, second: &str) {
     if let Ok(keep) = std::env::var("CUTOVER_KEEP_SCREENSHOT") {
         let _ = std::fs::copy(&shot, keep);
     }
-}
-
-/// A minimal PNG decoder (8-bit RGB or RGBA, not interlaced: what Chromium
-/// writes): width, height and every pixel's RGB.
-fn decode_png(data: &[u8]) -> (u32, u32, Vec<[u8; 3]>) {
-    use std::io::Read;
-    assert!(data.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    let mut pos = 8;
-    let (mut width, mut height, mut channels) = (0u32, 0u32, 0usize);
-    let mut idat = Vec::new();
-    while pos + 8 <= data.len() {
-        let len = u32::from_be_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
-        let kind = &data[pos + 4..pos + 8];
-        let body = &data[pos + 8..pos + 8 + len];
-        match kind {
-            b"IHDR" => {
-                width = u32::from_be_bytes(body[0..4].try_into().unwrap());
-                height = u32::from_be_bytes(body[4..8].try_into().unwrap());
-                assert_eq!(body[8], 8, "bit depth");
-                channels = match body[9] {
-                    2 => 3,
-                    6 => 4,
-                    other => panic!("PNG colour type {other}"),
-                };
-                assert_eq!(body[12], 0, "interlaced PNG");
-            }
-            b"IDAT" => idat.extend_from_slice(body),
-            b"IEND" => break,
-            _ => {}
-        }
-        pos += 12 + len;
-    }
-    let mut raw = Vec::new();
-    flate2::read::ZlibDecoder::new(idat.as_slice())
-        .read_to_end(&mut raw)
-        .unwrap();
-    let stride = width as usize * channels;
-    let mut prev = vec![0u8; stride];
-    let mut pixels = Vec::with_capacity((width * height) as usize);
-    for row in raw.chunks(stride + 1).take(height as usize) {
-        let filter = row[0];
-        let mut cur = row[1..].to_vec();
-        for i in 0..stride {
-            let a = if i >= channels { cur[i - channels] as i16 } else { 0 };
-            let b = prev[i] as i16;
-            let c = if i >= channels { prev[i - channels] as i16 } else { 0 };
-            let add = match filter {
-                0 => 0,
-                1 => a,
-                2 => b,
-                3 => (a + b) / 2,
-                4 => {
-                    let p = a + b - c;
-                    let (pa, pb, pc) = ((p - a).abs(), (p - b).abs(), (p - c).abs());
-                    if pa <= pb && pa <= pc {
-                        a
-                    } else if pb <= pc {
-                        b
-                    } else {
-                        c
-                    }
-                }
-                f => panic!("PNG filter {f}"),
-            };
-            cur[i] = cur[i].wrapping_add(add as u8);
-        }
-        pixels.extend(cur.chunks(channels).map(|p| [p[0], p[1], p[2]]));
-        prev = cur;
-    }
-    (width, height, pixels)
 }
 
 #[test]

@@ -18,6 +18,10 @@
 //! - `recorder`: the thread that applies them during a run;
 //! - `users`: per-user state, sync history, throttles and the shard claim;
 //! - `queries`: the figures and lists `status` and `report` show.
+//! - `schedule`: the resync loop of `migrate --every`, one row while it
+//!   runs, so `status` and the dashboard can show the next pass;
+//! - `dashboard`: what `cutover serve` reads besides, on a connection
+//!   opened read-only ([`Checkpoint::open_read_only`]).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -25,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+mod dashboard;
 mod folders;
 mod labels;
 mod lock;
@@ -33,9 +38,11 @@ mod pim;
 mod queries;
 mod recorder;
 mod records;
+mod schedule;
 mod schema;
 mod users;
 
+pub use dashboard::{ItemPage, ItemQuery, ItemRow, ItemSort, Schedule, UserRow};
 pub use folders::FolderRow;
 pub use labels::CopyMarks;
 pub use lock::{RunLock, lock};
@@ -44,6 +51,7 @@ pub use pim::{PimCollection, PimCounts, PimItem, PimRecord, PimState};
 pub use queries::{ProblemItem, SyncCounts, SyncRecord, UserStatus};
 pub use recorder::Recorder;
 pub use records::Record;
+pub use schedule::{SCHEDULE_HEARTBEAT, SCHEDULE_STALE_AFTER};
 use schema::{SCHEMA, migrate_schema};
 
 /// Why the state DB could not be opened, read or written, in words for the
@@ -142,6 +150,31 @@ impl Checkpoint {
             )));
         }
         Self::open(path)
+    }
+
+    /// Opens an existing state DB strictly for reading (`cutover serve`,
+    /// while a migrate may be writing it): SQLite read-only, no schema
+    /// created or upgraded, no run lock. WAL lets it read while a run
+    /// writes; a DB an earlier version wrote and no later one opened may
+    /// lack columns, which the queries then name.
+    pub fn open_read_only(path: &Path) -> Result<Checkpoint> {
+        use rusqlite::OpenFlags;
+        if !path.is_file() {
+            return Err(CheckpointError(format!(
+                "state DB {} does not exist; run `cutover migrate` first (or point [state] path or --state at it)",
+                path.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(db_err(path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err(path))?;
+        // Belt and braces: even a statement that tried would not write.
+        conn.pragma_update(None, "query_only", true).map_err(db_err(path))?;
+        Ok(Checkpoint {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> CheckpointError + '_ {

@@ -234,32 +234,37 @@ impl Checkpoint {
     pub fn syncs(&self, email: &str) -> Result<Vec<SyncRecord>> {
         let email = &super::user_key(email);
         self.query_rows(
-            "SELECT id, started, finished, state, error, copied, bytes, moved, flags_updated, renamed,
-                    deleted_kept, deleted_mirrored
-             FROM syncs WHERE email = ?1 ORDER BY started, id",
+            &format!("SELECT {SYNC_COLUMNS} FROM syncs WHERE email = ?1 ORDER BY started, id"),
             params![email],
-            |r| {
-                let count = |i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
-                Ok(SyncRecord {
-                    id: r.get(0)?,
-                    email: email.to_owned(),
-                    started: r.get(1)?,
-                    finished: r.get(2)?,
-                    state: r.get(3)?,
-                    error: r.get(4)?,
-                    counts: SyncCounts {
-                        copied: count(5)?,
-                        bytes: count(6)?,
-                        moved: count(7)?,
-                        flags_updated: count(8)?,
-                        renamed: count(9)?,
-                        deleted_kept: count(10)?,
-                        deleted_mirrored: count(11)?,
-                    },
-                })
-            },
+            |r| sync_record(r, email.to_owned()),
         )
     }
+}
+
+/// The columns [`sync_record`] reads, in its order.
+pub(super) const SYNC_COLUMNS: &str =
+    "id, started, finished, state, error, copied, bytes, moved, flags_updated, renamed, deleted_kept, deleted_mirrored";
+
+/// A `syncs` row selected as [`SYNC_COLUMNS`].
+pub(super) fn sync_record(r: &rusqlite::Row<'_>, email: String) -> rusqlite::Result<SyncRecord> {
+    let count = |i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
+    Ok(SyncRecord {
+        id: r.get(0)?,
+        email,
+        started: r.get(1)?,
+        finished: r.get(2)?,
+        state: r.get(3)?,
+        error: r.get(4)?,
+        counts: SyncCounts {
+            copied: count(5)?,
+            bytes: count(6)?,
+            moved: count(7)?,
+            flags_updated: count(8)?,
+            renamed: count(9)?,
+            deleted_kept: count(10)?,
+            deleted_mirrored: count(11)?,
+        },
+    })
 }
 
 #[cfg(test)]

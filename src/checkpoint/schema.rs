@@ -203,6 +203,11 @@ pub(super) fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS messages_flags_unwritten ON messages (state, folder_id, uid)
             WHERE state = 'copied' AND target_id IS NOT NULL AND written_flags IS NOT flags;",
     )?;
+    // `migrate --every`: the resync loop's schedule, one row while a loop
+    // runs, for `status` and the dashboard (see `schedule.rs`).
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schedule (id INTEGER PRIMARY KEY CHECK (id = 1), every_seconds INTEGER NOT NULL, pass INTEGER NOT NULL, pass_started_at INTEGER, next_pass_at INTEGER, updated_at INTEGER NOT NULL)",
+    )?;
     Ok(())
 }
 

@@ -116,7 +116,7 @@ pub struct PimFigures {
 }
 
 impl PimFigures {
-    fn of(c: &PimCounts) -> PimFigures {
+    pub(crate) fn of(c: &PimCounts) -> PimFigures {
         PimFigures {
             written: c.written,
             failed: c.failed,
@@ -157,7 +157,7 @@ pub struct PimProblem {
 
 /// The reason shown for a write that a run announced and never saw
 /// confirmed: no reason was recorded because none was known.
-const UNCONFIRMED: &str = "the run stopped before the target confirmed the write; the next run looks for it in the target before writing it again";
+pub(crate) const UNCONFIRMED: &str = "the run stopped before the target confirmed the write; the next run looks for it in the target before writing it again";
 
 impl PimProblem {
     fn new(

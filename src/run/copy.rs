@@ -20,6 +20,34 @@ use super::batch::{Item, Queue, Work, WorkerStats, copy_batch, worker};
 use super::settle::{Fate, Place, settle};
 use super::{Shared, UserStats, open_source, open_target};
 
+/// Before the copy, once per mailbox per run: the labels the mailbox's
+/// messages carry in the target (categories mode; copies made before
+/// included) are made known to it (Graph: added to Outlook's master
+/// category list). Mail is copied whatever this gives, unless the target
+/// says the user cannot go on.
+async fn register_labels(shared: &Shared, user: &UserJob, the_scope: &scope::Scope) -> Result<(), Error> {
+    let left_out: HashSet<usize> = the_scope.by_plan.iter().map(|&(i, _)| i).collect();
+    let names: std::collections::BTreeSet<&String> = the_scope
+        .labels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !left_out.contains(i))
+        .flat_map(|(_, (labels, _))| labels)
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = names.into_iter().cloned().collect();
+    match shared.run.target.register_labels(&user.target_login(), &names).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == ErrorKind::Fatal => Err(e),
+        Err(e) => {
+            tracing::warn!(user = %user.email, "the labels could not be added to the target's category list; the messages carry them all the same, and the next run tries again: {e}");
+            Ok(())
+        }
+    }
+}
+
 /// Scans, decides the scope and copies one mailbox.
 pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut UserStats) -> Result<(), Error> {
     let email = &user.email;
@@ -124,6 +152,9 @@ pub(super) async fn copy_mailbox(shared: &Shared, user: &UserJob, stats: &mut Us
         super::release_source(session).await;
         stats.complete = true;
         return Ok(());
+    }
+    if label_based {
+        register_labels(shared, user, &the_scope).await?;
     }
     let mut newly_skipped = 0;
     for &(i, reason) in &the_scope.by_plan {

@@ -12,6 +12,7 @@
 mod batch;
 mod copy;
 mod deletions;
+mod every;
 mod moves;
 mod pim;
 mod relabel;
@@ -33,6 +34,8 @@ use crate::roster::UserJob;
 use crate::source::Session as SourceSession;
 use crate::target::TargetSession;
 
+pub use every::migrate_every;
+
 /// How a run ended, as the exit code tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -45,23 +48,46 @@ pub enum Outcome {
 }
 
 /// Set by a signal handler; checked between batches so that what is in
-/// flight finishes and is recorded before the run stops.
+/// flight finishes and is recorded before the run stops. A task that only
+/// waits (`migrate --every` between passes) awaits [`StopFlag::until_stopped`].
 #[derive(Clone, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
+pub struct StopFlag(Arc<StopInner>);
+
+#[derive(Default)]
+struct StopInner {
+    stopped: AtomicBool,
+    woken: tokio::sync::Notify,
+}
 
 impl StopFlag {
     pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.woken.notify_waiters();
     }
 
     pub fn stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Returns once [`StopFlag::stop`] was called (at once if it was).
+    pub async fn until_stopped(&self) {
+        loop {
+            let woken = self.0.woken.notified();
+            tokio::pin!(woken);
+            // Registered before the flag is read: a stop in between wakes it.
+            woken.as_mut().enable();
+            if self.stopped() {
+                return;
+            }
+            woken.await;
+        }
     }
 }
 
 /// Everything the per-user tasks share.
 struct Shared {
-    run: Migration,
+    /// Shared by the passes of `migrate --every` (pacing, token caches).
+    run: Arc<Migration>,
     db: Mutex<Checkpoint>,
     recorder: Recorder,
     events: Events,
@@ -147,6 +173,23 @@ pub async fn migrate(
     dry_run: bool,
 ) -> Result<Outcome, StartError> {
     let _lock = checkpoint::lock(&run.state_path)?;
+    if !dry_run {
+        // Holding the run lock proves no `--every` loop runs on this DB:
+        // a schedule row left by one that was killed is stale.
+        Checkpoint::open(&run.state_path)?.clear_schedule()?;
+    }
+    pass(Arc::new(run), users, events, stop, dry_run).await
+}
+
+/// One migrate over every user, the run lock already held (by [`migrate`],
+/// or by [`migrate_every`] for all of its passes).
+async fn pass(
+    run: Arc<Migration>,
+    users: Vec<UserJob>,
+    events: Events,
+    stop: StopFlag,
+    dry_run: bool,
+) -> Result<Outcome, StartError> {
     let db = Checkpoint::open(&run.state_path)?;
     if !dry_run {
         db.claim_shard(run.shard.as_deref())?;

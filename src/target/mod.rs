@@ -96,6 +96,22 @@ pub trait Target: Send + Sync {
 
     /// What this kind of target can do; see [`Capabilities`].
     fn capabilities(&self) -> Capabilities;
+
+    /// Makes the labels a user's messages carry (a label-based source's,
+    /// in categories mode) known to a target that keeps a list of them
+    /// apart from the messages: Exchange's master category list, without
+    /// which Outlook does not show a message's category in its list.
+    /// Called once per mailbox per run, before its messages are copied;
+    /// what is in the list already is left as it is. With no labels it
+    /// only reads the list (`cutover check`). `Ok(Some(note))`: the target
+    /// would not take them (Graph: the app lacks MailboxSettings.ReadWrite),
+    /// with what the admin should do; mail is copied all the same. The
+    /// default, for targets that need no list (IMAP keywords), does
+    /// nothing.
+    fn register_labels<'a>(&'a self, user: &'a TargetLogin, labels: &'a [String]) -> Pending<'a, Option<String>> {
+        let _ = (user, labels);
+        async move { Ok(None) }.boxed()
+    }
 }
 
 /// Writes into one mailbox.

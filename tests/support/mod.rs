@@ -17,10 +17,12 @@
 //! - [`hostile`]: generated hostile mail (NUL bytes, 100-deep MIME, ...).
 //! - [`hostile_server`]: a relay in front of Dovecot that misbehaves on cue.
 //! - [`listener`]: the accept loop both relays share.
+//! - [`browser`]: headless Chromium, for tests that render cutover's pages.
 //! - [`relay`]: a relay that counts the bytes on the wire and can make the
 //!   server refuse COMPRESS.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod courier;
 pub mod cyrus;
 pub mod dovecot;

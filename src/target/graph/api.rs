@@ -67,6 +67,35 @@ pub struct NewFolder<'a> {
     pub is_hidden: bool,
 }
 
+// --- Outlook's master category list -----------------------------------------
+
+/// One page of `GET /users/{id}/outlook/masterCategories`.
+#[derive(Deserialize)]
+pub struct CategoryPage {
+    #[serde(default)]
+    pub value: Vec<Category>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+}
+
+/// An outlookCategory as the list shows it (its colour is the user's and
+/// never read or changed).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Category {
+    #[serde(default)]
+    pub display_name: String,
+}
+
+/// `POST /users/{id}/outlook/masterCategories`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewCategory<'a> {
+    pub display_name: &'a str,
+    /// A categoryColor: `preset0` … `preset24`.
+    pub color: &'a str,
+}
+
 // --- Messages ----------------------------------------------------------------
 
 /// What we read back from a created message: its id and the state the

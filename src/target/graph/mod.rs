@@ -32,6 +32,10 @@
 //! - **A one-way sync** ([`write`]): a copy's flags are PATCHed, a copy
 //!   filed elsewhere is moved (and gets a new id), one deleted on the
 //!   source is deleted.
+//! - **Labels Outlook lists** ([`categories`]): Gmail's labels, set on the
+//!   messages as categories, are added to the mailbox's master category
+//!   list (with MailboxSettings.ReadWrite), without which Outlook does not
+//!   show them in its category list.
 //!
 //! Tokens come from [`crate::oauth`] (an Entra ID app with a client secret
 //! or a certificate); the Graph target's options are its own ([`config`]).
@@ -39,6 +43,7 @@
 //! of cutover sees a [`Target`].
 
 mod api;
+mod categories;
 mod client;
 mod compare;
 pub mod config;
@@ -129,6 +134,8 @@ struct Inner {
     use_json: AtomicBool,
     /// The importMime received-date warning was given.
     warned_dates: AtomicBool,
+    /// The admin was told to grant MailboxSettings.ReadWrite.
+    warned_categories: AtomicBool,
     mailboxes: Mutex<HashMap<String, Arc<Mailbox>>>,
 }
 
@@ -142,6 +149,9 @@ struct Mailbox {
     paths: Mutex<HashMap<String, TargetFolder>>,
     /// Folder references replaced during the run (old → new).
     moved: Mutex<HashMap<String, String>>,
+    /// The names in the mailbox's Outlook master category list, lower-cased,
+    /// once read ([`categories`]); held while it is brought up to date.
+    categories: tokio::sync::Mutex<Option<std::collections::HashSet<String>>>,
 }
 
 impl GraphTarget {
@@ -174,6 +184,7 @@ impl GraphTarget {
                 settings,
                 use_json: AtomicBool::new(false),
                 warned_dates: AtomicBool::new(false),
+                warned_categories: AtomicBool::new(false),
                 mailboxes: Mutex::new(HashMap::new()),
             }),
         })
@@ -208,6 +219,7 @@ impl Inner {
                     checked: tokio::sync::OnceCell::new(),
                     paths: Mutex::new(HashMap::new()),
                     moved: Mutex::new(HashMap::new()),
+                    categories: tokio::sync::Mutex::new(None),
                 })
             })
             .clone()
@@ -281,6 +293,12 @@ impl Target for GraphTarget {
             listed_flags: &["\\Seen", "\\Flagged"],
             ..crate::target::Capabilities::MAIL_APPEND_ONLY
         }
+    }
+
+    /// The labels' categories go into the mailbox's Outlook master
+    /// category list ([`categories`]).
+    fn register_labels<'a>(&'a self, user: &'a TargetLogin, labels: &'a [String]) -> Pending<'a, Option<String>> {
+        self.inner.register_labels(&user.email, labels).boxed()
     }
 
     fn describe(&self) -> String {

@@ -4,7 +4,8 @@
 //!
 //! - `GET  /_emulator/mailboxes` — summary of every mailbox
 //! - `POST /_emulator/mailboxes` — `{"address", "maxReceiveSizeBytes"?}` create or update one
-//! - `GET  /_emulator/mailboxes/{user}[?mime=false]` — full dump
+//! - `GET  /_emulator/mailboxes/{user}[?mime=false]` — full dump (folders,
+//!   messages and the master category list, `masterCategories`)
 //! - `PATCH /_emulator/mailboxes/{user}/messages/{id}` — `{"bodyContent"}`:
 //!   replace a stored message's body (and its MIME, if imported) the way
 //!   a fault in the service or a user's edit would, which Graph itself
@@ -12,8 +13,12 @@
 //! - `GET  /_emulator/mailboxes/{user}/pim[?start=…&end=…]` — contact
 //!   folders, contacts, calendars and events, times in UTC; with a window
 //!   (RFC 3339) each event also lists its instances in it
+//! - `GET|POST /_emulator/permissions` — `{"mailboxSettings": "none"|"read"|"read-write"}`:
+//!   the MailboxSettings permission the app holds (`--mailbox-settings`), as
+//!   an admin granting or withdrawing it between runs would change it
 //! - `GET  /_emulator/stats` — counters, Retry-After violations and the limits in force
-//! - `POST /_emulator/reset` — forget mailboxes, stats, throttles, faults, uploads (tokens stay valid)
+//! - `POST /_emulator/reset` — forget mailboxes, stats, throttles, faults, uploads,
+//!   permission changes (tokens stay valid)
 //! - `GET|POST|DELETE /_emulator/faults` — fault configuration
 
 use std::sync::Arc;
@@ -42,6 +47,8 @@ pub fn handle(app: &Arc<App>, req: &Req) -> Resp {
         (&Method::GET, ["mailboxes", user]) => dump(app, req, user),
         (&Method::GET, ["mailboxes", user, "pim"]) => dump_pim(app, req, user),
         (&Method::PATCH, ["mailboxes", user, "messages", id]) => tamper(app, req, user, id),
+        (&Method::GET, ["permissions"]) => permissions(app),
+        (&Method::POST, ["permissions"]) => set_permissions(app, req),
         (&Method::GET, ["stats"]) => stats(app),
         (&Method::POST, ["reset"]) => reset(app),
         (&Method::GET, ["faults"]) => faults_json(app),
@@ -71,6 +78,25 @@ fn stats(app: &App) -> Resp {
         "upload_window_real_secs": cfg.scaled(cfg.upload_window_secs as f64).as_secs_f64(),
     });
     Resp::plain_json(200, &v)
+}
+
+fn permissions(app: &App) -> Resp {
+    let p = *app.mailbox_settings.lock().unwrap();
+    Resp::plain_json(200, &json!({"mailboxSettings": crate::categories::permission_name(p)}))
+}
+
+fn set_permissions(app: &App, req: &Req) -> Resp {
+    let body: Value = match serde_json::from_slice(&req.body) {
+        Ok(v) => v,
+        Err(e) => return err(400, &format!("invalid JSON: {e}")),
+    };
+    if let Some(v) = body.get("mailboxSettings") {
+        match v.as_str().and_then(crate::categories::permission_named) {
+            Some(p) => *app.mailbox_settings.lock().unwrap() = p,
+            None => return err(400, "mailboxSettings must be \"none\", \"read\" or \"read-write\""),
+        }
+    }
+    permissions(app)
 }
 
 fn faults_json(app: &App) -> Resp {
@@ -104,6 +130,7 @@ fn reset(app: &App) -> Resp {
     app.throttle.lock().unwrap().reset();
     *app.stats.lock().unwrap() = Default::default();
     *app.faults.lock().unwrap() = FaultConfig::default();
+    *app.mailbox_settings.lock().unwrap() = app.cfg.mailbox_settings;
     Resp::plain_json(200, &json!({"reset": true}))
 }
 
@@ -292,6 +319,7 @@ fn dump(app: &App, req: &Req, user: &str) -> Resp {
             "maxReceiveSizeBytes": mb.max_receive_size,
             "folders": folders,
             "messages": messages,
+            "masterCategories": crate::categories::dump(&mb.categories),
         }),
     )
 }

@@ -29,6 +29,16 @@ pub enum NonDraftAttachments {
     Deny,
 }
 
+/// Which MailboxSettings application permission the app holds: the
+/// master category list (`/outlook/masterCategories`) is read with
+/// MailboxSettings.Read and written with MailboxSettings.ReadWrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MailboxSettings {
+    None,
+    Read,
+    ReadWrite,
+}
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "graph-emulator",
@@ -63,6 +73,9 @@ pub struct Cli {
     /// Whether the app holds Mail-Advanced.ReadWrite.All (importMime, sensitive PATCH on non-drafts).
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub mail_advanced: bool,
+    /// Which MailboxSettings permission the app holds (the master category list).
+    #[arg(long, value_enum, default_value_t = MailboxSettings::ReadWrite)]
+    pub mailbox_settings: MailboxSettings,
     /// Comma-separated mailbox addresses; when given, any other user is unknown (404).
     #[arg(long, value_delimiter = ',')]
     pub mailboxes: Option<Vec<String>>,
@@ -114,6 +127,7 @@ pub struct Config {
     pub client_cert: Option<crate::auth::CertKey>,
     pub token_lifetime_secs: u64,
     pub mail_advanced: bool,
+    pub mailbox_settings: MailboxSettings,
     pub mailboxes: Option<Vec<String>>,
     pub time_scale: f64,
     pub max_receive_size_bytes: u64,
@@ -183,6 +197,7 @@ impl Config {
             client_cert,
             token_lifetime_secs: cli.token_lifetime_secs,
             mail_advanced: cli.mail_advanced,
+            mailbox_settings: cli.mailbox_settings,
             mailboxes: cli.mailboxes,
             time_scale: cli.time_scale,
             max_receive_size_bytes: cli.max_receive_size_bytes,

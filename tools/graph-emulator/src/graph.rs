@@ -17,7 +17,7 @@ use crate::faults::Fault;
 use crate::http::{Req, Resp, graph_error, method_not_allowed, not_implemented, stamp, unknown_segment};
 use crate::stats::Event;
 use crate::throttle::Key;
-use crate::{App, Outcome, attachments, auth, batch, folders, messages, pim};
+use crate::{App, Outcome, attachments, auth, batch, categories, folders, messages, pim};
 
 /// A folder addressed by `mailFolders/{a}/childFolders/{b}/…`.
 pub type Chain = Vec<String>;
@@ -43,6 +43,8 @@ pub enum Target {
     UploadSession(Option<Chain>, String),
     /// Contacts and calendars (see `pim`).
     Pim(pim::PimTarget),
+    /// `outlook/masterCategories[/{id}]` (see `categories`).
+    Categories(categories::CategoryTarget),
 }
 
 enum ParseErr {
@@ -69,7 +71,6 @@ const UNIMPLEMENTED: &[&str] = &[
     "mailboxSettings",
     "sendMail",
     "inferenceClassification",
-    "outlook",
     "permanentDelete",
     // Calendar features outside what cutover writes.
     "accept",
@@ -103,6 +104,11 @@ fn parse_target(rest: &[String], beta: bool) -> Result<Target, ParseErr> {
     };
     if is(first, "messages") {
         return parse_messages(None, &rest[1..]);
+    }
+    if is(first, "outlook") {
+        return categories::parse(&rest[1..])
+            .map(Target::Categories)
+            .map_err(ParseErr::NotImplemented);
     }
     if pim::owns(first) {
         return pim::parse(rest)
@@ -199,6 +205,7 @@ fn kind(target: &Target, method: &Method) -> &'static str {
         (Target::Attachment(..), _) | (Target::AttachmentValue(..), _) => "attachments.get",
         (Target::UploadSession(..), _) => "attachments.createUploadSession",
         (Target::Pim(t), _) => pim::kind(t, method),
+        (Target::Categories(t), _) => categories::kind(t, method),
     }
 }
 
@@ -502,6 +509,7 @@ fn dispatch(app: &Arc<App>, req: &Req, ctx: &Ctx, target: &Target) -> Resp {
             attachments::create_upload_session(app, req, ctx, chain.as_ref(), id)
         }
         Target::Pim(t) => pim::dispatch(app, req, ctx, t),
+        Target::Categories(t) => categories::dispatch(app, req, ctx, t),
         _ => method_not_allowed(req),
     }
 }

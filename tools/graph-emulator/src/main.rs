@@ -16,7 +16,8 @@
 //! and resource JSON), `mime`, `store` (in-memory mailboxes), `throttle`,
 //! `faults`, `stats`, `admin` (`/_emulator/*`); contacts and calendars:
 //! `pim` (routing, contact folders, contacts), `calendar` (calendars,
-//! events, invitations), `recurrence` (time zones, patternedRecurrence).
+//! events, invitations), `recurrence` (time zones, patternedRecurrence);
+//! `categories` (Outlook's master category list).
 //!
 //! # Choices where Graph's documentation is silent
 //!
@@ -179,6 +180,14 @@
 //!   `isDraft` itself can't be changed by PATCH (400 ErrorInvalidProperty).
 //!   Creating without `isDraft: true` is never a draft, whatever the
 //!   extended properties say.
+//! - Master categories (`outlook/masterCategories`, see `categories`): list,
+//!   create, get and delete; MailboxSettings.Read to read and
+//!   MailboxSettings.ReadWrite to write (`--mailbox-settings`, default
+//!   read-write; else 403 ErrorAccessDenied); `color` one of `none`,
+//!   `preset0`…`preset24`; `displayName` required and unique ignoring case
+//!   (a duplicate is 409 ErrorDuplicateMasterCategory: the documentation
+//!   gives the rule, not the answer); a new mailbox holds the six default
+//!   colour categories.
 //! - Event attachments: `POST …/events/{id}/attachments` takes a
 //!   fileAttachment of at most 3 MiB (413, as for messages); item
 //!   attachments and attachments on one occurrence answer 501.
@@ -188,6 +197,7 @@ mod attachments;
 mod auth;
 mod batch;
 mod calendar;
+mod categories;
 mod config;
 mod faults;
 mod folders;
@@ -241,6 +251,10 @@ pub struct App {
     pub rng: Mutex<fastrand::Rng>,
     /// Graph requests in flight across all mailboxes.
     pub in_flight: AtomicU32,
+    /// The MailboxSettings permission the app holds now: `--mailbox-settings`,
+    /// changed by `POST /_emulator/permissions` (an admin granting it
+    /// between runs).
+    pub mailbox_settings: Mutex<config::MailboxSettings>,
 }
 
 /// What a request ends in: a response, or a dropped connection (injected reset).
@@ -394,6 +408,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         uploads: Mutex::new(HashMap::new()),
         rng: Mutex::new(rng),
         in_flight: AtomicU32::new(0),
+        mailbox_settings: Mutex::new(cfg.mailbox_settings),
         cfg,
     });
     if let Some(path) = &app.cfg.port_file {

@@ -243,6 +243,8 @@ pub struct Mailbox {
     pub created: DateTime<Utc>,
     /// Contacts and calendars.
     pub pim: crate::pim::PimStore,
+    /// Outlook's master category list (`/outlook/masterCategories`).
+    pub categories: Vec<crate::categories::Category>,
 }
 
 /// Why a folder or object lookup failed.
@@ -270,6 +272,7 @@ impl Mailbox {
             next_serial: 1,
             created: Utc::now(),
             pim: crate::pim::PimStore::default(),
+            categories: crate::categories::defaults(serial),
         };
         mb.top_id = mb.new_id(KIND_FOLDER, rng);
         let top = mb.top_id.clone();

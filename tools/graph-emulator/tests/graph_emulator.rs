@@ -1646,3 +1646,177 @@ async fn moves_of_messages_and_folders() {
     assert_eq!(dump["messages"].as_array().unwrap().len(), 1, "moves never copy");
     assert_eq!(dump["messages"][0]["id"], in_a);
 }
+
+#[tokio::test]
+async fn master_categories_validation_duplicates_and_dump() {
+    let emu = Emu::start(&[]);
+    let t = emu.token().await;
+    let list = users("/outlook/masterCategories");
+
+    // A new mailbox holds the six default colour categories.
+    let (s, v) = emu.get(&t, &list).await;
+    assert_eq!(s, 200, "{v}");
+    let names: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Red category",
+            "Orange category",
+            "Yellow category",
+            "Green category",
+            "Blue category",
+            "Purple category"
+        ]
+    );
+
+    // Create: 201 with the category.
+    let (s, c) = emu
+        .post(
+            &t,
+            &list,
+            json!({"displayName": "Project expenses", "color": "preset9"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["displayName"], "Project expenses");
+    assert_eq!(c["color"], "preset9");
+    let id = c["id"].as_str().unwrap().to_owned();
+    let (s, one) = emu.get(&t, &users(&format!("/outlook/masterCategories/{id}"))).await;
+    assert_eq!((s, one["color"].as_str()), (StatusCode::OK, Some("preset9")));
+    // Without a colour: none.
+    let (s, c) = emu.post(&t, &list, json!({"displayName": "Travel/Übersee"})).await;
+    assert_eq!((s, c["color"].as_str()), (StatusCode::CREATED, Some("none")), "{c}");
+
+    // The name is unique in the list, compared ignoring case.
+    for dup in ["Project expenses", "PROJECT EXPENSES", "red category"] {
+        let (s, e) = emu
+            .post(&t, &list, json!({"displayName": dup, "color": "preset1"}))
+            .await;
+        assert_eq!(s, 409, "{dup}: {e}");
+        assert_eq!(error_code(&e), "ErrorDuplicateMasterCategory");
+    }
+    // displayName required; color among none, preset0..preset24; no unknown properties.
+    for (body, code) in [
+        (json!({"color": "preset1"}), "ErrorInvalidParameter"),
+        (
+            json!({"displayName": "  ", "color": "preset1"}),
+            "ErrorInvalidParameter",
+        ),
+        (json!({"displayName": "A", "color": "preset25"}), "RequestBodyRead"),
+        (json!({"displayName": "A", "color": "Preset1"}), "RequestBodyRead"),
+        (json!({"displayName": "A", "color": "red"}), "RequestBodyRead"),
+        (json!({"displayName": 7}), "RequestBodyRead"),
+        (json!({"displayName": "A", "colour": "preset1"}), "RequestBodyRead"),
+    ] {
+        let (s, e) = emu.post(&t, &list, body.clone()).await;
+        assert_eq!((s, error_code(&e)), (StatusCode::BAD_REQUEST, code), "{body}: {e}");
+    }
+    // Nothing refused was created.
+    let (_, v) = emu.get(&t, &list).await;
+    assert_eq!(v["value"].as_array().unwrap().len(), 8, "{v}");
+    // Paged with $top, filtered by name.
+    let (_, v) = emu.get(&t, &format!("{list}?$top=5")).await;
+    assert_eq!(v["value"].as_array().unwrap().len(), 5);
+    let next = v["@odata.nextLink"].as_str().expect("a next page").to_owned();
+    let (_, v) = emu.get(&t, &next).await;
+    assert_eq!(v["value"].as_array().unwrap().len(), 3);
+    let (_, v) = emu
+        .get(&t, &format!("{list}?$filter=displayName%20eq%20'Project%20expenses'"))
+        .await;
+    assert_eq!(v["value"].as_array().unwrap().len(), 1, "{v}");
+
+    // Delete: 204, then 404; the name may be used again.
+    let one = users(&format!("/outlook/masterCategories/{id}"));
+    let (s, _, _) = emu.send(&t, reqwest::Method::DELETE, &one, None).await;
+    assert_eq!(s, 204);
+    let (s, e) = emu.get(&t, &one).await;
+    assert_eq!((s, error_code(&e)), (StatusCode::NOT_FOUND, "ErrorItemNotFound"));
+    let (s, _) = emu
+        .post(
+            &t,
+            &list,
+            json!({"displayName": "project expenses", "color": "preset2"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    // The inspection dump shows the list, in creation order.
+    let dump = emu
+        .admin(
+            reqwest::Method::GET,
+            &format!("/_emulator/mailboxes/{USER}?mime=false"),
+            None,
+        )
+        .await;
+    let cats: Vec<(&str, &str)> = dump["masterCategories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["displayName"].as_str().unwrap(), c["color"].as_str().unwrap()))
+        .collect();
+    assert_eq!(cats.len(), 8);
+    assert_eq!(cats[6], ("Travel/Übersee", "none"));
+    assert_eq!(cats[7], ("project expenses", "preset2"));
+
+    // Other paths under outlook are not implemented; PATCH is not allowed here.
+    let (s, _) = emu.get(&t, &users("/outlook/supportedLanguages")).await;
+    assert_eq!(s, 501);
+}
+
+#[tokio::test]
+async fn master_categories_need_mailbox_settings_permissions() {
+    // Read only: the list can be read, not written.
+    let emu = Emu::start(&["--mailbox-settings", "read"]);
+    let t = emu.token().await;
+    let list = users("/outlook/masterCategories");
+    let (s, _) = emu.get(&t, &list).await;
+    assert_eq!(s, 200);
+    let (s, e) = emu
+        .post(&t, &list, json!({"displayName": "Work", "color": "preset1"}))
+        .await;
+    assert_eq!((s, error_code(&e)), (StatusCode::FORBIDDEN, "ErrorAccessDenied"));
+    drop(emu);
+
+    // None: not even read; mail is unaffected.
+    let emu = Emu::start(&["--mailbox-settings", "none"]);
+    let t = emu.token().await;
+    let (s, e) = emu.get(&t, &list).await;
+    assert_eq!((s, error_code(&e)), (StatusCode::FORBIDDEN, "ErrorAccessDenied"));
+    let (s, e) = emu
+        .post(&t, &list, json!({"displayName": "Work", "color": "preset1"}))
+        .await;
+    assert_eq!((s, error_code(&e)), (StatusCode::FORBIDDEN, "ErrorAccessDenied"));
+    let (s, _) = emu.get(&t, &users("/mailFolders/inbox")).await;
+    assert_eq!(s, 200);
+
+    // Granted later (an admin consenting between runs): the same token may.
+    let v = emu
+        .admin(
+            reqwest::Method::POST,
+            "/_emulator/permissions",
+            Some(json!({"mailboxSettings": "read-write"})),
+        )
+        .await;
+    assert_eq!(v["mailboxSettings"], "read-write");
+    let (s, e) = emu
+        .post(&t, &list, json!({"displayName": "Work", "color": "preset1"}))
+        .await;
+    assert_eq!(s, 201, "{e}");
+    // A reset goes back to the command line's.
+    emu.admin(reqwest::Method::POST, "/_emulator/reset", None).await;
+    let v = emu.admin(reqwest::Method::GET, "/_emulator/permissions", None).await;
+    assert_eq!(v["mailboxSettings"], "none");
+    let r = emu
+        .http
+        .post(emu.url("/_emulator/permissions"))
+        .json(&json!({"mailboxSettings": "write"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
