@@ -11,7 +11,7 @@
 //! target/release/examples/lab --dir DIR [--users N=1] [--messages N=2000]
 //!     [--folders N=10] [--avg-size BYTES=20000] [--big] [--large N=0]
 //!     [--target imap|maildir|graph=imap] [--separator /|.] [--seed N=1]
-//!     [--emulator PATH] [--time-scale F=1] [--write-mode auto|import-mime|json]
+//!     [--emulator PATH] [--time-scale F=1] [--requests-per-10-minutes N=10000] [--write-mode auto|import-mime|json]
 //!     [--compress] [--no-condstore-port]
 //! ```
 //!
@@ -148,6 +148,12 @@ struct Args {
     /// Retry-After runs at this fraction of real time).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// graph: the request budget per mailbox and (scaled) 10-minute window,
+    /// both in the emulator and in cutover's config (Exchange: 10,000). A
+    /// small budget lets hundreds of mailboxes run at their full budget
+    /// without the machine, rather than the pacing, being what binds.
+    #[arg(long, default_value_t = 10_000)]
+    requests_per_10_minutes: u64,
     /// graph: cutover's write_mode in the generated config.
     #[arg(long, value_enum, default_value_t = WriteMode::Auto)]
     write_mode: WriteMode,
@@ -237,7 +243,7 @@ fn emulator_path(args: &Args) -> Result<PathBuf, String> {
 
 /// Starts the emulator on a free loopback port with Exchange Online's real
 /// limits (its defaults), the given clock scale and one mailbox per login.
-fn start_emulator(path: &Path, time_scale: f64, logins: &[String]) -> Result<Emulator, String> {
+fn start_emulator(path: &Path, args: &Args, logins: &[String]) -> Result<Emulator, String> {
     let mut child = Command::new(path)
         .args([
             "--listen",
@@ -249,7 +255,9 @@ fn start_emulator(path: &Path, time_scale: f64, logins: &[String]) -> Result<Emu
         ])
         .args(["--client-secret-env", GRAPH_SECRET_ENV])
         .arg("--time-scale")
-        .arg(time_scale.to_string())
+        .arg(args.time_scale.to_string())
+        .arg("--rate-limit-requests")
+        .arg(args.requests_per_10_minutes.to_string())
         .arg("--mailboxes")
         .arg(logins.join(","))
         .env(GRAPH_SECRET_ENV, GRAPH_SECRET)
@@ -420,7 +428,7 @@ fn setup(args: &Args, dir: &Path, cancel: &AtomicBool) -> Option<Lab> {
     };
     let graph = (args.target == TargetKind::Graph).then(|| {
         let emulator = emulator_path(args)
-            .and_then(|path| start_emulator(&path, args.time_scale, &logins))
+            .and_then(|path| start_emulator(&path, args, &logins))
             .unwrap_or_else(|e| panic!("{e}"));
         eprintln!(
             "lab: Graph emulator on {} (time scale {})",
@@ -538,6 +546,7 @@ fn write_files(args: &Args, dir: &Path, lab: &Lab) -> std::io::Result<()> {
             )
             .unwrap();
             writeln!(toml, "limits_time_scale = {}", args.time_scale).unwrap();
+            writeln!(toml, "requests_per_10_minutes = {}", args.requests_per_10_minutes).unwrap();
         }
         (Some(target), None) => {
             writeln!(toml, "kind = \"imap\"").unwrap();

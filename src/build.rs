@@ -112,6 +112,9 @@ pub struct Copy {
     pub in_flight: InFlightBudget,
     pub retry: RetryPolicy,
     pub pace: PaceLimits,
+    /// What each mailbox is waiting on, sampled by the run for progress,
+    /// events and the state DB (shared by the passes of `migrate --every`).
+    pub waits: crate::wait::Waits,
     pub deletions: Deletions,
 }
 
@@ -222,6 +225,23 @@ fn pim(settings: &PimSettings, graph: Option<&Arc<GraphTarget>>) -> Result<Pim, 
 /// Builds a migration of `users` mailboxes.
 pub fn migration(settings: &Settings, users: usize) -> Result<Migration, StartError> {
     let run = &settings.run;
+    let mailboxes_at_once = run.parallel_users.min(users);
+    let connections_per_user = plan::connections_per_mailbox(
+        run.connections_per_user,
+        settings.limits.pace.connections_per_user,
+        settings
+            .source
+            .endpoint()
+            .map(|_| settings.limits.pace.connections_per_source_host),
+        mailboxes_at_once,
+    );
+    if connections_per_user < run.connections_per_user {
+        tracing::info!(
+            "{mailboxes_at_once} mailboxes at once share the source's {} connections (max_connections_per_source_host): {connections_per_user} per mailbox instead of connections_per_user = {}",
+            settings.limits.pace.connections_per_source_host,
+            run.connections_per_user
+        );
+    }
     // A Graph target is built once and shared with contacts and calendars.
     let graph = match &settings.target {
         TargetSettings::Graph(graph) => Some(Arc::new(
@@ -240,17 +260,18 @@ pub fn migration(settings: &Settings, users: usize) -> Result<Migration, StartEr
         scope: scope_rules(settings)?,
         copy: Copy {
             parallel_users: run.parallel_users,
-            connections_per_user: run.connections_per_user,
+            connections_per_user,
             batch_messages: run.batch_messages,
             batch_bytes: plan::batch_bytes_within_budget(
                 run.batch_bytes,
                 run.max_in_flight_bytes,
-                run.parallel_users.min(users),
-                run.connections_per_user,
+                mailboxes_at_once,
+                connections_per_user,
             ),
             in_flight: InFlightBudget::new(run.max_in_flight_bytes),
             retry: RetryPolicy::new(run.max_attempts),
             pace: PaceLimits::new(&settings.limits.pace),
+            waits: crate::wait::Waits::default(),
             deletions: Deletions {
                 mirror: run.mirror_deletions,
                 max_percent: run.max_delete_percent,

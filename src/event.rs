@@ -59,6 +59,17 @@ pub enum Event {
         delay_ms: u64,
         reason: String,
     },
+    /// What the mailbox waits on changed (sampled every second): `on` is
+    /// the limit that binds it now (`source_slot`, `in_flight_bytes`,
+    /// `target_budget`, `throttled`, `source_rate`, `login_rate`), `None`
+    /// once it waits on nothing. Times are Unix seconds; `until` is known
+    /// only when a server said how long to wait.
+    Waiting {
+        user: String,
+        on: Option<String>,
+        since: i64,
+        until: Option<i64>,
+    },
     UserFinished {
         user: String,
         state: String,

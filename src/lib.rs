@@ -49,3 +49,4 @@ pub mod target;
 pub mod transform;
 pub mod utf7;
 pub mod verify;
+pub mod wait;

@@ -186,6 +186,13 @@ impl Limits {
         Slot(vec![user_slot, host_slot])
     }
 
+    /// Whether connections to `host` are waiting for a slot: a mailbox
+    /// then gives its connection back between fetches rather than keeping
+    /// it idle while its messages are uploaded.
+    pub fn source_host_contended(&self, host: &str) -> bool {
+        self.hosts.waiting(host) > 0
+    }
+
     /// Waits until `messages` messages of `bytes` bytes may be read.
     pub async fn before_source_read(&self, messages: u64, bytes: u64) {
         take_both(&self.source_messages, messages, &self.source_bytes, bytes).await;
@@ -217,7 +224,23 @@ async fn take_both(count: &Option<Arc<Budget>>, n: u64, size: &Option<Arc<Budget
 /// at once for each key.
 pub struct Slots {
     per_key: usize,
-    keys: Mutex<HashMap<String, Arc<Semaphore>>>,
+    keys: Mutex<HashMap<String, Arc<KeySlots>>>,
+}
+
+/// The slots of one key, and how many are waiting for one.
+struct KeySlots {
+    free: Arc<Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one waiter for as long as it waits (also when its wait is
+/// abandoned).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Slots {
@@ -228,24 +251,43 @@ impl Slots {
         }
     }
 
-    /// Waits until a slot for `key` is free and takes it.
+    fn key(&self, key: &str) -> Arc<KeySlots> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.entry(key.to_owned())
+            .or_insert_with(|| {
+                Arc::new(KeySlots {
+                    free: Arc::new(Semaphore::new(self.per_key)),
+                    waiting: Default::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Waits until a slot for `key` is free and takes it (first come,
+    /// first served).
     pub async fn acquire(&self, key: &str) -> OwnedSemaphorePermit {
-        let semaphore = {
-            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            keys.entry(key.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_key)))
-                .clone()
-        };
-        semaphore
+        let slots = self.key(key);
+        slots.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _counted = Waiting(&slots.waiting);
+        slots
+            .free
+            .clone()
             .acquire_owned()
             .await
             .expect("slot semaphores are never closed")
     }
 
+    /// How many are waiting for a slot of `key` right now.
+    pub fn waiting(&self, key: &str) -> usize {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.get(key)
+            .map_or(0, |s| s.waiting.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Slots of `key` held right now.
     pub fn in_use(&self, key: &str) -> usize {
         let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.get(key).map_or(0, |s| self.per_key - s.available_permits())
+        keys.get(key).map_or(0, |s| self.per_key - s.free.available_permits())
     }
 }
 
@@ -320,6 +362,12 @@ impl NotBefore {
         let until = (*self.until.lock().unwrap_or_else(|p| p.into_inner()))?;
         let now = tokio::time::Instant::now();
         (until > now).then(|| until - now)
+    }
+
+    /// When the gate opens, on the wall clock, if it is closed (for
+    /// reports; waiting goes by [`NotBefore::wait`]).
+    pub fn opens_at(&self) -> Option<std::time::SystemTime> {
+        self.remaining().map(|left| std::time::SystemTime::now() + left)
     }
 
     /// Waits until the gate is open. Re-checks after each sleep, because

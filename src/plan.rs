@@ -117,6 +117,25 @@ pub fn batch_bytes_within_budget(
         .min(configured)
 }
 
+/// How many source connections (and workers) each mailbox copies with:
+/// `configured` (`connections_per_user`), or fewer, so that the mailboxes
+/// running at once fit within the source host's connection cap (`None`: a
+/// source without one, such as a Takeout file) and the per-user cap, one
+/// connection each at least. Without this, the first mailboxes to start
+/// take every slot of the host, several each, and the others wait idle
+/// for them; with it, every mailbox gets its first connection before any
+/// gets a second. (A mailbox keeps its target busy with one connection:
+/// targets that can write several messages at once do so.)
+pub fn connections_per_mailbox(
+    configured: usize,
+    per_user_cap: usize,
+    host_cap: Option<usize>,
+    mailboxes_at_once: usize,
+) -> usize {
+    let fair_share = host_cap.map_or(usize::MAX, |cap| cap / mailboxes_at_once.max(1));
+    configured.min(per_user_cap).min(fair_share).max(1)
+}
+
 /// Groups the copy list into per-folder batches of at most `max_messages`
 /// messages and about `max_bytes` bytes (a single larger message gets a
 /// batch of its own), keeping the newest-first order of first appearance.
@@ -322,5 +341,19 @@ mod tests {
         let b = batches(&cs, &[0, 1], 100, 100);
         assert_eq!(b.len(), 2);
         assert_eq!(b[0].items, vec![0]);
+    }
+
+    #[test]
+    fn mailboxes_at_once_share_the_source_hosts_connections_one_each_before_any_gets_more() {
+        // 20 mailboxes, 100 slots: the configured 4 each.
+        assert_eq!(connections_per_mailbox(4, 10, Some(100), 20), 4);
+        // 100 mailboxes, 100 slots: one each, not 4 for the first 25.
+        assert_eq!(connections_per_mailbox(4, 10, Some(100), 100), 1);
+        assert_eq!(connections_per_mailbox(4, 10, Some(100), 40), 2);
+        // More mailboxes than slots: still one (they wait for a slot).
+        assert_eq!(connections_per_mailbox(4, 10, Some(100), 200), 1);
+        // The per-user cap, and a source without a host cap.
+        assert_eq!(connections_per_mailbox(4, 2, Some(100), 1), 2);
+        assert_eq!(connections_per_mailbox(8, 10, None, 500), 8);
     }
 }

@@ -22,6 +22,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::event::{Event, PimFinished};
+use crate::wait::WaitOn;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -99,6 +100,9 @@ pub struct Board {
     /// finished with them (`[contacts_calendars]`).
     pim: Option<PimFinished>,
     active: BTreeMap<String, Active>,
+    /// What each waiting mailbox waits on (a `WaitOn` name), from
+    /// `waiting` events.
+    waiting: BTreeMap<String, String>,
     /// `migrate --every`: "pass N finished in …", said together with
     /// what comes next (the next pass, or the stop).
     finished_pass: Option<String>,
@@ -119,6 +123,7 @@ impl Board {
             failed: 0,
             pim: None,
             active: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             finished_pass: None,
         }
     }
@@ -221,6 +226,13 @@ impl Board {
                     *delay_ms as f64 / 1000.0
                 ))
             }
+            Event::Waiting { user, on, .. } => {
+                match on {
+                    Some(on) => self.waiting.insert(user.clone(), on.clone()),
+                    None => self.waiting.remove(user),
+                };
+                None
+            }
             Event::UserFinished {
                 user,
                 state,
@@ -236,6 +248,7 @@ impl Board {
                 ..
             } => {
                 self.users_finished += 1;
+                self.waiting.remove(user);
                 let pim_failed = pim.as_ref().is_some_and(|p| p.contacts_failed + p.events_failed > 0);
                 if error.is_some() || *failed > 0 || pim_failed {
                     self.users_failed += 1;
@@ -329,8 +342,9 @@ impl Board {
             .as_ref()
             .map(|p| format!("  contacts {}  events {}", p.contacts_written, p.events_written))
             .unwrap_or_default();
+        let waiting = self.waiting_words().map(|w| format!("  {w}")).unwrap_or_default();
         format!(
-            "mailboxes {}/{} ({} active)  messages {}/{}  {}/{}  {:.0} msg/s{pim}  skipped {}  failed {}  ETA {eta}",
+            "mailboxes {}/{} ({} active)  messages {}/{}  {}/{}  {:.0} msg/s{pim}  skipped {}  failed {}  ETA {eta}{waiting}",
             self.users_finished,
             self.users,
             self.active.len(),
@@ -342,6 +356,26 @@ impl Board {
             self.skipped,
             self.failed,
         )
+    }
+
+    /// "waiting: 8 on target budget, 4 on source slot" (the binding limit
+    /// first), or `None` when no mailbox waits.
+    pub fn waiting_words(&self) -> Option<String> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for on in self.waiting.values() {
+            *counts.entry(on.as_str()).or_default() += 1;
+        }
+        let mut parts = Vec::new();
+        for on in WaitOn::BY_PRIORITY {
+            if let Some(n) = counts.remove(on.as_str()) {
+                parts.push(format!("{n} on {}", on.words()));
+            }
+        }
+        parts.extend(counts.iter().map(|(on, n)| format!("{n} on {}", WaitOn::words_of(on))));
+        Some(format!("waiting: {}", parts.join(", ")))
     }
 
     /// One line per mailbox being copied, in a stable order.
@@ -358,6 +392,9 @@ impl Board {
                     human_bytes(a.bytes),
                     a.copied as f64 / secs,
                 );
+                if let Some(on) = self.waiting.get(user) {
+                    line.push_str(&format!("  waiting on {}", WaitOn::words_of(on)));
+                }
                 if let Some((since, reason)) = &a.throttled {
                     line.push_str(&format!(
                         "  throttled for {} ({reason})",
@@ -699,6 +736,62 @@ mod tests {
 
         board.apply(&copied("a@x", "INBOX", 1, 10), at(t0, 71));
         assert!(!board.mailbox_lines(at(t0, 72))[0].1.contains("throttled"));
+    }
+
+    #[test]
+    fn the_overall_line_counts_the_waiting_mailboxes_by_what_binds_them() {
+        let t0 = Instant::now();
+        let mut board = Board::new(t0);
+        let waiting = |user: &str, on: Option<&str>| Event::Waiting {
+            user: user.into(),
+            on: on.map(str::to_owned),
+            since: 1_700_000_000,
+            until: None,
+        };
+        for user in ["a@x", "b@x", "c@x", "d@x"] {
+            board.apply(&Event::UserStarted { user: user.into() }, t0);
+        }
+        assert!(!board.overall_line(t0).contains("waiting"));
+        board.apply(&waiting("a@x", Some("source_slot")), t0);
+        board.apply(&waiting("b@x", Some("target_budget")), t0);
+        board.apply(&waiting("c@x", Some("target_budget")), t0);
+        board.apply(&waiting("d@x", Some("login_rate")), t0);
+        let overall = board.overall_line(t0);
+        assert!(
+            overall.ends_with("  waiting: 2 on target budget, 1 on source slot, 1 on login rate"),
+            "{overall}"
+        );
+        assert!(board.mailbox_lines(t0)[0].1.ends_with("  waiting on source slot"));
+        board.apply(&waiting("b@x", None), t0);
+        board.apply(&waiting("d@x", Some("throttled")), t0);
+        let overall = board.overall_line(t0);
+        assert!(
+            overall.ends_with("  waiting: 1 on server push-back, 1 on target budget, 1 on source slot"),
+            "{overall}"
+        );
+        board.apply(
+            &Event::UserFinished {
+                user: "a@x".into(),
+                state: "done".into(),
+                copied: 0,
+                bytes: 0,
+                failed: 0,
+                flags_updated: 0,
+                moved: 0,
+                renamed: 0,
+                deleted_kept: 0,
+                deleted: 0,
+                pim: None,
+                error: None,
+            },
+            t0,
+        );
+        board.apply(&waiting("c@x", None), t0);
+        board.apply(&waiting("d@x", None), t0);
+        assert!(
+            !board.overall_line(t0).contains("waiting"),
+            "a finished mailbox waits on nothing"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::checkpoint::{
 use crate::model::ItemKind;
 use crate::progress::{every_words, human_bytes, wait_words};
 use crate::report::{SyncPass, SyncReport, sync_passes};
+use crate::wait::WaitOn;
 
 #[derive(Serialize)]
 pub struct StatusReport {
@@ -256,7 +257,10 @@ pub fn render_table(report: &StatusReport) -> String {
             _ => out.push_str(&format!("{} ({})\n", s.words(), s.state_db)),
         }
     }
-    let header = [
+    // While a run goes: what each mailbox waits on, in a column of its own
+    // (left out when none waits).
+    let waits = report.users.iter().any(|u| u.status.waiting_on.is_some());
+    let mut header = vec![
         "USER",
         "STATE",
         "FOLDERS",
@@ -270,6 +274,9 @@ pub fn render_table(report: &StatusReport) -> String {
         "LAST SYNC DID",
         "LAST ERROR",
     ];
+    if waits {
+        header.insert(2, "WAITING ON");
+    }
     let mut rows: Vec<Vec<String>> = Vec::new();
     for u in &report.users {
         let s = &u.status;
@@ -279,7 +286,7 @@ pub fn render_table(report: &StatusReport) -> String {
             let reasons: Vec<String> = s.skipped_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
             format!("{} ({})", s.skipped, reasons.join(", "))
         };
-        rows.push(vec![
+        let mut row = vec![
             s.email.clone(),
             s.state.clone(),
             s.folders.to_string(),
@@ -295,10 +302,14 @@ pub fn render_table(report: &StatusReport) -> String {
             s.last_sync.clone().unwrap_or_else(|| "never".into()),
             u.last_sync_counts.as_ref().map(did).unwrap_or_default(),
             s.last_error.clone().unwrap_or_default(),
-        ]);
+        ];
+        if waits {
+            row.insert(2, waiting_words(s));
+        }
+        rows.push(row);
     }
     let t = &report.totals;
-    rows.push(vec![
+    let mut total = vec![
         format!("TOTAL ({} users)", t.users),
         format!("{} done", t.done),
         String::new(),
@@ -311,7 +322,12 @@ pub fn render_table(report: &StatusReport) -> String {
         String::new(),
         String::new(),
         String::new(),
-    ]);
+    ];
+    if waits {
+        let n = report.users.iter().filter(|u| u.status.waiting_on.is_some()).count();
+        total.insert(2, format!("{n} waiting"));
+    }
+    rows.push(total);
     out.push_str(&crate::table::aligned(&header, &rows));
     if !report.passes.is_empty() {
         out.push_str("\nSync passes (pass N: every user's Nth sync; per-user history: --json or cutover report)\n");
@@ -381,6 +397,15 @@ pub fn render_table(report: &StatusReport) -> String {
         }
     }
     out
+}
+
+/// "target budget since 2026-…" while the mailbox waits, else empty.
+fn waiting_words(s: &UserStatus) -> String {
+    match (&s.waiting_on, &s.waiting_since) {
+        (Some(on), Some(since)) => format!("{} since {since}", WaitOn::words_of(on)),
+        (Some(on), None) => WaitOn::words_of(on),
+        _ => String::new(),
+    }
 }
 
 /// What a sync did, in a few words ("nothing" when nothing changed).
@@ -468,6 +493,52 @@ mod tests {
         let pass2 = text.lines().find(|l| l.starts_with("2 ")).unwrap();
         let cells: Vec<&str> = pass2.split_whitespace().collect();
         assert_eq!(cells[cells.len() - 5..], ["2", "3", "1", "4", "5"], "{pass2}");
+    }
+
+    /// What a mailbox waits on shows while the run that wrote it beats,
+    /// and not once its heartbeat is stale (a killed run).
+    #[test]
+    fn status_shows_what_a_mailbox_waits_on_only_while_the_run_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        cp.begin_sync("a@x.test").unwrap();
+        cp.begin_sync("b@x.test").unwrap();
+        let quiet = collect(&path).unwrap();
+        assert!(!render_table(&quiet).contains("WAITING ON"));
+
+        let since = chrono::Utc::now().timestamp() - 42;
+        cp.set_waiting("a@x.test", Some("target_budget"), Some(since)).unwrap();
+        // Written but no heartbeat: not shown as going on.
+        assert_eq!(collect(&path).unwrap().users[0].status.waiting_on, None);
+        cp.waits_heartbeat().unwrap();
+        let report = collect(&path).unwrap();
+        let text = render_table(&report);
+        assert!(text.contains("WAITING ON"), "{text}");
+        let a = text.lines().find(|l| l.starts_with("a@x.test")).unwrap();
+        assert!(
+            a.contains(&format!("target budget since {}", format_time(since))),
+            "{a}"
+        );
+        assert!(text.contains("1 waiting"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["users"][0]["waiting_on"], "target_budget");
+        assert_eq!(json["users"][0]["waiting_since"], format_time(since));
+        assert!(json["users"][1]["waiting_on"].is_null());
+
+        // A heartbeat too old: the run is gone.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'waits_at'",
+                [(chrono::Utc::now().timestamp() - crate::checkpoint::WAITS_STALE_AFTER - 1).to_string()],
+            )
+            .unwrap();
+        assert_eq!(collect(&path).unwrap().users[0].status.waiting_on, None);
+        // The run ended: cleared.
+        cp.waits_heartbeat().unwrap();
+        cp.clear_waiting().unwrap();
+        assert!(!render_table(&collect(&path).unwrap()).contains("WAITING ON"));
     }
 
     /// A running loop's schedule shows above the table and in the JSON;

@@ -53,6 +53,7 @@ impl Emu {
             authority: self.base.clone(),
             write_mode: GraphWriteMode::Auto,
             max_concurrent_requests: 4,
+            max_concurrent_requests_per_app: None,
             requests_per_10_minutes: 10_000,
             upload_bytes_per_5_minutes: 157_286_400,
             limits_time_scale: 1.0,

@@ -62,6 +62,7 @@ impl Emu {
             authority: self.base.clone(),
             write_mode,
             max_concurrent_requests: 4,
+            max_concurrent_requests_per_app: None,
             requests_per_10_minutes: 10_000,
             upload_bytes_per_5_minutes: 157_286_400,
             limits_time_scale: 1.0,
@@ -1090,4 +1091,73 @@ async fn a_moved_copy_gets_a_new_id_and_its_old_id_is_a_404() {
         s.delete_message(&sorted, &id).await.unwrap();
         s.close().await;
     }
+}
+
+/// The messages of a batch go out several at once, up to the mailbox's
+/// `max_concurrent_requests`: one session alone keeps the mailbox's four
+/// requests busy, and every message is stored once, its result in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_written_several_messages_at_once_up_to_the_mailboxs_concurrency() {
+    let emu = Emu::start(&[]);
+    let target = emu.target(GraphWriteMode::Json);
+    let mut s = target.open(&user(USER)).await.unwrap();
+    let folder_id = s.ensure_folder(&folder(None, &["Batch"]), None).await.unwrap();
+    emu.faults(json!({"latency_ms": [150, 150]})).await;
+    let uploads: Vec<Upload> = (0..12)
+        .map(|i| {
+            let id = format!("<batch.{i}@example.com>");
+            upload(message(&id, &format!("Batch {i}")), "", 1_557_000_000 + i, Some(&id))
+        })
+        .collect();
+    let results = s.upload_many(&folder_id, &uploads).await;
+    assert_eq!(results.len(), 12);
+    let ids: Vec<String> = results.into_iter().map(|r| r.unwrap()).collect();
+    let dump = emu.dump(USER).await;
+    let messages = dump["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 12, "each message stored once");
+    for (i, id) in ids.iter().enumerate() {
+        let stored = messages.iter().find(|m| m["id"] == id.as_str()).unwrap();
+        assert_eq!(
+            stored["subject"],
+            format!("Batch {i}"),
+            "results come in the messages' order"
+        );
+    }
+    let stats = emu.stats().await;
+    assert_eq!(
+        stats["mailboxes"][USER]["max_concurrent"], 4,
+        "one session kept the mailbox's 4 requests in flight: {stats}"
+    );
+}
+
+/// `max_concurrent_requests_per_app`: the requests of all mailboxes
+/// together stay within the app-wide cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_app_cap_bounds_the_requests_in_flight_across_mailboxes() {
+    let emu = Emu::start(&[]);
+    let mut settings = emu.settings(GraphWriteMode::Json);
+    settings.max_concurrent_requests_per_app = Some(3);
+    let target = GraphTarget::new(settings).unwrap();
+    let users = ["alice@contoso.test", "bob@contoso.test", "carol@contoso.test"];
+    let mut sessions = Vec::new();
+    for u in users {
+        let mut s = target.open(&user(u)).await.unwrap();
+        let f = s.ensure_folder(&folder(None, &["Batch"]), None).await.unwrap();
+        sessions.push((s, f));
+    }
+    emu.faults(json!({"latency_ms": [100, 100]})).await;
+    let uploads: Vec<Upload> = (0..8)
+        .map(|i| {
+            let id = format!("<app.{i}@example.com>");
+            upload(message(&id, &format!("App {i}")), "", 1_557_000_000 + i, Some(&id))
+        })
+        .collect();
+    let all = futures::future::join_all(sessions.iter_mut().map(|(s, f)| s.upload_many(f, &uploads))).await;
+    for results in all {
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    }
+    let stats = emu.stats().await;
+    let global = stats["total"]["max_concurrent_global"].as_u64().unwrap();
+    assert!(global <= 3, "at most 3 requests in flight for the app: {global}");
+    assert!(global >= 2, "the mailboxes did share the app's 3 requests: {global}");
 }

@@ -141,6 +141,7 @@ fn graph_target(base: &str, write_mode: GraphWriteMode) -> Arc<dyn Target> {
         authority: base.to_owned(),
         write_mode,
         max_concurrent_requests: 4,
+        max_concurrent_requests_per_app: None,
         requests_per_10_minutes: 10_000,
         upload_bytes_per_5_minutes: 157_286_400,
         limits_time_scale: 1.0,

@@ -23,6 +23,10 @@ pub struct UserRow {
     pub throttled: u64,
     pub last_throttle: Option<i64>,
     pub last_throttle_reason: Option<String>,
+    /// What the mailbox waits on, as the run last wrote it (shown only
+    /// while the run goes: see [`Checkpoint::user_status`]).
+    pub waiting_on: Option<String>,
+    pub waiting_since: Option<i64>,
 }
 
 /// The schedule of `cutover migrate --every` (its `schedule` table; unix
@@ -256,7 +260,8 @@ impl Checkpoint {
     /// Every `users` row, by address.
     pub fn user_rows(&self) -> Result<Vec<UserRow>> {
         self.query_rows(
-            "SELECT email, state, last_sync, last_error, throttled, last_throttle, last_throttle_reason
+            "SELECT email, state, last_sync, last_error, throttled, last_throttle, last_throttle_reason,
+                waiting_on, waiting_since
              FROM users ORDER BY email",
             [],
             |r| {
@@ -268,6 +273,8 @@ impl Checkpoint {
                     throttled: r.get::<_, i64>(4)?.max(0) as u64,
                     last_throttle: r.get(5)?,
                     last_throttle_reason: r.get(6)?,
+                    waiting_on: r.get(7)?,
+                    waiting_since: r.get(8)?,
                 })
             },
         )

@@ -53,6 +53,7 @@ pub use recorder::Recorder;
 pub use records::Record;
 pub use schedule::{SCHEDULE_HEARTBEAT, SCHEDULE_STALE_AFTER};
 use schema::{SCHEMA, migrate_schema};
+pub use users::{WAITS_HEARTBEAT, WAITS_STALE_AFTER};
 
 /// Why the state DB could not be opened, read or written, in words for the
 /// admin (the path, SQLite's reason and what to do about it).

@@ -31,6 +31,14 @@ pub struct UserStatus {
     /// When the last of those was, and what the server said.
     pub last_throttle: Option<String>,
     pub last_throttle_reason: Option<String>,
+    /// What the mailbox waits on while a run goes (`source_slot`,
+    /// `in_flight_bytes`, `target_budget`, `throttled`, `source_rate`,
+    /// `login_rate`) and since when; `None` when it waits on nothing or no
+    /// run is going (then absent from the JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<String>,
 }
 
 /// A message that was skipped, failed or converted (copied in another
@@ -110,17 +118,25 @@ impl Checkpoint {
     pub fn user_status(&self, email: &str) -> Result<UserStatus> {
         let email = &super::user_key(email);
         type UserRow = (String, Option<i64>, Option<String>, i64, Option<i64>, Option<String>);
-        let (state, last_sync, last_error, throttled, last_throttle, last_throttle_reason): UserRow = self
-            .conn
-            .query_row(
-                "SELECT state, last_sync, last_error, throttled, last_throttle, last_throttle_reason
-                 FROM users WHERE email = ?1",
-                params![email],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )
-            .optional()
-            .map_err(self.err())?
-            .unwrap_or_else(|| ("pending".to_owned(), None, None, 0, None, None));
+        type WaitRow = (Option<String>, Option<i64>, Option<String>);
+        let ((state, last_sync, last_error, throttled, last_throttle, last_throttle_reason), wait): (UserRow, WaitRow) =
+            self.conn
+                .query_row(
+                    "SELECT state, last_sync, last_error, throttled, last_throttle, last_throttle_reason,
+                        waiting_on, waiting_since, (SELECT value FROM meta WHERE key = 'waits_at')
+                     FROM users WHERE email = ?1",
+                    params![email],
+                    |r| {
+                        Ok((
+                            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+                            (r.get(6)?, r.get(7)?, r.get(8)?),
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(self.err())?
+                .unwrap_or_else(|| (("pending".to_owned(), None, None, 0, None, None), (None, None, None)));
+        let (waiting_on, waiting_since) = super::users::current_wait(wait.0, wait.1, wait.2, super::now());
         let (folders, source_messages): (i64, Option<i64>) = self
             .conn
             .query_row(
@@ -139,6 +155,8 @@ impl Checkpoint {
             throttled: throttled.max(0) as u64,
             last_throttle: last_throttle.map(format_time),
             last_throttle_reason,
+            waiting_on,
+            waiting_since: waiting_since.map(format_time),
             ..Default::default()
         };
         let mut stmt = self

@@ -107,6 +107,10 @@ pub(super) fn migrate_schema(conn: &Connection) -> rusqlite::Result<()> {
         ("throttled", "INTEGER NOT NULL DEFAULT 0"),
         ("last_throttle", "INTEGER"),
         ("last_throttle_reason", "TEXT"),
+        // What the mailbox waits on while a run goes (`wait.rs`), since
+        // when; cleared when it finishes and when the run ends.
+        ("waiting_on", "TEXT"),
+        ("waiting_since", "INTEGER"),
     ] {
         let has: bool = conn.query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('users') WHERE name = ?1",

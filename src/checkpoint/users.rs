@@ -8,6 +8,32 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Checkpoint, CheckpointError, Result, SyncCounts, now};
 
+/// How often a run rewrites its waits' heartbeat, in seconds.
+pub const WAITS_HEARTBEAT: i64 = 10;
+
+/// Waits whose heartbeat is older than this (three missed beats) were left
+/// by a run that is no longer going; `status` and the dashboard leave them
+/// out.
+pub const WAITS_STALE_AFTER: i64 = 3 * WAITS_HEARTBEAT;
+
+/// The waits of a `users` row, as readers show them: only while the run
+/// that wrote them still beats (`heartbeat`, from `meta`, Unix seconds as
+/// text), at `now`.
+pub(super) fn current_wait(
+    on: Option<String>,
+    since: Option<i64>,
+    heartbeat: Option<String>,
+    now: i64,
+) -> (Option<String>, Option<i64>) {
+    let alive = heartbeat
+        .and_then(|h| h.parse::<i64>().ok())
+        .is_some_and(|at| now - at <= WAITS_STALE_AFTER);
+    match on {
+        Some(on) if alive => (Some(on), since),
+        _ => (None, None),
+    }
+}
+
 impl Checkpoint {
     pub fn ensure_user(&self, email: &str) -> Result<()> {
         let email = &super::user_key(email);
@@ -121,6 +147,45 @@ impl Checkpoint {
                 "UPDATE users SET throttled = throttled + 1, last_throttle = ?2, last_throttle_reason = ?3
                  WHERE email = ?1",
                 params![email, now(), reason],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// What `email` waits on now (a [`crate::wait::WaitOn`] name) and since
+    /// when (Unix seconds); `None` once it waits on nothing.
+    pub fn set_waiting(&self, email: &str, on: Option<&str>, since: Option<i64>) -> Result<()> {
+        let email = &super::user_key(email);
+        self.conn
+            .execute(
+                "UPDATE users SET waiting_on = ?2, waiting_since = ?3 WHERE email = ?1",
+                params![email, on, on.and(since)],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The run that writes the waits is alive: rewritten every
+    /// [`WAITS_HEARTBEAT`] seconds, so that readers show the waits only
+    /// while it is (a killed run leaves them behind).
+    pub fn waits_heartbeat(&self) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('waits_at', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![now().to_string()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// No mailbox waits on anything: at the start of a run (what a killed
+    /// one left) and at its end.
+    pub fn clear_waiting(&self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "UPDATE users SET waiting_on = NULL, waiting_since = NULL WHERE waiting_on IS NOT NULL;
+                 DELETE FROM meta WHERE key = 'waits_at';",
             )
             .map_err(self.err())?;
         Ok(())

@@ -16,6 +16,7 @@ use crate::model::{MessageKey, Upload};
 use crate::roster::UserJob;
 use crate::target::TargetSession;
 use crate::transform::{self, Marks};
+use crate::wait::WaitOn;
 
 use super::settle::{Fate, Place, settle};
 use super::{HeldSource, Shared, open_source, open_target};
@@ -161,7 +162,10 @@ pub(super) async fn copy_batch(
     while !remaining.is_empty() {
         let attempt_result = async {
             // After a push-back, every connection of the user waits it out.
-            gate.wait().await;
+            let waits = &shared.run.copy.waits;
+            waits
+                .wait_until(email, WaitOn::Throttled, gate.opens_at(), gate.wait())
+                .await;
             // The source connection (and its slots) comes before the memory
             // budget, so a worker waiting for a slot never holds bytes that
             // the workers holding slots need.
@@ -170,7 +174,13 @@ pub(super) async fn copy_batch(
             }
             // Memory bound: the batch's bytes are reserved before they are
             // fetched, and only while this attempt runs.
-            let _reserved = shared.run.copy.in_flight.reserve(work.bytes).await?;
+            let _reserved = waits
+                .wait(
+                    email,
+                    WaitOn::InFlightBytes,
+                    shared.run.copy.in_flight.reserve(work.bytes),
+                )
+                .await?;
             copy_items(shared, user, work, &mut remaining, source, target, stats).await
         }
         .await;
@@ -250,12 +260,9 @@ async fn copy_items(
     }
     let uids: Vec<u32> = remaining.iter().map(|i| i.uid).collect();
     let fetch_bytes: u64 = remaining.iter().map(|i| i.size).sum();
-    shared
-        .run
-        .copy
-        .pace
-        .before_source_read(uids.len() as u64, fetch_bytes)
-        .await;
+    let pace = &shared.run.copy.pace;
+    let read = pace.before_source_read(uids.len() as u64, fetch_bytes);
+    shared.run.copy.waits.wait(email, WaitOn::SourceRate, read).await;
     tracing::debug!(user = %email, folder = %work.folder_display, messages = uids.len(), bytes = work.bytes, "fetching batch");
     let mut bodies: HashMap<u32, bytes::Bytes> = HashMap::with_capacity(uids.len());
     source
@@ -308,6 +315,19 @@ async fn copy_items(
         settled.insert(item.uid);
     }
 
+    // Mailboxes are waiting for a connection to the source host: this one
+    // has its batch and needs the source no more until the next, so it
+    // gives its connection back instead of holding it idle while the
+    // target takes the batch (which, paced, takes far longer than the
+    // fetch). With more mailboxes at once than the host has connections
+    // for, they take turns at the source rather than half of them idling
+    // until the other half finished.
+    let host = shared.run.source.host_key(&user.source_login());
+    if shared.run.copy.pace.source_host_contended(&host)
+        && let Some(held) = source_slot.take()
+    {
+        super::release_source(held).await;
+    }
     let target = target_slot.as_mut().expect("just opened");
     let mut to_upload: Vec<(Upload, &Item)> = Vec::with_capacity(remaining.len());
     // Each outcome keeps its upload: the checkpoint learns the Message-ID
@@ -346,12 +366,12 @@ async fn copy_items(
     if !stopped_early && !to_upload.is_empty() {
         let uploads: Vec<Upload> = to_upload.iter().map(|(u, _)| u.clone()).collect();
         let upload_bytes: u64 = uploads.iter().map(|u| u.raw.len() as u64).sum();
-        shared
+        let write = shared
             .run
             .copy
             .pace
-            .before_target_write(uploads.len() as u64, upload_bytes)
-            .await;
+            .before_target_write(uploads.len() as u64, upload_bytes);
+        shared.run.copy.waits.wait(email, WaitOn::TargetBudget, write).await;
         let mut results = target.upload_many(&work.target_ref, &uploads).await.into_iter();
         for (key, note) in target.take_conversions() {
             conversions.insert(key.uid, note);
@@ -398,9 +418,14 @@ async fn copy_items(
                 tracing::warn!(user = %email, folder = %work.folder_display, uid = item.uid, "message failed: {e}");
                 Fate::Failed { reason: e.message }
             }
+            // Not settled: tried again, looked up first. Those after it
+            // are settled all the same (a target writing several at once
+            // answers each of them).
             Err(e) => {
-                result = Err(e);
-                break;
+                if result.is_ok() || e.kind == ErrorKind::Fatal {
+                    result = Err(e);
+                }
+                continue;
             }
         };
         settle(shared, work.place(email), item.uid, fate);

@@ -33,6 +33,7 @@ use crate::pace::Held;
 use crate::roster::UserJob;
 use crate::source::Session as SourceSession;
 use crate::target::TargetSession;
+use crate::wait::{WaitOn, Waiting, unix_now};
 
 pub use every::migrate_every;
 
@@ -193,13 +194,24 @@ async fn pass(
     let db = Checkpoint::open(&run.state_path)?;
     if !dry_run {
         db.claim_shard(run.shard.as_deref())?;
+        // Waits a killed run left behind are not this run's.
+        db.clear_waiting()?;
     }
+    // The target's own pacing (Graph's per-mailbox budgets) reports its
+    // waits into the same registry.
+    run.target.report_waits(run.copy.waits.clone());
     let (recorder, recorder_thread) = Recorder::start(&run.state_path)?;
     events.send(Event::RunStarted {
         users: users.len(),
         target: run.target.describe(),
     });
     let parallel = run.copy.parallel_users;
+    // The names the users file gives, for the waits' events (the registry
+    // keys them as the state DB does).
+    let names: std::collections::HashMap<String, String> = users
+        .iter()
+        .map(|u| (checkpoint::user_key(&u.email), u.email.clone()))
+        .collect();
     let shared = Arc::new(Shared {
         run,
         db: Mutex::new(db),
@@ -208,6 +220,9 @@ async fn pass(
         stop: stop.clone(),
         dry_run,
     });
+
+    let (stop_sampling, sampling_stopped) = tokio::sync::oneshot::channel();
+    let sampler = tokio::spawn(sample_waits(shared.clone(), names, sampling_stopped));
 
     let results: Vec<UserResult> = build::each_user(
         users,
@@ -222,6 +237,8 @@ async fn pass(
     )
     .await;
 
+    let _ = stop_sampling.send(());
+    let _ = sampler.await;
     let flushed = recorder.flush().await;
     drop(recorder);
     drop(shared);
@@ -380,9 +397,15 @@ fn finish(shared: &Shared, sync_id: Option<i64>, user: &UserJob, r: UserResult) 
             deleted_kept: r.deleted_kept,
             deleted_mirrored: r.deleted,
         };
-        let _ = shared.db(|cp| cp.finish_sync(id, &user.email, r.state, &counts, r.error.as_deref()));
+        let _ = shared.db(|cp| {
+            cp.finish_sync(id, &user.email, r.state, &counts, r.error.as_deref())?;
+            cp.set_waiting(&user.email, None, None)
+        });
     } else {
-        let _ = shared.db(|cp| cp.set_user_state(&user.email, r.state, r.error.as_deref()));
+        let _ = shared.db(|cp| {
+            cp.set_user_state(&user.email, r.state, r.error.as_deref())?;
+            cp.set_waiting(&user.email, None, None)
+        });
     }
     // A mailbox that failed is an error even for `-q`; a partial or
     // interrupted one resumes on the next run.
@@ -424,7 +447,15 @@ async fn with_retries<T, Fut: Future<Output = Result<T, Error>>>(
                 match shared.run.copy.retry.delay(attempt, &e) {
                     Some(d) => {
                         note_wait(shared, email, d, &e);
-                        tokio::time::sleep(d).await;
+                        if matches!(e.kind, ErrorKind::Throttled(_)) {
+                            let until = std::time::SystemTime::now() + d;
+                            let waits = &shared.run.copy.waits;
+                            waits
+                                .wait_until(email, WaitOn::Throttled, Some(until), tokio::time::sleep(d))
+                                .await;
+                        } else {
+                            tokio::time::sleep(d).await;
+                        }
                     }
                     None => return Err(e),
                 }
@@ -445,11 +476,17 @@ async fn open_source(shared: &Shared, user: &UserJob, retry: bool) -> Result<Hel
     let pace = &shared.run.copy.pace;
     let login = user.source_login();
     let host = shared.run.source.host_key(&login);
-    let slot = pace.source_connection(&host, &user.email).await;
-    let gate = pace.user_gate(&user.email);
+    let waits = &shared.run.copy.waits;
+    let email = user.email.as_str();
+    let slot = waits
+        .wait(email, WaitOn::SourceSlot, pace.source_connection(&host, email))
+        .await;
+    let gate = pace.user_gate(email);
     let attempt = || async {
-        gate.wait().await;
-        pace.before_login().await;
+        waits
+            .wait_until(email, WaitOn::Throttled, gate.opens_at(), gate.wait())
+            .await;
+        waits.wait(email, WaitOn::LoginRate, pace.before_login()).await;
         shared.run.source.open(&login).await
     };
     let session = if retry {
@@ -511,5 +548,83 @@ fn note_wait(shared: &Shared, email: &str, delay: Duration, e: &Error) {
 fn record_throttle(shared: &Shared, email: &str, e: &Error) {
     if let Err(db) = shared.db(|cp| cp.note_throttle(email, &e.message)) {
         tracing::warn!(user = %email, "cannot record the throttling: {db}");
+    }
+}
+
+/// Every second, what each mailbox waits on ([`crate::wait`]): a change is
+/// sent as a `waiting` event and written to the user's row, and the rows'
+/// heartbeat is rewritten every [`checkpoint::WAITS_HEARTBEAT`] seconds so
+/// readers can tell a going run's waits from a killed one's. Once `stop`
+/// fires, every mailbox still shown waiting is said to wait on nothing and
+/// the rows are cleared.
+async fn sample_waits(
+    shared: Arc<Shared>,
+    names: std::collections::HashMap<String, String>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let waits = shared.run.copy.waits.clone();
+    let name = |key: &str| names.get(key).cloned().unwrap_or_else(|| key.to_owned());
+    let mut shown: std::collections::HashMap<String, Waiting> = std::collections::HashMap::new();
+    let mut beat_at: Option<i64> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {}
+        }
+        let now = waits.snapshot();
+        let mut changes: Vec<(String, Option<Waiting>)> = now
+            .iter()
+            .filter(|(user, w)| shown.get(*user).map(|s| s.on) != Some(w.on))
+            .map(|(user, w)| (user.clone(), Some(*w)))
+            .collect();
+        changes.extend(
+            shown
+                .keys()
+                .filter(|user| !now.contains_key(*user))
+                .map(|user| (user.clone(), None)),
+        );
+        let at = unix_now();
+        for (user, w) in &changes {
+            shared.events.send(Event::Waiting {
+                user: name(user),
+                on: w.map(|w| w.on.as_str().to_owned()),
+                since: w.map_or(at, |w| w.since),
+                until: w.and_then(|w| w.until),
+            });
+            match w {
+                Some(w) => shown.insert(user.clone(), *w),
+                None => shown.remove(user),
+            };
+        }
+        let beat = beat_at.is_none_or(|b| at - b >= checkpoint::WAITS_HEARTBEAT);
+        if shared.dry_run || (changes.is_empty() && !beat) {
+            continue;
+        }
+        let written = shared.db(|cp| {
+            for (user, w) in &changes {
+                cp.set_waiting(user, w.map(|w| w.on.as_str()), w.map(|w| w.since))?;
+            }
+            cp.waits_heartbeat()
+        });
+        match written {
+            Ok(()) => beat_at = Some(at),
+            Err(e) => tracing::warn!("cannot record what the mailboxes wait on: {e}"),
+        }
+    }
+    let at = unix_now();
+    for user in shown.keys() {
+        shared.events.send(Event::Waiting {
+            user: name(user),
+            on: None,
+            since: at,
+            until: None,
+        });
+    }
+    if !shared.dry_run
+        && let Err(e) = shared.db(|cp| cp.clear_waiting())
+    {
+        tracing::warn!("cannot clear what the mailboxes waited on: {e}");
     }
 }

@@ -75,6 +75,9 @@ pub struct Totals {
     pub throttled: u64,
     /// Users that were ever told so.
     pub throttled_users: u64,
+    /// Users waiting on a limit right now, per limit (`target_budget`, …),
+    /// while a run goes.
+    pub waiting: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contacts: Option<PimFigures>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -267,7 +270,10 @@ impl Refresher {
             return Ok(None);
         };
         let version = cp.data_version()?;
-        let unchanged = self.data_version == Some(version) && previous.refreshed.is_some();
+        // Waits shown are read again even when nothing changed: once the run
+        // that wrote them stops beating, they are no longer shown.
+        let waits_shown = previous.users.iter().any(|u| u.status.waiting_on.is_some());
+        let unchanged = self.data_version == Some(version) && previous.refreshed.is_some() && !waits_shown;
         // Every user again once a minute, if anything changed at all.
         let full = !unchanged && self.last_full.is_none_or(|t| t.elapsed() >= FULL_REFRESH);
         // The chart is read again once the DB changed since it was (at most
@@ -306,7 +312,12 @@ impl Refresher {
         for row in rows {
             let syncs = histories.get(row.email.as_str()).map(Vec::as_slice).unwrap_or(&[]);
             let running = syncs.last().filter(|s| s.finished.is_none());
-            let dirty = full || running.is_some() || self.cache.get(&row.email).is_none_or(|c| c.row != row);
+            let dirty = full
+                || running.is_some()
+                || self
+                    .cache
+                    .get(&row.email)
+                    .is_none_or(|c| c.row != row || c.status.waiting_on.is_some());
             if dirty {
                 let status = cp.user_status(&row.email)?;
                 let pim = |kind| -> Result<Option<PimFigures>, CheckpointError> {
@@ -442,6 +453,9 @@ pub fn assemble(
         totals.deleted_on_source += s.deleted_on_source;
         totals.throttled += s.throttled;
         totals.throttled_users += u64::from(s.throttled > 0);
+        if let Some(on) = &s.waiting_on {
+            *totals.waiting.entry(on.clone()).or_default() += 1;
+        }
         *states.entry(s.state.clone()).or_default() += 1;
         for (total, figures) in [(&mut totals.contacts, &u.contacts), (&mut totals.events, &u.events)] {
             if let Some(f) = figures {
@@ -485,6 +499,51 @@ pub fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mailbox's wait shows in its row and the totals while the run
+    /// beats, and is gone once the heartbeat is stale although nothing
+    /// else in the DB changed (a killed run).
+    #[test]
+    fn waits_show_while_the_run_beats_and_go_when_it_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        cp.begin_sync("a@x.test").unwrap();
+        cp.begin_sync("b@x.test").unwrap();
+        cp.set_waiting("a@x.test", Some("source_slot"), Some(1_700_000_000))
+            .unwrap();
+        // A heartbeat that goes stale two seconds from now.
+        let beat = chrono::Utc::now().timestamp() - crate::checkpoint::WAITS_STALE_AFTER + 1;
+        cp.waits_heartbeat().unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE meta SET value = ?1 WHERE key = 'waits_at'", [beat.to_string()])
+            .unwrap();
+        let mut refresher = Refresher {
+            path: path.clone(),
+            cp: Some(Checkpoint::open_read_only(&path).unwrap()),
+            data_version: None,
+            cache: HashMap::new(),
+            last_full: None,
+            throughput: Throughput::default(),
+            throughput_read: None,
+            throughput_took: Duration::ZERO,
+            throughput_version: None,
+        };
+        let first = refresher.tick(&Snapshot::default());
+        let a = first.users.iter().find(|u| u.status.email == "a@x.test").unwrap();
+        assert_eq!(a.status.waiting_on.as_deref(), Some("source_slot"));
+        assert_eq!(first.totals.waiting.get("source_slot"), Some(&1));
+        let json = serde_json::to_value(&first.totals).unwrap();
+        assert_eq!(json["waiting"]["source_slot"], 1);
+
+        // The run dies: nothing in the DB changes any more, but its
+        // heartbeat grows old.
+        std::thread::sleep(Duration::from_millis(2100));
+        let second = refresher.tick(&first);
+        assert!(second.users.iter().all(|u| u.status.waiting_on.is_none()));
+        assert!(second.totals.waiting.is_empty());
+    }
 
     #[test]
     fn the_schedule_reads_as_words() {

@@ -112,6 +112,14 @@ pub trait Target: Send + Sync {
         let _ = (user, labels);
         async move { Ok(None) }.boxed()
     }
+
+    /// Where a target that paces itself (Graph's per-mailbox budgets, its
+    /// Retry-After gate) reports what each mailbox waits on; called once
+    /// by the run before any session is opened. The default, for targets
+    /// without pacing of their own, does nothing.
+    fn report_waits(&self, waits: crate::wait::Waits) {
+        let _ = waits;
+    }
 }
 
 /// Writes into one mailbox.

@@ -68,6 +68,14 @@
     return e;
   }
   const td = (text, cls, title) => el("td", { class: cls, title: title, text: text == null ? "" : String(text) });
+  // What a mailbox waits on while a run goes ("target budget"), or "".
+  const WAIT_WORDS = {
+    throttled: "server push-back", target_budget: "target budget", in_flight_bytes: "in-flight bytes",
+    source_slot: "source slot", source_rate: "source rate", login_rate: "login rate",
+  };
+  function waitingOn(u) {
+    return u.waiting_on ? (WAIT_WORDS[u.waiting_on] || u.waiting_on) : "";
+  }
   function badge(state) { return el("span", { class: "state " + stateClass(state), text: state }); }
   function fillBody(table, rows, empty) {
     const body = $(table).tBodies[0];
@@ -120,6 +128,9 @@
       card("Deleted on source", num(t.deleted_on_source), "copies kept in the target"),
       card("Throttled", num(t.throttled), num(t.throttled_users) + " users told to slow down", t.throttled ? "warn" : ""),
     ];
+    const waiting = Object.entries(t.waiting || {});
+    if (waiting.length) cards.push(card("Waiting", num(waiting.reduce((a, [, n]) => a + n, 0)),
+      waiting.map(([on, n]) => num(n) + " on " + (WAIT_WORDS[on] || on)).join(", ")));
     if (t.contacts) cards.push(card("Contacts written", num(t.contacts.written), num(t.contacts.failed) + " failed, " + num(t.contacts.with_notes) + " with notes", t.contacts.failed ? "bad" : ""));
     if (t.events) cards.push(card("Events written", num(t.events.written), num(t.events.failed) + " failed, " + num(t.events.with_notes) + " with notes", t.events.failed ? "bad" : ""));
     $("cards").replaceChildren(...cards);
@@ -210,7 +221,7 @@
     const rows = d.rows.map((u) => {
       const skippedWhy = Object.entries(u.skipped_by_reason || {}).map(([r, n]) => n + " " + r).join(", ");
       const tr = el("tr", { "data-email": u.email, class: u.email === view.user ? "selected" : null },
-        td(u.email), el("td", {}, badge(u.state)), progressCell(u),
+        td(u.email), el("td", {}, badge(u.state)), td(waitingOn(u), null, u.waiting_since ? "since " + time(u.waiting_since) : null), progressCell(u),
         td(num(u.copied), "n"), td(num(u.source_messages), "n"), td(num(u.skipped), "n", skippedWhy || null),
         td(num(u.failed), "n"), td(bytes(u.bytes_copied), "n"), td(rate(u.last_rate), "n"),
         td(num(u.throttled), "n", u.last_throttle ? "last " + time(u.last_throttle) + ": " + (u.last_throttle_reason || "") : null),
@@ -248,6 +259,7 @@
     $("detail-title").textContent = u.email;
     const facts = [
       ["State", u.state + (u.running_since ? ", syncing since " + time(u.running_since) : "")],
+      ["Waiting on", u.waiting_on ? waitingOn(u) + (u.waiting_since ? " since " + time(u.waiting_since) : "") : "–"],
       ["Progress", pct(u.progress) + ": " + num(u.copied) + " copied, " + num(u.skipped) + " skipped, " + num(u.failed) + " failed of " + num(u.source_messages) + " in " + num(u.folders) + " folders"],
       ["Size", bytes(u.bytes_copied) + " copied of " + bytes(u.source_bytes)],
       ["Skipped because", Object.entries(u.skipped_by_reason || {}).map(([r, n]) => n + " " + r).join(", ") || "–"],

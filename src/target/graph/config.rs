@@ -38,6 +38,10 @@ pub struct GraphSettings {
     pub write_mode: GraphWriteMode,
     /// Requests in flight at once per target mailbox.
     pub max_concurrent_requests: usize,
+    /// Requests in flight at once for the whole app, all mailboxes
+    /// together; `None`: no such cap (Exchange counts concurrency per app
+    /// and mailbox, which is the default reading).
+    pub max_concurrent_requests_per_app: Option<usize>,
     /// Requests per target mailbox in any 10-minute window.
     pub requests_per_10_minutes: u32,
     /// Request body bytes (POST, PATCH, PUT) per mailbox in any 5 minutes.
@@ -81,6 +85,8 @@ pub struct GraphTargetSection {
     write_mode: GraphWriteMode,
     #[serde(default = "default_graph_concurrency")]
     max_concurrent_requests: usize,
+    #[serde(default)]
+    max_concurrent_requests_per_app: usize,
     #[serde(default = "default_graph_requests")]
     requests_per_10_minutes: u32,
     #[serde(default = "default_graph_upload_bytes")]
@@ -193,6 +199,12 @@ pub fn graph_settings(
             g.max_concurrent_requests
         ));
     }
+    if g.max_concurrent_requests_per_app > 100_000 {
+        return Err(format!(
+            "[target] max_concurrent_requests_per_app = {} is out of range (0 for no cap, else 1 to 100000)",
+            g.max_concurrent_requests_per_app
+        ));
+    }
     if g.requests_per_10_minutes == 0 {
         return Err("[target] requests_per_10_minutes must be at least 1".into());
     }
@@ -216,6 +228,8 @@ pub fn graph_settings(
         authority,
         write_mode: g.write_mode,
         max_concurrent_requests: g.max_concurrent_requests,
+        max_concurrent_requests_per_app: (g.max_concurrent_requests_per_app > 0)
+            .then_some(g.max_concurrent_requests_per_app),
         requests_per_10_minutes: g.requests_per_10_minutes,
         upload_bytes_per_5_minutes: g.upload_bytes_per_5_minutes,
         limits_time_scale: g.limits_time_scale,
@@ -275,6 +289,7 @@ mod tests {
         assert_eq!(g.authority, "https://login.microsoftonline.com");
         assert_eq!(g.write_mode, GraphWriteMode::Auto);
         assert_eq!(g.max_concurrent_requests, 4);
+        assert_eq!(g.max_concurrent_requests_per_app, None);
         assert_eq!(g.requests_per_10_minutes, 10_000);
         assert_eq!(g.upload_bytes_per_5_minutes, 157_286_400);
         assert_eq!(g.limits_time_scale, 1.0);
@@ -391,5 +406,19 @@ mod tests {
         assert!(err.0.contains("encrypted"), "{err}");
         let err = parse(&format!("{GRAPH}client_secret_file = \"nope.txt\"\n"), &config, &env).unwrap_err();
         assert!(err.0.contains("nope.txt"), "{err}");
+    }
+
+    #[test]
+    fn a_per_app_concurrency_cap_is_off_unless_set() {
+        let with = parse_str(&format!(
+            "{GRAPH}client_secret_env = \"PW\"\nmax_concurrent_requests_per_app = 20\n"
+        ))
+        .unwrap();
+        assert_eq!(with.max_concurrent_requests_per_app, Some(20));
+        let zero = parse_str(&format!(
+            "{GRAPH}client_secret_env = \"PW\"\nmax_concurrent_requests_per_app = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(zero.max_concurrent_requests_per_app, None);
     }
 }

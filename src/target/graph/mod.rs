@@ -137,6 +137,10 @@ struct Inner {
     /// The admin was told to grant MailboxSettings.ReadWrite.
     warned_categories: AtomicBool,
     mailboxes: Mutex<HashMap<String, Arc<Mailbox>>>,
+    /// Where each mailbox's limits report their waits ([`Target::report_waits`]).
+    waits: std::sync::OnceLock<crate::wait::Waits>,
+    /// `max_concurrent_requests_per_app`, shared by every mailbox's limits.
+    app_requests: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Shared by the sessions writing into one mailbox.
@@ -178,6 +182,9 @@ impl GraphTarget {
             settings.timeout,
         );
         let http = Http::new(client, tokens, settings.timeout);
+        let app_requests = settings
+            .max_concurrent_requests_per_app
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         Ok(GraphTarget {
             inner: Arc::new(Inner {
                 http,
@@ -186,6 +193,8 @@ impl GraphTarget {
                 warned_dates: AtomicBool::new(false),
                 warned_categories: AtomicBool::new(false),
                 mailboxes: Mutex::new(HashMap::new()),
+                waits: std::sync::OnceLock::new(),
+                app_requests,
             }),
         })
     }
@@ -214,8 +223,15 @@ impl Inner {
         let mut map = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(email.to_ascii_lowercase())
             .or_insert_with(|| {
+                let limits = match &self.app_requests {
+                    Some(app) => MailboxLimits::new(&self.settings).sharing_app_cap(app.clone()),
+                    None => MailboxLimits::new(&self.settings),
+                };
                 Arc::new(Mailbox {
-                    limits: MailboxLimits::new(&self.settings),
+                    limits: match self.waits.get() {
+                        Some(waits) => limits.reporting(waits.clone(), email),
+                        None => limits,
+                    },
                     checked: tokio::sync::OnceCell::new(),
                     paths: Mutex::new(HashMap::new()),
                     moved: Mutex::new(HashMap::new()),
@@ -273,7 +289,7 @@ impl Target for GraphTarget {
                 users,
                 beta_users,
                 children: HashMap::new(),
-                conversions: Vec::new(),
+                conversions: Mutex::default(),
             };
             session.inner.check_mailbox(&session.mailbox, &session.users).await?;
             let session: Box<dyn TargetSession> = Box::new(session);
@@ -301,6 +317,11 @@ impl Target for GraphTarget {
         self.inner.register_labels(&user.email, labels).boxed()
     }
 
+    /// Each mailbox's limits report their waits ([`MailboxLimits::reporting`]).
+    fn report_waits(&self, waits: crate::wait::Waits) {
+        let _ = self.inner.waits.set(waits);
+    }
+
     fn describe(&self) -> String {
         let s = &self.inner.settings;
         format!(
@@ -326,10 +347,18 @@ struct GraphSession {
     children: HashMap<(String, String), String>,
     /// Messages stored in another form than the source's, for the report
     /// ([`TargetSession::take_conversions`]).
-    conversions: Vec<(MessageKey, String)>,
+    /// (A lock, as the messages of a batch are written several at once.)
+    conversions: Mutex<Vec<(MessageKey, String)>>,
 }
 
 impl GraphSession {
+    fn note_conversion(&self, conversion: (MessageKey, String)) {
+        self.conversions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conversion);
+    }
+
     async fn send(&self, call: &Call<'_>) -> std::result::Result<Reply, Failure> {
         self.inner.http.send(&self.mailbox.limits, call).await
     }
@@ -355,6 +384,10 @@ impl TargetSession for GraphSession {
 
     fn upload<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, String> {
         self.upload_to(folder, message).boxed()
+    }
+
+    fn upload_many<'a>(&'a mut self, folder: &'a str, messages: &'a [Upload]) -> BoxFuture<'a, Vec<Result<String>>> {
+        self.upload_all(folder, messages).boxed()
     }
 
     fn find<'a>(&'a mut self, folder: &'a str, message: &'a Upload) -> Pending<'a, Option<String>> {
@@ -402,7 +435,7 @@ impl TargetSession for GraphSession {
     }
 
     fn take_conversions(&mut self) -> Vec<(MessageKey, String)> {
-        std::mem::take(&mut self.conversions)
+        std::mem::take(self.conversions.get_mut().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {

@@ -42,6 +42,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
 use reqwest::Method;
 
 use super::api::{self, AttachmentPage, CreatedMessage, ListedAttachment, MessagePatch, UploadSession};
@@ -68,6 +69,35 @@ enum Created {
 }
 
 impl GraphSession {
+    /// `upload_many`: the messages of a batch written several at once, as
+    /// many as the mailbox may have requests in flight (its limits hold back
+    /// the rest), so that one source connection keeps a mailbox at its
+    /// budget; one at a time, a mailbox gets one request per round trip,
+    /// and with hundreds of mailboxes sharing the source's connection cap,
+    /// that is all most of them get. Results come in order, one for every
+    /// message. A message whose folder was deleted in Exchange meanwhile is
+    /// written again on its own, the folder made again first.
+    pub(super) async fn upload_all(&mut self, folder: &str, messages: &[Upload]) -> Vec<Result<String>> {
+        let current = self.current_folder(folder);
+        let width = self.inner.settings.max_concurrent_requests.max(1);
+        let this = &*self;
+        let writes: Vec<_> = messages
+            .iter()
+            .map(|message| this.write(&current, message).boxed())
+            .collect();
+        let written: Vec<std::result::Result<String, Failure>> =
+            futures::stream::iter(writes).buffered(width).collect().await;
+        let mut results = Vec::with_capacity(messages.len());
+        for (message, result) in messages.iter().zip(written) {
+            results.push(match result {
+                Ok(id) => Ok(id),
+                Err(f) if f.code == "ErrorItemNotFound" => self.upload_to(folder, message).await,
+                Err(f) => Err(f.error),
+            });
+        }
+        results
+    }
+
     /// `upload`: writes `message` into `folder`, making the folder again
     /// (once) if it was deleted in Exchange since it was made.
     pub(super) async fn upload_to(&mut self, folder: &str, message: &Upload) -> Result<String> {
@@ -90,7 +120,7 @@ impl GraphSession {
     }
 
     /// Writes one message with the mode in force.
-    async fn write(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+    async fn write(&self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
         if self.inner.json_now() {
             return self.write_json(folder, message).await;
         }
@@ -107,7 +137,7 @@ impl GraphSession {
                 self.inner.settings.upload_bytes_per_5_minutes
             );
             let id = self.write_json(folder, message).await?;
-            self.conversions.push((
+            self.note_conversion((
                 message.key.clone(),
                 format!(
                     "too large for one importMime request within Exchange's upload budget ({} bytes per 5 minutes): copied as JSON (body, headers and attachments kept; not byte-identical)",
@@ -147,7 +177,7 @@ impl GraphSession {
         }
     }
 
-    async fn write_mime(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+    async fn write_mime(&self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
         let encoded = encode_base64(message.raw.clone()).await;
         let url = format!("{}/mailFolders/{}/importMime", self.beta_users, seg(folder));
         let call = Call {
@@ -184,7 +214,7 @@ impl GraphSession {
         Ok(id)
     }
 
-    async fn write_json(&mut self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
+    async fn write_json(&self, folder: &str, message: &Upload) -> std::result::Result<String, Failure> {
         let built = build_json(message)
             .await
             .map_err(|e| Failure::plain(Error::item(format!("cannot convert the message to Graph JSON: {e}"))))?;
@@ -238,7 +268,7 @@ impl GraphSession {
             return Err(Failure::plain(e));
         }
         if built.cut_to_fit {
-            self.conversions.push((
+            self.note_conversion((
                 message.key.clone(),
                 format!(
                     "its body or header block was too large for one Graph request (4 MB): the item holds them cut short, with the complete original attached as {}",
@@ -266,12 +296,7 @@ impl GraphSession {
     /// The wait comes first: a create whose answer timed out may still be
     /// committed by Exchange moments later, and a lookup made at once would
     /// miss it and send the message a second time.
-    async fn create(
-        &mut self,
-        call: &Call<'_>,
-        folder: &str,
-        message: &Upload,
-    ) -> std::result::Result<Created, Failure> {
+    async fn create(&self, call: &Call<'_>, folder: &str, message: &Upload) -> std::result::Result<Created, Failure> {
         let mut attempt = 0;
         loop {
             let f = match self.send(call).await {
