@@ -769,23 +769,7 @@ mod tests {
             overall.ends_with("  waiting: 1 on server push-back, 1 on target budget, 1 on source slot"),
             "{overall}"
         );
-        board.apply(
-            &Event::UserFinished {
-                user: "a@x".into(),
-                state: "done".into(),
-                copied: 0,
-                bytes: 0,
-                failed: 0,
-                flags_updated: 0,
-                moved: 0,
-                renamed: 0,
-                deleted_kept: 0,
-                deleted: 0,
-                pim: None,
-                error: None,
-            },
-            t0,
-        );
+        board.apply(&finished_with("a@x", None), t0);
         board.apply(&waiting("c@x", None), t0);
         board.apply(&waiting("d@x", None), t0);
         assert!(

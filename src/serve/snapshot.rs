@@ -195,17 +195,7 @@ struct Cached {
 /// returns, so an unreadable DB is reported at once. The thread ends when
 /// `stop` is dropped or sent to.
 pub fn start(path: &Path, stop: std::sync::mpsc::Receiver<()>) -> Result<Shared, CheckpointError> {
-    let mut refresher = Refresher {
-        path: path.to_path_buf(),
-        cp: Some(Checkpoint::open_read_only(path)?),
-        data_version: None,
-        cache: HashMap::new(),
-        last_full: None,
-        throughput: Throughput::default(),
-        throughput_read: None,
-        throughput_took: Duration::ZERO,
-        throughput_version: None,
-    };
+    let mut refresher = Refresher::open(path)?;
     let first = refresher.tick(&Snapshot::default());
     let shared: Shared = Arc::new(RwLock::new(Arc::new(first)));
     let writer = shared.clone();
@@ -231,6 +221,21 @@ pub fn start(path: &Path, stop: std::sync::mpsc::Receiver<()>) -> Result<Shared,
 }
 
 impl Refresher {
+    /// A refresher over the state DB at `path`, opened read-only.
+    fn open(path: &Path) -> Result<Refresher, CheckpointError> {
+        Ok(Refresher {
+            path: path.to_path_buf(),
+            cp: Some(Checkpoint::open_read_only(path)?),
+            data_version: None,
+            cache: HashMap::new(),
+            last_full: None,
+            throughput: Throughput::default(),
+            throughput_read: None,
+            throughput_took: Duration::ZERO,
+            throughput_version: None,
+        })
+    }
+
     /// A new snapshot, or `previous` with the error when the DB could not
     /// be read (the connection is opened again next time).
     fn tick(&mut self, previous: &Snapshot) -> Snapshot {
@@ -519,17 +524,7 @@ mod tests {
             .unwrap()
             .execute("UPDATE meta SET value = ?1 WHERE key = 'waits_at'", [beat.to_string()])
             .unwrap();
-        let mut refresher = Refresher {
-            path: path.clone(),
-            cp: Some(Checkpoint::open_read_only(&path).unwrap()),
-            data_version: None,
-            cache: HashMap::new(),
-            last_full: None,
-            throughput: Throughput::default(),
-            throughput_read: None,
-            throughput_took: Duration::ZERO,
-            throughput_version: None,
-        };
+        let mut refresher = Refresher::open(&path).unwrap();
         let first = refresher.tick(&Snapshot::default());
         let a = first.users.iter().find(|u| u.status.email == "a@x.test").unwrap();
         assert_eq!(a.status.waiting_on.as_deref(), Some("source_slot"));
